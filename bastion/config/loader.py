@@ -1,0 +1,148 @@
+"""Build ``Settings`` from defaults, a YAML file and ``BASTION_*`` environment variables.
+
+Precedence, lowest first: built-in defaults, the YAML file (Bastion's own shape or LiteLLM's
+``model_list``), environment variables. ``BASTION_SERVER__PORT=9000`` sets ``server.port``;
+values are read as YAML scalars, so ``true``, ``3`` and ``[a, b]`` mean what they look like.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from bastion.config import litellm_compat
+from bastion.config.errors import ConfigError
+from bastion.config.settings import ModelSettings, Settings
+
+ENV_PREFIX = "BASTION_"
+DEFAULT_CONFIG_FILE = "bastion.yaml"
+# Environment variables that steer loading itself, or belong to other parts of the product.
+_NOT_SETTINGS = {"BASTION_CONFIG"}
+
+LOCAL_CHAT_MODEL = "local/smollm2"
+LOCAL_EMBEDDING_MODEL = "local/minilm"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot be read ({exc.strerror or exc})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path}: not valid YAML ({exc})") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: the top level must be a mapping")
+    return data
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in _NOT_SETTINGS:
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        if not all(path):
+            raise ConfigError(f"{name}: malformed setting name")
+        if path[0] not in Settings.model_fields:
+            raise ConfigError(f"{name}: unknown setting {'.'.join(path)!r}")
+        try:
+            parsed = yaml.safe_load(value) if value else value
+        except yaml.YAMLError:
+            parsed = value
+        node = overrides
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{name}: conflicts with another BASTION_ variable")
+        node[path[-1]] = parsed
+    return overrides
+
+
+def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{loc}: {message}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _add_local_models(settings: Settings, user_defined_models: bool) -> None:
+    """Register the embedded models unless the config already uses their names."""
+    if not settings.local.enabled:
+        return
+    taken = {n for m in settings.models for n in (m.name, *m.aliases)}
+    if LOCAL_CHAT_MODEL not in taken:
+        aliases = [] if user_defined_models else [a for a in ("default", "gpt-4o-mini") if a not in taken]
+        settings.models.append(
+            ModelSettings(
+                name=LOCAL_CHAT_MODEL,
+                aliases=aliases,
+                deployments=[{"provider": "local", "model": "smollm2", "id": "local-smollm2"}],
+            )
+        )
+    if settings.local.embeddings_enabled and LOCAL_EMBEDDING_MODEL not in taken:
+        aliases = [] if user_defined_models or "text-embedding-3-small" in taken else ["text-embedding-3-small"]
+        settings.models.append(
+            ModelSettings(
+                name=LOCAL_EMBEDDING_MODEL,
+                kind="embedding",
+                aliases=aliases,
+                deployments=[{"provider": "local", "model": "minilm", "id": "local-minilm"}],
+            )
+        )
+
+
+def resolve_config_path(explicit: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    if environ.get("BASTION_CONFIG"):
+        return Path(environ["BASTION_CONFIG"])
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def load_settings(
+    config_path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Load, merge and validate configuration; raise ``ConfigError`` naming any bad key."""
+    environ = os.environ if environ is None else environ
+    path = resolve_config_path(config_path, environ)
+    raw: dict[str, Any] = _read_yaml(path) if path is not None else {}
+    if litellm_compat.is_litellm_config(raw):
+        native = {k: v for k, v in raw.items() if k in Settings.model_fields and k not in ("models", "router")}
+        raw = _deep_merge(litellm_compat.convert(raw), native)
+    elif path is not None:
+        # Keys LiteLLM users carry over (general_settings, ...) are harmless only in LiteLLM files.
+        unknown = [k for k in raw if k not in Settings.model_fields]
+        if unknown:
+            raise ConfigError(f"invalid configuration:\n  {unknown[0]}: unknown key")
+    merged = _deep_merge(raw, _env_overrides(environ))
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc)) from None
+    _add_local_models(settings, user_defined_models=bool(settings.models))
+    return settings

@@ -1,0 +1,130 @@
+"""The one interface every provider implements, and the data that crosses it.
+
+Inside Bastion a chat call is always in the OpenAI chat-completions shape (plain dicts, as the
+wire carries them): the Anthropic dialect is translated to it on the way in and back on the way
+out, and each provider translates it to its upstream's native API. Dicts rather than models keep
+the common OpenAI-to-OpenAI path free of copying; the HTTP layer has validated them already.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from bastion.config.settings import DeploymentSettings, TimeoutSettings
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    #: True when counted by Bastion's tokenizer because the provider reported none.
+    estimated: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_openai(self) -> dict[str, Any]:
+        usage: dict[str, Any] = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+        if self.cached_tokens:
+            usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        return usage
+
+    @classmethod
+    def from_openai(cls, usage: dict[str, Any] | None) -> Usage | None:
+        if not isinstance(usage, dict):
+            return None
+        details = usage.get("prompt_tokens_details") or {}
+        return cls(
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            cached_tokens=int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
+        )
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """A chat call in the OpenAI shape. ``body['model']`` is rewritten per deployment by providers."""
+
+    body: dict[str, Any]
+    request_id: str
+    stream: bool = False
+
+
+@dataclass(slots=True)
+class ChatResponse:
+    """A complete answer: an OpenAI ``chat.completion`` object and its token usage."""
+
+    body: dict[str, Any]
+    usage: Usage | None = None
+
+
+@dataclass(slots=True)
+class EmbeddingResponse:
+    vectors: list[list[float]]
+    usage: Usage | None = None
+
+
+@dataclass(slots=True)
+class Deployment:
+    """A configured upstream model, as the router and providers see it."""
+
+    id: str
+    alias: str
+    settings: DeploymentSettings
+    timeouts: TimeoutSettings
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def provider(self) -> str:
+        return self.settings.provider
+
+    @property
+    def model(self) -> str:
+        return self.settings.model
+
+
+#: A stream of OpenAI ``chat.completion.chunk`` dicts. The last chunk carries ``usage`` when known.
+ChunkStream = AsyncIterator[dict[str, Any]]
+
+
+class Provider(abc.ABC):
+    """One upstream deployment. Instances are built once at start-up and live for the process.
+
+    Errors are raised as ``bastion.errors.UpstreamError`` subclasses with ``retryable`` set, so
+    the router can decide about retries without knowing the provider.
+    """
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Acquire long-lived resources (HTTP pools, models). Called once before serving."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release what ``start`` acquired."""
+
+    @abc.abstractmethod
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        """Return a complete answer."""
+
+    @abc.abstractmethod
+    def stream_chat(self, request: ChatRequest) -> ChunkStream:
+        """Return an async iterator of chunks. Nothing is sent upstream until it is first awaited."""
+
+    async def embed(self, inputs: list[str], request_id: str) -> EmbeddingResponse:
+        from bastion.errors import InvalidRequest
+
+        raise InvalidRequest(f"model {self.deployment.alias!r} does not support embeddings", param="model")
+
+    async def check_ready(self) -> bool:
+        """Whether the upstream is believed reachable (used by /readyz; must be cheap)."""
+        return True
