@@ -90,6 +90,86 @@ class ServerSettings(Strict):
     access_log: bool = False
 
 
+class DatabaseSettings(Strict):
+    pool_size: int = Field(10, ge=1)
+    max_overflow: int = Field(10, ge=0)
+    pool_timeout_s: float = Field(10.0, gt=0)
+    pool_recycle_s: float = Field(1800.0, gt=0)
+    echo: bool = False
+
+
+class JWTSettings(Strict):
+    """Bearer JWTs for users, as an alternative to API keys."""
+
+    enabled: bool = False
+    algorithms: list[Literal["HS256", "RS256"]] = Field(default_factory=lambda: ["HS256", "RS256"])
+    secret: str | None = Field(None, description="HS256 shared secret (literal or env:NAME).")
+    public_key: str | None = Field(None, description="RS256 public key: PEM text or a file path.")
+    issuer: str | None = None
+    audience: str | None = None
+    user_claim: str = Field("sub", description="Claim holding the user's id or email.")
+    tenant_claim: str = Field("tenant", description="Claim holding the tenant's name.")
+    leeway_s: float = Field(30.0, ge=0)
+
+
+class AuthSettings(Strict):
+    enabled: bool = Field(True, description="Require an API key or JWT on the model endpoints.")
+    default_tenant: str = Field("default", description="Tenant of anonymous calls when auth is off.")
+    cache_ttl_s: float = Field(60.0, ge=0, description="How long a verified key stays cached.")
+    jwt: JWTSettings = Field(default_factory=JWTSettings)
+
+
+class RateLimit(Strict):
+    rpm: int | None = Field(None, ge=1, description="Requests per minute.")
+    tpm: int | None = Field(None, ge=1, description="Tokens per minute.")
+
+
+class LimitsSettings(Strict):
+    enabled: bool = True
+    backend: Literal["auto", "memory", "redis"] = Field("auto", description="auto: redis when redis_url is set.")
+    on_redis_failure: Literal["open", "closed"] = Field(
+        "open", description="open: fall back to a per-process limiter; closed: refuse with 503."
+    )
+    key: RateLimit = Field(default_factory=RateLimit)
+    user: RateLimit = Field(default_factory=RateLimit)
+    tenant: RateLimit = Field(default_factory=RateLimit)
+
+
+class BudgetScopes(Strict):
+    key: float | None = Field(None, gt=0)
+    user: float | None = Field(None, gt=0)
+    tenant: float | None = Field(None, gt=0)
+
+
+class BudgetSettings(Strict):
+    enabled: bool = True
+    max_request_usd: float | None = Field(0.50, gt=0, description="Pre-flight cap on one request's cost.")
+    daily_usd: BudgetScopes = Field(default_factory=lambda: BudgetScopes(tenant=100.0))
+    monthly_usd: BudgetScopes = Field(default_factory=BudgetScopes)
+    default_completion_tokens: int = Field(
+        4096, ge=1, description="Completion tokens assumed by the pre-flight estimate when max_tokens is unset."
+    )
+
+
+class PriceSettings(Strict):
+    input_per_mtok: float = Field(0.0, ge=0)
+    output_per_mtok: float = Field(0.0, ge=0)
+    cached_input_per_mtok: float | None = Field(None, ge=0)
+    max_output_tokens: int | None = Field(None, ge=1)
+
+
+class LedgerSettings(Strict):
+    enabled: bool = True
+    default_mode: Literal["full", "redacted", "metadata"] = Field(
+        "full", description="What content is kept when a tenant sets nothing."
+    )
+    journal_dir: Path | None = Field(None, description="Defaults to <data_dir>/journal.")
+    queue_size: int = Field(10_000, ge=1)
+    batch_size: int = Field(500, ge=1)
+    flush_interval_s: float = Field(0.2, gt=0)
+    fsync: bool = Field(False, description="fsync each journal append (survives power loss, costs latency).")
+
+
 class LoggingSettings(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     json_logs: bool = Field(True, alias="json")
@@ -102,6 +182,15 @@ class Settings(Strict):
     local: LocalModelSettings = Field(default_factory=LocalModelSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     data_dir: Path = Field(Path("./data"), description="Where the embedded database and keys live.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; SQLite in data_dir when unset.")
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    redis_url: str | None = Field(None, description="Shared state for several processes; in-process if unset.")
+    auto_migrate: bool | None = Field(None, description="Apply migrations at start (default: on for SQLite).")
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    budgets: BudgetSettings = Field(default_factory=BudgetSettings)
+    pricing: dict[str, PriceSettings] = Field(default_factory=dict, description="Overrides of the price table.")
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
 
     @field_validator("models")
     @classmethod

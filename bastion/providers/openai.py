@@ -78,12 +78,12 @@ class OpenAIProvider(Provider):
     async def _post(self, path: str, payload: bytes) -> aiohttp.ClientResponse:
         try:
             response = await self.session.post(self.api_base + path, data=payload, headers=self.headers)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise transport_error(exc, self.label) from None
         if response.status >= 400:
             try:
                 body = await response.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 body = b""
             finally:
                 response.release()
@@ -93,7 +93,7 @@ class OpenAIProvider(Provider):
     async def _read_json(self, response: aiohttp.ClientResponse) -> dict[str, Any]:
         try:
             body = await response.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise transport_error(exc, self.label) from None
         finally:
             response.release()
@@ -128,7 +128,7 @@ class OpenAIProvider(Provider):
                 if "error" in chunk and "choices" not in chunk:
                     raise UpstreamError(f"{self.label} reported an error mid-stream", retryable=False)
                 yield chunk
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise transport_error(exc, self.label) from None
         finally:
             if done:

@@ -1,0 +1,33 @@
+# One-command set-up: `make serve` installs everything and starts the gateway;
+# `make test` installs everything and runs the whole test suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install serve test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	# llama-cpp-python compiles from source on first install (several minutes); pip caches the wheel.
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --quiet -e '.[local,dev]'
+	touch $(STAMP)
+
+serve: install
+	$(BIN)/bastion serve $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest $(ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: install
+	bash bench/run_gateway_bench.sh $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,67 @@
+"""Anthropic-compatible endpoint: /v1/messages, translated to and from the internal OpenAI shape."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bastion.api.common import dialect_errors, gateway, new_context
+from bastion.dialects.anthropic import (
+    AnthropicStreamEncoder,
+    error_event,
+    openai_response_to_anthropic,
+    parse_anthropic_request,
+)
+from bastion.errors import BastionError
+from bastion.gateway.errors import error_payload
+from bastion.gateway.http import CancelOnDisconnect, ClientDisconnected, SSEResponse, json_response, read_json
+from bastion.providers.base import ChatResponse
+
+
+async def _encode_stream(chunks: AsyncIterator[dict[str, Any]], model: str, message_id: str) -> AsyncIterator[bytes]:
+    encoder = AnthropicStreamEncoder(model, message_id)
+    usage = None
+    try:
+        async for chunk in chunks:
+            if chunk.get("usage"):
+                from bastion.providers.base import Usage
+
+                usage = Usage.from_openai(chunk["usage"])
+            event = encoder.encode(chunk)
+            if event:
+                yield event
+    except BastionError as exc:
+        yield error_event(exc.message, error_payload(exc, "anthropic")["error"]["type"])
+        return
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+    yield encoder.finish(usage)
+
+
+@dialect_errors("anthropic")
+async def messages(request: Request) -> Response:
+    gw = gateway(request)
+    raw = await read_json(request, gw.settings.server.max_body_bytes)
+    body, info = parse_anthropic_request(raw)
+    extension = body.pop("bastion", None)
+    ctx = new_context(request, "anthropic", "chat", body, info["model"])
+    ctx.stream = bool(info.get("stream"))
+    if extension is not None:
+        ctx.annotations["bastion"] = extension
+    try:
+        async with CancelOnDisconnect(request.receive):
+            result = await gw.pipeline.chat(ctx)
+    except ClientDisconnected:
+        return Response(status_code=499)
+    message_id = "msg_" + ctx.request_id.removeprefix("req_")
+    headers = {"request-id": ctx.request_id}
+    if isinstance(result, ChatResponse):
+        return json_response(openai_response_to_anthropic(result.body, info["model"]), headers=headers)
+    return SSEResponse(_encode_stream(result, info["model"], message_id), headers=headers)
+
+
+routes = [Route("/v1/messages", messages, methods=["POST"])]

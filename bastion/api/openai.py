@@ -1,0 +1,116 @@
+"""OpenAI-compatible endpoints: /v1/chat/completions, /v1/embeddings, /v1/models."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import numpy as np
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bastion.api.common import dialect_errors, gateway, new_context
+from bastion.dialects.openai import encode_stream
+from bastion.dialects.openai_schema import validate_chat_request, validate_embedding_request
+from bastion.errors import InvalidRequest, ModelNotFound
+from bastion.gateway.http import CancelOnDisconnect, ClientDisconnected, SSEResponse, json_response, read_json
+from bastion.providers.base import ChatResponse
+
+
+@dialect_errors("openai")
+async def chat_completions(request: Request) -> Response:
+    gw = gateway(request)
+    body = await read_json(request, gw.settings.server.max_body_bytes)
+    parsed = validate_chat_request(body)
+    extension = body.pop("bastion", None)
+    ctx = new_context(request, "openai", "chat", body, parsed.model)
+    ctx.stream = bool(parsed.stream)
+    ctx.include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
+    if extension is not None:
+        ctx.annotations["bastion"] = extension
+    try:
+        async with CancelOnDisconnect(request.receive):
+            result = await gw.pipeline.chat(ctx)
+    except ClientDisconnected:
+        return Response(status_code=499)
+    if isinstance(result, ChatResponse):
+        return json_response(result.body)
+    return SSEResponse(encode_stream(result, ctx.include_usage))
+
+
+def _encode_vector(vector: list[float], encoding: str) -> list[float] | str:
+    if encoding == "base64":
+        # OpenAI's base64 format: little-endian float32, as the SDKs decode it.
+        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+    return vector
+
+
+@dialect_errors("openai")
+async def embeddings(request: Request) -> Response:
+    gw = gateway(request)
+    body = await read_json(request, gw.settings.server.max_body_bytes)
+    parsed = validate_embedding_request(body)
+    if isinstance(parsed.input, str):
+        inputs = [parsed.input]
+    elif all(isinstance(item, str) for item in parsed.input):
+        inputs = list(parsed.input)  # type: ignore[arg-type]
+    else:
+        raise InvalidRequest("Invalid request: input as token arrays is not supported; send text.", param="input")
+    if any(not text for text in inputs):
+        raise InvalidRequest("Invalid request: input must not contain empty strings.", param="input")
+    ctx = new_context(request, "openai", "embeddings", body, parsed.model)
+    try:
+        async with CancelOnDisconnect(request.receive):
+            result = await gw.pipeline.embed(ctx, inputs)
+    except ClientDisconnected:
+        return Response(status_code=499)
+    encoding = parsed.encoding_format or "float"
+    usage = result.usage
+    prompt_tokens = usage.prompt_tokens if usage else 0
+    return json_response(
+        {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": _encode_vector(vector, encoding)}
+                for i, vector in enumerate(result.vectors)
+            ],
+            "model": parsed.model,
+            "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+        }
+    )
+
+
+def _model_card(name: str, owner: str, created: int) -> dict[str, object]:
+    return {"id": name, "object": "model", "created": created, "owned_by": owner}
+
+
+@dialect_errors("openai")
+async def list_models(request: Request) -> Response:
+    gw = gateway(request)
+    created = int(gw.extras.get("started_at", time.time()))
+    data = [
+        _model_card(name, group.targets[0].deployment.provider, created) for name, group in gw.router.groups.items()
+    ]
+    return json_response({"object": "list", "data": data})
+
+
+@dialect_errors("openai")
+async def get_model(request: Request) -> Response:
+    gw = gateway(request)
+    name = request.path_params["model"]
+    group = gw.router.groups.get(name)
+    if group is None:
+        raise ModelNotFound(f"The model {name!r} does not exist.", param="model")
+    created = int(gw.extras.get("started_at", time.time()))
+    return json_response(_model_card(name, group.targets[0].deployment.provider, created))
+
+
+routes = [
+    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route("/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/embeddings", embeddings, methods=["POST"]),
+    Route("/embeddings", embeddings, methods=["POST"]),
+    Route("/v1/models", list_models, methods=["GET"]),
+    Route("/v1/models/{model:path}", get_model, methods=["GET"]),
+]

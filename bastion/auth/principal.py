@@ -1,0 +1,71 @@
+"""Who is calling: the principal every request resolves to, and what each role may do."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    DEVELOPER = "developer"
+    VIEWER = "viewer"
+    SERVICE = "service"
+
+
+class Permission(enum.StrEnum):
+    CALL_MODELS = "models:call"  # /v1/* and agent sessions
+    READ_LEDGER = "ledger:read"
+    READ_USAGE = "usage:read"
+    MANAGE_KEYS = "keys:manage"
+    MANAGE_USERS = "users:manage"
+    MANAGE_TENANT = "tenant:manage"
+    WRITE_PROMPTS = "prompts:write"
+    READ_PROMPTS = "prompts:read"  # metadata only
+    READ_PROMPT_PLAINTEXT = "prompts:read_plaintext"  # audited
+    REVIEW = "review:write"
+
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.ADMIN: frozenset(Permission),
+    Role.DEVELOPER: frozenset(
+        {
+            Permission.CALL_MODELS,
+            Permission.READ_LEDGER,
+            Permission.READ_USAGE,
+            Permission.WRITE_PROMPTS,
+            Permission.READ_PROMPTS,
+            Permission.REVIEW,
+        }
+    ),
+    Role.VIEWER: frozenset({Permission.READ_LEDGER, Permission.READ_USAGE, Permission.READ_PROMPTS}),
+    Role.SERVICE: frozenset({Permission.CALL_MODELS}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    tenant_id: str
+    tenant_name: str
+    role: Role
+    key_id: str | None = None
+    user_id: str | None = None
+    platform_admin: bool = False
+    #: How the caller proved itself: "api_key" or "jwt".
+    method: str = "api_key"
+    #: Effective per-principal settings (limits, budgets, ledger mode, guard policy) from tenant,
+    #: user and key, most specific last.
+    tenant_settings: dict[str, Any] = field(default_factory=dict)
+    user_settings: dict[str, Any] = field(default_factory=dict)
+    key_settings: dict[str, Any] = field(default_factory=dict)
+
+    def can(self, permission: Permission) -> bool:
+        return permission in ROLE_PERMISSIONS[self.role]
+
+    @property
+    def actor(self) -> str:
+        """A stable label for audit logs."""
+        if self.key_id:
+            return f"key:{self.key_id}"
+        return f"user:{self.user_id}"

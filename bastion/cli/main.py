@@ -1,0 +1,85 @@
+"""The ``bastion`` command line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bastion.config.errors import ConfigError
+from bastion.config.loader import load_settings
+
+app = typer.Typer(help="Bastion: a secure, self-hosted AI gateway.", no_args_is_help=True)
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML config file (Bastion or LiteLLM format).")
+]
+
+
+def _load(config: Path | None):  # type: ignore[no-untyped-def]
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+) -> None:
+    """Start the gateway."""
+    import uvicorn
+
+    if config is not None:
+        os.environ["BASTION_CONFIG"] = str(config.resolve())
+    settings = _load(config)
+    server = settings.server
+    workers = workers or server.workers
+    typer.echo(
+        f"bastion: serving on http://{host or server.host}:{port or server.port} "
+        f"({workers} worker{'s' if workers > 1 else ''}); models: "
+        + ", ".join(sorted({m.name for m in settings.models})),
+        err=True,
+    )
+    uvicorn.run(
+        "bastion.gateway.asgi:create_from_env",
+        factory=True,
+        host=host or server.host,
+        port=port if port is not None else server.port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=server.access_log,
+        log_level=settings.logging.level,
+        timeout_graceful_shutdown=int(server.graceful_shutdown_s) or None,
+        timeout_keep_alive=30,
+    )
+
+
+@app.command("check-config")
+def check_config(config: ConfigOption = None) -> None:
+    """Validate the configuration and print the models it defines."""
+    settings = _load(config)
+    for model in settings.models:
+        names = ", ".join([model.name, *model.aliases])
+        targets = ", ".join(f"{d.provider}:{d.model}" for d in model.deployments)
+        typer.echo(f"{names} -> {targets}")
+    typer.echo("configuration is valid")
+
+
+def _mount_optional() -> None:
+    try:
+        from bastion.cli.guard import app as guard_app
+    except ImportError:
+        return
+    app.add_typer(guard_app, name="guard", help="Guard tools: evaluate detectors.")
+
+
+_mount_optional()

@@ -1,0 +1,42 @@
+"""OpenAI dialect output: chat completions as JSON and as ``data:`` server-sent events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from bastion.errors import BastionError
+
+DONE = b"data: [DONE]\n\n"
+
+
+def sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def error_event(error: BastionError) -> bytes:
+    # The OpenAI SDKs raise APIError when a data event carries an "error" object.
+    return sse({"error": {"message": error.message, "type": error.error_type, "code": error.code}})
+
+
+async def encode_stream(chunks: AsyncIterator[dict[str, Any]], include_usage: bool) -> AsyncIterator[bytes]:
+    """Encode chunks as OpenAI SSE; usage goes out only if the client asked for it."""
+    try:
+        async for chunk in chunks:
+            if "usage" in chunk and chunk["usage"] is not None:
+                if not include_usage:
+                    if not chunk.get("choices"):
+                        continue
+                    chunk = {k: v for k, v in chunk.items() if k != "usage"}
+            elif include_usage:
+                # OpenAI sends "usage": null on every chunk but the last when usage is requested.
+                chunk = {**chunk, "usage": None}
+            yield sse(chunk)
+    except BastionError as exc:
+        yield error_event(exc)
+        return
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+    yield DONE

@@ -1,0 +1,106 @@
+"""The ASGI application: routes, the request-id/overhead middleware and start-up/shut-down."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import structlog
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bastion.api import anthropic as anthropic_api
+from bastion.api import openai as openai_api
+from bastion.api import system as system_api
+from bastion.api.common import error_response, request_id
+from bastion.config.settings import Settings
+from bastion.errors import BastionError, NotFound
+from bastion.gateway.context import Timing, new_request_id
+from bastion.gateway.errors import dialect_for_path, error_body, error_headers
+from bastion.gateway.service import Gateway
+from bastion.observability.metrics import OVERHEAD
+
+log = structlog.get_logger("bastion.gateway")
+
+
+class GatewayMiddleware:
+    """Stamps every response with ``x-request-id`` and ``x-bastion-overhead-ms``, and turns any
+    exception that escaped an endpoint into the dialect's error JSON."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._overhead = {name: OVERHEAD.labels(endpoint=name) for name in ("v1", "admin", "system")}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        timing = Timing()
+        rid = new_request_id()
+        state = scope.setdefault("state", {})
+        state["timing"] = timing
+        state["request_id"] = rid
+        path: str = scope["path"]
+        histogram = self._overhead["v1" if path.startswith("/v1") else "admin" if path.startswith("/api") else "system"]
+        started = False
+
+        async def send_stamped(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                overhead_ms = timing.overhead_ms()
+                headers = list(message.get("headers") or ())
+                headers.append((b"x-request-id", rid.encode()))
+                headers.append((b"x-bastion-overhead-ms", f"{overhead_ms:.3f}".encode()))
+                message = {**message, "headers": headers}
+                histogram.observe(overhead_ms / 1000.0)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_stamped)
+        except Exception:
+            log.exception("unhandled_error", path=path, request_id=rid)
+            if not started:
+                error = BastionError("Internal error.")
+                dialect = dialect_for_path(path)
+                await send_stamped({"type": "http.response.start", "status": 500, "headers": error_headers(error, rid)})
+                await send_stamped({"type": "http.response.body", "body": error_body(error, dialect)})
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    dialect = dialect_for_path(request.url.path)
+    if exc.status_code == 404:
+        error = NotFound(f"No route for {request.method} {request.url.path}.")
+    elif exc.status_code == 405:
+        error = BastionError(f"Method {request.method} is not allowed here.", status=405, code="method_not_allowed")
+        error.error_type = "invalid_request_error"
+    else:
+        error = BastionError(str(exc.detail), status=exc.status_code)
+    return error_response(error, dialect, request_id(request))
+
+
+def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
+    gw = gateway or Gateway.build(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        gw.extras["started_at"] = time.time()
+        await gw.start()
+        try:
+            yield
+        finally:
+            await gw.stop()
+
+    app = Starlette(
+        routes=[*openai_api.routes, *anthropic_api.routes, *system_api.routes],
+        exception_handlers={HTTPException: _http_exception},
+        lifespan=lifespan,
+    )
+    app.state.gateway = gw
+    app.add_middleware(GatewayMiddleware)
+    return app

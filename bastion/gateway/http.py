@@ -1,0 +1,124 @@
+"""HTTP plumbing for the endpoints: bounded body reading, JSON and SSE responses, and cancelling
+the work of a request whose client has gone away."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from types import TracebackType
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from bastion.errors import InvalidRequest, PayloadTooLarge
+
+
+class ClientDisconnected(Exception):
+    """The client closed the connection; the work done for it has been cancelled."""
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    """Read and parse the body, refusing more than ``max_bytes`` (413) and bad JSON (400)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > max_bytes:
+                raise PayloadTooLarge(f"Request body is larger than the {max_bytes}-byte limit.")
+        except ValueError:
+            raise InvalidRequest("Invalid Content-Length header.") from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"Request body is larger than the {max_bytes}-byte limit.")
+        chunks.append(chunk)
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    if not body:
+        raise InvalidRequest("Request body is empty; a JSON object is expected.")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("Request body is not valid JSON.") from None
+
+
+def json_response(payload: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, headers=headers, media_type="application/json")
+
+
+class CancelOnDisconnect:
+    """Cancel the current task if the client disconnects while the block runs.
+
+    Starts a watcher on ``receive``; use it only after the request body has been read. Exit the
+    block before sending the last part of the response (the server reports a finished response
+    as a disconnect too). On a disconnect the block raises ``ClientDisconnected``.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._task: asyncio.Task[Any] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self.disconnected = False
+
+    async def _watch(self) -> None:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.disconnected = True
+                assert self._task is not None
+                self._task.cancel()
+                return
+
+    async def __aenter__(self) -> CancelOnDisconnect:
+        self._task = asyncio.current_task()
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        assert self._watcher is not None and self._task is not None
+        self._watcher.cancel()
+        if self.disconnected:
+            if self._task.cancelling():
+                self._task.uncancel()
+            raise ClientDisconnected() from None
+        return False
+
+
+class SSEResponse:
+    """A server-sent-events response whose producer is cancelled when the client goes away.
+
+    ``events`` yields ready-encoded event bytes; it is closed however the response ends.
+    """
+
+    def __init__(
+        self,
+        events: AsyncIterator[bytes],
+        headers: Mapping[str, str] | None = None,
+        status: int = 200,
+    ) -> None:
+        self.events = events
+        self.status = status
+        self.raw_headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+        ]
+        for name, value in (headers or {}).items():
+            self.raw_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": self.raw_headers})
+        try:
+            async with CancelOnDisconnect(receive):
+                async for event in self.events:
+                    await send({"type": "http.response.body", "body": event, "more_body": True})
+        except ClientDisconnected:
+            return
+        finally:
+            await self.events.aclose()  # type: ignore[attr-defined]
+        await send({"type": "http.response.body", "body": b"", "more_body": False})

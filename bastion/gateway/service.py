@@ -1,0 +1,94 @@
+"""The gateway's long-lived parts, built once per process from settings, and the stage order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from bastion.config.settings import Settings
+from bastion.gateway.pipeline import Pipeline, Stage
+from bastion.routing.build import build_router
+from bastion.routing.router import Router
+from bastion.store.db import Database
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+log = structlog.get_logger("bastion.gateway")
+
+
+def default_stages(gateway: Gateway) -> list[Stage]:
+    """The pipeline, in order (see docs/ARCHITECTURE.md). ``on_request`` runs top to bottom,
+    ``on_response``/``on_stream``/``on_complete`` bottom to top."""
+    from bastion.gateway.stages.auth import AuthStage
+    from bastion.gateway.stages.cost import CostStage
+    from bastion.gateway.stages.ledger import LedgerStage
+    from bastion.gateway.stages.limits import LimitsStage
+    from bastion.gateway.stages.metrics import MetricsStage
+    from bastion.gateway.stages.usage import UsageStage
+
+    return [
+        AuthStage(gateway),  # who is calling; rejects before anything is recorded
+        LedgerStage(gateway),  # completes last: records what every later stage decided
+        MetricsStage(),
+        LimitsStage(gateway),  # admits rate limits and budgets; settles with the real cost
+        CostStage(gateway),  # prices the usage (completes before limits settle)
+        UsageStage(),  # token counts and answer text, from the provider or our tokenizer
+    ]
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    router: Router
+    db: Database
+    redis: Redis | None = None
+    pipeline: Pipeline = field(init=False)
+    ready: bool = False
+    #: Services that stages share (auth resolver, ledger writer, ...), by name.
+    services: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, settings: Settings, *, stages: list[Stage] | None = None) -> Gateway:
+        redis = None
+        if settings.redis_url:
+            from bastion.store.redis import create_redis
+
+            redis = create_redis(settings.redis_url)
+        gateway = cls(
+            settings=settings, router=build_router(settings), db=Database.from_settings(settings), redis=redis
+        )
+        gateway.pipeline = Pipeline(stages if stages is not None else default_stages(gateway), gateway.router)
+        return gateway
+
+    @property
+    def auto_migrate(self) -> bool:
+        if self.settings.auto_migrate is not None:
+            return self.settings.auto_migrate
+        return self.db.is_sqlite
+
+    async def start(self) -> None:
+        if self.auto_migrate:
+            from bastion.store.migrate import upgrade
+
+            await upgrade(self.db.engine)
+        for stage in self.pipeline.stages:
+            await stage.start()
+        await self.router.start()
+        self.ready = True
+        log.info("gateway_started", models=sorted(self.router.groups), database=self.db.url)
+
+    async def stop(self) -> None:
+        self.ready = False
+        await self.router.aclose()
+        for stage in reversed(self.pipeline.stages):
+            try:
+                await stage.stop()
+            except Exception:
+                log.exception("stage_stop_failed", stage=stage.name)
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.db.dispose()

@@ -1,0 +1,79 @@
+"""Prometheus metrics. One registry per process; with several workers each worker exposes its own
+(scrape them through the load balancer or with ``PROMETHEUS_MULTIPROC_DIR`` semantics later)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+REQUESTS = Counter(
+    "bastion_requests",
+    "Requests answered, by endpoint, model alias, deployment and HTTP status.",
+    ("endpoint", "model", "deployment", "status"),
+    registry=REGISTRY,
+)
+LATENCY = Histogram(
+    "bastion_request_latency_seconds",
+    "Whole request latency as the client sees it (to the last byte).",
+    ("endpoint", "model"),
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+OVERHEAD = Histogram(
+    "bastion_overhead_seconds",
+    "Time spent in Bastion itself, excluding upstream waits and retry back-off.",
+    ("endpoint",),
+    buckets=_OVERHEAD_BUCKETS,
+    registry=REGISTRY,
+)
+TTFT = Histogram(
+    "bastion_time_to_first_token_seconds",
+    "Time from request arrival to the first streamed chunk sent.",
+    ("model",),
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+TOKENS = Counter(
+    "bastion_tokens",
+    "Tokens processed, by model alias and direction (input/output).",
+    ("model", "direction"),
+    registry=REGISTRY,
+)
+RETRIES = Counter(
+    "bastion_upstream_retries",
+    "Upstream attempts retried, by deployment and reason.",
+    ("deployment", "reason"),
+    registry=REGISTRY,
+)
+FALLBACKS = Counter(
+    "bastion_fallbacks",
+    "Requests moved to a fallback model alias.",
+    ("from_model", "to_model"),
+    registry=REGISTRY,
+)
+CIRCUIT_STATE = Gauge(
+    "bastion_circuit_state",
+    "Circuit breaker state per deployment: 0 closed, 1 half-open, 2 open.",
+    ("deployment",),
+    registry=REGISTRY,
+)
+IN_FLIGHT = Gauge(
+    "bastion_upstream_in_flight",
+    "Upstream calls in progress per deployment.",
+    ("deployment",),
+    registry=REGISTRY,
+)
+LOCAL_QUEUE = Gauge(
+    "bastion_local_queue_depth",
+    "Requests waiting for the embedded model.",
+    registry=REGISTRY,
+)
+
+
+def render() -> tuple[bytes, str]:
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

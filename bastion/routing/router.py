@@ -1,0 +1,310 @@
+"""The router: model alias -> deployment, with retries, back-off, fallbacks and circuit breakers.
+
+Retry policy, in order of precedence:
+- an error that is the caller's fault (invalid request, 400/413/422 from upstream) is raised at
+  once: no retry, no fallback, no breaker penalty;
+- retryable failures (connection errors, timeouts, 429, 5xx) are retried up to
+  ``router.retries`` times within the alias, preferring a deployment that has not failed yet;
+  the wait before a retry is exponential back-off with full jitter, and at least the upstream's
+  ``Retry-After`` when the same deployment is tried again;
+- when an alias is exhausted (or all its breakers are open) the fallback aliases are tried in
+  order; the last error is raised when nothing is left;
+- a stream is only retried until its first chunk has arrived: once bytes went to the client a
+  failure is reported in the stream, never silently replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import structlog
+
+from bastion.config.settings import RouterSettings
+from bastion.errors import BastionError, ModelNotFound, UpstreamError, UpstreamUnavailable
+from bastion.observability.metrics import FALLBACKS, RETRIES
+from bastion.providers.base import ChatRequest, ChatResponse, EmbeddingResponse
+from bastion.routing.strategies import make_strategy
+from bastion.routing.target import ModelGroup, Target
+
+log = structlog.get_logger("bastion.routing")
+T = TypeVar("T")
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class Attempt:
+    deployment: str
+    outcome: str  # "ok" | "error" | "cancelled"
+    duration_s: float
+    status: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class RouteTrace:
+    """What routing did for one request: for the ledger, metrics and the overhead figure."""
+
+    attempts: list[Attempt] = field(default_factory=list)
+    #: Seconds spent waiting on upstreams (including back-off sleeps); not Bastion's overhead.
+    upstream_s: float = 0.0
+    alias: str | None = None
+    deployment: str | None = None
+    upstream_model: str | None = None
+
+    @property
+    def retries(self) -> int:
+        return max(0, len(self.attempts) - 1)
+
+
+class Router:
+    def __init__(
+        self,
+        groups: dict[str, ModelGroup],
+        settings: RouterSettings,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        #: Every name a client may use (canonical names and aliases) -> its group.
+        self.groups = groups
+        self.settings = settings
+        self.strategy = make_strategy(settings.strategy)
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+
+    # -- lookup -------------------------------------------------------------------------------
+
+    def group(self, name: str, kind: str = "chat") -> ModelGroup:
+        group = self.groups.get(name)
+        if group is None:
+            raise ModelNotFound(f"The model {name!r} does not exist or you do not have access to it.", param="model")
+        if group.kind != kind:
+            raise ModelNotFound(f"The model {name!r} is not a {kind} model.", param="model")
+        return group
+
+    def unique_groups(self) -> list[ModelGroup]:
+        seen: dict[int, ModelGroup] = {}
+        for group in self.groups.values():
+            seen.setdefault(id(group), group)
+        return list(seen.values())
+
+    def targets(self) -> list[Target]:
+        return [t for g in self.unique_groups() for t in g.targets]
+
+    async def start(self) -> None:
+        await asyncio.gather(*(t.provider.start() for t in self.targets()))
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(t.provider.aclose() for t in self.targets()), return_exceptions=True)
+
+    # -- public calls ---------------------------------------------------------------------------
+
+    async def chat(self, request: ChatRequest, model: str, trace: RouteTrace) -> ChatResponse:
+        async def call(target: Target) -> ChatResponse:
+            return await target.provider.chat(request)
+
+        result, target = await self._run(model, "chat", trace, call)
+        self._finish(target, trace, ok=True)
+        return result
+
+    async def embed(self, inputs: list[str], model: str, request_id: str, trace: RouteTrace) -> EmbeddingResponse:
+        async def call(target: Target) -> EmbeddingResponse:
+            return await target.provider.embed(inputs, request_id)
+
+        result, target = await self._run(model, "embedding", trace, call)
+        self._finish(target, trace, ok=True)
+        return result
+
+    async def stream(self, request: ChatRequest, model: str, trace: RouteTrace) -> AsyncIterator[dict[str, Any]]:
+        """Open a stream and return it once its first chunk has arrived (so failures before the
+        first byte can still be retried and reported with a proper HTTP status)."""
+
+        async def call(target: Target) -> tuple[dict[str, Any], AsyncIterator[dict[str, Any]]]:
+            chunks = target.provider.stream_chat(request)
+            try:
+                first = await chunks.__anext__()
+            except StopAsyncIteration:
+                raise UpstreamError(f"upstream {target.id} sent an empty stream") from None
+            except BaseException:
+                await chunks.aclose()  # type: ignore[attr-defined]
+                raise
+            return first, chunks
+
+        (first, chunks), target = await self._run(model, "chat", trace, call)
+        return self._relay(first, chunks, target, trace)
+
+    # -- internals ------------------------------------------------------------------------------
+
+    async def _relay(
+        self,
+        first: dict[str, Any],
+        chunks: AsyncIterator[dict[str, Any]],
+        target: Target,
+        trace: RouteTrace,
+    ) -> AsyncIterator[dict[str, Any]]:
+        ok = False
+        try:
+            yield first
+            async for chunk in chunks:
+                yield chunk
+            ok = True
+        except BastionError as exc:
+            trace.attempts[-1].outcome = "error"
+            trace.attempts[-1].error = exc.message
+            raise
+        except Exception as exc:
+            log.exception("stream_failed", deployment=target.id)
+            trace.attempts[-1].outcome = "error"
+            trace.attempts[-1].error = exc.__class__.__name__
+            raise UpstreamError(f"upstream {target.id} stream failed", retryable=False) from None
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
+            self._finish(target, trace, ok=ok)
+
+    def _finish(self, target: Target, trace: RouteTrace, *, ok: bool) -> None:
+        target.end()
+        if ok:
+            target.breaker.record_success()
+        elif trace.attempts and trace.attempts[-1].outcome == "error":
+            target.breaker.record_failure()
+        else:
+            target.breaker.record_neutral()
+
+    def _pick(self, group: ModelGroup, failed: set[Target]) -> Target | None:
+        open_now = [t for t in group.targets if t.breaker.allows()]
+        fresh = [t for t in open_now if t not in failed]
+        candidates = fresh or open_now
+        if not candidates:
+            return None
+        target = self.strategy.choose(candidates)
+        return target if target.breaker.acquire() else None
+
+    def _backoff(self, retry_number: int) -> float:
+        ceiling = min(self.settings.backoff_max_s, self.settings.backoff_base_s * (2 ** (retry_number - 1)))
+        return self._rng.uniform(0.0, ceiling)
+
+    async def _run(
+        self,
+        model: str,
+        kind: str,
+        trace: RouteTrace,
+        call: Callable[[Target], Awaitable[T]],
+    ) -> tuple[T, Target]:
+        """Run ``call`` on a deployment of ``model`` (or its fallbacks) until one succeeds.
+
+        On success the target is returned still counted in flight; the caller ends it.
+        """
+        first_group = self.group(model, kind)
+        chain = [first_group.name, *self.settings.fallbacks.get(first_group.name, [])]
+        last_error: BastionError | None = None
+        for position, alias in enumerate(chain):
+            group = first_group if position == 0 else self.group(alias, kind)
+            if position:
+                FALLBACKS.labels(from_model=first_group.name, to_model=group.name).inc()
+            failed: set[Target] = set()
+            previous: Target | None = None
+            for attempt_number in range(self.settings.retries + 1):
+                target = self._pick(group, failed)
+                if target is None:
+                    if last_error is None or not isinstance(last_error, UpstreamError):
+                        last_error = UpstreamUnavailable(
+                            f"no deployment of {group.name!r} is available right now (circuit open)"
+                        )
+                    break
+                if attempt_number:
+                    delay = self._retry_delay(attempt_number, target, previous, last_error)
+                    if delay is None:
+                        target.breaker.record_neutral()
+                        break
+                    if delay:
+                        started = time.perf_counter()
+                        await self._sleep(delay)
+                        trace.upstream_s += time.perf_counter() - started
+                result = await self._attempt(target, group, trace, call)
+                if isinstance(result, BastionError):
+                    last_error = result
+                    failed.add(target)
+                    previous = target
+                    reason = (
+                        str(result.upstream_status or result.code) if isinstance(result, UpstreamError) else "error"
+                    )
+                    RETRIES.labels(deployment=target.id, reason=reason).inc()
+                    continue
+                return result, target
+        assert last_error is not None
+        raise last_error
+
+    def _retry_delay(
+        self, retry_number: int, target: Target, previous: Target | None, error: BastionError | None
+    ) -> float | None:
+        """Seconds to wait before the next attempt, or None to give up on this alias."""
+        delay = self._backoff(retry_number)
+        retry_after = getattr(error, "retry_after_s", None)
+        if retry_after is not None and target is previous:
+            if retry_after > self.settings.max_retry_after_s:
+                return None
+            delay = max(delay, retry_after)
+        return delay
+
+    async def _attempt(
+        self,
+        target: Target,
+        group: ModelGroup,
+        trace: RouteTrace,
+        call: Callable[[Target], Awaitable[T]],
+    ) -> T | BastionError:
+        """One call on one deployment. Returns the error if it is retryable; raises otherwise."""
+        target.begin()
+        started = time.perf_counter()
+        attempt = Attempt(deployment=target.id, outcome="ok", duration_s=0.0)
+        trace.attempts.append(attempt)
+        trace.alias, trace.deployment, trace.upstream_model = group.name, target.id, target.deployment.model
+        try:
+            result = await call(target)
+        except UpstreamError as exc:
+            self._record_error(attempt, exc, started, trace)
+            target.end()
+            if exc.retryable:
+                target.breaker.record_failure()
+                return exc
+            target.breaker.record_failure()
+            raise
+        except BastionError as exc:
+            # The caller's fault: says nothing about the deployment's health.
+            self._record_error(attempt, exc, started, trace)
+            target.end()
+            target.breaker.record_neutral()
+            raise
+        except Exception as exc:
+            # A provider bug, not an upstream condition: report it as a bad gateway, never a 500.
+            log.exception("provider_failed", deployment=target.id)
+            error = UpstreamError(
+                f"upstream {target.id} failed unexpectedly ({exc.__class__.__name__})", retryable=False
+            )
+            self._record_error(attempt, error, started, trace)
+            target.end()
+            target.breaker.record_failure()
+            raise error from None
+        except BaseException:
+            attempt.outcome = "cancelled"
+            attempt.duration_s = time.perf_counter() - started
+            trace.upstream_s += attempt.duration_s
+            target.end()
+            target.breaker.record_neutral()
+            raise
+        attempt.duration_s = time.perf_counter() - started
+        trace.upstream_s += attempt.duration_s
+        return result
+
+    @staticmethod
+    def _record_error(attempt: Attempt, exc: BastionError, started: float, trace: RouteTrace) -> None:
+        attempt.outcome = "error"
+        attempt.status = getattr(exc, "upstream_status", None) or exc.status
+        attempt.error = exc.message
+        attempt.duration_s = time.perf_counter() - started
+        trace.upstream_s += attempt.duration_s
