@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 ProviderName = Literal["openai", "anthropic", "local"]
 
@@ -170,6 +170,12 @@ class LedgerSettings(Strict):
     fsync: bool = Field(False, description="fsync each journal append (survives power loss, costs latency).")
 
 
+class VaultSettings(Strict):
+    key_file: Path | None = Field(None, description="Master key file; default <data_dir>/master.key.")
+    previous_keys: list[str] = Field(default_factory=list, description="Older master keys (hex) still accepted.")
+    cache_ttl_s: float = Field(300.0, ge=0, le=300.0, description="How long decrypted prompts stay in memory.")
+
+
 class LoggingSettings(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     json_logs: bool = Field(True, alias="json")
@@ -186,6 +192,8 @@ class Settings(Strict):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     redis_url: str | None = Field(None, description="Shared state for several processes; in-process if unset.")
     auto_migrate: bool | None = Field(None, description="Apply migrations at start (default: on for SQLite).")
+    master_key: SecretStr | None = Field(None, description="Active vault master key, 64 hex characters.")
+    vault: VaultSettings = Field(default_factory=VaultSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
