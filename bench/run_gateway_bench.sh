@@ -1,0 +1,484 @@
+#!/usr/bin/env bash
+# Gateway throughput/latency benchmark (not a test: it prints numbers, it never
+# passes or fails on them).
+#
+# Topology on a 2-core machine (see bench/README.md for the why):
+#   core 0 (BENCH_GATEWAY_CPU): the gateway under test, one worker
+#   core 1 (BENCH_LOAD_CPU):    wrk, one thread
+#   core 1 (BENCH_MOCK_CPU):    nginx, one worker, answering with static bodies
+#
+# For every target (mock alone, Bastion, LiteLLM's proxy when its venv exists,
+# any --extra command) and every mode (chat, stream; embed on request) it runs:
+#   warm-up   wrk -c16 for BENCH_WARMUP (discarded)
+#   req/s     wrk -t1 -c16 -d BENCH_DURATION
+#   latency   wrk -t1 -c1  -d BENCH_DURATION --latency   (p50, p99)
+# and prints one table, also saved to bench/results/<timestamp>.txt (raw wrk
+# output next to it in <timestamp>.raw.log).
+#
+# Usage: bench/run_gateway_bench.sh [--with-litellm] [--no-litellm] [--no-bastion]
+#                                   [--extra NAME=COMMAND]... [-h]
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(dirname "$BENCH_DIR")
+
+# ---------------------------------------------------------------- settings --
+DURATION=${BENCH_DURATION:-10s}
+WARMUP=${BENCH_WARMUP:-3s}
+CONNS=${BENCH_CONNECTIONS:-16}
+MODES=${BENCH_MODES:-chat stream}
+WRK_TIMEOUT=${BENCH_WRK_TIMEOUT:-10s}
+STARTUP_TIMEOUT=${BENCH_STARTUP_TIMEOUT:-120}   # seconds to wait for a target's health check
+GATEWAY_CPU=${BENCH_GATEWAY_CPU:-0}
+LOAD_CPU=${BENCH_LOAD_CPU:-1}
+MOCK_CPU=${BENCH_MOCK_CPU:-1}
+BASTION_BIN=${BENCH_BASTION_BIN:-$REPO_DIR/.venv/bin/bastion}
+LITELLM_VENV=$BENCH_DIR/.venv-litellm
+LITELLM_SPEC=${BENCH_LITELLM_SPEC:-litellm[proxy]}
+RESULTS_DIR=$BENCH_DIR/results
+LUA=$BENCH_DIR/wrk_openai.lua
+NGINX_TEMPLATE=$BENCH_DIR/mock_upstream.nginx.conf
+# BENCH_API_KEY (optional): sent as "Authorization: Bearer ..." to every target.
+# BENCH_BASTION_ENV (optional): file sourced (exported) just before `bastion serve`.
+# BENCH_BASTION_YAML_EXTRA (optional): file appended to the generated Bastion YAML.
+# BENCH_EXTRA_HEALTH (optional): health path polled for --extra targets (/healthz).
+export BENCH_API_KEY=${BENCH_API_KEY:-}
+
+WITH_LITELLM=auto   # auto = run it only if bench/.venv-litellm already exists
+RUN_BASTION=1
+EXTRAS=()
+
+usage() {
+  # The header comment of this file, up to the first line that is not one.
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
+  cat <<'EOF'
+Options:
+  --with-litellm      create bench/.venv-litellm (pip install 'litellm[proxy]') if
+                      missing, and benchmark LiteLLM's proxy
+  --no-litellm        skip LiteLLM even if its venv exists
+  --no-bastion        skip Bastion (e.g. to bench only the mock and --extra targets)
+  --extra NAME=CMD    also bench CMD (run with bash -c, pinned to the gateway core);
+                      it gets BENCH_PORT (where to listen) and BENCH_MOCK_URL
+                      (http://127.0.0.1:PORT of the mock) in its environment, must
+                      answer GET $BENCH_EXTRA_HEALTH (default /healthz) and route
+                      model bench-model to $BENCH_MOCK_URL/v1 and bench-stream to
+                      $BENCH_MOCK_URL/stream/v1
+Environment: BENCH_DURATION (10s) BENCH_WARMUP (3s) BENCH_CONNECTIONS (16)
+  BENCH_MODES ("chat stream"; add "embed") BENCH_API_KEY BENCH_BASTION_ENV
+  BENCH_BASTION_YAML_EXTRA BENCH_BASTION_BIN BENCH_STARTUP_TIMEOUT (120)
+  BENCH_GATEWAY_CPU (0) BENCH_LOAD_CPU (1) BENCH_MOCK_CPU (1) BENCH_KEEP_TMP
+EOF
+}
+
+while (($#)); do
+  case $1 in
+    --with-litellm) WITH_LITELLM=yes ;;
+    --no-litellm) WITH_LITELLM=no ;;
+    --no-bastion) RUN_BASTION=0 ;;
+    --extra)
+      [[ $# -ge 2 && $2 == *=* ]] || { echo "--extra needs NAME=COMMAND" >&2; exit 2; }
+      EXTRAS+=("$2"); shift ;;
+    --extra=*) EXTRAS+=("${1#--extra=}") ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+
+# ------------------------------------------------------------ dependencies --
+# Debian packages: nginx (the mock), wrk (the load), curl (health checks),
+# taskset (util-linux; pinning). Installed only when missing.
+ensure_debs() {
+  local missing=() pkg
+  command -v nginx >/dev/null || missing+=(nginx-light)
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v curl >/dev/null || missing+=(curl)
+  command -v taskset >/dev/null || missing+=(util-linux)
+  ((${#missing[@]})) || return 0
+  log "installing ${missing[*]} from Debian's packages"
+  local sudo=()
+  [[ $EUID -eq 0 ]] || sudo=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  # nginx-light is gone from newer Debian releases; fall back to nginx.
+  if ! "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1; then
+    "${sudo[@]}" apt-get update -qq
+    if ! "${sudo[@]}" apt-get install -y -qq "${missing[@]}"; then
+      for pkg in "${!missing[@]}"; do [[ ${missing[$pkg]} == nginx-light ]] && missing[pkg]=nginx; done
+      "${sudo[@]}" apt-get install -y -qq "${missing[@]}"
+    fi
+  fi
+  # The Debian package may try to start a system nginx on :80; it is not ours
+  # and not used, so it is left alone.
+}
+
+# LiteLLM lives in its own venv: it pins many packages that must not leak
+# into the project's venv, and it is big and slow to install, so it is only
+# created on --with-litellm.
+ensure_litellm() {
+  if [[ $WITH_LITELLM == no ]]; then return 1; fi
+  if [[ -x $LITELLM_VENV/bin/litellm ]]; then return 0; fi
+  if [[ $WITH_LITELLM != yes ]]; then return 1; fi
+  log "creating $LITELLM_VENV and installing '$LITELLM_SPEC' (a few minutes)"
+  python3 -m venv "$LITELLM_VENV"
+  "$LITELLM_VENV/bin/pip" install -q --upgrade pip
+  "$LITELLM_VENV/bin/pip" install -q "$LITELLM_SPEC"
+  [[ -x $LITELLM_VENV/bin/litellm ]]
+}
+
+ensure_debs
+
+# A single-core machine cannot keep load and gateway apart; run anyway, say so.
+if (($(nproc) < 2)); then
+  log "WARNING: fewer than 2 CPUs; everything is pinned to CPU 0 and the numbers mix load and gateway"
+  GATEWAY_CPU=0 LOAD_CPU=0 MOCK_CPU=0
+fi
+
+# ------------------------------------------------------ process management --
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/bastion-bench.XXXXXX")
+# nginx's worker drops to "nobody" when started as root: it must be able to
+# traverse the temp dir it was given.
+chmod 755 "$TMP"
+PIDS=()
+
+# Stop one process we started, with everything it spawned. Targets are started
+# through setsid, so each is the leader of its own process group and the group
+# id is its pid (uvicorn/LiteLLM may fork workers).
+stop_pid() {
+  local pid=$1 i
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+  if [[ -n ${BENCH_KEEP_TMP:-} ]]; then
+    log "temp dir kept: $TMP"
+  else
+    rm -rf "$TMP"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Start "$@" in the background, in its own session, output to $1's log.
+# Sets STARTED_PID.
+start_bg() {
+  local logfile=$1
+  shift
+  setsid "$@" >"$logfile" 2>&1 </dev/null &
+  STARTED_PID=$!
+  PIDS+=("$STARTED_PID")
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_http URL PID LOGFILE: poll URL until it answers 2xx. Polling is fine
+# here: this is start-up, not the measured part.
+wait_http() {
+  local url=$1 pid=$2 logfile=$3 deadline=$((SECONDS + STARTUP_TIMEOUT))
+  while ((SECONDS < deadline)); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      log "process $pid exited before $url answered; last lines of its log:"
+      tail -n 25 "$logfile" >&2 || true
+      return 1
+    fi
+    if curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+  log "timed out after ${STARTUP_TIMEOUT}s waiting for $url; last lines of its log:"
+  tail -n 25 "$logfile" >&2 || true
+  return 1
+}
+
+# ------------------------------------------------------------- measurement --
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$RESULTS_DIR"
+RESULT_FILE=$RESULTS_DIR/$STAMP.txt
+RAW=$RESULTS_DIR/$STAMP.raw.log
+: >"$RAW"
+
+# run_wrk CONNS DURATION URL MODE PATH [wrk args...]: sets WRK_LINE (the
+# BENCHRESULT line) and WRK_SAMPLE (first failed response, if any).
+run_wrk() {
+  local conns=$1 dur=$2 url=$3 mode=$4 path=$5 out rc=0
+  shift 5
+  {
+    echo "=== $(date -u +%T) wrk -t1 -c$conns -d$dur $* $url$path (mode=$mode)"
+  } >>"$RAW"
+  out=$(BENCH_MODE=$mode BENCH_PATH=$path taskset -c "$LOAD_CPU" \
+    wrk -t1 -c"$conns" -d"$dur" --timeout "$WRK_TIMEOUT" "$@" -s "$LUA" "$url" 2>&1) || rc=$?
+  printf '%s\n' "$out" >>"$RAW"
+  WRK_LINE=$(grep '^BENCHRESULT' <<<"$out" | tail -n 1 || true)
+  WRK_SAMPLE=$(grep '^BENCHSAMPLE' <<<"$out" | head -n 1 | cut -c13- || true)
+  if [[ $rc -ne 0 || -z $WRK_LINE ]]; then
+    log "wrk failed (exit $rc):"
+    printf '%s\n' "$out" | tail -n 5 >&2
+    WRK_LINE=""
+    return 1
+  fi
+}
+
+# Field from WRK_LINE, e.g. field rps
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$WRK_LINE"; }
+
+ROWS=()                  # "target|mode|rps|p50_ms|p99_ms|added|non2xx|bad|sockerr"
+declare -A MOCK_P50      # mode -> p50 (ms) of the mock alone
+NOTES=()
+
+# bench_target NAME BASE_URL PATH_FOR_MODE_FN
+bench_target() {
+  local name=$1 base=$2 pathfn=$3 mode path rps p50 p99 non2xx bad sock added
+  for mode in $MODES; do
+    path=$($pathfn "$mode")
+    log "$name / $mode: smoke check"
+    # A one-second run at one connection: if the target answers errors (401,
+    # unknown model, ...) there is nothing worth measuring; say why instead.
+    if ! run_wrk 1 1s "$base" "$mode" "$path"; then
+      ROWS+=("$name|$mode|wrk failed|-|-|-|-|-|-")
+      continue
+    fi
+    if [[ $(field requests) -eq 0 || $(field non2xx) -ne 0 || $(field badbody) -ne 0 ]]; then
+      log "$name / $mode: responses fail the check: ${WRK_SAMPLE:-no response at all}"
+      NOTES+=("$name/$mode not measured: ${WRK_SAMPLE:-no response within ${WRK_TIMEOUT}}")
+      ROWS+=("$name|$mode|FAILED|-|-|-|$(field non2xx)|$(field badbody)|-")
+      continue
+    fi
+    log "$name / $mode: warm-up ${WARMUP} @${CONNS}"
+    run_wrk "$CONNS" "$WARMUP" "$base" "$mode" "$path" || true
+    log "$name / $mode: throughput ${DURATION} @${CONNS}"
+    rps=- non2xx=0 bad=0 sock=0
+    if run_wrk "$CONNS" "$DURATION" "$base" "$mode" "$path"; then
+      rps=$(field rps)
+      non2xx=$(field non2xx) bad=$(field badbody)
+      sock=$(($(field connect) + $(field read) + $(field write) + $(field timeout)))
+      [[ -z $WRK_SAMPLE ]] || NOTES+=("$name/$mode @${CONNS}: first failure: $WRK_SAMPLE")
+    fi
+    log "$name / $mode: latency ${DURATION} @1"
+    p50=- p99=- added=-
+    if run_wrk 1 "$DURATION" "$base" "$mode" "$path" --latency; then
+      p50=$(awk -v u="$(field p50_us)" 'BEGIN { printf "%.3f", u / 1000 }')
+      p99=$(awk -v u="$(field p99_us)" 'BEGIN { printf "%.3f", u / 1000 }')
+      non2xx=$((non2xx + $(field non2xx)))
+      bad=$((bad + $(field badbody)))
+      sock=$((sock + $(field connect) + $(field read) + $(field write) + $(field timeout)))
+      [[ -z $WRK_SAMPLE ]] || NOTES+=("$name/$mode @1: first failure: $WRK_SAMPLE")
+      if [[ $name == mock* ]]; then
+        MOCK_P50[$mode]=$p50
+        added=base
+      elif [[ -n ${MOCK_P50[$mode]:-} ]]; then
+        added=$(awk -v a="$p50" -v b="${MOCK_P50[$mode]}" 'BEGIN { printf "%+.3f", a - b }')
+      fi
+    fi
+    ROWS+=("$name|$mode|$rps|$p50|$p99|$added|$non2xx|$bad|$sock")
+    log "$name / $mode: ${rps} req/s @${CONNS}, p50 ${p50} ms, p99 ${p99} ms @1, non-2xx ${non2xx}"
+  done
+}
+
+# Paths per mode. The mock is hit directly, so streaming goes to the /stream
+# location; gateways get the OpenAI path and pick the upstream by model alias.
+mock_path() {
+  case $1 in
+    chat) echo /v1/chat/completions ;;
+    stream) echo /stream/v1/chat/completions ;;
+    embed) echo /v1/embeddings ;;
+  esac
+}
+gateway_path() {
+  case $1 in
+    chat | stream) echo /v1/chat/completions ;;
+    embed) echo /v1/embeddings ;;
+  esac
+}
+
+# -------------------------------------------------------------- the mock ---
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+MOCK_PORT=$(free_port)
+MOCK_URL=http://127.0.0.1:$MOCK_PORT
+sed -e "s#@PORT@#$MOCK_PORT#g" -e "s#@TMP@#$TMP#g" "$NGINX_TEMPLATE" >"$TMP/nginx.conf"
+log "starting the mock (nginx) on $MOCK_URL, CPU $MOCK_CPU"
+start_bg "$TMP/nginx.log" taskset -c "$MOCK_CPU" nginx -p "$TMP" -c "$TMP/nginx.conf" -g 'daemon off;'
+MOCK_PID=$STARTED_PID
+wait_http "$MOCK_URL/healthz" "$MOCK_PID" "$TMP/nginx.log" || { log "the mock did not start"; exit 1; }
+
+bench_target "mock (nginx)" "$MOCK_URL" mock_path
+
+# ----------------------------------------------------------------- Bastion --
+BASTION_VERSION="not run"
+if ((RUN_BASTION)); then
+  if [[ ! -x $BASTION_BIN ]]; then
+    NOTES+=("bastion not run: $BASTION_BIN not found")
+  else
+    BASTION_VERSION=$("$(dirname "$BASTION_BIN")/python" -c \
+      'import importlib.metadata as m; print(m.version("bastion"))' 2>/dev/null || echo unknown)
+    port=$(free_port)
+    cfg=$TMP/bastion.yaml
+    cat >"$cfg" <<EOF
+# Generated by bench/run_gateway_bench.sh
+models:
+  - name: bench-model
+    deployments:
+      - {provider: openai, model: gpt-4o-mini, api_base: "$MOCK_URL/v1", api_key: "sk-bench"}
+  - name: bench-stream
+    deployments:
+      - {provider: openai, model: gpt-4o-mini, api_base: "$MOCK_URL/stream/v1", api_key: "sk-bench"}
+EOF
+    if [[ " $MODES " == *" embed "* ]]; then
+      cat >>"$cfg" <<EOF
+  - name: bench-embed
+    kind: embedding
+    deployments:
+      - {provider: openai, model: text-embedding-3-small, api_base: "$MOCK_URL/v1", api_key: "sk-bench"}
+EOF
+    fi
+    # data_dir: the embedded database, keys and ledger journal go to the temp
+    # dir, not the repo (BASTION_DATA_DIR in BENCH_BASTION_ENV overrides it).
+    # Without BENCH_API_KEY there is no key to send, so auth is turned off;
+    # everything else (limits, budgets, ledger) stays at Bastion's defaults.
+    cat >>"$cfg" <<EOF
+local: {enabled: false}
+logging: {level: warning}
+data_dir: "$TMP/bastion-data"
+EOF
+    if [[ -z $BENCH_API_KEY ]]; then
+      echo 'auth: {enabled: false}' >>"$cfg"
+    fi
+    if [[ -n ${BENCH_BASTION_YAML_EXTRA:-} ]]; then
+      cat "$BENCH_BASTION_YAML_EXTRA" >>"$cfg"
+    fi
+    { echo "=== generated Bastion config"; cat "$cfg"; } >>"$RAW"
+    log "starting bastion on 127.0.0.1:$port, CPU $GATEWAY_CPU (config $cfg)"
+    # The env file is sourced in the subshell only, so it configures Bastion
+    # (BASTION_* variables for auth, limits, ledger...) without changing how
+    # wrk or the other targets run. It is bash, so it may also run a setup
+    # step first (e.g. create the key BENCH_API_KEY names): it sees
+    # BENCH_BASTION_CONFIG (the generated YAML) and BENCH_BASTION_BIN.
+    # shellcheck disable=SC1090,SC2016  # expanded by the inner bash, on purpose
+    start_bg "$TMP/bastion.log" env BENCH_BASTION_CONFIG="$cfg" BENCH_BASTION_BIN="$BASTION_BIN" bash -c '
+      if [[ -n ${BENCH_BASTION_ENV:-} ]]; then set -a; source "$BENCH_BASTION_ENV"; set +a; fi
+      exec taskset -c "$1" "$2" serve --config "$3" --host 127.0.0.1 --port "$4" --workers 1
+    ' bastion-bench "$GATEWAY_CPU" "$BASTION_BIN" "$cfg" "$port"
+    pid=$STARTED_PID
+    if wait_http "http://127.0.0.1:$port/healthz" "$pid" "$TMP/bastion.log"; then
+      bench_target bastion "http://127.0.0.1:$port" gateway_path
+    else
+      NOTES+=("bastion not measured: it did not become healthy (see the log lines above)")
+    fi
+    stop_pid "$pid"
+  fi
+fi
+
+# ----------------------------------------------------------------- LiteLLM --
+LITELLM_VERSION="not run"
+if ensure_litellm; then
+  LITELLM_VERSION=$("$LITELLM_VENV/bin/python" -c \
+    'import importlib.metadata as m; print(m.version("litellm"))' 2>/dev/null || echo unknown)
+  port=$(free_port)
+  cfg=$TMP/litellm.yaml
+  # Same upstream, same aliases, no callbacks, no database, no request
+  # logging: LiteLLM's lightest proxy configuration. Auth mirrors Bastion's:
+  # with BENCH_API_KEY set it becomes LiteLLM's master_key (LiteLLM only
+  # accepts keys that start with "sk-"); without it LiteLLM 1.106+ refuses to
+  # start unless told that an unset master key is deliberate.
+  if [[ -n $BENCH_API_KEY ]]; then
+    litellm_auth="master_key: \"$BENCH_API_KEY\""
+  else
+    litellm_auth="dangerously_permit_weak_or_unset_master_key: true"
+  fi
+  cat >"$cfg" <<EOF
+# Generated by bench/run_gateway_bench.sh
+model_list:
+  - model_name: bench-model
+    litellm_params: {model: openai/gpt-4o-mini, api_base: "$MOCK_URL/v1", api_key: "sk-bench"}
+  - model_name: bench-stream
+    litellm_params: {model: openai/gpt-4o-mini, api_base: "$MOCK_URL/stream/v1", api_key: "sk-bench"}
+  - model_name: bench-embed
+    litellm_params: {model: openai/text-embedding-3-small, api_base: "$MOCK_URL/v1", api_key: "sk-bench"}
+litellm_settings:
+  telemetry: false
+  set_verbose: false
+  json_logs: false
+  turn_off_message_logging: true
+  callbacks: []
+  success_callback: []
+  failure_callback: []
+general_settings:
+  $litellm_auth
+  disable_spend_logs: true
+EOF
+  { echo "=== generated LiteLLM config"; cat "$cfg"; } >>"$RAW"
+  log "starting LiteLLM $LITELLM_VERSION on 127.0.0.1:$port, CPU $GATEWAY_CPU (config $cfg)"
+  # LITELLM_LOCAL_MODEL_COST_MAP: use the bundled price map instead of fetching
+  # it at start-up (no internet here). LITELLM_LOG=ERROR: no per-request logs
+  # (it also sets uvicorn's log level, so no access log). The CLI runs uvicorn
+  # with uvloop itself.
+  start_bg "$TMP/litellm.log" env LITELLM_LOCAL_MODEL_COST_MAP=True LITELLM_LOG=ERROR \
+    taskset -c "$GATEWAY_CPU" "$LITELLM_VENV/bin/litellm" --config "$cfg" \
+    --host 127.0.0.1 --port "$port" --num_workers 1
+  pid=$STARTED_PID
+  if wait_http "http://127.0.0.1:$port/health/liveliness" "$pid" "$TMP/litellm.log"; then
+    bench_target litellm "http://127.0.0.1:$port" gateway_path
+  else
+    NOTES+=("litellm not measured: it did not become healthy")
+  fi
+  stop_pid "$pid"
+fi
+
+# ----------------------------------------------------------- --extra CMDs --
+for extra in "${EXTRAS[@]}"; do
+  name=${extra%%=*} cmd=${extra#*=}
+  port=$(free_port)
+  log "starting $name on 127.0.0.1:$port, CPU $GATEWAY_CPU: $cmd"
+  start_bg "$TMP/extra-$port.log" env BENCH_PORT="$port" BENCH_MOCK_URL="$MOCK_URL" \
+    taskset -c "$GATEWAY_CPU" bash -c "$cmd"
+  pid=$STARTED_PID
+  if wait_http "http://127.0.0.1:$port${BENCH_EXTRA_HEALTH:-/healthz}" "$pid" "$TMP/extra-$port.log"; then
+    bench_target "$name" "http://127.0.0.1:$port" gateway_path
+  else
+    NOTES+=("$name not measured: it did not become healthy")
+  fi
+  stop_pid "$pid"
+done
+
+# ------------------------------------------------------------------ report --
+report() {
+  local row
+  echo "Bastion gateway benchmark, $STAMP"
+  echo "machine: $(nproc) CPUs, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)"
+  echo "pinning: gateway CPU $GATEWAY_CPU (one worker), wrk CPU $LOAD_CPU (one thread), mock nginx CPU $MOCK_CPU (one worker); all on loopback"
+  echo "runs: warm-up $WARMUP @$CONNS, req/s over $DURATION @$CONNS connections, p50/p99 over $DURATION @1 connection"
+  echo "versions: bastion $BASTION_VERSION ($(git -C "$REPO_DIR" describe --always --dirty 2>/dev/null || echo no-git)), litellm $LITELLM_VERSION, $(nginx -v 2>&1 | sed 's#nginx version: ##'), $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)"
+  echo "load average before/after: $LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg) (anything else busy on the machine skews every number)"
+  if [[ -n $BENCH_API_KEY ]]; then
+    echo "auth: Authorization: Bearer \$BENCH_API_KEY sent to every target (LiteLLM's master_key)${BENCH_BASTION_ENV:+; bastion env file: $BENCH_BASTION_ENV}"
+  else
+    echo "auth: none sent; Bastion runs with auth.enabled=false, LiteLLM with no master key${BENCH_BASTION_ENV:+; bastion env file: $BENCH_BASTION_ENV}"
+  fi
+  echo
+  printf '%-20s %-7s %10s %11s %11s %13s %8s %9s %9s\n' \
+    target mode "req/s@$CONNS" "p50@1 ms" "p99@1 ms" "+p50 vs mock" non-2xx "bad body" "sock err"
+  printf '%-20s %-7s %10s %11s %11s %13s %8s %9s %9s\n' \
+    -------------------- ------- ---------- ----------- ----------- ------------- -------- --------- ---------
+  for row in "${ROWS[@]}"; do
+    IFS='|' read -r t m r p5 p9 a n b s <<<"$row"
+    printf '%-20s %-7s %10s %11s %11s %13s %8s %9s %9s\n' "$t" "$m" "$r" "$p5" "$p9" "$a" "$n" "$b" "$s"
+  done
+  echo
+  echo "stream latency = time to the end of the whole SSE response. +p50 vs mock = the target's"
+  echo "p50 minus the mock's p50 in the same mode (what the gateway adds per request)."
+  local note
+  for note in "${NOTES[@]}"; do echo "note: $note"; done
+}
+
+report | tee "$RESULT_FILE"
+log "saved to ${RESULT_FILE#"$REPO_DIR"/} (raw wrk output: ${RAW#"$REPO_DIR"/})"
