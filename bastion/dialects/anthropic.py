@@ -240,7 +240,8 @@ def _tool_message(block: ToolResultBlock, where: str) -> tuple[dict[str, Any], l
         if len(texts) == 1 and "cache_control" not in texts[0]:
             message["content"] = texts[0]["text"]
         else:
-            message["content"] = texts
+            # OpenAI-compatible servers refuse an empty parts list; "" says the same thing.
+            message["content"] = texts or ""
     if block.is_error:
         message["is_error"] = True
     return _cache(message, block), moved

@@ -200,8 +200,9 @@ class MessagesRequest(_Open):
     system: TextContent | None = None
     stop_sequences: list[StrictStr] | None = None
     stream: StrictBool | None = None
-    temperature: Annotated[float, Field(ge=0, le=1)] | None = None
-    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    # strict: a JSON string such as "0.5" is refused, as Anthropic refuses it.
+    temperature: Annotated[float, Field(strict=True, ge=0, le=1)] | None = None
+    top_p: Annotated[float, Field(strict=True, ge=0, le=1)] | None = None
     top_k: Annotated[StrictInt, Field(ge=0)] | None = None
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
