@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from bastion.dialects.anthropic import strip_cache_control
 from bastion.errors import UpstreamError
 from bastion.providers.base import (
     ChatRequest,
@@ -61,7 +62,8 @@ class OpenAIProvider(Provider):
         return self._session
 
     def _payload(self, request: ChatRequest, stream: bool) -> bytes:
-        body = dict(request.body)
+        # Anthropic-only fields (cache_control, ...) ride in the internal shape; OpenAI rejects them.
+        body = dict(strip_cache_control(request.body))
         body["model"] = self.deployment.model
         if stream:
             body["stream"] = True
