@@ -142,19 +142,46 @@ class ChatCompletionRequest(_Open):
 
 class EmbeddingRequest(_Open):
     model: Annotated[str, Field(min_length=1, max_length=256)]
-    input: str | Annotated[list[str], Field(min_length=1, max_length=2048)] | list[int] | list[list[int]]
+    input: (
+        str
+        | Annotated[list[str], Field(min_length=1, max_length=2048)]
+        | Annotated[list[int], Field(min_length=1)]
+        | Annotated[list[list[int]], Field(min_length=1)]
+    )
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: Annotated[int, Field(ge=1)] | None = None
     user: str | None = None
 
 
-def _first_error(exc: ValidationError) -> InvalidRequest:
+def _param_path(raw: Any, loc: tuple[int | str, ...], missing: bool) -> str | None:
+    """The field path as the client wrote it.
+
+    pydantic puts union member tags ("str", "list[str]", "function-after[...]") into ``loc``; the
+    client never wrote them, so only the parts found by walking the raw body are kept (and, for a
+    missing field, its name at the end).
+    """
+    parts: list[str] = []
+    current = raw
+    for index, part in enumerate(loc):
+        in_dict = isinstance(current, dict) and isinstance(part, str) and part in current
+        in_list = isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
+        if in_dict or in_list:
+            current = current[part]  # type: ignore[index]
+        elif missing and index == len(loc) - 1 and isinstance(part, str):
+            pass  # the missing field itself: named although the body lacks it
+        else:
+            continue  # a union tag
+        parts.append(str(part))
+    return ".".join(parts) or None
+
+
+def _first_error(exc: ValidationError, raw: Any) -> InvalidRequest:
     """A short message naming the offending field, with none of pydantic's internals."""
     errors = exc.errors(include_url=False, include_context=False, include_input=False)
-    # Discriminated unions report one error per branch; the most specific location is most useful.
-    err = max(errors, key=lambda e: len(e["loc"]))
-    loc = [str(p) for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
-    param = ".".join(loc) if loc else None
+    # Unions report one error per branch; the most specific location is most useful, and a broken
+    # constraint (empty list, out of range) says more than "wrong type" from the other branches.
+    err = max(errors, key=lambda e: (len(e["loc"]), not e["type"].endswith("_type")))
+    param = _param_path(raw, tuple(err["loc"]), err["type"] == "missing")
     message = err["msg"].removeprefix("Value error, ")
     if err["type"] == "missing":
         message = "is required"
@@ -168,7 +195,7 @@ def validate_chat_request(body: Any) -> ChatCompletionRequest:
     try:
         return ChatCompletionRequest.model_validate(body)
     except ValidationError as exc:
-        raise _first_error(exc) from None
+        raise _first_error(exc, body) from None
 
 
 def validate_embedding_request(body: Any) -> EmbeddingRequest:
@@ -177,4 +204,4 @@ def validate_embedding_request(body: Any) -> EmbeddingRequest:
     try:
         return EmbeddingRequest.model_validate(body)
     except ValidationError as exc:
-        raise _first_error(exc) from None
+        raise _first_error(exc, body) from None
