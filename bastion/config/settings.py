@@ -168,6 +168,16 @@ class LedgerSettings(Strict):
     batch_size: int = Field(500, ge=1)
     flush_interval_s: float = Field(0.2, gt=0)
     fsync: bool = Field(False, description="fsync each journal append (survives power loss, costs latency).")
+    segment_max_bytes: int = Field(
+        64 * 1024 * 1024, ge=4096, description="Journal segment size at which a new segment is started."
+    )
+    orphan_scan_interval_s: float = Field(
+        30.0, gt=0, description="How often to look for journal segments left by processes that died."
+    )
+    retry_max_s: float = Field(5.0, gt=0, description="Longest back-off between database write attempts.")
+    stop_timeout_s: float = Field(
+        15.0, ge=0, description="How long a graceful stop waits to drain; what is left stays in the journal."
+    )
 
 
 class VaultSettings(Strict):

@@ -74,6 +74,34 @@ LOCAL_QUEUE = Gauge(
     registry=REGISTRY,
 )
 
+# -- ledger (bastion.ledger.writer) ----------------------------------------------------------------
+LEDGER_QUEUE_DEPTH = Gauge(
+    "bastion_ledger_queue_depth",
+    "Ledger records waiting in memory for the background writer.",
+    registry=REGISTRY,
+)
+LEDGER_JOURNAL_LAG = Gauge(
+    "bastion_ledger_journal_lag_bytes",
+    "Bytes of this process's ledger journal not yet committed to the database.",
+    registry=REGISTRY,
+)
+LEDGER_WRITTEN = Counter(
+    "bastion_ledger_records_written",
+    "Ledger records committed to the database (replays included).",
+    registry=REGISTRY,
+)
+LEDGER_WRITE_ERRORS = Counter(
+    "bastion_ledger_write_errors",
+    "Ledger write failures, by kind (database, data, journal, encode, corrupt_line).",
+    ("kind",),
+    registry=REGISTRY,
+)
+LEDGER_OVERFLOWS = Counter(
+    "bastion_ledger_queue_overflows",
+    "Ledger records that found the queue full (they are read back from the journal).",
+    registry=REGISTRY,
+)
+
 
 def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

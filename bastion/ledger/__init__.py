@@ -1,0 +1,8 @@
+"""The durable ledger: every interaction, journaled before the answer and stored in the background."""
+
+from __future__ import annotations
+
+from bastion.ledger.record import CONTENT_MODES, build_record, content_mode
+from bastion.ledger.writer import LedgerWriter
+
+__all__ = ["CONTENT_MODES", "LedgerWriter", "build_record", "content_mode"]

@@ -1,0 +1,107 @@
+"""Content redaction for tenants whose ledger mode is ``redacted``.
+
+It runs in the background writer, never on the request path. The guard's detectors are used when
+the guard package is installed (they validate check digits and know many more secret formats); a
+small regex redactor of our own covers the common cases otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from bastion.observability.logging import redact_secret_text
+
+log = structlog.get_logger("bastion.ledger")
+
+TextRedactor = Callable[[str], str]
+
+_EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}\b")
+_CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
+_SSN = re.compile(r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4 = re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\w.])")
+_PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)|\d{2,4})[ .-]\d{3,4}[ .-]\d{3,4}(?![\w])")
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _card(match: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", match.group(0))
+    return "[CREDIT_CARD]" if 13 <= len(digits) <= 19 and _luhn(digits) else match.group(0)
+
+
+def regex_redact(text: str) -> str:
+    """Our own redactor: secrets and API keys, then emails, cards (Luhn), SSNs, IBANs, IPs, phones."""
+    text = redact_secret_text(text)
+    text = _EMAIL.sub("[EMAIL_ADDRESS]", text)
+    if any(c.isdigit() for c in text):
+        text = _CARD.sub(_card, text)
+        text = _SSN.sub("[US_SSN]", text)
+        text = _IBAN.sub("[IBAN_CODE]", text)
+        text = _IPV4.sub("[IP_ADDRESS]", text)
+        text = _PHONE.sub("[PHONE_NUMBER]", text)
+    return text
+
+
+def _guard_redactor() -> TextRedactor | None:
+    """The guard's redaction (PII and secrets, redact mode), if the guard package is usable."""
+    try:
+        from bastion.guard import GuardPolicy, InputGuard  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    try:
+        policy = GuardPolicy(pii="redact", secrets="redact", injection="off", invisible="off")
+        guard = InputGuard.for_policy(policy)
+        scan: Callable[[str], Any] = guard.scan_text
+        probe = "write to alice.smith@corp-mail.io"
+        if "alice.smith@corp-mail.io" in scan(probe).text:
+            raise ValueError("guard did not redact the probe text")
+    except Exception as exc:  # an API mismatch must not stop the ledger: use our own redactor
+        log.warning("ledger_guard_redaction_unavailable", error=str(exc))
+        return None
+
+    def redact(text: str) -> str:
+        # Secrets our log redactor knows (Bastion keys, bearer tokens) stay covered either way.
+        return redact_secret_text(scan(text).text)
+
+    return redact
+
+
+class ContentRedactor:
+    """Redacts message contents and answer text in the shapes the ledger stores."""
+
+    def __init__(self, text_redactor: TextRedactor | None = None) -> None:
+        self._text = text_redactor or _guard_redactor() or regex_redact
+
+    def text(self, value: str) -> str:
+        return self._text(value) if value else value
+
+    def messages(self, value: Any) -> Any:
+        """Chat messages (OpenAI shape), embedding input (a string or list of strings), or anything."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list):
+            return [self.messages(item) for item in value]
+        if isinstance(value, dict):
+            out = dict(value)
+            for name in ("content", "text", "arguments", "input"):
+                if name in out:
+                    out[name] = self.messages(out[name])
+            for name in ("tool_calls", "function", "function_call"):
+                if name in out:
+                    out[name] = self.messages(out[name])
+            return out
+        return value
