@@ -73,9 +73,10 @@ class Router:
         #: Every name a client may use (canonical names and aliases) -> its group.
         self.groups = groups
         self.settings = settings
-        self.strategy = make_strategy(settings.strategy)
         self._sleep = sleep
         self._rng = rng or random.Random()
+        # One random source for picking and for jitter, so a seeded router is reproducible.
+        self.strategy = make_strategy(settings.strategy, self._rng)
 
     # -- lookup -------------------------------------------------------------------------------
 

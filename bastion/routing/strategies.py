@@ -37,7 +37,7 @@ class LeastBusy:
         return self._tiebreak.choose([t for t in candidates if t.in_flight == fewest])
 
 
-def make_strategy(name: str) -> Strategy:
+def make_strategy(name: str, rng: random.Random | None = None) -> Strategy:
     if name == "least_busy":
-        return LeastBusy()
-    return WeightedRandom()
+        return LeastBusy(rng)
+    return WeightedRandom(rng)

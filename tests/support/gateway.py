@@ -46,6 +46,7 @@ OPENAI_FAKE_MODELS: dict[str, dict[str, Any]] = {
     "m-fallback-a": {},
     "m-fallback-b": {},
     "m-breaker": {},
+    "m-breaker-metrics": {},
     "m-cut": {},
     "m-timeout": {"timeouts": {"read_s": TIMEOUT_READ_S, "connect_s": 2.0}},
     "m-malformed": {},

@@ -1,0 +1,93 @@
+"""A client that goes away cancels the upstream call, streaming or not, in both dialects.
+
+The fake upstream runs with aiohttp's handler cancellation, so the gateway closing its upstream
+connection shows up there as a recorded disconnect, well before the fake would have finished.
+"""
+
+from __future__ import annotations
+
+import time
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.gateway.helpers import USER_MESSAGES
+from tests.support.fake_upstream import SLOW_STREAM_CHUNKS, SLOW_STREAM_INTERVAL_S, FakeUpstream, Received
+from tests.support.gateway import ANTHROPIC_PROVIDER_AVAILABLE
+from tests.support.polling import wait_until
+
+SLOW_STREAM_S = SLOW_STREAM_CHUNKS * SLOW_STREAM_INTERVAL_S
+DELAY_S = 5.0
+
+
+def _disconnected(fake: FakeUpstream, model: str) -> Received:
+    """Wait (bounded) until the fake saw the gateway drop ``model``'s call, and return it."""
+    found = wait_until(lambda: fake.disconnects(model), timeout_s=3.0, what=f"upstream call of {model} cancelled")
+    assert len(found) == 1 and fake.attempts(model) == 1
+    return found[0]
+
+
+def test_closing_an_openai_stream_cancels_the_upstream(fake: FakeUpstream, openai_client: openai.OpenAI) -> None:
+    fake.script("m-slow-stream", ["slow_stream"])
+    stream = openai_client.chat.completions.create(model="m-slow-stream", messages=USER_MESSAGES, stream=True)
+    chunks = iter(stream)
+    next(chunks), next(chunks)  # the stream is flowing
+    closed_at = time.monotonic()
+    stream.close()
+    call = _disconnected(fake, "m-slow-stream")
+    assert call.finished_at is None, "the upstream stream ran to its end"
+    assert call.disconnected_at is not None and call.disconnected_at - closed_at < SLOW_STREAM_S / 2
+
+
+def test_closing_an_anthropic_stream_cancels_the_upstream(
+    fake: FakeUpstream, anthropic_client: anthropic.Anthropic
+) -> None:
+    fake.script("m-slow-stream", ["slow_stream"])
+    with anthropic_client.messages.stream(model="m-slow-stream", max_tokens=64, messages=USER_MESSAGES) as stream:
+        texts = iter(stream.text_stream)
+        next(texts), next(texts)
+    call = _disconnected(fake, "m-slow-stream")
+    assert call.finished_at is None
+
+
+def test_giving_up_on_a_slow_answer_cancels_the_upstream(fake: FakeUpstream, openai_client: openai.OpenAI) -> None:
+    fake.script("m-slow", [f"ok:{DELAY_S}"])
+    with pytest.raises(openai.APITimeoutError):
+        openai_client.with_options(timeout=0.5).chat.completions.create(model="m-slow", messages=USER_MESSAGES)
+    call = _disconnected(fake, "m-slow")
+    assert call.finished_at is None
+    # Cancelled right after the client left (0.5 s), long before the fake's 5 s delay ended.
+    assert call.disconnected_at is not None and call.disconnected_at - call.at < DELAY_S / 2
+
+
+def test_giving_up_on_a_slow_anthropic_answer_cancels_the_upstream(fake: FakeUpstream, http: httpx.Client) -> None:
+    fake.script("m-slow", [f"ok:{DELAY_S}"])
+    body = {"model": "m-slow", "max_tokens": 16, "messages": USER_MESSAGES}
+    with pytest.raises(httpx.ReadTimeout):
+        http.post("/v1/messages", json=body, timeout=0.5)
+    call = _disconnected(fake, "m-slow")
+    assert call.disconnected_at is not None and call.disconnected_at - call.at < DELAY_S / 2
+
+
+@pytest.mark.skipif(not ANTHROPIC_PROVIDER_AVAILABLE, reason="bastion.providers.anthropic not written yet")
+def test_closing_a_stream_cancels_an_anthropic_upstream(fake: FakeUpstream, openai_client: openai.OpenAI) -> None:
+    fake.script("a-slow-stream", ["slow_stream"])
+    stream = openai_client.chat.completions.create(model="a-slow-stream", messages=USER_MESSAGES, stream=True)
+    chunks = iter(stream)
+    next(chunks), next(chunks)
+    stream.close()
+    call = _disconnected(fake, "a-slow-stream")
+    assert call.finished_at is None and call.dialect == "anthropic"
+
+
+def test_gateway_still_serves_after_disconnects(fake: FakeUpstream, openai_client: openai.OpenAI) -> None:
+    # Cancelled calls must leave no stuck state: the same deployment answers the next request.
+    fake.script("m-slow-stream", ["slow_stream"])
+    stream = openai_client.chat.completions.create(model="m-slow-stream", messages=USER_MESSAGES, stream=True)
+    next(iter(stream))
+    stream.close()
+    _disconnected(fake, "m-slow-stream")
+    completion = openai_client.chat.completions.create(model="m-slow-stream", messages=USER_MESSAGES)
+    assert completion.choices[0].message.content
