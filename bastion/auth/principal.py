@@ -25,6 +25,8 @@ class Permission(enum.StrEnum):
     READ_PROMPTS = "prompts:read"  # metadata only
     READ_PROMPT_PLAINTEXT = "prompts:read_plaintext"  # audited
     REVIEW = "review:write"
+    #: See the tenant, its users and its keys (metadata only: never a key or a secret).
+    READ_ACCESS = "access:read"
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -39,7 +41,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.REVIEW,
         }
     ),
-    Role.VIEWER: frozenset({Permission.READ_LEDGER, Permission.READ_USAGE, Permission.READ_PROMPTS}),
+    Role.VIEWER: frozenset(
+        {Permission.READ_LEDGER, Permission.READ_USAGE, Permission.READ_PROMPTS, Permission.READ_ACCESS}
+    ),
     Role.SERVICE: frozenset({Permission.CALL_MODELS}),
 }
 

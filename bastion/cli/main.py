@@ -74,6 +74,19 @@ def check_config(config: ConfigOption = None) -> None:
     typer.echo("configuration is valid")
 
 
+def _mount_access() -> None:
+    # Identity and storage administration: keys, users, tenants, database migrations.
+    from bastion.cli import db, keys, tenants, users
+
+    app.add_typer(keys.app, name="keys")
+    app.add_typer(users.app, name="users")
+    app.add_typer(tenants.app, name="tenants")
+    app.add_typer(db.app, name="db")
+
+
+_mount_access()
+
+
 def _mount_optional() -> None:
     try:
         from bastion.cli.guard import app as guard_app

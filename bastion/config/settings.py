@@ -116,6 +116,12 @@ class AuthSettings(Strict):
     enabled: bool = Field(True, description="Require an API key or JWT on the model endpoints.")
     default_tenant: str = Field("default", description="Tenant of anonymous calls when auth is off.")
     cache_ttl_s: float = Field(60.0, ge=0, description="How long a verified key stays cached.")
+    cache_size: int = Field(10_000, ge=1, description="Most credentials cached per process (oldest evicted).")
+    epoch_key: str = Field(
+        "bastion:auth:epoch",
+        min_length=1,
+        description="Redis key of the auth epoch, bumped on every revocation so all processes drop their caches.",
+    )
     jwt: JWTSettings = Field(default_factory=JWTSettings)
 
 

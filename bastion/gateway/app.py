@@ -13,6 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bastion.api import admin as admin_api  # identity: tenants, users, keys
+from bastion.api import admin_ledger as admin_ledger_api  # ledger: interactions
 from bastion.api import anthropic as anthropic_api
 from bastion.api import openai as openai_api
 from bastion.api import system as system_api
@@ -97,7 +99,13 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
             await gw.stop()
 
     app = Starlette(
-        routes=[*openai_api.routes, *anthropic_api.routes, *system_api.routes],
+        routes=[
+            *openai_api.routes,
+            *anthropic_api.routes,
+            *system_api.routes,
+            *admin_api.routes,
+            *admin_ledger_api.routes,
+        ],
         exception_handlers={HTTPException: _http_exception},
         lifespan=lifespan,
     )

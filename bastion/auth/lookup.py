@@ -1,0 +1,126 @@
+"""Database side of credential resolution (the cache-miss path): one query per credential.
+
+Each function returns a ``Resolution``: either a principal (with the credential's own expiry, so
+the cache can check it on every hit) or the reason for refusing it. Refusals are values, not
+exceptions, because they are cached like principals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bastion.auth.principal import Principal, Role
+from bastion.auth.tokens import TokenClaims
+from bastion.store.models import ApiKey, Tenant, User
+
+UNKNOWN_KEY = "Invalid API key."
+REVOKED_KEY = "This API key has been revoked."
+EXPIRED_KEY = "This API key has expired."
+DISABLED_TENANT = "This tenant is disabled."
+DISABLED_USER = "This user is disabled."
+UNKNOWN_USER = "The bearer token names no user of this gateway."
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    principal: Principal | None = None
+    refusal: str | None = None
+    #: Unix time at which the credential stops being valid (None: never).
+    expires_at: float | None = None
+
+
+def _role(value: str) -> Role:
+    return Role(value)
+
+
+def principal_for_key(key: ApiKey, tenant: Tenant, user: User | None) -> Principal:
+    return Principal(
+        tenant_id=tenant.id,
+        tenant_name=tenant.name,
+        role=_role(key.role),
+        key_id=key.id,
+        user_id=key.user_id,
+        platform_admin=bool(key.platform_admin) and key.role == Role.ADMIN,
+        method="api_key",
+        tenant_settings=dict(tenant.settings or {}),
+        user_settings=dict(user.settings or {}) if user is not None else {},
+        key_settings=dict(key.settings or {}),
+    )
+
+
+async def resolve_key(session: AsyncSession, key_hash: str, now: datetime | None = None) -> Resolution:
+    statement = (
+        select(ApiKey, Tenant, User)
+        .join(Tenant, Tenant.id == ApiKey.tenant_id)
+        .outerjoin(User, User.id == ApiKey.user_id)
+        .where(ApiKey.key_hash == key_hash)
+    )
+    row = (await session.execute(statement)).first()
+    if row is None:
+        return Resolution(refusal=UNKNOWN_KEY)
+    key, tenant, user = row
+    now = now or datetime.now(UTC)
+    if key.revoked_at is not None:
+        return Resolution(refusal=REVOKED_KEY)
+    if key.expires_at is not None and key.expires_at <= now:
+        return Resolution(refusal=EXPIRED_KEY)
+    if tenant.disabled:
+        return Resolution(refusal=DISABLED_TENANT)
+    if user is not None and user.disabled:
+        return Resolution(refusal=DISABLED_USER)
+    expires_at = key.expires_at.timestamp() if key.expires_at is not None else None
+    return Resolution(principal=principal_for_key(key, tenant, user), expires_at=expires_at)
+
+
+async def resolve_token_user(session: AsyncSession, claims: TokenClaims) -> Resolution:
+    """The user a verified JWT names: by id or by email, within the tenant the token names."""
+    tenant = (await session.execute(select(Tenant).where(Tenant.name == claims.tenant))).scalar_one_or_none()
+    if tenant is None:
+        return Resolution(refusal=UNKNOWN_USER)
+    condition = User.email == claims.user.lower() if "@" in claims.user else User.id == claims.user
+    user = (await session.execute(select(User).where(User.tenant_id == tenant.id, condition))).scalar_one_or_none()
+    if user is None:
+        return Resolution(refusal=UNKNOWN_USER)
+    if tenant.disabled:
+        return Resolution(refusal=DISABLED_TENANT)
+    if user.disabled:
+        return Resolution(refusal=DISABLED_USER)
+    principal = Principal(
+        tenant_id=tenant.id,
+        tenant_name=tenant.name,
+        role=_role(user.role),
+        user_id=user.id,
+        method="jwt",
+        tenant_settings=dict(tenant.settings or {}),
+        user_settings=dict(user.settings or {}),
+    )
+    return Resolution(principal=principal, expires_at=claims.expires_at)
+
+
+async def ensure_tenant(session: AsyncSession, name: str) -> Tenant:
+    """The tenant called ``name``, created if missing (caller commits)."""
+    tenant = (await session.execute(select(Tenant).where(Tenant.name == name))).scalar_one_or_none()
+    if tenant is None:
+        tenant = Tenant(name=name, settings={})
+        session.add(tenant)
+        await session.flush()
+    return tenant
+
+
+async def admin_key_exists(session: AsyncSession) -> bool:
+    """Whether any tenant has a usable admin key (else start-up explains how to make one)."""
+    now = datetime.now(UTC)
+    statement = (
+        select(ApiKey.id)
+        .where(
+            ApiKey.role == Role.ADMIN.value,
+            ApiKey.revoked_at.is_(None),
+            or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now),
+        )
+        .limit(1)
+    )
+    return (await session.execute(statement)).first() is not None

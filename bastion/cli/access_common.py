@@ -1,0 +1,134 @@
+"""What the ``keys``, ``users``, ``tenants`` and ``db`` commands share: configuration, the database,
+error reporting, and invalidating running gateways' auth caches after a change."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bastion.config.errors import ConfigError
+from bastion.config.loader import load_settings
+from bastion.config.settings import Settings
+from bastion.errors import BastionError
+from bastion.store.db import Database
+
+T = TypeVar("T")
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML config file (Bastion or LiteLLM format).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def load(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        raise fail(str(exc), 2) from None
+
+
+def actor() -> str:
+    """Audit label of the person at the terminal."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30d``, ``12h``, ``90m``, ``3600`` (seconds), ``2w``."""
+    match = _DURATION.match(text)
+    if match is None or int(match.group(1)) <= 0:
+        raise typer.BadParameter("expected a positive duration such as 30d, 12h, 90m or 3600")
+    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+
+
+def auto_migrates(settings: Settings, db: Database) -> bool:
+    # The same rule as ``bastion serve``: the embedded SQLite database migrates itself.
+    return settings.auto_migrate if settings.auto_migrate is not None else db.is_sqlite
+
+
+@asynccontextmanager
+async def database(settings: Settings, *, migrate: bool | None = None) -> AsyncIterator[Database]:
+    db = Database.from_settings(settings)
+    try:
+        if migrate if migrate is not None else auto_migrates(settings, db):
+            from bastion.store.migrate import upgrade
+
+            await upgrade(db.engine)
+        yield db
+    finally:
+        await db.dispose()
+
+
+def run(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]], *, changes_access: bool = False) -> T:
+    """Run ``work`` in one transaction; report failures as one line (never a traceback)."""
+
+    async def main() -> T:
+        async with database(settings) as db, db.transaction() as session:
+            result = await work(session)
+        if changes_access:
+            await invalidate_gateways(settings)
+        return result
+
+    try:
+        return asyncio.run(main())
+    except BastionError as exc:
+        raise fail(exc.message) from None
+    except (SQLAlchemyError, OSError) as exc:
+        hint = "" if settings.database_url is None else " (has `bastion db upgrade` been run?)"
+        raise fail(f"database error{hint}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+
+
+async def invalidate_gateways(settings: Settings) -> None:
+    """Bump the auth epoch so running gateways stop trusting cached credentials at once."""
+    from bastion.auth.epoch import FileEpoch, epoch_file
+
+    epoch = FileEpoch(epoch_file(settings.data_dir))
+    try:
+        epoch.bump()
+    finally:
+        epoch.close()
+    if not settings.redis_url:
+        return
+    from bastion.store.redis import create_redis
+
+    redis = create_redis(settings.redis_url)
+    try:
+        await redis.incr(settings.auth.epoch_key)
+    except Exception as exc:
+        typer.secho(
+            f"warning: could not reach Redis to notify running gateways ({type(exc).__name__}); they verify "
+            "credentials against the database while Redis is unreachable.",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+    finally:
+        await redis.aclose()
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """A plain aligned text table."""
+    cells = [[str(row.get(column) if row.get(column) is not None else "-") for column in columns] for row in rows]
+    widths = [max([len(column), *(len(line[i]) for line in cells)]) for i, column in enumerate(columns)]
+    lines = ["  ".join(column.upper().ljust(widths[i]) for i, column in enumerate(columns))]
+    lines += ["  ".join(value.ljust(widths[i]) for i, value in enumerate(line)) for line in cells]
+    return "\n".join(line.rstrip() for line in lines)
