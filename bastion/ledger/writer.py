@@ -65,12 +65,15 @@ class LedgerWriter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._stop_requested = asyncio.Event()
         self._cursor_segment: Segment | None = None
         self._cursor = 0
         self._redactor: ContentRedactor | None = None
         self._inserter = RowInserter(db)
         #: The last batch was full: more is waiting, so do not pause before the next.
         self._backlog = False
+        #: Set once the segments of dead processes found at start are in the database.
+        self.startup_replay_done = asyncio.Event()
         self._submitted = 0
         #: Records committed to the database (including replays and duplicates skipped by it).
         self.written = 0
@@ -93,6 +96,7 @@ class LedgerWriter:
         if self._task is None:
             return
         self._stopping = True
+        self._stop_requested.set()
         self._wake.set()
         try:
             await asyncio.wait_for(asyncio.shield(self._task), timeout=self.settings.stop_timeout_s)
@@ -146,6 +150,7 @@ class LedgerWriter:
 
     async def _run(self) -> None:
         await self._replay_orphans()
+        self.startup_replay_done.set()
         next_scan = time.monotonic() + self.settings.orphan_scan_interval_s
         while True:
             if not self._has_work():
@@ -165,7 +170,8 @@ class LedgerWriter:
             if not self._stopping and not self._backlog and len(self._queue) < self.settings.batch_size:
                 # Let the batch fill: one insert of many rows costs little more than one of one row.
                 # Not while catching up (the last batch was full): then the next one is ready now.
-                await asyncio.sleep(self.settings.flush_interval_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop_requested.wait(), self.settings.flush_interval_s)
             if not await self._write_batch() and self._stopping:
                 log.warning("ledger_drain_incomplete", pending_bytes=self.journal.pending_bytes())
                 return
@@ -353,7 +359,7 @@ class LedgerWriter:
     async def flush(self, timeout_s: float = 30.0) -> None:
         """Wait until everything submitted so far is in the database."""
         deadline = time.monotonic() + timeout_s
-        while self._has_work():
+        while self._has_work() or not self.startup_replay_done.is_set():
             if self._task is None or self._task.done():
                 raise RuntimeError("the ledger writer is not running")
             if time.monotonic() > deadline:
