@@ -110,7 +110,9 @@ ensure_debs() {
   if ! "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1; then
     "${sudo[@]}" apt-get update -qq
     if ! "${sudo[@]}" apt-get install -y -qq "${missing[@]}"; then
-      for pkg in "${!missing[@]}"; do [[ ${missing[$pkg]} == nginx-light ]] && missing[pkg]=nginx; done
+      for pkg in "${!missing[@]}"; do
+        if [[ ${missing[$pkg]} == nginx-light ]]; then missing[pkg]=nginx; fi
+      done
       "${sudo[@]}" apt-get install -y -qq "${missing[@]}"
     fi
   fi
