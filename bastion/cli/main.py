@@ -87,6 +87,17 @@ def _mount_access() -> None:
 _mount_access()
 
 
+def _mount_vault() -> None:
+    # The prompt vault: prompts and their versions, master key rotation.
+    from bastion.cli import prompts, vault
+
+    app.add_typer(prompts.app, name="prompts")
+    app.add_typer(vault.app, name="vault")
+
+
+_mount_vault()
+
+
 def _mount_optional() -> None:
     try:
         from bastion.cli.guard import app as guard_app

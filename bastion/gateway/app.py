@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.api import admin as admin_api  # identity: tenants, users, keys
 from bastion.api import admin_ledger as admin_ledger_api  # ledger: interactions
+from bastion.api import admin_prompts as admin_prompts_api  # prompt vault admin routes
 from bastion.api import anthropic as anthropic_api
 from bastion.api import openai as openai_api
 from bastion.api import system as system_api
@@ -105,6 +106,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
             *system_api.routes,
             *admin_api.routes,
             *admin_ledger_api.routes,
+            *admin_prompts_api.routes,
         ],
         exception_handlers={HTTPException: _http_exception},
         lifespan=lifespan,

@@ -27,12 +27,16 @@ def default_stages(gateway: Gateway) -> list[Stage]:
     from bastion.gateway.stages.ledger import LedgerStage
     from bastion.gateway.stages.limits import LimitsStage
     from bastion.gateway.stages.metrics import MetricsStage
+    from bastion.gateway.stages.prompt import PromptStage
     from bastion.gateway.stages.usage import UsageStage
 
     return [
         AuthStage(gateway),  # who is calling; rejects before anything is recorded
         LedgerStage(gateway),  # completes last: records what every later stage decided
         MetricsStage(),
+        # Vault prompt reference -> real upstream messages; before limits, so budgets and token
+        # limits estimate the prompt actually sent.
+        PromptStage(gateway),
         LimitsStage(gateway),  # admits rate limits and budgets; settles with the real cost
         CostStage(gateway),  # prices the usage (completes before limits settle)
         UsageStage(),  # token counts and answer text, from the provider or our tokenizer
