@@ -70,6 +70,14 @@ class PayloadTooLarge(BastionError):
     code = "request_too_large"
 
 
+class BudgetExceeded(BastionError):
+    """A spend budget (per request, daily or monthly) would be exceeded; Anthropic renders 402 as billing_error."""
+
+    status = 402
+    error_type = "budget_exceeded"
+    code = "budget_exceeded"
+
+
 class RateLimited(BastionError):
     status = 429
     error_type = "rate_limit_error"

@@ -58,7 +58,8 @@ async def messages(request: Request) -> Response:
     except ClientDisconnected:
         return Response(status_code=499)
     message_id = "msg_" + ctx.request_id.removeprefix("req_")
-    headers = {"request-id": ctx.request_id}
+    # Stages' response headers (x-ratelimit-*); error responses carry them on the exception.
+    headers = {**ctx.annotations.get("response_headers", {}), "request-id": ctx.request_id}
     if isinstance(result, ChatResponse):
         return json_response(openai_response_to_anthropic(result.body, info["model"]), headers=headers)
     return SSEResponse(_encode_stream(result, info["model"], message_id), headers=headers)

@@ -34,9 +34,11 @@ async def chat_completions(request: Request) -> Response:
             result = await gw.pipeline.chat(ctx)
     except ClientDisconnected:
         return Response(status_code=499)
+    # Stages' response headers (x-ratelimit-*); error responses carry them on the exception.
+    headers = ctx.annotations.get("response_headers")
     if isinstance(result, ChatResponse):
-        return json_response(result.body)
-    return SSEResponse(encode_stream(result, ctx.include_usage))
+        return json_response(result.body, headers=headers)
+    return SSEResponse(encode_stream(result, ctx.include_usage), headers=headers)
 
 
 def _encode_vector(vector: list[float], encoding: str) -> list[float] | str:
@@ -77,7 +79,8 @@ async def embeddings(request: Request) -> Response:
             ],
             "model": parsed.model,
             "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
-        }
+        },
+        headers=ctx.annotations.get("response_headers"),
     )
 
 

@@ -139,6 +139,16 @@ class LimitsSettings(Strict):
     key: RateLimit = Field(default_factory=RateLimit)
     user: RateLimit = Field(default_factory=RateLimit)
     tenant: RateLimit = Field(default_factory=RateLimit)
+    redis_prefix: str = Field(
+        "bastion:", min_length=1, description="Prefix of every Redis key of limits and budgets (one per deployment)."
+    )
+    redis_retry_s: float = Field(
+        1.0, gt=0, description="After a Redis failure, how long to use the failure behaviour before trying Redis again."
+    )
+    redis_connections: int = Field(4, ge=1, le=64, description="Pipelined Redis connections used by the limiter.")
+    reservation_ttl_s: float = Field(
+        900.0, gt=0, description="A budget reservation not settled within this time (a crashed process) is released."
+    )
 
 
 class BudgetScopes(Strict):

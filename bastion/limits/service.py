@@ -1,0 +1,250 @@
+"""Admission and settlement of one request against every rate limit and budget that applies.
+
+``admit`` (before the upstream call): the caller's policy (cached per principal), a pre-flight
+estimate (prompt tokens; cost = prompt x input price + max completion x output price), the
+per-request cap, then one atomic admission in the store: record everywhere or nowhere. Budget
+counters missing for the current window are seeded from the ledger first (once per window).
+
+``settle`` (after the answer, cost stage done): the token estimate is replaced with the real count
+and the reservation with the real cost. In memory that is immediate; on Redis it is queued to the
+background settler, so the answer does not wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from bastion.config.errors import ConfigError
+from bastion.errors import BastionError, BudgetExceeded, RateLimited
+from bastion.limits.channel import RedisChannel
+from bastion.limits.failover import REDIS_ERRORS, FailoverStore
+from bastion.limits.headers import format_duration, rate_limit_headers
+from bastion.limits.memory import MemoryStore
+from bastion.limits.metrics import RATE_REJECTIONS
+from bastion.limits.plan import Admission, BudgetCharge, Decision, Outcome, Store
+from bastion.limits.policy import Policy, PolicyCache
+from bastion.limits.redis_store import RedisStore
+from bastion.spend.estimate import answer_tokens, completion_tokens, prompt_tokens
+from bastion.spend.metrics import BUDGET_REJECTIONS
+from bastion.spend.pricing import MICROS_PER_USD, to_micros
+from bastion.spend.routes import RoutePricing, route_pricing
+from bastion.spend.seed import LedgerSeeder
+from bastion.spend.windows import Windows
+
+if TYPE_CHECKING:
+    from bastion.config.settings import Settings
+    from bastion.gateway.context import RequestContext
+    from bastion.store.db import Database
+
+log = structlog.get_logger("bastion.limits")
+
+#: Where the service lives in ``Gateway.services``.
+SERVICE_NAME = "limits"
+_MAX_SEED_ROUNDS = 4
+
+
+@dataclass(slots=True)
+class Ticket:
+    """An admitted request: what to settle, where, and the headers its response carries."""
+
+    admission: Admission
+    store: Store
+    headers: dict[str, str]
+
+
+class LimitsService:
+    def __init__(
+        self,
+        settings: Settings,
+        pricing: RoutePricing,
+        store: MemoryStore | FailoverStore | RedisStore,
+        seeder: LedgerSeeder,
+        *,
+        windows: Windows | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pricing = pricing
+        self.store = store
+        self.seeder = seeder
+        self.windows = windows or Windows()
+        self.policies = PolicyCache(settings)
+        self.default_completion_tokens = settings.budgets.default_completion_tokens
+
+    @classmethod
+    def build(cls, gateway: Any) -> LimitsService:
+        settings: Settings = gateway.settings
+        store = build_store(settings, gateway.redis)
+        db: Database | None = getattr(gateway, "db", None)
+        return cls(settings, route_pricing(gateway), store, LedgerSeeder(db))
+
+    async def start(self) -> None:
+        if not isinstance(self.store, MemoryStore):
+            await self.store.start()
+
+    async def stop(self) -> None:
+        if not isinstance(self.store, MemoryStore):
+            await self.store.stop()
+            channel = self.redis_channel
+            if channel is not None:
+                await channel.aclose()
+
+    @property
+    def redis_channel(self) -> RedisChannel | None:
+        store = self.store.primary if isinstance(self.store, FailoverStore) else self.store
+        return store.channel if isinstance(store, RedisStore) else None
+
+    # -- admission --------------------------------------------------------------------------------
+
+    async def admit(self, ctx: RequestContext) -> None:
+        """Admit the request or raise RateLimited (429), BudgetExceeded (402), LimiterUnavailable (503)."""
+        policy = self.policies.get(ctx.principal)
+        if policy.empty:
+            return
+        admission = self._admission(ctx, policy)
+        decision = await self.store.admit(admission)
+        rounds = 0
+        while decision.outcome is Outcome.NEEDS_SEED:
+            rounds += 1
+            if rounds > _MAX_SEED_ROUNDS:
+                raise BastionError("Budget state could not be initialised; retry shortly.", status=503)
+            await self._seed(decision, admission)
+            decision = await self.store.admit(admission)
+        if decision.outcome is not Outcome.ADMITTED:
+            raise self._rejection(decision, admission)
+        headers = rate_limit_headers(decision.requests, decision.tokens)
+        assert decision.store is not None
+        ctx.annotations["limits"] = Ticket(admission, decision.store, headers)
+        if headers:
+            response_headers = ctx.annotations.get("response_headers")
+            if response_headers is None:
+                ctx.annotations["response_headers"] = dict(headers)
+            else:
+                response_headers.update(headers)
+
+    def _admission(self, ctx: RequestContext, policy: Policy) -> Admission:
+        tokens = 0
+        estimate = 0
+        budgets = policy.budgets
+        cap = policy.max_request_usd
+        if budgets or cap is not None:
+            price = self.pricing.for_alias(ctx.model)
+            if not price.is_free:
+                tokens = prompt_tokens(ctx.body, ctx.endpoint)
+                completion = completion_tokens(ctx.body, price, self.default_completion_tokens, ctx.endpoint)
+                estimate = to_micros(price.cost_usd(tokens, completion))
+                if cap is not None and estimate > to_micros(cap):
+                    BUDGET_REJECTIONS.labels(budget="request", scope="request").inc()
+                    raise BudgetExceeded(
+                        f"Estimated cost of this request (${estimate / MICROS_PER_USD:.4f}: {tokens} prompt tokens "
+                        f"and up to {completion} completion tokens of {ctx.model}) exceeds the per-request cap "
+                        f"of ${cap:.2f}. Lower max_tokens or shorten the prompt."
+                    )
+        if policy.token_rules and not tokens:
+            tokens = prompt_tokens(ctx.body, ctx.endpoint)
+        charges: list[BudgetCharge] = []
+        if budgets:
+            windows = self.windows.current()
+            for rule in budgets:
+                window = windows[rule.period]
+                charges.append(
+                    BudgetCharge(rule, f"{rule.base_key}:{window.id}", estimate, window.start, window.expire_at)
+                )
+        return Admission(ctx.request_id, policy.request_rules, policy.token_rules, tokens, charges)
+
+    async def _seed(self, decision: Decision, admission: Admission) -> None:
+        charges = [admission.charges[i] for i in decision.missing]
+        spent = await asyncio.gather(
+            *(self.seeder.spent_usd(charge.rule.scope, charge.window_start) for charge in charges)
+        )
+        store = decision.store
+        assert store is not None
+        try:
+            await store.seed([(charge, to_micros(usd)) for charge, usd in zip(charges, spent, strict=True)])
+        except REDIS_ERRORS as exc:
+            if not isinstance(self.store, FailoverStore):
+                raise
+            self.store.note_failure(exc)  # the next admission goes to the failure behaviour
+
+    def _rejection(self, decision: Decision, admission: Admission) -> BastionError:
+        headers = rate_limit_headers(decision.requests, decision.tokens)
+        outcome = decision.outcome
+        if outcome is Outcome.REQUESTS:
+            rule = admission.request_rules[decision.index]
+            RATE_REJECTIONS.labels(limit="requests", scope=rule.scope.kind).inc()
+            return RateLimited(
+                f"Rate limit reached for {rule.scope.label} on requests per minute (RPM): limit {rule.rpm}, "
+                f"used {rule.rpm}. Please try again in {format_duration(decision.retry_after_s)}.",
+                retry_after_s=decision.retry_after_s,
+                headers=headers,
+            )
+        if outcome in (Outcome.TOKENS, Outcome.TOKENS_TOO_LARGE):
+            rule = admission.token_rules[decision.index]
+            RATE_REJECTIONS.labels(limit="tokens", scope=rule.scope.kind).inc()
+            used = (rule.tpm or 0) - (decision.tokens.remaining if decision.tokens else 0)
+            if outcome is Outcome.TOKENS_TOO_LARGE:
+                message = (
+                    f"Request too large for {rule.scope.label} on tokens per minute (TPM): limit {rule.tpm}, "
+                    f"requested {admission.tokens}. Send a smaller request."
+                )
+            else:
+                message = (
+                    f"Rate limit reached for {rule.scope.label} on tokens per minute (TPM): limit {rule.tpm}, "
+                    f"used {used}, requested {admission.tokens}. "
+                    f"Please try again in {format_duration(decision.retry_after_s)}."
+                )
+            return RateLimited(message, retry_after_s=decision.retry_after_s, headers=headers)
+        charge = admission.charges[decision.index]
+        rule = charge.rule
+        BUDGET_REJECTIONS.labels(budget=rule.period, scope=rule.scope.kind).inc()
+        return BudgetExceeded(
+            f"{rule.period.capitalize()} budget of {rule.scope.label} (${rule.limit_usd:.2f}) would be exceeded: "
+            f"${decision.spent / MICROS_PER_USD:.4f} spent and ${decision.reserved / MICROS_PER_USD:.4f} reserved "
+            f"by requests in flight this {'day' if rule.period == 'daily' else 'month'} (UTC); this request is "
+            f"estimated at up to ${charge.estimate / MICROS_PER_USD:.4f}.",
+            headers=headers,
+        )
+
+    # -- settlement -------------------------------------------------------------------------------
+
+    def settle(self, ctx: RequestContext) -> None:
+        """Settle an admitted request with its real tokens and cost; give errors their headers."""
+        ticket: Ticket | None = ctx.annotations.get("limits")
+        if ticket is None:
+            return
+        admission = ticket.admission
+        actual_tokens = 0
+        if admission.token_rules:
+            usage = ctx.usage
+            if usage is not None:
+                actual_tokens = usage.prompt_tokens + usage.completion_tokens
+            elif ctx.output_text:  # a stream cut off before the provider reported usage
+                actual_tokens = admission.tokens + answer_tokens(ctx.output_text)
+        ticket.store.settle(admission, actual_tokens, to_micros(ctx.cost_usd))
+        if ctx.error is not None and ticket.headers:
+            for name, value in ticket.headers.items():
+                ctx.error.headers.setdefault(name, value)
+
+
+def build_store(settings: Settings, redis: Any) -> MemoryStore | FailoverStore:
+    """The memory store, or Redis behind the configured failure behaviour (``limits.backend``)."""
+    backend = settings.limits.backend
+    if backend == "memory" or (backend == "auto" and redis is None):
+        return MemoryStore()
+    if redis is None:
+        raise ConfigError("limits.backend: 'redis' needs redis_url (BASTION_REDIS_URL) to be set")
+    channel = RedisChannel(redis, connections=settings.limits.redis_connections)
+    primary = RedisStore(channel, reservation_ttl_s=settings.limits.reservation_ttl_s)
+    return FailoverStore(primary, settings.limits.on_redis_failure, retry_s=settings.limits.redis_retry_s)
+
+
+def limits_service(gateway: Any) -> LimitsService | None:
+    """The gateway's shared service (None when limits and budgets are both off)."""
+    service = gateway.services.get(SERVICE_NAME)
+    if service is None and (gateway.settings.limits.enabled or gateway.settings.budgets.enabled):
+        service = LimitsService.build(gateway)
+        gateway.services[SERVICE_NAME] = service
+    return service  # type: ignore[no-any-return]

@@ -1,0 +1,7 @@
+"""Spend: the price table, the cost of each interaction, pre-flight estimates and budget windows."""
+
+from bastion.spend.cost import interaction_cost
+from bastion.spend.pricing import FREE, Price, PriceTable, to_micros
+from bastion.spend.routes import RoutePricing, route_pricing
+
+__all__ = ["FREE", "Price", "PriceTable", "RoutePricing", "interaction_cost", "route_pricing", "to_micros"]
