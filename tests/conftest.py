@@ -51,6 +51,12 @@ def gateway(fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactor
     process.start()
     _GATEWAYS.append(process)
     try:
+        process.warm_up()
+    except BaseException:
+        process.stop()
+        _GATEWAYS.remove(process)
+        raise
+    try:
         yield process
     finally:
         process.stop()

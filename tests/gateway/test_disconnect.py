@@ -12,6 +12,7 @@ import anthropic
 import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.gateway.helpers import USER_MESSAGES
 from tests.support.fake_upstream import SLOW_STREAM_CHUNKS, SLOW_STREAM_INTERVAL_S, FakeUpstream, Received
@@ -82,12 +83,27 @@ def test_closing_a_stream_cancels_an_anthropic_upstream(fake: FakeUpstream, open
     assert call.finished_at is None and call.dialect == "anthropic"
 
 
-def test_gateway_still_serves_after_disconnects(fake: FakeUpstream, openai_client: openai.OpenAI) -> None:
-    # Cancelled calls must leave no stuck state: the same deployment answers the next request.
+def _closed_requests(http: httpx.Client, model: str) -> float:
+    """bastion_requests_total for ``model`` with nginx's 499 "client closed request" status."""
+    for family in text_string_to_metric_families(http.get("/metrics").text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "bastion_requests_total" and labels.get("model") == model and labels["status"] == "499":
+                return float(sample.value)
+    return 0.0
+
+
+def test_disconnects_leave_no_stuck_state(fake: FakeUpstream, openai_client: openai.OpenAI, http: httpx.Client) -> None:
+    closed_before = _closed_requests(http, "m-slow-stream")
     fake.script("m-slow-stream", ["slow_stream"])
     stream = openai_client.chat.completions.create(model="m-slow-stream", messages=USER_MESSAGES, stream=True)
     next(iter(stream))
     stream.close()
     _disconnected(fake, "m-slow-stream")
+    # The call is accounted as closed by the client, no longer in flight, and the breaker is
+    # untouched (a client leaving says nothing about the upstream's health).
+    wait_until(lambda: _closed_requests(http, "m-slow-stream") == closed_before + 1, timeout_s=3, what="499 counted")
+    deployment = http.get("/readyz").json()["deployments"]["m-slow-stream"]
+    assert deployment["in_flight"] == 0 and deployment["circuit"] == "closed"
     completion = openai_client.chat.completions.create(model="m-slow-stream", messages=USER_MESSAGES)
     assert completion.choices[0].message.content

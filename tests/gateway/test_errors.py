@@ -48,6 +48,11 @@ def test_unknown_model_is_404_in_the_anthropic_dialect(
     assert_stamped(response.headers)
 
 
+def test_unknown_model_on_a_stream_is_a_plain_404(openai_client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError):
+        openai_client.chat.completions.create(model="no-such-model", messages=USER_MESSAGES, stream=True)
+
+
 def test_unknown_model_for_embeddings_and_wrong_kind(openai_client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
         openai_client.embeddings.create(model="no-such-model", input="hello")

@@ -95,6 +95,27 @@ def test_upstream_429_raises_rate_limit_error_in_the_sdk(fake: FakeUpstream, ope
     assert caught.value.status_code == 429
 
 
+def test_upstream_429_in_the_anthropic_dialect(fake: FakeUpstream, anthropic_client: anthropic.Anthropic) -> None:
+    fake.default("m-429-anthropic", "429:0")
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        anthropic_client.messages.create(model="m-429-anthropic", max_tokens=8, messages=USER_MESSAGES)
+    assert caught.value.status_code == 429
+    assert_anthropic_error(caught.value.body, "rate_limit_error")
+    assert fake.attempts("m-429-anthropic") == ATTEMPTS
+
+
+def test_stream_failing_before_its_first_byte_gets_an_http_error(fake: FakeUpstream, http: httpx.Client) -> None:
+    # Nothing was sent yet, so the client gets a proper status and JSON, not a 200 event stream.
+    fake.default("m-stream-fail", "500")
+    body = {"model": "m-stream-fail", "messages": USER_MESSAGES, "stream": True}
+    response = http.post("/v1/chat/completions", json=body)
+    assert response.status_code == 502
+    assert response.headers["content-type"].startswith("application/json")
+    assert_openai_error(response.json())
+    assert_stamped(response.headers)
+    assert fake.attempts("m-stream-fail") == ATTEMPTS
+
+
 # -- fallbacks and circuit breakers -------------------------------------------------------------------
 
 

@@ -43,6 +43,8 @@ OPENAI_FAKE_MODELS: dict[str, dict[str, Any]] = {
     "m-400": {},
     "m-429": {},
     "m-429-sdk": {},
+    "m-429-anthropic": {},
+    "m-stream-fail": {},
     "m-fallback-a": {},
     "m-fallback-b": {},
     "m-breaker": {},
@@ -183,6 +185,27 @@ class GatewayProcess:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"bastion serve was not healthy within {timeout_s} s:\n{self.log_tail()}")
+
+    def warm_up(self, timeout_s: float = 300.0) -> None:
+        """Wait for the embedded models to load (one small call each).
+
+        They load in the background after start-up; loading competes for the CPU and the GIL,
+        which would make the first tests' timings (overhead, Retry-After) noisy.
+        """
+        if not LOCAL_AVAILABLE:
+            return
+        calls = [
+            ("/v1/embeddings", {"model": "local/minilm", "input": "warm up"}),
+            (
+                "/v1/chat/completions",
+                {"model": "local/smollm2", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]},
+            ),
+        ]
+        with httpx.Client(base_url=self.url, timeout=timeout_s) as client:
+            for path, body in calls:
+                response = client.post(path, json=body)
+                if response.status_code != 200:
+                    raise RuntimeError(f"warm-up {path} -> {response.status_code} {response.text}\n{self.log_tail()}")
 
     def stop(self, timeout_s: float = 15.0) -> int | None:
         """SIGTERM (graceful shut-down), then SIGKILL if it has not exited in time."""
