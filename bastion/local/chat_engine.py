@@ -27,6 +27,7 @@ How it behaves, and why:
 from __future__ import annotations
 
 import asyncio
+import atexit
 import codecs
 import os
 import random
@@ -73,6 +74,8 @@ class GenerationResult:
     queue_s: float = 0.0
     time_to_first_token_s: float | None = None
     generation_s: float = 0.0
+    #: The consumer went away and the worker stopped early (such results reach nobody but stats).
+    cancelled: bool = False
 
 
 @dataclass(slots=True)
@@ -121,6 +124,11 @@ class ChatEngine:
         self._llama_cpp: Any = None
         self._idle = threading.Condition()
         self._active = 0
+        #: Counters for metrics and tests: tokens sampled so far (updated as each is sampled), and
+        #: generations stopped because their consumer went away.
+        self.tokens_generated = 0
+        self._stats_lock = threading.Lock()
+        self.generations_cancelled = 0
         self._cancels: set[threading.Event] = set()
         self._rng = random.Random()
 
@@ -269,7 +277,7 @@ class ChatEngine:
         try:
             self._executor.submit(self._work, slot, job, put, cancel)
         except BaseException:
-            self._end(slot, cancel)
+            self._end(slot, cancel, None)
             raise
         try:
             while True:
@@ -321,26 +329,31 @@ class ChatEngine:
             self._active += 1
             self._cancels.add(cancel)
 
-    def _end(self, slot: _Slot, cancel: threading.Event) -> None:
+    def _end(self, slot: _Slot, cancel: threading.Event, result: GenerationResult | None) -> None:
         assert self._pool is not None
         self._pool.release(slot)
         with self._idle:
+            if result is not None:
+                self.generations_cancelled += result.cancelled
             self._active -= 1
             self._cancels.discard(cancel)
             self._idle.notify_all()
 
     def _work(self, slot: _Slot, job: _Job, put: Any, cancel: threading.Event) -> None:
+        result: GenerationResult | None = None
         try:
-            put(self._generate(slot, job, put, cancel))
+            result = self._generate(slot, job, put, cancel)
+            put(result)
         except BaseException as exc:
             put(exc if isinstance(exc, UpstreamError) else UpstreamError(f"local model failed: {exc}", retryable=False))
         finally:
-            self._end(slot, cancel)
+            self._end(slot, cancel, result)
 
     def _generate(self, slot: _Slot, job: _Job, put: Any, cancel: threading.Event) -> GenerationResult:
         llm, request = slot.llm, job.request
         result = GenerationResult("length", len(job.prompt_tokens), 0, dropped_messages=job.dropped)
         if cancel.is_set():  # the consumer left while we waited for the executor
+            result.cancelled = True
             return result
         llm.set_seed(request.seed if request.seed is not None else self._rng.getrandbits(31))
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -358,6 +371,7 @@ class ChatEngine:
         try:
             for token in tokens:
                 if cancel.is_set():
+                    result.cancelled = True
                     return result
                 if result.time_to_first_token_s is None:
                     result.time_to_first_token_s = perf_counter() - started
@@ -365,6 +379,8 @@ class ChatEngine:
                     result.finish_reason = "stop"
                     break
                 result.completion_tokens += 1
+                with self._stats_lock:  # several workers may count at once
+                    self.tokens_generated += 1
                 text += decoder.decode(llm.detokenize([token]))
                 safe = len(text)
                 if job.stop:
@@ -392,6 +408,15 @@ class ChatEngine:
 
 _ENGINES: dict[tuple[Any, ...], ChatEngine] = {}
 _ENGINES_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_engines() -> None:
+    # Free the models while the interpreter is still whole: llama-cpp-python's own finalizers
+    # fail noisily when they run during interpreter teardown.
+    with _ENGINES_LOCK:
+        for engine in _ENGINES.values():
+            engine.close()
 
 
 def get_chat_engine(settings: LocalModelSettings) -> ChatEngine:

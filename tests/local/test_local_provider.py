@@ -1,0 +1,161 @@
+"""LocalProvider: OpenAI-shaped answers from the embedded models, and request translation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bastion.config.settings import DeploymentSettings, LocalModelSettings, TimeoutSettings
+from bastion.errors import InvalidRequest
+from bastion.providers.base import ChatRequest, Deployment
+from bastion.providers.local import LocalProvider, to_generation_request, to_local_messages
+from tests.local.conftest import LONG_PROMPT, SHORT_PROMPT, needs_embedder, needs_llama
+
+LOCAL = LocalModelSettings(n_ctx=1024, max_queue=8, default_max_tokens=32)
+
+
+def provider(model: str) -> LocalProvider:
+    alias = f"local/{model}"
+    settings = DeploymentSettings(provider="local", model=model, id=f"local-{model}")
+    deployment = Deployment(id=f"local-{model}", alias=alias, settings=settings, timeouts=TimeoutSettings())
+    deployment.extra["local"] = LOCAL
+    return LocalProvider(deployment)
+
+
+@needs_llama
+async def test_chat_is_an_openai_chat_completion() -> None:
+    chat = provider("smollm2")
+    await chat.warm()
+    assert await chat.check_ready()
+    tools = [{"type": "function", "function": {"name": "noop", "parameters": {"type": "object"}}}]
+    body = {"model": "local/smollm2", "messages": SHORT_PROMPT, "max_tokens": 12, "seed": 3, "tools": tools}
+    response = await chat.chat(ChatRequest(body=body, request_id="r1"))
+    data = response.body
+    assert data["id"].startswith("chatcmpl-")
+    assert data["object"] == "chat.completion" and data["model"] == "local/smollm2"
+    assert isinstance(data["created"], int)
+    choice = data["choices"][0]
+    assert choice["index"] == 0 and choice["message"]["role"] == "assistant"
+    assert choice["message"]["content"].strip()
+    assert choice["finish_reason"] in ("stop", "length")
+    assert response.usage is not None and not response.usage.estimated
+    assert 0 < response.usage.completion_tokens <= 12 and response.usage.prompt_tokens > 0
+    assert data["usage"] == response.usage.to_openai()
+
+
+@needs_llama
+async def test_stream_is_openai_chunks_with_usage_last() -> None:
+    chat = provider("smollm2")
+    body = {"model": "local/smollm2", "messages": LONG_PROMPT, "max_completion_tokens": 20, "temperature": 0}
+    chunks = [chunk async for chunk in chat.stream_chat(ChatRequest(body=body, request_id="r2", stream=True))]
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+    assert len({c["id"] for c in chunks}) == 1 and chunks[0]["id"].startswith("chatcmpl-")
+    assert {c["model"] for c in chunks} == {"local/smollm2"}
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    content = [c["choices"][0]["delta"]["content"] for c in chunks[1:-2]]
+    assert len(content) >= 3 and "".join(content).strip()
+    finish = chunks[-2]["choices"][0]
+    assert finish["delta"] == {} and finish["finish_reason"] == "length"
+    assert chunks[-1]["choices"] == []
+    usage = chunks[-1]["usage"]
+    assert usage["completion_tokens"] == 20 and usage["prompt_tokens"] > 0
+    assert usage["total_tokens"] == usage["prompt_tokens"] + 20
+
+
+@needs_llama
+async def test_abandoned_stream_frees_the_engine() -> None:
+    chat = provider("smollm2")
+    assert chat.engine is not None
+    body = {"model": "local/smollm2", "messages": LONG_PROMPT, "max_tokens": 400}
+    stream = chat.stream_chat(ChatRequest(body=body, request_id="r3", stream=True))
+    await stream.__anext__()
+    await stream.__anext__()
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert await chat.engine.wait_idle(timeout=10.0)
+
+
+@needs_llama
+async def test_errors_surface_before_the_first_chunk() -> None:
+    chat = provider("smollm2")
+    huge = " ".join(f"word{i}" for i in range(1500))
+    stream = chat.stream_chat(ChatRequest(body={"messages": [{"role": "user", "content": huge}]}, request_id="r4"))
+    with pytest.raises(InvalidRequest):
+        await stream.__anext__()
+
+
+@needs_llama
+async def test_each_model_refuses_the_other_kind_of_call() -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        await provider("smollm2").embed(["hello"], "r5")
+    assert refused.value.param == "model" and "embeddings" in refused.value.message
+    with pytest.raises(InvalidRequest) as refused:
+        await provider("minilm").chat(ChatRequest(body={"messages": SHORT_PROMPT}, request_id="r6"))
+    assert refused.value.param == "model"
+
+
+@needs_embedder
+async def test_embed_returns_vectors_and_usage() -> None:
+    embed = provider("minilm")
+    response = await embed.embed(["first text", "second text"], "r7")
+    assert len(response.vectors) == 2 and len(response.vectors[0]) == 384
+    assert response.usage is not None and response.usage.prompt_tokens == 4
+
+
+def test_unknown_local_model_is_a_configuration_error() -> None:
+    with pytest.raises(ValueError, match="serves"):
+        provider("llama-70b")
+
+
+def test_messages_are_flattened_for_the_chat_template() -> None:
+    messages: list[dict[str, Any]] = [
+        {"role": "developer", "content": "Be brief."},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is in"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+                {"type": "text", "text": "this picture?"},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "look", "arguments": '{"x": 1}'}}],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "a cat"},
+    ]
+    assert to_local_messages(messages) == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What is in\nthis picture?"},
+        {"role": "assistant", "content": 'Tool call: look({"x": 1})'},
+        {"role": "user", "content": "Tool result (look): a cat"},
+    ]
+
+
+def test_request_parameters_are_translated_and_checked() -> None:
+    body = {
+        "messages": SHORT_PROMPT,
+        "max_tokens": 50,
+        "max_completion_tokens": 20,
+        "temperature": 0,
+        "stop": "\n\n",
+        "seed": 2**40 + 5,
+        "response_format": {"type": "json_object"},
+    }
+    request = to_generation_request(body)
+    assert request.max_tokens == 20  # max_completion_tokens wins, as at OpenAI
+    assert request.temperature == 0.0 and request.top_p == 0.9
+    assert request.stop == ["\n\n"] and request.seed is not None and request.seed < 2**31
+    assert request.response_format == {"type": "json_object"}
+    for bad, param in (
+        ({"n": 2}, "n"),
+        ({"temperature": 3}, "temperature"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"stop": [1]}, "stop"),
+        ({"messages": [{"role": "wizard", "content": "x"}]}, "messages"),
+        ({"messages": []}, "messages"),
+    ):
+        with pytest.raises(InvalidRequest) as rejected:
+            to_generation_request({"messages": SHORT_PROMPT, **bad})
+        assert rejected.value.param == param

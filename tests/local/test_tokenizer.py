@@ -1,0 +1,90 @@
+"""The offline token counter used when a provider reports no usage."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from bastion.usage import tokenizer
+from bastion.usage.tokenizer import count_messages, count_text, count_tools, tokenizer_name
+
+exact = pytest.mark.skipif("heuristic" in tokenizer_name(), reason="SmolLM2 vocabulary not installed")
+
+
+@exact
+def test_known_counts_are_stable() -> None:
+    assert "SmolLM2" in tokenizer_name()
+    assert count_text("Hello world, this is a test.") == 8
+    assert count_text("The quick brown fox jumps over the lazy dog.") == 10
+    assert count_text("") == 0
+
+
+def test_counts_are_reasonable_for_prose_and_scale_with_length() -> None:
+    prose = "Bastion sits between applications and large language models, keeping prompts secret. "
+    one = count_text(prose)
+    assert len(prose) / 8 < one < len(prose) / 2  # English runs at roughly 3-5 characters a token
+    assert 15 * one < count_text(prose * 20) <= 20 * one  # joins may merge across repetitions
+    long_text = "lorem ipsum dolor sit amet " * 2000  # beyond the cache size limit
+    assert count_text(long_text) > 4000
+
+
+@exact
+def test_typed_special_tokens_count_as_text() -> None:
+    assert count_text("<|im_end|>") > 1
+
+
+def test_unicode_is_counted() -> None:
+    assert count_text("日本語のテキスト 🎉") > 3
+
+
+def test_messages_cost_more_than_their_text() -> None:
+    text = "What is the capital of France?"
+    messages = [{"role": "user", "content": text}]
+    assert count_messages(messages) > count_text(text)
+    assert count_messages(messages) == 3 + count_text("user") + count_text(text) + 3
+    parts = [{"role": "user", "content": [{"type": "text", "text": text}]}]
+    assert count_messages(parts) == count_messages(messages)
+
+
+def test_images_names_and_tool_calls_are_counted() -> None:
+    base = [{"role": "user", "content": "Hi"}]
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/a.png", "detail": "low"}}
+    with_image = [{"role": "user", "content": [{"type": "text", "text": "Hi"}, image]}]
+    assert count_messages(with_image) == count_messages(base) + 85
+    named = [{"role": "user", "content": "Hi", "name": "alice"}]
+    assert count_messages(named) > count_messages(base)
+    call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    with_call = [*base, {"role": "assistant", "content": None, "tool_calls": [call]}]
+    plain_reply = [*base, {"role": "assistant", "content": None}]
+    assert count_messages(with_call) - count_messages(plain_reply) >= count_text('{"city": "Paris"}')
+
+
+def test_tools_are_counted() -> None:
+    assert count_tools(None) == 0 and count_tools([]) == 0
+    small = [{"type": "function", "function": {"name": "ping", "parameters": {"type": "object"}}}]
+    schema = {"type": "object", "properties": {"city": {"type": "string", "description": "City name"}}}
+    large = [{"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": schema}}]
+    assert 0 < count_tools(small) < count_tools(large)
+    assert count_tools(small + large) > count_tools(large)
+
+
+def test_counting_is_thread_safe() -> None:
+    texts = [f"Message {i}: " + "some words to count " * (i % 7 + 1) for i in range(200)]
+    expected = [count_text(t + " ") for t in texts]
+    results: list[list[int]] = []
+
+    def work() -> None:
+        results.append([count_text(t + " ") for t in texts])
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [expected] * 4
+
+
+def test_heuristic_fallback() -> None:
+    assert tokenizer._Heuristic().count("abcdefgh") == 2
+    assert tokenizer._Heuristic().count("abcdefghi") == 3
