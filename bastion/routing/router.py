@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import structlog
 
 from bastion.config.settings import RouterSettings
-from bastion.errors import BastionError, ModelNotFound, UpstreamError, UpstreamUnavailable
+from bastion.errors import BastionError, ModelNotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from bastion.observability.metrics import FALLBACKS, RETRIES
 from bastion.providers.base import ChatRequest, ChatResponse, EmbeddingResponse
 from bastion.routing.strategies import make_strategy
@@ -224,7 +224,13 @@ class Router:
                         break
                     if delay:
                         started = time.perf_counter()
-                        await self._sleep(delay)
+                        try:
+                            await self._sleep(delay)
+                        except BaseException:
+                            # Cancelled while waiting (the client left): give back the
+                            # half-open trial slot _pick reserved, or the breaker stays stuck.
+                            target.breaker.record_neutral()
+                            raise
                         trace.upstream_s += time.perf_counter() - started
                 result = await self._attempt(target, group, trace, call)
                 if isinstance(result, BastionError):
@@ -275,6 +281,14 @@ class Router:
                 return exc
             target.breaker.record_failure()
             raise
+        except TimeoutError:
+            # A provider's cap on the whole call (asyncio.wait_for) ran out: an upstream timeout,
+            # worth a retry, not a provider bug.
+            error = UpstreamTimeout(f"upstream {target.id} did not answer in time")
+            self._record_error(attempt, error, started, trace)
+            target.end()
+            target.breaker.record_failure()
+            return error
         except BastionError as exc:
             # The caller's fault: says nothing about the deployment's health.
             self._record_error(attempt, exc, started, trace)

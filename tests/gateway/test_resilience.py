@@ -206,6 +206,16 @@ def test_upstream_timeout_is_504_and_the_timed_out_calls_are_dropped(
     wait_until(lambda: len(fake.disconnects("m-timeout")) == ATTEMPTS, timeout_s=5, what="timed-out calls closed")
 
 
+def test_total_timeout_is_504_and_retried(fake: FakeUpstream, http: httpx.Client) -> None:
+    # The cap on a whole non-streaming call (timeouts.total_s), not the per-read timeout.
+    fake.default("m-total-timeout", "ok:5")
+    response = http.post("/v1/chat/completions", json={"model": "m-total-timeout", "messages": USER_MESSAGES})
+    assert response.status_code == 504
+    assert_openai_error(response.json())
+    assert fake.attempts("m-total-timeout") == ATTEMPTS
+    wait_until(lambda: len(fake.disconnects("m-total-timeout")) == ATTEMPTS, timeout_s=5, what="calls dropped")
+
+
 def test_malformed_json_is_retried_then_502(fake: FakeUpstream, http: httpx.Client) -> None:
     fake.default("m-malformed", "malformed")
     response = http.post("/v1/chat/completions", json={"model": "m-malformed", "messages": USER_MESSAGES})

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -89,7 +90,7 @@ class Harness:
         models: dict[str, list[tuple[str, float]]],
         *,
         seed: int = 7,
-        clock: FakeClock | None = None,
+        clock: Callable[[], float] | None = None,
         threshold: int = 3,
         cooldown_s: float = 10.0,
         **router_settings: Any,
@@ -397,3 +398,38 @@ async def test_stream_failure_after_the_first_chunk_is_not_retried() -> None:
             received.append(chunk)
     assert len(received) == 1 and provider.calls == 1
     assert harness.targets["a"].in_flight == 0
+
+
+# -- cancellation and timeouts --------------------------------------------------------------------------------
+
+
+async def test_cancelled_back_off_releases_the_half_open_trial() -> None:
+    # A tiny cool-down: the first failure opens the breaker and the retry finds it half-open,
+    # takes the single trial slot, and waits its back-off, where the client goes away.
+    harness = Harness({"m": [("a", 1.0)]}, clock=time.monotonic, threshold=1, cooldown_s=1e-9, retries=1)
+    harness.providers["a"].script = [server_error()]
+    sleeping = asyncio.Event()
+
+    async def sleep_forever(seconds: float) -> None:
+        sleeping.set()
+        await asyncio.Event().wait()
+
+    harness.router._sleep = sleep_forever
+    task = asyncio.ensure_future(harness.chat("m"))
+    await asyncio.wait_for(sleeping.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    breaker = harness.targets["a"].breaker
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert breaker.allows(), "the cancelled request kept the half-open trial slot forever"
+
+
+async def test_a_provider_timeout_error_is_an_upstream_timeout() -> None:
+    # asyncio.wait_for (the providers' total_s cap) raises the builtin TimeoutError.
+    harness = Harness({"m": [("a", 1.0)]}, retries=1, threshold=10)
+    harness.providers["a"].script = [TimeoutError(), TimeoutError()]
+    with pytest.raises(UpstreamTimeout) as caught:
+        await harness.chat("m")
+    assert caught.value.status == 504
+    assert harness.providers["a"].calls == 2, "a timeout is worth a retry"

@@ -51,6 +51,7 @@ OPENAI_FAKE_MODELS: dict[str, dict[str, Any]] = {
     "m-breaker-metrics": {},
     "m-cut": {},
     "m-timeout": {"timeouts": {"read_s": TIMEOUT_READ_S, "connect_s": 2.0}},
+    "m-total-timeout": {"timeouts": {"total_s": TIMEOUT_READ_S}},
     "m-malformed": {},
     "m-malformed-anthropic": {},
     "m-slow": {},
