@@ -3,7 +3,7 @@
 Defaults come from ``limits.{key,user,tenant}`` and ``budgets.{daily_usd,monthly_usd}.{key,user,tenant}``;
 each tenant, user and key may override them in its ``settings`` dict (``rpm``, ``tpm``,
 ``daily_usd``, ``monthly_usd``; ``max_request_usd`` on any of them, the most specific winning).
-A positive number sets a limit; ``null`` or ``0`` removes the default one.
+A positive number replaces the default for that entity; an unset field keeps the default.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from bastion.spend.windows import PERIODS, Period
 
 ScopeKind = Literal["key", "user", "tenant"]
 _SHORT = {"key": "k", "user": "u", "tenant": "t"}
-_MISSING = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,14 +65,12 @@ class Policy:
 
 
 def _override(entity_settings: Mapping[str, Any] | None, name: str, default: Any) -> Any:
-    """The entity's own value for ``name`` if it sets one (null/0 -> no limit), else ``default``."""
+    """The entity's own positive number for ``name`` if it sets one, else ``default``."""
     if not entity_settings:
         return default
-    value = entity_settings.get(name, _MISSING)
-    if value is _MISSING:
-        return default
+    value = entity_settings.get(name)
     if value is None or isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        return None
+        return default  # unset (the admin API drops nulls) or not a usable limit
     return value
 
 

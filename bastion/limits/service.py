@@ -23,6 +23,7 @@ from bastion.errors import BastionError, BudgetExceeded, RateLimited
 from bastion.limits.channel import RedisChannel
 from bastion.limits.failover import REDIS_ERRORS, FailoverStore
 from bastion.limits.headers import format_duration, rate_limit_headers
+from bastion.limits.labels import ScopeLabels
 from bastion.limits.memory import MemoryStore
 from bastion.limits.metrics import RATE_REJECTIONS
 from bastion.limits.plan import Admission, BudgetCharge, Decision, Outcome, Store
@@ -65,6 +66,7 @@ class LimitsService:
         seeder: LedgerSeeder,
         *,
         windows: Windows | None = None,
+        labels: ScopeLabels | None = None,
     ) -> None:
         self.settings = settings
         self.pricing = pricing
@@ -72,6 +74,7 @@ class LimitsService:
         self.seeder = seeder
         self.windows = windows or Windows()
         self.policies = PolicyCache(settings)
+        self.labels = labels or ScopeLabels(seeder.db)
         self.default_completion_tokens = settings.budgets.default_completion_tokens
 
     @classmethod
@@ -114,7 +117,7 @@ class LimitsService:
             await self._seed(decision, admission)
             decision = await self.store.admit(admission)
         if decision.outcome is not Outcome.ADMITTED:
-            raise self._rejection(decision, admission)
+            raise await self._rejection(decision, admission)
         headers = rate_limit_headers(decision.requests, decision.tokens)
         assert decision.store is not None
         ctx.annotations["limits"] = Ticket(admission, decision.store, headers)
@@ -169,42 +172,46 @@ class LimitsService:
                 raise
             self.store.note_failure(exc)  # the next admission goes to the failure behaviour
 
-    def _rejection(self, decision: Decision, admission: Admission) -> BastionError:
+    async def _rejection(self, decision: Decision, admission: Admission) -> BastionError:
         headers = rate_limit_headers(decision.requests, decision.tokens)
         outcome = decision.outcome
+        retry = format_duration(decision.retry_after_s)
         if outcome is Outcome.REQUESTS:
             rule = admission.request_rules[decision.index]
             RATE_REJECTIONS.labels(limit="requests", scope=rule.scope.kind).inc()
+            label = await self.labels.describe(rule.scope)
             return RateLimited(
-                f"Rate limit reached for {rule.scope.label} on requests per minute (RPM): limit {rule.rpm}, "
-                f"used {rule.rpm}. Please try again in {format_duration(decision.retry_after_s)}.",
+                f"Rate limit reached for {label} on requests per minute (RPM): limit {rule.rpm}, used {rule.rpm}. "
+                f"Please try again in {retry}.",
                 retry_after_s=decision.retry_after_s,
                 headers=headers,
             )
         if outcome in (Outcome.TOKENS, Outcome.TOKENS_TOO_LARGE):
             rule = admission.token_rules[decision.index]
             RATE_REJECTIONS.labels(limit="tokens", scope=rule.scope.kind).inc()
+            label = await self.labels.describe(rule.scope)
             used = (rule.tpm or 0) - (decision.tokens.remaining if decision.tokens else 0)
             if outcome is Outcome.TOKENS_TOO_LARGE:
                 message = (
-                    f"Request too large for {rule.scope.label} on tokens per minute (TPM): limit {rule.tpm}, "
+                    f"Request too large for {label} on tokens per minute (TPM): limit {rule.tpm}, "
                     f"requested {admission.tokens}. Send a smaller request."
                 )
             else:
                 message = (
-                    f"Rate limit reached for {rule.scope.label} on tokens per minute (TPM): limit {rule.tpm}, "
-                    f"used {used}, requested {admission.tokens}. "
-                    f"Please try again in {format_duration(decision.retry_after_s)}."
+                    f"Rate limit reached for {label} on tokens per minute (TPM): limit {rule.tpm}, used {used}, "
+                    f"requested {admission.tokens}. Please try again in {retry}."
                 )
             return RateLimited(message, retry_after_s=decision.retry_after_s, headers=headers)
         charge = admission.charges[decision.index]
         rule = charge.rule
         BUDGET_REJECTIONS.labels(budget=rule.period, scope=rule.scope.kind).inc()
+        label = await self.labels.describe(rule.scope)
+        period = "day" if rule.period == "daily" else "month"
         return BudgetExceeded(
-            f"{rule.period.capitalize()} budget of {rule.scope.label} (${rule.limit_usd:.2f}) would be exceeded: "
+            f"{rule.period.capitalize()} budget of {label} (${rule.limit_usd:.2f}) would be exceeded: "
             f"${decision.spent / MICROS_PER_USD:.4f} spent and ${decision.reserved / MICROS_PER_USD:.4f} reserved "
-            f"by requests in flight this {'day' if rule.period == 'daily' else 'month'} (UTC); this request is "
-            f"estimated at up to ${charge.estimate / MICROS_PER_USD:.4f}.",
+            f"by requests in flight this {period} (UTC); this request is estimated at up to "
+            f"${charge.estimate / MICROS_PER_USD:.4f}.",
             headers=headers,
         )
 

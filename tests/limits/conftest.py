@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from tests.support.cluster import gateway_cluster  # noqa: F401  (fixture)
 from tests.support.db import *  # noqa: F403  (database, pg_database_url, sqlite_database_url, ...)
 
 REDIS_URL = os.environ.get("BASTION_TEST_REDIS", "redis://127.0.0.1:6379/0")
