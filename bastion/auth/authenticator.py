@@ -41,7 +41,7 @@ EXPIRED = {"api_key": "This API key has expired.", "jwt": "The bearer token has 
 BOOTSTRAP_HINT = (
     "No admin API key exists yet. Create the first one with:\n"
     "    bastion keys create --role admin --tenant <name> [--config <file>]\n"
-    "It is printed once; store it safely. There is no default password."
+    "The key is printed once: store it safely. There is no default password."
 )
 
 
@@ -53,27 +53,27 @@ class AuthUnavailable(BastionError):
     code = "auth_unavailable"
 
 
+def _refuse(reason: str, message: str) -> AuthenticationFailed:
+    REFUSED.labels(reason=reason).inc()
+    # Tell HTTP clients how to authenticate (RFC 6750), in every dialect.
+    return AuthenticationFailed(message, headers={"www-authenticate": 'Bearer realm="bastion"'})
+
+
 def credential_from_headers(headers: Mapping[str, str]) -> str | None:
     """The presented credential (``Authorization: Bearer`` first, then ``x-api-key``), or None."""
     authorization = headers.get("authorization")
     if authorization:
         scheme, _, value = authorization.strip().partition(" ")
         if scheme.lower() != "bearer":
-            raise AuthenticationFailed("Unsupported Authorization scheme: send `Authorization: Bearer <key>`.")
+            raise _refuse("scheme", "Unsupported Authorization scheme: send `Authorization: Bearer <key>`.")
         value = value.strip()
         if not value:
-            raise AuthenticationFailed("The Authorization header carries no credential after `Bearer`.")
+            raise _refuse("missing", "The Authorization header carries no credential after `Bearer`.")
         return value
     api_key = headers.get("x-api-key")
     if api_key:
         return api_key.strip() or None
     return None
-
-
-def _refuse(reason: str, message: str) -> AuthenticationFailed:
-    REFUSED.labels(reason=reason).inc()
-    # Tell HTTP clients how to authenticate (RFC 6750), in every dialect.
-    return AuthenticationFailed(message, headers={"www-authenticate": 'Bearer realm="bastion"'})
 
 
 class Authenticator:
@@ -89,7 +89,7 @@ class Authenticator:
         self.cache = CredentialCache(auth.cache_size)
         # Refusals live apart so that a flood of bad keys cannot evict the good ones.
         self.refusals = CredentialCache(max(1000, auth.cache_size // 4))
-        self.file_epoch = FileEpoch(epoch_file(settings.data_dir))
+        self.file_epoch = FileEpoch(epoch_file(settings))
         self.redis_epoch = RedisEpoch(redis, auth.epoch_key) if redis is not None else None
         self._inflight: dict[tuple[bytes, object], asyncio.Task[Resolution]] = {}
         self._anonymous: Principal | None = None

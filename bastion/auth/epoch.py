@@ -10,11 +10,12 @@ Two places hold the epoch:
 * Redis (``redis_url`` set): ``GET <auth.epoch_key>``, one round trip per request, shared by every
   process on every machine. If Redis cannot be reached the epoch is *unknown*, and callers must
   not trust their caches (they verify against the database instead).
-* Otherwise a memory-mapped 8-byte counter in ``<data_dir>/auth.epoch``, shared by every process on
-  this machine through the page cache: reading it is a memory load (no system call), so the
-  embedded single-process default pays nanoseconds, and several workers or the CLI on the same
-  machine still see each other's revocations at once. It cannot span machines: several machines
-  need Redis.
+* Otherwise a memory-mapped 8-byte counter in a file beside the SQLite database (``bastion.db`` ->
+  ``bastion.db.auth.epoch``; ``<data_dir>/auth.epoch`` for other databases), shared by every
+  process on this machine through the page cache: reading it is a memory load (no system call),
+  so the embedded single-process default pays nanoseconds, and several workers or the CLI on the
+  same machine see each other's revocations at once. It cannot span machines: several machines
+  (or processes with different data directories on PostgreSQL) need Redis.
 """
 
 from __future__ import annotations
@@ -29,8 +30,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import structlog
+from sqlalchemy.engine import make_url
 
 from bastion.auth.metrics import EPOCH_UNAVAILABLE
+from bastion.config.settings import Settings
+from bastion.store.db import database_url, is_sqlite
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -161,5 +165,13 @@ class RedisEpoch:
             )
 
 
-def epoch_file(data_dir: Path) -> Path:
-    return Path(data_dir).resolve() / EPOCH_FILE_NAME
+def epoch_file(settings: Settings) -> Path:
+    """Where the shared epoch file lives: beside the SQLite database (every process and CLI that
+    uses that database shares it, whatever their data directories), else in the data directory."""
+    url = database_url(settings)
+    if is_sqlite(url):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            path = Path(database).resolve()
+            return path.with_name(path.name + "." + EPOCH_FILE_NAME)
+    return Path(settings.data_dir).resolve() / EPOCH_FILE_NAME

@@ -102,7 +102,7 @@ async def invalidate_gateways(settings: Settings) -> None:
     """Bump the auth epoch so running gateways stop trusting cached credentials at once."""
     from bastion.auth.epoch import FileEpoch, epoch_file
 
-    epoch = FileEpoch(epoch_file(settings.data_dir))
+    epoch = FileEpoch(epoch_file(settings))
     try:
         epoch.bump()
     finally:

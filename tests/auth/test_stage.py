@@ -1,0 +1,122 @@
+"""The auth stage on the model endpoints, in process: who may call, and how refusals look in each
+dialect (never a 500). The upstream is the suite's fake (``fake_upstream`` in tests/conftest.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bastion.auth.principal import Principal, Role
+from bastion.gateway.app import create_app
+from bastion.gateway.context import RequestContext
+from bastion.gateway.pipeline import Pipeline, Stage
+from bastion.gateway.service import Gateway
+from bastion.gateway.stages.auth import AuthStage
+from bastion.store.db import Database
+from tests.auth.support import bearer, seed_key, settings_for
+from tests.support.fake_upstream import FakeUpstream
+
+MODEL = "fake-ok"
+CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+MESSAGES = {"model": MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+
+
+class Recorder(Stage):
+    """Sees what the auth stage left on the context."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.principals: list[Principal | None] = []
+
+    async def on_request(self, ctx: RequestContext) -> None:
+        self.principals.append(ctx.principal)
+
+
+Client = tuple[httpx.AsyncClient, Recorder]
+
+
+@pytest.fixture
+async def gateway_client(
+    database: Database, database_url: str, tmp_path: Path, fake_upstream: FakeUpstream
+) -> AsyncIterator[Callable[..., Any]]:
+    opened: list[tuple[Gateway, httpx.AsyncClient]] = []
+
+    async def start(**auth: Any) -> Client:
+        deployment = {"provider": "openai", "model": MODEL, "api_base": fake_upstream.openai_base, "api_key": "x"}
+        settings = settings_for(
+            database_url, tmp_path / "data", auth=auth, models=[{"name": MODEL, "deployments": [deployment]}]
+        )
+        gateway = Gateway.build(settings, stages=[])
+        recorder = Recorder()
+        gateway.pipeline = Pipeline([AuthStage(gateway), recorder], gateway.router)
+        await gateway.start()
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(settings, gateway)), base_url="http://t"
+        )
+        opened.append((gateway, client))
+        return client, recorder
+
+    yield start
+    for gateway, client in opened:
+        await client.aclose()
+        await gateway.stop()
+
+
+async def test_keys_call_models_in_both_dialects(database: Database, gateway_client: Callable[..., Any]) -> None:
+    client, recorder = await gateway_client()
+    secret, key = await seed_key(database, "acme", Role.SERVICE)
+    response = await client.post("/v1/chat/completions", json=CHAT, headers=bearer(secret))
+    assert response.status_code == 200, response.text
+    anthropic = await client.post("/v1/messages", json=MESSAGES, headers={"x-api-key": secret})
+    assert anthropic.status_code == 200, anthropic.text
+    assert [p.key_id if p else None for p in recorder.principals] == [key.id, key.id]
+
+
+async def test_refusals_in_the_callers_dialect(database: Database, gateway_client: Callable[..., Any]) -> None:
+    client, recorder = await gateway_client()
+    viewer, _ = await seed_key(database, "acme", Role.VIEWER)
+    cases: list[tuple[dict[str, Any], int, str]] = [
+        ({}, 401, "authentication_error"),
+        (bearer("bst_" + "q" * 40), 401, "authentication_error"),
+        (bearer("bst_broken"), 401, "authentication_error"),
+        (bearer("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"), 401, "authentication_error"),
+        ({"authorization": "Basic Zm9vOmJhcg=="}, 401, "authentication_error"),
+        ({"x-api-key": b"\xe9\xe8\xff"}, 401, "authentication_error"),  # not ASCII: latin-1 bytes
+        (bearer(viewer), 403, "permission_error"),
+    ]
+    for headers, status, kind in cases:
+        openai = await client.post("/v1/chat/completions", json=CHAT, headers=headers)
+        assert openai.status_code == status, (headers, openai.text)
+        assert openai.json()["error"]["type"] == kind and openai.json()["error"]["message"]
+        anthropic = await client.post("/v1/messages", json=MESSAGES, headers=headers)
+        assert anthropic.status_code == status, (headers, anthropic.text)
+        assert anthropic.json()["type"] == "error" and anthropic.json()["error"]["type"] == kind
+        if status == 401:
+            assert openai.headers["www-authenticate"].startswith("Bearer")
+    assert recorder.principals == [], "a refused request must not reach later stages"
+
+
+async def test_anonymous_calls_when_auth_is_off(database: Database, gateway_client: Callable[..., Any]) -> None:
+    client, recorder = await gateway_client(enabled=False, default_tenant="open")
+    assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
+    assert (await client.post("/v1/chat/completions", json=CHAT, headers=bearer("sk-anything"))).status_code == 200
+    assert (await client.post("/v1/chat/completions", json=CHAT, headers=bearer("bst_bad"))).status_code == 401
+    principal = recorder.principals[0]
+    assert principal is not None and principal.tenant_name == "open" and principal.role is Role.SERVICE
+    # The admin API stays closed to anonymous callers.
+    assert (await client.get("/api/v1/admin/users")).status_code == 403
+
+
+async def test_start_explains_how_to_get_the_first_admin_key(
+    database: Database, gateway_client: Callable[..., Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    await gateway_client()
+    assert "bastion keys create --role admin --tenant" in capsys.readouterr().err
+    await seed_key(database, "acme", Role.ADMIN)
+    await gateway_client()
+    assert "bastion keys create" not in capsys.readouterr().err
