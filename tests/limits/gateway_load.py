@@ -20,6 +20,7 @@ from bastion.store.models import Interaction
 FREE_MODEL = "lim-ok"
 PRICED_MODEL = "lim-priced"
 PRICED_REQUEST_USD = 0.03
+EMBED_MODEL = "lim-embed"
 PRICED_BODY: dict[str, Any] = {
     "model": PRICED_MODEL,
     "max_tokens": 3,
@@ -38,6 +39,15 @@ def limits_config(fake_openai_base: str, *, redis_prefix: str, **sections: Any) 
         }
         for name in (FREE_MODEL, PRICED_MODEL)
     ]
+    models.append(
+        {
+            "name": EMBED_MODEL,
+            "kind": "embedding",
+            "deployments": [
+                {"provider": "openai", "model": EMBED_MODEL, "id": EMBED_MODEL, "api_base": fake_openai_base}
+            ],
+        }
+    )
     config: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "graceful_shutdown_s": 5},
         "models": models,
