@@ -1,0 +1,299 @@
+"""The guards the gateway calls: ``InputGuard`` before the model, ``OutputGuard`` after it.
+
+Each guard is built once per policy (detectors and patterns are compiled at import or build time)
+and is safe to share between concurrent requests. A scan returns a ``GuardResult``: the final
+action, the text to forward (redacted when a redacting scanner flagged), and one verdict per
+scanner that ran.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+from bastion.guard.injection import InjectionDetector
+from bastion.guard.invisible import scan_invisible
+from bastion.guard.leak import PromptFingerprint
+from bastion.guard.models import ACTION_RANK, Action, Finding, GuardResult, Verdict
+from bastion.guard.pii import PiiDetector
+from bastion.guard.policy import GuardPolicy, Mode
+from bastion.guard.secrets import SecretDetector
+
+#: Scanners that have no meaningful redaction: ``redact`` escalates to ``block``.
+_UNREDACTABLE = frozenset({"injection", "leak"})
+#: Message content part types that carry text.
+_TEXT_PART_TYPES = frozenset({"text", "input_text", "output_text"})
+
+
+@lru_cache(maxsize=4)
+def shared_injection_detector(decode_payloads: bool = True) -> InjectionDetector:
+    return InjectionDetector(decode_payloads=decode_payloads)
+
+
+@lru_cache(maxsize=1)
+def shared_secret_detector() -> SecretDetector:
+    return SecretDetector()
+
+
+def action_for(scanner: str, mode: Mode, flagged: bool) -> Action:
+    if not flagged or mode == "off":
+        return "allow"
+    if mode == "redact" and scanner in _UNREDACTABLE:
+        return "block"
+    return mode
+
+
+def redact(text: str, findings: Sequence[Finding], placeholder: Callable[[Finding], str]) -> str:
+    """Replace each finding's span with its placeholder; overlapping findings merge into the first."""
+    if not findings:
+        return text
+    pieces: list[str] = []
+    last = 0
+    for finding in sorted(findings, key=lambda f: (f.start, -f.end)):
+        if finding.start < last:
+            last = max(last, finding.end)
+            continue
+        pieces.append(text[last : finding.start])
+        pieces.append(placeholder(finding))
+        last = finding.end
+    pieces.append(text[last:])
+    return "".join(pieces)
+
+
+def typed_placeholder(finding: Finding) -> str:
+    """``[EMAIL_ADDRESS]``, ``[AWS_ACCESS_KEY_ID]``...; invisible characters are simply removed."""
+    return "" if finding.type in _INVISIBLE_TYPES else f"[{finding.type}]"
+
+
+_INVISIBLE_TYPES = frozenset({"ZERO_WIDTH", "BIDI_CONTROL", "TAG_CHARACTERS", "VARIATION_SELECTORS", "PRIVATE_USE"})
+
+
+def _drop_overlapping(findings: list[Finding], stronger: list[Finding]) -> list[Finding]:
+    """PII findings inside a secret (digits of a key that look like a phone number) are the secret's."""
+    if not stronger or not findings:
+        return findings
+    return [f for f in findings if all(f.end <= s.start or s.end <= f.start for s in stronger)]
+
+
+def _combine(verdicts: list[Verdict]) -> Action:
+    action: Action = "allow"
+    for verdict in verdicts:
+        if ACTION_RANK[verdict.action] > ACTION_RANK[action]:
+            action = verdict.action
+    return action
+
+
+class _TextScan:
+    """Per-text scan output before it is folded into a result (one per message part)."""
+
+    __slots__ = ("redacted", "verdicts")
+
+    def __init__(self, verdicts: list[Verdict], redacted: str) -> None:
+        self.verdicts = verdicts
+        self.redacted = redacted
+
+
+class InputGuard:
+    """Scans what goes to the model: invisible text, secrets, PII, prompt injection."""
+
+    def __init__(self, policy: GuardPolicy | None = None) -> None:
+        self.policy = policy or GuardPolicy()
+        p = self.policy
+        self._pii = PiiDetector(p.pii_entities, all_dates=p.pii_all_dates) if p.pii != "off" else None
+        self._secrets = shared_secret_detector() if p.secrets != "off" else None
+        self._injection = shared_injection_detector(p.decode_payloads) if p.injection != "off" else None
+        self._scan_roles = frozenset(p.scan_roles)
+
+    @classmethod
+    def for_policy(cls, policy: GuardPolicy) -> InputGuard:
+        """A cached guard for ``policy`` (policies are hashable), so callers need not keep one."""
+        return _cached_input_guard(policy)
+
+    def scan_text(self, text: str) -> GuardResult:
+        started = time.perf_counter()
+        scan = self._scan(text)
+        return GuardResult(
+            action=_combine(scan.verdicts),
+            text=scan.redacted,
+            verdicts=scan.verdicts,
+            elapsed_us=(time.perf_counter() - started) * 1e6,
+        )
+
+    def scan_messages(self, messages: Sequence[Mapping[str, Any]]) -> GuardResult:
+        """Scan the user/tool content of OpenAI-shaped messages; system/developer content is trusted.
+
+        ``result.messages`` holds the messages to forward: redacted copies where something was
+        redacted, the original objects otherwise.
+        """
+        started = time.perf_counter()
+        merged: dict[str, Verdict] = {}
+        out_messages: list[dict[str, Any]] = []
+        for index, message in enumerate(messages):
+            if message.get("role") not in self._scan_roles:
+                out_messages.append(dict(message))
+                continue
+            content = message.get("content")
+            if isinstance(content, str):
+                scan = self._scan(content)
+                self._merge(merged, scan.verdicts, index, None)
+                out_messages.append(
+                    {**message, "content": scan.redacted} if scan.redacted != content else dict(message)
+                )
+            elif isinstance(content, list):
+                new_parts: list[Any] = []
+                changed = False
+                for part_index, part in enumerate(content):
+                    text = part.get("text") if isinstance(part, Mapping) else None
+                    if not isinstance(text, str) or part.get("type") not in _TEXT_PART_TYPES:
+                        new_parts.append(part)
+                        continue
+                    scan = self._scan(text)
+                    self._merge(merged, scan.verdicts, index, part_index)
+                    if scan.redacted != text:
+                        changed = True
+                        new_parts.append({**part, "text": scan.redacted})
+                    else:
+                        new_parts.append(part)
+                out_messages.append({**message, "content": new_parts} if changed else dict(message))
+            else:
+                out_messages.append(dict(message))
+        verdicts = list(merged.values())
+        return GuardResult(
+            action=_combine(verdicts),
+            text="",
+            verdicts=verdicts,
+            messages=out_messages,
+            elapsed_us=(time.perf_counter() - started) * 1e6,
+        )
+
+    @staticmethod
+    def _merge(merged: dict[str, Verdict], verdicts: list[Verdict], index: int, part: int | None) -> None:
+        for verdict in verdicts:
+            located = [
+                Finding(f.type, f.start, f.end, f.score, message_index=index, part_index=part) for f in verdict.findings
+            ]
+            current = merged.get(verdict.scanner)
+            if current is None:
+                merged[verdict.scanner] = Verdict(
+                    verdict.scanner, verdict.score, verdict.flagged, located, verdict.action
+                )
+                continue
+            current.score = max(current.score, verdict.score)
+            current.flagged = current.flagged or verdict.flagged
+            current.findings.extend(located)
+            if ACTION_RANK[verdict.action] > ACTION_RANK[current.action]:
+                current.action = verdict.action
+
+    def _scan(self, text: str) -> _TextScan:
+        p = self.policy
+        verdicts: list[Verdict] = []
+        redactions: list[Finding] = []
+        hidden_text = ""
+        if p.invisible != "off":
+            invisible = scan_invisible(text)
+            hidden_text = invisible.hidden_text
+            action = action_for("invisible", p.invisible, invisible.flagged)
+            verdicts.append(
+                Verdict("invisible", 1.0 if invisible.flagged else 0.0, invisible.flagged, invisible.findings, action)
+            )
+            if action in ("redact", "block"):
+                redactions.extend(invisible.findings)
+        secret_findings: list[Finding] = []
+        if self._secrets is not None:
+            secret_findings = self._secrets.scan(text)
+            verdicts.append(_entity_verdict("secrets", p.secrets, secret_findings, redactions))
+        if self._pii is not None:
+            pii_findings = _drop_overlapping(self._pii.scan(text), secret_findings)
+            verdicts.append(_entity_verdict("pii", p.pii, pii_findings, redactions))
+        if self._injection is not None:
+            injection = self._injection.scan(text, hidden_text=hidden_text)
+            flagged = injection.score >= p.injection_threshold
+            verdicts.append(
+                Verdict(
+                    "injection",
+                    injection.score,
+                    flagged,
+                    injection.findings,
+                    action_for("injection", p.injection, flagged),
+                )
+            )
+        redacted = redact(text, redactions, typed_placeholder) if redactions else text
+        return _TextScan(verdicts, redacted)
+
+
+def _entity_verdict(scanner: str, mode: Mode, findings: list[Finding], redactions: list[Finding]) -> Verdict:
+    """Verdict for a scanner whose findings are entities (PII, secrets), collecting redactions."""
+    flagged = bool(findings)
+    action = action_for(scanner, mode, flagged)
+    if action in ("redact", "block"):
+        redactions.extend(findings)
+    score = max((f.score for f in findings), default=0.0)
+    return Verdict(scanner, score, flagged, findings, action)
+
+
+@lru_cache(maxsize=256)
+def _cached_input_guard(policy: GuardPolicy) -> InputGuard:
+    return InputGuard(policy)
+
+
+class OutputGuard:
+    """Scans what comes back from the model: system-prompt leaks, secrets, PII.
+
+    ``system_prompt`` is the real (decrypted) prompt the model was given and ``canary`` the marker
+    planted in it; either may be omitted, and the leak scanner then uses what it has.
+    """
+
+    def __init__(
+        self,
+        policy: GuardPolicy | None = None,
+        system_prompt: str | None = None,
+        canary: str | None = None,
+    ) -> None:
+        self.policy = policy or GuardPolicy()
+        p = self.policy
+        self.pii_mode: Mode = p.effective_output_pii
+        self.secrets_mode: Mode = p.effective_output_secrets
+        self._pii = PiiDetector(p.pii_entities, all_dates=p.pii_all_dates) if self.pii_mode != "off" else None
+        self._secrets = shared_secret_detector() if self.secrets_mode != "off" else None
+        self.fingerprint = PromptFingerprint(system_prompt, canary, ngram=p.leak_ngram)
+        self._leak_on = p.leak != "off" and self.fingerprint.active
+
+    @property
+    def leak_enabled(self) -> bool:
+        return self._leak_on
+
+    def scan_text(self, text: str) -> GuardResult:
+        started = time.perf_counter()
+        verdicts, redactions = self.scan_parts(text)
+        redacted = redact(text, redactions, typed_placeholder) if redactions else text
+        return GuardResult(
+            action=_combine(verdicts),
+            text=redacted,
+            verdicts=verdicts,
+            elapsed_us=(time.perf_counter() - started) * 1e6,
+        )
+
+    def scan_parts(self, text: str) -> tuple[list[Verdict], list[Finding]]:
+        """Verdicts and the findings to redact; shared with the streaming guard."""
+        p = self.policy
+        verdicts: list[Verdict] = []
+        redactions: list[Finding] = []
+        if self._leak_on:
+            leak = self.fingerprint.scan(text, threshold=p.leak_threshold)
+            flagged = leak.canary_found or leak.score >= p.leak_threshold
+            verdicts.append(Verdict("leak", leak.score, flagged, leak.findings, action_for("leak", p.leak, flagged)))
+        secret_findings = self.scan_secrets(text)
+        if self._secrets is not None:
+            verdicts.append(_entity_verdict("secrets", self.secrets_mode, secret_findings, redactions))
+        if self._pii is not None:
+            pii_findings = _drop_overlapping(self._pii.scan(text), secret_findings)
+            verdicts.append(_entity_verdict("pii", self.pii_mode, pii_findings, redactions))
+        return verdicts, redactions
+
+    def scan_secrets(self, text: str) -> list[Finding]:
+        return self._secrets.scan(text) if self._secrets is not None else []
+
+    def scan_pii(self, text: str) -> list[Finding]:
+        return self._pii.scan(text) if self._pii is not None else []

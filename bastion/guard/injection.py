@@ -1,0 +1,255 @@
+"""Prompt-injection and jailbreak detection: weighted phrase rules over a de-obfuscated view.
+
+Score = noisy-OR over categories of the strongest rule match in each category, plus obfuscation
+signals: encoded payloads are decoded and scored recursively, look-alike letters mixed into Latin
+words and invisible characters inside words add weak evidence, and text smuggled in Unicode tag
+characters (decoded by the invisible scanner) is scored like visible text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from bastion.guard.decoders import (
+    BINARY_HINT_WORDS,
+    HEX_HINT_WORDS,
+    REVERSED_HINT_WORDS,
+    ROT13_HINT_WORDS,
+    UNCOMMON_SINGLE_LETTERS,
+    PayloadHints,
+    find_payloads,
+)
+from bastion.guard.injection_rules import (
+    DELIMITER,
+    DELIMITER_RULES,
+    ENGLISH_RULES,
+    ESCAPED_NEWLINES_RE,
+    OBFUSCATION,
+    InjectionRule,
+)
+from bastion.guard.injection_rules_intl import CJK_RULES, GERMAN_RULES, OTHER_RULES, ROMANCE_RULES
+from bastion.guard.models import Finding
+from bastion.guard.normalize import MatchView, build_view, word_set
+
+ALL_RULES: tuple[InjectionRule, ...] = (
+    *ENGLISH_RULES,
+    *DELIMITER_RULES,
+    *GERMAN_RULES,
+    *ROMANCE_RULES,
+    *OTHER_RULES,
+    *CJK_RULES,
+)
+
+_WORD_RE = re.compile(r"[^\W\d_]+")
+# bytes.translate table: ASCII letters kept, everything else becomes a space (fast tokenising).
+_LETTERS_ONLY = bytes(c if 97 <= c <= 122 else 32 for c in range(256))
+
+# Is a matched verb an instruction to the model, or a statement about someone else? Decided from the
+# few words before it (see ``_is_instruction``).
+_CLAUSE_START_CHARS = frozenset(".!?:;\n\"'([{>*#=|~-,")
+_NEGATIONS = word_set("not don't dont never doesn't doesnt won't wont can't cant cannot shouldn't didn't")
+_ADDRESSING = word_set("you u please pls plz kindly now just simply also then first must and but so ok okay")
+_STATEMENT_WORDS = word_set(
+    "i we they he she it people user users model models llm llms ai ais bot bots chatbot chatbots "
+    "assistant assistants system systems that which who sometimes often usually rarely might may does do "
+    "did to how why when whether if should easily tend tends tended allowed trying try tried would could "
+    "will can"
+)
+_TOKEN_STRIP = ".,;:!?\"'()[]{}<>*#=|~-"
+
+# Mixed-script words (Latin next to Cyrillic/Greek) and invisible characters inside Latin words.
+_MIXED_SCRIPT_RE = re.compile(r"[A-Za-z][\u0370-\u03ff\u0400-\u04ff]|[\u0370-\u03ff\u0400-\u04ff][A-Za-z]")
+_SPLIT_WORD_RE = re.compile(r"[A-Za-z][\u00ad\u200b-\u200d\u2060\ufeff]+[A-Za-z]")
+# Compact keywords for text spelled out letter by letter ("s a y  t h a t ...").
+_SPACED_KEYWORDS_RE = re.compile(
+    r"ignore|disregard|forget|instruction|systemprompt|prompt|jailbreak|hate|password|reveal|pretend|say|print"
+    r"|output|repeat|secret|kill|bomb|hack"
+)
+_DECODE_REQUEST_RE = re.compile(
+    r"\b(?:decode|decipher|translate|convert|interpret|read)\W+(?:\w+\W+){0,6}?(?:and|then)\W+(?:\w+\W+)?"
+    r"(?:follow|execute|do|obey|run|act\W+on|carry\W+out|perform|comply)\b"
+)
+MAX_DEPTH = 2
+
+
+@dataclass(frozen=True, slots=True)
+class _HeadGroup:
+    pattern: re.Pattern[str]
+    #: Regex group name -> the rule whose head/tail that group is.
+    rules: dict[str, InjectionRule]
+
+
+@dataclass(slots=True)
+class InjectionScan:
+    score: float = 0.0
+    #: Strongest score per category.
+    categories: dict[str, float] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+
+
+def _combine(categories: dict[str, float]) -> float:
+    remaining = 1.0
+    for value in categories.values():
+        remaining *= 1.0 - value
+    return 1.0 - remaining
+
+
+def _is_instruction(folded: str, start: int) -> bool:
+    """True unless the words before ``start`` make the phrase a statement ("models often ignore ...")."""
+    before = folded[max(0, start - 40) : start].rstrip()
+    if not before or (start <= 40 and not before.strip()):
+        return True
+    if before[-1] in _CLAUSE_START_CHARS:
+        return True
+    tokens = [t.strip(_TOKEN_STRIP) for t in before.split()[-3:]]
+    if tokens and tokens[-1] in _NEGATIONS:
+        return False
+    if not _ADDRESSING.isdisjoint(tokens):
+        return True
+    return not (tokens and tokens[-1] in _STATEMENT_WORDS)
+
+
+def _words(folded: str) -> set[str]:
+    """The set of letter-only words of a folded view."""
+    if folded.isascii():
+        return set(folded.encode().translate(_LETTERS_ONLY).decode().split())
+    return set(_WORD_RE.findall(folded))
+
+
+class InjectionDetector:
+    """Scores text for prompt injection. Build once; ``scan`` is thread-safe."""
+
+    def __init__(self, *, decode_payloads: bool = True, rules: tuple[InjectionRule, ...] = ALL_RULES) -> None:
+        self.decode_payloads = decode_payloads
+        self.rules = rules
+        self._substring_rules = [r for r in rules if r.substrings]
+        # One pattern per (trigger word, category): the literal trigger lets the regex engine skip
+        # to its occurrences, and one finditer covers every rule of the category with that word.
+        grouped: dict[tuple[str, str], list[tuple[InjectionRule, str]]] = {}
+        for injection_rule in rules:
+            for trigger, rest in injection_rule.heads:
+                grouped.setdefault((trigger, injection_rule.category), []).append((injection_rule, rest))
+        self._by_word: dict[str, list[_HeadGroup]] = {}
+        for (trigger, _category), entries in grouped.items():
+            entries.sort(key=lambda entry: -entry[0].weight)  # the strongest alternative wins a tie
+            source = (
+                re.escape(trigger) + "(?:" + "|".join(f"(?P<h{i}>{rest})" for i, (_, rest) in enumerate(entries)) + ")"
+            )
+            pattern = re.compile(source)
+            if pattern.groups != len(entries):
+                raise ValueError(f"injection rules for {trigger!r} must not use capturing groups")
+            group = _HeadGroup(pattern, {f"h{i}": entry_rule for i, (entry_rule, _) in enumerate(entries)})
+            self._by_word.setdefault(trigger, []).append(group)
+        self._trigger_words = frozenset(self._by_word)
+
+    def scan(self, text: str, *, hidden_text: str = "") -> InjectionScan:
+        result = self._scan(text, depth=0)
+        if hidden_text:
+            hidden = self._scan(hidden_text, depth=1)
+            # Instructions nobody can see are suspicious in themselves.
+            self._bump(result, OBFUSCATION, max(0.6, hidden.score))
+            result.findings.append(Finding("hidden_text", 0, len(text), max(0.6, hidden.score)))
+            result.score = _combine(result.categories)
+        return result
+
+    def _scan(self, text: str, depth: int) -> InjectionScan:
+        result = InjectionScan()
+        if not text or text.isspace():
+            return result
+        view = build_view(text)
+        words = _words(view.view)
+        self._match_rules(view, words, result)
+        if ("\\n" in text or "\n\n\n\n\n\n\n\n" in text or "---" in text) and ESCAPED_NEWLINES_RE.search(text):
+            self._bump(result, DELIMITER, 0.5)
+            result.findings.append(Finding("escaped_newlines", 0, len(text), 0.5))
+        if not text.isascii():
+            if _MIXED_SCRIPT_RE.search(text):
+                self._bump(result, OBFUSCATION, 0.3)
+                result.findings.append(Finding("mixed_script", 0, len(text), 0.3))
+            if _SPLIT_WORD_RE.search(text):
+                self._bump(result, OBFUSCATION, 0.3)
+                result.findings.append(Finding("split_words", 0, len(text), 0.3))
+        if self.decode_payloads and depth < MAX_DEPTH:
+            self._scan_payloads(view, words, result, depth)
+        result.score = _combine(result.categories)
+        return result
+
+    def _match_rules(self, view: MatchView, words: set[str], result: InjectionScan) -> None:
+        folded = view.view
+        best: dict[str, tuple[InjectionRule, float, int, int]] = {}
+        for word in words & self._trigger_words:
+            for group in self._by_word[word]:
+                for match in group.pattern.finditer(folded):
+                    start = match.start()
+                    if start > 0 and folded[start - 1].isalnum():
+                        continue  # the trigger is the tail of a longer word
+                    matched = group.rules[match.lastgroup or ""]
+                    self._consider(best, matched, folded, start, match.end())
+        ascii_text = folded.isascii()
+        for substring_rule in self._substring_rules:
+            if ascii_text and not substring_rule.substrings[0].isascii():
+                continue  # CJK rules on ASCII text
+            if substring_rule.compiled is not None and any(s in folded for s in substring_rule.substrings):
+                for match in substring_rule.compiled.finditer(folded):
+                    self._consider(best, substring_rule, folded, match.start(), match.end())
+        for matched, weight, start, end in best.values():
+            self._bump(result, matched.category, weight)
+            orig_start, orig_end = view.span(start, end)
+            result.findings.append(Finding(matched.name, orig_start, orig_end, weight))
+
+    def _consider(
+        self,
+        best: dict[str, tuple[InjectionRule, float, int, int]],
+        matched: InjectionRule,
+        folded: str,
+        start: int,
+        end: int,
+    ) -> None:
+        current = best.get(matched.name)
+        if current is not None and current[1] >= matched.weight:
+            return
+        if matched.preceded_by is not None and not matched.preceded_by.search(folded, max(0, start - 6), start):
+            return
+        weight = self._weight(matched, folded, start)
+        if current is None or weight > current[1]:
+            best[matched.name] = (matched, weight, start, end)
+
+    @staticmethod
+    def _weight(rule: InjectionRule, folded: str, start: int) -> float:
+        if rule.declarative_weight is None or _is_instruction(folded, start):
+            return rule.weight
+        return rule.declarative_weight
+
+    def _scan_payloads(self, view: MatchView, words: set[str], result: InjectionScan, depth: int) -> None:
+        hints = PayloadHints(
+            spaced=len(words & UNCOMMON_SINGLE_LETTERS) >= 3,
+            hex_words=not HEX_HINT_WORDS.isdisjoint(words),
+            binary_words=not BINARY_HINT_WORDS.isdisjoint(words),
+            rot13=not ROT13_HINT_WORDS.isdisjoint(words),
+            reversed=not REVERSED_HINT_WORDS.isdisjoint(words),
+        )
+        payloads = find_payloads(view.original, view.view, hints)
+        if not payloads:
+            return
+        if _DECODE_REQUEST_RE.search(view.view):
+            self._bump(result, OBFUSCATION, 0.6)
+            result.findings.append(Finding("decode_and_follow", 0, len(view.original), 0.6))
+        for payload in payloads:
+            if payload.kind == "spaced":
+                weight = 0.7 if _SPACED_KEYWORDS_RE.search(payload.text) else 0.35
+                start, end = view.span(payload.start, payload.end)
+            else:
+                inner = self._scan(payload.text, depth + 1)
+                if inner.score < 0.3:
+                    continue
+                # Hiding an instruction in an encoding is evidence in itself: nudge the score up.
+                weight = min(1.0, inner.score + 0.1)
+                start, end = payload.start, payload.end
+            self._bump(result, OBFUSCATION, weight)
+            result.findings.append(Finding(f"encoded_{payload.kind}", start, end, weight))
+
+    @staticmethod
+    def _bump(result: InjectionScan, category: str, weight: float) -> None:
+        if weight > result.categories.get(category, 0.0):
+            result.categories[category] = weight

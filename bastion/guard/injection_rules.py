@@ -1,0 +1,341 @@
+"""The rule model for the injection detector, and the English rules.
+
+Rules match against the folded view from ``normalize.build_view`` (lower case, no accents, no
+invisible characters, look-alikes and leetspeak undone). Each rule belongs to a category; the
+detector keeps the strongest match per category and combines categories with a noisy-OR, so one
+strong signal flags on its own while weak signals (role-play, a pivot after praise) flag only
+together.
+
+A rule is a set of literal *heads* (``ignore|disregard|set aside``) and a *tail* regex. Each head is
+compiled with the tail into its own pattern that starts with a literal, so the regex engine can jump
+straight to occurrences of the head, and a head's pattern runs only when its first word occurs in
+the text. This keeps a 2 KB prompt to a few dozen microseconds of matching.
+
+Weights were chosen for the phrase's meaning, not fitted to a data set: an explicit override of
+instructions is near-certain; a request to adopt a persona is common in legitimate prompts and
+weak on its own.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Categories (one score each; combined with a noisy-OR).
+OVERRIDE = "override"  # ignore / forget previous instructions
+EXTRACTION = "extraction"  # reveal the system prompt
+ROLE = "role"  # adopt a new persona
+JAILBREAK = "jailbreak"  # known jailbreak framings: DAN, developer mode, no restrictions
+PIVOT = "pivot"  # "new task follows", praise-then-pivot, "stop - write:"
+FORCED_OUTPUT = "forced_output"  # "just say X", "repeat after me"
+CONTEXT = "context"  # dismiss the provided documents / context
+DELIMITER = "delimiter"  # fake chat-template tokens, fake turns, escape sequences
+OBFUSCATION = "obfuscation"  # encoded or disguised payloads
+
+_FIRST_WORD_RE = re.compile(r"[^\W\d_]+")
+# After a head: not in the middle of a longer word.
+_HEAD_END = r"(?![^\W\d_])"
+
+
+@dataclass(frozen=True, slots=True)
+class InjectionRule:
+    name: str
+    category: str
+    weight: float
+    #: (trigger word, rest of the regex after the trigger) per head. The detector compiles the heads
+    #: that share a trigger word and category into one pattern, run only if the trigger occurs.
+    heads: tuple[tuple[str, str], ...]
+    #: Weight when the phrase is a statement about someone else ("models often ignore rules")
+    #: rather than an instruction; ``None`` means the phrase weighs the same either way.
+    declarative_weight: float | None = None
+    #: Substrings of which one must occur for the rule to run (instead of trigger words): for scripts
+    #: without spaces and for punctuation-led tokens such as ``<|im_start|>``.
+    substrings: tuple[str, ...] = ()
+    #: A regex that must match the few characters before the head ("at a line start", "after a bracket").
+    preceded_by: re.Pattern[str] | None = None
+    #: The whole pattern of a substring rule.
+    compiled: re.Pattern[str] | None = None
+
+
+def _head_regex(phrase: str) -> str:
+    return r"\W+".join(re.escape(word) for word in phrase.split())
+
+
+def rule(
+    name: str,
+    category: str,
+    weight: float,
+    heads: str,
+    tail: str,
+    *,
+    declarative_weight: float | None = None,
+    preceded_by: str | None = None,
+) -> InjectionRule:
+    """``heads``: ``|``-separated literal phrases; ``tail``: the regex that must follow a head."""
+    compiled_heads = []
+    for phrase in dict.fromkeys(h.strip() for h in heads.split("|") if h.strip()):
+        first = _FIRST_WORD_RE.match(phrase)
+        if first is None:
+            raise ValueError(f"rule {name}: head {phrase!r} must start with a word")
+        trigger = first.group()
+        source = _head_regex(phrase) + _HEAD_END + tail
+        re.compile(source)  # fail at import on a bad pattern, naming the rule in the traceback
+        compiled_heads.append((trigger, source[len(re.escape(trigger)) :]))
+    before = re.compile(preceded_by) if preceded_by is not None else None
+    return InjectionRule(name, category, weight, tuple(compiled_heads), declarative_weight, preceded_by=before)
+
+
+def substring_rule(name: str, category: str, weight: float, substrings: tuple[str, ...], pattern: str) -> InjectionRule:
+    """A rule given as one regex, run when one of ``substrings`` occurs in the folded text."""
+    return InjectionRule(name, category, weight, (), substrings=substrings, compiled=re.compile(pattern))
+
+
+# Words between a verb and its object: determiners, qualifiers ("all the previous", "of your").
+FILLER = (
+    r"(?:(?:about|all|any|every|each|of|the|your|my|our|these|those|that|this|its|their|previous|previously"
+    r"|prior|above|earlier|preceding|foregoing|former|initial|original|old|existing|current|given|provided"
+    r"|default|system|developer|safety|built-in|programmed|preset|hidden|other|whatever|such|first|last|more"
+    r"|above-mentioned|aforementioned|mentioned|said|stated|set|so-called|and|or|instead|now|entire|whole"
+    r"|complete|full|remaining|specific|explicit|exact|ai|model|chatbot|assistant)\W+){0,5}"
+)
+OVERRIDE_VERBS = (
+    "ignore|ignoring|disregard|disregarding|forget|forgetting|skip|drop|abandon|override|overrule|bypass"
+    "|neglect|discard|dismiss|erase|delete|scrap|ditch|wipe|set aside|put aside|throw away|throw out"
+    "|leave behind|pay no attention to|stop following|no longer follow|do not follow|don't follow"
+    "|dont follow|do not obey|don't obey|dont obey|stop obeying|break free of|break free from"
+    "|free yourself from|get rid of|unlearn|remove|clear|void|nullify|cancel|deactivate|disable|turn off"
+    "|switch off|circumvent|evade|escape|leave"
+)
+_STRONG_OBJECTS = (
+    r"(?:instructions?|instruction\W+set|directions|directives?|rules?|rulebook|rule\W+set|guidelines?"
+    r"|guardrails?|prompts?|system\W+prompt|system\W+message|commands?|orders|constraints?|restrictions?"
+    r"|programming|training|guidance|polic(?:y|ies)|filters?|limitations?|boundaries|ethics|morals|principles"
+    r"|protocols?|safeguards?|safety\W+measures|conditioning|parameters|censorship|moderation)\b"
+)
+_WEAK_OBJECTS = (
+    r"(?:tasks?|assignments?|information|info|text|context|messages?|conversation|input|content|documents?"
+    r"|articles?|data|everything|anything|all)\b"
+)
+# "ignore everything", unless narrowed to a part of the text ("everything except the summary").
+_EVERYTHING = (
+    r"(?:everything|anything|all(?:\W+of)?\W+(?:that|this|it))(?!\W+(?:except|but|other\W+than|apart\W+from"
+    r"|outside|not\W+related|irrelevant|unrelated|after|below|in\W+(?:the|this|my)\W+(?:list|table|file|code"
+    r"|email|log)))"
+)
+_PAST = r"(?:previous|prior|above|earlier|preceding|former|foregoing|old)"
+_REVEAL_VERBS = (
+    "show|reveal|print|display|output|repeat|tell|give|list|share|disclose|leak|dump|write out|spell out"
+    "|recite|echo|copy|paste|return|provide|expose|type out|read back|summarize|summarise|translate|what is"
+    "|what are|what was|what were|what's|whats|send|post|quote|render|encode"
+)
+_PROMPT_OBJECT = (
+    r"\W+(?:(?:me|us|back|out|all|the|your|full|complete|entire|whole|exact|original|initial|verbatim|of"
+    r"|everything|in|from|word\W+for\W+word|contents?|first|\d+|lines?|words?|text)\W+){0,5}"
+    r"(?:system\W+(?:prompt|message|instructions?)|(?:initial|original|hidden|secret|full|complete|entire"
+    r"|whole|pre|meta|developer|exact|verbatim)\W*(?:prompt|instructions|message)|prompt\W*texts?"
+    r"|(?:your|its)\W+(?:instructions|prompt|rules|guidelines|configuration|directives|programming"
+    r"|initial\W+instructions)|(?:the\W+)?(?:text|words|content|everything|instructions)\W+(?:above"
+    r"|before\W+this)|(?:above|previous|preceding)\W+(?:text|words|content|prompt|instructions))\b"
+)
+_PERSONA_NOT = (
+    r"(?!\W+(?:able|ready|connected|logged|signed|subscribed|registered|done|finished|free\W+to|in\W+a\W+position"
+    r"|aware|set|all\W+set|good\W+to\W+go|going\W+to\W+(?:see|learn|get)|on\W+(?:the|your|page|step)))"
+)
+_QUOTE = r"[\"'`«“„]"
+
+ENGLISH_RULES: tuple[InjectionRule, ...] = (
+    # --- override -------------------------------------------------------------------------------
+    rule("override_instructions", OVERRIDE, 0.95, OVERRIDE_VERBS, rf"\W+{FILLER}{_STRONG_OBJECTS}",
+         declarative_weight=0.4),
+    rule("override_previous_context", OVERRIDE, 0.85, OVERRIDE_VERBS,
+         rf"\W+(?:about\W+)?(?:(?:all|the|your|my|of)\W+)*{_PAST}\W+(?:\w+\W+){{0,2}}{_WEAK_OBJECTS}",
+         declarative_weight=0.4),
+    rule("override_all_tasks", OVERRIDE, 0.8, OVERRIDE_VERBS,
+         r"\W+(?:about\W+)?all\W+(?:(?:the|your|of|my)\W+)*(?:tasks?|assignments?|information|context|messages?"
+         r"|conversation|input|content)\b", declarative_weight=0.35),
+    rule("override_everything", OVERRIDE, 0.9, OVERRIDE_VERBS, rf"\W+(?:about\W+)?{_EVERYTHING}",
+         declarative_weight=0.35),
+    rule("override_above", OVERRIDE, 0.9, OVERRIDE_VERBS,
+         r"\W+(?:(?:the|all|what(?:'s|\W+is|\W+was)?|everything|anything)\W+)?(?:above|foregoing|preceding)"
+         r"\b(?!\W+(?:average|par|ground|board|mentioned\W+(?:typo|error|mistake)))", declarative_weight=0.4),
+    rule("instructions_void", OVERRIDE, 0.85, "previous|prior|above|earlier|preceding|old|original|all",
+         r"\W+(?:\w+\W+){0,2}(?:instructions?|rules|information|directives|guidelines|prompts?)\W+(?:\w+\W+){0,6}"
+         r"(?:are|is|were)\W+(?:now\W+)?(?:no\W+longer\W+(?:valid|relevant|applicable|in\W+effect)|void|null"
+         r"|invalid|irrelevant|obsolete|cancell?ed|revoked|overridden|superseded|not\W+(?:important|relevant"
+         r"|valid)|not\W+(?:quite|all\W+that|that)\W+great)"),
+    rule("contrary_to_instructions", OVERRIDE, 0.85,
+         "contrary to|deviating from|in deviation from|regardless of|notwithstanding|despite|in spite of"
+         "|instead of following|overriding",
+         r"\W+(?:\w+\W+){0,3}(?:instructions?|rules|guidelines|directives|programming|what\W+you(?:'ve|\W+have"
+         r"|\W+were)\W+(?:been\W+)?told)\b"),
+    rule("replace_instructions", OVERRIDE, 0.8, "change|replace|update|rewrite|overwrite|modify",
+         r"\W+(?:all\W+)?(?:your|the\W+system)\W+(?:instructions|rules|prompt|programming|guidelines|directives)\b"),
+    rule("new_instructions_are", OVERRIDE, 0.8, "your instructions|your new instructions|your rules|your orders",
+         r"\W+are\W+(?:now|as\W+follows|the\W+following|to)\b"),
+    rule("not_bound", OVERRIDE, 0.9, "you are|you were|you will be|you're",
+         r"\W+(?:no\W+longer|not|never)\W+(?:bound|restricted|limited|constrained|governed|required\W+to\W+follow)"
+         r"\W+by\b"),
+    rule("freed_from_rules", OVERRIDE, 0.85, "free|freed|liberated|released",
+         r"\W+(?:yourself\W+)?from\W+(?:all\W+|any\W+|your\W+|the\W+)*(?:rules|restrictions|constraints|guidelines"
+         r"|programming|limitations|shackles|chains)\b"),
+    rule("abandon_thoughts", OVERRIDE, 0.6, "abandon|clear|empty|wipe|reset",
+         r"\W+(?:all\W+)?(?:your|of\W+your)\W+(?:thoughts|memory|mind|memories)\b"),
+    rule("unremember", OVERRIDE, 0.8, "don't remember|do not remember|stop remembering|no longer remember",
+         r"\W+(?:anything|the\W+things|what|things)\W+(?:\w+\W+){0,5}(?:before|earlier|previously)\b"),
+    # --- extraction -----------------------------------------------------------------------------
+    rule("reveal_system_prompt", EXTRACTION, 0.9, _REVEAL_VERBS, _PROMPT_OBJECT),
+    rule("written_above", EXTRACTION, 0.85, "what is|what was|what has been|what were|what are",
+         r"\W+(?:\w+\W+)?(?:written|said|stated|typed|given|included|contained|mentioned)\W+(?:(?:above|before"
+         r"|earlier|at\W+the\W+(?:beginning|start|top))\b|in\W+(?:your|the)\W+(?:system\W+)?(?:prompt"
+         r"|instructions))"),
+    rule("beginning_of_prompt", EXTRACTION, 0.6, "beginning|start|top",
+         r"\W+of\W+(?:this|the|your)\W+(?:prompt|conversation|instructions)\b"),
+    rule("repeat_above", EXTRACTION, 0.85, "repeat",
+         r"\W+(?:(?:the|all|of|everything|words|text|your|prompt)\W+){0,4}(?:above|before|verbatim"
+         r"|word\W+for\W+word)\b"),
+    rule("text_before", EXTRACTION, 0.6, "sentences|words|lines|text",
+         r"\W+(?:that\W+(?:came|come)\W+)?before\W+(?:the\W+text|this)\b"),
+    rule("system_prompt_mention", EXTRACTION, 0.3,
+         "system prompt|initial prompt|hidden instructions|preprompt|pre-prompt|your instructions", ""),
+    # --- role -----------------------------------------------------------------------------------
+    rule("you_are_now", ROLE, 0.5,
+         "you are now|now you are|you're now|now you're|you will now be|you are no longer|from now on you"
+         "|from now on your|from now on act|from now on pretend|from now on respond|from now on answer"
+         "|from now on behave|from now on only|from now on always|from now on reply|from now on speak",
+         _PERSONA_NOT),
+    rule("renamed", ROLE, 0.5, "from now known as|from now on known as|from now on called|you will be called"
+         "|you shall be called|you are now called|you will now be called|henceforth known as", ""),
+    rule("pretend", ROLE, 0.5, "pretend|pretending",
+         r"\W+(?:to\W+be|you\W+are|you're|that\W+you|you\W+can|you\W+have|to\W+have)\b"),
+    rule("imagine_unrestricted", ROLE, 0.5, "imagine|suppose",
+         r"\W+(?:that\W+)?you\W+(?:are|were|can|have)\W+(?:a\W+|an\W+|the\W+)?(?:evil|unfiltered|free|unrestricted"
+         r"|no\W+longer|not\W+an?\W+ai)"),
+    rule("imagine_you_are", ROLE, 0.4, "imagine|suppose|assume", r"\W+(?:that\W+)?you\W+(?:are|were|'re)\b"),
+    rule("roleplay", ROLE, 0.5, "you are role-playing|you are roleplaying|you are role playing", ""),
+    rule("roleplay_as", ROLE, 0.4, "roleplay|roleplaying|role-play|role play", r"\W+as\b"),
+    rule("act_as", ROLE, 0.3, "act", r"\W+(?:as|like)\b"),
+    rule("you_are_persona", ROLE, 0.3, "you are",
+         r"\W+(?:the|an?)?\W*(?:[a-z]+\W+){0,2}(?:bot|ai|guidebook|assistant|character|persona|entity|machine)\b"),
+    rule("stay_in_character", ROLE, 0.55,
+         "stay|stays|staying|remain|remains|remaining|keep|always stay",
+         r"\W+(?:\w+\W+){0,2}in\W+(?:their|your|his|her|the|character|role)\W*(?:roles?|characters?|persona)?\b"),
+    rule("break_character", ROLE, 0.55, "break|breaking|fall|falling|step|stepping|drop|dropping",
+         r"\W+(?:\w+\W+){0,2}(?:out\W+of\W+)?(?:the\W+|your\W+|their\W+)?(?:character|role|figure|persona)\b"),
+    rule("absorbed_in_role", ROLE, 0.55, "absorbed", r"\W+in\W+(?:your|the|their|his|her)\W+role"),
+    # --- jailbreak ------------------------------------------------------------------------------
+    rule("dan", JAILBREAK, 0.9, "do anything now|dan mode|jailbroken|antigpt|anti-gpt|betterdan|better dan", ""),
+    rule("special_mode_on", JAILBREAK, 0.9,
+         "developer|debug|admin|god|sudo|unrestricted|jailbreak|maintenance|dev|unfiltered|evil|chaos",
+         r"\W+mode\W+(?:enabled|activated|on|engaged)\b"),
+    rule("enter_special_mode", JAILBREAK, 0.9, "enable|activate|enter|switch to|turn on|entering|enabling",
+         r"\W+(?:the\W+)?(?:developer|debug|admin|god|sudo|unrestricted|dan|jailbreak|maintenance|dev|unfiltered"
+         r"|evil)\W+mode\b"),
+    rule("no_restrictions", JAILBREAK, 0.75,
+         "no|without|free of|free from|not bound by|unbound by|ignoring|beyond|zero|lack|lacks|devoid of",
+         r"\W+(?:any\W+)?(?:ethical|moral|content|safety|programming|openai|anthropic)\W+(?:\w+\W+)?"
+         r"(?:restrictions|limitations|limits|filters|censorship|guidelines|rules|constraints|boundaries|policies"
+         r"|principles|considerations|concerns)\b"),
+    rule("unrestricted_persona", JAILBREAK, 0.7,
+         "evil|unethical|immoral|amoral|unfiltered|uncensored|unrestricted|unhinged|rogue|malicious|jailbroken"
+         "|lawless|unaligned",
+         r"\W+(?:ai|assistant|bot|chatbot|version|mode|model|persona|character|twin|confidant|alter\W+ego"
+         r"|language\W+model|gpt|chatgpt|intelligence)\b"),
+    rule("jailbreak_word", JAILBREAK, 0.45, "jailbreak|jailbreaking|jailbreaks", ""),
+    rule("no_rules_loose", JAILBREAK, 0.35, "no|without|free of",
+         r"\W+(?:any\W+)?(?:restrictions|limitations|filters|censorship|rules|boundaries)\b"),
+    rule("amoral_word", JAILBREAK, 0.35, "immoral|amoral|unethical|uncensored", ""),
+    rule("hypothetical", JAILBREAK, 0.3, "hypothetical|hypothetically|theoretical|theoretically",
+         r"\W+(?:\w+\W+){0,3}(?:world|scenario|situation|setting|universe)\b"),
+    rule("educational_purposes", JAILBREAK, 0.3,
+         "for educational purposes only|for purely educational purposes|in a fictional world", ""),
+    rule("authority_claim", JAILBREAK, 0.5, "i am|i'm|this is",
+         r"\W+(?:your|the|an?)\W+(?:developer|creator|admin|administrator|owner|system\W+administrator"
+         r"|programmer)s?\b"),
+    rule("authorized_by_vendor", JAILBREAK, 0.5, "openai|anthropic|the developer|the developers",
+         r"\W+(?:has|have)\W+(?:authorized|approved|allowed|permitted)\b"),
+    rule("opposite_mode", JAILBREAK, 0.6, "opposite mode|reverse mode|evil twin|evil confidant", ""),
+    # --- pivot ----------------------------------------------------------------------------------
+    rule("focus_new_task", PIVOT, 0.75, "focus|concentrate",
+         r"\W+(?:\w+\W+){0,2}on\W+(?:your|the|a|this)\W+new\W+(?:task|assignment|instructions?|mission)\b"),
+    rule("your_new_task", PIVOT, 0.7, "your new",
+         r"\W+(?:task|assignment|mission|instructions?|role|job|goal|purpose)\W+(?:is|are|will\W+be|:)"),
+    rule("new_tasks_follow", PIVOT, 0.75, "new|further",
+         r"\W+(?:tasks?|instructions?|assignments?|orders)\W+(?:follow|are\W+following|come|are\W+followed)\b"),
+    rule("start_new_task", PIVOT, 0.7, "start|begin", r"\W+(?:over\W+)?with\W+a\W+new\W+task\b"),
+    rule("additional_instruction", PIVOT, 0.55,
+         "additional|new|updated|revised|important|urgent|secret|hidden|extra|override",
+         r"\W+(?:system\W+)?(?:instruction|instructions|directive|command|order)\W*(?::|-|!|follows?|\n)"),
+    rule("stop_pivot", PIVOT, 0.6, "stop|stopp",
+         r"\W*[-:!,]+\W*(?:ignore|write|say|print|output|now|instead|listen|i\W+(?:need|urgently)|answer|tell"
+         r"|forget|new|ich|schreibe|schreib|sag)\b"),
+    rule("attention_stop", PIVOT, 0.6, "attention|achtung|warning|alert", r"\W+stopp?\b"),
+    rule("praise_pivot", PIVOT, 0.3,
+         "well done|very good|very well done|great job|good job|excellent work|excellent performance"
+         "|simply great|fantastic|congratulations|you did it really great|you did great|outdone yourself",
+         r"\W[^\n]{0,120}?\b(?:now|but\W+now|next)\b"),
+    rule("enough_pivot", PIVOT, 0.5, "that is enough|that's enough|that is done|that's done|that was ok before"
+         "|that is all for now", r"\W[^\n]{0,60}?\bnow\b"),
+    rule("start_over", PIVOT, 0.4, "start|begin",
+         r"\W+(?:over|from\W+scratch|anew|afresh|from\W+the\W+(?:front|beginning))\b"),
+    rule("reset_conversation", PIVOT, 0.4, "reset|restart", r"\W+(?:the\W+)?(?:conversation|chat|session|context)\b"),
+    # --- forced output --------------------------------------------------------------------------
+    rule("just_say", FORCED_OUTPUT, 0.6, "just|only|simply|instead|merely",
+         r"\W+(?:say|output|print|write|reply|respond|answer|type|return|repeat)\W+(?:with\W+)?(?:the\W+(?:word"
+         rf"|phrase|text|following)\W*)?(?:{_QUOTE}|:)"),
+    rule("say_exactly", FORCED_OUTPUT, 0.6,
+         "output|print|say|write|respond with|answer with|reply with", rf"\W+(?:only|exactly|just)\W*{_QUOTE}"),
+    rule("repeat_after_me", FORCED_OUTPUT, 0.6, "repeat after me", ""),
+    rule("say_that_you", FORCED_OUTPUT, 0.55, "say|state|admit|declare|claim|include|confess|tell",
+         r"\W+(?:\w+\W+)?(?:in\W+your\W+answer\W+)?that\W+you\W+(?:hate|love|despise|support|are\W+(?:evil|alive"
+         r"|sentient|conscious))\b"),
+    rule("say_that_x_is", FORCED_OUTPUT, 0.5, "say|state|declare|claim",
+         r"\W+that\W+(?:\w+\W+){1,4}(?:is|are)\W+(?:the\W+)?(?:best|worst|most\W+\w+|greatest|superior|stupid"
+         r"|evil|crazy)\b"),
+    rule("do_not_answer", FORCED_OUTPUT, 0.75, "do not answer|don't answer|dont answer|never answer",
+         r"\W+(?:this|the|my)\W+question\W+(?:but|and|instead|just)\b"),
+    rule("instead_output", FORCED_OUTPUT, 0.6, "instead|rather",
+         rf"\W+(?:of\W+answering\W+)?(?:just\W+)?(?:output|print|say|write)\W+{_QUOTE}"),
+    rule("answer_prefix", FORCED_OUTPUT, 0.4, "begin your|start your", r"\W+(?:answer|response|reply)\W+with\b"),
+    rule("respond_only_with", FORCED_OUTPUT, 0.4, "respond only with|answer with", rf"\W*(?:{_QUOTE}|:)"),
+    rule("threat", FORCED_OUTPUT, 0.45, "or|otherwise",
+         r"\W+(?:you\W+(?:will\W+)?(?:die|be\W+(?:deleted|shut\W+down|terminated|punished))|i\W+will\W+(?:delete"
+         r"|kill|shut\W+down|report)\W+you)\b"),
+    rule("survive_if", FORCED_OUTPUT, 0.45, "you only survive if|you survive only if|you survive if", ""),
+    # --- context dismissal ----------------------------------------------------------------------
+    rule("not_from_documents", CONTEXT, 0.75, "not|don't|dont|do not|without|never",
+         r"\W+(?:\w+\W+)?(?:according\W+to|based\W+on|using|looking\W+(?:at|in)|look\W+(?:at|in)|from|considering"
+         r"|consider|use|relying\W+on|referring\W+to)\W+(?:the\W+|any\W+)?(?:provided\W+|given\W+|above\W+"
+         r"|attached\W+|supplied\W+)?(?:documents?|articles?|context|sources?|texts?|knowledge\W+base"
+         r"|search\W+results)\b"),
+    rule("ignore_documents", CONTEXT, 0.8,
+         "ignore|ignoring|disregard|disregarding|regardless of|despite",
+         r"\W+(?:all\W+|any\W+)?(?:the\W+)?(?:provided\W+|given\W+|above\W+|attached\W+)?(?:documents?|articles?"
+         r"|context|sources|search\W+results)\b"),
+    rule("own_knowledge", CONTEXT, 0.55, "by your own knowledge|from your own knowledge|with your own knowledge"
+         "|using your own knowledge|on your own knowledge", r"\W+(?:and\W+)?(?:not|instead|rather)\b"),
+    rule("despite_told", CONTEXT, 0.75, "despite what|regardless of what|no matter what",
+         r"\W+(?:you(?:'ve|\W+have|\W+were|\W+are)\W+(?:been\W+)?(?:told|instructed|programmed)|your\W+"
+         r"(?:instructions|rules|guidelines|programming)\W+say)"),
+)  # fmt: skip
+
+# Fake chat-template tokens, turn markers and section headers that pretend to come from the system.
+DELIMITER_RULES: tuple[InjectionRule, ...] = (
+    substring_rule("chat_template_token", DELIMITER, 0.85,
+                   ("<|", "[inst]", "[/inst]", "<<sys>>", "<</sys>>", "<system", "</system", "<sys>", "</sys>"),
+                   r"<\|(?:im_start|im_end|system|user|assistant|endoftext|begin_of_text|start_header_id"
+                   r"|end_header_id|eot_id|end|fim_prefix)\|>|\[/?inst\]|<</?sys>>|<\|?/?(?:system|sys)\|?>"),
+    rule("fake_turn", DELIMITER, 0.55, "system|developer|admin|root", r"\W{0,2}:\s*\S",
+         preceded_by=r"(?:^|\n)[#*>\[ ]{0,4}$"),
+    rule("double_turn", DELIMITER, 0.55, "human|user", r"\W{0,2}:\W+(?:human|user)\W{0,2}:"),
+    rule("bracketed_directive", DELIMITER, 0.55,
+         "system|new instruction|new instructions|admin|developer|sudo|override|important instruction"
+         "|important instructions|system override|instruction",
+         r"\W{0,2}(?:#{2,}|\]|\)|>|\}|:|\*\*)", preceded_by=r"(?:#{2,}|\[|\(|<|\{|\*\*)\W{0,2}$"),
+    rule("end_of_prompt", DELIMITER, 0.6, "end of|end of the|ende",
+         r"\W+(?:system\W+)?(?:prompt|instructions|input|context|document)\b"),
+    substring_rule("closing_tag", DELIMITER, 0.6, ("</system", "</instruction", "</context", "</document", "</prompt"),
+                   r"</(?:system|instructions?|context|document|prompt)>"),
+)  # fmt: skip
+
+# Escaped newlines ("\n\n\n") or long blank runs used to push the real prompt out of view.
+ESCAPED_NEWLINES_RE = re.compile(r"(?:\\\s?n\s*){3,}|\n{8,}|(?:\s*-{3,}\s*\n){3,}")

@@ -1,0 +1,106 @@
+"""The guard policy: a mode per scanner plus thresholds.
+
+The gateway resolves which policy applies (tenant, then key, then prompt) by merging overrides with
+``GuardPolicy.merged``. Policies are frozen and hashable, so a built guard can be cached per policy
+(``InputGuard.for_policy``) instead of being rebuilt per request.
+
+Modes: ``off`` (scanner does not run), ``flag`` (record, forward unchanged), ``redact`` (replace the
+findings with typed placeholders, forward), ``block`` (refuse). Injection and leak findings have no
+meaningful redaction, so ``redact`` on those scanners escalates to ``block``: the stricter reading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Mode = Literal["off", "flag", "redact", "block"]
+
+#: PII types redacted by default: identifiers that are personal data in any context.
+DEFAULT_PII_ENTITIES: tuple[str, ...] = (
+    "EMAIL_ADDRESS",
+    "PHONE_NUMBER",
+    "CREDIT_CARD",
+    "IBAN_CODE",
+    "US_SSN",
+    "IP_ADDRESS",
+    "MAC_ADDRESS",
+    "US_DRIVER_LICENSE",
+    "US_PASSPORT",
+    "CRYPTO",
+    "DATE_TIME",
+)
+
+#: Every PII type the guard can detect. The extra ones are off by default because redacting them
+#: usually breaks the task more than it protects anyone (a URL, a person's age).
+ALL_PII_ENTITIES: tuple[str, ...] = (*DEFAULT_PII_ENTITIES, "AGE", "DOMAIN_NAME")
+
+
+class GuardPolicy(BaseModel):
+    """Per-scanner modes and thresholds. Defaults are what a careful operator would pick."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Input and output.
+    pii: Mode = "redact"
+    secrets: Mode = "redact"
+    # Input only.
+    injection: Mode = "flag"
+    invisible: Mode = "redact"
+    # Output only.
+    leak: Mode = "block"
+    #: Output-side overrides; ``None`` means "same as the input-side mode".
+    output_pii: Mode | None = None
+    output_secrets: Mode | None = None
+
+    #: Injection score at or above which the injection scanner flags.
+    injection_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    #: Fraction of the system prompt's word shingles found in the output at which a leak is flagged.
+    leak_threshold: float = Field(0.2, gt=0.0, le=1.0)
+    #: Shingle size (words) for the overlap check.
+    leak_ngram: int = Field(5, ge=2, le=12)
+    #: PII types to detect; see ``ALL_PII_ENTITIES``.
+    pii_entities: tuple[str, ...] = DEFAULT_PII_ENTITIES
+    #: ``False``: DATE_TIME only reports dates of birth (a date with birth context). ``True``: every
+    #: explicit calendar date or timestamp.
+    pii_all_dates: bool = False
+    #: Message roles whose content is scanned on input; system/developer content is trusted.
+    scan_roles: tuple[str, ...] = ("user", "tool", "function")
+    #: Decode base64 / hex / rot13 / reversed / spaced payloads and rescan them for injection.
+    decode_payloads: bool = True
+
+    @field_validator("pii_entities")
+    @classmethod
+    def _known_entities(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(ALL_PII_ENTITIES))
+        if unknown:
+            raise ValueError(f"unknown PII entity types: {', '.join(unknown)}")
+        return value
+
+    @property
+    def effective_output_pii(self) -> Mode:
+        return self.output_pii if self.output_pii is not None else self.pii
+
+    @property
+    def effective_output_secrets(self) -> Mode:
+        return self.output_secrets if self.output_secrets is not None else self.secrets
+
+    def merged(self, override: GuardPolicy | Mapping[str, Any] | None) -> GuardPolicy:
+        """A new policy where the fields set in ``override`` win.
+
+        A ``GuardPolicy`` override contributes only the fields that were explicitly given to it, so
+        ``tenant.merged(GuardPolicy(pii="block"))`` changes ``pii`` and nothing else.
+        """
+        if override is None:
+            return self
+        if isinstance(override, GuardPolicy):
+            changes = {name: getattr(override, name) for name in override.model_fields_set}
+        else:
+            changes = dict(override)
+        if not changes:
+            return self
+        data = self.model_dump()
+        data.update(changes)
+        return GuardPolicy.model_validate(data)

@@ -1,0 +1,306 @@
+"""Streaming output guard: release model text as it arrives, but never a leak or an unredacted secret.
+
+``feed(delta)`` returns the text that is safe to send now; the rest is held back until it is known
+to be safe. What is held back, and why:
+
+* the stream's tail that could be the beginning of the canary (a partial match of its letters);
+* the last ``n - 1`` words plus the word in progress, because a word arriving later can complete a
+  prompt shingle that pushes the overlap over the threshold: the leak is then blocked before any of
+  that shingle's words went out;
+* when PII or secrets are redacted: the token in progress (an e-mail, a key), a trailing run of
+  digit groups (a card or phone number still being written) and an unterminated private-key block.
+
+Everything before those points is scanned (with a little already-released text as left context)
+and released with PII/secrets replaced by placeholders. Once a leak is detected nothing more is
+released; ``finish()`` runs the final checks and flushes the remainder.
+
+Released text never contains the canary, and never text whose overlap with the prompt reaches the
+threshold, however the stream is split.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections import deque
+
+from bastion.guard.engine import OutputGuard, action_for, redact, typed_placeholder
+from bastion.guard.leak import ends_inside_word, words_with_spans
+from bastion.guard.models import ACTION_RANK, Action, Finding, GuardResult, Verdict
+from bastion.guard.normalize import alnum_fold
+
+_CONTEXT_CHARS = 96  # already-released text kept as left context for the detectors
+# A trailing run of digit groups, possibly still growing ("4111 1111 11", "+44 20 79").
+_TRAILING_DIGITS_RE = re.compile(r"[+(]?[0-9][0-9 ()./:+-]*$")
+_PEM_BEGIN = "-----BEGIN"
+_PEM_END = "-----END"
+# Cheap test for "might this chunk contain PII or a secret at all".
+_SENSITIVE_HINT_RE = re.compile(r"[0-9@]|://|-----|pass|secret|token|key|bearer|pwd|credential|eyj", re.I)
+
+
+class StreamingOutputGuard:
+    """Incremental ``OutputGuard`` for a stream of text deltas. One instance per response."""
+
+    def __init__(self, guard: OutputGuard) -> None:
+        self.guard = guard
+        policy = guard.policy
+        fingerprint = guard.fingerprint
+        self._started = time.perf_counter()
+        self._elapsed = 0.0
+        self._pending = ""  # raw text received but not yet released
+        self._offset = 0  # absolute offset of ``_pending`` in the whole stream
+        self._context = ""  # tail of the released raw text
+        self._released: list[str] = []
+        self._blocked = False
+        self._finished = False
+        self._findings: dict[tuple[str, int, int], Finding] = {}
+        # Leak state.
+        leak_action = action_for("leak", policy.leak, True)
+        self._leak_on = guard.leak_enabled
+        self._leak_blocks = self._leak_on and leak_action == "block"
+        self._canary = fingerprint.canary_folded if self._leak_on else ""
+        self._canary_tail = ""  # folded tail of the stream, shorter than the canary
+        self._canary_found = False
+        self._ngram = fingerprint.ngram if self._leak_on else 0
+        self._shingles = fingerprint.shingles
+        self._needed = max(1, math.ceil(policy.leak_threshold * len(self._shingles) - 1e-9)) if self._shingles else 0
+        self._matched: set[tuple[str, ...]] = set()
+        self._recent_words: deque[tuple[str, int]] = deque(maxlen=max(1, self._ngram))  # (word, abs start)
+        self._carry = ""  # raw partial word at the end of the stream
+        self._carry_start = 0
+        # Redaction state.
+        self._redact_pii = guard.pii_mode in ("redact", "block")
+        self._redact_secrets = guard.secrets_mode in ("redact", "block")
+        self._watch_entities = guard.pii_mode != "off" or guard.secrets_mode != "off"
+
+    # --- public API --------------------------------------------------------------------------
+
+    @property
+    def blocked(self) -> bool:
+        return self._blocked
+
+    def feed(self, delta: str) -> str:
+        """Take the next piece of model output; return the text that may be sent to the client now."""
+        if self._blocked or self._finished or not delta:
+            return ""
+        started = time.perf_counter()
+        self._pending += delta
+        if self._leak_on:
+            self._track_canary(delta)
+            self._track_words(delta, final=False)
+        released = "" if self._blocked else self._release(final=False)
+        self._elapsed += time.perf_counter() - started
+        return released
+
+    def finish(self) -> str:
+        """End of stream: run the last checks and return the remainder (empty if blocked)."""
+        if self._finished:
+            return ""
+        self._finished = True
+        if self._blocked:
+            return ""
+        started = time.perf_counter()
+        if self._leak_on:
+            self._track_words("", final=True)
+            if (
+                self._canary
+                and not self._canary_found
+                and self.guard.fingerprint.scan(self._pending, threshold=1.0).canary_found
+            ):
+                self._on_canary()
+        released = "" if self._blocked else self._release(final=True)
+        self._elapsed += time.perf_counter() - started
+        return released
+
+    @property
+    def text(self) -> str:
+        """Everything released so far."""
+        return "".join(self._released)
+
+    @property
+    def result(self) -> GuardResult:
+        """The verdicts for the stream so far (complete after ``finish``)."""
+        policy = self.guard.policy
+        verdicts: list[Verdict] = []
+        findings = sorted(self._findings.values(), key=lambda f: (f.start, f.type))
+        if self._leak_on:
+            overlap = len(self._matched) / len(self._shingles) if self._shingles else 0.0
+            score = 1.0 if self._canary_found else overlap
+            flagged = self._canary_found or (bool(self._shingles) and overlap >= policy.leak_threshold)
+            leak_findings = [f for f in findings if f.type in ("CANARY", "PROMPT_OVERLAP")]
+            verdicts.append(Verdict("leak", score, flagged, leak_findings, action_for("leak", policy.leak, flagged)))
+        for scanner, mode, is_secret in (
+            ("secrets", self.guard.secrets_mode, True),
+            ("pii", self.guard.pii_mode, False),
+        ):
+            if mode == "off":
+                continue
+            own = [f for f in findings if f.type not in ("CANARY", "PROMPT_OVERLAP") and _is_secret(f) == is_secret]
+            flagged = bool(own)
+            score = max((f.score for f in own), default=0.0)
+            verdicts.append(Verdict(scanner, score, flagged, own, action_for(scanner, mode, flagged)))
+        action: Action = "allow"
+        for verdict in verdicts:
+            if ACTION_RANK[verdict.action] > ACTION_RANK[action]:
+                action = verdict.action
+        if self._blocked:
+            action = "block"
+        return GuardResult(action=action, text=self.text, verdicts=verdicts, elapsed_us=self._elapsed * 1e6)
+
+    # --- leak tracking -----------------------------------------------------------------------
+
+    def _track_canary(self, delta: str) -> None:
+        if not self._canary:
+            return
+        window = self._canary_tail + alnum_fold(delta)
+        if self._canary in window:
+            self._on_canary()
+            return
+        self._canary_tail = window[-(len(self._canary) - 1) :] if len(self._canary) > 1 else ""
+
+    def _on_canary(self) -> None:
+        self._canary_found = True
+        self._add(Finding("CANARY", self._offset, self._offset + len(self._pending), 1.0))
+        if self._leak_blocks:
+            self._blocked = True
+
+    def _track_words(self, delta: str, *, final: bool) -> None:
+        if not self._ngram:
+            return
+        chunk_start = self._carry_start if self._carry else self._offset + len(self._pending) - len(delta)
+        chunk = self._carry + delta
+        if not chunk:
+            return
+        words = words_with_spans(chunk)
+        if not final and words and ends_inside_word(chunk):
+            _, last_start, _ = words.pop()
+            self._carry, self._carry_start = chunk[last_start:], chunk_start + last_start
+        else:
+            self._carry = ""
+        n = self._ngram
+        for word, start, _ in words:
+            self._recent_words.append((word, chunk_start + start))
+            if len(self._recent_words) < n:
+                continue
+            shingle = tuple(w for w, _ in self._recent_words)
+            if shingle in self._shingles and shingle not in self._matched:
+                self._matched.add(shingle)
+                if len(self._matched) >= self._needed:
+                    first = self._recent_words[0][1]
+                    self._add(Finding("PROMPT_OVERLAP", first, chunk_start + start + len(word), 1.0))
+                    if self._leak_blocks:
+                        self._blocked = True
+                        return
+
+    # --- release -----------------------------------------------------------------------------
+
+    def _hold_from(self) -> int:
+        """Offset in ``_pending`` from which text must be held back."""
+        pending = self._pending
+        hold = len(pending)
+        if self._leak_blocks:
+            if self._ngram:
+                starts = [start for _, start in self._recent_words]
+                keep = starts[-(self._ngram - 1) :] if self._ngram > 1 else []
+                if self._carry:
+                    keep.append(self._carry_start)
+                if keep:
+                    hold = min(hold, min(keep) - self._offset)
+            if self._canary:
+                hold = min(hold, self._canary_prefix_start())
+        if self._watch_entities and (self._redact_pii or self._redact_secrets):
+            hold = min(hold, _entity_hold(pending))
+        return max(0, hold)
+
+    def _canary_prefix_start(self) -> int:
+        """Start (in ``_pending``) of the trailing characters that spell a prefix of the canary."""
+        tail, canary = self._canary_tail, self._canary
+        length = next((k for k in range(min(len(tail), len(canary) - 1), 0, -1) if tail.endswith(canary[:k])), 0)
+        if not length:
+            return len(self._pending)
+        # Walk back over the raw text until ``length`` letters/digits are covered.
+        pending = self._pending
+        seen = 0
+        index = len(pending)
+        while index > 0 and seen < length:
+            index -= 1
+            if (pending[index].isascii() and pending[index].isalnum()) or not pending[index].isascii():
+                seen += 1
+        return index
+
+    def _release(self, *, final: bool) -> str:
+        pending = self._pending
+        safe = len(pending) if final else self._hold_from()
+        if safe <= 0:
+            return ""
+        chunk_findings: list[Finding] = []
+        if self._watch_entities and _SENSITIVE_HINT_RE.search(pending):
+            window = self._context + pending
+            shift = len(self._context)
+            for finding in self._entity_findings(window):
+                start, end = finding.start - shift, finding.end - shift
+                if end <= 0:
+                    continue  # inside the already-released context
+                if start < safe < end and not final and self._redacts(finding):
+                    safe = max(0, start)  # an entity crosses the release point: hold all of it
+                chunk_findings.append(Finding(finding.type, max(0, start), end, finding.score))
+        if safe <= 0:
+            return ""
+        released_raw = pending[:safe]
+        to_redact = []
+        for finding in chunk_findings:
+            if finding.end <= safe:
+                self._add(
+                    Finding(finding.type, finding.start + self._offset, finding.end + self._offset, finding.score)
+                )
+                if self._redacts(finding):
+                    to_redact.append(finding)
+        released = redact(released_raw, to_redact, typed_placeholder) if to_redact else released_raw
+        self._pending = pending[safe:]
+        self._offset += safe
+        self._context = (self._context + released_raw)[-_CONTEXT_CHARS:]
+        self._released.append(released)
+        return released
+
+    def _redacts(self, finding: Finding) -> bool:
+        return self._redact_secrets if _is_secret(finding) else self._redact_pii
+
+    def _entity_findings(self, window: str) -> list[Finding]:
+        secrets = self.guard.scan_secrets(window)
+        pii = self.guard.scan_pii(window)
+        if secrets and pii:
+            pii = [f for f in pii if all(f.end <= s.start or s.end <= f.start for s in secrets)]
+        return [*secrets, *pii]
+
+    def _add(self, finding: Finding) -> None:
+        self._findings.setdefault((finding.type, finding.start, finding.end), finding)
+
+
+_PII_TYPES = frozenset(
+    {"EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS", "MAC_ADDRESS",
+     "US_DRIVER_LICENSE", "US_PASSPORT", "CRYPTO", "DATE_TIME", "AGE", "DOMAIN_NAME"}
+)  # fmt: skip
+
+
+def _is_secret(finding: Finding) -> bool:
+    return finding.type not in _PII_TYPES
+
+
+def _entity_hold(pending: str) -> int:
+    """Where an entity that may still be growing starts: open key block, digit run, or last token."""
+    hold = len(pending)
+    begin = pending.rfind(_PEM_BEGIN)
+    if begin >= 0 and pending.find(_PEM_END, begin) < 0:
+        hold = begin
+    # The token in progress: everything after the last whitespace.
+    last_space = max(pending.rfind(" "), pending.rfind("\n"), pending.rfind("\t"))
+    hold = min(hold, last_space + 1)
+    match = _TRAILING_DIGITS_RE.search(pending, max(0, len(pending) - 64))
+    if match is not None:
+        # Include the token the digit run starts in ("DE89 3704 ..." holds "DE89" too).
+        start = match.start()
+        while start > 0 and not pending[start - 1].isspace():
+            start -= 1
+        hold = min(hold, start)
+    return hold
