@@ -23,11 +23,12 @@ Stages that want something in the ledger put it in ``ctx.annotations``:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
-from sqlalchemy import String
+from sqlalchemy import JSON, Boolean, Float, Integer, String, Text
 
 from bastion.store.models import Interaction
 
@@ -45,12 +46,6 @@ CONTENT_MODES: Final = (FULL, REDACTED, METADATA)
 _MODE_ALIASES: Final = {"redacted-later": REDACTED, "redacted_later": REDACTED, "meta": METADATA}
 
 _table = Interaction.__table__
-#: Every column the writer fills, in table order (executemany needs one key set for all rows).
-COLUMNS: Final[tuple[str, ...]] = tuple(c.name for c in _table.columns)
-#: Maximum lengths of the bounded string columns: longer values are clipped, not rejected.
-_LENGTHS: Final[dict[str, int]] = {
-    c.name: c.type.length for c in _table.columns if isinstance(c.type, String) and c.type.length
-}
 
 
 def content_mode(principal: Any, default: str) -> str:
@@ -159,54 +154,115 @@ def encode_record(record: dict[str, Any]) -> bytes:
     return orjson.dumps(record, default=json_default, option=orjson.OPT_APPEND_NEWLINE)
 
 
-def _clean_text(value: str) -> str:
+def _clean_json_bytes(raw: bytes) -> bytes:
     # PostgreSQL refuses NUL in text and JSONB; SQLite would keep it. Same data on both backends.
-    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    return raw.replace(b"\\u0000", b"\\ufffd") if b"\\u0000" in raw else raw
 
 
-def _clean_json(value: Any) -> Any:
+def text_converter(length: int | None) -> Callable[[Any], str | None]:
+    """Strings as the database takes them: NUL replaced, clipped to the column's length."""
+
+    def convert(value: Any) -> str | None:
+        if value is None:
+            return None
+        if type(value) is not str:
+            value = str(value)
+        if "\x00" in value:
+            value = value.replace("\x00", "\ufffd")
+        return value if length is None or len(value) <= length else value[:length]
+
+    return convert
+
+
+def _int(value: Any) -> int:
+    return int(value or 0)
+
+
+def _optional_int(value: Any) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(value: Any) -> float:
+    return float(value or 0.0)
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def json_value(value: Any) -> Any:
+    if value is None:
+        return None
     raw = orjson.dumps(value, default=json_default)
-    if b"\\u0000" not in raw:
-        return value
-    return orjson.loads(raw.replace(b"\\u0000", b"\\ufffd"))
+    cleaned = _clean_json_bytes(raw)
+    return value if cleaned is raw else orjson.loads(cleaned)
+
+
+def json_text(value: Any) -> str | None:
+    """A JSON column's value as the text both drivers accept (SQLite TEXT, PostgreSQL JSONB)."""
+    if value is None:
+        return None
+    return _clean_json_bytes(orjson.dumps(value, default=json_default)).decode()
+
+
+def created_at(ts: Any) -> datetime:
+    return datetime.fromtimestamp(float(ts) if ts is not None else time.time(), UTC)
+
+
+def _content_mode(value: Any) -> str:
+    return str(value)[:16] if value else FULL
+
+
+def _converter(column: Any) -> Callable[[Any], Any]:
+    kind = column.type
+    if column.name == "content_mode":
+        return _content_mode
+    if isinstance(kind, JSON):
+        return json_value
+    if isinstance(kind, Boolean):
+        return bool
+    if isinstance(kind, Integer):
+        return _optional_int if column.nullable else _int
+    if isinstance(kind, Float):
+        return _optional_float if column.nullable else _float
+    if isinstance(kind, String | Text):
+        return text_converter(getattr(kind, "length", None))
+    raise TypeError(f"no ledger converter for column {column.name} ({kind})")
+
+
+#: (column, converter from the journal record's value to the row's Python value); ``created_at``
+#: comes from the record's ``ts`` and is handled apart.
+CONVERTERS: Final[tuple[tuple[str, Callable[[Any], Any]], ...]] = tuple(
+    (c.name, _converter(c)) for c in _table.columns if c.name != "created_at"
+)
+
+
+def apply_content_mode(record: dict[str, Any], redact: Any = None) -> dict[str, Any]:
+    """The record with its content as its mode says: dropped (metadata), redacted, or as is."""
+    mode = record.get("content_mode") or FULL
+    if mode == FULL:
+        return record
+    record = dict(record)
+    if mode == REDACTED and redact is not None:
+        record["request_messages"] = redact.messages(record.get("request_messages"))
+        if record.get("response_text") is not None:
+            record["response_text"] = redact.text(record["response_text"])
+    elif mode != REDACTED:
+        record["request_messages"] = record["response_text"] = None
+    return record
 
 
 def to_row(record: dict[str, Any], redact: Any = None) -> dict[str, Any]:
-    """The ``interactions`` row for a journal record (background writer only).
+    """The ``interactions`` row (Python values, as the ORM would hold them) for a journal record.
 
-    ``redact`` is a ``ContentRedactor`` used when the record's mode is ``redacted``.
+    ``redact`` is a ``ContentRedactor`` used when the record's mode is ``redacted``. The writer
+    itself goes straight to driver parameters (``store.RowInserter``), with the same conversions.
     """
-    row = {name: record.get(name) for name in COLUMNS}
-    row["created_at"] = datetime.fromtimestamp(float(record.get("ts") or time.time()), UTC)
-    for name in ("stream", "tokens_estimated", "flagged"):
-        row[name] = bool(row[name])
-    for name in ("prompt_tokens", "completion_tokens", "cached_tokens", "retries"):
-        row[name] = int(row[name] or 0)
-    row["cost_usd"] = float(row["cost_usd"] or 0.0)
-    row["latency_ms"] = float(row["latency_ms"] or 0.0)
-    row["content_mode"] = row["content_mode"] or FULL
-    if row["content_mode"] == METADATA:
-        row["request_messages"] = row["response_text"] = None
-    elif row["content_mode"] == REDACTED and redact is not None:
-        row["request_messages"] = redact.messages(row["request_messages"])
-        if row["response_text"] is not None:
-            row["response_text"] = redact.text(row["response_text"])
-    for name, length in _LENGTHS.items():
-        value = row[name]
-        if isinstance(value, str):
-            value = _clean_text(value)
-            row[name] = value[:length] if len(value) > length else value
-        elif value is not None and name != "id":
-            row[name] = str(value)[:length]
-    for name in ("error_message", "response_text"):
-        if isinstance(row[name], str):
-            row[name] = _clean_text(row[name])
-    for name in ("request_messages", "guard", "extra"):
-        if row[name] is not None:
-            row[name] = _clean_json(row[name])
-    if row["prompt_version"] is not None:
-        try:
-            row["prompt_version"] = int(row["prompt_version"])
-        except (TypeError, ValueError):
-            row["prompt_version"] = None
+    record = apply_content_mode(record, redact)
+    get = record.get
+    row = {name: convert(get(name)) for name, convert in CONVERTERS}
+    row["created_at"] = created_at(get("ts"))
     return row

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,69 +14,68 @@ from sqlalchemy.exc import DataError, IntegrityError, StatementError
 from sqlalchemy.exc import DBAPIError as _DBAPIError
 
 from bastion.errors import InvalidRequest
-from bastion.ledger.record import COLUMNS
+from bastion.ledger.record import CONVERTERS, created_at, json_text
 from bastion.store.db import Database
 from bastion.store.models import Interaction
 
 _TABLE = Interaction.__table__
 
 
-_JSON_COLUMNS = frozenset(c.name for c in _TABLE.columns if isinstance(c.type, JSON))
-_BOOL_COLUMNS = frozenset(c.name for c in _TABLE.columns if isinstance(c.type, Boolean))
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime on SQLite (UTC, no zone)
-
-
 class RowInserter:
-    """``INSERT ... ON CONFLICT (id) DO NOTHING`` of many rows in one transaction.
+    """``INSERT ... ON CONFLICT (id) DO NOTHING`` of many journal records in one transaction.
 
     Replaying a record that is already stored is a no-op, which is what makes journal replay safe.
-    Rows go to the driver as prebuilt tuples: SQLAlchemy's per-row type processing costs about
-    ten times more than the database's own work for a row this wide. The conversions done here
-    match what SQLAlchemy's types store (see ``tests/ledger/test_store.py``), and a JSON ``None``
-    is stored as SQL NULL.
+    Records go to the driver as prebuilt parameter tuples: SQLAlchemy's per-row type processing
+    costs several times the database's own work for a row this wide. The conversions are those of
+    ``record.to_row`` plus what SQLAlchemy's types do for each driver (times as UTC text on SQLite,
+    JSON as text, booleans as integers on SQLite); ``tests/ledger/test_store.py`` checks that such
+    rows read back exactly like ORM-written ones. A JSON ``None`` is stored as SQL NULL.
     """
 
     def __init__(self, db: Database) -> None:
         self.db = db
         self.sqlite = db.is_sqlite
-        names = ", ".join(COLUMNS)
-        if self.sqlite:
-            marks = ", ".join("?" for _ in COLUMNS)
-        else:
-            marks = ", ".join(f"${i}" for i in range(1, len(COLUMNS) + 1))
-        self.sql = f"INSERT INTO {_TABLE.name} ({names}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING"
-        self._converters = tuple(self._converter(name) for name in COLUMNS)
+        names = [name for name, _ in CONVERTERS] + ["created_at"]
+        # The drivers' own placeholder styles: qmark (sqlite3), numbered (asyncpg).
+        marks = ", ".join("?" if self.sqlite else f"${i}" for i in range(1, len(names) + 1))
+        self.sql = f"INSERT INTO {_TABLE.name} ({', '.join(names)}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING"
+        plan: list[tuple[str, Callable[[Any], Any]]] = []
+        for name, convert in CONVERTERS:
+            if name in _JSON_COLUMNS:
+                convert = json_text
+            elif self.sqlite and name in _BOOL_COLUMNS:
+                convert = _sqlite_bool
+            plan.append((name, convert))
+        plan.append(("ts", _sqlite_time if self.sqlite else created_at))
+        self._plan = tuple(plan)
 
-    def _converter(self, name: str) -> Any:
-        if name in _JSON_COLUMNS:
-            return _json_text
-        if name == "created_at":
-            return _sqlite_time if self.sqlite else None
-        if name in _BOOL_COLUMNS and self.sqlite:
-            return int
-        return None
+    def params(self, record: dict[str, Any]) -> tuple[Any, ...]:
+        """The parameter tuple of a record (content mode already applied). Raises on bad values."""
+        get = record.get
+        return tuple([convert(get(name)) for name, convert in self._plan])
 
-    def params(self, row: dict[str, Any]) -> tuple[Any, ...]:
-        return tuple(
-            value if convert is None or value is None else convert(value)
-            for convert, value in zip(self._converters, map(row.__getitem__, COLUMNS), strict=True)
-        )
+    async def insert(self, records: list[dict[str, Any]]) -> None:
+        """Insert journal records; those already stored are skipped."""
+        await self.insert_params([self.params(record) for record in records])
 
-    async def insert(self, rows: list[dict[str, Any]]) -> None:
-        """Insert ``rows`` (as built by ``record.to_row``); duplicates are skipped."""
-        if not rows:
+    async def insert_params(self, params: list[tuple[Any, ...]]) -> None:
+        if not params:
             return
-        params = [self.params(row) for row in rows]
         async with self.db.engine.begin() as connection:
             await connection.exec_driver_sql(self.sql, params)
 
 
-def _json_text(value: Any) -> str:
-    return orjson.dumps(value, default=str).decode()
+_JSON_COLUMNS = frozenset(c.name for c in _TABLE.columns if isinstance(c.type, JSON))
+_BOOL_COLUMNS = frozenset(c.name for c in _TABLE.columns if isinstance(c.type, Boolean))
 
 
-def _sqlite_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime(_SQLITE_TIME)
+def _sqlite_bool(value: Any) -> int:
+    return 1 if value else 0
+
+
+def _sqlite_time(ts: Any) -> str:
+    # How SQLAlchemy stores DateTime on SQLite: naive UTC text with microseconds.
+    return created_at(ts).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def is_row_error(exc: BaseException) -> bool:

@@ -32,7 +32,7 @@ import structlog
 
 from bastion.config.settings import LedgerSettings
 from bastion.ledger.journal import Journal, Orphan, Segment, claim_orphans
-from bastion.ledger.record import encode_record, to_row
+from bastion.ledger.record import REDACTED, apply_content_mode, encode_record
 from bastion.ledger.redact import ContentRedactor
 from bastion.ledger.store import RowInserter, is_row_error
 from bastion.observability.metrics import (
@@ -47,6 +47,8 @@ from bastion.store.db import Database
 log = structlog.get_logger("bastion.ledger")
 
 _RETRY_FIRST_S = 0.05
+#: Longest stretch of record preparation before the writer lets request handlers run.
+_SLICE_S = 0.002
 #: Records from the journal whose database insert failed for data reasons go here, not lost.
 REJECTED_FILE = "rejected.jsonl"
 
@@ -239,12 +241,12 @@ class LedgerWriter:
 
     async def _insert(self, records: list[dict[str, Any]], *, best_effort: bool = False) -> bool:
         """Insert until it works (back-off between attempts). False only if stopping cut it short."""
-        rows = self._rows(records)
+        params, kept = await self._params(records)
         delay = _RETRY_FIRST_S
         attempts = 0
         while True:
             try:
-                await self._inserter.insert(rows)
+                await self._inserter.insert_params(params)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -252,47 +254,55 @@ class LedgerWriter:
                 self.errors += 1
                 if is_row_error(exc):
                     LEDGER_WRITE_ERRORS.labels(kind="data").inc()
-                    await self._insert_one_by_one(rows, records)
+                    await self._insert_one_by_one(params, kept)
                     break
                 LEDGER_WRITE_ERRORS.labels(kind="database").inc()
                 if attempts == 1 or attempts % 20 == 0:
-                    log.warning("ledger_write_failed", error=str(exc)[:500], attempts=attempts, rows=len(rows))
-                if best_effort and attempts >= 3:
-                    return False
-                if self._stopping and attempts >= 3:
+                    log.warning("ledger_write_failed", error=str(exc)[:500], attempts=attempts, rows=len(params))
+                if (best_effort or self._stopping) and attempts >= 3:
                     return False
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.retry_max_s)
                 continue
             break
-        self.written += len(rows)
-        LEDGER_WRITTEN.inc(len(rows))
+        self.written += len(params)
+        LEDGER_WRITTEN.inc(len(params))
         return True
 
-    def _rows(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
-        for record in records:
-            if record.get("content_mode") == "redacted" and self._redactor is None:
-                self._redactor = ContentRedactor()
-            try:
-                rows.append(to_row(record, self._redactor))
-            except Exception:
-                log.exception("ledger_record_invalid", request_id=record.get("id"))
-                self._reject([record])
-        return rows
+    async def _params(self, records: list[dict[str, Any]]) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]]]:
+        """Driver parameters for each record (content mode applied); unusable records are set aside.
 
-    async def _insert_one_by_one(self, rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> None:
+        This runs on the event loop that also serves requests, and redaction can take a fraction
+        of a millisecond per record: the loop is given back every ``_SLICE_S`` of work."""
+        params: list[tuple[Any, ...]] = []
+        kept: list[dict[str, Any]] = []
+        slice_end = time.perf_counter() + _SLICE_S
+        for record in records:
+            if time.perf_counter() > slice_end:
+                await asyncio.sleep(0)
+                slice_end = time.perf_counter() + _SLICE_S
+            try:
+                if record.get("content_mode") == REDACTED and self._redactor is None:
+                    self._redactor = ContentRedactor()
+                params.append(self._inserter.params(apply_content_mode(record, self._redactor)))
+            except Exception:
+                log.exception("ledger_record_invalid", request_id=str(record.get("id"))[:64])
+                self._reject([record])
+                continue
+            kept.append(record)
+        return params, kept
+
+    async def _insert_one_by_one(self, params: list[tuple[Any, ...]], records: list[dict[str, Any]]) -> None:
         """Find the rows the database refuses; keep them in ``rejected.jsonl``, insert the rest."""
-        by_id = {r.get("id"): r for r in records}
-        for row in rows:
+        for row, record in zip(params, records, strict=True):
             for attempt in range(3):
                 try:
-                    await self._inserter.insert([row])
+                    await self._inserter.insert_params([row])
                     break
                 except Exception as exc:
                     if is_row_error(exc):
-                        log.error("ledger_row_rejected", request_id=row.get("id"), error=str(exc)[:500])
-                        self._reject([by_id.get(row.get("id"), row)])
+                        log.error("ledger_row_rejected", request_id=str(record.get("id"))[:64], error=str(exc)[:500])
+                        self._reject([record])
                         break
                     if attempt == 2:
                         raise

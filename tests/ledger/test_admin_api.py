@@ -19,7 +19,6 @@ from bastion.auth.keys import generate_key, hash_key, listed_prefix
 from bastion.config.settings import Settings
 from bastion.gateway.app import create_app
 from bastion.gateway.service import Gateway
-from bastion.ledger.record import to_row
 from bastion.ledger.store import RowInserter
 from bastion.store.db import Database
 from bastion.store.models import ApiKey, Tenant
@@ -73,7 +72,7 @@ async def _seed(db: Database) -> tuple[dict[str, str], dict[str, str], list[dict
         )
         for i in range(24)
     ]
-    await RowInserter(db).insert([to_row(r) for r in records])
+    await RowInserter(db).insert(records)
     return keys, tenants, records
 
 

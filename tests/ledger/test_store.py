@@ -30,7 +30,7 @@ async def test_raw_inserts_read_back_like_orm_rows(database: Database) -> None:
     same = {"guard": {"flagged": True}, "extra": None, "flagged": True, "stream": True, "ttft_ms": 3.5}
     same |= {"request_messages": [{"role": "user", "content": "x"}], "response_text": "y"}
     record = make_record(1, **same)
-    await RowInserter(database).insert([to_row(record)])
+    await RowInserter(database).insert([record])
     orm_row = to_row(make_record(2, **same))
     orm_row["created_at"] = to_row(record)["created_at"]
     async with database.transaction() as session:
@@ -62,7 +62,7 @@ async def _seed(db: Database) -> list[dict]:
                 ts=BASE + i,
             )
         )
-    await RowInserter(db).insert([to_row(r) for r in records])
+    await RowInserter(db).insert(records)
     return records
 
 
@@ -129,7 +129,7 @@ async def test_pagination_visits_every_row_once(database: Database, limit: int) 
 async def test_pagination_breaks_time_ties_by_id(database: Database) -> None:
     same = BASE + 5000
     records = [make_record(i, tenant_id=T1, ts=same) for i in range(9)]
-    await RowInserter(database).insert([to_row(r) for r in records])
+    await RowInserter(database).insert(records)
     ids = await _all_pages(database, InteractionFilter(tenant_id=T1), limit=2)
     assert ids == sorted((r["id"] for r in records), reverse=True)
 

@@ -35,11 +35,11 @@ class FlakyInserter(RowInserter):
         self.down = False
         self.failures = 0
 
-    async def insert(self, rows: list[dict[str, Any]]) -> None:
+    async def insert_params(self, params: list[tuple[Any, ...]]) -> None:
         if self.down:
             self.failures += 1
             raise OperationalError("INSERT", {}, ConnectionRefusedError("database is down"))
-        await super().insert(rows)
+        await super().insert_params(params)
 
 
 async def test_records_reach_the_database_with_every_field(database: Database, tmp_path: Path) -> None:
@@ -243,3 +243,22 @@ async def test_a_real_unreachable_database_is_retried_not_fatal(pg_database_url:
     await w.stop()
     await unreachable.dispose()
     await real.dispose()
+
+
+async def test_content_modes_reach_the_database(database: Database, tmp_path: Path) -> None:
+    secret = "mail bob@corp-mail.io using bst_" + "K" * 40
+    w = writer(database, tmp_path)
+    await w.start()
+    for i, mode in enumerate(("full", "redacted", "metadata")):
+        w.submit(make_record(i, content_mode=mode, request_messages=[{"role": "user", "content": secret}],
+                             response_text=secret))  # fmt: skip
+    await w.flush()
+    async with database.session() as session:
+        rows = {r.content_mode: r for r in (await session.execute(select(Interaction))).scalars()}
+    assert rows["full"].request_messages[0]["content"] == secret and rows["full"].response_text == secret
+    redacted = rows["redacted"]
+    assert "bob@corp-mail.io" not in redacted.request_messages[0]["content"]
+    assert "bst_KKKK" not in redacted.response_text and redacted.response_text.startswith("mail ")
+    assert rows["metadata"].request_messages is None and rows["metadata"].response_text is None
+    assert rows["metadata"].prompt_tokens == 11
+    await w.stop()
