@@ -339,7 +339,9 @@ bench_target() {
       # The mock shares its core with wrk by design; for a gateway, a busy
       # core it did not use means other work on the machine took its CPU.
       if [[ $name != mock* ]] && ((core - cpu > 15)); then
-        NOTES+=("$name/$mode: its core was ${core}% busy but it used ${cpu}%: other work ran on CPU $cpuid (or on the core of wrk and the mock), so req/s is understated; ${BENCH_NICE:+rerun when the machine is quiet}${BENCH_NICE:-BENCH_NICE=-10 helps}")
+        local hint="BENCH_NICE=-10 helps"
+        if [[ -n ${BENCH_NICE:-} ]]; then hint="rerun when the machine is quiet"; fi
+        NOTES+=("$name/$mode: its core was ${core}% busy but it used ${cpu}%: other work ran on CPU $cpuid (or on the core of wrk and the mock), so req/s is understated; $hint")
       fi
       non2xx=$(field non2xx) bad=$(field badbody)
       sock=$(($(field connect) + $(field read) + $(field write) + $(field timeout)))
