@@ -386,6 +386,10 @@ gateway_path() {
 
 # -------------------------------------------------------------- the mock ---
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+if awk -v l="${LOAD_BEFORE%% *}" 'BEGIN { exit !(l > 1.0) }'; then
+  NOTES+=("the machine was already busy before the run (load average $LOAD_BEFORE): expect noisy numbers")
+  log "WARNING: load average is $LOAD_BEFORE before the run; other work will skew the numbers"
+fi
 MOCK_PORT=$(free_port)
 MOCK_URL=http://127.0.0.1:$MOCK_PORT
 sed -e "s#@PORT@#$MOCK_PORT#g" -e "s#@TMP@#$TMP#g" "$NGINX_TEMPLATE" >"$TMP/nginx.conf"
