@@ -59,21 +59,45 @@ def _refuse(reason: str, message: str) -> AuthenticationFailed:
     return AuthenticationFailed(message, headers={"www-authenticate": 'Bearer realm="bastion"'})
 
 
+def _parse_authorization(authorization: str) -> str:
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        raise _refuse("scheme", "Unsupported Authorization scheme: send `Authorization: Bearer <key>`.")
+    value = value.strip()
+    if not value:
+        raise _refuse("missing", "The Authorization header carries no credential after `Bearer`.")
+    return value
+
+
 def credential_from_headers(headers: Mapping[str, str]) -> str | None:
     """The presented credential (``Authorization: Bearer`` first, then ``x-api-key``), or None."""
+    raw: list[tuple[bytes, bytes]] | None = getattr(headers, "raw", None)
+    if raw is not None:
+        # Starlette's Headers: one pass over the raw list is several times cheaper than two
+        # ``get`` calls, each of which builds a list of every header.
+        api_key: bytes | None = None
+        for name, value in raw:
+            if name == b"authorization":
+                if value:
+                    return _parse_authorization(value.decode("latin-1"))
+            elif name == b"x-api-key" and api_key is None:
+                api_key = value
+        return (api_key.decode("latin-1").strip() or None) if api_key else None
     authorization = headers.get("authorization")
     if authorization:
-        scheme, _, value = authorization.strip().partition(" ")
-        if scheme.lower() != "bearer":
-            raise _refuse("scheme", "Unsupported Authorization scheme: send `Authorization: Bearer <key>`.")
-        value = value.strip()
-        if not value:
-            raise _refuse("missing", "The Authorization header carries no credential after `Bearer`.")
-        return value
-    api_key = headers.get("x-api-key")
-    if api_key:
-        return api_key.strip() or None
-    return None
+        return _parse_authorization(authorization)
+    x_api_key = headers.get("x-api-key")
+    return (x_api_key.strip() or None) if x_api_key else None
+
+
+def _accept(entry: CachedCredential) -> Principal:
+    """The principal of a fresh cache entry, unless it is a refusal or the credential has expired."""
+    principal = entry.principal
+    if principal is None:
+        raise _refuse("invalid", entry.refusal or UNRECOGNISED)
+    if entry.expires_at is not None and time.time() >= entry.expires_at:
+        raise _refuse("expired", EXPIRED.get(principal.method, EXPIRED["api_key"]))
+    return principal
 
 
 class Authenticator:
@@ -159,7 +183,14 @@ class Authenticator:
             # With auth off, clients often send a placeholder key ("sk-...", "test"): only
             # credentials that are Bastion's own are verified, the rest are not credentials here.
             return await self.anonymous()
-        return await self.verify(credential)
+        # The cache-hit path is inlined here rather than awaiting ``verify``: one coroutine less
+        # per request is a measurable share of a few microseconds.
+        digest = hashlib.sha256(credential.encode("utf-8", "surrogateescape")).digest()
+        epoch = self.file_epoch.read() if self.redis_epoch is None else await self.redis_epoch.read()
+        entry = self.cache.get(digest) or self.refusals.get(digest)
+        if entry is not None and entry.epoch == epoch and time.monotonic() < entry.fresh_until:
+            return _accept(entry)
+        return await self._verify_miss(credential, digest, epoch)
 
     def _is_bastion_credential(self, credential: str) -> bool:
         return credential.startswith(KEY_PREFIX) or (self.tokens.enabled and looks_like_jwt(credential))
@@ -172,25 +203,19 @@ class Authenticator:
     async def verify(self, credential: str) -> Principal:
         """The principal ``credential`` stands for; raises ``AuthenticationFailed`` (401) if none."""
         digest = hashlib.sha256(credential.encode("utf-8", "surrogateescape")).digest()
-        epoch = self.file_epoch.read() if self.redis_epoch is None else await self.redis_epoch.read()
+        epoch = await self.current_epoch()
         entry = self.cache.get(digest) or self.refusals.get(digest)
         if entry is not None and entry.epoch == epoch and time.monotonic() < entry.fresh_until:
-            return self._accept(entry)
+            return _accept(entry)
+        return await self._verify_miss(credential, digest, epoch)
+
+    async def _verify_miss(self, credential: str, digest: bytes, epoch: object) -> Principal:
         resolution = await self._resolve(credential, digest, epoch)
         if resolution.principal is None:
             raise _refuse("invalid", resolution.refusal or UNRECOGNISED)
         if resolution.expires_at is not None and time.time() >= resolution.expires_at:
             raise _refuse("expired", EXPIRED.get(resolution.principal.method, EXPIRED["api_key"]))
         return resolution.principal
-
-    @staticmethod
-    def _accept(entry: CachedCredential) -> Principal:
-        principal = entry.principal
-        if principal is None:
-            raise _refuse("invalid", entry.refusal or UNRECOGNISED)
-        if entry.expires_at is not None and time.time() >= entry.expires_at:
-            raise _refuse("expired", EXPIRED.get(principal.method, EXPIRED["api_key"]))
-        return principal
 
     # -- the miss path ---------------------------------------------------------------------------
 

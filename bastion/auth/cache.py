@@ -28,27 +28,21 @@ class CachedCredential:
     expires_at: float | None = None
 
 
-class CredentialCache:
-    def __init__(self, max_size: int) -> None:
-        self.max_size = max_size
-        # A dict keeps insertion order, so the first key is the oldest entry: FIFO eviction with no
-        # bookkeeping on hits (an LRU would reorder on every request).
-        self._entries: dict[bytes, CachedCredential] = {}
+class CredentialCache(dict[bytes, CachedCredential]):
+    """A dict (so ``get`` on the hot path is the C implementation) with a bounded ``put``.
 
-    def get(self, digest: bytes) -> CachedCredential | None:
-        return self._entries.get(digest)
+    Eviction is first in, first out: a dict keeps insertion order, so the first key is the oldest
+    entry, and hits need no bookkeeping (an LRU would reorder on every request).
+    """
+
+    def __init__(self, max_size: int) -> None:
+        super().__init__()
+        self.max_size = max_size
 
     def put(self, digest: bytes, entry: CachedCredential) -> None:
-        entries = self._entries
-        if digest not in entries and len(entries) >= self.max_size:
-            del entries[next(iter(entries))]
-        entries[digest] = entry
+        if digest not in self and len(self) >= self.max_size:
+            del self[next(iter(self))]
+        self[digest] = entry
 
     def discard(self, digest: bytes) -> None:
-        self._entries.pop(digest, None)
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)
+        self.pop(digest, None)

@@ -1,0 +1,110 @@
+"""Micro-benchmark of the auth stage's per-request cost (not a test; run it by hand):
+
+    .venv/bin/python -m tests.auth.bench_auth [--iterations 200000] [--redis redis://127.0.0.1:6379/0]
+
+Measures ``AuthStage.on_request`` on a warm cache (the steady state of a gateway): an API key with
+the file epoch (one process or several on one machine), the same with the Redis epoch (one GET per
+request), a JWT, and an anonymous call with auth off. The headers are Starlette's, as in a request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import jwt
+from redis.asyncio import Redis
+from starlette.datastructures import Headers
+
+from bastion.auth.principal import Role
+from bastion.gateway.context import RequestContext, Timing
+from bastion.gateway.service import Gateway
+from bastion.gateway.stages.auth import AuthStage
+from bastion.store.migrate import upgrade
+from tests.auth.support import seed_key, seed_user, settings_for
+
+SECRET = "bench-secret-" + "s" * 64
+
+
+def _context(headers: dict[str, str]) -> RequestContext:
+    raw = Headers(raw=[(k.encode(), v.encode()) for k, v in headers.items()] + [(b"user-agent", b"bench")])
+    return RequestContext(
+        request_id="req_bench", dialect="openai", endpoint="chat", body={}, model="m", timing=Timing(), headers=raw
+    )
+
+
+async def _measure(stage: AuthStage, headers: dict[str, str], iterations: int) -> float:
+    ctx = _context(headers)
+    for _ in range(min(1000, iterations)):  # warm the cache and the interpreter
+        await stage.on_request(ctx)
+    started = time.perf_counter()
+    for _ in range(iterations):
+        await stage.on_request(ctx)
+    return (time.perf_counter() - started) / iterations * 1e6
+
+
+async def _stage(workdir: Path, redis_url: str | None, **auth: Any) -> AuthStage:
+    settings = settings_for(f"sqlite:///{workdir / 'bastion.db'}", workdir, redis_url=redis_url, auth=auth)
+    gateway = Gateway.build(settings, stages=[])
+    return AuthStage(gateway)
+
+
+async def main(iterations: int, redis_url: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        jwt_settings = {"enabled": True, "secret": SECRET}
+        stage = await _stage(workdir, None, jwt=jwt_settings)
+        await upgrade(stage.gateway.db.engine)
+        secret, _ = await seed_key(stage.gateway.db, "acme", Role.SERVICE)
+        await seed_user(stage.gateway.db, "acme", "dev@acme.io")
+        token = jwt.encode({"sub": "dev@acme.io", "tenant": "acme", "exp": int(time.time()) + 3600}, SECRET)
+        results = {
+            "api key, file epoch": await _measure(stage, {"authorization": f"Bearer {secret}"}, iterations),
+            "x-api-key, file epoch": await _measure(stage, {"x-api-key": secret}, iterations),
+            "jwt, file epoch": await _measure(stage, {"authorization": f"Bearer {token}"}, iterations),
+        }
+        anonymous = await _stage(workdir, None, enabled=False)
+        await anonymous.start()
+        results["anonymous (auth off)"] = await _measure(anonymous, {}, iterations)
+        epoch_key = f"bench:auth:epoch:{uuid.uuid4().hex}"
+        with_redis = await _stage(workdir, redis_url, epoch_key=epoch_key)
+        try:
+            results["api key, redis epoch"] = await _measure(
+                with_redis, {"authorization": f"Bearer {secret}"}, max(1000, iterations // 20)
+            )
+        finally:
+            assert with_redis.gateway.redis is not None
+            await with_redis.gateway.redis.delete(epoch_key)
+        for name, micros in results.items():
+            print(f"{name:26s} {micros:8.2f} us/request")
+        for each in (stage, anonymous, with_redis):
+            each.authenticator.close()
+            await each.gateway.db.dispose()
+            if each.gateway.redis is not None:
+                await each.gateway.redis.aclose()
+
+
+async def _redis_get_cost(redis_url: str, iterations: int) -> float:
+    redis = Redis.from_url(redis_url)
+    try:
+        await redis.get("bench:none")
+        started = time.perf_counter()
+        for _ in range(iterations):
+            await redis.get("bench:none")
+        return (time.perf_counter() - started) / iterations * 1e6
+    finally:
+        await redis.aclose()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=200_000)
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args()
+    asyncio.run(main(args.iterations, args.redis))
+    print(f"{'(a bare redis GET)':26s} {asyncio.run(_redis_get_cost(args.redis, 5000)):8.2f} us/request")
