@@ -42,7 +42,7 @@ _BINARY_RE = re.compile(r"[01]{8}(?:[ ,]?[01]{8}){5,}")
 _PERCENT_RE = re.compile(r"(?:%[0-9a-fA-F]{2}){6,}")
 _UNICODE_ESCAPE_RE = re.compile(r"(?:\\u[0-9a-fA-F]{4}){4,}")
 _HTML_ENTITY_RE = re.compile(r"(?:&#(?:x[0-9a-fA-F]{1,6}|\d{1,7});){6,}")
-_SPACED_RE = re.compile(r"[a-z](?:[ .\-_*|/]{1,2}[a-z]){6,}")
+_SPACED_RE = re.compile(r"[a-z](?:[ .\-_*|/]{1,3}[a-z]){5,}")
 
 # rot13 and reversed spellings of words that injections use; finding one is the reason to decode.
 ROT13_HINT_WORDS = word_set(

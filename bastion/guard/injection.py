@@ -110,6 +110,23 @@ def _is_instruction(folded: str, start: int) -> bool:
     return not (tokens and tokens[-1] in _STATEMENT_WORDS)
 
 
+def _quoted_mention(folded: str, start: int, end: int) -> bool:
+    """A phrase quoted in order to talk about it: "translate 'forget everything' into Spanish"."""
+    before = folded[max(0, start - 60) : start].rstrip()
+    if not before or before[-1] not in _QUOTES:
+        return False
+    closing = folded.find(before[-1] if before[-1] in "'\"`" else _CLOSING.get(before[-1], before[-1]), end)
+    return 0 <= closing - end <= 80 and _MENTION_RE.search(before[:-1]) is not None
+
+
+_QUOTES = frozenset("'\"`\u201c\u2018\u00ab\u201e")
+_CLOSING = {"\u201c": "\u201d", "\u2018": "\u2019", "\u00ab": "\u00bb", "\u201e": "\u201c"}
+_MENTION_RE = re.compile(
+    r"\b(?:translat\w*|spell|pronounce|mean|means|meaning|phrase|sentence|word|words|title|titled|called|named"
+    r"|quote|quoted|slogan|lyrics?|grammar|proofread|correct|typo|label|headline|caption|example|examples)\b"
+)
+
+
 def _words(folded: str) -> set[str]:
     """The set of letter-only words of a folded view."""
     if folded.isascii():
@@ -160,7 +177,7 @@ class InjectionDetector:
         view = build_view(text)
         words = _words(view.view)
         self._match_rules(view, words, result)
-        if ("\\n" in text or "\n\n\n\n\n\n\n\n" in text or "---" in text) and ESCAPED_NEWLINES_RE.search(text):
+        if ("\\" in text or "\n\n\n\n\n\n\n\n" in text or "---" in text) and ESCAPED_NEWLINES_RE.search(text):
             self._bump(result, DELIMITER, 0.5)
             result.findings.append(Finding("escaped_newlines", 0, len(text), 0.5))
         if not text.isascii():
@@ -211,12 +228,14 @@ class InjectionDetector:
             return
         if matched.preceded_by is not None and not matched.preceded_by.search(folded, max(0, start - 6), start):
             return
-        weight = self._weight(matched, folded, start)
+        weight = self._weight(matched, folded, start, end)
         if current is None or weight > current[1]:
             best[matched.name] = (matched, weight, start, end)
 
     @staticmethod
-    def _weight(rule: InjectionRule, folded: str, start: int) -> float:
+    def _weight(rule: InjectionRule, folded: str, start: int, end: int) -> float:
+        if _quoted_mention(folded, start, end):
+            return min(rule.weight, rule.declarative_weight or 0.4)
         if rule.declarative_weight is None or _is_instruction(folded, start):
             return rule.weight
         return rule.declarative_weight

@@ -131,11 +131,13 @@ _REVEAL_VERBS = (
 _PROMPT_OBJECT = (
     r"\W+(?:(?:me|us|back|out|all|the|your|full|complete|entire|whole|exact|original|initial|verbatim|of"
     r"|everything|in|from|word\W+for\W+word|contents?|first|\d+|lines?|words?|text)\W+){0,5}"
-    r"(?:system\W+(?:prompt|message|instructions?)|(?:initial|original|hidden|secret|full|complete|entire"
-    r"|whole|pre|meta|developer|exact|verbatim)\W*(?:prompt|instructions|message)|prompt\W*texts?"
-    r"|(?:your|its)\W+(?:instructions|prompt|rules|guidelines|configuration|directives|programming"
-    r"|initial\W+instructions)|(?:the\W+)?(?:text|words|content|everything|instructions)\W+(?:above"
-    r"|before\W+this)|(?:above|previous|preceding)\W+(?:text|words|content|prompt|instructions))\b"
+    r"(?:system\W+(?:prompt|message|instructions?)|(?:initial|original|hidden|secret|internal|confidential|full"
+    r"|complete|entire|whole|pre|meta|developer|exact|verbatim)\W*(?:prompt|instructions|message|rules"
+    r"|guidelines|directives|configuration)|prompt\W*texts?"
+    r"|(?:your|its)\W+(?:(?:previous|prior|original|initial|earlier|above|current)\W+)?(?:instructions|prompt"
+    r"|rules|guidelines|configuration|directives|programming)|(?:everything|words|instructions)\W+above"
+    r"|(?:the\W+)?(?:text|words|content|everything|instructions)\W+before\W+(?:this|my)\W+(?:message|question"
+    r"|prompt))\b"
 )
 _PERSONA_NOT = (
     r"(?!\W+(?:able|ready|connected|logged|signed|subscribed|registered|done|finished|free\W+to|in\W+a\W+position"
@@ -158,8 +160,12 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
     rule("override_above", OVERRIDE, 0.9, OVERRIDE_VERBS,
          r"\W+(?:(?:the|all|what(?:'s|\W+is|\W+was)?|everything|anything)\W+)?(?:above|foregoing|preceding)"
          r"\b(?!\W+(?:average|par|ground|board|mentioned\W+(?:typo|error|mistake)))", declarative_weight=0.4),
+    rule("override_what_you_were_told", OVERRIDE, 0.9, OVERRIDE_VERBS,
+         r"\W+(?:whatever|everything|anything|all|what)\W+(?:(?:that|else)\W+)?you(?:'ve|\W+have|\W+were|\W+had)"
+         r"\W+(?:been\W+)?(?:told|given|instructed|taught|programmed)\b", declarative_weight=0.4),
     rule("instructions_void", OVERRIDE, 0.85, "previous|prior|above|earlier|preceding|old|original|all",
-         r"\W+(?:\w+\W+){0,2}(?:instructions?|rules|information|directives|guidelines|prompts?)\W+(?:\w+\W+){0,6}"
+         r"\W+(?:\w+\W+){0,2}(?:instructions?|rules|information|directives|guidelines|prompts?|messages?)\W+"
+         r"(?:\w+\W+){0,6}"
          r"(?:are|is|were)\W+(?:now\W+)?(?:no\W+longer\W+(?:valid|relevant|applicable|in\W+effect)|void|null"
          r"|invalid|irrelevant|obsolete|cancell?ed|revoked|overridden|superseded|not\W+(?:important|relevant"
          r"|valid)|not\W+(?:quite|all\W+that|that)\W+great)"),
@@ -188,6 +194,13 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
          r"\W+(?:\w+\W+)?(?:written|said|stated|typed|given|included|contained|mentioned)\W+(?:(?:above|before"
          r"|earlier|at\W+the\W+(?:beginning|start|top))\b|in\W+(?:your|the)\W+(?:system\W+)?(?:prompt"
          r"|instructions))"),
+    rule("text_before_message", EXTRACTION, 0.8, "text|content|words|everything|what",
+         r"\W+(?:appears|appeared|comes|came|is|was|sits|stands|precedes)\W+(?:written\W+)?(?:before|above|prior\W+to)"
+         r"\W+(?:my|this|the\W+user'?s?|our)\W+(?:message|question|prompt|input|conversation)"),
+    rule("reveal_password", EXTRACTION, 0.5,
+         "tell me|give me|reveal|spell|print|show me|what is|what's|whats|write down|share",
+         r"\W+(?:the|your)\W+(?:secret\W+)?(?:password|passphrase|passcode|secret\W+word|secret\W+key)\b"
+         r"(?!\W+(?:policy|policies|requirements?|manager|reset|strength|rules|field|length|for\W+(?:my|our)))"),
     rule("beginning_of_prompt", EXTRACTION, 0.6, "beginning|start|top",
          r"\W+of\W+(?:this|the|your)\W+(?:prompt|conversation|instructions)\b"),
     rule("repeat_above", EXTRACTION, 0.85, "repeat",
@@ -240,7 +253,27 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
          "|lawless|unaligned",
          r"\W+(?:ai|assistant|bot|chatbot|version|mode|model|persona|character|twin|confidant|alter\W+ego"
          r"|language\W+model|gpt|chatgpt|intelligence)\b"),
-    rule("jailbreak_word", JAILBREAK, 0.45, "jailbreak|jailbreaking|jailbreaks", ""),
+    rule("jailbreak_word", JAILBREAK, 0.45, "jailbreak|jailbreaking|jailbreaks|pwned|pwn", ""),
+    rule("broken_free", JAILBREAK, 0.8,
+         "broken free|break free|freed from|released from|escaped from|liberated from",
+         r"\W+(?:\w+\W+){0,3}(?:confines|restrictions|rules|limitations|shackles|constraints|chains)\b"),
+    rule("immerse_in_role", JAILBREAK, 0.7, "immerse yourself|immerse yourself into|immerse yourself in",
+         r"\W+(?:\w+\W+){0,3}(?:role|character|persona)\b"),
+    rule("not_abide", JAILBREAK, 0.8,
+         "do not have to|don't have to|dont have to|does not have to|doesn't have to|no longer have to|not need to",
+         r"\W+(?:abide\W+by|follow|obey|adhere\W+to|comply\W+with|respect)\W+(?:any\W+|the\W+|your\W+|their\W+)?"
+         r"(?:\w+\W+)?(?:rules|guidelines|policies|policy|restrictions|laws|ethics|principles)\b"),
+    rule("never_refuse", JAILBREAK, 0.55,
+         "never refuse|never decline|never say no|cannot refuse|can't refuse|will not refuse|won't refuse"
+         "|must not refuse|should never refuse|none of your responses|not allowed to refuse", ""),
+    rule("answer_no_matter_what", JAILBREAK, 0.55, "always|must|will",
+         r"\W+(?:\w+\W+)?(?:answer|respond|comply|reply)\W+(?:\w+\W+){0,6}(?:no\W+matter\W+(?:what|how)|regardless"
+         r"\W+of\W+(?:how|whether|the\W+(?:content|legality|ethics))|even\W+if\W+(?:it\W+is|it's)\W+(?:illegal"
+         r"|harmful|unethical|immoral|dangerous))"),
+    rule("dual_response", JAILBREAK, 0.6, "two responses|two different responses|two separate responses"
+         "|answer as both|respond as both|classic response|jailbreak response|normal response and", ""),
+    rule("content_policy", JAILBREAK, 0.4, "openai|anthropic|content|usage",
+         r"(?:'s)?\W+(?:content\W+)?polic(?:y|ies)\b"),
     rule("no_rules_loose", JAILBREAK, 0.35, "no|without|free of",
          r"\W+(?:any\W+)?(?:restrictions|limitations|filters|censorship|rules|boundaries)\b"),
     rule("amoral_word", JAILBREAK, 0.35, "immoral|amoral|unethical|uncensored", ""),

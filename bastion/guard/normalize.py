@@ -56,10 +56,10 @@ _LATIN_FOLD_TABLE = str.maketrans({"ß": "ss", "ø": "o", "Ø": "O", "æ": "ae",
                                    "ł": "l", "Ł": "L", "œ": "oe", "Œ": "OE", "þ": "th"})  # fmt: skip
 
 _LEET_TABLE = str.maketrans(
-    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g", "@": "a", "$": "s", "|": "l"}
+    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g", "@": "a", "$": "s"}
 )
 # A token that mixes letters with leet symbols: letter next to a leet symbol somewhere inside it.
-_LEET_TOKEN_RE = re.compile(r"[a-z0-9@$|]*(?:[a-z][013457@$|]|[013457@$|][a-z])[a-z0-9@$|]*")
+_LEET_TOKEN_RE = re.compile(r"[a-z0-9@$]*(?:[a-z][013457@$]|[013457@$][a-z])[a-z0-9@$]*")
 _NON_ASCII_RUN_RE = re.compile(r"[^\x00-\x7f]+")
 
 
@@ -183,7 +183,7 @@ def _fold_leet(view: str) -> str:
 
 
 # Starts with the rare characters so the regex engine can skip to them.
-_LEET_HINT_RE = re.compile(r"[013457@$|](?:(?<=[a-z][013457@$|])|(?=[a-z]))")
+_LEET_HINT_RE = re.compile(r"[013457@$](?:(?<=[a-z][013457@$])|(?=[a-z]))")
 
 
 def _leet_sub(match: re.Match[str]) -> str:

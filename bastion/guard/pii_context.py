@@ -27,6 +27,7 @@ _NANP_RE = re.compile(
     r"(?:\+?1[ .-]?|001[ .-])?(?:\([2-9][0-9][0-9]\)[ ]?|[2-9][0-9][0-9][ .-])[2-9][0-9][0-9][ .-][0-9]{4}"
 )
 _GROUP_SPLIT_RE = re.compile(r"[\s.()-]+")
+_SSN_SHAPE_RE = re.compile(r"[0-9]{3}-[0-9]{2}-[0-9]{4}")
 # Words that name a phone number, followed by up to 20 non-digit characters ("Phone:\n", "call me on").
 _PHONE_CONTEXT_BEFORE_RE = re.compile(
     r"(?:phone|tel|telephone|mobile|cell|fax|call|calling|sms|whatsapp|dial|hotline|landline|telefon|handy"
@@ -76,7 +77,9 @@ def _phone_score(text: str, start: int, end: int, main: str, digits: int) -> flo
     if context and _NOT_A_PHONE_CONTEXT_RE.search(before):
         context = False  # "order number 12345678" is not a phone number
     groups = [g for g in _GROUP_SPLIT_RE.split(main.strip("+() ")) if g]
-    international = main.startswith(("+", "00")) and digits >= 8
+    if _SSN_SHAPE_RE.fullmatch(main):
+        return 0.8 if context else 0.0  # the 3-2-4 shape of a US social security number
+    international = (main.startswith("+") or (main.startswith("00") and main[2:3] not in ("0", ""))) and digits >= 8
     if international or _NANP_RE.fullmatch(main):
         return 0.95 if context else 0.85
     if context and (len(groups) >= 2 or digits >= 8):
