@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -292,6 +293,10 @@ def test_litellm_config_serves_through_the_gateway(
             completion = client.chat.completions.create(model="my-broken", messages=USER_MESSAGES)
             assert completion.choices[0].message.content == answer_text("fake-ok")
             assert fake.attempts("m-litellm-broken") == 2, "num_retries: 1 means two attempts"
+            # SIGTERM is a graceful shut-down: the app's shutdown runs to its end. (uvicorn
+            # re-raises the signal afterwards, so the exit status reports SIGTERM.)
+            assert gateway.stop() in (0, -signal.SIGTERM)
+            assert "Application shutdown complete" in gateway.log_tail()
         except BaseException:
             print(gateway.log_tail())
             raise

@@ -148,10 +148,16 @@ def test_circuit_breaker_opens_then_half_opens_then_closes(
     assert _circuit(http, "m-breaker") == "open"
 
     # Open: nothing else serves the alias, so the client gets 503 and the upstream sees nothing.
+    with pytest.raises(openai.InternalServerError) as caught:
+        openai_client.chat.completions.create(model="m-breaker", messages=USER_MESSAGES)
+    assert caught.value.status_code == 503
     response = http.post("/v1/chat/completions", json={"model": "m-breaker", "messages": USER_MESSAGES})
     assert response.status_code == 503
     assert_openai_error(response.json())
     assert_stamped(response.headers)
+    response = http.post("/v1/messages", json={"model": "m-breaker", "max_tokens": 8, "messages": USER_MESSAGES})
+    assert response.status_code == 503
+    assert_anthropic_error(response.json(), "overloaded_error")
     assert fake.attempts("m-breaker") == FAILURE_THRESHOLD
     ready = http.get("/readyz")
     assert ready.status_code == 503 and "m-breaker" in ready.json()["unavailable_models"]
