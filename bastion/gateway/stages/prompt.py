@@ -175,19 +175,18 @@ class PromptStage(Stage):
         body = ctx.body
         secret: PromptSecret = resolved.secret
         client_messages = body.get("messages") or []
-        canary = make_canary()
-        messages: list[Any] = [{"role": "system", "content": plant_canary(secret.system, canary)}]
-        messages += [m for m in client_messages if not (isinstance(m, dict) and m.get("role") in _DROPPED_ROLES)]
+        kept = [m for m in client_messages if not (isinstance(m, dict) and m.get("role") in _DROPPED_ROLES)]
         template = secret.compiled_template()
         if template is not None:
-            messages.append({"role": "user", "content": render(template, variables)})
-        if len(messages) == 1:
+            kept.append({"role": "user", "content": render(template, variables)})
+        if not kept:
             raise InvalidRequest(
                 "Invalid request: the prompt has no user template, so send at least one user message "
                 "(system messages are replaced by the prompt's).",
                 param="messages",
             )
-        body["messages"] = messages
+        canary = make_canary()
+        body["messages"] = [{"role": "system", "content": plant_canary(secret.system, canary)}, *kept]
         params = resolved.params
         if params:
             explicit_cap = any(body.get(name) is not None for name in _TOKEN_CAPS)

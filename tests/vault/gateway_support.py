@@ -1,0 +1,101 @@
+"""An in-process gateway for the vault's end-to-end tests: the real default pipeline (auth, ledger,
+prompt stage, ...) over the per-test database, its upstream the session's fake upstream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import bastion.gateway.stages.prompt as prompt_stage
+from bastion.auth.principal import Role
+from bastion.gateway.app import create_app
+from bastion.gateway.service import Gateway
+from bastion.store.db import Database
+from tests.auth.support import bearer, seed_key
+from tests.support.fake_upstream import FakeUpstream
+from tests.vault.support import vault_settings
+
+__all__ = ["PROMPTS_URL", "UPSTREAM_MODEL", "VaultGateway", "vault_gateway"]
+
+PROMPTS_URL = "/api/v1/admin/ai/prompts"
+#: The alias the prompts prefer, and what the fake upstream sees as the model name.
+MODEL = "vault-model"
+UPSTREAM_MODEL = "vault-upstream"
+OTHER_MODEL = "other-model"
+
+
+@dataclass
+class VaultGateway:
+    gateway: Gateway
+    client: httpx.AsyncClient
+    db: Database
+    data_dir: Path
+    keys: dict[str, str] = field(default_factory=dict)
+    canaries: list[str] = field(default_factory=list)
+
+    def auth(self, who: str) -> dict[str, str]:
+        return bearer(self.keys[who])
+
+    async def admin(self, method: str, path: str, who: str = "acme-admin", **kwargs: Any) -> httpx.Response:
+        return await self.client.request(method, PROMPTS_URL + path, headers=self.auth(who), **kwargs)
+
+    async def chat(self, body: dict[str, Any], who: str = "acme-service") -> httpx.Response:
+        return await self.client.post("/v1/chat/completions", json=body, headers=self.auth(who))
+
+    async def messages(self, body: dict[str, Any], who: str = "acme-service") -> httpx.Response:
+        return await self.client.post("/v1/messages", json=body, headers=self.auth(who))
+
+
+def _models(fake: FakeUpstream) -> list[dict[str, Any]]:
+    def deployment(upstream: str) -> dict[str, Any]:
+        return {"provider": "openai", "model": upstream, "api_base": fake.openai_base, "api_key": "test-key"}
+
+    return [
+        {"name": MODEL, "deployments": [deployment(UPSTREAM_MODEL)]},
+        {"name": OTHER_MODEL, "deployments": [deployment("other-upstream")]},
+    ]
+
+
+@pytest.fixture
+async def vault_gateway(
+    database: Database, database_url: str, tmp_path: Path, fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[VaultGateway]:
+    """The gateway with auth and the ledger on; keys for tenants ``acme`` and ``globex`` by role."""
+    settings = vault_settings(
+        database_url,
+        tmp_path / "data",
+        models=_models(fake),
+        ledger={"enabled": True, "flush_interval_s": 0.05},
+        router={"retries": 0},
+    )
+    keys = {}
+    for tenant in ("acme", "globex"):
+        for role in Role:
+            keys[f"{tenant}-{role.value}"], _ = await seed_key(database, tenant, role)
+    gateway = Gateway.build(settings)
+    env = VaultGateway(gateway, httpx.AsyncClient(), database, tmp_path / "data", keys)
+
+    # Remember every canary the prompt stage plants, whatever makes them (vault or guard).
+    original = prompt_stage.make_canary
+
+    def recording() -> str:
+        canary = original()
+        env.canaries.append(canary)
+        return canary
+
+    monkeypatch.setattr(prompt_stage, "make_canary", recording)
+    app = create_app(settings, gateway)
+    await gateway.start()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bastion.test", timeout=30) as client:
+        env.client = client
+        try:
+            yield env
+        finally:
+            if gateway.ready:
+                await gateway.stop()
