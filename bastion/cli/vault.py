@@ -6,6 +6,7 @@ Never prints key material, only key ids (public fingerprints of the keys).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -32,10 +33,16 @@ ConfigOption = Annotated[
 
 def load(config: Path | None) -> Settings:
     try:
-        return load_settings(config)
+        settings = load_settings(config)
     except ConfigError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
+    from bastion.observability.logging import configure_logging
+
+    # Logs (redacted, to stderr) must not mix with the JSON these commands print on stdout.
+    configure_logging(settings.logging)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # migration chatter is not news here
+    return settings
 
 
 @asynccontextmanager
