@@ -262,3 +262,31 @@ async def test_content_modes_reach_the_database(database: Database, tmp_path: Pa
     assert rows["metadata"].request_messages is None and rows["metadata"].response_text is None
     assert rows["metadata"].prompt_tokens == 11
     await w.stop()
+
+
+async def test_metrics_follow_the_writer(database: Database, tmp_path: Path) -> None:
+    from bastion.observability.metrics import REGISTRY
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    written = sample("bastion_ledger_records_written_total")
+    overflows = sample("bastion_ledger_queue_overflows_total")
+    database_errors = sample("bastion_ledger_write_errors_total", kind="database")
+    w = writer(database, tmp_path, queue_size=10)
+    flaky = FlakyInserter(database)
+    w._inserter = flaky
+    flaky.down = True
+    await w.start()
+    for i in range(25):
+        w.submit(make_record(i))
+    assert sample("bastion_ledger_queue_depth") == 10
+    assert sample("bastion_ledger_queue_overflows_total") == overflows + 15
+    await eventually(lambda: flaky.failures >= 2)
+    assert sample("bastion_ledger_journal_lag_bytes") > 0
+    assert sample("bastion_ledger_write_errors_total", kind="database") >= database_errors + 2
+    flaky.down = False
+    await w.flush()
+    assert sample("bastion_ledger_records_written_total") == written + 25
+    assert sample("bastion_ledger_journal_lag_bytes") == 0
+    await w.stop()
