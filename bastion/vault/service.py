@@ -14,13 +14,15 @@ archive made by this process applies at once, one made by another process within
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.config.settings import Settings
 from bastion.errors import Conflict, InvalidRequest
@@ -380,7 +382,7 @@ class VaultService:
         found, head = self._heads.get(key)
         if found:
             return head
-        async with self.db.session() as session:
+        async with self._reading() as session:
             prompt = await store.find_prompt(session, tenant_id, prompt_id)
             if prompt is None:
                 head = None
@@ -396,8 +398,13 @@ class VaultService:
 
     async def _load_version(self, tenant_id: str, prompt_id: str, prompt_pk: str, version: int) -> ResolvedPrompt:
         if not self._verified:
-            await self.verify_keyring()  # deferred from start-up (database unreachable then)
-        async with self.db.session() as session:
+            try:
+                async with self._reading():
+                    await self.verify_keyring()  # deferred from start-up (database unreachable then)
+            except KeyringMismatch as exc:
+                log.error("vault_key_mismatch", error=str(exc))
+                raise VaultUnavailable("The vault's master key does not match its prompts.") from None
+        async with self._reading() as session:
             row = await store.find_version(session, prompt_pk, version)
         if row is None:
             raise PromptNotFound(f"The prompt {prompt_id!r} has no version {version}.", param="model")
@@ -412,6 +419,16 @@ class VaultService:
             metadata=dict(row.meta or {}),
             secret=secret,
         )
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[AsyncSession]:
+        """A read session on the request path: a database failure is a 503, not a 500."""
+        try:
+            async with self.db.session() as session:
+                yield session
+        except (SQLAlchemyError, OSError) as exc:
+            log.error("vault_store_unavailable", error=type(exc).__name__)
+            raise VaultUnavailable("The prompt vault is unavailable; try again shortly.") from None
 
     def _open(self, row: PromptVersion, tenant_id: str, prompt_id: str) -> Any:
         try:

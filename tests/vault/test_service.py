@@ -233,3 +233,29 @@ async def test_wrong_master_key_refuses_to_start(database: Database, database_ur
 async def test_empty_vault_starts_with_any_key(database: Database, database_url: str, tmp_path: Path) -> None:
     settings = vault_settings(database_url, tmp_path / "data", master_key=MasterKey.generate().to_hex())
     await VaultService(database, settings).start()
+
+
+async def test_key_check_deferred_from_start_up_still_refuses(
+    database: Database, database_url: str, tmp_path: Path
+) -> None:
+    vault = VaultService(database, vault_settings(database_url, tmp_path / "data"))
+    await vault.start()
+    tenant = await make_tenant(database, "acme")
+    await vault.create_prompt(tenant, "bot", spec(), actor="t")
+    # A process whose start-up check could not run (database down then) and has the wrong key.
+    late = VaultService(
+        database, vault_settings(database_url, tmp_path / "data", master_key=MasterKey.generate().to_hex())
+    )
+    with pytest.raises(VaultUnavailable) as caught:
+        await late.resolve(tenant, "bot")
+    assert caught.value.status == 503 and "master key does not match" in caught.value.message
+
+
+async def test_an_unusable_database_is_a_503(tmp_path: Path) -> None:
+    settings = vault_settings(f"sqlite:///{tmp_path / 'empty.db'}", tmp_path / "data")  # never migrated
+    database = Database.from_settings(settings)
+    try:
+        with pytest.raises(VaultUnavailable, match="unavailable"):
+            await VaultService(database, settings).resolve("t", "bot")
+    finally:
+        await database.dispose()
