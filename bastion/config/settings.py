@@ -145,7 +145,9 @@ class LimitsSettings(Strict):
     redis_retry_s: float = Field(
         1.0, gt=0, description="After a Redis failure, how long to use the failure behaviour before trying Redis again."
     )
-    redis_connections: int = Field(4, ge=1, le=64, description="Pipelined Redis connections used by the limiter.")
+    redis_timeout_s: float = Field(
+        1.0, gt=0, description="Longest wait for Redis to connect or answer before it counts as unreachable."
+    )
     reservation_ttl_s: float = Field(
         900.0, gt=0, description="A budget reservation not settled within this time (a crashed process) is released."
     )

@@ -1,52 +1,146 @@
-"""A pipelined Redis channel for the request path.
+"""A pipelined Redis connection for the request path.
 
-redis-py's per-call path (pool checkout with locks and observability hooks, then the command)
-costs ~100 µs of CPU per call here; the limiter calls Redis on every request. This channel keeps a
-few dedicated connections and writes every command that accumulated while they were busy as one
-pipeline (one write, one read loop): ~50 µs of CPU for a lone call, under 10 µs per call in a batch,
-and a bounded number of connections however many requests are in flight.
+redis-py's per-call path (pool checkout with locks and observability hooks, a Python RESP encoder,
+a reader task) costs ~100 µs of CPU per call; the limiter calls Redis on every request. This
+channel is one connection driven by an asyncio protocol: commands are packed by hiredis (C), every
+command submitted during one event-loop iteration goes out in a single write, and replies are
+parsed by hiredis as bytes arrive and handed to the waiting futures in order (Redis answers a
+connection's commands in order). A few µs per call, one connection however many requests are in
+flight.
 
-Calls are answered in order per connection. A connection that fails (reset, timeout) is closed and
-every call of its batch fails with that error; the next batch reconnects.
+Failure handling: a connect or reply that takes longer than ``timeout_s`` aborts the connection;
+a lost connection fails every call in flight with ``ConnectionError``. The next call reconnects.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import ssl
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import unquote, urlparse
 
-from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import ResponseError
+import hiredis
+from redis.exceptions import NoScriptError, ResponseError
 
 Command = Sequence[Any]
 
 
+def _reply_error(error: hiredis.ReplyError) -> ResponseError:
+    message = str(error)
+    return NoScriptError(message) if message.startswith("NOSCRIPT") else ResponseError(message)
+
+
+class _Pipe(asyncio.Protocol):
+    """The protocol of one connection: FIFO futures, replies parsed in ``data_received``."""
+
+    def __init__(self, channel: RedisChannel) -> None:
+        self.channel = channel
+        self.reader = hiredis.Reader()
+        self.waiting: deque[asyncio.Future[Any]] = deque()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but have the same methods.
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        reader = self.reader
+        reader.feed(data)
+        waiting = self.waiting
+        while (reply := reader.gets()) is not False:
+            if not waiting:  # a reply nobody asked for: the stream is out of step, drop it
+                self.abort(ConnectionError("unexpected reply from Redis"))
+                return
+            future = waiting.popleft()
+            if future.done():
+                continue
+            if isinstance(reply, hiredis.ReplyError):
+                future.set_exception(_reply_error(reply))
+            else:
+                future.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail(ConnectionError(f"Redis connection lost: {exc}" if exc else "Redis connection closed"))
+        self.channel._lost(self)
+
+    def fail(self, error: BaseException) -> None:
+        while self.waiting:
+            future = self.waiting.popleft()
+            if not future.done():
+                future.set_exception(error)
+
+    def abort(self, error: BaseException) -> None:
+        self.fail(error)
+        if self.transport is not None:
+            self.transport.abort()
+
+
 class RedisChannel:
-    def __init__(self, redis: Redis, connections: int = 4, max_batch: int = 512) -> None:
-        self._pool = redis.connection_pool
-        self._free: list[AbstractConnection] = [self._pool.make_connection() for _ in range(connections)]
-        self._all = list(self._free)
-        self._pending: list[tuple[Command, asyncio.Future[Any]]] = []
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 6379,
+        *,
+        db: int = 0,
+        username: str | None = None,
+        password: str | None = None,
+        path: str | None = None,
+        tls: ssl.SSLContext | None = None,
+        timeout_s: float = 1.0,
+    ) -> None:
+        self.host, self.port, self.db, self.path, self.tls = host, port, db, path, tls
+        self.username, self.password = username, password
+        self.timeout_s = timeout_s
+        self._pipe: _Pipe | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        #: Packed commands and their futures not yet written (the current loop iteration's batch).
+        self._buffer: list[bytes] = []
+        self._buffered: list[asyncio.Future[Any]] = []
         self._scheduled = False
-        self._max_batch = max_batch
-        self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        #: Writes to Redis (each one network round trip for its batch), for the benchmark.
+        self.batches = 0
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout_s: float = 1.0) -> RedisChannel:
+        """redis://[user:password@]host[:port][/db], rediss://... (TLS), unix:///path[?db=N]."""
+        parsed = urlparse(url)
+        user = unquote(parsed.username) if parsed.username else None
+        password = unquote(parsed.password) if parsed.password else None
+        if parsed.scheme == "unix":
+            db = int(dict(part.split("=", 1) for part in parsed.query.split("&") if "=" in part).get("db", 0))
+            return cls(path=parsed.path, db=db, username=user, password=password, timeout_s=timeout_s)
+        if parsed.scheme not in ("redis", "rediss"):
+            raise ValueError(f"unsupported Redis URL scheme {parsed.scheme!r}")
+        db = int(parsed.path.lstrip("/") or 0)
+        tls = ssl.create_default_context() if parsed.scheme == "rediss" else None
+        return cls(
+            parsed.hostname or "127.0.0.1",
+            parsed.port or 6379,
+            db=db,
+            username=user,
+            password=password,
+            tls=tls,
+            timeout_s=timeout_s,
+        )
+
+    # -- calls ------------------------------------------------------------------------------------
 
     def submit(self, command: Command) -> asyncio.Future[Any]:
-        """Queue ``command``; the future gets its reply (or the error it raised)."""
+        """Queue ``command``; the future gets its reply (bytes, int, list) or its error."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if self._closed:
             future.set_exception(ConnectionError("limiter channel is closed"))
             return future
-        self._pending.append((command, future))
-        if not self._scheduled and self._free:
-            # Dispatch on the next loop iteration: requests arriving in this one join the batch.
+        self._buffer.append(hiredis.pack_command(tuple(command)))
+        self._buffered.append(future)
+        if not self._scheduled:
+            # Written on the next loop iteration: commands submitted in this one share the write.
             self._scheduled = True
-            loop.call_soon(self._dispatch)
+            loop.call_soon(self._flush)
         return future
 
     async def call(self, *command: Any) -> Any:
@@ -57,53 +151,96 @@ class RedisChannel:
         futures = [self.submit(command) for command in commands]
         return list(await asyncio.gather(*futures, return_exceptions=True))
 
-    def _dispatch(self) -> None:
+    def _flush(self) -> None:
         self._scheduled = False
-        loop = asyncio.get_running_loop()
-        while self._free and self._pending:
-            connection = self._free.pop()
-            batch = self._pending[: self._max_batch]
-            del self._pending[: self._max_batch]
-            task = loop.create_task(self._run(connection, batch))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if not self._buffered:
+            return
+        pipe = self._pipe
+        if pipe is None or pipe.transport is None or pipe.transport.is_closing():
+            if self._connecting is None:
+                self._connecting = asyncio.get_running_loop().create_task(self._connect())
+            return  # written once connected (or failed if the connection cannot be made)
+        payload = b"".join(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
+        futures = self._buffered
+        self._buffer, self._buffered = [], []
+        pipe.waiting.extend(futures)
+        pipe.transport.write(payload)
+        self.batches += 1
+        # One timer per write: if its last reply has not come in time, the connection is stuck.
+        last = futures[-1]
+        asyncio.get_running_loop().call_later(self.timeout_s, self._check_answered, pipe, last)
 
-    async def _run(self, connection: AbstractConnection, batch: list[tuple[Command, asyncio.Future[Any]]]) -> None:
+    def _check_answered(self, pipe: _Pipe, future: asyncio.Future[Any]) -> None:
+        if not future.done() and pipe is self._pipe:
+            pipe.abort(TimeoutError(f"Redis did not answer within {self.timeout_s} s"))
+
+    # -- connection -------------------------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            await connection.send_packed_command(connection.pack_commands([command for command, _ in batch]))
-            for _command, future in batch:
+            async with asyncio.timeout(self.timeout_s):
+                if self.path:
+                    _, pipe = await loop.create_unix_connection(lambda: _Pipe(self), self.path)
+                else:
+                    _, pipe = await loop.create_connection(lambda: _Pipe(self), self.host, self.port, ssl=self.tls)
                 try:
-                    reply = await connection.read_response()
-                except ResponseError as exc:  # an error reply: the connection is still in step
-                    if not future.done():
-                        future.set_exception(exc)
-                    continue
-                if not future.done():
-                    future.set_result(reply)
+                    await self._handshake(pipe)
+                except BaseException:
+                    pipe.abort(ConnectionError("Redis handshake failed"))
+                    raise
         except BaseException as exc:
-            # The connection's state is unknown (a reply may be half read): close it, fail the batch.
-            with contextlib.suppress(Exception):
-                await connection.disconnect()
-            error = exc if isinstance(exc, Exception) else ConnectionError("limiter call cancelled")
-            for _command, future in batch:
-                if not future.done():
-                    future.set_exception(error)
+            self._connecting = None
+            if isinstance(exc, ConnectionError | TimeoutError):
+                self._fail_buffered(exc)
+            else:  # OSError (refused, unreachable), a handshake ResponseError, a cancellation
+                self._fail_buffered(ConnectionError(f"Redis connect failed: {exc!r}"))
             if not isinstance(exc, Exception):
                 raise
-        finally:
-            self._free.append(connection)
-            if self._pending and not self._scheduled and not self._closed:
-                self._scheduled = True
-                asyncio.get_running_loop().call_soon(self._dispatch)
+            return
+        self._connecting = None
+        if pipe.transport is None or pipe.transport.is_closing():
+            # Closed while connecting: fail this batch; the next call tries again.
+            pipe.fail(ConnectionError("Redis connection closed while connecting"))
+            self._fail_buffered(ConnectionError("Redis connection closed while connecting"))
+            return
+        self._pipe = pipe
+        self._flush()
+
+    async def _handshake(self, pipe: _Pipe) -> None:
+        commands: list[tuple[Any, ...]] = []
+        if self.password is not None:
+            commands.append(("AUTH", self.username, self.password) if self.username else ("AUTH", self.password))
+        if self.db:
+            commands.append(("SELECT", self.db))
+        if not commands:
+            return
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in commands]
+        pipe.waiting.extend(futures)
+        assert pipe.transport is not None
+        pipe.transport.write(b"".join(hiredis.pack_command(command) for command in commands))
+        for future in futures:
+            await future  # raises ResponseError on a wrong password or database
+
+    def _fail_buffered(self, error: BaseException) -> None:
+        futures, self._buffer, self._buffered = self._buffered, [], []
+        for future in futures:
+            if not future.done():
+                future.set_exception(error)
+
+    def _lost(self, pipe: _Pipe) -> None:
+        if self._pipe is pipe:
+            self._pipe = None
 
     async def aclose(self) -> None:
         self._closed = True
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        for command_future in self._pending:
-            if not command_future[1].done():
-                command_future[1].set_exception(ConnectionError("limiter channel is closed"))
-        self._pending.clear()
-        for connection in self._all:
-            with contextlib.suppress(Exception):
-                await connection.disconnect()
+        if self._connecting is not None:
+            self._connecting.cancel()
+            await asyncio.gather(self._connecting, return_exceptions=True)
+        self._fail_buffered(ConnectionError("limiter channel is closed"))
+        pipe = self._pipe
+        if pipe is not None and pipe.transport is not None:
+            pipe.transport.close()
+            pipe.fail(ConnectionError("limiter channel is closed"))
+        self._pipe = None

@@ -80,7 +80,7 @@ class LimitsService:
     @classmethod
     def build(cls, gateway: Any) -> LimitsService:
         settings: Settings = gateway.settings
-        store = build_store(settings, gateway.redis)
+        store = build_store(settings)
         db: Database | None = getattr(gateway, "db", None)
         return cls(settings, route_pricing(gateway), store, LedgerSeeder(db))
 
@@ -236,14 +236,15 @@ class LimitsService:
                 ctx.error.headers.setdefault(name, value)
 
 
-def build_store(settings: Settings, redis: Any) -> MemoryStore | FailoverStore:
+def build_store(settings: Settings) -> MemoryStore | FailoverStore:
     """The memory store, or Redis behind the configured failure behaviour (``limits.backend``)."""
     backend = settings.limits.backend
-    if backend == "memory" or (backend == "auto" and redis is None):
+    if backend == "memory" or (backend == "auto" and not settings.redis_url):
         return MemoryStore()
-    if redis is None:
+    if not settings.redis_url:
         raise ConfigError("limits.backend: 'redis' needs redis_url (BASTION_REDIS_URL) to be set")
-    channel = RedisChannel(redis, connections=settings.limits.redis_connections)
+    # The limiter's own pipelined connection (not redis-py's pool): see channel.py for why.
+    channel = RedisChannel.from_url(settings.redis_url or "", timeout_s=settings.limits.redis_timeout_s)
     primary = RedisStore(channel, reservation_ttl_s=settings.limits.reservation_ttl_s)
     return FailoverStore(primary, settings.limits.on_redis_failure, retry_s=settings.limits.redis_retry_s)
 

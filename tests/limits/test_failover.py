@@ -73,22 +73,20 @@ async def proxy() -> AsyncIterator[RedisProxy]:
             await proxy.cut()
 
 
-async def _failover(url: str, mode: str, clock: FakeClock) -> tuple[FailoverStore, Redis, RedisChannel]:
-    redis = Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-    channel = RedisChannel(redis, connections=2)
+async def _failover(url: str, mode: str, clock: FakeClock) -> tuple[FailoverStore, RedisChannel]:
+    channel = RedisChannel.from_url(url, timeout_s=0.5)
     store = FailoverStore(RedisStore(channel), mode, retry_s=1.0, clock=clock)  # type: ignore[arg-type]
     await store.start()
-    return store, redis, channel
+    return store, channel
 
 
-async def _close(store: FailoverStore, redis: Redis, channel: RedisChannel) -> None:
+async def _close(store: FailoverStore, channel: RedisChannel) -> None:
     await store.stop()
     await channel.aclose()
-    await redis.aclose()
 
 
 async def test_fail_open_falls_back_to_a_per_process_limiter(clock: FakeClock, redis_prefix: str) -> None:
-    store, redis, channel = await _failover(f"redis://127.0.0.1:{free_port()}/0", "open", clock)  # nobody listens
+    store, channel = await _failover(f"redis://127.0.0.1:{free_port()}/0", "open", clock)  # nobody listens
     policy = policy_for(redis_prefix, principal(key_settings={"rpm": 2}))
     failures = REDIS_FAILURES._value.get()
     fallbacks = FALLBACK_ADMISSIONS.labels(mode="open")._value.get()
@@ -102,11 +100,11 @@ async def test_fail_open_falls_back_to_a_per_process_limiter(clock: FakeClock, r
         assert REDIS_FAILURES._value.get() == failures + 1  # Redis is not retried before retry_s
         assert FALLBACK_ADMISSIONS.labels(mode="open")._value.get() == fallbacks + 3
     finally:
-        await _close(store, redis, channel)
+        await _close(store, channel)
 
 
 async def test_fail_closed_refuses_with_503(clock: FakeClock, redis_prefix: str) -> None:
-    store, redis, channel = await _failover(f"redis://127.0.0.1:{free_port()}/0", "closed", clock)
+    store, channel = await _failover(f"redis://127.0.0.1:{free_port()}/0", "closed", clock)
     policy = policy_for(redis_prefix, principal(key_settings={"rpm": 2}))
     try:
         with pytest.raises(LimiterUnavailable) as caught:
@@ -116,11 +114,11 @@ async def test_fail_closed_refuses_with_503(clock: FakeClock, redis_prefix: str)
         assert error.headers["retry-after"] == "1"
         assert "unreachable" in error.message
     finally:
-        await _close(store, redis, channel)
+        await _close(store, channel)
 
 
 async def test_an_outage_and_the_recovery(proxy: RedisProxy, clock: FakeClock, redis_prefix: str, redis: Redis) -> None:
-    store, client, channel = await _failover(proxy.url, "open", clock)
+    store, channel = await _failover(proxy.url, "open", clock)
     policy = policy_for(redis_prefix, principal(key_settings={"rpm": 100}))
     try:
         first = await store.admit(admission(policy))
@@ -141,13 +139,13 @@ async def test_an_outage_and_the_recovery(proxy: RedisProxy, clock: FakeClock, r
         # Redis's log holds the requests admitted through Redis: the first and the last.
         assert await redis.zcard(policy.request_rules[0].requests_key) == 2
     finally:
-        await _close(store, client, channel)
+        await _close(store, channel)
 
 
 async def test_settlements_wait_for_redis_to_come_back(
     proxy: RedisProxy, clock: FakeClock, redis_prefix: str, redis: Redis
 ) -> None:
-    store, client, channel = await _failover(proxy.url, "open", clock)
+    store, channel = await _failover(proxy.url, "open", clock)
     policy = policy_for(redis_prefix, principal(key_settings={"daily_usd": 1.0}))
     try:
         request = admission(policy, estimate=100_000)
@@ -164,4 +162,4 @@ async def test_settlements_wait_for_redis_to_come_back(
         assert int(await redis.get(key) or 0) == 40_000
         assert int(await redis.get(key + ":rs") or 0) == 0
     finally:
-        await _close(store, client, channel)
+        await _close(store, channel)

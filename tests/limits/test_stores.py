@@ -13,7 +13,7 @@ from bastion.limits.channel import RedisChannel
 from bastion.limits.memory import MemoryStore
 from bastion.limits.plan import Outcome
 from bastion.limits.redis_store import RedisStore
-from tests.limits.conftest import FakeClock, redis_client
+from tests.limits.conftest import REDIS_URL, FakeClock, redis_client
 from tests.limits.helpers import admission, policy_for, principal, settled
 
 Store = MemoryStore | RedisStore
@@ -24,8 +24,8 @@ async def store(request: pytest.FixtureRequest, clock: FakeClock, redis_prefix: 
     if request.param == "memory":
         yield MemoryStore(clock=clock)
         return
-    async with redis_client(redis_prefix) as redis:
-        channel = RedisChannel(redis, connections=2)
+    async with redis_client(redis_prefix):
+        channel = RedisChannel.from_url(REDIS_URL)
         redis_store = RedisStore(channel, clock=clock, reservation_ttl_s=900)
         await redis_store.start()
         try:
