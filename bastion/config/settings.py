@@ -183,6 +183,9 @@ class LedgerSettings(Strict):
     )
     journal_dir: Path | None = Field(None, description="Defaults to <data_dir>/journal.")
     queue_size: int = Field(10_000, ge=1)
+    queue_max_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Memory the queued records may take (their journal lines' size)."
+    )
     batch_size: int = Field(500, ge=1)
     flush_interval_s: float = Field(0.2, gt=0)
     fsync: bool = Field(False, description="fsync each journal append (survives power loss, costs latency).")

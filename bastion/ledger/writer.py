@@ -62,6 +62,9 @@ class LedgerWriter:
         self.journal = Journal(journal_dir, settings.segment_max_bytes, settings.fsync)
         self._queue: deque[QueueItem] = deque()
         self._queue_size = settings.queue_size
+        self._queue_max_bytes = settings.queue_max_bytes
+        #: Journal bytes of the queued records: bounds the queue's memory when prompts are large.
+        self._queued_bytes = 0
         #: Records the journal could not take (disk full): written from memory, best effort.
         self._unjournaled: deque[dict[str, Any]] = deque(maxlen=settings.queue_size)
         self._wake = asyncio.Event()
@@ -132,8 +135,9 @@ class LedgerWriter:
             LEDGER_WRITE_ERRORS.labels(kind="journal").inc()
             self._unjournaled.append(record)
         else:
-            if len(self._queue) < self._queue_size:
+            if len(self._queue) < self._queue_size and self._queued_bytes < self._queue_max_bytes:
                 self._queue.append((segment, start, end, record))
+                self._queued_bytes += end - start
             else:
                 # The journal has it; the writer reads it back from there.
                 self.overflows += 1
@@ -190,9 +194,11 @@ class LedgerWriter:
         while len(batch) < limit:
             # Queue entries behind the cursor were already read back from the journal.
             while queue and (queue[0][0].seq < segment.seq or (queue[0][0] is segment and queue[0][1] < offset)):
-                queue.popleft()
+                _, start, end, _ = queue.popleft()
+                self._queued_bytes -= end - start
             if queue and queue[0][0] is segment and queue[0][1] == offset:
-                _, _, offset, record = queue.popleft()
+                _, start, offset, record = queue.popleft()
+                self._queued_bytes -= offset - start
                 batch.append(record)
                 continue
             if offset < segment.size:

@@ -85,6 +85,19 @@ async def test_queue_overflow_is_read_back_from_the_journal(database: Database, 
     await w.stop()
 
 
+async def test_the_queue_is_bounded_in_bytes_too(database: Database, tmp_path: Path) -> None:
+    w = writer(database, tmp_path, queue_max_bytes=64 * 1024)
+    await w.start()
+    big = [{"role": "user", "content": "x" * 16_000}]
+    for i in range(40):
+        w.submit(make_record(i, request_messages=big))  # ~16 KB lines: only a few fit in 64 KB
+    assert 0 < len(w._queue) <= 5 and w.overflows >= 35
+    await w.flush()
+    assert await count_rows(database) == 40
+    assert w._queued_bytes == 0
+    await w.stop()
+
+
 async def test_a_database_outage_loses_nothing_and_raises_nothing(database: Database, tmp_path: Path) -> None:
     w = writer(database, tmp_path, queue_size=20, batch_size=10)
     flaky = FlakyInserter(database)
