@@ -49,7 +49,8 @@ class UserSettings(LimitSettings):
 
 
 class TenantSettings(LimitSettings):
-    ledger_mode: Literal["full", "redacted", "metadata"] | None = None
+    # "redacted-later" is the name for "redacted" (content kept, redacted off the request path).
+    ledger_mode: Literal["full", "redacted", "redacted-later", "metadata"] | None = None
     guard: dict[str, Any] | None = None
 
     @field_validator("guard")
