@@ -198,6 +198,9 @@ class Journal:
         fd = os.open(tmp, _OPEN_FLAGS | os.O_EXCL, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.rename(tmp, final)
+        if self.fsync:
+            # With fsync on, the promise is "survives power loss": the new name must too.
+            _fsync_directory(self.directory)
         segment = Segment(final, fd, seq=self._seq)
         self.segments.append(segment)
         return segment
@@ -250,6 +253,14 @@ class Journal:
             else:
                 segment.close()
         self.segments.clear()
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @dataclass(eq=False)

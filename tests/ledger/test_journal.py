@@ -46,6 +46,16 @@ def test_append_then_read_back_in_order(tmp_path: Path) -> None:
     journal.close()
 
 
+def test_fsync_mode_appends_and_rotates(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, max_segment_bytes=4096, fsync=True)
+    journal.open()
+    for i in range(30):
+        journal.append(line(i, pad=300))
+    assert len(journal.segments) > 1
+    assert [r["id"] for s in journal.segments for r in s.read(0)[0]] == [f"req_{i}" for i in range(30)]
+    journal.close()
+
+
 def test_files_are_private(tmp_path: Path) -> None:
     journal = Journal(tmp_path)
     journal.open()
