@@ -169,3 +169,15 @@ def test_an_unreachable_redis_is_the_configured_choice_not_a_crash(
     failures = [line for line in metrics.splitlines() if line.startswith("bastion_limits_redis_failures_total")]
     assert float(failures[0].split()[-1]) >= 1
     assert cluster.processes[0].process is not None and cluster.processes[0].process.poll() is None
+
+
+def test_spend_survives_a_restart(gateway: Cluster, client: httpx.Client) -> None:
+    """The memory store starts empty after a restart; the budget window is seeded from the ledger."""
+    key = gateway.create_key("t1", daily_usd=0.05)
+    assert client.post("/v1/chat/completions", json=PRICED_BODY, headers=_auth(key)).status_code == 200
+    process = gateway.processes[0]
+    process.stop()
+    process.start()
+    refused = client.post("/v1/chat/completions", json=PRICED_BODY, headers=_auth(key))
+    assert refused.status_code == 402, refused.text
+    assert "$0.0300 spent" in refused.json()["error"]["message"]
