@@ -2,11 +2,13 @@
 
 ``x-ratelimit-limit-requests`` / ``-remaining-requests`` / ``-reset-requests`` and the ``-tokens``
 trio, for the most constraining scope (fewest remaining) of each dimension. Reset is a Go-style
-duration ("1s", "6m0s", "250ms"): the time until the oldest entry in that scope's sliding window
-leaves it, i.e. until ``remaining`` next grows.
+duration ("1s", "6m0s", "250ms"), rounded up to whole seconds from 1 s: the time until the oldest
+entry in that scope's sliding window leaves it, i.e. until ``remaining`` next grows.
 """
 
 from __future__ import annotations
+
+import math
 
 from bastion.limits.plan import RateReport
 
@@ -28,14 +30,26 @@ def format_duration(seconds: float) -> str:
     return f"{minutes}m{secs}s"
 
 
+#: Whole-second resets, formatted once: a 60 s window has at most 61 of them.
+_WHOLE_SECONDS = [format_duration(float(s)) for s in range(0, 62)]
+
+
+def format_reset(seconds: float) -> str:
+    """A reset for the headers: whole seconds rounded up from 1 s (cached), milliseconds below."""
+    if seconds < 1:
+        return format_duration(seconds)
+    whole = math.ceil(seconds - 1e-9)
+    return _WHOLE_SECONDS[whole] if whole < len(_WHOLE_SECONDS) else format_duration(whole)
+
+
 def rate_limit_headers(requests: RateReport | None, tokens: RateReport | None) -> dict[str, str]:
     headers: dict[str, str] = {}
     if requests is not None:
         headers["x-ratelimit-limit-requests"] = str(requests.limit)
         headers["x-ratelimit-remaining-requests"] = str(max(0, requests.remaining))
-        headers["x-ratelimit-reset-requests"] = format_duration(requests.reset_s)
+        headers["x-ratelimit-reset-requests"] = format_reset(requests.reset_s)
     if tokens is not None:
         headers["x-ratelimit-limit-tokens"] = str(tokens.limit)
         headers["x-ratelimit-remaining-tokens"] = str(max(0, tokens.remaining))
-        headers["x-ratelimit-reset-tokens"] = format_duration(tokens.reset_s)
+        headers["x-ratelimit-reset-tokens"] = format_reset(tokens.reset_s)
     return headers
