@@ -13,7 +13,6 @@ import hashlib
 import sys
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,9 +27,6 @@ from bastion.auth.tokens import TokenVerifier, looks_like_jwt
 from bastion.config.settings import Settings
 from bastion.errors import AuthenticationFailed, BastionError
 from bastion.store.db import Database
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
 
 log = structlog.get_logger("bastion.auth")
 
@@ -103,7 +99,7 @@ def _accept(entry: CachedCredential) -> Principal:
 class Authenticator:
     """One per process (``gateway.services["auth"]``), shared by the auth stage and the admin API."""
 
-    def __init__(self, settings: Settings, db: Database, redis: Redis | None = None) -> None:
+    def __init__(self, settings: Settings, db: Database) -> None:
         auth = settings.auth
         self.enabled = auth.enabled
         self.default_tenant = auth.default_tenant
@@ -114,7 +110,7 @@ class Authenticator:
         # Refusals live apart so that a flood of bad keys cannot evict the good ones.
         self.refusals = CredentialCache(max(1000, auth.cache_size // 4))
         self.file_epoch = FileEpoch(epoch_file(settings))
-        self.redis_epoch = RedisEpoch(redis, auth.epoch_key) if redis is not None else None
+        self.redis_epoch = RedisEpoch(settings.redis_url, auth.epoch_key) if settings.redis_url else None
         self._inflight: dict[tuple[bytes, object], asyncio.Task[Resolution]] = {}
         self._anonymous: Principal | None = None
         self._anonymous_epoch: object = UNKNOWN
@@ -137,8 +133,10 @@ class Authenticator:
             log.warning("no_admin_key", hint="bastion keys create --role admin --tenant <name>")
             print(f"bastion: {BOOTSTRAP_HINT}", file=sys.stderr, flush=True)
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         self.file_epoch.close()
+        if self.redis_epoch is not None:
+            await self.redis_epoch.aclose()
 
     async def _anonymous_principal(self, session: AsyncSession) -> Principal:
         tenant = await ensure_tenant(session, self.default_tenant)

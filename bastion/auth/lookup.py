@@ -46,6 +46,8 @@ def principal_for_key(key: ApiKey, tenant: Tenant, user: User | None) -> Princip
         user_id=key.user_id,
         platform_admin=bool(key.platform_admin) and key.role == Role.ADMIN,
         method="api_key",
+        key_prefix=key.prefix,
+        user_email=user.email if user is not None else None,
         tenant_settings=dict(tenant.settings or {}),
         user_settings=dict(user.settings or {}) if user is not None else {},
         key_settings=dict(key.settings or {}),
@@ -95,6 +97,7 @@ async def resolve_token_user(session: AsyncSession, claims: TokenClaims) -> Reso
         role=_role(user.role),
         user_id=user.id,
         method="jwt",
+        user_email=user.email,
         tenant_settings=dict(tenant.settings or {}),
         user_settings=dict(user.settings or {}),
     )

@@ -56,8 +56,11 @@ class Principal:
     key_id: str | None = None
     user_id: str | None = None
     platform_admin: bool = False
-    #: How the caller proved itself: "api_key" or "jwt".
+    #: How the caller proved itself: "api_key", "jwt", or "anonymous" (auth off).
     method: str = "api_key"
+    #: For messages and labels: the key's listed prefix (``bst_`` + 8) and the user's email.
+    key_prefix: str | None = None
+    user_email: str | None = None
     #: Effective per-principal settings (limits, budgets, ledger mode, guard policy) from tenant,
     #: user and key, most specific last.
     tenant_settings: dict[str, Any] = field(default_factory=dict)

@@ -25,7 +25,7 @@ def authenticator_for(gateway: Gateway) -> Authenticator:
     """The gateway's authenticator (``gateway.services["auth"]``), created on first use."""
     authenticator = gateway.services.get(SERVICE_NAME)
     if authenticator is None:
-        authenticator = Authenticator(gateway.settings, gateway.db, gateway.redis)
+        authenticator = Authenticator(gateway.settings, gateway.db)
         gateway.services[SERVICE_NAME] = authenticator
     return authenticator  # type: ignore[no-any-return]
 

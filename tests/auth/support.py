@@ -103,5 +103,5 @@ async def env(database: Database, database_url: str, tmp_path: Path) -> AsyncIte
         try:
             yield Env(gateway=gateway, client=client, db=database)
         finally:
-            authenticator_for(gateway).close()
+            await authenticator_for(gateway).aclose()
             await gateway.db.dispose()

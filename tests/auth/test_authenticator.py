@@ -17,6 +17,7 @@ from bastion.auth.authenticator import Authenticator, credential_from_headers
 from bastion.auth.epoch import FileEpoch
 from bastion.auth.principal import Role
 from bastion.errors import AuthenticationFailed
+from bastion.observability.metrics import REGISTRY
 from bastion.store.db import Database
 from tests.auth.support import bearer, seed_key, settings_for
 
@@ -38,10 +39,10 @@ def lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def make(
-    database: Database, database_url: str, data_dir: Path, redis: Redis | None = None, **auth: Any
+    database: Database, database_url: str, data_dir: Path, redis_url: str | None = None, **auth: Any
 ) -> Authenticator:
-    settings = settings_for(database_url, data_dir, auth=auth)
-    return Authenticator(settings, database, redis)
+    settings = settings_for(database_url, data_dir, auth=auth, redis_url=redis_url)
+    return Authenticator(settings, database)
 
 
 @pytest.fixture
@@ -141,8 +142,8 @@ async def test_redis_epoch_invalidates_other_processes(
 ) -> None:
     key_name = f"test:auth:epoch:{uuid.uuid4().hex}"
     # Different data directories: only Redis connects the two.
-    first = make(database, database_url, tmp_path / "a", redis, epoch_key=key_name)
-    second = make(database, database_url, tmp_path / "b", redis, epoch_key=key_name)
+    first = make(database, database_url, tmp_path / "a", REDIS_URL, epoch_key=key_name)
+    second = make(database, database_url, tmp_path / "b", REDIS_URL, epoch_key=key_name)
     try:
         secret, key = await seed_key(database, "acme", Role.SERVICE)
         await second.authenticate(bearer(secret))
@@ -153,23 +154,30 @@ async def test_redis_epoch_invalidates_other_processes(
         with pytest.raises(AuthenticationFailed, match="revoked"):
             await second.authenticate(bearer(secret))
     finally:
+        await first.aclose()
+        await second.aclose()
         await redis.delete(key_name)
 
 
 async def test_unreachable_redis_falls_back_to_the_database(
     database: Database, database_url: str, tmp_path: Path, lookups: list[str]
 ) -> None:
-    dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2, socket_timeout=0.2)
+    auth = make(database, database_url, tmp_path, "redis://127.0.0.1:1/0")  # nothing listens there
+    failures_before = _epoch_failures("read")
     try:
-        auth = make(database, database_url, tmp_path, dead)
         secret, key = await seed_key(database, "acme", Role.SERVICE)
         for _ in range(3):
             assert (await auth.authenticate(bearer(secret))).key_id == key.id
         # No epoch, no trust in the cache: every request was verified against the database.
         assert len(lookups) == 3
-        await auth.invalidate()  # a failed bump is logged, never raised
+        assert _epoch_failures("read") - failures_before == 3
+        await auth.invalidate()  # a failed bump is logged and counted, never raised
     finally:
-        await dead.aclose()
+        await auth.aclose()
+
+
+def _epoch_failures(operation: str) -> float:
+    return REGISTRY.get_sample_value("bastion_auth_epoch_unavailable_total", {"operation": operation}) or 0.0
 
 
 async def test_anonymous_principal_when_auth_is_off(database: Database, database_url: str, tmp_path: Path) -> None:

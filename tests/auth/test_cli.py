@@ -56,7 +56,7 @@ def verify(database_url: str, data_dir: Path, secret: str) -> Any:
         try:
             return await authenticator.authenticate(bearer(secret))
         finally:
-            authenticator.close()
+            await authenticator.aclose()
             await db.dispose()
 
     return asyncio.run(check())

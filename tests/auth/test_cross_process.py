@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,16 @@ def cluster_config(fake: FakeUpstream, **extra: Any) -> dict[str, Any]:
     }
 
 
+#: The cluster of the running test, so a request that hangs fails with the gateways' logs.
+_CURRENT: list[Cluster] = []
+
+
 def chat(http: httpx.Client, url: str, key: str) -> httpx.Response:
-    return http.post(f"{url}/v1/chat/completions", json=CHAT, headers=bearer(key))
+    try:
+        return http.post(f"{url}/v1/chat/completions", json=CHAT, headers=bearer(key))
+    except httpx.TimeoutException as exc:
+        logs = _CURRENT[-1].log_tails() if _CURRENT else "(no cluster)"
+        raise AssertionError(f"{url} did not answer in time ({exc!r}):\n{logs}") from None
 
 
 def key_lookups(http: httpx.Client, url: str) -> float:
@@ -73,6 +82,7 @@ def test_revocation_through_one_process_is_refused_by_the_other(
     cluster = gateway_cluster(
         cluster_config(fake_upstream), processes=2, database_url=pg_database_url, redis_url=REDIS_URL
     )
+    _CURRENT.append(cluster)
     a, b = cluster.urls
     admin = cluster.create_key("acme", "admin")
     service = cluster.create_key("acme", "service")
@@ -114,6 +124,7 @@ def test_cli_revocation_reaches_a_sqlite_gateway_without_redis(
     fake_upstream: FakeUpstream,
 ) -> None:
     cluster = gateway_cluster(cluster_config(fake_upstream), processes=1)
+    _CURRENT.append(cluster)
     [url] = cluster.urls
     key = cluster.create_key("acme", "service")
     with httpx.Client(timeout=30) as http:
@@ -163,5 +174,7 @@ def test_workers_of_one_server_share_revocations(tmp_path: Path, fake_upstream: 
 
 
 @pytest.fixture(autouse=True)
-def _fresh_fake(fake_upstream: FakeUpstream) -> None:
+def _fresh_fake(fake_upstream: FakeUpstream) -> Iterator[None]:
     fake_upstream.reset()
+    yield
+    _CURRENT.clear()

@@ -27,7 +27,7 @@ class AuthStage(Stage):
         await self.authenticator.start()
 
     async def stop(self) -> None:
-        self.authenticator.close()
+        await self.authenticator.aclose()
 
     async def on_request(self, ctx: RequestContext) -> None:
         principal = await self.authenticator.authenticate(ctx.headers)
