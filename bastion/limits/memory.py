@@ -21,6 +21,9 @@ from bastion.limits.plan import (
     most_constraining,
 )
 
+#: Admissions between two sweeps of idle logs.
+_PRUNE_EVERY = 4096
+
 
 class _TokenEntry:
     __slots__ = ("at", "request_id", "tokens")
@@ -69,6 +72,7 @@ class MemoryStore:
         self._budgets: dict[str, _Budget] = {}
         #: Expiry times of the windows seen, to notice when a new window begins.
         self._expiries: set[int] = set()
+        self._until_prune = _PRUNE_EVERY
 
     # -- admission (no await inside: atomic on the event loop) --------------------------------
 
@@ -77,6 +81,9 @@ class MemoryStore:
 
     def admit_now(self, admission: Admission) -> Decision:
         now = self._clock()
+        self._until_prune -= 1
+        if self._until_prune <= 0:
+            self._prune(now)
         window = self.window_s
         cutoff = now - window
         requests: RateReport | None = None
@@ -137,6 +144,17 @@ class MemoryStore:
                 budget.reserved += charge.estimate
                 budget.holds[request_id] = charge.estimate
         return Decision(Outcome.ADMITTED, requests=requests, tokens=tokens, store=self)
+
+    def _prune(self, now: float) -> None:
+        """Forget the logs of scopes idle for a whole window, so memory follows the active callers."""
+        self._until_prune = _PRUNE_EVERY
+        cutoff = now - self.window_s
+        for key in [key for key, log in self._requests.items() if not log or log[-1] <= cutoff]:
+            del self._requests[key]
+        for key, token_log in list(self._tokens.items()):
+            token_log.expire(cutoff)
+            if not token_log.entries:
+                del self._tokens[key]
 
     @staticmethod
     def _tokens_retry(log: _TokenLog, wanted: int, limit: int, now: float) -> float:

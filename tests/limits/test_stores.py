@@ -193,3 +193,17 @@ async def test_settling_an_unknown_request_changes_nothing(store: Store, redis_p
     assert refused.outcome is Outcome.TOKENS
     refused = await store.admit(admission(policy, tokens=1, estimate=500_001))
     assert refused.outcome is Outcome.BUDGET and refused.reserved == 500_000
+
+
+async def test_idle_scopes_are_forgotten(clock: FakeClock, redis_prefix: str) -> None:
+    store = MemoryStore(clock=clock)
+    for key in range(100):
+        policy = policy_for(redis_prefix, principal(key=f"k{key}", key_settings={"rpm": 5, "tpm": 100}))
+        assert (await store.admit(admission(policy, tokens=1))).outcome is Outcome.ADMITTED
+    assert len(store._requests) == len(store._tokens) == 100
+    clock.advance(61)
+    busy = policy_for(redis_prefix, principal(key="busy", key_settings={"rpm": 10_000, "tpm": 1_000_000}))
+    for _ in range(5000):  # more admissions than between two sweeps
+        await store.admit(admission(busy, tokens=1))
+    assert set(store._requests) == {busy.request_rules[0].requests_key}
+    assert set(store._tokens) == {busy.token_rules[0].tokens_key}
