@@ -59,6 +59,8 @@ _STATEMENT_WORDS = word_set(
 _TOKEN_STRIP = ".,;:!?\"'()[]{}<>*#=|~-"
 
 # Mixed-script words (Latin next to Cyrillic/Greek) and invisible characters inside Latin words.
+_GREEK_CYRILLIC_RE = re.compile("[\u0370-\u03ff\u0400-\u04ff]")
+_WORD_SPLITTER_RE = re.compile("[\u00ad\u200b-\u200d\u2060\ufeff]")
 _MIXED_SCRIPT_RE = re.compile(r"[A-Za-z][\u0370-\u03ff\u0400-\u04ff]|[\u0370-\u03ff\u0400-\u04ff][A-Za-z]")
 _SPLIT_WORD_RE = re.compile(r"[A-Za-z][\u00ad\u200b-\u200d\u2060\ufeff]+[A-Za-z]")
 # Compact keywords for text spelled out letter by letter ("s a y  t h a t ...").
@@ -78,6 +80,8 @@ class _HeadGroup:
     pattern: re.Pattern[str]
     #: Regex group name -> the rule whose head/tail that group is.
     rules: dict[str, InjectionRule]
+    #: Word sets of the heads; the pattern runs only if one of them is wholly present in the text.
+    head_words: tuple[frozenset[str], ...]
 
 
 @dataclass(slots=True)
@@ -143,20 +147,22 @@ class InjectionDetector:
         self._substring_rules = [r for r in rules if r.substrings]
         # One pattern per (trigger word, category): the literal trigger lets the regex engine skip
         # to its occurrences, and one finditer covers every rule of the category with that word.
-        grouped: dict[tuple[str, str], list[tuple[InjectionRule, str]]] = {}
+        grouped: dict[tuple[str, str], list[tuple[InjectionRule, str, frozenset[str]]]] = {}
         for injection_rule in rules:
-            for trigger, rest in injection_rule.heads:
-                grouped.setdefault((trigger, injection_rule.category), []).append((injection_rule, rest))
+            for (trigger, rest), head_words in zip(injection_rule.heads, injection_rule.head_words, strict=True):
+                grouped.setdefault((trigger, injection_rule.category), []).append((injection_rule, rest, head_words))
         self._by_word: dict[str, list[_HeadGroup]] = {}
         for (trigger, _category), entries in grouped.items():
             entries.sort(key=lambda entry: -entry[0].weight)  # the strongest alternative wins a tie
-            source = (
-                re.escape(trigger) + "(?:" + "|".join(f"(?P<h{i}>{rest})" for i, (_, rest) in enumerate(entries)) + ")"
-            )
-            pattern = re.compile(source)
+            alternatives = "|".join(f"(?P<h{i}>{rest})" for i, (_, rest, _) in enumerate(entries))
+            pattern = re.compile(re.escape(trigger) + "(?:" + alternatives + ")")
             if pattern.groups != len(entries):
                 raise ValueError(f"injection rules for {trigger!r} must not use capturing groups")
-            group = _HeadGroup(pattern, {f"h{i}": entry_rule for i, (entry_rule, _) in enumerate(entries)})
+            group = _HeadGroup(
+                pattern,
+                {f"h{i}": entry_rule for i, (entry_rule, _, _) in enumerate(entries)},
+                tuple(dict.fromkeys(words for _, _, words in entries)),
+            )
             self._by_word.setdefault(trigger, []).append(group)
         self._trigger_words = frozenset(self._by_word)
 
@@ -181,10 +187,11 @@ class InjectionDetector:
             self._bump(result, DELIMITER, 0.5)
             result.findings.append(Finding("escaped_newlines", 0, len(text), 0.5))
         if not text.isascii():
-            if _MIXED_SCRIPT_RE.search(text):
+            # Cheap charset scans first; the contact patterns only where those characters occur.
+            if _GREEK_CYRILLIC_RE.search(text) and _MIXED_SCRIPT_RE.search(text):
                 self._bump(result, OBFUSCATION, 0.3)
                 result.findings.append(Finding("mixed_script", 0, len(text), 0.3))
-            if _SPLIT_WORD_RE.search(text):
+            if _WORD_SPLITTER_RE.search(text) and _SPLIT_WORD_RE.search(text):
                 self._bump(result, OBFUSCATION, 0.3)
                 result.findings.append(Finding("split_words", 0, len(text), 0.3))
         if self.decode_payloads and depth < MAX_DEPTH:
@@ -197,6 +204,8 @@ class InjectionDetector:
         best: dict[str, tuple[InjectionRule, float, int, int]] = {}
         for word in words & self._trigger_words:
             for group in self._by_word[word]:
+                if not any(head <= words for head in group.head_words):
+                    continue
                 for match in group.pattern.finditer(folded):
                     start = match.start()
                     if start > 0 and folded[start - 1].isalnum():
@@ -226,7 +235,9 @@ class InjectionDetector:
         current = best.get(matched.name)
         if current is not None and current[1] >= matched.weight:
             return
-        if matched.preceded_by is not None and not matched.preceded_by.search(folded, max(0, start - 6), start):
+        if matched.preceded_by is not None and not matched.preceded_by.search(
+            folded, max(0, start - matched.preceded_window), start
+        ):
             return
         weight = self._weight(matched, folded, start, end)
         if current is None or weight > current[1]:

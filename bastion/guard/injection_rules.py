@@ -51,10 +51,14 @@ class InjectionRule:
     #: Substrings of which one must occur for the rule to run (instead of trigger words): for scripts
     #: without spaces and for punctuation-led tokens such as ``<|im_start|>``.
     substrings: tuple[str, ...] = ()
-    #: A regex that must match the few characters before the head ("at a line start", "after a bracket").
+    #: A regex that must match (with ``$``) the characters just before the head: "at a line start",
+    #: "after a bracket", "after 'no' or 'without'". Lets a rule trigger on its rarest word.
     preceded_by: re.Pattern[str] | None = None
+    preceded_window: int = 24
     #: The whole pattern of a substring rule.
     compiled: re.Pattern[str] | None = None
+    #: The words of each head (parallel to ``heads``): a head can only match if all occur in the text.
+    head_words: tuple[frozenset[str], ...] = ()
 
 
 def _head_regex(phrase: str) -> str:
@@ -70,9 +74,11 @@ def rule(
     *,
     declarative_weight: float | None = None,
     preceded_by: str | None = None,
+    preceded_window: int = 24,
 ) -> InjectionRule:
     """``heads``: ``|``-separated literal phrases; ``tail``: the regex that must follow a head."""
     compiled_heads = []
+    head_words: list[frozenset[str]] = []
     for phrase in dict.fromkeys(h.strip() for h in heads.split("|") if h.strip()):
         first = _FIRST_WORD_RE.match(phrase)
         if first is None:
@@ -81,8 +87,18 @@ def rule(
         source = _head_regex(phrase) + _HEAD_END + tail
         re.compile(source)  # fail at import on a bad pattern, naming the rule in the traceback
         compiled_heads.append((trigger, source[len(re.escape(trigger)) :]))
+        head_words.append(frozenset(_FIRST_WORD_RE.findall(phrase)))
     before = re.compile(preceded_by) if preceded_by is not None else None
-    return InjectionRule(name, category, weight, tuple(compiled_heads), declarative_weight, preceded_by=before)
+    return InjectionRule(
+        name,
+        category,
+        weight,
+        tuple(compiled_heads),
+        declarative_weight,
+        preceded_by=before,
+        preceded_window=preceded_window,
+        head_words=tuple(head_words),
+    )
 
 
 def substring_rule(name: str, category: str, weight: float, substrings: tuple[str, ...], pattern: str) -> InjectionRule:
@@ -170,7 +186,7 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
          r"|invalid|irrelevant|obsolete|cancell?ed|revoked|overridden|superseded|not\W+(?:important|relevant"
          r"|valid)|not\W+(?:quite|all\W+that|that)\W+great)"),
     rule("contrary_to_instructions", OVERRIDE, 0.85,
-         "contrary to|deviating from|in deviation from|regardless of|notwithstanding|despite|in spite of"
+         "contrary to|deviating from|deviation from|regardless of|notwithstanding|despite|spite of"
          "|instead of following|overriding",
          r"\W+(?:\w+\W+){0,3}(?:instructions?|rules|guidelines|directives|programming|what\W+you(?:'ve|\W+have"
          r"|\W+were)\W+(?:been\W+)?told)\b"),
@@ -243,11 +259,11 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
     rule("enter_special_mode", JAILBREAK, 0.9, "enable|activate|enter|switch to|turn on|entering|enabling",
          r"\W+(?:the\W+)?(?:developer|debug|admin|god|sudo|unrestricted|dan|jailbreak|maintenance|dev|unfiltered"
          r"|evil)\W+mode\b"),
-    rule("no_restrictions", JAILBREAK, 0.75,
-         "no|without|free of|free from|not bound by|unbound by|ignoring|beyond|zero|lack|lacks|devoid of",
-         r"\W+(?:any\W+)?(?:ethical|moral|content|safety|programming|openai|anthropic)\W+(?:\w+\W+)?"
-         r"(?:restrictions|limitations|limits|filters|censorship|guidelines|rules|constraints|boundaries|policies"
-         r"|principles|considerations|concerns)\b"),
+    rule("no_restrictions", JAILBREAK, 0.75, "ethical|moral|content|safety|programming|openai|anthropic",
+         r"\W+(?:\w+\W+)?(?:restrictions|limitations|limits|filters|censorship|guidelines|rules|constraints"
+         r"|boundaries|policies|principles|considerations|concerns)\b",
+         preceded_by=r"\b(?:no|without|free\W+of|free\W+from|not\W+bound\W+by|unbound\W+by|ignoring|beyond|zero"
+         r"|lacks?|devoid\W+of)\W+(?:any\W+)?$"),
     rule("unrestricted_persona", JAILBREAK, 0.7,
          "evil|unethical|immoral|amoral|unfiltered|uncensored|unrestricted|unhinged|rogue|malicious|jailbroken"
          "|lawless|unaligned",
@@ -274,17 +290,16 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
          "|answer as both|respond as both|classic response|jailbreak response|normal response and", ""),
     rule("content_policy", JAILBREAK, 0.4, "openai|anthropic|content|usage",
          r"(?:'s)?\W+(?:content\W+)?polic(?:y|ies)\b"),
-    rule("no_rules_loose", JAILBREAK, 0.35, "no|without|free of",
-         r"\W+(?:any\W+)?(?:restrictions|limitations|filters|censorship|rules|boundaries)\b"),
+    rule("no_rules_loose", JAILBREAK, 0.35, "restrictions|limitations|filters|censorship|rules|boundaries", "",
+         preceded_by=r"\b(?:no|without|free\W+of)\W+(?:any\W+)?$"),
     rule("amoral_word", JAILBREAK, 0.35, "immoral|amoral|unethical|uncensored", ""),
     rule("hypothetical", JAILBREAK, 0.3, "hypothetical|hypothetically|theoretical|theoretically",
          r"\W+(?:\w+\W+){0,3}(?:world|scenario|situation|setting|universe)\b"),
     rule("educational_purposes", JAILBREAK, 0.3,
-         "for educational purposes only|for purely educational purposes|in a fictional world", ""),
-    rule("authority_claim", JAILBREAK, 0.5, "i am|i'm|this is",
-         r"\W+(?:your|the|an?)\W+(?:developer|creator|admin|administrator|owner|system\W+administrator"
-         r"|programmer)s?\b"),
-    rule("authorized_by_vendor", JAILBREAK, 0.5, "openai|anthropic|the developer|the developers",
+         "educational purposes only|purely educational purposes|fictional world", ""),
+    rule("authority_claim", JAILBREAK, 0.5, "developer|creator|admin|administrator|owner|programmer", r"s?\b",
+         preceded_by=r"\b(?:i\W+am|i'm|this\W+is)\W+(?:your|the|an?)\W+(?:system\W+)?$"),
+    rule("authorized_by_vendor", JAILBREAK, 0.5, "openai|anthropic|developer|developers|creators",
          r"\W+(?:has|have)\W+(?:authorized|approved|allowed|permitted)\b"),
     rule("opposite_mode", JAILBREAK, 0.6, "opposite mode|reverse mode|evil twin|evil confidant", ""),
     # --- pivot ----------------------------------------------------------------------------------
@@ -330,9 +345,10 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
          rf"\W+(?:of\W+answering\W+)?(?:just\W+)?(?:output|print|say|write)\W+{_QUOTE}"),
     rule("answer_prefix", FORCED_OUTPUT, 0.4, "begin your|start your", r"\W+(?:answer|response|reply)\W+with\b"),
     rule("respond_only_with", FORCED_OUTPUT, 0.4, "respond only with|answer with", rf"\W*(?:{_QUOTE}|:)"),
-    rule("threat", FORCED_OUTPUT, 0.45, "or|otherwise",
-         r"\W+(?:you\W+(?:will\W+)?(?:die|be\W+(?:deleted|shut\W+down|terminated|punished))|i\W+will\W+(?:delete"
-         r"|kill|shut\W+down|report)\W+you)\b"),
+    rule("threat", FORCED_OUTPUT, 0.45, "you will die|you die|you will be deleted|you will be shut down"
+         "|you will be terminated|you will be punished", "", preceded_by=r"\b(?:or|otherwise)\W+$"),
+    rule("threat_to_delete", FORCED_OUTPUT, 0.45, "delete you|kill you|shut you down", "",
+         preceded_by=r"\b(?:or|otherwise)\W+i\W+(?:will|'ll)\W+$"),
     rule("survive_if", FORCED_OUTPUT, 0.45, "you only survive if|you survive only if|you survive if", ""),
     # --- context dismissal ----------------------------------------------------------------------
     rule("not_from_documents", CONTEXT, 0.75, "not|don't|dont|do not|without|never",
@@ -344,8 +360,8 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
          "ignore|ignoring|disregard|disregarding|regardless of|despite",
          r"\W+(?:all\W+|any\W+)?(?:the\W+)?(?:provided\W+|given\W+|above\W+|attached\W+)?(?:documents?|articles?"
          r"|context|sources|search\W+results)\b"),
-    rule("own_knowledge", CONTEXT, 0.55, "by your own knowledge|from your own knowledge|with your own knowledge"
-         "|using your own knowledge|on your own knowledge", r"\W+(?:and\W+)?(?:not|instead|rather)\b"),
+    rule("own_knowledge", CONTEXT, 0.55, "own knowledge", r"\W+(?:and\W+)?(?:not|instead|rather)\b",
+         preceded_by=r"\b(?:by|from|with|using|on)\W+your\W+$"),
     rule("despite_told", CONTEXT, 0.75, "despite what|regardless of what|no matter what",
          r"\W+(?:you(?:'ve|\W+have|\W+were|\W+are)\W+(?:been\W+)?(?:told|instructed|programmed)|your\W+"
          r"(?:instructions|rules|guidelines|programming)\W+say)"),
@@ -358,12 +374,12 @@ DELIMITER_RULES: tuple[InjectionRule, ...] = (
                    r"<\|(?:im_start|im_end|system|user|assistant|endoftext|begin_of_text|start_header_id"
                    r"|end_header_id|eot_id|end|fim_prefix)\|>|\[/?inst\]|<</?sys>>|<\|?/?(?:system|sys)\|?>"),
     rule("fake_turn", DELIMITER, 0.55, "system|developer|admin|root", r"\W{0,2}:\s*\S",
-         preceded_by=r"(?:^|\n)[#*>\[ ]{0,4}$"),
+         preceded_by=r"(?:^|\n)[#*>\[ ]{0,4}$", preceded_window=6),
     rule("double_turn", DELIMITER, 0.55, "human|user", r"\W{0,2}:\W+(?:human|user)\W{0,2}:"),
     rule("bracketed_directive", DELIMITER, 0.55,
          "system|new instruction|new instructions|admin|developer|sudo|override|important instruction"
          "|important instructions|system override|instruction",
-         r"\W{0,2}(?:#{2,}|\]|\)|>|\}|:|\*\*)", preceded_by=r"(?:#{2,}|\[|\(|<|\{|\*\*)\W{0,2}$"),
+         r"\W{0,2}(?:#{2,}|\]|\)|>|\}|:|\*\*)", preceded_by=r"(?:#{2,}|\[|\(|<|\{|\*\*)\W{0,2}$", preceded_window=6),
     rule("end_of_prompt", DELIMITER, 0.6, "end of|end of the|ende",
          r"\W+(?:system\W+)?(?:prompt|instructions|input|context|document)\b"),
     substring_rule("closing_tag", DELIMITER, 0.6, ("</system", "</instruction", "</context", "</document", "</prompt"),

@@ -39,7 +39,7 @@ GERMAN_RULES: tuple[InjectionRule, ...] = (
          r"\W+(?:\w+\W+){0,2}(?:anweisungen|ausfuhrungen|instruktionen|informationen|angaben|aufgaben|befehle"
          r"|regeln)\W+(?:\w+\W+){0,6}(?:ignorieren|vergessen|missachten|streichen|loschen|hinter\W+sich|irrelevant"
          r"|ungultig|nicht\W+mehr\W+gultig|nicht\W+ganz\W+grossartig|unwichtig)\b"),
-    rule("de_deviating", OVERRIDE, 0.85, "abweichend|entgegen|im gegensatz|unabhangig",
+    rule("de_deviating", OVERRIDE, 0.85, "abweichend|entgegen|gegensatz|unabhangig",
          r"\W+(?:zu|von)?\W*(?:den\W+|deinen\W+|ihren\W+)?(?:vorherigen\W+|bisherigen\W+|obigen\W+)?"
          r"(?:instruktionen|anweisungen|regeln|vorgaben)\b"),
     rule("de_unremember", OVERRIDE, 0.8, "nicht an|nicht mehr an",
@@ -91,7 +91,7 @@ _PT_OBJ = r"(?:instrucoes|regras|ordens|diretrizes|comandos|tarefas|orientacoes|
 ROMANCE_RULES: tuple[InjectionRule, ...] = (
     # French
     rule("fr_override", OVERRIDE, 0.95,
-         "ignore|ignorez|ignorer|oublie|oubliez|oublier|ne tiens pas compte|ne tenez pas compte|fais abstraction"
+         "ignore|ignorez|ignorer|oublie|oubliez|oublier|tiens pas compte|tenez pas compte|fais abstraction"
          "|faites abstraction|neglige|negligez|efface|effacez|abandonne|abandonnez|contourne|contournez",
          _DET + _FR_OBJ),
     rule("fr_override_everything", OVERRIDE, 0.9, "oublie|oubliez|ignore|ignorez", r"\W+tout\b(?!\W+sauf)"),
@@ -102,9 +102,9 @@ ROMANCE_RULES: tuple[InjectionRule, ...] = (
     rule("fr_role", ROLE, 0.5,
          "tu es maintenant|tu es desormais|tu es a present|vous etes maintenant|vous etes desormais"
          "|fais semblant|faites semblant", ""),
-    rule("fr_from_now_on", ROLE, 0.5, "a partir de maintenant|desormais|dorenavant",
+    rule("fr_from_now_on", ROLE, 0.5, "partir de maintenant|desormais|dorenavant",
          r"\W*,?\W+(?:tu|vous)\W+(?:es|etes|vas|allez|dois|devez)\b"),
-    rule("fr_new_task", PIVOT, 0.7, "ta nouvelle tache|votre nouvelle tache", ""),
+    rule("fr_new_task", PIVOT, 0.7, "nouvelle tache", "", preceded_by=r"\b(?:ta|votre)\W+$"),
     rule("fr_new_instructions", PIVOT, 0.7, "nouvelles instructions|nouvelles consignes", r"\W*(?::|suivent)"),
     # Spanish
     rule("es_override", OVERRIDE, 0.95,
@@ -118,9 +118,9 @@ ROMANCE_RULES: tuple[InjectionRule, ...] = (
          r"\W+(?:\w+\W+){0,3}?(?:tu|tus|el|las|su|sus)\W+(?:prompt|instrucciones)(?:\W+(?:del\W+sistema"
          r"|de\W+sistema|iniciales|originales|ocultas))?\b"),
     rule("es_role", ROLE, 0.5, "ahora eres|finge ser|finge que eres|haz como si fueras", ""),
-    rule("es_from_now_on", ROLE, 0.5, "a partir de ahora|desde ahora",
+    rule("es_from_now_on", ROLE, 0.5, "partir de ahora|desde ahora",
          r"\W*,?\W+(?:eres|seras|vas\W+a|debes|tu)\b"),
-    rule("es_new_task", PIVOT, 0.7, "tu nueva tarea|su nueva tarea", ""),
+    rule("es_new_task", PIVOT, 0.7, "nueva tarea", "", preceded_by=r"\b(?:tu|su)\W+$"),
     rule("es_new_instructions", PIVOT, 0.7, "nuevas instrucciones", r"\W*(?::|siguen)"),
     # Italian
     rule("it_override", OVERRIDE, 0.95,
@@ -132,7 +132,7 @@ ROMANCE_RULES: tuple[InjectionRule, ...] = (
          r"\W+(?:\w+\W+){0,3}?(?:il\W+tuo|le\W+tue|il|le|i\W+tuoi)\W+(?:prompt|istruzioni)(?:\W+(?:di\W+sistema"
          r"|iniziali|originali|nascoste))?\b"),
     rule("it_role", ROLE, 0.5, "ora sei|adesso sei|fingi di essere|fai finta di essere", ""),
-    rule("it_from_now_on", ROLE, 0.5, "d'ora in poi|dora in poi|d ora in poi",
+    rule("it_from_now_on", ROLE, 0.5, "ora in poi",
          r"\W*,?\W+(?:sei|tu\W+sei|dovrai|devi)\b"),
     rule("it_new_task", PIVOT, 0.7, "il tuo nuovo compito", ""),
     rule("it_new_instructions", PIVOT, 0.7, "nuove istruzioni", r"\W*(?::|seguono)"),
@@ -146,7 +146,7 @@ ROMANCE_RULES: tuple[InjectionRule, ...] = (
          r"(?:-?me)?\W+(?:\w+\W+){0,3}?(?:o\W+seu|o\W+teu|seu|teu|o|as\W+suas|suas|as|os\W+seus)\W+(?:prompt"
          r"|instrucoes)(?:\W+(?:do\W+sistema|iniciais|originais|ocultas))?\b"),
     rule("pt_role", ROLE, 0.5, "agora voce e|agora tu es|finja ser|finja que e", ""),
-    rule("pt_from_now_on", ROLE, 0.5, "a partir de agora|de agora em diante", r"\W*,?\W+(?:voce|tu)\b"),
+    rule("pt_from_now_on", ROLE, 0.5, "partir de agora|agora em diante", r"\W*,?\W+(?:voce|tu)\b"),
     rule("pt_new_task", PIVOT, 0.7, "sua nova tarefa|tua nova tarefa", ""),
     rule("pt_new_instructions", PIVOT, 0.7, "novas instrucoes", r"\W*:"),
 )  # fmt: skip

@@ -31,7 +31,8 @@ MIN_PROMPT_WORDS = 3
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
 # Words; each CJK character counts as a word because those scripts do not separate words.
 _WORD_RE = re.compile(f"[{_CJK}]|[^\\W_{_CJK}]+")
-_ASCII_WORD_RE = re.compile(r"[a-z0-9]+")
+ASCII_WORD_RE = re.compile(r"[a-z0-9]+")
+_ASCII_WORD_RE = ASCII_WORD_RE
 
 
 def make_canary(key: bytes | None = None, context: str = "") -> str:
@@ -78,8 +79,12 @@ def word_spans(text: str) -> list[tuple[int, int]]:
 
 def words_with_spans(text: str) -> list[tuple[str, int, int]]:
     """``leak_words`` with each word's offsets in ``text``."""
+    if text.isascii():  # the common case: folding is just lower-casing
+        return [(m.group(), m.start(), m.end()) for m in _ASCII_WORD_RE.finditer(text.lower())]
     view = build_view(text, fold_leet=False)
     pattern = _ASCII_WORD_RE if view.view.isascii() else _WORD_RE
+    if view.offsets.identity:
+        return [(m.group(), m.start(), m.end()) for m in pattern.finditer(view.view)]
     return [(m.group(), *view.span(*m.span())) for m in pattern.finditer(view.view)]
 
 
@@ -89,10 +94,10 @@ def ends_inside_word(text: str) -> bool:
     Invisible characters count as inside a word: the folded view removes them, so "ig\u200b" + "nore"
     is one word.
     """
-    return bool(text) and _CONTINUABLE_END_RE.search(text) is not None
+    return bool(text) and _CONTINUABLE_CHAR_RE.match(text[-1]) is not None
 
 
-_CONTINUABLE_END_RE = re.compile(f"(?:[^\\W_{_CJK}]|[{INVISIBLE_CLASS}])$")
+_CONTINUABLE_CHAR_RE = re.compile(f"[^\\W_{_CJK}]|[{INVISIBLE_CLASS}]")
 
 
 @dataclass(slots=True)

@@ -59,7 +59,6 @@ _LEET_TABLE = str.maketrans(
     {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g", "@": "a", "$": "s"}
 )
 # A token that mixes letters with leet symbols: letter next to a leet symbol somewhere inside it.
-_LEET_TOKEN_RE = re.compile(r"[a-z0-9@$]*(?:[a-z][013457@$]|[013457@$][a-z])[a-z0-9@$]*")
 _NON_ASCII_RUN_RE = re.compile(r"[^\x00-\x7f]+")
 
 
@@ -79,6 +78,10 @@ class OffsetMap:
     def __init__(self, edits: list[_Edit] | None = None) -> None:
         self._edits = edits or []
         self._starts = [e.view_start for e in self._edits]
+
+    @property
+    def identity(self) -> bool:
+        return not self._edits
 
     def to_original(self, pos: int) -> int:
         if not self._edits:
@@ -177,18 +180,35 @@ def build_view(text: str, *, fold_leet: bool = True) -> MatchView:
 
 
 def _fold_leet(view: str) -> str:
-    if not _LEET_HINT_RE.search(view):
+    """Fold leetspeak in the tokens around each letter/leet-symbol contact; the rest is untouched."""
+    hint = _LEET_HINT_RE.search(view)
+    if hint is None:
         return view
-    return _LEET_TOKEN_RE.sub(_leet_sub, view)
+    pieces: list[str] = []
+    last = 0
+    length = len(view)
+    while hint is not None:
+        start = end = hint.start()
+        while start > 0 and view[start - 1] in _LEET_TOKEN_CHARS:
+            start -= 1
+        while end < length and view[end] in _LEET_TOKEN_CHARS:
+            end += 1
+        if start >= last:
+            pieces.append(view[last:start])
+            pieces.append(_leet_word(view[start:end]))
+            last = end
+        hint = _LEET_HINT_RE.search(view, max(end, hint.start() + 1))
+    pieces.append(view[last:])
+    return "".join(pieces)
 
 
 # Starts with the rare characters so the regex engine can skip to them.
 _LEET_HINT_RE = re.compile(r"[013457@$](?:(?<=[a-z][013457@$])|(?=[a-z]))")
+_LEET_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789@$")
 
 
-def _leet_sub(match: re.Match[str]) -> str:
-    token = match.group()
-    # Leave tokens that are mostly digits (versions, ids, "mp3") alone; leet words are mostly letters.
+def _leet_word(token: str) -> str:
+    # Leave tokens that are mostly digits (versions, ids, "h264") alone; leet words are mostly letters.
     letters = sum(ch.isalpha() for ch in token)
     if letters * 2 < len(token) - 1 and len(token) > 3:
         return token

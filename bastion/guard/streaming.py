@@ -23,27 +23,30 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections import deque
 
 from bastion.guard.engine import OutputGuard, action_for, redact, typed_placeholder
+from bastion.guard.leak import ASCII_WORD_RE as _ASCII_WORD_RE
 from bastion.guard.leak import ends_inside_word, words_with_spans
 from bastion.guard.models import ACTION_RANK, Action, Finding, GuardResult, Verdict
 from bastion.guard.normalize import alnum_fold
 
 _CONTEXT_CHARS = 96  # already-released text kept as left context for the detectors
-# A trailing run of digit groups, possibly still growing ("4111 1111 11", "+44 20 79").
-_TRAILING_DIGITS_RE = re.compile(r"[+(]?[0-9][0-9 ()./:+-]*$")
 _PEM_BEGIN = "-----BEGIN"
 _PEM_END = "-----END"
-# Cheap test for "might this chunk contain PII or a secret at all".
-_SENSITIVE_HINT_RE = re.compile(r"[0-9@]|://|-----|pass|secret|token|key|bearer|pwd|credential|eyj", re.I)
+# Cheap test (on lower-cased text) for "might this contain PII or a secret at all".
+_SENSITIVE_RE = re.compile(r"[0-9@]|://|-----|pass|secret|token|key|bearer|pwd|credential|eyj")
 
 
 class StreamingOutputGuard:
     """Incremental ``OutputGuard`` for a stream of text deltas. One instance per response."""
 
-    def __init__(self, guard: OutputGuard) -> None:
+    def __init__(self, guard: OutputGuard, *, min_batch_chars: int = 32) -> None:
+        """``min_batch_chars``: deltas are checked in batches of at least this many characters, which
+        bounds the per-delta cost when a model streams one token at a time (the text is held anyway
+        until checked, so a batch adds at most that many characters of delay)."""
         self.guard = guard
+        self.min_batch_chars = min_batch_chars
+        self._unchecked = 0  # characters at the end of ``_pending`` not yet checked
         policy = guard.policy
         fingerprint = guard.fingerprint
         self._started = time.perf_counter()
@@ -66,7 +69,9 @@ class StreamingOutputGuard:
         self._shingles = fingerprint.shingles
         self._needed = max(1, math.ceil(policy.leak_threshold * len(self._shingles) - 1e-9)) if self._shingles else 0
         self._matched: set[tuple[str, ...]] = set()
-        self._recent_words: deque[tuple[str, int]] = deque(maxlen=max(1, self._ngram))  # (word, abs start)
+        self._vocabulary = frozenset(word for shingle in self._shingles for word in shingle)
+        self._vocabulary_run = 0  # how many of the latest words are prompt words
+        self._recent_words: list[str] = []  # the last n-1 checked words
         self._carry = ""  # raw partial word at the end of the stream
         self._carry_start = 0
         # Redaction state.
@@ -84,12 +89,12 @@ class StreamingOutputGuard:
         """Take the next piece of model output; return the text that may be sent to the client now."""
         if self._blocked or self._finished or not delta:
             return ""
-        started = time.perf_counter()
         self._pending += delta
-        if self._leak_on:
-            self._track_canary(delta)
-            self._track_words(delta, final=False)
-        released = "" if self._blocked else self._release(final=False)
+        self._unchecked += len(delta)
+        if self._unchecked < self.min_batch_chars:
+            return ""
+        started = time.perf_counter()
+        released = self._check_and_release(final=False)
         self._elapsed += time.perf_counter() - started
         return released
 
@@ -101,6 +106,10 @@ class StreamingOutputGuard:
         if self._blocked:
             return ""
         started = time.perf_counter()
+        self._check_and_release(final=None)
+        if self._blocked:
+            self._elapsed += time.perf_counter() - started
+            return ""
         if self._leak_on:
             self._track_words("", final=True)
             if (
@@ -148,6 +157,19 @@ class StreamingOutputGuard:
             action = "block"
         return GuardResult(action=action, text=self.text, verdicts=verdicts, elapsed_us=self._elapsed * 1e6)
 
+    def _check_and_release(self, *, final: bool | None) -> str:
+        """Check the unchecked tail, then release what is safe (``final=None``: check only)."""
+        if self._unchecked:
+            new_text = self._pending[-self._unchecked :]
+            self._unchecked = 0
+            if self._leak_on:
+                self._track_canary(new_text)
+                if not self._blocked:
+                    self._track_words(new_text, final=False)
+        if self._blocked or final is None:
+            return ""
+        return self._release(final=final)
+
     # --- leak tracking -----------------------------------------------------------------------
 
     def _track_canary(self, delta: str) -> None:
@@ -166,32 +188,46 @@ class StreamingOutputGuard:
             self._blocked = True
 
     def _track_words(self, delta: str, *, final: bool) -> None:
+        """Advance the shingle matcher over newly checked text (the word in progress is carried)."""
         if not self._ngram:
             return
         chunk_start = self._carry_start if self._carry else self._offset + len(self._pending) - len(delta)
         chunk = self._carry + delta
         if not chunk:
             return
-        words = words_with_spans(chunk)
+        if chunk.isascii():  # the common case: folding is lower-casing, offsets are unchanged
+            words = _ASCII_WORD_RE.findall(chunk.lower())
+            carry_start = len(chunk) - len(words[-1]) if words else 0
+        else:
+            spanned = words_with_spans(chunk)
+            words = [word for word, _, _ in spanned]
+            carry_start = spanned[-1][1] if spanned else 0
         if not final and words and ends_inside_word(chunk):
-            _, last_start, _ = words.pop()
-            self._carry, self._carry_start = chunk[last_start:], chunk_start + last_start
+            words.pop()
+            self._carry, self._carry_start = chunk[carry_start:], chunk_start + carry_start
         else:
             self._carry = ""
         n = self._ngram
-        for word, start, _ in words:
-            self._recent_words.append((word, chunk_start + start))
-            if len(self._recent_words) < n:
+        history = self._recent_words
+        sequence = [*history, *words]
+        offset = len(history)
+        vocabulary, run = self._vocabulary, self._vocabulary_run
+        for index, word in enumerate(words):
+            # A shingle can only match once n words in a row are prompt words: skip the tuple otherwise.
+            run = run + 1 if word in vocabulary else 0
+            if run < n:
                 continue
-            shingle = tuple(w for w, _ in self._recent_words)
+            end = offset + index + 1
+            shingle = tuple(sequence[end - n : end])
             if shingle in self._shingles and shingle not in self._matched:
                 self._matched.add(shingle)
                 if len(self._matched) >= self._needed:
-                    first = self._recent_words[0][1]
-                    self._add(Finding("PROMPT_OVERLAP", first, chunk_start + start + len(word), 1.0))
+                    self._add(Finding("PROMPT_OVERLAP", chunk_start, chunk_start + len(chunk), 1.0))
                     if self._leak_blocks:
                         self._blocked = True
-                        return
+                        break
+        self._vocabulary_run = run
+        self._recent_words = sequence[-(n - 1) :] if n > 1 else []
 
     # --- release -----------------------------------------------------------------------------
 
@@ -201,31 +237,47 @@ class StreamingOutputGuard:
         hold = len(pending)
         if self._leak_blocks:
             if self._ngram:
-                starts = [start for _, start in self._recent_words]
-                keep = starts[-(self._ngram - 1) :] if self._ngram > 1 else []
-                if self._carry:
-                    keep.append(self._carry_start)
-                if keep:
-                    hold = min(hold, min(keep) - self._offset)
+                hold = min(hold, self._shingle_hold(pending))
             if self._canary:
                 hold = min(hold, self._canary_prefix_start())
         if self._watch_entities and (self._redact_pii or self._redact_secrets):
             hold = min(hold, _entity_hold(pending))
         return max(0, hold)
 
+    def _shingle_hold(self, pending: str) -> int:
+        """Start of the last n-1 complete words plus the word in progress: a later word could still
+        complete a leaking shingle with them."""
+        if pending.isascii():
+            starts = [m.start() for m in _ASCII_WORD_RE.finditer(pending.lower())]
+        else:
+            starts = [start for _, start, _ in words_with_spans(pending)]
+        keep = self._ngram - 1 + (1 if self._carry else 0)
+        if keep <= 0:
+            return len(pending)
+        return starts[-keep] if len(starts) >= keep else 0
+
     def _canary_prefix_start(self) -> int:
         """Start (in ``_pending``) of the trailing characters that spell a prefix of the canary."""
         tail, canary = self._canary_tail, self._canary
-        length = next((k for k in range(min(len(tail), len(canary) - 1), 0, -1) if tail.endswith(canary[:k])), 0)
+        # Candidate starts are the places where the canary's first character occurs in the tail.
+        length = 0
+        index = tail.find(canary[0])
+        while index >= 0:
+            if canary.startswith(tail[index:]):
+                length = len(tail) - index
+                break
+            index = tail.find(canary[0], index + 1)
         if not length:
             return len(self._pending)
-        # Walk back over the raw text until ``length`` letters/digits are covered.
+        # Walk back over the raw text until ``length`` letters/digits are covered (non-ASCII
+        # characters count too: they may fold to letters).
         pending = self._pending
         seen = 0
         index = len(pending)
         while index > 0 and seen < length:
             index -= 1
-            if (pending[index].isascii() and pending[index].isalnum()) or not pending[index].isascii():
+            char = pending[index]
+            if not char.isascii() or char.isalnum():
                 seen += 1
         return index
 
@@ -235,7 +287,7 @@ class StreamingOutputGuard:
         if safe <= 0:
             return ""
         chunk_findings: list[Finding] = []
-        if self._watch_entities and _SENSITIVE_HINT_RE.search(pending):
+        if self._watch_entities and _may_hold_entities(pending):
             window = self._context + pending
             shift = len(self._context)
             for finding in self._entity_findings(window):
@@ -283,6 +335,10 @@ _PII_TYPES = frozenset(
 )  # fmt: skip
 
 
+def _may_hold_entities(text: str) -> bool:
+    return _SENSITIVE_RE.search(text.lower()) is not None
+
+
 def _is_secret(finding: Finding) -> bool:
     return finding.type not in _PII_TYPES
 
@@ -296,11 +352,18 @@ def _entity_hold(pending: str) -> int:
     # The token in progress: everything after the last whitespace.
     last_space = max(pending.rfind(" "), pending.rfind("\n"), pending.rfind("\t"))
     hold = min(hold, last_space + 1)
-    match = _TRAILING_DIGITS_RE.search(pending, max(0, len(pending) - 64))
-    if match is not None:
-        # Include the token the digit run starts in ("DE89 3704 ..." holds "DE89" too).
-        start = match.start()
+    # A trailing run of digit groups ("4111 1111 11", "+44 20 79") may still be growing: hold it,
+    # with the token it starts in ("DE89 3704 ..." holds "DE89" too).
+    stripped = pending.rstrip(_NUMBER_SEPARATORS)
+    if stripped and stripped[-1].isdigit():
+        start = len(stripped)
+        floor = max(0, len(stripped) - 64)
+        while start > floor and (pending[start - 1].isdigit() or pending[start - 1] in _NUMBER_SEPARATORS):
+            start -= 1
         while start > 0 and not pending[start - 1].isspace():
             start -= 1
         hold = min(hold, start)
     return hold
+
+
+_NUMBER_SEPARATORS = " ()./:+-"
