@@ -49,7 +49,14 @@ class _Pipe(asyncio.Protocol):
         reader = self.reader
         reader.feed(data)
         waiting = self.waiting
-        while (reply := reader.gets()) is not False:
+        while True:
+            try:
+                reply = reader.gets()
+            except hiredis.ProtocolError as exc:  # not RESP: nothing more can be trusted
+                self.abort(ConnectionError(f"Redis protocol error: {exc}"))
+                return
+            if reply is False:
+                return
             if not waiting:  # a reply nobody asked for: the stream is out of step, drop it
                 self.abort(ConnectionError("unexpected reply from Redis"))
                 return

@@ -141,3 +141,22 @@ async def test_an_admission_whose_caller_went_away_is_released(
         assert int(await redis.get(key) or 0) == 0
     finally:
         await store.stop()
+
+
+async def test_a_server_that_does_not_speak_resp_fails_the_call() -> None:
+    async def babble(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        await writer.drain()
+
+    port = free_port()
+    server = await asyncio.start_server(babble, "127.0.0.1", port)
+    channel = RedisChannel("127.0.0.1", port, timeout_s=5.0)
+    try:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(ConnectionError):
+            await channel.call("PING")
+        assert asyncio.get_running_loop().time() - started < 2.0  # failed on the bytes, not the timeout
+    finally:
+        await channel.aclose()
+        server.close()
+        await server.wait_closed()
