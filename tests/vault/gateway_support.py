@@ -12,11 +12,12 @@ import httpx
 import pytest
 
 import bastion.gateway.stages.prompt as prompt_stage
+from bastion.auth.keys import generate_key, hash_key, listed_prefix
 from bastion.auth.principal import Role
 from bastion.gateway.app import create_app
 from bastion.gateway.service import Gateway
 from bastion.store.db import Database
-from tests.auth.support import bearer, seed_key
+from bastion.store.models import ApiKey, Tenant
 from tests.support.fake_upstream import FakeUpstream
 from tests.vault.support import vault_settings
 
@@ -29,6 +30,29 @@ UPSTREAM_MODEL = "vault-upstream"
 OTHER_MODEL = "other-model"
 
 
+async def seed_keys(db: Database, tenants: tuple[str, ...]) -> dict[str, str]:
+    """An API key per tenant and role, named ``"<tenant>-<role>"``, made directly in the database."""
+    keys: dict[str, str] = {}
+    async with db.transaction() as session:
+        for name in tenants:
+            tenant = Tenant(name=name)
+            session.add(tenant)
+            await session.flush()
+            for role in Role:
+                secret = generate_key()
+                keys[f"{name}-{role.value}"] = secret
+                session.add(
+                    ApiKey(
+                        tenant_id=tenant.id,
+                        name=role.value,
+                        prefix=listed_prefix(secret),
+                        key_hash=hash_key(secret),
+                        role=role.value,
+                    )
+                )
+    return keys
+
+
 @dataclass
 class VaultGateway:
     gateway: Gateway
@@ -39,7 +63,7 @@ class VaultGateway:
     canaries: list[str] = field(default_factory=list)
 
     def auth(self, who: str) -> dict[str, str]:
-        return bearer(self.keys[who])
+        return {"authorization": f"Bearer {self.keys[who]}"}
 
     async def admin(self, method: str, path: str, who: str = "acme-admin", **kwargs: Any) -> httpx.Response:
         return await self.client.request(method, PROMPTS_URL + path, headers=self.auth(who), **kwargs)
@@ -73,10 +97,7 @@ async def vault_gateway(
         ledger={"enabled": True, "flush_interval_s": 0.05},
         router={"retries": 0},
     )
-    keys = {}
-    for tenant in ("acme", "globex"):
-        for role in Role:
-            keys[f"{tenant}-{role.value}"], _ = await seed_key(database, tenant, role)
+    keys = await seed_keys(database, ("acme", "globex"))
     gateway = Gateway.build(settings)
     env = VaultGateway(gateway, httpx.AsyncClient(), database, tmp_path / "data", keys)
 
