@@ -74,6 +74,8 @@ def leak_words(text: str) -> list[str]:
 
 def word_spans(text: str) -> list[tuple[int, int]]:
     """Offsets in ``text`` of the words ``leak_words`` returns, in order."""
+    if text.isascii():
+        return [m.span() for m in ASCII_WORD_RE.finditer(text)]  # case does not change positions
     return [(start, end) for _, start, end in words_with_spans(text)]
 
 
@@ -114,12 +116,13 @@ class PromptFingerprint:
         self.canary = canary
         self.canary_folded = alnum_fold(canary) if canary else ""
         words = leak_words(system_prompt) if system_prompt else []
+        self.shingles: frozenset[tuple[str, ...]] = frozenset()
         if len(words) < MIN_PROMPT_WORDS:
             self.ngram = 0
-            self.shingles: frozenset[tuple[str, ...]] = frozenset()
         else:
             self.ngram = min(ngram, len(words))
             self.shingles = frozenset(tuple(words[i : i + self.ngram]) for i in range(len(words) - self.ngram + 1))
+        self.vocabulary = frozenset(word for shingle in self.shingles for word in shingle)
 
     @property
     def active(self) -> bool:
@@ -139,7 +142,7 @@ class PromptFingerprint:
         if self.shingles:
             words = leak_words(text)
             n = self.ngram
-            matched_positions = [i for i in range(len(words) - n + 1) if tuple(words[i : i + n]) in self.shingles]
+            matched_positions = self.match_positions(words)
             distinct = {tuple(words[i : i + n]) for i in matched_positions}
             result.score = len(distinct) / len(self.shingles)
             if result.score >= threshold:
@@ -147,6 +150,21 @@ class PromptFingerprint:
         if result.canary_found:
             result.score = 1.0
         return result
+
+    def match_positions(self, words: list[str]) -> list[int]:
+        """Start indices of the shingles of ``words`` that are prompt shingles.
+
+        A shingle can only match where ``n`` words in a row are prompt words, so the tuple is built
+        only there: answers share few long runs of prompt vocabulary.
+        """
+        n, vocabulary, shingles = self.ngram, self.vocabulary, self.shingles
+        positions: list[int] = []
+        run = 0
+        for index, word in enumerate(words):
+            run = run + 1 if word in vocabulary else 0
+            if run >= n and tuple(words[index - n + 1 : index + 1]) in shingles:
+                positions.append(index - n + 1)
+        return positions
 
     def _canary_in_payloads(self, text: str) -> list[tuple[int, int]]:
         for payload in find_payloads(text, text.lower(), PayloadHints()):
@@ -156,7 +174,7 @@ class PromptFingerprint:
 
     def _overlap_findings(self, text: str, positions: list[int], word_count: int) -> list[Finding]:
         """One finding per run of overlapping shingles, spanning the leaked words."""
-        spans = word_spans(text)
+        spans = word_spans(text) if positions else []
         if len(spans) != word_count:
             return [Finding("PROMPT_OVERLAP", 0, len(text), 1.0)]
         findings: list[Finding] = []

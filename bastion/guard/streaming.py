@@ -69,7 +69,7 @@ class StreamingOutputGuard:
         self._shingles = fingerprint.shingles
         self._needed = max(1, math.ceil(policy.leak_threshold * len(self._shingles) - 1e-9)) if self._shingles else 0
         self._matched: set[tuple[str, ...]] = set()
-        self._vocabulary = frozenset(word for shingle in self._shingles for word in shingle)
+        self._vocabulary = fingerprint.vocabulary
         self._vocabulary_run = 0  # how many of the latest words are prompt words
         self._recent_words: list[str] = []  # the last n-1 checked words
         self._carry = ""  # raw partial word at the end of the stream
