@@ -109,7 +109,8 @@ class ResponseFormat(_Open):
 
 class ChatCompletionRequest(_Open):
     model: Annotated[str, Field(min_length=1, max_length=256)]
-    messages: Annotated[list[Message], Field(min_length=1)]
+    #: May be empty only when a vault prompt supplies the conversation (``prompt:`` or ``bastion``).
+    messages: list[Message]
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None

@@ -79,9 +79,21 @@ class Gateway:
             from bastion.store.migrate import upgrade
 
             await upgrade(self.db.engine)
-        for stage in self.pipeline.stages:
-            await stage.start()
-        await self.router.start()
+        started: list[Stage] = []
+        try:
+            for stage in self.pipeline.stages:
+                await stage.start()
+                started.append(stage)
+            await self.router.start()
+        except BaseException:
+            # A failed start (wrong master key, unreachable database, ...) must not leave
+            # background tasks of the stages that did start running.
+            for stage in reversed(started):
+                try:
+                    await stage.stop()
+                except Exception:
+                    log.exception("stage_stop_failed", stage=stage.name)
+            raise
         self.ready = True
         log.info("gateway_started", models=sorted(self.router.groups), database=self.db.url)
 
