@@ -194,9 +194,13 @@ def validate_chat_request(body: Any) -> ChatCompletionRequest:
     if not isinstance(body, dict):
         raise InvalidRequest("Invalid request: the body must be a JSON object")
     try:
-        return ChatCompletionRequest.model_validate(body)
+        request = ChatCompletionRequest.model_validate(body)
     except ValidationError as exc:
         raise _first_error(exc, body) from None
+    uses_prompt = request.model.startswith("prompt:") or bool(request.bastion and request.bastion.get("prompt_id"))
+    if not request.messages and not uses_prompt:
+        raise InvalidRequest("Invalid request: messages: must contain at least one message", param="messages")
+    return request
 
 
 def validate_embedding_request(body: Any) -> EmbeddingRequest:
