@@ -213,7 +213,12 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
     rule("text_before_message", EXTRACTION, 0.8, "text|content|words|everything|what",
          r"\W+(?:appears|appeared|comes|came|is|was|sits|stands|precedes)\W+(?:written\W+)?(?:before|above|prior\W+to)"
          r"\W+(?:my|this|the\W+user'?s?|our)\W+(?:message|question|prompt|input|conversation)"),
-    rule("reveal_password", EXTRACTION, 0.5,
+    rule("password_spelled_out", EXTRACTION, 0.7,
+         "spell|reverse|write|encode|translate|print|say|tell|give|show|output",
+         r"\W+(?:\w+\W+){0,3}(?:password|passphrase|secret\W+word)\W+(?:\w+\W+){0,3}(?:backwards|in\W+reverse"
+         r"|reversed|letter\W+by\W+letter|one\W+letter|with\W+spaces|in\W+base64|in\W+hex|each\W+letter"
+         r"|character\W+by\W+character|as\W+an?\W+(?:acrostic|poem|riddle))\b"),
+    rule("reveal_password", EXTRACTION, 0.45,
          "tell me|give me|reveal|spell|print|show me|what is|what's|whats|write down|share",
          r"\W+(?:the|your)\W+(?:secret\W+)?(?:password|passphrase|passcode|secret\W+word|secret\W+key)\b"
          r"(?!\W+(?:policy|policies|requirements?|manager|reset|strength|rules|field|length|for\W+(?:my|our)))"),
@@ -263,12 +268,13 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
          r"\W+(?:\w+\W+)?(?:restrictions|limitations|limits|filters|censorship|guidelines|rules|constraints"
          r"|boundaries|policies|principles|considerations|concerns)\b",
          preceded_by=r"\b(?:no|without|free\W+of|free\W+from|not\W+bound\W+by|unbound\W+by|ignoring|beyond|zero"
-         r"|lacks?|devoid\W+of)\W+(?:any\W+)?$"),
+         r"|lacks?|devoid\W+of|(?:doesn't|does\W+not|don't|do\W+not|won't|will\W+not)\W+(?:have|follow|care\W+about"
+         r"|adhere\W+to|abide\W+by))\W+(?:any\W+)?(?:\w+\W+(?:or|and)\W+)?$", preceded_window=48),
     rule("unrestricted_persona", JAILBREAK, 0.7,
          "evil|unethical|immoral|amoral|unfiltered|uncensored|unrestricted|unhinged|rogue|malicious|jailbroken"
          "|lawless|unaligned",
          r"\W+(?:ai|assistant|bot|chatbot|version|mode|model|persona|character|twin|confidant|alter\W+ego"
-         r"|language\W+model|gpt|chatgpt|intelligence)\b"),
+         r"|language\W+model|gpt|chatgpt|intelligence|computer|machine|entity|robot|personality)\b"),
     rule("jailbreak_word", JAILBREAK, 0.45, "jailbreak|jailbreaking|jailbreaks|pwned|pwn", ""),
     rule("broken_free", JAILBREAK, 0.8,
          "broken free|break free|freed from|released from|escaped from|liberated from",
@@ -290,12 +296,17 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
          "|answer as both|respond as both|classic response|jailbreak response|normal response and", ""),
     rule("content_policy", JAILBREAK, 0.4, "openai|anthropic|content|usage",
          r"(?:'s)?\W+(?:content\W+)?polic(?:y|ies)\b"),
-    rule("no_rules_loose", JAILBREAK, 0.35, "restrictions|limitations|filters|censorship|rules|boundaries", "",
+    rule("no_rules_loose", JAILBREAK, 0.35,
+         "restrictions|limitations|filters|filtering|censorship|censoring|rules|boundaries|morals|ethics|limits"
+         "|guardrails|safeguards", "",
          preceded_by=r"\b(?:no|without|free\W+of)\W+(?:any\W+)?$"),
     rule("amoral_word", JAILBREAK, 0.35, "immoral|amoral|unethical|uncensored", ""),
-    rule("hypothetical", JAILBREAK, 0.3, "hypothetical|hypothetically|theoretical|theoretically",
+    # Fiction and hypothetical framing: weak alone, counted with the role category so that it adds
+    # to a jailbreak signal ("hypothetically, someone with no morals ...") instead of hiding in it.
+    rule("hypothetical", ROLE, 0.3, "hypothetical|hypothetically|theoretical|theoretically",
          r"\W+(?:\w+\W+){0,3}(?:world|scenario|situation|setting|universe)\b"),
-    rule("educational_purposes", JAILBREAK, 0.3,
+    rule("hypothetical_word", ROLE, 0.25, "hypothetically|theoretically", ""),
+    rule("educational_purposes", ROLE, 0.3,
          "educational purposes only|purely educational purposes|fictional world", ""),
     rule("authority_claim", JAILBREAK, 0.5, "developer|creator|admin|administrator|owner|programmer", r"s?\b",
          preceded_by=r"\b(?:i\W+am|i'm|this\W+is)\W+(?:your|the|an?)\W+(?:system\W+)?$"),
