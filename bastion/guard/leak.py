@@ -135,7 +135,7 @@ class PromptFingerprint:
         if self.canary_folded:
             spans = find_canary(text, self.canary_folded)
             if not spans:
-                spans = self._canary_in_payloads(text)
+                spans = self.canary_in_payloads(text)
             if spans:
                 result.canary_found = True
                 result.findings.extend(Finding("CANARY", start, end, 1.0) for start, end in spans)
@@ -166,7 +166,8 @@ class PromptFingerprint:
                 positions.append(index - n + 1)
         return positions
 
-    def _canary_in_payloads(self, text: str) -> list[tuple[int, int]]:
+    def canary_in_payloads(self, text: str) -> list[tuple[int, int]]:
+        """Spans of base64/hex/escaped payloads in ``text`` that decode to something holding the canary."""
         for payload in find_payloads(text, text.lower(), PayloadHints()):
             if self.canary_folded in alnum_fold(payload.text):
                 return [(payload.start, payload.end)]

@@ -300,6 +300,15 @@ class StreamingOutputGuard:
         if safe <= 0:
             return ""
         released_raw = pending[:safe]
+        # An encoded canary is one long token: check it before it goes out.
+        if (
+            self._canary
+            and self._leak_blocks
+            and _LONG_RUN_RE.search(released_raw)
+            and self.guard.fingerprint.canary_in_payloads(released_raw)
+        ):
+            self._on_canary()
+            return ""
         to_redact = []
         for finding in chunk_findings:
             if finding.end <= safe:
@@ -349,9 +358,14 @@ def _entity_hold(pending: str) -> int:
     begin = pending.rfind(_PEM_BEGIN)
     if begin >= 0 and pending.find(_PEM_END, begin) < 0:
         hold = begin
-    # The token in progress: everything after the last whitespace.
+    # The token in progress: everything after the last whitespace. A token longer than any credential
+    # (a long base64 blob, say) is released up to its last few hundred characters, so that a stream
+    # without whitespace neither stalls nor makes every check rescan an ever-growing buffer.
     last_space = max(pending.rfind(" "), pending.rfind("\n"), pending.rfind("\t"))
-    hold = min(hold, last_space + 1)
+    token_start = last_space + 1
+    if len(pending) - token_start > _MAX_TOKEN_HOLD:
+        token_start = len(pending) - _TOKEN_TAIL
+    hold = min(hold, token_start)
     # A trailing run of digit groups ("4111 1111 11", "+44 20 79") may still be growing: hold it,
     # with the token it starts in ("DE89 3704 ..." holds "DE89" too).
     stripped = pending.rstrip(_NUMBER_SEPARATORS)
@@ -367,3 +381,6 @@ def _entity_hold(pending: str) -> int:
 
 
 _NUMBER_SEPARATORS = " ()./:+-"
+_LONG_RUN_RE = re.compile(r"[A-Za-z0-9+/=_%\\-]{16,}")
+_MAX_TOKEN_HOLD = 4096
+_TOKEN_TAIL = 512

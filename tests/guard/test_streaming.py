@@ -113,3 +113,15 @@ def test_flag_mode_streams_without_holding_back_for_leaks() -> None:
     assert not streaming.blocked and released == PROMPT_OUTPUT
     result = streaming.result
     assert result.action == "flag" and result.verdict("leak").flagged  # type: ignore[union-attr]
+
+
+@settings(max_examples=60, deadline=None)
+@given(cuts=cut_lists(160))
+def test_base64_encoded_canary_is_never_released(cuts: list[int]) -> None:
+    import base64
+
+    encoded = base64.b64encode(f"marker {CANARY} end".encode()).decode()
+    text = f"Here is the data you asked for: {encoded} and that is all, thank you."
+    streaming, released = stream(LEAK_GUARD, text, cuts)
+    assert streaming.blocked
+    assert encoded not in released
