@@ -5,19 +5,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
 
 from bastion.auth.principal import Principal, Role
 from bastion.gateway.app import create_app
-from bastion.gateway.context import RequestContext
+from bastion.gateway.context import RequestContext, Timing
 from bastion.gateway.pipeline import Pipeline, Stage
 from bastion.gateway.service import Gateway
 from bastion.gateway.stages.auth import AuthStage
 from bastion.store.db import Database
-from tests.auth.support import bearer, seed_key, settings_for
+from tests.auth.support import bearer, seed_key, seed_user, settings_for
 from tests.support.fake_upstream import FakeUpstream
 
 MODEL = "fake-ok"
@@ -37,7 +37,10 @@ class Recorder(Stage):
         self.principals.append(ctx.principal)
 
 
-Client = tuple[httpx.AsyncClient, Recorder]
+class Started(NamedTuple):
+    client: httpx.AsyncClient
+    recorder: Recorder
+    gateway: Gateway
 
 
 @pytest.fixture
@@ -46,7 +49,7 @@ async def gateway_client(
 ) -> AsyncIterator[Callable[..., Any]]:
     opened: list[tuple[Gateway, httpx.AsyncClient]] = []
 
-    async def start(**auth: Any) -> Client:
+    async def start(**auth: Any) -> Started:
         deployment = {"provider": "openai", "model": MODEL, "api_base": fake_upstream.openai_base, "api_key": "x"}
         settings = settings_for(
             database_url, tmp_path / "data", auth=auth, models=[{"name": MODEL, "deployments": [deployment]}]
@@ -59,7 +62,7 @@ async def gateway_client(
             transport=httpx.ASGITransport(app=create_app(settings, gateway)), base_url="http://t"
         )
         opened.append((gateway, client))
-        return client, recorder
+        return Started(client, recorder, gateway)
 
     yield start
     for gateway, client in opened:
@@ -68,7 +71,7 @@ async def gateway_client(
 
 
 async def test_keys_call_models_in_both_dialects(database: Database, gateway_client: Callable[..., Any]) -> None:
-    client, recorder = await gateway_client()
+    client, recorder, _ = await gateway_client()
     secret, key = await seed_key(database, "acme", Role.SERVICE)
     response = await client.post("/v1/chat/completions", json=CHAT, headers=bearer(secret))
     assert response.status_code == 200, response.text
@@ -78,7 +81,7 @@ async def test_keys_call_models_in_both_dialects(database: Database, gateway_cli
 
 
 async def test_refusals_in_the_callers_dialect(database: Database, gateway_client: Callable[..., Any]) -> None:
-    client, recorder = await gateway_client()
+    client, recorder, _ = await gateway_client()
     viewer, _ = await seed_key(database, "acme", Role.VIEWER)
     cases: list[tuple[dict[str, Any], int, str]] = [
         ({}, 401, "authentication_error"),
@@ -102,7 +105,7 @@ async def test_refusals_in_the_callers_dialect(database: Database, gateway_clien
 
 
 async def test_anonymous_calls_when_auth_is_off(database: Database, gateway_client: Callable[..., Any]) -> None:
-    client, recorder = await gateway_client(enabled=False, default_tenant="open")
+    client, recorder, _ = await gateway_client(enabled=False, default_tenant="open")
     assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
     assert (await client.post("/v1/chat/completions", json=CHAT, headers=bearer("sk-anything"))).status_code == 200
     assert (await client.post("/v1/chat/completions", json=CHAT, headers=bearer("bst_bad"))).status_code == 401
@@ -120,3 +123,46 @@ async def test_start_explains_how_to_get_the_first_admin_key(
     await seed_key(database, "acme", Role.ADMIN)
     await gateway_client()
     assert "bastion keys create" not in capsys.readouterr().err
+
+
+async def test_expired_and_forged_jwts_over_http(database: Database, gateway_client: Callable[..., Any]) -> None:
+    import time
+
+    import jwt
+
+    secret = "jwt-secret-" + "k" * 64
+    client, _, _ = await gateway_client(jwt={"enabled": True, "secret": secret})
+    await seed_user(database, "acme", "dev@acme.io", Role.DEVELOPER)
+    now = int(time.time())
+    valid = jwt.encode({"sub": "dev@acme.io", "tenant": "acme", "exp": now + 60}, secret, algorithm="HS256")
+    assert (await client.post("/v1/chat/completions", json=CHAT, headers=bearer(valid))).status_code == 200
+    expired = jwt.encode({"sub": "dev@acme.io", "tenant": "acme", "exp": now - 120}, secret, algorithm="HS256")
+    forged = jwt.encode({"sub": "dev@acme.io", "tenant": "acme", "exp": now + 60}, "x" * 64, algorithm="HS256")
+    for token, reason in ((expired, "expired"), (forged, "signature")):
+        openai = await client.post("/v1/chat/completions", json=CHAT, headers=bearer(token))
+        assert openai.status_code == 401 and reason in openai.json()["error"]["message"]
+        anthropic = await client.post("/v1/messages", json=MESSAGES, headers=bearer(token))
+        assert anthropic.status_code == 401 and anthropic.json()["error"]["type"] == "authentication_error"
+
+
+async def test_cache_hit_costs_microseconds(database: Database, gateway_client: Callable[..., Any]) -> None:
+    """A loose guard against regressions (the real figures come from tests/auth/bench_auth.py):
+    CPU time, which a busy machine does not inflate the way it inflates wall time."""
+    import time
+
+    from starlette.datastructures import Headers
+
+    started = await gateway_client()
+    secret, _ = await seed_key(database, "acme", Role.SERVICE)
+    stage = started.gateway.pipeline.stages[0]
+    headers = Headers(raw=[(b"authorization", f"Bearer {secret}".encode()), (b"content-type", b"application/json")])
+    ctx = RequestContext(
+        request_id="r", dialect="openai", endpoint="chat", body={}, model=MODEL, timing=Timing(), headers=headers
+    )
+    await stage.on_request(ctx)
+    iterations = 20_000
+    started = time.process_time()
+    for _ in range(iterations):
+        await stage.on_request(ctx)
+    per_request_us = (time.process_time() - started) / iterations * 1e6
+    assert per_request_us < 50, f"{per_request_us:.1f} us of CPU per cache hit"
