@@ -213,8 +213,11 @@ class Router:
                 target = self._pick(group, failed)
                 if target is None:
                     if last_error is None or not isinstance(last_error, UpstreamError):
+                        # Tell the client when the first breaker lets a trial through (Retry-After).
+                        wait = min(t.breaker.seconds_until_trial() for t in group.targets)
                         last_error = UpstreamUnavailable(
-                            f"no deployment of {group.name!r} is available right now (circuit open)"
+                            f"no deployment of {group.name!r} is available right now (circuit open)",
+                            retry_after_s=wait or None,
                         )
                     break
                 if attempt_number:

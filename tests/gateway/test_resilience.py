@@ -3,6 +3,7 @@ the real SDKs against the real gateway process, in front of the scriptable fake 
 
 from __future__ import annotations
 
+import math
 import time
 
 import anthropic
@@ -153,6 +154,7 @@ def test_circuit_breaker_opens_then_half_opens_then_closes(
     assert caught.value.status_code == 503
     response = http.post("/v1/chat/completions", json={"model": "m-breaker", "messages": USER_MESSAGES})
     assert response.status_code == 503
+    assert response.headers.get("retry-after") == str(math.ceil(COOLDOWN_S)), "when the trial will be let through"
     assert_openai_error(response.json())
     assert_stamped(response.headers)
     response = http.post("/v1/messages", json={"model": "m-breaker", "max_tokens": 8, "messages": USER_MESSAGES})

@@ -355,6 +355,7 @@ async def test_open_breaker_stops_calls_until_the_cool_down() -> None:
     with pytest.raises(UpstreamUnavailable) as caught:
         await harness.chat("m")
     assert caught.value.status == 503 and provider.calls == 2, "an open breaker lets nothing through"
+    assert caught.value.retry_after_s == 5.0
     clock.advance(5.0)
     response, _trace = await harness.chat("m")
     assert response.body["deployment"] == "a" and provider.calls == 3
