@@ -207,6 +207,20 @@ class VaultSettings(Strict):
     cache_ttl_s: float = Field(300.0, ge=0, le=300.0, description="How long decrypted prompts stay in memory.")
 
 
+class SessionSettings(Strict):
+    """Agent sessions (``/api/v1/ai/sessions``, seed 000): lifetimes, the active cap and message limits."""
+
+    idle_timeout_s: float = Field(1800.0, gt=0, description="A session with no message for this long expires.")
+    max_life_s: float = Field(86400.0, gt=0, description="A session expires this long after its start, whatever.")
+    max_active_per_user: int = Field(10, ge=1, description="Active sessions one user (or user-less key) may hold.")
+    agent_rpm: int | None = Field(10, ge=1, description="Messages per minute per session (None: unlimited).")
+    user_messages_per_hour: int | None = Field(100, ge=1, description="Messages per hour per owner (None: unlimited).")
+    cleanup_interval_s: float = Field(60.0, gt=0, description="How often expired sessions are marked expired.")
+    history_window_tokens: int | None = Field(
+        None, ge=16, description="Tokens of history + new message sent upstream; default from the model's context."
+    )
+
+
 class LoggingSettings(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     json_logs: bool = Field(True, alias="json")
@@ -230,6 +244,7 @@ class Settings(Strict):
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     pricing: dict[str, PriceSettings] = Field(default_factory=dict, description="Overrides of the price table.")
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
+    sessions: SessionSettings = Field(default_factory=SessionSettings)  # agent sessions (bastion/sessions)
 
     @field_validator("models")
     @classmethod

@@ -29,6 +29,7 @@ def default_stages(gateway: Gateway) -> list[Stage]:
     from bastion.gateway.stages.metrics import MetricsStage
     from bastion.gateway.stages.prompt import PromptStage
     from bastion.gateway.stages.usage import UsageStage
+    from bastion.sessions.stage import SessionStage
 
     return [
         AuthStage(gateway),  # who is calling; rejects before anything is recorded
@@ -40,6 +41,8 @@ def default_stages(gateway: Gateway) -> list[Stage]:
         LimitsStage(gateway),  # admits rate limits and budgets; settles with the real cost
         CostStage(gateway),  # prices the usage (completes before limits settle)
         UsageStage(),  # token counts and answer text, from the provider or our tokenizer
+        # No per-request work: runs the session service (limiter connection, expiry sweep) with the gateway.
+        SessionStage(gateway),
     ]
 
 
