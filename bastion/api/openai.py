@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bastion.api.common import dialect_errors, gateway, new_context
+from bastion.auth.service import authenticate_request
 from bastion.dialects.openai import encode_stream
 from bastion.dialects.openai_schema import validate_chat_request, validate_embedding_request
 from bastion.errors import InvalidRequest, ModelNotFound
@@ -90,6 +91,7 @@ def _model_card(name: str, owner: str, created: int) -> dict[str, object]:
 
 @dialect_errors("openai")
 async def list_models(request: Request) -> Response:
+    await authenticate_request(request)  # identity: any valid caller (anonymous while auth is off)
     gw = gateway(request)
     created = int(gw.extras.get("started_at", time.time()))
     data = [
@@ -100,6 +102,7 @@ async def list_models(request: Request) -> Response:
 
 @dialect_errors("openai")
 async def get_model(request: Request) -> Response:
+    await authenticate_request(request)  # identity: any valid caller (anonymous while auth is off)
     gw = gateway(request)
     name = request.path_params["model"]
     group = gw.router.groups.get(name)

@@ -166,3 +166,14 @@ async def test_cache_hit_costs_microseconds(database: Database, gateway_client: 
         await stage.on_request(ctx)
     per_request_us = (time.process_time() - started) / iterations * 1e6
     assert per_request_us < 50, f"{per_request_us:.1f} us of CPU per cache hit"
+
+
+async def test_model_listing_needs_a_caller(database: Database, gateway_client: Callable[..., Any]) -> None:
+    client, _, _ = await gateway_client()
+    secret, _ = await seed_key(database, "acme", Role.VIEWER)  # listing models needs no permission
+    for path in ("/v1/models", f"/v1/models/{MODEL}"):
+        refused = await client.get(path)
+        assert refused.status_code == 401 and refused.json()["error"]["type"] == "authentication_error"
+        assert (await client.get(path, headers=bearer(secret))).status_code == 200
+    open_client, _, _ = await gateway_client(enabled=False)
+    assert (await open_client.get("/v1/models")).status_code == 200
