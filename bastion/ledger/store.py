@@ -6,6 +6,7 @@ import base64
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -36,9 +37,11 @@ class RowInserter:
         self.db = db
         self.sqlite = db.is_sqlite
         names = [name for name, _ in CONVERTERS] + ["created_at"]
+        self._head = f"INSERT INTO {_TABLE.name} ({', '.join(names)}) VALUES "
+        self._row_marks = "(" + ", ".join("?" for _ in names) + ")"
         # The drivers' own placeholder styles: qmark (sqlite3), numbered (asyncpg).
         marks = ", ".join("?" if self.sqlite else f"${i}" for i in range(1, len(names) + 1))
-        self.sql = f"INSERT INTO {_TABLE.name} ({', '.join(names)}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING"
+        self.sql = f"{self._head}({marks}){_ON_CONFLICT}"
         plan: list[tuple[str, Callable[[Any], Any]]] = []
         for name, convert in CONVERTERS:
             if name in _JSON_COLUMNS:
@@ -48,6 +51,7 @@ class RowInserter:
             plan.append((name, convert))
         plan.append(("ts", _sqlite_time if self.sqlite else created_at))
         self._plan = tuple(plan)
+        self._multi_sql: dict[int, str] = {}
 
     def params(self, record: dict[str, Any]) -> tuple[Any, ...]:
         """The parameter tuple of a record (content mode already applied). Raises on bad values."""
@@ -62,9 +66,27 @@ class RowInserter:
         if not params:
             return
         async with self.db.engine.begin() as connection:
-            await connection.exec_driver_sql(self.sql, params)
+            if not self.sqlite:
+                # asyncpg pipelines an executemany in one round trip, on this thread.
+                await connection.exec_driver_sql(self.sql, params)
+                return
+            # SQLite runs in aiosqlite's thread. Its executemany releases and re-takes the GIL around
+            # every row, and each re-take waits for the event loop to let go of it: on one core that
+            # costs several times the insert itself. A multi-row INSERT re-takes it once per chunk.
+            for start in range(0, len(params), _SQLITE_CHUNK):
+                chunk = params[start : start + _SQLITE_CHUNK]
+                await connection.exec_driver_sql(self._multi_row_sql(len(chunk)), tuple(chain.from_iterable(chunk)))
+
+    def _multi_row_sql(self, rows: int) -> str:
+        sql = self._multi_sql.get(rows)
+        if sql is None:
+            sql = self._multi_sql[rows] = self._head + ", ".join([self._row_marks] * rows) + _ON_CONFLICT
+        return sql
 
 
+_ON_CONFLICT = " ON CONFLICT (id) DO NOTHING"
+#: Rows per SQLite statement: 64 x 35 parameters stays far below SQLite's 32766-variable limit.
+_SQLITE_CHUNK = 64
 _JSON_COLUMNS = frozenset(c.name for c in _TABLE.columns if isinstance(c.type, JSON))
 _BOOL_COLUMNS = frozenset(c.name for c in _TABLE.columns if isinstance(c.type, Boolean))
 
