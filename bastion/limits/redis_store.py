@@ -253,29 +253,38 @@ class Settler:
                 await self._wake.wait()
                 self._wake.clear()
                 continue
-            batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-            replies = await self.channel.call_many([command for _, command in batch])
-            failed: list[tuple[float, list[Any]]] = []
-            loaded = False
-            for (queued_at, command), reply in zip(batch, replies, strict=True):
-                if isinstance(reply, NoScriptError) and not loaded:
-                    await self.channel.call("SCRIPT", "LOAD", SETTLE)
-                    loaded = True
-                if isinstance(reply, Exception):
-                    failed.append((queued_at, command))
+            try:
+                failed = await self._send_batch()
+            except Exception:  # never let the settler die: what it holds would be lost
+                log.exception("limits_settler_failed")
+                failed = True
             if not failed:
                 backoff = 0.05
                 continue
-            now = time.monotonic()
-            kept = [(at, command) for at, command in failed if now - at < self.max_age_s]
-            if len(kept) < len(failed):
-                SETTLEMENTS_DROPPED.inc(len(failed) - len(kept))
-            self._queue.extendleft(reversed(kept))
-            if not loaded:
-                log.warning("limits_settle_retry", failed=len(failed), error=str(replies[0])[:200])
-                if self._stopping:
-                    self._idle.set()  # Redis is down at shut-down: do not hold the exit
-                    return
-                # Back off while Redis is unreachable (bounded), then try the batch again.
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+            if self._stopping:
+                self._idle.set()  # Redis is down at shut-down: do not hold the exit
+                return
+            # Back off while Redis is unreachable (bounded), then try again.
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    async def _send_batch(self) -> bool:
+        """Send up to ``max_batch`` settlements; requeue the failed ones. True if any failed."""
+        batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+        replies = await self.channel.call_many([command for _, command in batch])
+        failed = [(item, reply) for item, reply in zip(batch, replies, strict=True) if isinstance(reply, Exception)]
+        if not failed:
+            return False
+        if any(isinstance(reply, NoScriptError) for _, reply in failed):
+            # Redis lost its scripts (restart, SCRIPT FLUSH): requeue first (the load may fail
+            # too), then load and resend at once.
+            self._queue.extendleft(reversed([item for item, _ in failed]))
+            await self.channel.call("SCRIPT", "LOAD", SETTLE)
+            return False
+        now = time.monotonic()
+        kept = [item for item, _ in failed if now - item[0] < self.max_age_s]
+        if len(kept) < len(failed):
+            SETTLEMENTS_DROPPED.inc(len(failed) - len(kept))
+        self._queue.extendleft(reversed(kept))
+        log.warning("limits_settle_retry", failed=len(failed), error=str(failed[0][1])[:200])
+        return True

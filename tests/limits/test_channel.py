@@ -160,3 +160,26 @@ async def test_a_server_that_does_not_speak_resp_fails_the_call() -> None:
         await channel.aclose()
         server.close()
         await server.wait_closed()
+
+
+async def test_settlements_survive_noscript(
+    channel: RedisChannel, redis_prefix: str, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bastion.limits.scripts import SETTLE
+
+    variant = SETTLE + f"\n-- {redis_prefix}\n"
+    monkeypatch.setattr(redis_store_module, "SETTLE", variant)
+    monkeypatch.setattr(redis_store_module, "SETTLE_SHA", sha1(variant))
+    store = RedisStore(channel)
+    await store.start()
+    try:
+        policy = policy_for(redis_prefix, principal(key_settings={"daily_usd": 1.0}))
+        request = admission(policy, estimate=200_000)
+        await store.seed([(request.charges[0], 0)])
+        assert (await store.admit(request)).outcome is Outcome.ADMITTED
+        store.settle(request, 0, 150_000)
+        assert await store.settler.drain(5.0)
+        key = request.charges[0].key
+        assert (int(await redis.get(key)), int(await redis.get(key + ":rs") or 0)) == (150_000, 0)
+    finally:
+        await store.stop()
