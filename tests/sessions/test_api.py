@@ -126,21 +126,19 @@ async def test_a_prompt_template_is_filled_from_the_session_context(
     assert "customer" in missing.json()["error"]["message"]
 
 
-@pytest.mark.parametrize(
-    ("body", "status", "param"),
-    [
+async def test_start_refusals(sessions_env: SessionsEnv) -> None:
+    cases = [
         ({"prompt_id": "no-such-prompt"}, 404, "prompt_id"),
         ({"label": "staging"}, 404, "prompt_id"),
         ({"version": 9}, 404, "prompt_id"),
         ({"model": "no-such-model"}, 404, "model"),
         ({"context": ["not", "an", "object"]}, 400, "context"),
         ({"label": "production", "version": 1}, 400, "version"),
-    ],
-)
-async def test_start_refusals(sessions_env: SessionsEnv, body: dict, status: int, param: str) -> None:
-    response = await sessions_env.start(**body)
-    assert response.status_code == status, response.text
-    assert response.json()["error"]["param"] == param
+    ]
+    for body, status, param in cases:
+        response = await sessions_env.start(**body)
+        assert response.status_code == status, (body, response.text)
+        assert response.json()["error"]["param"] == param
     assert (await sessions_env.active()).json()["data"] == []
 
 
