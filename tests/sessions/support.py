@@ -172,9 +172,7 @@ class SessionsEnv:
         return await self.client.post("/api/v1/ai/sessions/end", json={"agent_id": agent_id}, headers=self.auth(who))
 
     async def history(self, agent_id: str, who: str = "ann", **params: Any) -> httpx.Response:
-        return await self.client.get(
-            f"/api/v1/ai/sessions/{agent_id}/history", params=params, headers=self.auth(who)
-        )
+        return await self.client.get(f"/api/v1/ai/sessions/{agent_id}/history", params=params, headers=self.auth(who))
 
     async def active(self, who: str = "ann") -> httpx.Response:
         return await self.client.get("/api/v1/ai/sessions/active", headers=self.auth(who))
