@@ -60,7 +60,8 @@ async def test_two_processes_serve_one_session_and_share_the_cap_and_limits(
 ) -> None:
     # One master key for both processes: a prompt sealed by one must open in the other.
     env = {"BASTION_MASTER_KEY": secrets.token_hex(32)}
-    cluster = gateway_cluster(_config(fake, redis_prefix), processes=2, database_url=pg_database_url, redis_url=REDIS_URL, env=env)
+    config = _config(fake, redis_prefix)
+    cluster = gateway_cluster(config, processes=2, database_url=pg_database_url, redis_url=REDIS_URL, env=env)
     a, b = cluster.urls
     admin = {"authorization": f"Bearer {cluster.create_key('acme', role='admin')['key']}"}
     ann = {"authorization": f"Bearer {_user_key(cluster, 'ann@acme.test')}"}
