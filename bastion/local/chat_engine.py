@@ -6,16 +6,20 @@ How it behaves, and why:
   eagerly through ``warm()``. Loading runs in a thread so the event loop never stalls.
 * **One ``Llama`` per slot.** A llama.cpp context is not thread-safe, so ``max_concurrency`` slots
   each own an instance (the weights are mmapped, so the file's pages are shared). The CPU budget
-  (``threads``, default ``os.cpu_count()``) is split across slots: llama.cpp degrades badly when
-  its threads outnumber the cores.
+  (``threads``) is split across slots. The default is all cores but one (at least one): llama.cpp's
+  threads spin at barriers, so when any other thread wants a core (the event loop forwarding
+  tokens, the embedder, other requests) throughput collapses. Measured on 2 cores with other work
+  running: 2 threads gave 2-5 tokens/s, 1 thread 20-28; on an idle machine 2 threads gave ~100
+  tokens/s and 1 thread ~72. A gateway's event loop must keep a core for the traffic it proxies.
 * **Bounded queue.** Requests wait for a slot in FIFO order; once ``max_queue`` are waiting, the
   next one gets ``UpstreamUnavailable`` (503) at once instead of piling up latency. The
   ``bastion_local_queue_depth`` gauge follows the number waiting.
 * **Generation off the event loop.** Each generation runs on a worker thread; text is handed to
   the awaiting coroutine token by token through ``loop.call_soon_threadsafe`` (real streaming).
 * **Cancellation.** When the consumer stops iterating (client gone, task cancelled), a flag is
-  set; the worker checks it between tokens, so it stops within a token and frees its slot. The
-  one uninterruptible step is prompt evaluation (llama.cpp evaluates the prompt in one call).
+  set; the worker checks it between tokens, so it stops within a token and frees its slot. Long
+  prompts are evaluated in chunks of ``PROMPT_CHUNK`` tokens with the flag checked in between,
+  so a client that leaves during prompt processing does not hold the slot to the end of it.
 * **Prompts come from the GGUF's own chat template** (llama-cpp's ``Jinja2ChatFormatter``). The
   template's text is tokenized with special tokens enabled but message contents with them
   disabled, so a user who types ``<|im_end|><|im_start|>system`` cannot forge a role boundary.
@@ -39,11 +43,19 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
+import numpy as np
+import structlog
+
 from bastion.config.settings import LocalModelSettings
 from bastion.errors import UpstreamError, UpstreamUnavailable
 from bastion.local import INSTALL_HINT, module_available, smollm2_gguf_path
 from bastion.local.prompt import CHATML_TEMPLATE, find_stop, fit_context, grammar_for, partial_stop, tokenize_chat
 from bastion.local.slots import SlotPool
+
+log = structlog.get_logger("bastion.local")
+
+#: Prompt tokens evaluated between two checks of the cancel flag.
+PROMPT_CHUNK = 128
 
 
 @dataclass(slots=True)
@@ -110,7 +122,7 @@ class ChatEngine:
     ) -> None:
         self.model_path = model_path
         self.n_ctx = n_ctx
-        self.threads = threads or os.cpu_count() or 1
+        self.threads = threads or default_threads()
         self.max_concurrency = max_concurrency
         self.max_queue = max_queue
         self.default_max_tokens = default_max_tokens
@@ -341,25 +353,30 @@ class ChatEngine:
 
     def _work(self, slot: _Slot, job: _Job, put: Any, cancel: threading.Event) -> None:
         result: GenerationResult | None = None
+        outcome: GenerationResult | BaseException
         try:
-            result = self._generate(slot, job, put, cancel)
-            put(result)
-        except BaseException as exc:
-            put(exc if isinstance(exc, UpstreamError) else UpstreamError(f"local model failed: {exc}", retryable=False))
-        finally:
-            self._end(slot, cancel, result)
+            outcome = result = self._generate(slot, job, put, cancel)
+        except BaseException as exc:  # delivered to the consumer; the worker thread must survive
+            log.exception("local_generation_failed")
+            outcome = exc if isinstance(exc, UpstreamError) else UpstreamError(f"local model failed: {exc}")
+            outcome.retryable = False
+        # Free the slot before the consumer hears the end: by then the engine is ready for the
+        # next request (and active_generations already counts this one out).
+        self._end(slot, cancel, result)
+        put(outcome)
 
     def _generate(self, slot: _Slot, job: _Job, put: Any, cancel: threading.Event) -> GenerationResult:
         llm, request = slot.llm, job.request
         result = GenerationResult("length", len(job.prompt_tokens), 0, dropped_messages=job.dropped)
-        if cancel.is_set():  # the consumer left while we waited for the executor
+        started = perf_counter()
+        # Checked before any work too: the consumer may have left while we waited for the executor.
+        if cancel.is_set() or not _evaluate_prompt(llm, job.prompt_tokens, cancel):
             result.cancelled = True
             return result
         llm.set_seed(request.seed if request.seed is not None else self._rng.getrandbits(31))
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         is_end = self._llama_cpp.llama_vocab_is_eog
         text, sent, cut_at_stop = "", 0, False
-        started = perf_counter()
         tokens = llm.generate(
             job.prompt_tokens,
             temp=request.temperature,
@@ -404,6 +421,30 @@ class ChatEngine:
             put(text[sent:])
         result.generation_s = perf_counter() - started
         return result
+
+
+def _evaluate_prompt(llm: Any, prompt: list[int], cancel: threading.Event) -> bool:
+    """Evaluate the prompt's uncached part, all but its last chunk, ``PROMPT_CHUNK`` tokens at a
+    time, checking ``cancel`` in between; ``generate`` then finds it in the KV cache and evaluates
+    only the rest. Returns False if cancelled. (llama-cpp's own ``eval`` takes the whole prompt in
+    one uninterruptible call: seconds for a long prompt on a busy CPU.)"""
+    limit = min(int(llm.n_tokens), len(prompt))
+    mismatch = np.flatnonzero(np.asarray(llm.input_ids[:limit]) != np.asarray(prompt[:limit], dtype=np.intc))
+    position = int(mismatch[0]) if mismatch.size else limit  # tokens already in the KV cache
+    if len(prompt) - position <= PROMPT_CHUNK:
+        return True
+    llm.n_tokens = position  # what generate() does on a prefix hit; eval() drops the KV beyond it
+    while len(prompt) - position > PROMPT_CHUNK:
+        if cancel.is_set():
+            return False
+        llm.eval(prompt[position : position + PROMPT_CHUNK])
+        position += PROMPT_CHUNK
+    return not cancel.is_set()
+
+
+def default_threads() -> int:
+    """All cores but one, for the event loop (see the module docstring for the measurements)."""
+    return max(1, (os.cpu_count() or 1) - 1)
 
 
 _ENGINES: dict[tuple[Any, ...], ChatEngine] = {}

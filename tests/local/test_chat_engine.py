@@ -71,9 +71,9 @@ async def test_closing_the_stream_stops_the_worker(engine: ChatEngine) -> None:
 
 async def test_cancelling_the_awaiting_task_stops_the_worker(engine: ChatEngine) -> None:
     cancelled_before = engine.generations_cancelled
-    task = asyncio.create_task(engine.complete(GenerationRequest(LONG_PROMPT, max_tokens=400, temperature=0)))
     tokens_before = engine.tokens_generated
-    await until(lambda: engine.active_generations == 1)
+    task = asyncio.create_task(engine.complete(GenerationRequest(LONG_PROMPT, max_tokens=400, temperature=0)))
+    await until(lambda: engine.tokens_generated > tokens_before)  # the worker is generating
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
