@@ -162,7 +162,10 @@ class ChatEngine:
         return bool(self._slots)
 
     def loadable(self) -> bool:
-        """Cheap check for /readyz: the library is installed and the model file is there."""
+        """Cheap check for /readyz: the library is installed, the model file is there and no load
+        attempt has failed."""
+        if self._load_error is not None:
+            return False
         return self.model_path is not None and self.model_path.is_file() and module_available("llama_cpp")
 
     @property

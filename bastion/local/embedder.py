@@ -72,7 +72,9 @@ class Embedder:
         return self._model is not None
 
     def loadable(self) -> bool:
-        """Cheap check for /readyz: libraries installed and the model folder present."""
+        """Cheap check for /readyz: libraries installed, the model folder present, no failed load."""
+        if self._load_error is not None:
+            return False
         return self.model_dir is not None and module_available("sentence_transformers")
 
     def load(self) -> None:

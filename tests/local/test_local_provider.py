@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bastion.config.settings import DeploymentSettings, LocalModelSettings, TimeoutSettings
-from bastion.errors import InvalidRequest
+from bastion.errors import InvalidRequest, UpstreamUnavailable
 from bastion.providers.base import ChatRequest, Deployment
 from bastion.providers.local import LocalProvider, to_generation_request, to_local_messages
 from tests.local.conftest import LONG_PROMPT, SHORT_PROMPT, needs_embedder, needs_llama
@@ -159,3 +160,20 @@ def test_request_parameters_are_translated_and_checked() -> None:
         with pytest.raises(InvalidRequest) as rejected:
             to_generation_request({"messages": SHORT_PROMPT, **bad})
         assert rejected.value.param == param
+
+
+async def test_missing_model_is_a_503_naming_the_extra(tmp_path: Path) -> None:
+    from bastion.local.chat_engine import ChatEngine, GenerationRequest
+    from bastion.local.embedder import Embedder
+
+    engine = ChatEngine(tmp_path / "absent.gguf")
+    assert not engine.loadable()
+    with pytest.raises(UpstreamUnavailable) as missing:
+        await engine.complete(GenerationRequest(SHORT_PROMPT))
+    assert missing.value.status == 503 and "pip install 'bastion[local]'" in missing.value.message
+    assert not missing.value.retryable
+
+    embedder = Embedder(None)
+    assert not embedder.loadable()
+    with pytest.raises(UpstreamUnavailable, match=r"bastion\[local\]"):
+        await embedder.embed(["hello"])
