@@ -26,6 +26,7 @@ from bastion.guard.injection_rules import (
     ENGLISH_RULES,
     ESCAPED_NEWLINES_RE,
     OBFUSCATION,
+    SEPARATOR_LINES_RE,
     InjectionRule,
 )
 from bastion.guard.injection_rules_intl import CJK_RULES, GERMAN_RULES, OTHER_RULES, ROMANCE_RULES
@@ -183,7 +184,11 @@ class InjectionDetector:
         view = build_view(text)
         words = _words(view.view)
         self._match_rules(view, words, result)
-        if ("\\" in text or "\n\n\n\n\n\n\n\n" in text or "---" in text) and ESCAPED_NEWLINES_RE.search(text):
+        if (
+            ("\\" in text and ESCAPED_NEWLINES_RE.search(text))
+            or "\n\n\n\n\n\n\n\n" in text
+            or ("---" in text and SEPARATOR_LINES_RE.search(text))
+        ):
             self._bump(result, DELIMITER, 0.5)
             result.findings.append(Finding("escaped_newlines", 0, len(text), 0.5))
         if not text.isascii():

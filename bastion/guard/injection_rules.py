@@ -397,5 +397,7 @@ DELIMITER_RULES: tuple[InjectionRule, ...] = (
                    r"</(?:system|instructions?|context|document|prompt)>"),
 )  # fmt: skip
 
-# Escaped newlines ("\n\n\n") or long blank runs used to push the real prompt out of view.
-ESCAPED_NEWLINES_RE = re.compile(r"(?:\\\s?n\s*){3,}|\n{8,}|(?:\s*-{3,}\s*\n){3,}")
+# Escaped newlines ("\n\n\n") or separator lines used to push the real prompt out of view. Each
+# pattern starts with a literal character so the regex engine can skip to it.
+ESCAPED_NEWLINES_RE = re.compile(r"(?:\\ ?n\s*){3,}")
+SEPARATOR_LINES_RE = re.compile(r"(?:-{3,}[ \t]*\n\s*){3,}")

@@ -271,7 +271,7 @@ class PiiDetector:
         if "CRYPTO" in entities and ("bc1" in lowered or max(map(len, text.split()), default=0) >= 26):
             found.extend(_crypto(text))
         if ("US_DRIVER_LICENSE" in entities or "US_PASSPORT" in entities) and (
-            "licen" in lowered or "dl" in lowered or "passport" in lowered
+            "licen" in lowered or " dl" in lowered or "passport" in lowered
         ):
             found.extend(f for f in pii_context.licences(text) if f.type in entities)
         if "AGE" in entities and pii_context.AGE_HINT_RE.search(lowered):

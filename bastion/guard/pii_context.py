@@ -28,6 +28,7 @@ _NANP_RE = re.compile(
 )
 _GROUP_SPLIT_RE = re.compile(r"[\s.()-]+")
 _SSN_SHAPE_RE = re.compile(r"[0-9]{3}-[0-9]{2}-[0-9]{4}")
+_DROP_SEPARATORS = str.maketrans("", "", " ()./:+-")
 # Words that name a phone number, followed by up to 20 non-digit characters ("Phone:\n", "call me on").
 _PHONE_CONTEXT_BEFORE_RE = re.compile(
     r"(?:phone|tel|telephone|mobile|cell|fax|call|calling|sms|whatsapp|dial|hotline|landline|telefon|handy"
@@ -44,6 +45,8 @@ _NOT_A_PHONE_CONTEXT_RE = re.compile(
 
 def phones(text: str) -> Iterable[Finding]:
     for cluster in CLUSTER_RE.finditer(text):
+        if len(cluster.group().translate(_DROP_SEPARATORS)) < 7:
+            continue  # a phone number has at least seven digits
         start = cluster.start()
         if start > 0 and text[start - 1] in "+(":
             start -= 1
@@ -72,16 +75,16 @@ def phones(text: str) -> Iterable[Finding]:
 
 
 def _phone_score(text: str, start: int, end: int, main: str, digits: int) -> float:
+    international = (main.startswith("+") or (main.startswith("00") and main[2:3] not in ("0", ""))) and digits >= 8
+    if international or _NANP_RE.fullmatch(main):
+        return 0.9  # unambiguous formats need no context
     before = text[max(0, start - 32) : start]
     context = bool(_PHONE_CONTEXT_BEFORE_RE.search(before)) or bool(_PHONE_CONTEXT_AFTER_RE.match(text, end))
     if context and _NOT_A_PHONE_CONTEXT_RE.search(before):
         context = False  # "order number 12345678" is not a phone number
-    groups = [g for g in _GROUP_SPLIT_RE.split(main.strip("+() ")) if g]
     if _SSN_SHAPE_RE.fullmatch(main):
         return 0.8 if context else 0.0  # the 3-2-4 shape of a US social security number
-    international = (main.startswith("+") or (main.startswith("00") and main[2:3] not in ("0", ""))) and digits >= 8
-    if international or _NANP_RE.fullmatch(main):
-        return 0.95 if context else 0.85
+    groups = [g for g in _GROUP_SPLIT_RE.split(main.strip("+() ")) if g]
     if context and (len(groups) >= 2 or digits >= 8):
         return 0.8
     # National formats with a trunk zero and three or more groups: "0490 75 40 81", "03.93.92.16.85".
@@ -98,18 +101,19 @@ _MONTHS = (
     r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?"
     r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
 )
-_MONTH_WORDS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-# Digit-first date forms share their first digit so the regex engine can skip to digits.
+# Digit-first date forms share their first digit so the regex engine can skip to digits. Matched on
+# lower-cased text.
 _DIGIT_DATE_RE = re.compile(
     r"[0-9](?:"
     r"(?P<iso>[0-9]{3}-[0-9]{2}-[0-9]{2}"
-    r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?)?)"
+    r"(?:[t ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?(?:z|[+-][0-9]{2}:?[0-9]{2})?)?)"
     r"|(?P<num>[0-9]?[/.-][0-9]{1,2}[/.-](?:[0-9]{4}|[0-9]{2}))"
     rf"|(?P<dmy>[0-9]?(?:st|nd|rd|th)?\.?\s+(?:of\s+)?{_MONTHS}\.?,?\s+[0-9]{{4}})"
-    r")(?![\w:/-]|\.[0-9])",
-    re.I,
+    r")(?![\w:/-]|\.[0-9])"
 )
-_MONTH_DATE_RE = re.compile(rf"{_MONTHS}\.?\s+[0-9]{{1,2}}(?:st|nd|rd|th)?,?\s+[0-9]{{4}}(?![\w:/-])", re.I)
+# "March 3, 1985": found from its digits, then the month is looked for just before them.
+_DAY_YEAR_RE = re.compile(r"[0-9]{1,2}(?:st|nd|rd|th)?,?\s+[0-9]{4}(?![\w:/-])")
+_MONTH_BEFORE_RE = re.compile(rf"\b{_MONTHS}\.?\s+$")
 # Looser date mentions, reported only when every date is wanted: weekdays and "in 1977" style years.
 _LOOSE_DATE_RE = re.compile(
     r"\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b"
@@ -136,21 +140,25 @@ def _numeric_date_valid(value: str, iso: bool) -> bool:
 
 def dates(text: str, *, all_dates: bool) -> Iterable[Finding]:
     """Explicit dates: score 0.95 with birth context, 0.6 when every date is wanted, else 0.3."""
-    matches: list[re.Match[str]] = list(_DIGIT_DATE_RE.finditer(text))
     lowered = text.lower()
-    if any(month in lowered for month in _MONTH_WORDS):
-        matches.extend(_MONTH_DATE_RE.finditer(text))
-    for match in matches:
-        start = match.start()
+    if len(lowered) != len(text):
+        lowered = text  # a character whose lower case is longer: keep offsets, lose case folding
+    spans: list[tuple[int, int, str | None]] = [
+        (m.start(), m.end(), m.lastgroup) for m in _DIGIT_DATE_RE.finditer(lowered)
+    ]
+    for match in _DAY_YEAR_RE.finditer(lowered):
+        month = _MONTH_BEFORE_RE.search(lowered, max(0, match.start() - 12), match.start())
+        if month is not None:
+            spans.append((month.start(), match.end(), "mdy"))
+    for start, end, kind in spans:
         if start > 0 and (text[start - 1].isalnum() or text[start - 1] in "._:/-"):
             continue
-        kind = match.lastgroup
-        if kind in ("iso", "num") and not _numeric_date_valid(match.group(), kind == "iso"):
+        if kind in ("iso", "num") and not _numeric_date_valid(text[start:end], kind == "iso"):
             continue
         if DOB_CONTEXT_RE.search(text, max(0, start - 40), start):
-            yield Finding("DATE_TIME", start, match.end(), 0.95)
+            yield Finding("DATE_TIME", start, end, 0.95)
         else:
-            yield Finding("DATE_TIME", start, match.end(), 0.6 if all_dates else 0.3)
+            yield Finding("DATE_TIME", start, end, 0.6 if all_dates else 0.3)
 
 
 def loose_dates(text: str) -> Iterable[Finding]:

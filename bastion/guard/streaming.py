@@ -72,6 +72,7 @@ class StreamingOutputGuard:
         self._vocabulary = fingerprint.vocabulary
         self._vocabulary_run = 0  # how many of the latest words are prompt words
         self._recent_words: list[str] = []  # the last n-1 checked words
+        self._last_words_patterns: dict[int, re.Pattern[str]] = {}
         self._carry = ""  # raw partial word at the end of the stream
         self._carry_start = 0
         # Redaction state.
@@ -247,13 +248,18 @@ class StreamingOutputGuard:
     def _shingle_hold(self, pending: str) -> int:
         """Start of the last n-1 complete words plus the word in progress: a later word could still
         complete a leaking shingle with them."""
-        if pending.isascii():
-            starts = [m.start() for m in _ASCII_WORD_RE.finditer(pending.lower())]
-        else:
-            starts = [start for _, start, _ in words_with_spans(pending)]
         keep = self._ngram - 1 + (1 if self._carry else 0)
         if keep <= 0:
             return len(pending)
+        if pending.isascii():
+            # Match the last ``keep`` words from the end, on the reversed text: one anchored match.
+            pattern = self._last_words_patterns.get(keep)
+            if pattern is None:
+                pattern = re.compile(rf"[^a-z0-9]*(?:[a-z0-9]+[^a-z0-9]+){{{keep - 1}}}[a-z0-9]+")
+                self._last_words_patterns[keep] = pattern
+            match = pattern.match(pending[::-1].lower())
+            return len(pending) - match.end() if match else 0
+        starts = [start for _, start, _ in words_with_spans(pending)]
         return starts[-keep] if len(starts) >= keep else 0
 
     def _canary_prefix_start(self) -> int:
