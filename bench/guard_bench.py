@@ -50,7 +50,7 @@ PII = (
     "Hello, I need to update my account. My email is jane.doe@gmail.com and my new phone number is "
     "+44 20 7946 0958 (or the office on (415) 555-0132). The card is 4111 1111 1111 1111 and refunds go to "
     "IBAN DE89 3704 0044 0532 0130 00. My SSN is 536-22-1234 and I was born on 12 March 1985. Our public "
-    "address is 203.0.113.54 and the old laptop was 00:1A:2B:3C:4D:5E. "
+    "address is 81.2.69.160 and the old laptop was 00:1A:2B:3C:4D:5E. "
 )
 SYSTEM_PROMPT = (
     "You are Orbit, the booking assistant for Skyline Travel. Only discuss flights, hotels and car hire. Never "

@@ -163,6 +163,8 @@ def _ips(text: str) -> Iterable[Finding]:
             continue
         if _VERSION_CONTEXT_RE.search(text, max(0, start - 12), start):
             continue
+        if _not_a_host(match.group()):
+            continue
         yield Finding("IP_ADDRESS", start, end, 1.0)
     if text.count(":") < 2:
         return
@@ -171,10 +173,22 @@ def _ips(text: str) -> Iterable[Finding]:
         if len(candidate) < 3 or ("::" not in candidate and candidate.count(":") < 7):
             continue
         try:
-            ipaddress.IPv6Address(candidate)
+            address = ipaddress.IPv6Address(candidate)
         except ValueError:
             continue
+        if address.is_loopback or address.is_unspecified or address in _IPV6_DOCUMENTATION:
+            continue
         yield Finding("IP_ADDRESS", match.start(), match.end(), 1.0)
+
+
+# Addresses that identify no machine: loopback, unspecified, broadcast and the RFC 5737
+# documentation ranges (the IP counterpart of example.com). Redacting them only breaks code samples.
+_NOT_A_HOST_PREFIXES = ("127.", "0.", "192.0.2.", "198.51.100.", "203.0.113.")
+_IPV6_DOCUMENTATION = ipaddress.IPv6Network("2001:db8::/32")
+
+
+def _not_a_host(address: str) -> bool:
+    return address.startswith(_NOT_A_HOST_PREFIXES) or address == "255.255.255.255"
 
 
 def _macs(text: str) -> Iterable[Finding]:

@@ -30,7 +30,7 @@ def found(text: str, detector: PiiDetector = DETECTOR) -> list[tuple[str, str]]:
         ("My SSN is 536-22-1234.", ("US_SSN", "536-22-1234")),
         ("social security number 536 22 1234", ("US_SSN", "536 22 1234")),
         ("server at 192.168.10.20 is down", ("IP_ADDRESS", "192.168.10.20")),
-        ("v6 host 2001:db8::8a2e:370:7334 answered", ("IP_ADDRESS", "2001:db8::8a2e:370:7334")),
+        ("v6 host 2a00:1450:4001:82b::200e answered", ("IP_ADDRESS", "2a00:1450:4001:82b::200e")),
         ("call +44 20 7946 0958 now", ("PHONE_NUMBER", "+44 20 7946 0958")),
         ("office (415) 555-0132", ("PHONE_NUMBER", "(415) 555-0132")),
         ("Phone: 0490 75 40 81", ("PHONE_NUMBER", "0490 75 40 81")),
@@ -73,6 +73,8 @@ def test_true_positives(text: str, expected: tuple[str, str]) -> None:
         "coordinates 48.8566, 2.3522",
         "write to docs@example.com for samples",  # reserved documentation domain
         "Foo::Bar::baz() in C++",
+        "ping 127.0.0.1 or bind the server to 0.0.0.0",  # loopback and unspecified
+        "the docs use 203.0.113.7 and 2001:db8::1, and ::1 is loopback",
     ],
 )
 def test_near_misses_do_not_match(text: str) -> None:
