@@ -36,8 +36,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("bastion.sessions")
 
 SERVICE = "sessions"
-#: Most stored messages read to cut a window from (each costs at least a few tokens anyway).
-MAX_WINDOW_MESSAGES = 2000
 _PLAN_CACHE_MAX = 10_000
 
 
@@ -276,7 +274,7 @@ class SessionService:
                 )
             # Last check before the call, so refused messages above take no place in the limits.
             await self.limiter.admit(request_id, row.agent_id, owner_of(principal))
-            recent = await store.recent_messages(session, row.id, min(MAX_WINDOW_MESSAGES, plan.budget // 4 + 1))
+            recent = await store.window_messages(session, row.id, plan.budget - tokens)
         messages = [*fit(recent, plan.budget - tokens), {"role": "user", "content": message}]
         extension: dict[str, Any] = {"prompt_id": row.prompt_id, "version": row.prompt_version}
         if plan.has_template:

@@ -95,15 +95,30 @@ async def expire_stale(session: AsyncSession, now: datetime, idle_s: float) -> i
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-async def recent_messages(session: AsyncSession, pk: str, limit: int) -> list[StoredMessage]:
-    """Up to ``limit`` messages of the session, newest first (the window is cut from these)."""
-    rows = await session.execute(
-        select(SessionMessage.role, SessionMessage.content, SessionMessage.tokens)
-        .where(SessionMessage.session_pk == pk)
-        .order_by(SessionMessage.id.desc())
-        .limit(limit)
-    )
-    return [StoredMessage(role, content, tokens) for role, content, tokens in rows.all()]
+async def window_messages(session: AsyncSession, pk: str, budget: int, page: int = 64) -> list[StoredMessage]:
+    """The newest messages whose tokens add up to at most ``budget``, newest first.
+
+    Read a page at a time from the newest, stopping once the budget is spent: a chat reads about
+    what it sends, however long the session's history has grown.
+    """
+    kept: list[StoredMessage] = []
+    used = 0
+    before: int | None = None
+    while True:
+        query = select(SessionMessage.id, SessionMessage.role, SessionMessage.content, SessionMessage.tokens).where(
+            SessionMessage.session_pk == pk
+        )
+        if before is not None:
+            query = query.where(SessionMessage.id < before)
+        rows = (await session.execute(query.order_by(SessionMessage.id.desc()).limit(page))).all()
+        for message_id, role, content, tokens in rows:
+            if used + tokens > budget:
+                return kept
+            used += tokens
+            kept.append(StoredMessage(role, content, tokens))
+            before = message_id
+        if len(rows) < page:
+            return kept
 
 
 async def history_page(session: AsyncSession, pk: str, after: int | None, limit: int) -> list[SessionMessage]:

@@ -43,7 +43,9 @@ __all__ = [
     "UPSTREAM",
     "MovableClock",
     "SessionsEnv",
+    "create_prompts",
     "eventually",
+    "seed_keys",
     "session_settings",
     "sessions_env",
 ]
@@ -99,7 +101,7 @@ def session_settings(database_url: str, data_dir: Path, fake: FakeUpstream, **ov
     return Settings.model_validate(base)
 
 
-async def _seed(db: Database) -> dict[str, str]:
+async def seed_keys(db: Database) -> dict[str, str]:
     """Keys by name (see the module doc), made directly in the database."""
     keys: dict[str, str] = {}
     async with db.transaction() as session:
@@ -178,7 +180,7 @@ class SessionsEnv:
         return await self.client.get("/api/v1/ai/sessions/active", headers=self.auth(who))
 
 
-async def _prompts(gateway: Gateway, tenant_ids: list[str]) -> None:
+async def create_prompts(gateway: Gateway, tenant_ids: list[str]) -> None:
     vault = vault_for(gateway)
     await vault.start()
     for tenant_id in tenant_ids:
@@ -197,13 +199,13 @@ async def sessions_env(
     database: Database, database_url: str, tmp_path: Path, fake: FakeUpstream, settings_overrides: dict[str, Any]
 ) -> AsyncIterator[SessionsEnv]:
     settings = session_settings(database_url, tmp_path / "data", fake, **settings_overrides)
-    keys = await _seed(database)
+    keys = await seed_keys(database)
     gateway = Gateway.build(settings)
     clock = MovableClock()
     sessions_for(gateway).clock = clock
     app = create_app(settings, gateway)
     await gateway.start()
-    await _prompts(gateway, [keys["acme_id"], keys["globex_id"]])
+    await create_prompts(gateway, [keys["acme_id"], keys["globex_id"]])
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://bastion.test", timeout=30) as client:
         env = SessionsEnv(gateway, client, database, clock, keys)
