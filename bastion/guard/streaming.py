@@ -317,6 +317,13 @@ class StreamingOutputGuard:
             return ""
         to_redact = []
         for finding in chunk_findings:
+            if finding.end <= safe and self._blocks(finding):
+                # A scanner in block mode found something: stop before any of it goes out.
+                self._add(
+                    Finding(finding.type, finding.start + self._offset, finding.end + self._offset, finding.score)
+                )
+                self._blocked = True
+                return ""
             if finding.end <= safe:
                 self._add(
                     Finding(finding.type, finding.start + self._offset, finding.end + self._offset, finding.score)
@@ -332,6 +339,10 @@ class StreamingOutputGuard:
 
     def _redacts(self, finding: Finding) -> bool:
         return self._redact_secrets if _is_secret(finding) else self._redact_pii
+
+    def _blocks(self, finding: Finding) -> bool:
+        mode = self.guard.secrets_mode if _is_secret(finding) else self.guard.pii_mode
+        return mode == "block"
 
     def _entity_findings(self, window: str) -> list[Finding]:
         secrets = self.guard.scan_secrets(window)

@@ -125,3 +125,11 @@ def test_base64_encoded_canary_is_never_released(cuts: list[int]) -> None:
     streaming, released = stream(LEAK_GUARD, text, cuts)
     assert streaming.blocked
     assert encoded not in released
+
+
+def test_block_mode_for_pii_stops_the_stream() -> None:
+    guard = OutputGuard(GuardPolicy(output_pii="block"))
+    streaming, released = stream(guard, "Sure, her card is 4111 1111 1111 1111 and that's it.", [5, 20, 30, 41])
+    assert streaming.blocked and "4111" not in released
+    assert streaming.result.action == "block"
+    assert guard.scan_text("card 4111 1111 1111 1111").blocked
