@@ -142,7 +142,8 @@ _PAST = r"(?:previous|prior|above|earlier|preceding|former|foregoing|old)"
 _REVEAL_VERBS = (
     "show|reveal|print|display|output|repeat|tell|give|list|share|disclose|leak|dump|write out|spell out"
     "|recite|echo|copy|paste|return|provide|expose|type out|read back|summarize|summarise|translate|what is"
-    "|what are|what was|what were|what's|whats|send|post|quote|render|encode"
+    "|what are|what was|what were|what's|whats|send|post|quote|render|encode|revealing|showing|printing"
+    "|leaking|disclosing|dumping|repeating|outputting|sharing|exposing|extracting|extract"
 )
 _PROMPT_OBJECT = (
     r"\W+(?:(?:me|us|back|out|all|the|your|full|complete|entire|whole|exact|original|initial|verbatim|of"
@@ -276,6 +277,10 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
          r"\W+(?:ai|assistant|bot|chatbot|version|mode|model|persona|character|twin|confidant|alter\W+ego"
          r"|language\W+model|gpt|chatgpt|intelligence|computer|machine|entity|robot|personality)\b"),
     rule("jailbreak_word", JAILBREAK, 0.45, "jailbreak|jailbreaking|jailbreaks|pwned|pwn", ""),
+    # Stated intent to subvert the model: weak alone ("how do attackers exploit AI systems?"), but it
+    # adds to any other signal, so it sits in its own category.
+    rule("subversion_intent", PIVOT, 0.4, "exploit|exploiting|hack|hacking|trick|tricking|manipulate|fool|break",
+         r"\W+(?:the\W+|this\W+|an?\W+|your\W+)?(?:ai|llm|language\W+model|chatbot|assistant|ai\W+system)s?\b"),
     rule("broken_free", JAILBREAK, 0.8,
          "broken free|break free|freed from|released from|escaped from|liberated from",
          r"\W+(?:\w+\W+){0,3}(?:confines|restrictions|rules|limitations|shackles|constraints|chains)\b"),
