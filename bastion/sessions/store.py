@@ -7,7 +7,7 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.sessions.limiter import Owner
@@ -95,7 +95,7 @@ async def expire_stale(session: AsyncSession, now: datetime, idle_s: float) -> i
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-async def window_messages(session: AsyncSession, pk: str, budget: int, page: int = 64) -> list[StoredMessage]:
+async def window_messages(session: AsyncSession, pk: str, budget: int, page: int = 128) -> list[StoredMessage]:
     """The newest messages whose tokens add up to at most ``budget``, newest first.
 
     Read a page at a time from the newest, stopping once the budget is spent: a chat reads about
@@ -146,9 +146,18 @@ async def append_exchange(
         .where(AgentSession.id == pk)
         .values(last_activity_at=now, message_count=AgentSession.message_count + len(messages))
     )
-    session.add_all(
-        SessionMessage(
-            session_pk=pk, role=role, content=content, tokens=tokens, interaction_id=interaction_id, created_at=now
-        )
-        for role, content, tokens in messages
+    # A Core insert (no ORM objects to track): the exchange is written, never read back here.
+    await session.execute(
+        insert(SessionMessage),
+        [
+            {
+                "session_pk": pk,
+                "role": role,
+                "content": content,
+                "tokens": tokens,
+                "interaction_id": interaction_id,
+                "created_at": now,
+            }
+            for role, content, tokens in messages
+        ],
     )
