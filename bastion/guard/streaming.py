@@ -33,8 +33,9 @@ from bastion.guard.normalize import alnum_fold
 _CONTEXT_CHARS = 96  # already-released text kept as left context for the detectors
 _PEM_BEGIN = "-----BEGIN"
 _PEM_END = "-----END"
-# Cheap test (on lower-cased text) for "might this contain PII or a secret at all".
-_SENSITIVE_RE = re.compile(r"[0-9@]|://|-----|pass|secret|token|key|bearer|pwd|credential|eyj")
+# Cheap test for "might this contain PII or a secret at all": a digit or "@", or a keyword.
+_DIGIT_OR_AT_RE = re.compile(r"[0-9@]")
+_SENSITIVE_WORDS = ("://", "-----", "pass", "secret", "token", "key", "bearer", "pwd", "credential", "eyj")
 
 
 class StreamingOutputGuard:
@@ -79,6 +80,7 @@ class StreamingOutputGuard:
         self._redact_pii = guard.pii_mode in ("redact", "block")
         self._redact_secrets = guard.secrets_mode in ("redact", "block")
         self._watch_entities = guard.pii_mode != "off" or guard.secrets_mode != "off"
+        self._hint_end = 0  # absolute offset after the last PII/secret hint seen in the stream
 
     # --- public API --------------------------------------------------------------------------
 
@@ -162,6 +164,10 @@ class StreamingOutputGuard:
         """Check the unchecked tail, then release what is safe (``final=None``: check only)."""
         if self._unchecked:
             new_text = self._pending[-self._unchecked :]
+            # Look for a PII/secret hint in the new text (with a little overlap for keywords cut by
+            # the batch boundary) and remember where it was, instead of rescanning the buffer.
+            if self._watch_entities and _has_entity_hint(self._pending[-(self._unchecked + 12) :]):
+                self._hint_end = self._offset + len(self._pending)
             self._unchecked = 0
             if self._leak_on:
                 self._track_canary(new_text)
@@ -293,7 +299,7 @@ class StreamingOutputGuard:
         if safe <= 0:
             return ""
         chunk_findings: list[Finding] = []
-        if self._watch_entities and _may_hold_entities(pending):
+        if self._watch_entities and self._hint_end > self._offset:
             window = self._context + pending
             shift = len(self._context)
             for finding in self._entity_findings(window):
@@ -361,8 +367,11 @@ _PII_TYPES = frozenset(
 )  # fmt: skip
 
 
-def _may_hold_entities(text: str) -> bool:
-    return _SENSITIVE_RE.search(text.lower()) is not None
+def _has_entity_hint(text: str) -> bool:
+    if _DIGIT_OR_AT_RE.search(text) is not None:
+        return True
+    lowered = text.lower()
+    return any(word in lowered for word in _SENSITIVE_WORDS)
 
 
 def _is_secret(finding: Finding) -> bool:
