@@ -124,7 +124,7 @@ class LimitsService:
         if headers:
             response_headers = ctx.annotations.get("response_headers")
             if response_headers is None:
-                ctx.annotations["response_headers"] = dict(headers)
+                ctx.annotations["response_headers"] = headers  # shared with the ticket: no copy
             else:
                 response_headers.update(headers)
 
