@@ -124,3 +124,19 @@ async def test_two_processes_serve_one_session_and_share_the_cap_and_limits(
         )
         statuses = sorted(response.status_code for response in chats)
         assert statuses == [200] * 10 + [429] * 5, [r.text for r in chats if r.status_code not in (200, 429)]
+
+        # A stream whose client goes away cancels the upstream call and stores nothing.
+        fake.script(UPSTREAM, ["slow_stream"])
+        before = len((await http.get(a + f"/api/v1/ai/sessions/{agent_id}/history", headers=ann)).json()["data"])
+        body = {"agent_id": agent_id, "message": "tell me a long story"}
+        async with http.stream("POST", b + "/api/v1/ai/chat/stream", json=body, headers=ann) as response:
+            assert response.status_code == 200
+            async for line in response.aiter_lines():
+                if line.startswith("event: delta"):
+                    break  # and leave: the connection closes
+        deadline = asyncio.get_running_loop().time() + 10
+        while not fake.disconnects(UPSTREAM) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)  # bounded polling for the upstream to see the cancellation
+        assert fake.disconnects(UPSTREAM), cluster.log_tails()
+        after = (await http.get(a + f"/api/v1/ai/sessions/{agent_id}/history", headers=ann)).json()["data"]
+        assert len(after) == before
