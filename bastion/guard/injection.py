@@ -162,7 +162,10 @@ class InjectionDetector:
             group = _HeadGroup(
                 pattern,
                 {f"h{i}": entry_rule for i, (entry_rule, _, _) in enumerate(entries)},
-                tuple(dict.fromkeys(words for _, _, words in entries)),
+                # Empty when some head is the trigger word alone: the group then always runs.
+                ()
+                if any(len(words) <= 1 for _, _, words in entries)
+                else tuple(dict.fromkeys(w for _, _, w in entries)),
             )
             self._by_word.setdefault(trigger, []).append(group)
         self._trigger_words = frozenset(self._by_word)
@@ -209,7 +212,7 @@ class InjectionDetector:
         best: dict[str, tuple[InjectionRule, float, int, int]] = {}
         for word in words & self._trigger_words:
             for group in self._by_word[word]:
-                if not any(head <= words for head in group.head_words):
+                if group.head_words and not any(head <= words for head in group.head_words):
                     continue
                 for match in group.pattern.finditer(folded):
                     start = match.start()
