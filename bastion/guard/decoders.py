@@ -35,6 +35,7 @@ class Payload:
     text: str
 
 
+_LETTERS_RE = re.compile(r"[^\W\d_]+")
 _B64_RUN_RE = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
 _HEX_ESCAPED_RE = re.compile(r"(?:\\x[0-9a-fA-F]{2}){6,}|(?:0x[0-9a-fA-F]{2}[\s,]*){6,}")
 _HEX_SPACED_RE = re.compile(r"[0-9a-fA-F]{2}(?:[ :,-][0-9a-fA-F]{2}){7,}")
@@ -78,9 +79,13 @@ def _printable_text(raw: bytes) -> str | None:
         return None
     if len(text) < 6:
         return None
-    printable = sum(ch.isprintable() or ch in "\n\t\r" for ch in text)
-    letters = sum(ch.isalpha() for ch in text)
-    if printable < 0.95 * len(text) or letters < 0.5 * len(text.replace(" ", "")):
+    if not text.isprintable():
+        printable = sum(ch.isprintable() or ch in "\n\t\r" for ch in text)
+        if printable < 0.95 * len(text):
+            return None
+    compact = text.replace(" ", "")
+    letters = len(compact) - len(_LETTERS_RE.sub("", compact))
+    if letters < 0.5 * len(compact):
         return None
     return text
 
@@ -121,7 +126,7 @@ def find_payloads(original: str, view: str, hints: PayloadHints) -> list[Payload
         if len(payloads) >= MAX_PAYLOADS:
             break
         run = match.group()[:MAX_PAYLOAD_CHARS]
-        is_hex = len(run) % 2 == 0 and all(ch in "0123456789abcdefABCDEF" for ch in run)
+        is_hex = len(run) % 2 == 0 and not run.strip("0123456789abcdefABCDEF")
         decoded = _decode_hex(run) if is_hex else None
         kind = "hex"
         if decoded is None:
