@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/guard_bench.py            # default 2000 iterations per case
     .venv/bin/python bench/guard_bench.py --iterations 5000 --json
+    .venv/bin/python bench/guard_bench.py --repeat 3    # per case, the run with the lowest p95
 
 Cases: input guard on a 2 KB benign prompt, a 2 KB attack prompt and a 2 KB prompt full of PII; output
 guard on 2 KB of output with and without a system-prompt leak; the streaming output guard fed the same
@@ -129,6 +130,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=2000)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="measure every case N times and keep, per case, the run with the lowest wall p95 "
+        "(on a shared machine the tail mostly measures other processes)",
+    )
     args = parser.parse_args()
 
     policy = GuardPolicy()
@@ -148,7 +156,12 @@ def main() -> None:
         "stream 2KB no leak (20-char deltas)": lambda: stream_once(output_guard, clean_output),
         "stream 2KB leak (20-char deltas)": lambda: stream_once(output_guard, leaking_output),
     }
-    results = {name: measure(function, args.iterations) for name, function in cases.items()}
+    results: dict[str, dict[str, float]] = {}
+    for _ in range(max(1, args.repeat)):
+        for name, function in cases.items():
+            numbers = measure(function, args.iterations)
+            if name not in results or numbers["p95_us"] < results[name]["p95_us"]:
+                results[name] = numbers
     context = {
         "python": platform.python_version(),
         "machine": platform.machine(),
@@ -156,13 +169,14 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "calibration_loop_ms": round(calibration_ms(), 1),
         "iterations": args.iterations,
+        "repeat": args.repeat,
         "text_chars": SIZE,
     }
     if args.json:
         print(json.dumps({"context": context, "results": results}, indent=2))
         return
     print(
-        f"guard latency, {args.iterations} iterations per case, Python {context['python']}, "
+        f"guard latency, {args.iterations} iterations per case (best of {args.repeat}), Python {context['python']}, "
         f"load average {context['load_average'][0]:.2f} on {context['cpu_count']} CPUs, "
         f"calibration loop {context['calibration_loop_ms']} ms"
     )
