@@ -36,6 +36,7 @@ _PEM_END = "-----END"
 # Cheap test for "might this contain PII or a secret at all": a digit or "@", or a keyword.
 _DIGIT_OR_AT_RE = re.compile(r"[0-9@]")
 _SENSITIVE_WORDS = ("://", "-----", "pass", "secret", "token", "key", "bearer", "pwd", "credential", "eyj")
+_HINT_REACH = 96
 
 
 class StreamingOutputGuard:
@@ -50,7 +51,6 @@ class StreamingOutputGuard:
         self._unchecked = 0  # characters at the end of ``_pending`` not yet checked
         policy = guard.policy
         fingerprint = guard.fingerprint
-        self._started = time.perf_counter()
         self._elapsed = 0.0
         self._pending = ""  # raw text received but not yet released
         self._offset = 0  # absolute offset of ``_pending`` in the whole stream
@@ -166,8 +166,10 @@ class StreamingOutputGuard:
             new_text = self._pending[-self._unchecked :]
             # Look for a PII/secret hint in the new text (with a little overlap for keywords cut by
             # the batch boundary) and remember where it was, instead of rescanning the buffer.
+            # The hint stays on for the next stretch of text too: "api_key =" may end one batch and
+            # its value start the next.
             if self._watch_entities and _has_entity_hint(self._pending[-(self._unchecked + 12) :]):
-                self._hint_end = self._offset + len(self._pending)
+                self._hint_end = self._offset + len(self._pending) + _HINT_REACH
             self._unchecked = 0
             if self._leak_on:
                 self._track_canary(new_text)
@@ -368,7 +370,7 @@ _PII_TYPES = frozenset(
 
 
 def _has_entity_hint(text: str) -> bool:
-    if _DIGIT_OR_AT_RE.search(text) is not None:
+    if _DIGIT_OR_AT_RE.search(text) is not None or _LONG_RUN_RE.search(text) is not None:
         return True
     lowered = text.lower()
     return any(word in lowered for word in _SENSITIVE_WORDS)

@@ -133,3 +133,13 @@ def test_block_mode_for_pii_stops_the_stream() -> None:
     assert streaming.blocked and "4111" not in released
     assert streaming.result.action == "block"
     assert guard.scan_text("card 4111 1111 1111 1111").blocked
+
+
+@settings(max_examples=60, deadline=None)
+@given(cuts=cut_lists(90))
+def test_secret_value_without_digits_split_from_its_key(cuts: list[int]) -> None:
+    text = 'config: api_key = "AbCdEfGhIjKlMnOpQrStUvWxYz" and the rest of the answer follows here.'
+    guard = OutputGuard(GuardPolicy())
+    _, released = stream(guard, text, cuts)
+    assert "AbCdEfGh" not in released
+    assert released == guard.scan_text(text).text
