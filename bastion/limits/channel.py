@@ -8,8 +8,9 @@ parsed by hiredis as bytes arrive and handed to the waiting futures in order (Re
 connection's commands in order). A few µs per call, one connection however many requests are in
 flight.
 
-Failure handling: a connect or reply that takes longer than ``timeout_s`` aborts the connection;
-a lost connection fails every call in flight with ``ConnectionError``. The next call reconnects.
+Failure handling: a connect that takes longer than ``timeout_s``, or a connection that owes
+replies and sends none for ``timeout_s`` (checked every ``timeout_s``), is aborted; a lost
+connection fails every call in flight with ``ConnectionError``. The next call reconnects.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -25,6 +26,7 @@ import hiredis
 from redis.exceptions import NoScriptError, ResponseError
 
 Command = Sequence[Any]
+OrphanHook = Callable[[Any], None]
 
 
 def _reply_error(error: hiredis.ReplyError) -> ResponseError:
@@ -38,8 +40,12 @@ class _Pipe(asyncio.Protocol):
     def __init__(self, channel: RedisChannel) -> None:
         self.channel = channel
         self.reader = hiredis.Reader()
-        self.waiting: deque[asyncio.Future[Any]] = deque()
+        #: (future, hook called with the reply if the future was cancelled meanwhile), in send order.
+        self.waiting: deque[tuple[asyncio.Future[Any], OrphanHook | None]] = deque()
         self.transport: asyncio.Transport | None = None
+        #: Commands written and replies read on this connection (the timeout compares them).
+        self.sent = 0
+        self.answered = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have the same methods.
@@ -60,8 +66,11 @@ class _Pipe(asyncio.Protocol):
             if not waiting:  # a reply nobody asked for: the stream is out of step, drop it
                 self.abort(ConnectionError("unexpected reply from Redis"))
                 return
-            future = waiting.popleft()
-            if future.done():
+            future, orphan = waiting.popleft()
+            self.answered += 1
+            if future.done():  # the caller went away; the command ran all the same
+                if orphan is not None and not isinstance(reply, hiredis.ReplyError):
+                    orphan(reply)
                 continue
             if isinstance(reply, hiredis.ReplyError):
                 future.set_exception(_reply_error(reply))
@@ -74,7 +83,7 @@ class _Pipe(asyncio.Protocol):
 
     def fail(self, error: BaseException) -> None:
         while self.waiting:
-            future = self.waiting.popleft()
+            future, _orphan = self.waiting.popleft()
             if not future.done():
                 future.set_exception(error)
 
@@ -104,7 +113,7 @@ class RedisChannel:
         self._connecting: asyncio.Task[None] | None = None
         #: Packed commands and their futures not yet written (the current loop iteration's batch).
         self._buffer: list[bytes] = []
-        self._buffered: list[asyncio.Future[Any]] = []
+        self._buffered: list[tuple[asyncio.Future[Any], OrphanHook | None]] = []
         self._scheduled = False
         self._closed = False
         #: Writes to Redis (each one network round trip for its batch), for the benchmark.
@@ -135,17 +144,27 @@ class RedisChannel:
 
     # -- calls ------------------------------------------------------------------------------------
 
-    def submit(self, command: Command) -> asyncio.Future[Any]:
-        """Queue ``command``; the future gets its reply (bytes, int, list) or its error."""
+    def submit(
+        self, command: Command, *, urgent: bool = False, on_orphan: OrphanHook | None = None
+    ) -> asyncio.Future[Any]:
+        """Queue ``command``; the future gets its reply (bytes, int, list) or its error.
+
+        Commands are written on the next loop iteration, so those submitted in this one share the
+        write. ``urgent`` writes at once (with whatever is queued) when the connection is idle:
+        nothing to batch with, and a loop iteration less of latency. ``on_orphan`` is called with
+        the reply if the future was cancelled before it arrived (the command ran regardless).
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if self._closed:
             future.set_exception(ConnectionError("limiter channel is closed"))
             return future
         self._buffer.append(hiredis.pack_command(tuple(command)))
-        self._buffered.append(future)
-        if not self._scheduled:
-            # Written on the next loop iteration: commands submitted in this one share the write.
+        self._buffered.append((future, on_orphan))
+        pipe = self._pipe
+        if urgent and pipe is not None and not pipe.waiting:
+            self._flush()
+        elif not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
         return future
@@ -168,18 +187,23 @@ class RedisChannel:
                 self._connecting = asyncio.get_running_loop().create_task(self._connect())
             return  # written once connected (or failed if the connection cannot be made)
         payload = b"".join(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
-        futures = self._buffered
+        entries = self._buffered
         self._buffer, self._buffered = [], []
-        pipe.waiting.extend(futures)
+        pipe.waiting.extend(entries)
         pipe.transport.write(payload)
+        pipe.sent += len(entries)
         self.batches += 1
-        # One timer per write: if its last reply has not come in time, the connection is stuck.
-        last = futures[-1]
-        asyncio.get_running_loop().call_later(self.timeout_s, self._check_answered, pipe, last)
 
-    def _check_answered(self, pipe: _Pipe, future: asyncio.Future[Any]) -> None:
-        if not future.done() and pipe is self._pipe:
+    def _watch(self, pipe: _Pipe, sent_before: int, answered_before: int) -> None:
+        """Every ``timeout_s``: if replies were already owed at the last look and none has come
+        since, the connection is stuck (so a reply is late by at most twice the timeout). One
+        timer per connection, not one per write."""
+        if pipe is not self._pipe:
+            return
+        if sent_before > answered_before and pipe.answered == answered_before:
             pipe.abort(TimeoutError(f"Redis did not answer within {self.timeout_s} s"))
+            return
+        asyncio.get_running_loop().call_later(self.timeout_s, self._watch, pipe, pipe.sent, pipe.answered)
 
     # -- connection -------------------------------------------------------------------------------
 
@@ -212,6 +236,7 @@ class RedisChannel:
             self._fail_buffered(ConnectionError("Redis connection closed while connecting"))
             return
         self._pipe = pipe
+        loop.call_later(self.timeout_s, self._watch, pipe, pipe.sent, pipe.answered)
         self._flush()
 
     async def _handshake(self, pipe: _Pipe) -> None:
@@ -224,15 +249,16 @@ class RedisChannel:
             return
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in commands]
-        pipe.waiting.extend(futures)
+        pipe.waiting.extend((future, None) for future in futures)
+        pipe.sent += len(futures)
         assert pipe.transport is not None
         pipe.transport.write(b"".join(hiredis.pack_command(command) for command in commands))
         for future in futures:
             await future  # raises ResponseError on a wrong password or database
 
     def _fail_buffered(self, error: BaseException) -> None:
-        futures, self._buffer, self._buffered = self._buffered, [], []
-        for future in futures:
+        entries, self._buffer, self._buffered = self._buffered, [], []
+        for future, _orphan in entries:
             if not future.done():
                 future.set_exception(error)
 

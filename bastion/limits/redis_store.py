@@ -9,6 +9,7 @@ NOSCRIPT (Redis restarted or flushed its script cache) loads the script and retr
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -90,31 +91,19 @@ class RedisStore:
 
     async def admit(self, admission: Admission) -> Decision:
         command = self._admit_command(admission)
-        reply = await self._call_script(command, ADMIT)
+        release = functools.partial(self._release_orphan, command)
+        try:
+            reply = await self.channel.submit(command, urgent=True, on_orphan=release)
+        except NoScriptError:
+            await self.channel.call("SCRIPT", "LOAD", ADMIT)
+            reply = await self.channel.submit(command, urgent=True, on_orphan=release)
         return self._decision(admission, reply)
 
-    async def _call_script(self, command: list[Any], script: str) -> Any:
-        future = self.channel.submit(command)
-        try:
-            # Shielded: if the caller is cancelled (client gone) after the script ran, the
-            # admission still gets released below instead of holding its reservation.
-            return await asyncio.shield(future)
-        except NoScriptError:
-            await self.channel.call("SCRIPT", "LOAD", script)
-            return await self.channel.call(*command)
-        except asyncio.CancelledError:
-            future.add_done_callback(self._release_orphan(command))
-            raise
-
-    def _release_orphan(self, command: list[Any]) -> Callable[[asyncio.Future[Any]], None]:
-        def release(future: asyncio.Future[Any]) -> None:
-            if future.cancelled() or future.exception() is not None:
-                return
-            reply = future.result()
-            if command[0] == "EVALSHA" and command[1] == ADMIT_SHA and reply and int(reply[0]) == Outcome.ADMITTED:
-                self.settler.put(_settle_from_admit_command(command))
-
-        return release
+    def _release_orphan(self, command: list[Any], reply: Any) -> None:
+        """The caller was cancelled (client gone) but the script ran: if it admitted the request,
+        settle it as unused, so its reservation and token estimate do not linger."""
+        if isinstance(reply, list) and reply and int(reply[0]) == Outcome.ADMITTED:
+            self.settler.put(_settle_from_admit_command(command))
 
     def _decision(self, admission: Admission, reply: list[Any]) -> Decision:
         outcome = Outcome(int(reply[0]))
@@ -197,38 +186,53 @@ def _settle_from_admit_command(command: list[Any]) -> list[Any]:
 
 
 class Settler:
-    """Sends settlements in the background, pipelined, retrying while Redis is unreachable.
+    """Applies settlements in the background, retrying while Redis is unreachable.
 
-    A settlement is given up (and counted) only once it is older than a reservation lives: by then
-    Redis has released the reservation by itself, and only the spend and token correction are lost.
+    A settlement is submitted at once (it shares the next write to Redis, usually the next
+    admission's) and checked by a callback: no task or await per settlement. Failed ones go to a
+    retry queue worked by a task with back-off. A settlement is given up (and counted) only once it
+    is older than a reservation lives: by then Redis has released the reservation by itself, and
+    only the spend and token correction are lost.
     """
 
-    def __init__(self, channel: RedisChannel, *, max_age_s: float, max_batch: int = 512) -> None:
+    def __init__(self, channel: RedisChannel, *, max_age_s: float) -> None:
         self.channel = channel
         self.max_age_s = max_age_s
-        self.max_batch = max_batch
-        self._queue: deque[tuple[float, list[Any]]] = deque()
+        self._in_flight = 0
+        self._retry: deque[tuple[float, list[Any]]] = deque()
+        self._need_script = False
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
-        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
-    def put(self, command: list[Any]) -> None:
-        self._queue.append((time.monotonic(), command))
+    def put(self, command: list[Any], queued_at: float | None = None) -> None:
+        self._in_flight += 1
         self._idle.clear()
-        self._wake.set()
+        future = self.channel.submit(command)
+        future.add_done_callback(functools.partial(self._done, queued_at or time.monotonic(), command))
+
+    def _done(self, queued_at: float, command: list[Any], future: asyncio.Future[Any]) -> None:
+        self._in_flight -= 1
+        error = ConnectionError("settlement cancelled") if future.cancelled() else future.exception()
+        if error is not None:
+            if isinstance(error, NoScriptError):
+                self._need_script = True
+            self._retry.append((queued_at, command))
+            self._wake.set()
+        elif not self._in_flight and not self._retry:
+            self._idle.set()
 
     @property
     def pending(self) -> int:
-        return len(self._queue)
+        return self._in_flight + len(self._retry)
 
     async def drain(self, timeout_s: float = 5.0) -> bool:
-        """Wait (bounded) until every queued settlement has been applied; True if it was."""
+        """Wait (bounded) until every settlement has been applied; True if it was."""
         try:
             await asyncio.wait_for(self._idle.wait(), timeout_s)
         except TimeoutError:
@@ -236,10 +240,8 @@ class Settler:
         return True
 
     async def stop(self, timeout_s: float = 5.0) -> None:
-        self._stopping = True
-        self._wake.set()
-        if not await self.drain(timeout_s) and self._queue:
-            log.warning("limits_settlements_unsent", count=len(self._queue))
+        if not await self.drain(timeout_s):
+            log.warning("limits_settlements_unsent", count=self.pending)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -248,43 +250,32 @@ class Settler:
     async def _run(self) -> None:
         backoff = 0.05
         while True:
-            if not self._queue:
-                self._idle.set()
-                await self._wake.wait()
-                self._wake.clear()
-                continue
-            try:
-                failed = await self._send_batch()
-            except Exception:  # never let the settler die: what it holds would be lost
-                log.exception("limits_settler_failed")
-                failed = True
-            if not failed:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._retry:
+                try:
+                    if self._need_script:
+                        # Redis lost its scripts (restart, SCRIPT FLUSH): load, then resend.
+                        await self.channel.call("SCRIPT", "LOAD", SETTLE)
+                        self._need_script = False
+                    else:
+                        # Wait for Redis to answer again (bounded back-off) before resending.
+                        await asyncio.sleep(backoff)
+                        backoff = min(backoff * 2, 2.0)
+                        await self.channel.call("PING")
+                except Exception as exc:
+                    log.warning("limits_settle_retry", pending=len(self._retry), error=f"{type(exc).__name__}: {exc}")
+                    continue
                 backoff = 0.05
-                continue
-            if self._stopping:
-                self._idle.set()  # Redis is down at shut-down: do not hold the exit
-                return
-            # Back off while Redis is unreachable (bounded), then try again.
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
+                self._resend()
+            if not self._in_flight and not self._retry:
+                self._idle.set()
 
-    async def _send_batch(self) -> bool:
-        """Send up to ``max_batch`` settlements; requeue the failed ones. True if any failed."""
-        batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-        replies = await self.channel.call_many([command for _, command in batch])
-        failed = [(item, reply) for item, reply in zip(batch, replies, strict=True) if isinstance(reply, Exception)]
-        if not failed:
-            return False
-        if any(isinstance(reply, NoScriptError) for _, reply in failed):
-            # Redis lost its scripts (restart, SCRIPT FLUSH): requeue first (the load may fail
-            # too), then load and resend at once.
-            self._queue.extendleft(reversed([item for item, _ in failed]))
-            await self.channel.call("SCRIPT", "LOAD", SETTLE)
-            return False
+    def _resend(self) -> None:
         now = time.monotonic()
-        kept = [item for item, _ in failed if now - item[0] < self.max_age_s]
-        if len(kept) < len(failed):
-            SETTLEMENTS_DROPPED.inc(len(failed) - len(kept))
-        self._queue.extendleft(reversed(kept))
-        log.warning("limits_settle_retry", failed=len(failed), error=str(failed[0][1])[:200])
-        return True
+        items, self._retry = self._retry, deque()
+        kept = [(at, command) for at, command in items if now - at < self.max_age_s]
+        if len(kept) < len(items):
+            SETTLEMENTS_DROPPED.inc(len(items) - len(kept))
+        for queued_at, command in kept:
+            self.put(command, queued_at)
