@@ -136,6 +136,15 @@ ensure_litellm() {
 
 ensure_debs
 
+# Two benchmark runs at once would share the same two cores and both measure
+# nonsense: take a machine-wide lock (released when this script exits).
+LOCK_FILE=${TMPDIR:-/tmp}/bastion-gateway-bench.lock
+exec 9>"$LOCK_FILE"
+if ! flock -n 9; then
+  log "another gateway benchmark is running on this machine; waiting for it (at most 15 min)"
+  flock -w 900 9 || { log "it is still running; giving up"; exit 1; }
+fi
+
 # A single-core machine cannot keep load and gateway apart; run anyway, say so.
 if (($(nproc) < 2)); then
   log "WARNING: fewer than 2 CPUs; everything is pinned to CPU 0 and the numbers mix load and gateway"
@@ -192,7 +201,7 @@ renice_group() {
 start_bg() {
   local logfile=$1
   shift
-  setsid "${NICE[@]}" "$@" >"$logfile" 2>&1 </dev/null &
+  setsid "${NICE[@]}" "$@" >"$logfile" 2>&1 </dev/null 9>&- &
   STARTED_PID=$!
   PIDS+=("$STARTED_PID")
   renice_group "$STARTED_PID"
@@ -238,7 +247,7 @@ run_wrk() {
   # In its own session like the servers, so BENCH_NICE reaches it too.
   BENCH_MODE=$mode BENCH_PATH=$path setsid "${NICE[@]}" taskset -c "$LOAD_CPU" \
     wrk -t1 -c"$conns" -d"$dur" --timeout "$WRK_TIMEOUT" "$@" -s "$LUA" "$url" \
-    >"$TMP/wrk.out" 2>&1 </dev/null &
+    >"$TMP/wrk.out" 2>&1 </dev/null 9>&- &
   WRK_PID=$!
   renice_group "$WRK_PID"
   wait "$WRK_PID" || rc=$?
