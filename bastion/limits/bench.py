@@ -140,7 +140,11 @@ def main() -> None:
         results = asyncio.run(run(args.redis, args.requests))
     store = "redis" if args.redis else "memory"
     for name, value in results.items():
-        print(f"{store:6} {name:32} {value:10.1f}")
+        print(
+            f"{store:6} {name:32} {value:10.3f}"
+            if name.endswith("round_trips")
+            else f"{store:6} {name:32} {value:10.1f}"
+        )
 
 
 if __name__ == "__main__":
