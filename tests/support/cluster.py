@@ -48,7 +48,9 @@ class Cluster:
         """Run ``bastion <args> --config <the cluster's config>`` against the shared storage."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
         env.update(self.env)
-        env["BASTION_DATA_DIR"] = str(self.config_path.parent / "cli-data")
+        # The first process's data directory: without Redis, the CLI's access changes reach a
+        # gateway through the auth epoch file there.
+        env["BASTION_DATA_DIR"] = self.processes[0].extra_env["BASTION_DATA_DIR"]
         return subprocess.run(
             [str(BASTION_BIN), *args, "--config", str(self.config_path)],
             capture_output=True,
