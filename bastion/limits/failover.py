@@ -5,7 +5,7 @@ process, not across them) until Redis answers again. ``closed``: requests are re
 Either way the outage is logged once when it starts and once when it ends, and every failed call
 and every admission decided without Redis is counted. After a failure Redis is not asked again for
 ``limits.redis_retry_s`` (so an outage does not add a connect timeout to every request); the
-next admission after that probes it, and redis-py reconnects by itself.
+next admission after that probes it (the channel reconnects by itself).
 """
 
 from __future__ import annotations
