@@ -7,8 +7,8 @@ is what the limits and spend stages read from ``Principal.{tenant,user,key}_sett
     rpm, tpm                                  requests / tokens per minute
     daily_usd, monthly_usd, max_request_usd   budgets in US dollars
 
-A tenant's settings add ``ledger_mode`` (full / redacted / metadata) and ``guard`` (a guard policy
-override, validated against the guard's own model when it is installed).
+Every scope may also carry ``guard`` (a guard policy override, validated against the guard's own
+model when it is installed); a tenant's settings add ``ledger_mode`` (full / redacted / metadata).
 """
 
 from __future__ import annotations
@@ -38,19 +38,8 @@ class LimitSettings(_Strict):
     daily_usd: float | None = Field(None, gt=0)
     monthly_usd: float | None = Field(None, gt=0)
     max_request_usd: float | None = Field(None, gt=0)
-
-
-class KeySettings(LimitSettings):
-    pass
-
-
-class UserSettings(LimitSettings):
-    pass
-
-
-class TenantSettings(LimitSettings):
-    # "redacted-later" is the issue's name for "redacted" (content kept, redacted off the request path).
-    ledger_mode: Literal["full", "redacted", "redacted-later", "metadata"] | None = None
+    # A guard policy override at every scope (tenant <- user <- key, later wins field by field; see
+    # bastion/guard/policy_resolution.py), validated against the guard's own model.
     guard: dict[str, Any] | None = None
 
     @field_validator("guard")
@@ -64,6 +53,19 @@ class TenantSettings(LimitSettings):
             return value
         GuardPolicy.model_validate(value)
         return value
+
+
+class KeySettings(LimitSettings):
+    pass
+
+
+class UserSettings(LimitSettings):
+    pass
+
+
+class TenantSettings(LimitSettings):
+    # "redacted-later" is the issue's name for "redacted" (content kept, redacted off the request path).
+    ledger_mode: Literal["full", "redacted", "redacted-later", "metadata"] | None = None
 
 
 class TenantCreate(_Strict):

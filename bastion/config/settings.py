@@ -7,7 +7,7 @@ Defaults here are the product's defaults (most come from the seed documents); a 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -221,6 +221,29 @@ class SessionSettings(Strict):
     )
 
 
+class GuardSettings(Strict):
+    """The guard on the request path (``bastion/gateway/stages/guard_in.py`` / ``guard_out.py``, docs/GUARD.md).
+
+    ``policy`` is the default ``GuardPolicy`` (fields such as ``pii``, ``secrets``, ``injection``,
+    ``invisible``, ``leak``: off | flag | redact | block); tenant, user, key and prompt settings
+    override it field by field."""
+
+    enabled: bool = Field(True, description="Scan requests and answers; off: neither stage does anything.")
+    policy: dict[str, Any] = Field(default_factory=dict, description="Default policy; unset fields keep the guard's.")
+    canary_for_client_prompts: bool = Field(
+        False, description="Plant a canary in client-supplied system prompts too (vault prompts always get one)."
+    )
+
+    @field_validator("policy")
+    @classmethod
+    def _valid_policy(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Checked at start-up, so a typo in a mode fails loudly instead of weakening the guard.
+        from bastion.guard.policy import GuardPolicy
+
+        GuardPolicy.model_validate(value)
+        return value
+
+
 class LoggingSettings(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     json_logs: bool = Field(True, alias="json")
@@ -245,6 +268,7 @@ class Settings(Strict):
     pricing: dict[str, PriceSettings] = Field(default_factory=dict, description="Overrides of the price table.")
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     sessions: SessionSettings = Field(default_factory=SessionSettings)  # agent sessions (bastion/sessions)
+    guard: GuardSettings = Field(default_factory=GuardSettings)  # the guard stages (docs/GUARD.md)
 
     @field_validator("models")
     @classmethod

@@ -24,6 +24,8 @@ def default_stages(gateway: Gateway) -> list[Stage]:
     ``on_response``/``on_stream``/``on_complete`` bottom to top."""
     from bastion.gateway.stages.auth import AuthStage
     from bastion.gateway.stages.cost import CostStage
+    from bastion.gateway.stages.guard_in import GuardInStage
+    from bastion.gateway.stages.guard_out import GuardOutStage
     from bastion.gateway.stages.ledger import LedgerStage
     from bastion.gateway.stages.limits import LimitsStage
     from bastion.gateway.stages.metrics import MetricsStage
@@ -38,9 +40,15 @@ def default_stages(gateway: Gateway) -> list[Stage]:
         # Vault prompt reference -> real upstream messages; before limits, so budgets and token
         # limits estimate the prompt actually sent.
         PromptStage(gateway),
+        # Scans the request (policy from tenant/user/key/prompt, so after auth and prompt) before
+        # limits and routing: a blocked request costs no budget and no upstream call.
+        GuardInStage(gateway),
         LimitsStage(gateway),  # admits rate limits and budgets; settles with the real cost
         CostStage(gateway),  # prices the usage (completes before limits settle)
         UsageStage(),  # token counts and answer text, from the provider or our tokenizer
+        # Listed after usage so it sees the answer first (and wraps the stream innermost): usage, the
+        # ledger and sessions only ever see what the output guard let through.
+        GuardOutStage(gateway),
         # No per-request work: runs the session service (limiter connection, expiry sweep) with the gateway.
         SessionStage(gateway),
     ]

@@ -103,5 +103,14 @@ LEDGER_OVERFLOWS = Counter(
 )
 
 
+# -- guard (bastion.gateway.stages.guard_in / guard_out) ------------------------------------------
+GUARD_VERDICTS = Counter(
+    "bastion_guard_verdicts",
+    "Guard scanner verdicts, by direction (input/output), scanner and action (allow, flag, redact, block).",
+    ("direction", "scanner", "action"),
+    registry=REGISTRY,
+)
+
+
 def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

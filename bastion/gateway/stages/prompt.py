@@ -145,6 +145,9 @@ class PromptStage(Stage):
         ctx.annotations["prompt"] = {"id": prompt_id, "version": resolved.version, "label": label}
         ctx.annotations["prompt_id"] = prompt_id
         ctx.annotations["prompt_version"] = resolved.version
+        guard_policy = resolved.metadata.get("guard")
+        if guard_policy:  # the version's own guard policy, the most specific layer (guard_in reads it)
+            ctx.annotations["prompt_guard"] = guard_policy
 
     @staticmethod
     def _reference(model: str | None, extension: dict[str, Any]) -> tuple[str, str | None, int | None, str]:
