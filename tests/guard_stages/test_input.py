@@ -31,7 +31,9 @@ async def test_pii_and_secrets_are_redacted_before_the_upstream_and_in_the_ledge
 
     [received] = guard_fake.requests(UPSTREAM)
     [sent] = user_texts(received.body)
-    assert sent == "My email is [EMAIL_ADDRESS], my card [CREDIT_CARD] and the key [AWS_ACCESS_KEY_ID]; please summarise."
+    assert (
+        sent == "My email is [EMAIL_ADDRESS], my card [CREDIT_CARD] and the key [AWS_ACCESS_KEY_ID]; please summarise."
+    )
 
     row = await guard_env.interaction(caller, response.headers["x-request-id"])
     assert row["flagged"] is True
