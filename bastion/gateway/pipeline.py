@@ -90,7 +90,8 @@ class Pipeline:
             for stage in self.stages:
                 entered += 1
                 await stage.on_request(ctx)
-            result = await self.router.embed(inputs, ctx.model, ctx.request_id, ctx.trace)
+            dimensions = ctx.body.get("dimensions")
+            result = await self.router.embed(inputs, ctx.model, ctx.request_id, ctx.trace, dimensions)
             ctx.usage = result.usage
         except BaseException as exc:
             self._note_failure(ctx, exc)

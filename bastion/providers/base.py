@@ -120,7 +120,8 @@ class Provider(abc.ABC):
     def stream_chat(self, request: ChatRequest) -> ChunkStream:
         """Return an async iterator of chunks. Nothing is sent upstream until it is first awaited."""
 
-    async def embed(self, inputs: list[str], request_id: str) -> EmbeddingResponse:
+    async def embed(self, inputs: list[str], request_id: str, dimensions: int | None = None) -> EmbeddingResponse:
+        """Embed ``inputs``; ``dimensions`` asks for shortened vectors where the model supports it."""
         from bastion.errors import InvalidRequest
 
         raise InvalidRequest(f"model {self.deployment.alias!r} does not support embeddings", param="model")

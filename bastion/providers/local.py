@@ -24,7 +24,7 @@ import structlog
 from bastion.config.settings import LocalModelSettings
 from bastion.errors import InvalidRequest
 from bastion.local.chat_engine import ChatEngine, GenerationRequest, GenerationResult, get_chat_engine
-from bastion.local.embedder import Embedder, get_embedder
+from bastion.local.embedder import DIMENSIONS, Embedder, get_embedder
 from bastion.providers.base import (
     ChatRequest,
     ChatResponse,
@@ -164,9 +164,15 @@ class LocalProvider(Provider):
 
     # -- embeddings -------------------------------------------------------------------------------
 
-    async def embed(self, inputs: list[str], request_id: str) -> EmbeddingResponse:
+    async def embed(self, inputs: list[str], request_id: str, dimensions: int | None = None) -> EmbeddingResponse:
         if self.embedder is None:
             raise InvalidRequest(f"model {self.deployment.alias!r} does not support embeddings", param="model")
+        if dimensions is not None and dimensions != DIMENSIONS:
+            # MiniLM was not trained for truncated (Matryoshka) vectors: refuse rather than degrade silently.
+            raise InvalidRequest(
+                f"model {self.deployment.alias!r} only produces {DIMENSIONS}-dimensional embeddings",
+                param="dimensions",
+            )
         vectors, tokens = await self.embedder.embed(inputs)
         return EmbeddingResponse(vectors=vectors, usage=Usage(prompt_tokens=tokens))
 

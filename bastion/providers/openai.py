@@ -141,8 +141,11 @@ class OpenAIProvider(Provider):
         if not done:
             raise UpstreamError(f"{self.label} ended the stream early")
 
-    async def embed(self, inputs: list[str], request_id: str) -> EmbeddingResponse:
-        payload = orjson.dumps({"model": self.deployment.model, "input": inputs, "encoding_format": "float"})
+    async def embed(self, inputs: list[str], request_id: str, dimensions: int | None = None) -> EmbeddingResponse:
+        body: dict[str, Any] = {"model": self.deployment.model, "input": inputs, "encoding_format": "float"}
+        if dimensions is not None:
+            body["dimensions"] = dimensions
+        payload = orjson.dumps(body)
         response = await self._post("/embeddings", payload)
         data = await self._read_json(response)
         items = data.get("data")

@@ -113,9 +113,11 @@ class Router:
         self._finish(target, trace, ok=True)
         return result
 
-    async def embed(self, inputs: list[str], model: str, request_id: str, trace: RouteTrace) -> EmbeddingResponse:
+    async def embed(
+        self, inputs: list[str], model: str, request_id: str, trace: RouteTrace, dimensions: int | None = None
+    ) -> EmbeddingResponse:
         async def call(target: Target) -> EmbeddingResponse:
-            return await target.provider.embed(inputs, request_id)
+            return await target.provider.embed(inputs, request_id, dimensions)
 
         result, target = await self._run(model, "embedding", trace, call)
         self._finish(target, trace, ok=True)

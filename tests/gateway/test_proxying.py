@@ -136,3 +136,15 @@ def test_embeddings_through_an_openai_upstream(fake: FakeUpstream, openai_client
     # The SDK's default (base64, decoded by the SDK) gives the same vectors, to float32 precision.
     decoded = openai_client.embeddings.create(model=FAKE_EMBEDDING_MODEL, input="a b")
     assert decoded.data[0].embedding == pytest.approx(fake_vector("a b"), abs=1e-6)
+
+
+def test_embedding_dimensions_reach_the_upstream(fake: FakeUpstream, openai_client: openai.OpenAI) -> None:
+    openai_client.embeddings.create(model=FAKE_EMBEDDING_MODEL, input="a b", dimensions=64, encoding_format="float")
+    assert fake.requests(FAKE_EMBEDDING_MODEL)[-1].body["dimensions"] == 64
+
+
+def test_local_embeddings_refuse_other_dimensions(openai_client: openai.OpenAI) -> None:
+    # MiniLM has no shortened (Matryoshka) vectors: a silent 384-dimension answer would be a lie.
+    with pytest.raises(openai.BadRequestError) as caught:
+        openai_client.embeddings.create(model="local/minilm", input="hello", dimensions=256)
+    assert caught.value.body["param"] == "dimensions"  # type: ignore[index]
