@@ -39,7 +39,9 @@ async def test_the_stream_sends_deltas_then_done_and_stores_the_reply(
         text = (await response.aread()).decode()
     events = parse_events(text)
     kinds = [kind for kind, _ in events]
-    assert kinds[-1] == "done" and set(kinds[:-1]) == {"delta"} and len(kinds) > 2
+    # The output guard holds text back until it is checked (the last words, against the vault
+    # prompt), so this four-word answer may arrive as a single delta.
+    assert kinds[-1] == "done" and set(kinds[:-1]) == {"delta"} and len(kinds) >= 2
     reply = "".join(data["text"] for kind, data in events if kind == "delta")
     assert reply == answer_text(UPSTREAM)
     done = events[-1][1]
@@ -85,5 +87,7 @@ async def test_a_stream_cut_mid_way_ends_with_an_error_event_and_stores_nothing(
         "/api/v1/ai/chat/stream", json={"agent_id": agent_id, "message": "Hi"}, headers=env.auth("ann")
     )
     kinds = [kind for kind, _ in parse_events(response.text)]
-    assert kinds[0] == "delta" and kinds[-1] == "error" and "done" not in kinds
+    # The two words sent before the cut are still held by the output guard (not yet checked), so
+    # the stream may go straight to the error event.
+    assert set(kinds[:-1]) <= {"delta"} and kinds[-1] == "error" and "done" not in kinds
     assert (await env.history(agent_id)).json()["data"] == []

@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from bastion.errors import InvalidRequest
@@ -123,13 +124,29 @@ class FingerprintCache:
 
 class PlantedOutputGuard(OutputGuard):
     """An ``OutputGuard`` over a ready fingerprint (from ``FingerprintCache``) instead of building
-    one from the prompt text on every request."""
+    one from the prompt text on every request. ``for_request`` copies a per-policy template, so a
+    request pays for neither the fingerprint nor the detectors' set-up."""
 
-    def __init__(self, policy: GuardPolicy, fingerprint: PromptFingerprint) -> None:
+    def __init__(self, policy: GuardPolicy, fingerprint: PromptFingerprint | None = None) -> None:
         super().__init__(policy)  # no prompt: builds only the cheap parts
+        if fingerprint is not None:
+            self._use(fingerprint)
+
+    def _use(self, fingerprint: PromptFingerprint) -> None:
         self.fingerprint = fingerprint
         # Same rule as OutputGuard.__init__: the leak scanner runs when on and there is something to find.
-        self._leak_on = policy.leak != "off" and fingerprint.active
+        self._leak_on = self.policy.leak != "off" and fingerprint.active
+
+    @classmethod
+    def for_request(cls, policy: GuardPolicy, fingerprint: PromptFingerprint) -> PlantedOutputGuard:
+        guard = copy.copy(_output_template(policy))
+        guard._use(fingerprint)
+        return guard
+
+
+@lru_cache(maxsize=256)
+def _output_template(policy: GuardPolicy) -> PlantedOutputGuard:
+    return PlantedOutputGuard(policy)
 
 
 class RunHoldingStreamGuard(StreamingOutputGuard):
@@ -185,7 +202,7 @@ class GuardServices:
             return None
         secret = ctx.annotations.get("prompt_secret") or {}
         fingerprint = self.fingerprints.get(secret.get("system_prompt"), secret.get("canary"), policy.leak_ngram)
-        return PlantedOutputGuard(policy, fingerprint)
+        return PlantedOutputGuard.for_request(policy, fingerprint)
 
 
 def guard_services(gateway: Gateway) -> GuardServices:
