@@ -254,3 +254,38 @@ async def test_no_prompt_and_no_canary_still_redacts_pii(stream: bool) -> None:
         body = {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}
         response = await stage.on_response(ctx, ChatResponse(body=body))
         assert response.body["choices"][0]["message"]["content"] == "Write to [EMAIL_ADDRESS] today."
+
+
+async def test_upstream_failure_mid_stream_flushes_checked_text_then_raises() -> None:
+    from bastion.errors import UpstreamError
+
+    stage = GuardOutStage(FakeGateway())  # type: ignore[arg-type]
+    ctx = context()
+
+    async def failing() -> AsyncIterator[dict[str, Any]]:
+        yield text_chunk("Hello from ")
+        raise UpstreamError("cut")
+
+    received = []
+    with pytest.raises(UpstreamError):
+        async for item in stage.on_stream(ctx, failing()):
+            received.append(item)
+    assert texts(received) == "Hello from "
+
+
+async def test_upstream_failure_never_flushes_a_held_leak() -> None:
+    from bastion.errors import UpstreamError
+
+    stage = GuardOutStage(FakeGateway())  # type: ignore[arg-type]
+    ctx = context()
+
+    async def failing() -> AsyncIterator[dict[str, Any]]:
+        yield text_chunk("See " + CANARY[:10])
+        yield text_chunk(CANARY[10:])
+        raise UpstreamError("cut")
+
+    received = []
+    with pytest.raises(UpstreamError):
+        async for item in stage.on_stream(ctx, failing()):
+            received.append(item)
+    assert "bst" not in texts(received)

@@ -160,15 +160,23 @@ class _GuardedStream:
     async def run(self) -> AsyncIterator[dict[str, Any]]:
         chunks = self.chunks
         try:
-            async for chunk in chunks:
-                self.last = chunk
-                if chunk.get("usage"):
-                    self.usage_seen = True
-                out = self._filter(chunk)
-                if self.blocked:
-                    break
-                if out is not None:
-                    yield out
+            try:
+                async for chunk in chunks:
+                    self.last = chunk
+                    if chunk.get("usage"):
+                        self.usage_seen = True
+                    out = self._filter(chunk)
+                    if self.blocked:
+                        break
+                    if out is not None:
+                        yield out
+            except Exception:
+                # The upstream failed mid-stream: what is held back and passes the final checks still
+                # goes out before the error, so the client loses no checked text to the guard.
+                tail = None if self.blocked else self._finish_open_choices()
+                if tail is not None and not self.blocked:
+                    yield tail
+                raise
             if not self.blocked:
                 tail = self._finish_open_choices()
                 if tail is not None and not self.blocked:
