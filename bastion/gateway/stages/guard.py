@@ -11,8 +11,10 @@ interaction when any scanner flagged. See docs/GUARD.md, "On the request path".
 from __future__ import annotations
 
 import copy
+import hashlib
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,7 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 from bastion.errors import InvalidRequest
 from bastion.gateway.context import RequestContext
-from bastion.guard import BLOCKED_MESSAGE, GuardPolicy, GuardResult, OutputGuard, StreamingOutputGuard, Verdict
+from bastion.guard import (
+    BLOCKED_MESSAGE,
+    GuardPolicy,
+    GuardResult,
+    InputGuard,
+    OutputGuard,
+    StreamingOutputGuard,
+    Verdict,
+)
 from bastion.guard.leak import PromptFingerprint, words_with_spans
 from bastion.guard.models import ACTION_RANK, Action
 from bastion.guard.normalize import alnum_fold
@@ -175,6 +185,50 @@ class RunHoldingStreamGuard(StreamingOutputGuard):
             return len(pending) - match.end() if match else 0
         starts = [start for _, start, _ in words_with_spans(pending)]
         return starts[-keep] if len(starts) >= keep else 0
+
+
+class MemoInputGuard(InputGuard):
+    """``InputGuard`` that remembers its per-text scans, so a conversation's history is scanned once.
+
+    Clients (and agent sessions) send the whole conversation on every turn; its earlier user and
+    tool messages were scanned on the turns before and scan the same way again (a scan depends on
+    the text and the policy only). Entries are keyed by a 128-bit digest, never by the text, and
+    bounded in count and text size; a scan result holds finding types and offsets and the redacted
+    text. Per policy (``for_policy``), like the guard's own cache.
+    """
+
+    def __init__(self, policy: GuardPolicy | None = None, *, max_entries: int = 512) -> None:
+        super().__init__(policy)
+        self.max_entries = max_entries
+        self._memo: OrderedDict[bytes, Any] = OrderedDict()
+
+    @classmethod
+    def for_policy(cls, policy: GuardPolicy) -> MemoInputGuard:
+        return _memo_input_guard(policy)
+
+    def _scan(self, text: str) -> Any:
+        if len(text) > _MEMO_MAX_CHARS:
+            return super()._scan(text)
+        key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        memo = self._memo
+        scan = memo.get(key)
+        if scan is not None:
+            memo.move_to_end(key)
+            return scan
+        scan = super()._scan(text)  # its verdicts are never mutated afterwards: safe to share
+        memo[key] = scan
+        if len(memo) > self.max_entries:
+            memo.popitem(last=False)
+        return scan
+
+
+#: Longer texts are scanned every time (a pasted document rarely comes back, and would crowd the memo).
+_MEMO_MAX_CHARS = 8192
+
+
+@lru_cache(maxsize=256)
+def _memo_input_guard(policy: GuardPolicy) -> MemoInputGuard:
+    return MemoInputGuard(policy)
 
 
 class GuardServices:

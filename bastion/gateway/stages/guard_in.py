@@ -6,7 +6,9 @@ routing, so a blocked request costs no budget, no rate-limit slot and no upstrea
 
 Only user, tool and function content is scanned (``GuardPolicy.scan_roles``): system and developer
 messages are the operator's (the vault prompt) or the client's own instructions, and scanning the
-vault prompt would flag the gateway's own canary and cost time on every request.
+vault prompt would flag the gateway's own canary and cost time on every request. A conversation's
+earlier messages come back on every turn; their scans are remembered (``MemoInputGuard``), so only
+new content costs a scan.
 
 * ``block`` -> ``ContentBlocked``: HTTP 400, code ``content_blocked``, the guard's
   ``BLOCKED_MESSAGE`` (the dialect renderers turn it into OpenAI's or Anthropic's error shape).
@@ -26,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 from bastion.gateway.context import RequestContext
 from bastion.gateway.pipeline import Stage
-from bastion.gateway.stages.guard import ContentBlocked, GuardState, count_verdicts, guard_services
+from bastion.gateway.stages.guard import ContentBlocked, GuardState, MemoInputGuard, count_verdicts, guard_services
 from bastion.gateway.stages.prompt import PromptSecretNote
-from bastion.guard import InputGuard, make_canary, plant_canary
+from bastion.guard import make_canary, plant_canary
 
 if TYPE_CHECKING:
     from bastion.gateway.service import Gateway
@@ -55,7 +57,7 @@ class GuardInStage(Stage):
         messages = ctx.body.get("messages")
         if not isinstance(messages, list) or not messages:
             return  # nothing to scan; the dialect validators reject such bodies anyway
-        result = InputGuard.for_policy(state.policy).scan_messages(messages)
+        result = MemoInputGuard.for_policy(state.policy).scan_messages(messages)
         state.input = result
         count_verdicts("input", result)
         if result.blocked:
