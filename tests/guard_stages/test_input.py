@@ -198,3 +198,23 @@ async def test_a_prompts_policy_is_the_most_specific_layer(guard_env: GuardEnv, 
     assert (await guard_env.chat(caller, {"model": f"prompt:{PROMPT}", "messages": messages})).status_code == 200
     assert (await guard_env.chat(caller, {"model": "prompt:strict", "messages": messages})).status_code == 400
     assert len(guard_fake.requests(UPSTREAM)) == 1
+
+
+async def test_agent_session_chat_blocked_by_policy_is_a_400_and_stores_nothing(
+    guard_env: GuardEnv, guard_fake: GuardFake
+) -> None:
+    caller = await guard_env.tenant(user={"guard": {"injection": "block"}})
+    started = await guard_env.client.post(
+        "/api/v1/ai/sessions/start", json={"prompt_id": PROMPT}, headers=caller.headers()
+    )
+    agent_id = started.json()["agent_id"]
+    for path in ("/api/v1/ai/chat", "/api/v1/ai/chat/stream"):
+        response = await guard_env.client.post(
+            path, json={"agent_id": agent_id, "message": INJECTION}, headers=caller.headers()
+        )
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "content_blocked"
+        assert response.json()["error"]["message"] == BLOCKED_MESSAGE
+    history = await guard_env.client.get(f"/api/v1/ai/sessions/{agent_id}/history", headers=caller.headers())
+    assert history.json()["data"] == []
+    assert guard_fake.requests(UPSTREAM) == []
