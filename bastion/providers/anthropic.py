@@ -10,7 +10,6 @@ import asyncio
 import os
 from typing import Any
 
-import aiohttp
 import orjson
 
 from bastion.errors import UpstreamError
@@ -21,10 +20,14 @@ from bastion.providers.anthropic_translate import (
 )
 from bastion.providers.base import ChatRequest, ChatResponse, ChunkStream, Deployment, Provider, Usage
 from bastion.providers.http import (
-    error_for_status,
+    TRANSPORT_ERRORS,
+    UpstreamClient,
+    UpstreamResponse,
     iter_sse_data,
-    new_session,
+    make_client,
     parse_json_body,
+    post_checked,
+    read_body,
     resolve_secret,
     transport_error,
 )
@@ -52,22 +55,22 @@ class AnthropicProvider(Provider):
         if key:
             self.headers["x-api-key"] = key
         self.label = f"upstream {deployment.id}"
-        self._session: aiohttp.ClientSession | None = None
+        self._client: UpstreamClient | None = None
 
     async def start(self) -> None:
         limit = self.deployment.settings.max_concurrency or 0
-        self._session = new_session(self.deployment.timeouts, limit=limit)
+        self._client = make_client(self.api_base, self.headers, self.deployment.timeouts, limit=limit)
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    def client(self) -> UpstreamClient:
+        if self._client is None:
             raise RuntimeError("provider used before start()")
-        return self._session
+        return self._client
 
     def _payload(self, request: ChatRequest, stream: bool) -> bytes:
         body = openai_to_anthropic_request(request.body, self.deployment.model)
@@ -75,20 +78,8 @@ class AnthropicProvider(Provider):
             body["stream"] = True
         return orjson.dumps(body)
 
-    async def _post(self, payload: bytes) -> aiohttp.ClientResponse:
-        try:
-            response = await self.session.post(self.api_base + "/v1/messages", data=payload, headers=self.headers)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise transport_error(exc, self.label) from None
-        if response.status >= 400:
-            try:
-                body = await response.read()
-            except (TimeoutError, aiohttp.ClientError):
-                body = b""
-            finally:
-                response.release()
-            raise error_for_status(response.status, response.headers, body, self.label)
-        return response
+    async def _post(self, payload: bytes) -> UpstreamResponse:
+        return await post_checked(self.client, "/v1/messages", payload, self.label)
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         total = self.deployment.timeouts.total_s
@@ -99,13 +90,7 @@ class AnthropicProvider(Provider):
         # Translate first: a request Anthropic cannot express fails before any network work.
         payload = self._payload(request, stream=False)
         response = await self._post(payload)
-        try:
-            raw = await response.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise transport_error(exc, self.label) from None
-        finally:
-            response.release()
-        data = parse_json_body(raw, self.label)
+        data = parse_json_body(await read_body(response, self.label), self.label)
         if data.get("type") == "error":
             # Some compatible servers report errors with a 200 status.
             raise UpstreamError(f"{self.label} reported an error: {_error_message(data)}", retryable=False)
@@ -129,7 +114,7 @@ class AnthropicProvider(Provider):
                     yield chunk
                 if translator.done:
                     break
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except TRANSPORT_ERRORS as exc:
             raise transport_error(exc, self.label) from None
         finally:
             if translator.done:

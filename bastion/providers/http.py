@@ -1,14 +1,17 @@
-"""What the HTTP-based providers share: a kept-alive connection pool per deployment, SSE line
-reading, Retry-After parsing and the mapping of upstream failures to retryable errors."""
+"""What the HTTP-based providers share: the upstream client (the lean transport, or aiohttp behind
+an HTTP proxy), SSE event reading, Retry-After parsing and the mapping of upstream failures to
+retryable errors."""
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+import urllib.request
+from collections import deque
+from collections.abc import Mapping
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -23,8 +26,11 @@ from bastion.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from bastion.providers.transport import HTTPClient, InvalidResponse, TransportError, TruncatedResponse
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+#: An event-stream line longer than this is a broken upstream, not a big event: stop buffering.
+MAX_SSE_LINE = 16 << 20
 
 
 def resolve_secret(value: str | None, where: str) -> str | None:
@@ -63,8 +69,8 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def new_session(timeouts: TimeoutSettings, limit: int = 0) -> aiohttp.ClientSession:
-    """A pooled, kept-alive client session for one upstream."""
+def new_session(timeouts: TimeoutSettings, limit: int = 0, trust_env: bool = False) -> aiohttp.ClientSession:
+    """A pooled, kept-alive aiohttp session for one upstream (used only behind an HTTP proxy)."""
     connector = aiohttp.TCPConnector(limit=limit, keepalive_timeout=60, enable_cleanup_closed=True)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect_s, sock_read=timeouts.read_s)
     return aiohttp.ClientSession(
@@ -73,7 +79,100 @@ def new_session(timeouts: TimeoutSettings, limit: int = 0) -> aiohttp.ClientSess
         json_serialize=lambda obj: orjson.dumps(obj).decode(),
         skip_auto_headers=("User-Agent",),
         auto_decompress=True,
+        trust_env=trust_env,
     )
+
+
+#: What a failed upstream call can raise from either client; ``transport_error`` maps them all.
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (OSError, TransportError, aiohttp.ClientError)
+
+
+class UpstreamResponse(Protocol):
+    """An upstream answer whose head arrived: ``transport.Response`` or the aiohttp adapter."""
+
+    status: int
+    headers: Mapping[str, str]  # lower-cased names
+
+    async def read(self) -> bytes: ...  # the whole body, then the connection is released
+
+    async def read_chunk(self) -> bytes: ...  # body bytes as they come; b"" at the end
+
+    def release(self) -> None: ...  # done with it: keep the connection if the body ended
+
+    def close(self) -> None: ...  # drop the connection (cancels the upstream's work)
+
+
+class UpstreamClient(Protocol):
+    async def post(self, path: str, body: bytes) -> UpstreamResponse: ...
+
+    async def aclose(self) -> None: ...
+
+
+def proxy_for(url: str) -> str | None:
+    """The HTTP proxy the environment sets for ``url`` (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, with
+    NO_PROXY honoured), as aiohttp's ``trust_env`` would pick it."""
+    proxies = urllib.request.getproxies_environment()
+    parts = urlsplit(url)
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or not parts.hostname:
+        return None
+    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    if urllib.request.proxy_bypass_environment(host, proxies):
+        return None
+    return proxy
+
+
+def make_client(base_url: str, headers: Mapping[str, str], timeouts: TimeoutSettings, limit: int = 0) -> UpstreamClient:
+    """The upstream client for one deployment: the lean transport, unless a proxy applies.
+
+    The lean client does not speak to HTTP proxies (CONNECT tunnels, proxy auth); behind one the
+    provider keeps aiohttp, which reads the proxy settings from the environment.
+    """
+    if proxy_for(base_url) is not None:
+        return AiohttpClient(base_url, headers, timeouts, limit)
+    return HTTPClient(base_url, headers, connect_timeout=timeouts.connect_s, read_timeout=timeouts.read_s, limit=limit)
+
+
+class AiohttpResponse:
+    """``aiohttp.ClientResponse`` behind the ``UpstreamResponse`` interface."""
+
+    __slots__ = ("_response", "headers", "status")
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status = response.status
+        self.headers = {name.lower(): value for name, value in response.headers.items()}
+
+    async def read(self) -> bytes:
+        try:
+            return await self._response.read()
+        finally:
+            self._response.release()
+
+    async def read_chunk(self) -> bytes:
+        return await self._response.content.readany()
+
+    def release(self) -> None:
+        self._response.release()
+
+    def close(self) -> None:
+        self._response.close()
+
+
+class AiohttpClient:
+    """The aiohttp path, kept for upstreams reached through an HTTP proxy (``trust_env``)."""
+
+    def __init__(self, base_url: str, headers: Mapping[str, str], timeouts: TimeoutSettings, limit: int = 0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.headers = dict(headers)
+        self._session = new_session(timeouts, limit=limit, trust_env=True)
+
+    async def post(self, path: str, body: bytes) -> AiohttpResponse:
+        response = await self._session.post(self.base_url + path, data=body, headers=self.headers)
+        return AiohttpResponse(response)
+
+    async def aclose(self) -> None:
+        await self._session.close()
 
 
 def error_message_from_body(body: bytes) -> str:
@@ -124,13 +223,41 @@ def error_for_status(status: int, headers: Mapping[str, str], body: bytes, upstr
 
 def transport_error(exc: BaseException, upstream: str) -> UpstreamError:
     """Map a client-side transport failure to a retryable upstream error."""
-    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
         return UpstreamTimeout(f"{upstream} did not answer in time")
-    if isinstance(exc, aiohttp.ClientPayloadError):
+    if isinstance(exc, TruncatedResponse | aiohttp.ClientPayloadError):
         return UpstreamError(f"{upstream} sent a truncated response")
+    if isinstance(exc, InvalidResponse):
+        return UpstreamError(f"{upstream} sent an invalid response ({exc})")
     if isinstance(exc, aiohttp.ClientResponseError):
         return UpstreamError(f"{upstream} sent an invalid response ({exc.message})")
     return UpstreamConnectionError(f"cannot reach {upstream}: {exc.__class__.__name__}")
+
+
+async def post_checked(client: UpstreamClient, path: str, payload: bytes, upstream: str) -> UpstreamResponse:
+    """POST and return a 2xx/3xx response; an error status is read and raised as its error."""
+    try:
+        response = await client.post(path, payload)
+    except TRANSPORT_ERRORS as exc:
+        raise transport_error(exc, upstream) from None
+    if response.status >= 400:
+        try:
+            body = await response.read()
+        except TRANSPORT_ERRORS:
+            body = b""
+        finally:
+            response.close()  # no-op once read() released it; drops it if the read failed
+        raise error_for_status(response.status, response.headers, body, upstream)
+    return response
+
+
+async def read_body(response: UpstreamResponse, upstream: str) -> bytes:
+    try:
+        return await response.read()
+    except TRANSPORT_ERRORS as exc:
+        raise transport_error(exc, upstream) from None
+    finally:
+        response.close()  # no-op once read() released it
 
 
 def parse_json_body(body: bytes, upstream: str) -> dict[str, Any]:
@@ -143,21 +270,64 @@ def parse_json_body(body: bytes, upstream: str) -> dict[str, Any]:
     return data
 
 
-async def iter_sse_data(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str | None, bytes]]:
-    """Yield ``(event, data)`` for each server-sent event; ``data`` lines of one event are joined."""
-    event: str | None = None
-    data: list[bytes] = []
-    async for raw_line in response.content:
-        line = raw_line.rstrip(b"\r\n")
+def iter_sse_data(response: UpstreamResponse) -> SSEEvents:
+    """``(event, data)`` for each server-sent event of ``response``; ``data`` lines are joined."""
+    return SSEEvents(response)
+
+
+class SSEEvents:
+    """The server-sent events of a response, as ``(event, data)``.
+
+    A class rather than an async generator: callers break out of it at ``[DONE]``, and an
+    abandoned generator costs a finaliser task per stream. Events may be split across reads or
+    packed several to a read; lines end with ``\\n`` or ``\\r\\n`` (a lone ``\\r`` is not a line end).
+    """
+
+    __slots__ = ("_data", "_eof", "_event", "_pending", "_response", "_tail")
+
+    def __init__(self, response: UpstreamResponse) -> None:
+        self._response = response
+        self._pending: deque[tuple[str | None, bytes]] = deque()
+        self._tail = b""
+        self._event: str | None = None
+        self._data: list[bytes] = []
+        self._eof = False
+
+    def __aiter__(self) -> SSEEvents:
+        return self
+
+    async def __anext__(self) -> tuple[str | None, bytes]:
+        pending = self._pending
+        while not pending:
+            if self._eof:
+                raise StopAsyncIteration
+            chunk = await self._response.read_chunk()
+            if chunk:
+                self._feed(chunk)
+            else:
+                self._eof = True
+                if self._tail:
+                    self._line(self._tail.rstrip(b"\r"))
+                    self._tail = b""
+                if self._data:
+                    pending.append((self._event, b"\n".join(self._data)))
+        return pending.popleft()
+
+    def _feed(self, chunk: bytes) -> None:
+        lines = (self._tail + chunk if self._tail else chunk).split(b"\n")
+        self._tail = lines.pop()  # the unfinished last line (b"" when the chunk ended a line)
+        if len(self._tail) > MAX_SSE_LINE:
+            raise InvalidResponse(f"an event-stream line over {MAX_SSE_LINE} bytes")
+        for line in lines:
+            self._line(line[:-1] if line[-1:] == b"\r" else line)
+
+    def _line(self, line: bytes) -> None:
         if not line:
-            if data:
-                yield event, b"\n".join(data)
-            event, data = None, []
-            continue
-        if line.startswith(b"data:"):
-            data.append(line[5:].lstrip(b" "))
+            if self._data:
+                self._pending.append((self._event, b"\n".join(self._data)))
+            self._event, self._data = None, []
+        elif line.startswith(b"data:"):
+            self._data.append(line[5:].lstrip(b" "))
         elif line.startswith(b"event:"):
-            event = line[6:].strip().decode("utf-8", "replace")
+            self._event = line[6:].strip().decode("utf-8", "replace")
         # Comments (":") and other fields (id, retry) carry nothing we need.
-    if data:
-        yield event, b"\n".join(data)

@@ -6,7 +6,6 @@ import asyncio
 import os
 from typing import Any
 
-import aiohttp
 import orjson
 
 from bastion.dialects.anthropic import strip_cache_control
@@ -21,10 +20,14 @@ from bastion.providers.base import (
     Usage,
 )
 from bastion.providers.http import (
-    error_for_status,
+    TRANSPORT_ERRORS,
+    UpstreamClient,
+    UpstreamResponse,
     iter_sse_data,
-    new_session,
+    make_client,
     parse_json_body,
+    post_checked,
+    read_body,
     resolve_secret,
     transport_error,
 )
@@ -44,22 +47,22 @@ class OpenAIProvider(Provider):
         if key:
             self.headers["authorization"] = f"Bearer {key}"
         self.label = f"upstream {deployment.id}"
-        self._session: aiohttp.ClientSession | None = None
+        self._client: UpstreamClient | None = None
 
     async def start(self) -> None:
         limit = self.deployment.settings.max_concurrency or 0
-        self._session = new_session(self.deployment.timeouts, limit=limit)
+        self._client = make_client(self.api_base, self.headers, self.deployment.timeouts, limit=limit)
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    def client(self) -> UpstreamClient:
+        if self._client is None:
             raise RuntimeError("provider used before start()")
-        return self._session
+        return self._client
 
     def _payload(self, request: ChatRequest, stream: bool) -> bytes:
         # Anthropic-only fields (cache_control, ...) ride in the internal shape; OpenAI rejects them.
@@ -77,29 +80,11 @@ class OpenAIProvider(Provider):
             body.pop("stream_options", None)
         return orjson.dumps(body)
 
-    async def _post(self, path: str, payload: bytes) -> aiohttp.ClientResponse:
-        try:
-            response = await self.session.post(self.api_base + path, data=payload, headers=self.headers)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise transport_error(exc, self.label) from None
-        if response.status >= 400:
-            try:
-                body = await response.read()
-            except (TimeoutError, aiohttp.ClientError):
-                body = b""
-            finally:
-                response.release()
-            raise error_for_status(response.status, response.headers, body, self.label)
-        return response
+    async def _post(self, path: str, payload: bytes) -> UpstreamResponse:
+        return await post_checked(self.client, path, payload, self.label)
 
-    async def _read_json(self, response: aiohttp.ClientResponse) -> dict[str, Any]:
-        try:
-            body = await response.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise transport_error(exc, self.label) from None
-        finally:
-            response.release()
-        return parse_json_body(body, self.label)
+    async def _read_json(self, response: UpstreamResponse) -> dict[str, Any]:
+        return parse_json_body(await read_body(response, self.label), self.label)
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         total = self.deployment.timeouts.total_s
@@ -130,7 +115,7 @@ class OpenAIProvider(Provider):
                 if "error" in chunk and "choices" not in chunk:
                     raise UpstreamError(f"{self.label} reported an error mid-stream", retryable=False)
                 yield chunk
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except TRANSPORT_ERRORS as exc:
             raise transport_error(exc, self.label) from None
         finally:
             if done:
