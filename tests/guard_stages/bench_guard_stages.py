@@ -12,7 +12,9 @@ loop round trip so only the stage's own work is timed:
   each) or 20-character ones (as ``bench/guard_bench.py`` feeds), every chunk pulled through the
   wrapper, ``finish`` included.
 
-Next to each, the bare scanner call on the same text (``scanner`` rows) shows what the stage adds.
+Every request carries a new user message (the stage remembers scans of texts it has seen before,
+which the ``history`` case shows). Next to each, the bare scanner call on the same text
+(``scanner`` rows) shows what the stage adds.
 Texts come from ``bench/guard_bench.py``: a benign 2 KB prompt, a 2 KB answer, its system prompt.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import itertools
 import os
 import platform
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -51,6 +54,15 @@ class _Gateway:
     def __init__(self) -> None:
         self.settings = Settings()
         self.services: dict[str, Any] = {}
+
+
+def _letters(number: int) -> str:
+    """``number`` as 8 lower-case letters (base 26)."""
+    out = []
+    for _ in range(8):
+        number, digit = divmod(number, 26)
+        out.append(chr(97 + digit))
+    return "".join(out)
 
 
 def drive(coroutine: Coroutine[Any, Any, Any]) -> Any:
@@ -109,14 +121,28 @@ def main() -> None:
         key_settings={"guard": {"pii": "redact"}},
     )
 
-    def context(question: str, *, stream: bool = False, with_principal: bool = False) -> RequestContext:
+    serial = itertools.count()
+
+    def fresh(question: str) -> str:
+        # A new message every time (its last 8 characters replaced by a serial spelled in letters:
+        # digits would wake the PII recognizers and change the work measured): the stage
+        # remembers scans of texts it has seen, which is what the ``history`` case measures.
+        return question[: len(question) - 8] + _letters(next(serial))
+
+    def context(
+        question: str, *, stream: bool = False, with_principal: bool = False, history: list[Any] | None = None
+    ) -> RequestContext:
         ctx = RequestContext(
             request_id="req_bench",
             dialect="openai",
             endpoint="chat",
             body={
                 "model": "m",
-                "messages": [{"role": "system", "content": planted}, {"role": "user", "content": question}],
+                "messages": [
+                    {"role": "system", "content": planted},
+                    *(history or []),
+                    {"role": "user", "content": fresh(question)},
+                ],
             },
             model="m",
             timing=Timing(),
@@ -126,8 +152,8 @@ def main() -> None:
         ctx.annotations["prompt_secret"] = PromptSecretNote(system_prompt=system, canary=canary)
         return ctx
 
-    def stage_in(question: str, with_principal: bool = False) -> Callable[[], object]:
-        return lambda: drive(guard_in.on_request(context(question, with_principal=with_principal)))
+    def stage_in(question: str, with_principal: bool = False, history: list[Any] | None = None) -> Callable[[], object]:
+        return lambda: drive(guard_in.on_request(context(question, with_principal=with_principal, history=history)))
 
     def stage_out(question: str, answer: str) -> Callable[[], object]:
         def run() -> object:
@@ -152,8 +178,9 @@ def main() -> None:
 
     def scanner_in(question: str) -> Callable[[], object]:
         guard = InputGuard.for_policy(GuardPolicy())
-        messages = [{"role": "system", "content": planted}, {"role": "user", "content": question}]
-        return lambda: guard.scan_messages(messages)
+        return lambda: guard.scan_messages(
+            [{"role": "system", "content": planted}, {"role": "user", "content": fresh(question)}]
+        )
 
     def scanner_out(answer: str, stream: bool = False, delta: int = DELTA) -> Callable[[], object]:
         guard = OutputGuard(GuardPolicy(), system_prompt=system, canary=canary)  # built once, as a cache would
@@ -169,6 +196,7 @@ def main() -> None:
         return run
 
     long_question, long_answer = guard_bench.fill(guard_bench.BENIGN), guard_bench.fill(guard_bench.ANSWER)
+    small_deltas, large_deltas = chunks_of(long_answer), chunks_of(long_answer, 20)
     cases: dict[str, Callable[[], object]] = {
         "short chat   in      stage": stage_in(SHORT_QUESTION),
         "short chat   in      stage + key/tenant policy": stage_in(SHORT_QUESTION, with_principal=True),
@@ -176,12 +204,23 @@ def main() -> None:
         "short chat   in+out  stages (complete)": stage_out(SHORT_QUESTION, SHORT_ANSWER),
         "short chat   in+out  stages (stream)": stage_stream(SHORT_QUESTION, SHORT_ANSWER),
         "2KB          in      stage": stage_in(long_question),
+        "2KB history + short  in      stage (history seen before)": stage_in(
+            SHORT_QUESTION,
+            history=[
+                {"role": "user", "content": long_question},
+                {"role": "assistant", "content": guard_bench.fill(guard_bench.ANSWER)},
+            ],
+        ),
         "2KB          in      scanner": scanner_in(long_question),
         "2KB          out     scanner (complete)": scanner_out(long_answer),
         "2KB in + 2KB out     stages (complete)": stage_out(long_question, long_answer),
         "2KB          out     scanner (stream, 4-char deltas)": scanner_out(long_answer, stream=True),
         "2KB in + 2KB out     stages (stream, 4-char deltas)": stage_stream(long_question, long_answer),
         "2KB          out     scanner (stream, 20-char deltas)": scanner_out(long_answer, stream=True, delta=20),
+        # Pulling the chunks through async generators costs this much without any stage: the
+        # pipeline pays it anyway, so subtract it from the stream rows to get the stages' cost.
+        "2KB          harness (stream, 4-char deltas)": lambda: drain(upstream(small_deltas)),
+        "2KB          harness (stream, 20-char deltas)": lambda: drain(upstream(large_deltas)),
         "2KB in + 2KB out     stages (stream, 20-char deltas)": stage_stream(long_question, long_answer, 20),
     }
     results: dict[str, dict[str, float]] = {}
