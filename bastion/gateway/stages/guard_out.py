@@ -159,9 +159,30 @@ class _GuardedStream:
 
     async def run(self) -> AsyncIterator[dict[str, Any]]:
         chunks = self.chunks
+        streams, received = self.streams, self.received
         try:
             try:
                 async for chunk in chunks:
+                    # Short path for the chunk of nearly every token (one choice, carrying only text):
+                    # it runs once per token and most tokens are held back, so it does the least.
+                    choices = chunk.get("choices")
+                    if choices and len(choices) == 1 and not chunk.get("usage"):
+                        choice = choices[0]
+                        delta = choice.get("delta")
+                        if delta and len(delta) == 1 and not choice.get("finish_reason"):
+                            text = delta.get("content")
+                            if text and type(text) is str:
+                                index = choice.get("index") or 0
+                                stream = streams.get(index) or self._stream(index)
+                                received.append(text)
+                                safe = stream.feed(text)
+                                if stream.blocked:
+                                    self.blocked = True
+                                    break
+                                if safe:
+                                    self.released[index] = True
+                                    yield {**chunk, "choices": [{**choice, "delta": {"content": safe}}]}
+                                continue
                     self.last = chunk
                     if chunk.get("usage"):
                         self.usage_seen = True
@@ -206,25 +227,6 @@ class _GuardedStream:
         choices = chunk.get("choices")
         if not choices:
             return chunk  # the usage report, or an empty keep-alive
-        if len(choices) == 1:
-            # The common chunk (one choice, a text delta and nothing else) on a short path: it runs
-            # once per token, and most tokens are held back (the guard checks in batches).
-            choice = choices[0]
-            delta = choice.get("delta") if isinstance(choice, dict) else None
-            if delta is not None and len(delta) == 1 and not choice.get("finish_reason") and not chunk.get("usage"):
-                text = delta.get("content")
-                if type(text) is str and text:
-                    index = choice.get("index") or 0
-                    stream = self.streams.get(index) or self._stream(index)
-                    self.received.append(text)
-                    safe = stream.feed(text)
-                    if stream.blocked:
-                        self.blocked = True
-                        return None
-                    if not safe:
-                        return None
-                    self.released[index] = True
-                    return {**chunk, "choices": [{**choice, "delta": {"content": safe}}]}
         return self._filter_choices(chunk, choices)
 
     def _filter_choices(self, chunk: dict[str, Any], choices: list[Any]) -> dict[str, Any] | None:
