@@ -127,6 +127,14 @@ async def test_gzip_answers_are_decoded() -> None:
         assert b"".join([chunk async for chunk in answer]) == payload
 
 
+async def test_an_encoding_we_cannot_decode_is_an_invalid_response() -> None:
+    async with RawServer(keep_alive(response(b"\x1b\x00", headers="Content-Encoding: br\r\n"))) as server:
+        upstream = client(server.url())
+        with pytest.raises(InvalidResponse):
+            await upstream.post("/x", b"{}")
+        assert upstream.pool.in_use == 0 and upstream.pool.idle == 0
+
+
 async def test_gzip_from_aiohttp_with_compression_on() -> None:
     async def handler(request: web.Request) -> web.Response:
         reply = web.Response(body=b"squeeze me " * 200)

@@ -114,6 +114,10 @@ class Connection(asyncio.Protocol):
             # Bytes nobody asked for: the connection is out of step with the server; drop it.
             self._close_transport()
             return
+        if self.complete:
+            # More bytes after a complete answer (none were asked for): not reusable.
+            self.keep_alive = False
+            return
         self._got_bytes = True
         self._last_io = self.loop.time()
         try:
@@ -275,6 +279,8 @@ class Connection(asyncio.Protocol):
         self._cancel_timer()
         self._chunks.clear()
         self._buffered = 0
+        if self._paused:
+            self._resume()  # an idle or draining connection must see the server's bytes and EOF
         if not (reusable and self.keep_alive and self._exc is None and not self.closed):
             self._drop()
         elif self.complete:
@@ -283,8 +289,6 @@ class Connection(asyncio.Protocol):
         elif self._head_done and not self._until_eof:
             self.state = DRAINING
             self._drained = 0
-            if self._paused:
-                self._resume()
             self._timer = self.loop.call_later(DRAIN_TIMEOUT_S, self._drop)
         else:
             self._drop()

@@ -217,6 +217,7 @@ class Pool:
             try:
                 conn.send(payload, reused)
                 await conn.wait_head()
+                return Response(conn)
             except StaleConnection:
                 # The server closed the kept-alive connection as we reused it, and not a byte of an
                 # answer came back: resend once, on a new connection.
@@ -227,7 +228,6 @@ class Pool:
             except BaseException:
                 conn.finish(reusable=False)
                 raise
-            return Response(conn)
 
     def _pop_idle(self) -> Connection | None:
         idle = self._idle
