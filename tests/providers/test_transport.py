@@ -88,9 +88,11 @@ async def test_responses_iterate_as_chunks_then_release() -> None:
     body = chunked(b"abc", b"def")
     async with RawServer(keep_alive(CHUNKED_HEAD + body)) as server:
         upstream = client(server.url())
-        answer = await upstream.post("/x", b"{}")
-        assert b"".join([chunk async for chunk in answer]) == b"abcdef"
-        assert upstream.pool.idle == 1
+        for _ in range(3):  # one connection, its parser carried from one answer to the next
+            answer = await upstream.post("/x", b"{}")
+            assert b"".join([chunk async for chunk in answer]) == b"abcdef"
+            assert upstream.pool.idle == 1
+        assert server.accepted == 1
 
 
 async def test_informational_answers_before_the_real_one_are_skipped() -> None:
@@ -259,6 +261,21 @@ async def test_read_timeout_waiting_for_the_head() -> None:
         assert isinstance(error, UpstreamTimeout) and error.status == 504
         await server.closed.wait()  # the timed-out connection was closed, the upstream saw it
         assert upstream.pool.in_use == 0
+
+
+async def test_read_timeout_on_a_reused_connection() -> None:
+    async def answer_then_stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(response(b"first"))
+        await writer.drain()
+        await _stall(reader, writer)
+
+    async with RawServer(answer_then_stall) as server:
+        upstream = client(server.url(), read_timeout=0.3)
+        assert await _post_and_read(upstream) == b"first"
+        with pytest.raises(TimeoutError):
+            await upstream.post("/x", b"{}")
+        assert server.accepted == 1 and upstream.pool.in_use == 0
 
 
 async def test_read_timeout_between_body_bytes() -> None:

@@ -2,9 +2,9 @@
 
 The whole life of a request happens here: the request bytes are written in one ``write``, httptools
 parses the answer as it arrives (de-chunking in ``on_body``), and the caller waits on one future
-at a time (the head, the next body bytes, or the end of the body). A single timer per request
+at a time (the head, the next body bytes, or the end of the body). A single timer per connection
 enforces the read timeout: it re-arms itself from the time of the last byte instead of being
-cancelled and re-created on every read, so a fast stream costs one ``loop.time()`` per TCP read.
+cancelled and re-created on every read or request, so a read costs one ``loop.time()``.
 
 States: ``ACTIVE`` (a request in flight, owned by its caller), ``DRAINING`` (the caller let go
 before the terminating chunk arrived; the rest is discarded and the connection is pooled if it
@@ -93,7 +93,8 @@ class Connection(asyncio.Protocol):
         self._collect_all = False
         self._waiter: asyncio.Future[None] | None = None
         self._wait_for = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None  # the read timeout
+        self._drain_timer: asyncio.TimerHandle | None = None
         self._last_io = 0.0
         self._drained = 0
 
@@ -218,7 +219,7 @@ class Connection(asyncio.Protocol):
     def send(self, payload: bytes, reused: bool) -> None:
         """Write one request; the answer is then awaited with ``wait_head``."""
         if reused:
-            self._parser = httptools.HttpResponseParser(self)
+            # The parser is reused: llhttp starts over after a complete kept-alive message.
             self.status = 0
             self.headers = {}
             self.keep_alive = False
@@ -238,7 +239,9 @@ class Connection(asyncio.Protocol):
             return
         transport.write(payload)
         self._last_io = self.loop.time()
-        if self.read_timeout:
+        if self.read_timeout and self._timer is None:
+            # One timer per connection, not per request: still pending from the previous request,
+            # it re-arms itself from _last_io when it fires (read_s is long, so it rarely does).
             self._timer = self.loop.call_at(self._last_io + self.read_timeout, self._on_timer)
 
     async def wait_head(self) -> None:
@@ -276,7 +279,6 @@ class Connection(asyncio.Protocol):
         """The caller is done: pool the connection if its answer is (or soon will be) complete."""
         if self.state is not ACTIVE:
             return
-        self._cancel_timer()
         self._chunks.clear()
         self._buffered = 0
         if self._paused:
@@ -289,7 +291,7 @@ class Connection(asyncio.Protocol):
         elif self._head_done and not self._until_eof:
             self.state = DRAINING
             self._drained = 0
-            self._timer = self.loop.call_later(DRAIN_TIMEOUT_S, self._drop)
+            self._drain_timer = self.loop.call_later(DRAIN_TIMEOUT_S, self._drop)
         else:
             self._drop()
 
@@ -297,6 +299,7 @@ class Connection(asyncio.Protocol):
         """Drop the connection whatever its state (pool shutdown)."""
         if self.state is IDLE:
             self.state = CLOSED
+            self._cancel_timer()
             self._close_transport()
         else:
             self._drop()
@@ -364,6 +367,9 @@ class Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
 
     def _resume(self) -> None:
         self._paused = False
@@ -371,7 +377,9 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _drain_done(self) -> None:
-        self._cancel_timer()
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
         if self.keep_alive and not self.closed:
             self.state = IDLE
             self.pool.checkin(self)
