@@ -464,6 +464,24 @@ async def test_proxy_settings_send_the_provider_to_aiohttp(monkeypatch: pytest.M
     assert proxy_for("http://127.0.0.1:8000/v1") is None
 
 
+async def test_behind_a_proxy_the_aiohttp_client_answers_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The "proxy" answers itself: enough to see aiohttp send it the absolute URL.
+    requests: list[bytes] = []
+    sse = CHUNKED_HEAD + chunked(b"data: 1\n\n", b"data: [DONE]\n\n")
+    async with RawServer(keep_alive(sse, requests)) as proxy:
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+        upstream = make_client("http://upstream.invalid/v1", HEADERS, TimeoutSettings())
+        assert isinstance(upstream, AiohttpClient)
+        answer = await upstream.post("/chat/completions", b"{}")
+        assert answer.status == 200 and answer.headers["transfer-encoding"] == "chunked"
+        assert [data async for _e, data in iter_sse_data(answer)] == [b"1", b"[DONE]"]
+        answer.release()
+        await upstream.aclose()
+    assert requests[0].startswith(b"POST http://upstream.invalid/v1/chat/completions HTTP/1.1\r\n")
+
+
 def test_transport_error_mapping() -> None:
     assert isinstance(transport_error(TimeoutError(), "u"), UpstreamTimeout)
     assert isinstance(transport_error(ConnectError("x"), "u"), UpstreamConnectionError)
