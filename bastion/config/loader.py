@@ -44,6 +44,21 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def _env_value(value: str) -> Any:
+    """A YAML scalar (``true``, ``3``, ``null``), or explicit YAML flow collections (``[a, b]``,
+    ``{k: v}``); anything else stays the literal string, so ``prefix:`` or ``a: b`` is not
+    silently turned into a mapping."""
+    if not value:
+        return value
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    if isinstance(parsed, dict | list) and not value.lstrip().startswith(("[", "{")):
+        return value
+    return parsed
+
+
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for name, value in environ.items():
@@ -54,10 +69,7 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
             raise ConfigError(f"{name}: malformed setting name")
         if path[0] not in Settings.model_fields:
             raise ConfigError(f"{name}: unknown setting {'.'.join(path)!r}")
-        try:
-            parsed = yaml.safe_load(value) if value else value
-        except yaml.YAMLError:
-            parsed = value
+        parsed = _env_value(value)
         node = overrides
         for part in path[:-1]:
             node = node.setdefault(part, {})

@@ -339,3 +339,17 @@ def test_serve_refuses_a_bad_file_before_listening(tmp_path: Path) -> None:
     result = _cli("serve", "--config", str(path), cwd=tmp_path)
     assert result.returncode == 2 and "servr" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_environment_strings_that_look_like_yaml_mappings_stay_strings() -> None:
+    # "prefix:" is a one-key mapping to a YAML parser; as an environment value it is a string.
+    settings = load_settings(
+        environ={
+            "BASTION_LIMITS__REDIS_PREFIX": "tenant-a:",
+            "BASTION_ROUTER__FALLBACKS": "{}",
+            "BASTION_SERVER__ACCESS_LOG": "true",
+        }
+    )
+    assert settings.limits.redis_prefix == "tenant-a:"
+    assert settings.router.fallbacks == {}
+    assert settings.server.access_log is True
