@@ -25,31 +25,37 @@ from bastion.limits.plan import (
 _PRUNE_EVERY = 4096
 
 
-class _TokenEntry:
-    __slots__ = ("at", "request_id", "tokens")
-
-    def __init__(self, at: float, tokens: int, request_id: str) -> None:
-        self.at = at
-        self.tokens = tokens
-        self.request_id = request_id
-
-
 class _TokenLog:
-    """Entries in admission order with a running sum; corrections change an entry in place."""
+    """Entries in admission order with a running sum; a correction changes an entry's tokens.
 
-    __slots__ = ("by_request", "entries", "used")
+    Entries are ``(at, request_id)`` tuples and tokens live in a ``request_id -> int`` dict: both
+    hold only atomic values, which the garbage collector stops tracking. A busy window holds
+    ``rate x 60`` entries; as objects of their own they made every full collection scan them all
+    (a latency spike each time).
+    """
+
+    __slots__ = ("entries", "tokens", "used")
 
     def __init__(self) -> None:
-        self.entries: deque[_TokenEntry] = deque()
-        self.by_request: dict[str, _TokenEntry] = {}
+        self.entries: deque[tuple[float, str]] = deque()
+        self.tokens: dict[str, int] = {}
         self.used = 0
+
+    def add(self, at: float, tokens: int, request_id: str) -> None:
+        self.entries.append((at, request_id))
+        self.tokens[request_id] = tokens
+        self.used += tokens
+
+    def correct(self, request_id: str, delta: int) -> None:
+        if request_id in self.tokens:
+            self.tokens[request_id] += delta
+            self.used += delta
 
     def expire(self, cutoff: float) -> None:
         entries = self.entries
-        while entries and entries[0].at <= cutoff:
-            entry = entries.popleft()
-            self.used -= entry.tokens
-            self.by_request.pop(entry.request_id, None)
+        while entries and entries[0][0] <= cutoff:
+            _, request_id = entries.popleft()
+            self.used -= self.tokens.pop(request_id, 0)
 
 
 class _Budget:
@@ -115,7 +121,7 @@ class MemoryStore:
                 retry = self._tokens_retry(token_log, wanted, limit, now)
                 report = RateReport(limit, max(0, limit - token_log.used), retry)
                 return Decision(Outcome.TOKENS, index, retry, tokens=report, store=self)
-            oldest = token_log.entries[0].at if token_log.entries else now
+            oldest = token_log.entries[0][0] if token_log.entries else now
             tokens = most_constraining(
                 tokens, RateReport(limit, limit - token_log.used - wanted, oldest + window - now)
             )
@@ -134,10 +140,7 @@ class MemoryStore:
             self._requests[rule.requests_key].append(now)
         for rule in admission.token_rules:
             token_log = self._tokens[rule.tokens_key]
-            entry = _TokenEntry(now, wanted, request_id)
-            token_log.entries.append(entry)
-            token_log.by_request[request_id] = entry
-            token_log.used += wanted
+            token_log.add(now, wanted, request_id)
         for charge in admission.charges:
             if charge.estimate:
                 budget = self._budgets[charge.key]
@@ -160,10 +163,10 @@ class MemoryStore:
     def _tokens_retry(log: _TokenLog, wanted: int, limit: int, now: float) -> float:
         """Seconds until enough of the oldest entries leave the window for ``wanted`` to fit."""
         left = log.used
-        for entry in log.entries:
-            left -= entry.tokens
+        for at, request_id in log.entries:
+            left -= log.tokens.get(request_id, 0)
             if left + wanted <= limit:
-                return entry.at + WINDOW_S - now
+                return at + WINDOW_S - now
         return WINDOW_S
 
     # -- seeding and settlement -----------------------------------------------------------------
@@ -190,10 +193,8 @@ class MemoryStore:
         if delta:
             for rule in admission.token_rules:
                 token_log = self._tokens.get(rule.tokens_key)
-                entry = token_log.by_request.get(request_id) if token_log is not None else None
-                if entry is not None and token_log is not None:
-                    entry.tokens += delta
-                    token_log.used += delta
+                if token_log is not None:
+                    token_log.correct(request_id, delta)
         for charge in admission.charges:
             budget = self._budgets.get(charge.key)
             if budget is None:
