@@ -89,10 +89,61 @@ class CancelOnDisconnect:
         return False
 
 
+class _EventBuffer:
+    """Events handed from the producing task to the writing one.
+
+    The producer appends whatever the stream yields without suspending; the writer takes
+    everything buffered at once. Events that were ready together (several SSE events in one
+    upstream read) so leave in one socket write, while an event that arrives alone is written at
+    once: no delay is ever added. The buffer is bounded: a slow client pauses the producer.
+    """
+
+    __slots__ = ("_loop", "_room", "_size", "_wakeup", "done", "events")
+
+    LIMIT_BYTES = 1 << 20
+
+    def __init__(self) -> None:
+        self.events: list[bytes] = []
+        self.done = False
+        self._size = 0
+        self._loop = asyncio.get_running_loop()
+        self._wakeup: asyncio.Future[None] | None = None
+        self._room: asyncio.Future[None] | None = None
+
+    async def put(self, event: bytes) -> None:
+        self.events.append(event)
+        self._size += len(event)
+        self._wake()
+        if self._size > self.LIMIT_BYTES:
+            self._room = self._loop.create_future()
+            await self._room
+
+    def close(self) -> None:
+        self.done = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    async def take(self) -> bytes | None:
+        """Everything buffered, as one body; None once the producer is done and all is taken."""
+        while not self.events:
+            if self.done:
+                return None
+            self._wakeup = self._loop.create_future()
+            await self._wakeup
+        events, self.events, self._size = self.events, [], 0
+        if self._room is not None and not self._room.done():
+            self._room.set_result(None)
+        return events[0] if len(events) == 1 else b"".join(events)
+
+
 class SSEResponse:
     """A server-sent-events response whose producer is cancelled when the client goes away.
 
-    ``events`` yields ready-encoded event bytes; it is closed however the response ends.
+    ``events`` yields ready-encoded event bytes; it is closed however the response ends. It runs
+    in a task of its own so that events ready at the same moment are written together.
     """
 
     def __init__(
@@ -111,14 +162,30 @@ class SSEResponse:
         for name, value in (headers or {}).items():
             self.raw_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
 
+    async def _produce(self, buffer: _EventBuffer) -> None:
+        try:
+            async for event in self.events:
+                await buffer.put(event)
+        finally:
+            buffer.close()
+            await self.events.aclose()  # type: ignore[attr-defined]
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status, "headers": self.raw_headers})
+        buffer = _EventBuffer()
+        producer = asyncio.get_running_loop().create_task(self._produce(buffer))
         try:
             async with CancelOnDisconnect(receive):
-                async for event in self.events:
-                    await send({"type": "http.response.body", "body": event, "more_body": True})
+                while (body := await buffer.take()) is not None:
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                # The producer's clean-up (closing the stream completes the pipeline: the ledger
+                # record) finishes before the response does.
+                await producer
         except ClientDisconnected:
             return
         finally:
-            await self.events.aclose()  # type: ignore[attr-defined]
+            if not producer.done():
+                # Client gone or sending failed: cancelling the producer cancels the upstream call.
+                producer.cancel()
+                await asyncio.gather(producer, return_exceptions=True)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
