@@ -233,6 +233,13 @@ class GuardSettings(Strict):
     canary_for_client_prompts: bool = Field(
         False, description="Plant a canary in client-supplied system prompts too (vault prompts always get one)."
     )
+    stream_batch_chars: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="Streamed answers are checked every this many characters: fewer checks cost less CPU, "
+        "more characters are held back before release.",
+    )
 
     @field_validator("policy")
     @classmethod

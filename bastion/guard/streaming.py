@@ -42,7 +42,7 @@ _HINT_REACH = 96
 class StreamingOutputGuard:
     """Incremental ``OutputGuard`` for a stream of text deltas. One instance per response."""
 
-    def __init__(self, guard: OutputGuard, *, min_batch_chars: int = 32) -> None:
+    def __init__(self, guard: OutputGuard, *, min_batch_chars: int = 64) -> None:
         """``min_batch_chars``: deltas are checked in batches of at least this many characters, which
         bounds the per-delta cost when a model streams one token at a time (the text is held anyway
         until checked, so a batch adds at most that many characters of delay)."""

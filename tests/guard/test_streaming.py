@@ -99,7 +99,7 @@ def test_private_key_block_is_held_until_complete() -> None:
 
 
 def test_blocked_stream_releases_nothing_more() -> None:
-    streaming = StreamingOutputGuard(LEAK_GUARD)
+    streaming = StreamingOutputGuard(LEAK_GUARD, min_batch_chars=32)
     streaming.feed("The marker is " + CANARY + " ok")
     assert streaming.blocked
     assert streaming.feed(" more text") == ""

@@ -132,7 +132,8 @@ async def test_stream_without_a_finish_reason_is_flushed_at_the_end() -> None:
 
 
 async def test_each_choice_has_its_own_guard_and_a_block_ends_all() -> None:
-    stage = GuardOutStage(FakeGateway())  # type: ignore[arg-type]
+    # Checked every 32 characters, so the canary is seen on the chunk that carries it.
+    stage = GuardOutStage(FakeGateway(stream_batch_chars=32))  # type: ignore[arg-type]
     ctx = context()
     upstream = Upstream(
         [

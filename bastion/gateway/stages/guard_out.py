@@ -55,6 +55,7 @@ class GuardOutStage(Stage):
 
     def __init__(self, gateway: Gateway) -> None:
         self.services = guard_services(gateway)
+        self.batch_chars = gateway.settings.guard.stream_batch_chars
 
     def _prepare(self, ctx: RequestContext) -> tuple[GuardState, OutputGuard] | None:
         services = self.services
@@ -86,7 +87,7 @@ class GuardOutStage(Stage):
         if prepared is None:
             return chunks
         state, guard = prepared
-        return _GuardedStream(ctx, state, guard, chunks).run()
+        return _GuardedStream(ctx, state, guard, chunks, self.batch_chars).run()
 
 
 def _guard_choice(guard: OutputGuard, choice: dict[str, Any], results: list[GuardResult]) -> None:
@@ -134,8 +135,11 @@ def _guard_choice(guard: OutputGuard, choice: dict[str, Any], results: list[Guar
 class _GuardedStream:
     """One guarded stream: a ``StreamingOutputGuard`` per choice, tool-call arguments collected."""
 
-    def __init__(self, ctx: RequestContext, state: GuardState, guard: OutputGuard, chunks: Chunks) -> None:
+    def __init__(
+        self, ctx: RequestContext, state: GuardState, guard: OutputGuard, chunks: Chunks, batch_chars: int = 64
+    ) -> None:
         self.ctx = ctx
+        self.batch_chars = batch_chars
         self.state = state
         self.guard = guard
         self.chunks = chunks
@@ -153,7 +157,7 @@ class _GuardedStream:
     def _stream(self, index: int) -> RunHoldingStreamGuard:
         stream = self.streams.get(index)
         if stream is None:
-            stream = self.streams[index] = RunHoldingStreamGuard(self.guard)
+            stream = self.streams[index] = RunHoldingStreamGuard(self.guard, min_batch_chars=self.batch_chars)
             self.released[index] = False
         return stream
 
