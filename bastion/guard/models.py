@@ -47,13 +47,10 @@ class Verdict:
     action: Action = "allow"
 
     def to_ledger(self) -> dict[str, Any]:
-        counts = Counter(f.type for f in self.findings)
-        return {
-            "score": round(self.score, 4),
-            "flagged": self.flagged,
-            "action": self.action,
-            "findings": dict(sorted(counts.items())),
-        }
+        # Most verdicts find nothing; skip the Counter for them (this runs for every scanner of
+        # every request the ledger records).
+        findings = dict(sorted(Counter(f.type for f in self.findings).items())) if self.findings else {}
+        return {"score": round(self.score, 4), "flagged": self.flagged, "action": self.action, "findings": findings}
 
 
 @dataclass(slots=True)
