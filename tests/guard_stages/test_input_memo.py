@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from bastion.gateway.stages.guard import MemoInputGuard
+from typing import Any
+
+from bastion.config.settings import Settings
+from bastion.gateway.stages.guard import MemoInputGuard, _memo_input_guard
+from bastion.gateway.stages.guard_in import GuardInStage
 from bastion.guard import GuardPolicy, InputGuard
 
 
@@ -37,3 +41,23 @@ def test_memo_is_bounded_and_skips_long_texts() -> None:
         guard.scan_text(text)
     assert len(guard._memo) == 2  # a private field: the bound under test
     assert MemoInputGuard.for_policy(GuardPolicy()) is MemoInputGuard.for_policy(GuardPolicy())
+
+
+async def test_start_builds_the_default_guard_before_the_first_request() -> None:
+    """The detectors take a while to build; ``start`` builds them beside start-up, not in a request."""
+
+    class _Gateway:
+        def __init__(self, guard: dict[str, Any]) -> None:
+            self.settings = Settings.model_validate({"guard": guard})
+            self.services: dict[str, Any] = {}
+
+    _memo_input_guard.cache_clear()
+    stage = GuardInStage(_Gateway({"policy": {"injection": "block"}}))  # type: ignore[arg-type]
+    await stage.start()
+    await stage.stop()  # waits for the build
+    assert _memo_input_guard.cache_info().currsize == 1
+    _memo_input_guard.cache_clear()
+    off = GuardInStage(_Gateway({"enabled": False}))  # type: ignore[arg-type]
+    await off.start()
+    await off.stop()
+    assert _memo_input_guard.cache_info().currsize == 0, "a disabled guard builds nothing"

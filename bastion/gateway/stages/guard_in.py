@@ -22,6 +22,8 @@ With ``guard.canary_for_client_prompts`` a canary is planted in the client's own
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -47,6 +49,22 @@ class GuardInStage(Stage):
         # Canaries for client prompts are derived from the prompt text with this key, so the same
         # system prompt gets the same canary and provider-side prompt caching keeps working.
         self._canary_key = os.urandom(32)
+        self._warm_up: asyncio.Future[None] | None = None
+
+    async def start(self) -> None:
+        if self.services.enabled:
+            # The detectors compile a few hundred patterns (about a second of CPU) when first used:
+            # build them now, beside start-up, instead of inside the first guarded request.
+            self._warm_up = asyncio.get_running_loop().run_in_executor(None, self._build_default_guard)
+
+    async def stop(self) -> None:
+        if self._warm_up is not None:
+            with contextlib.suppress(Exception):  # a failed build fails the first request instead, visibly
+                await self._warm_up
+
+    def _build_default_guard(self) -> None:
+        policy = self.services.resolver.resolve()
+        MemoInputGuard.for_policy(policy).scan_messages([{"role": "user", "content": "Warm-up: hello."}])
 
     async def on_request(self, ctx: RequestContext) -> None:
         services = self.services
