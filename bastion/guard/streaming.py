@@ -259,6 +259,10 @@ class StreamingOutputGuard:
         keep = self._ngram - 1 + (1 if self._carry else 0)
         if keep <= 0:
             return len(pending)
+        return self._last_words_start(pending, keep)
+
+    def _last_words_start(self, pending: str, keep: int) -> int:
+        """Start of the last ``keep`` words of ``pending`` (0 when it has fewer)."""
         if pending.isascii():
             # Match the last ``keep`` words from the end, on the reversed text: one anchored match.
             pattern = self._last_words_patterns.get(keep)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -31,7 +30,7 @@ from bastion.guard import (
     StreamingOutputGuard,
     Verdict,
 )
-from bastion.guard.leak import PromptFingerprint, words_with_spans
+from bastion.guard.leak import PromptFingerprint
 from bastion.guard.models import ACTION_RANK, Action
 from bastion.guard.normalize import alnum_fold
 from bastion.guard.policy_resolution import PolicyResolver
@@ -175,16 +174,7 @@ class RunHoldingStreamGuard(StreamingOutputGuard):
         run = min(self._vocabulary_run, self._needed + n - 1)
         if run < n:
             return super()._shingle_hold(pending)
-        keep = run + (1 if self._carry else 0)
-        if pending.isascii():
-            pattern = self._last_words_patterns.get(keep)
-            if pattern is None:
-                pattern = re.compile(rf"[^a-z0-9]*(?:[a-z0-9]+[^a-z0-9]+){{{keep - 1}}}[a-z0-9]+")
-                self._last_words_patterns[keep] = pattern
-            match = pattern.match(pending[::-1].lower())
-            return len(pending) - match.end() if match else 0
-        starts = [start for _, start, _ in words_with_spans(pending)]
-        return starts[-keep] if len(starts) >= keep else 0
+        return self._last_words_start(pending, run + (1 if self._carry else 0))
 
 
 class MemoInputGuard(InputGuard):
