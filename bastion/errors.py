@@ -1,5 +1,5 @@
 """Errors the gateway answers with. Each carries its HTTP status and is rendered in the caller's
-dialect (OpenAI or Anthropic error JSON) by ``bastion.gateway.errors``; no other exception type
+dialect (OpenAI or Anthropic error JSON) by ``bastion.api.errors``; no other exception type
 ever reaches a client."""
 
 from __future__ import annotations

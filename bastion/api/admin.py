@@ -18,13 +18,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bastion.api.common import dialect_errors, gateway
+from bastion.api.common import authenticate_request, gateway
+from bastion.api.http import json_response, read_json
 from bastion.auth import manage
 from bastion.auth.principal import Permission, Principal
 from bastion.auth.schemas import KeyCreate, KeyUpdate, TenantCreate, TenantUpdate, UserCreate, UserUpdate, parse
-from bastion.auth.service import authenticate_request, authenticator_for
 from bastion.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
-from bastion.gateway.http import json_response, read_json
 from bastion.store.models import AuditEvent
 
 PREFIX = "/api/v1/admin"
@@ -69,7 +68,7 @@ async def _write(request: Request, work: Callable[[AsyncSession], Awaitable[T]],
     except IntegrityError:
         raise Conflict("The change conflicts with existing data (a duplicate name or email?).") from None
     if invalidate:
-        await authenticator_for(gw).invalidate()
+        await gw.services.authenticator.invalidate()
     return result
 
 
@@ -94,7 +93,6 @@ def _bool_query(request: Request, name: str, default: bool) -> bool:
 # -- who am I --------------------------------------------------------------------------------------
 
 
-@dialect_errors("bastion")
 async def me(request: Request) -> Response:
     principal = await authenticate_request(request)
     return json_response(
@@ -117,14 +115,12 @@ async def me(request: Request) -> Response:
 # -- tenants ---------------------------------------------------------------------------------------
 
 
-@dialect_errors("bastion")
 async def get_own_tenant(request: Request) -> Response:
     principal = await authenticate_request(request, Permission.READ_ACCESS)
     tenant = await _read(request, lambda s: manage.tenant_by_id(s, principal.tenant_id))
     return json_response(manage.tenant_view(tenant))
 
 
-@dialect_errors("bastion")
 async def patch_own_tenant(request: Request) -> Response:
     principal = await authenticate_request(request, Permission.MANAGE_TENANT)
     data = parse(TenantUpdate, await _body(request))
@@ -137,14 +133,12 @@ async def patch_own_tenant(request: Request) -> Response:
     return json_response(await _write(request, work))
 
 
-@dialect_errors("bastion")
 async def list_tenants(request: Request) -> Response:
     await _platform_admin(request)
     page = _page(request)
     return _listing(await _read(request, lambda s: manage.list_tenants(s, page)), manage.tenant_view)
 
 
-@dialect_errors("bastion")
 async def create_tenant(request: Request) -> Response:
     principal = await _platform_admin(request)
     data = parse(TenantCreate, await _body(request))
@@ -160,7 +154,6 @@ def _tenant_visible(principal: Principal, tenant_id: str) -> None:
         raise NotFound(f"No tenant {tenant_id!r}.")
 
 
-@dialect_errors("bastion")
 async def get_tenant(request: Request) -> Response:
     principal = await authenticate_request(request, Permission.READ_ACCESS)
     tenant_id = request.path_params["tenant_id"]
@@ -168,7 +161,6 @@ async def get_tenant(request: Request) -> Response:
     return json_response(manage.tenant_view(await _read(request, lambda s: manage.tenant_by_id(s, tenant_id))))
 
 
-@dialect_errors("bastion")
 async def patch_tenant(request: Request) -> Response:
     principal = await authenticate_request(request, Permission.MANAGE_TENANT)
     tenant_id = request.path_params["tenant_id"]
@@ -184,7 +176,6 @@ async def patch_tenant(request: Request) -> Response:
     return json_response(await _write(request, work))
 
 
-@dialect_errors("bastion")
 async def create_tenant_key(request: Request) -> Response:
     """A platform admin creates a key in any tenant (typically the first admin key of a new one)."""
     principal = await _platform_admin(request)
@@ -202,14 +193,12 @@ async def create_tenant_key(request: Request) -> Response:
 # -- users -----------------------------------------------------------------------------------------
 
 
-@dialect_errors("bastion")
 async def list_users(request: Request) -> Response:
     principal = await authenticate_request(request, Permission.READ_ACCESS)
     page = _page(request)
     return _listing(await _read(request, lambda s: manage.list_users(s, principal.tenant_id, page)), manage.user_view)
 
 
-@dialect_errors("bastion")
 async def create_user(request: Request) -> Response:
     principal = await authenticate_request(request, Permission.MANAGE_USERS)
     data = parse(UserCreate, await _body(request))
@@ -220,7 +209,6 @@ async def create_user(request: Request) -> Response:
     return json_response(await _write(request, work), status=201)
 
 
-@dialect_errors("bastion")
 async def get_user(request: Request) -> Response:
     principal = await authenticate_request(request, Permission.READ_ACCESS)
     user_id = request.path_params["user_id"]
@@ -228,7 +216,6 @@ async def get_user(request: Request) -> Response:
     return json_response(manage.user_view(user))
 
 
-@dialect_errors("bastion")
 async def patch_user(request: Request) -> Response:
     principal = await authenticate_request(request, Permission.MANAGE_USERS)
     user_id = request.path_params["user_id"]
@@ -241,7 +228,6 @@ async def patch_user(request: Request) -> Response:
     return json_response(await _write(request, work))
 
 
-@dialect_errors("bastion")
 async def delete_user(request: Request) -> Response:
     principal = await authenticate_request(request, Permission.MANAGE_USERS)
     user_id = request.path_params["user_id"]
@@ -257,7 +243,6 @@ async def delete_user(request: Request) -> Response:
 # -- keys ------------------------------------------------------------------------------------------
 
 
-@dialect_errors("bastion")
 async def list_keys(request: Request) -> Response:
     principal = await authenticate_request(request, Permission.READ_ACCESS)
     page = _page(request)
@@ -277,7 +262,6 @@ async def list_keys(request: Request) -> Response:
     return _listing(await _read(request, work), manage.key_view)
 
 
-@dialect_errors("bastion")
 async def create_key(request: Request) -> Response:
     principal = await authenticate_request(request, Permission.MANAGE_KEYS)
     data = parse(KeyCreate, await _body(request))
@@ -290,7 +274,6 @@ async def create_key(request: Request) -> Response:
     return json_response(await _write(request, work, invalidate=False), status=201)
 
 
-@dialect_errors("bastion")
 async def get_key(request: Request) -> Response:
     principal = await authenticate_request(request, Permission.READ_ACCESS)
     key_id = request.path_params["key_id"]
@@ -298,7 +281,6 @@ async def get_key(request: Request) -> Response:
     return json_response(manage.key_view(key))
 
 
-@dialect_errors("bastion")
 async def patch_key(request: Request) -> Response:
     principal = await authenticate_request(request, Permission.MANAGE_KEYS)
     key_id = request.path_params["key_id"]
@@ -311,7 +293,6 @@ async def patch_key(request: Request) -> Response:
     return json_response(await _write(request, work))
 
 
-@dialect_errors("bastion")
 async def revoke_key(request: Request) -> Response:
     principal = await authenticate_request(request, Permission.MANAGE_KEYS)
     key_id = request.path_params["key_id"]
@@ -339,7 +320,6 @@ def _audit_view(event: AuditEvent) -> dict[str, Any]:
     }
 
 
-@dialect_errors("bastion")
 async def list_audit(request: Request) -> Response:
     principal = await authenticate_request(request, Permission.MANAGE_TENANT)
     page = _page(request)

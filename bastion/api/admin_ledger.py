@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bastion.api.common import dialect_errors, gateway
+from bastion.api.common import authenticate_request, gateway
+from bastion.api.http import json_response
 from bastion.auth.principal import Permission, Principal
 from bastion.errors import InvalidRequest, NotFound
-from bastion.gateway.http import json_response
 from bastion.ledger.store import MAX_PAGE, InteractionFilter, get_interaction, list_interactions, to_json
 
 PREFIX = "/api/v1/admin/interactions"
@@ -30,7 +30,6 @@ DEFAULT_PAGE = 50
 
 async def require(request: Request, permission: Permission) -> Principal:
     """The authenticated caller (401 otherwise), holding ``permission`` (403 otherwise)."""
-    from bastion.auth.service import authenticate_request
 
     return await authenticate_request(request, permission)
 
@@ -97,7 +96,6 @@ def parse_filter(request: Request, tenant_id: str) -> InteractionFilter:
     )
 
 
-@dialect_errors("bastion")
 async def list_route(request: Request) -> Response:
     principal = await require(request, Permission.READ_LEDGER)
     filters = parse_filter(request, principal.tenant_id)
@@ -114,7 +112,6 @@ async def list_route(request: Request) -> Response:
     )
 
 
-@dialect_errors("bastion")
 async def get_route(request: Request) -> Response:
     principal = await require(request, Permission.READ_LEDGER)
     interaction_id = request.path_params["interaction_id"]

@@ -15,12 +15,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bastion.api.common import dialect_errors, gateway
+from bastion.api.common import authenticate_request, gateway
+from bastion.api.http import json_response, read_json
 from bastion.auth.principal import Permission, Principal
-from bastion.auth.service import authenticate_request
 from bastion.errors import InvalidRequest
-from bastion.gateway.http import json_response, read_json
-from bastion.gateway.stages.prompt import vault_for
 from bastion.vault.model import VersionSpec, check_label, check_prompt_id
 from bastion.vault.service import VaultService
 
@@ -31,7 +29,7 @@ _CREATE_FIELDS = {"prompt_id", "name", "description", *_VERSION_FIELDS}
 
 async def _caller(request: Request, permission: Permission) -> tuple[Principal, VaultService]:
     principal = await authenticate_request(request, permission)
-    return principal, vault_for(gateway(request))
+    return principal, gateway(request).services.vault
 
 
 async def _body(request: Request, allowed: set[str]) -> dict[str, Any]:
@@ -76,7 +74,6 @@ def _version(value: Any, param: str = "version") -> int:
     return int(text)
 
 
-@dialect_errors("bastion")
 async def prompts(request: Request) -> Response:
     if request.method == "GET":
         principal, vault = await _caller(request, Permission.READ_PROMPTS)
@@ -99,7 +96,6 @@ async def prompts(request: Request) -> Response:
     return json_response(info.to_json(), status=201)
 
 
-@dialect_errors("bastion")
 async def prompt(request: Request) -> Response:
     if request.method == "GET":
         principal, vault = await _caller(request, Permission.READ_PROMPTS)
@@ -108,7 +104,6 @@ async def prompt(request: Request) -> Response:
     return await _new_version(request)  # PUT: the seed's "update a prompt" is a new version
 
 
-@dialect_errors("bastion")
 async def versions(request: Request) -> Response:
     if request.method == "GET":
         principal, vault = await _caller(request, Permission.READ_PROMPTS)
@@ -126,7 +121,6 @@ async def _new_version(request: Request) -> Response:
     return json_response(info.to_json(), status=201)
 
 
-@dialect_errors("bastion")
 async def move_label(request: Request) -> Response:
     principal, vault = await _caller(request, Permission.WRITE_PROMPTS)
     label = check_label(request.path_params["label"])
@@ -139,7 +133,6 @@ async def move_label(request: Request) -> Response:
     return json_response({"prompt_id": prompt_id, "label": label, "version": version, "previous_version": before})
 
 
-@dialect_errors("bastion")
 async def clone(request: Request) -> Response:
     principal, vault = await _caller(request, Permission.WRITE_PROMPTS)
     body = await _body(request, {"new_prompt_id", "name"})
@@ -154,14 +147,12 @@ async def clone(request: Request) -> Response:
     return json_response(info.to_json(), status=201)
 
 
-@dialect_errors("bastion")
 async def archive(request: Request) -> Response:
     principal, vault = await _caller(request, Permission.WRITE_PROMPTS)
     info = await vault.archive(principal.tenant_id, _prompt_id(request), actor=principal.actor)
     return json_response(info.to_json())
 
 
-@dialect_errors("bastion")
 async def plaintext(request: Request) -> Response:
     principal, vault = await _caller(request, Permission.READ_PROMPT_PLAINTEXT)
     version = _version(request.path_params["version"])

@@ -2,56 +2,50 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bastion.api.common import dialect_errors, gateway, new_context
+from bastion.api.common import gateway, new_context
+from bastion.api.http import CancelOnDisconnect, ClientDisconnected, SSEResponse, json_response, read_json
 from bastion.dialects.anthropic import (
     AnthropicStreamEncoder,
     error_event,
     openai_response_to_anthropic,
     parse_anthropic_request,
 )
+from bastion.dialects.extension import FIELD, parse_extension
 from bastion.errors import BastionError
-from bastion.gateway.errors import error_payload
-from bastion.gateway.http import CancelOnDisconnect, ClientDisconnected, SSEResponse, json_response, read_json
-from bastion.providers.base import ChatResponse
+from bastion.providers.base import ChatResponse, ChunkStream, Usage
 
 
-async def _encode_stream(chunks: AsyncIterator[dict[str, Any]], model: str, message_id: str) -> AsyncIterator[bytes]:
+async def _encode_stream(chunks: ChunkStream, model: str, message_id: str) -> AsyncGenerator[bytes, None]:
     encoder = AnthropicStreamEncoder(model, message_id)
     usage = None
     try:
         async for chunk in chunks:
             if chunk.get("usage"):
-                from bastion.providers.base import Usage
-
                 usage = Usage.from_openai(chunk["usage"])
             event = encoder.encode(chunk)
             if event:
                 yield event
     except BastionError as exc:
-        yield error_event(exc.message, error_payload(exc, "anthropic")["error"]["type"])
+        yield error_event(exc)
         return
     finally:
-        await chunks.aclose()  # type: ignore[attr-defined]
+        await chunks.aclose()
     yield encoder.finish(usage)
 
 
-@dialect_errors("anthropic")
 async def messages(request: Request) -> Response:
     gw = gateway(request)
     raw = await read_json(request, gw.settings.server.max_body_bytes)
     body, info = parse_anthropic_request(raw)
-    extension = body.pop("bastion", None)
     ctx = new_context(request, "anthropic", "chat", body, info["model"])
     ctx.stream = bool(info.get("stream"))
-    if extension is not None:
-        ctx.annotations["bastion"] = extension
+    ctx.extension = parse_extension(raw.get(FIELD))
     try:
         async with CancelOnDisconnect(request.receive):
             result = await gw.pipeline.chat(ctx)
@@ -59,7 +53,7 @@ async def messages(request: Request) -> Response:
         return Response(status_code=499)
     message_id = "msg_" + ctx.request_id.removeprefix("req_")
     # Stages' response headers (x-ratelimit-*); error responses carry them on the exception.
-    headers = {**ctx.annotations.get("response_headers", {}), "request-id": ctx.request_id}
+    headers = {**(ctx.response_headers or {}), "request-id": ctx.request_id}
     if isinstance(result, ChatResponse):
         return json_response(openai_response_to_anthropic(result.body, info["model"]), headers=headers)
     return SSEResponse(_encode_stream(result, info["model"], message_id), headers=headers)

@@ -10,33 +10,31 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bastion.api.common import dialect_errors, gateway, new_context
-from bastion.auth.service import authenticate_request
+from bastion.api.common import authenticate_request, gateway, new_context
+from bastion.api.http import CancelOnDisconnect, ClientDisconnected, SSEResponse, json_response, read_json
+from bastion.dialects.extension import FIELD, parse_extension
 from bastion.dialects.openai import encode_stream
 from bastion.dialects.openai_schema import validate_chat_request, validate_embedding_request
 from bastion.errors import InvalidRequest, ModelNotFound
-from bastion.gateway.http import CancelOnDisconnect, ClientDisconnected, SSEResponse, json_response, read_json
 from bastion.providers.base import ChatResponse
 
 
-@dialect_errors("openai")
 async def chat_completions(request: Request) -> Response:
     gw = gateway(request)
     body = await read_json(request, gw.settings.server.max_body_bytes)
     parsed = validate_chat_request(body)
-    extension = body.pop("bastion", None)
     ctx = new_context(request, "openai", "chat", body, parsed.model)
     ctx.stream = bool(parsed.stream)
     ctx.include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
-    if extension is not None:
-        ctx.annotations["bastion"] = extension
+    # Bastion's own field never goes upstream.
+    ctx.extension = parse_extension(body.pop(FIELD, None))
     try:
         async with CancelOnDisconnect(request.receive):
             result = await gw.pipeline.chat(ctx)
     except ClientDisconnected:
         return Response(status_code=499)
     # Stages' response headers (x-ratelimit-*); error responses carry them on the exception.
-    headers = ctx.annotations.get("response_headers")
+    headers = ctx.response_headers
     if isinstance(result, ChatResponse):
         return json_response(result.body, headers=headers)
     return SSEResponse(encode_stream(result, ctx.include_usage), headers=headers)
@@ -49,7 +47,6 @@ def _encode_vector(vector: list[float], encoding: str) -> list[float] | str:
     return vector
 
 
-@dialect_errors("openai")
 async def embeddings(request: Request) -> Response:
     gw = gateway(request)
     body = await read_json(request, gw.settings.server.max_body_bytes)
@@ -57,7 +54,7 @@ async def embeddings(request: Request) -> Response:
     if isinstance(parsed.input, str):
         inputs = [parsed.input]
     elif all(isinstance(item, str) for item in parsed.input):
-        inputs = list(parsed.input)  # type: ignore[arg-type]
+        inputs = [item for item in parsed.input if isinstance(item, str)]
     else:
         raise InvalidRequest("Invalid request: input as token arrays is not supported; send text.", param="input")
     if any(not text for text in inputs):
@@ -81,7 +78,7 @@ async def embeddings(request: Request) -> Response:
             "model": parsed.model,
             "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
         },
-        headers=ctx.annotations.get("response_headers"),
+        headers=ctx.response_headers,
     )
 
 
@@ -89,18 +86,16 @@ def _model_card(name: str, owner: str, created: int) -> dict[str, object]:
     return {"id": name, "object": "model", "created": created, "owned_by": owner}
 
 
-@dialect_errors("openai")
 async def list_models(request: Request) -> Response:
     await authenticate_request(request)  # identity: any valid caller (anonymous while auth is off)
     gw = gateway(request)
-    created = int(gw.extras.get("started_at", time.time()))
+    created = int(gw.started_at or time.time())
     data = [
         _model_card(name, group.targets[0].deployment.provider, created) for name, group in gw.router.groups.items()
     ]
     return json_response({"object": "list", "data": data})
 
 
-@dialect_errors("openai")
 async def get_model(request: Request) -> Response:
     await authenticate_request(request)  # identity: any valid caller (anonymous while auth is off)
     gw = gateway(request)
@@ -108,7 +103,7 @@ async def get_model(request: Request) -> Response:
     group = gw.router.groups.get(name)
     if group is None:
         raise ModelNotFound(f"The model {name!r} does not exist.", param="model")
-    created = int(gw.extras.get("started_at", time.time()))
+    created = int(gw.started_at or time.time())
     return json_response(_model_card(name, group.targets[0].deployment.provider, created))
 
 

@@ -10,7 +10,7 @@ for /v1 calls. Errors use Bastion's JSON error shape. See docs/SESSIONS.md.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -20,20 +20,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bastion.api.common import Handler, dialect_errors, gateway, new_context, request_id
+from bastion.api.common import authenticate_request, gateway, new_context, request_id
+from bastion.api.http import CancelOnDisconnect, ClientDisconnected, SSEResponse, json_response, read_json
 from bastion.auth.principal import Permission, Principal
-from bastion.auth.service import authenticate_request
+from bastion.dialects.errors import openai_error
 from bastion.errors import BastionError, InvalidRequest
-from bastion.gateway.http import CancelOnDisconnect, ClientDisconnected, SSEResponse, json_response, read_json
-from bastion.providers.base import ChatResponse
-from bastion.sessions.service import (
-    PreparedChat,
-    SessionService,
-    message_view,
-    parse_agent_id,
-    session_view,
-    sessions_for,
-)
+from bastion.gateway.context import RequestContext
+from bastion.providers.base import ChatResponse, ChunkStream
+from bastion.sessions.service import PreparedChat, SessionService, message_view, parse_agent_id, session_view
 
 log = structlog.get_logger("bastion.sessions")
 
@@ -49,7 +43,10 @@ class SessionsUnavailable(BastionError):
     code = "sessions_unavailable"
 
 
-def _store_errors(handler: Handler) -> Handler:
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def route(handler: Handler) -> Handler:
     """A database failure is a 503 the client may retry, never a 500."""
 
     @functools.wraps(handler)
@@ -63,13 +60,9 @@ def _store_errors(handler: Handler) -> Handler:
     return wrapped
 
 
-def route(handler: Handler) -> Handler:
-    return dialect_errors("bastion")(_store_errors(handler))
-
-
 async def _caller(request: Request) -> tuple[Principal, SessionService]:
     principal = await authenticate_request(request, Permission.CALL_MODELS)
-    return principal, sessions_for(gateway(request))
+    return principal, gateway(request).services.sessions
 
 
 async def _object(request: Request) -> dict[str, Any]:
@@ -181,15 +174,17 @@ async def _chat_input(request: Request) -> tuple[str, str]:
     return agent_id, message
 
 
-async def _run(request: Request, stream: bool) -> tuple[PreparedChat, Any, Any, SessionService]:
+async def _run(
+    request: Request, stream: bool
+) -> tuple[PreparedChat, RequestContext, ChatResponse | ChunkStream, SessionService]:
     principal, service = await _caller(request)
     agent_id, message = await _chat_input(request)
     rid = request_id(request)
     chat = await service.prepare_chat(principal, agent_id, message, rid)
     ctx = new_context(request, "bastion", "chat", chat.body, chat.model)
     ctx.stream = stream
-    ctx.annotations["bastion"] = chat.extension
-    ctx.annotations["session_id"] = chat.agent_id  # what the ledger records as the session
+    ctx.extension = chat.extension
+    ctx.session_id = chat.agent_id  # what the ledger records as the session
     async with CancelOnDisconnect(request.receive):
         result = await gateway(request).pipeline.chat(ctx)
     return chat, ctx, result, service
@@ -212,7 +207,7 @@ async def chat(request: Request) -> Response:
     await service.record(prepared, reply, ctx.request_id)
     return json_response(
         {"message": reply, "interaction_id": ctx.request_id, "agent_id": prepared.agent_id},
-        headers=ctx.annotations.get("response_headers"),
+        headers=ctx.response_headers,
     )
 
 
@@ -221,10 +216,12 @@ def _event(kind: str, payload: dict[str, Any]) -> bytes:
 
 
 def _error_event(error: BastionError) -> bytes:
-    return _event("error", {"error": {"message": error.message, "type": error.error_type, "code": error.code}})
+    return _event("error", openai_error(error))
 
 
-async def _events(service: SessionService, prepared: PreparedChat, ctx: Any, result: Any) -> AsyncIterator[bytes]:
+async def _events(
+    service: SessionService, prepared: PreparedChat, ctx: RequestContext, result: ChatResponse | ChunkStream
+) -> AsyncGenerator[bytes, None]:
     """Text deltas as they arrive, then ``done`` with the interaction id once the reply is stored.
     A client that goes away cancels this (and the upstream call); nothing is stored then."""
     parts: list[str] = []
@@ -260,9 +257,7 @@ async def chat_stream(request: Request) -> Response:
         prepared, ctx, result, service = await _run(request, stream=True)
     except ClientDisconnected:
         return Response(status_code=499)
-    return SSEResponse(  # type: ignore[return-value]
-        _events(service, prepared, ctx, result), headers=ctx.annotations.get("response_headers")
-    )
+    return SSEResponse(_events(service, prepared, ctx, result), headers=ctx.response_headers)
 
 
 routes = [

@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bastion.api.common import gateway
-from bastion.gateway.http import json_response
+from bastion.api.http import json_response
 from bastion.observability import metrics
 from bastion.routing.breaker import BreakerState
 

@@ -97,7 +97,7 @@ def _accept(entry: CachedCredential) -> Principal:
 
 
 class Authenticator:
-    """One per process (``gateway.services["auth"]``), shared by the auth stage and the admin API."""
+    """One per process (``Services.authenticator``), shared by the auth stage and the admin API."""
 
     def __init__(self, settings: Settings, db: Database) -> None:
         auth = settings.auth
@@ -132,6 +132,9 @@ class Authenticator:
         if not has_admin:
             log.warning("no_admin_key", hint="bastion keys create --role admin --tenant <name>")
             print(f"bastion: {BOOTSTRAP_HINT}", file=sys.stderr, flush=True)
+
+    async def stop(self) -> None:
+        await self.aclose()
 
     async def aclose(self) -> None:
         self.file_epoch.close()

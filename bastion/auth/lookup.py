@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.auth.principal import Principal, Role
 from bastion.auth.tokens import TokenClaims
+from bastion.store.db import Database
 from bastion.store.models import ApiKey, Tenant, User
 
 UNKNOWN_KEY = "Invalid API key."
@@ -127,3 +128,19 @@ async def admin_key_exists(session: AsyncSession) -> bool:
         .limit(1)
     )
     return (await session.execute(statement)).first() is not None
+
+
+class DefaultTenantId:
+    """The id of the tenant anonymous callers belong to (``auth.default_tenant``), looked up once
+    it exists (auth off: the authenticator creates it at start-up)."""
+
+    def __init__(self, db: Database, name: str) -> None:
+        self.db = db
+        self.name = name
+        self._id: str | None = None
+
+    async def __call__(self) -> str | None:
+        if self._id is None:
+            async with self.db.session() as session:
+                self._id = await session.scalar(select(Tenant.id).where(Tenant.name == self.name))
+        return self._id

@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from bastion.errors import PermissionDenied
+
 
 class Role(enum.StrEnum):
     ADMIN = "admin"
@@ -76,3 +78,10 @@ class Principal:
         if self.key_id:
             return f"key:{self.key_id}"
         return f"user:{self.user_id}"
+
+
+def require(principal: Principal, permission: Permission | None) -> Principal:
+    """The principal, if it holds ``permission`` (None: any caller); 403 otherwise."""
+    if permission is not None and not principal.can(permission):
+        raise PermissionDenied(f"The {principal.role.value} role lacks the {permission.value} permission.")
+    return principal

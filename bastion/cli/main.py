@@ -48,7 +48,7 @@ def serve(
         err=True,
     )
     uvicorn.run(
-        "bastion.gateway.asgi:create_from_env",
+        "bastion.api.asgi:create_from_env",
         factory=True,
         host=host or server.host,
         port=port if port is not None else server.port,

@@ -117,10 +117,8 @@ def parse_anthropic_request(raw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         }
     if request.cache_control is not None:
         body["cache_control"] = request.cache_control.model_dump(exclude_none=True)
-    # Bastion's own request extension (read and removed by the HTTP layer) passes through.
-    extension = (request.model_extra or {}).get("bastion")
-    if extension is not None:
-        body["bastion"] = extension
+    # Bastion's own request field (``bastion``) is not part of the translation: the HTTP layer
+    # parses it from the raw body (``bastion.dialects.extension``).
 
     info = {
         "model": request.model,

@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 
 from bastion.dialects.anthropic_common import anthropic_stop_reason, anthropic_usage, new_tool_id
+from bastion.dialects.errors import anthropic_error
+from bastion.errors import BastionError
 from bastion.providers.base import Usage
 
 
@@ -22,9 +24,9 @@ def sse_event(name: str, payload: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
-def error_event(message: str, error_type: str) -> bytes:
+def error_event(error: BastionError) -> bytes:
     """An Anthropic ``error`` event, for failures after the stream has started."""
-    return sse_event("error", {"type": "error", "error": {"type": error_type, "message": message}})
+    return sse_event("error", anthropic_error(error))
 
 
 class AnthropicStreamEncoder:

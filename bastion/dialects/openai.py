@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import orjson
 
+from bastion.dialects.errors import openai_error
 from bastion.errors import BastionError
+from bastion.providers.base import ChunkStream
 
 DONE = b"data: [DONE]\n\n"
 
@@ -18,10 +20,10 @@ def sse(payload: dict[str, Any]) -> bytes:
 
 def error_event(error: BastionError) -> bytes:
     # The OpenAI SDKs raise APIError when a data event carries an "error" object.
-    return sse({"error": {"message": error.message, "type": error.error_type, "code": error.code}})
+    return sse(openai_error(error))
 
 
-async def encode_stream(chunks: AsyncIterator[dict[str, Any]], include_usage: bool) -> AsyncIterator[bytes]:
+async def encode_stream(chunks: ChunkStream, include_usage: bool) -> AsyncGenerator[bytes, None]:
     """Encode chunks as OpenAI SSE; usage goes out only if the client asked for it."""
     try:
         async for chunk in chunks:
@@ -38,5 +40,5 @@ async def encode_stream(chunks: AsyncIterator[dict[str, Any]], include_usage: bo
         yield error_event(exc)
         return
     finally:
-        await chunks.aclose()  # type: ignore[attr-defined]
+        await chunks.aclose()
     yield DONE

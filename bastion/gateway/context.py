@@ -1,4 +1,8 @@
-"""The state of one request as it moves through the pipeline."""
+"""The state of one request as it moves through the pipeline.
+
+A contract module: it holds data types only (no gateway, no service, no Starlette), so a stage and
+its tests need nothing else. Every value one stage hands to another is a typed field here.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from bastion.auth.principal import Principal
+from bastion.dialects.errors import Dialect
+from bastion.dialects.extension import BastionExtension
 from bastion.errors import BastionError
+from bastion.guard.state import GuardState, PlantedPrompt
+from bastion.limits.plan import Ticket
 from bastion.providers.base import ChatResponse, Usage
-from bastion.routing.router import RouteTrace
+from bastion.routing.trace import RouteTrace
+from bastion.vault.model import PromptInUse
 
-Dialect = Literal["openai", "anthropic", "bastion"]
 Endpoint = Literal["chat", "embeddings"]
 
 
@@ -38,7 +47,7 @@ class RequestContext:
     request_id: str
     dialect: Dialect
     endpoint: Endpoint
-    #: The request in the OpenAI shape (chat-completions or embeddings body).
+    #: The request in the OpenAI shape (chat-completions or embeddings body), as sent upstream.
     body: dict[str, Any]
     model: str
     timing: Timing
@@ -46,9 +55,35 @@ class RequestContext:
     stream: bool = False
     include_usage: bool = False
     user_agent: str | None = None
+    #: The request's ``bastion`` field (vault prompt reference, variables), parsed by the dialect layer.
+    extension: BastionExtension | None = None
     trace: RouteTrace = field(default_factory=RouteTrace)
-    #: Who is calling (filled by the auth stage; None while auth is off).
-    principal: Any = None
+
+    # -- filled on the way in ------------------------------------------------------------------
+    #: Who is calling (the auth stage; None while auth is off).
+    principal: Principal | None = None
+    #: The vault prompt in use (the prompt stage).
+    prompt: PromptInUse | None = None
+    #: The system prompt sent upstream and its canary, for the output guard's leak detection (the
+    #: prompt stage for vault prompts, the guard for client prompts). Never logged or recorded.
+    planted_prompt: PlantedPrompt | None = None
+    #: The guard's policy and verdicts (the guard stages; the ledger records a summary).
+    guard: GuardState | None = None
+    #: What the ledger records as the request's messages when the body sent upstream differs from
+    #: what the client sent (a vault prompt, a canary, redacted text).
+    ledger_messages: list[Any] | None = None
+    #: The admitted rate limits and budgets, settled when the exchange is over (the limits stage).
+    limits: Ticket | None = None
+    #: Headers for the response (``x-ratelimit-*``); error responses carry them on the exception.
+    response_headers: dict[str, str] | None = None
+    #: The agent session the request belongs to.
+    session_id: str | None = None
+    #: Why the interaction is flagged for review, beyond the guard's own flags.
+    flag_reason: str | None = None
+    #: Merged into the ledger's ``extra`` column (experiment arm, cache hit, ...).
+    ledger_extra: dict[str, Any] | None = None
+
+    # -- filled on the way out -----------------------------------------------------------------
     #: A stage may answer without an upstream call (for example a cache hit).
     response: ChatResponse | None = None
     usage: Usage | None = None
@@ -60,11 +95,15 @@ class RequestContext:
     error: BastionError | None = None
     first_chunk_at: float | None = None
     finished_at: float | None = None
-    #: Per-stage data that other stages or the ledger read (guard verdicts, prompt id, ...).
-    annotations: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.timing.trace = self.trace
+
+    def add_response_headers(self, headers: dict[str, str]) -> None:
+        if self.response_headers is None:
+            self.response_headers = headers
+        else:
+            self.response_headers.update(headers)
 
     @property
     def latency_s(self) -> float:

@@ -1,58 +1,36 @@
 """The request pipeline: an explicit, ordered list of stages around the routed upstream call.
 
-    stage.on_request   in order      (auth, limits, session, prompt, guard in, cache, ...)
+    stage.on_request   in order      (auth, ledger, metrics, prompt, guard in, limits, ...)
     router             route + provider call, with retries and fallbacks
     stage.on_response  reverse order (guard out, usage, ...)      for complete answers
     stage.on_stream    reverse order, each wrapping the chunk stream        for streams
-    stage.on_complete  reverse order, always, once the answer is over  (ledger, metrics, ...)
+    stage.on_complete  reverse order, always, once the answer is over  (cost, limits, ledger, ...)
+
+The order itself lives in one place, ``build_stages`` in ``bastion/gateway/compose.py``.
 
 A stage that raises ``BastionError`` in ``on_request`` rejects the request; ``on_complete`` still
 runs for every stage whose ``on_request`` was reached, so reservations can be released. A stage is
-one module with one idea and can be tested alone with a fake router.
+one module with one idea and can be tested alone with fakes of its collaborators.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import structlog
 
 from bastion.errors import BastionError
 from bastion.gateway.context import RequestContext
+from bastion.gateway.stage import Chunks, Stage
 from bastion.providers.base import ChatRequest, ChatResponse, EmbeddingResponse
 from bastion.routing.router import Router
 
 log = structlog.get_logger("bastion.pipeline")
 
-Chunks = AsyncIterator[dict[str, Any]]
-
-
-class Stage:
-    """A pipeline stage. Override what you need; the defaults pass everything through."""
-
-    name: str = "stage"
-
-    async def start(self) -> None:
-        """Acquire resources (background tasks, connections) before the first request."""
-
-    async def stop(self) -> None:
-        """Release them; called once at shut-down after requests have drained."""
-
-    async def on_request(self, ctx: RequestContext) -> None:
-        """Inspect or change the request before it is routed; raise to reject it."""
-
-    async def on_response(self, ctx: RequestContext, response: ChatResponse) -> ChatResponse:
-        """Inspect or change a complete answer."""
-        return response
-
-    def on_stream(self, ctx: RequestContext, chunks: Chunks) -> Chunks:
-        """Wrap a stream of chunks; runs before any chunk is pulled."""
-        return chunks
-
-    async def on_complete(self, ctx: RequestContext) -> None:
-        """Called once when the exchange is over, successful or not. Must not raise."""
+T = TypeVar("T")
 
 
 class Pipeline:
@@ -62,42 +40,49 @@ class Pipeline:
 
     async def chat(self, ctx: RequestContext) -> ChatResponse | Chunks:
         """Run a chat request. A stream is returned primed: its first chunk has arrived."""
-        entered = 0
-        try:
-            for stage in self.stages:
-                entered += 1
-                await stage.on_request(ctx)
+
+        async def call() -> ChatResponse | Chunks:
             request = ChatRequest(body=ctx.body, request_id=ctx.request_id, stream=ctx.stream)
             if ctx.stream and ctx.response is None:
                 chunks: Chunks = await self.router.stream(request, ctx.model, ctx.trace)
                 for stage in reversed(self.stages):
                     chunks = stage.on_stream(ctx, chunks)
-                return self._completing(ctx, chunks)
+                return chunks
             response = ctx.response or await self.router.chat(request, ctx.model, ctx.trace)
             for stage in reversed(self.stages):
                 response = await stage.on_response(ctx, response)
             ctx.response = response
-        except BaseException as exc:
-            self._note_failure(ctx, exc)
-            await self._complete(ctx, self.stages[:entered])
-            raise
-        await self._complete(ctx, self.stages)
-        return response
+            return response
+
+        result = await self._run(ctx, call, completes_later=ctx.stream and ctx.response is None)
+        if isinstance(result, ChatResponse):
+            return result
+        return self._completing(ctx, result)
 
     async def embed(self, ctx: RequestContext, inputs: list[str]) -> EmbeddingResponse:
+        async def call() -> EmbeddingResponse:
+            dimensions = ctx.body.get("dimensions")
+            result = await self.router.embed(inputs, ctx.model, ctx.request_id, ctx.trace, dimensions)
+            ctx.usage = result.usage
+            return result
+
+        return await self._run(ctx, call)
+
+    async def _run(self, ctx: RequestContext, call: Callable[[], Awaitable[T]], *, completes_later: bool = False) -> T:
+        """The stages' ``on_request`` in order, then ``call``; the stages complete here unless the
+        answer is a stream (``completes_later``), which completes when it is closed."""
         entered = 0
         try:
             for stage in self.stages:
                 entered += 1
                 await stage.on_request(ctx)
-            dimensions = ctx.body.get("dimensions")
-            result = await self.router.embed(inputs, ctx.model, ctx.request_id, ctx.trace, dimensions)
-            ctx.usage = result.usage
+            result = await call()
         except BaseException as exc:
             self._note_failure(ctx, exc)
             await self._complete(ctx, self.stages[:entered])
             raise
-        await self._complete(ctx, self.stages)
+        if not completes_later:
+            await self._complete(ctx, self.stages)
         return result
 
     async def _completing(self, ctx: RequestContext, chunks: Chunks) -> Chunks:
@@ -110,7 +95,7 @@ class Pipeline:
             self._note_failure(ctx, exc)
             raise
         finally:
-            await chunks.aclose()  # type: ignore[attr-defined]
+            await chunks.aclose()
             await self._complete(ctx, self.stages)
 
     @staticmethod
@@ -118,7 +103,7 @@ class Pipeline:
         if isinstance(exc, BastionError):
             ctx.error = exc
             ctx.status = exc.status
-        elif isinstance(exc, GeneratorExit | KeyboardInterrupt) or exc.__class__.__name__ == "CancelledError":
+        elif isinstance(exc, GeneratorExit | KeyboardInterrupt | asyncio.CancelledError):
             # The client went away: nginx's convention for "client closed request".
             ctx.status = 499
         else:

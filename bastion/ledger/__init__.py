@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bastion.ledger.record import CONTENT_MODES, build_record, content_mode
+from bastion.ledger.record import CONTENT_MODES, content_mode
 from bastion.ledger.writer import LedgerWriter
 
-__all__ = ["CONTENT_MODES", "LedgerWriter", "build_record", "content_mode"]
+__all__ = ["CONTENT_MODES", "LedgerWriter", "content_mode"]

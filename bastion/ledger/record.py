@@ -1,23 +1,10 @@
-"""What the ledger keeps about one interaction.
+"""What the ledger keeps about one interaction: the journal record's format and its conversion to
+an ``interactions`` row.
 
-``build_record`` runs on the request path (in the ledger stage's ``on_complete``), so it only reads
-the context into a flat, JSON-safe dict: no I/O, no redaction, no datetime objects. Everything that
-costs more (timestamps as datetimes, redaction, column-length clipping) happens in ``to_row``, in the
-background writer.
-
-Stages that want something in the ledger put it in ``ctx.annotations``:
-
-==================  ==============================================================================
-``guard``           the guard's verdict (a dict, or an object with ``to_ledger()``); its ``flagged``
-                    marks the interaction as flagged
-``flagged``         any truthy value flags the interaction (a reason string is kept in ``extra``)
-``prompt_id``       prompt-vault id and ``prompt_version`` (int)
-``session_id``      agent session
-``ledger_messages`` the messages to record instead of ``body["messages"]`` (a stage that rewrote the
-                    messages with secret content, such as a vault system prompt, puts the client's
-                    view here)
-``ledger_extra``    a dict merged into the ``extra`` column (experiment arm, cache hit, ...)
-==================  ==============================================================================
+The record itself is built on the request path by the ledger stage
+(``bastion/gateway/stages/ledger.py: build_record``): a flat, JSON-safe dict. Everything that costs
+more (timestamps as datetimes, redaction, column-length clipping) happens here, in ``to_row``, in
+the background writer.
 """
 
 from __future__ import annotations
@@ -25,15 +12,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import orjson
 from sqlalchemy import JSON, Boolean, Float, Integer, String, Text
 
 from bastion.store.models import Interaction
-
-if TYPE_CHECKING:
-    from bastion.gateway.context import RequestContext
 
 #: Version of the journal line format, so a newer writer can still replay an older journal.
 RECORD_VERSION: Final = 1
@@ -60,83 +44,6 @@ def content_mode(principal: Any, default: str) -> str:
     mode = _MODE_ALIASES.get(mode, mode)
     # An unknown value must not silently store more than intended: fall back to metadata only.
     return mode if mode in CONTENT_MODES else METADATA
-
-
-def _guard_summary(value: Any) -> Any:
-    if value is None or isinstance(value, dict):
-        return value
-    to_ledger = getattr(value, "to_ledger", None)
-    return to_ledger() if callable(to_ledger) else None
-
-
-def build_record(ctx: RequestContext, mode: str) -> dict[str, Any]:
-    """The journal record of a finished request. Cheap: reads fields, builds one dict."""
-    now_perf = time.perf_counter()
-    finished = ctx.finished_at if ctx.finished_at is not None else now_perf
-    started = ctx.timing.started
-    principal = ctx.principal
-    usage = ctx.usage
-    trace = ctx.trace
-    error = ctx.error
-    notes = ctx.annotations
-    guard = _guard_summary(notes.get("guard")) if notes else None
-    flagged = bool(notes.get("flagged")) or bool(guard and guard.get("flagged")) if notes else False
-    record: dict[str, Any] = {
-        "v": RECORD_VERSION,
-        "id": ctx.request_id,
-        # Wall-clock arrival time, from the monotonic clock the request was timed with.
-        "ts": time.time() - (now_perf - started),
-        "tenant_id": principal.tenant_id if principal is not None else None,
-        "user_id": principal.user_id if principal is not None else None,
-        "key_id": principal.key_id if principal is not None else None,
-        "endpoint": ctx.endpoint,
-        "dialect": ctx.dialect,
-        "model": trace.alias or ctx.model,
-        "deployment": trace.deployment,
-        "upstream_model": trace.upstream_model,
-        "stream": ctx.stream,
-        "status": ctx.status,
-        "error_code": error.code if error is not None else None,
-        "error_message": error.message if error is not None else None,
-        "prompt_tokens": usage.prompt_tokens if usage is not None else 0,
-        "completion_tokens": usage.completion_tokens if usage is not None else 0,
-        "cached_tokens": usage.cached_tokens if usage is not None else 0,
-        "tokens_estimated": usage.estimated if usage is not None else False,
-        "cost_usd": ctx.cost_usd,
-        "latency_ms": (finished - started) * 1000.0,
-        "ttft_ms": (ctx.first_chunk_at - started) * 1000.0 if ctx.first_chunk_at is not None else None,
-        "overhead_ms": max(0.0, (finished - started - trace.upstream_s) * 1000.0),
-        "retries": trace.retries,
-        "finish_reason": ctx.finish_reason,
-        "user_agent": ctx.user_agent,
-        "content_mode": mode,
-        "request_messages": None,
-        "response_text": None,
-        "prompt_id": None,
-        "prompt_version": None,
-        "session_id": None,
-        "flagged": flagged,
-        "guard": guard,
-        "extra": None,
-    }
-    if mode != METADATA:
-        body = ctx.body
-        messages = notes.get("ledger_messages") if notes else None
-        if messages is None:
-            messages = body.get("messages") if ctx.endpoint == "chat" else body.get("input")
-        record["request_messages"] = messages
-        if ctx.output_text:
-            record["response_text"] = "".join(ctx.output_text)
-    if notes:
-        record["prompt_id"] = notes.get("prompt_id")
-        record["prompt_version"] = notes.get("prompt_version")
-        record["session_id"] = notes.get("session_id")
-        extra = notes.get("ledger_extra")
-        reason = notes.get("flagged")
-        if isinstance(reason, str):
-            extra = {**(extra or {}), "flag_reason": reason}
-        record["extra"] = extra
-    return record
 
 
 def json_default(value: Any) -> Any:

@@ -2,6 +2,7 @@
 monthly), in process memory or shared through Redis; see docs/LIMITS.md."""
 
 from bastion.limits.failover import LimiterUnavailable
-from bastion.limits.service import LimitsService, limits_service
+from bastion.limits.plan import Ticket
+from bastion.limits.service import LimitsService
 
-__all__ = ["LimiterUnavailable", "LimitsService", "limits_service"]
+__all__ = ["LimiterUnavailable", "LimitsService", "Ticket"]

@@ -93,6 +93,15 @@ class Store(Protocol):
     def settle(self, admission: Admission, actual_tokens: int, actual_micros: int) -> None: ...
 
 
+@dataclass(slots=True)
+class Ticket:
+    """An admitted request: what to settle, where, and the headers its response carries."""
+
+    admission: Admission
+    store: Store
+    headers: dict[str, str]
+
+
 def most_constraining(current: RateReport | None, candidate: RateReport) -> RateReport:
     """The report with the fewest remaining (on a tie, the one that takes longer to reset)."""
     if current is None:

@@ -13,12 +13,13 @@ background settler, so the answer does not wait for it.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
+from bastion.auth.principal import Principal
 from bastion.config.errors import ConfigError
+from bastion.config.settings import Settings
 from bastion.errors import BastionError, BudgetExceeded, RateLimited
 from bastion.limits.channel import RedisChannel
 from bastion.limits.failover import REDIS_ERRORS, FailoverStore
@@ -26,35 +27,21 @@ from bastion.limits.headers import format_duration, rate_limit_headers
 from bastion.limits.labels import ScopeLabels
 from bastion.limits.memory import MemoryStore
 from bastion.limits.metrics import RATE_REJECTIONS
-from bastion.limits.plan import Admission, BudgetCharge, Decision, Outcome, Store
+from bastion.limits.plan import Admission, BudgetCharge, Decision, Outcome, Ticket
 from bastion.limits.policy import Policy, PolicyCache
 from bastion.limits.redis_store import RedisStore
+from bastion.providers.base import Usage
 from bastion.spend.estimate import answer_tokens, completion_tokens, prompt_tokens
 from bastion.spend.metrics import BUDGET_REJECTIONS
 from bastion.spend.pricing import MICROS_PER_USD, to_micros
-from bastion.spend.routes import RoutePricing, route_pricing
+from bastion.spend.routes import RoutePricing
 from bastion.spend.seed import LedgerSeeder
 from bastion.spend.windows import Windows
-
-if TYPE_CHECKING:
-    from bastion.config.settings import Settings
-    from bastion.gateway.context import RequestContext
-    from bastion.store.db import Database
+from bastion.store.db import Database
 
 log = structlog.get_logger("bastion.limits")
 
-#: Where the service lives in ``Gateway.services``.
-SERVICE_NAME = "limits"
 _MAX_SEED_ROUNDS = 4
-
-
-@dataclass(slots=True)
-class Ticket:
-    """An admitted request: what to settle, where, and the headers its response carries."""
-
-    admission: Admission
-    store: Store
-    headers: dict[str, str]
 
 
 class LimitsService:
@@ -78,11 +65,8 @@ class LimitsService:
         self.default_completion_tokens = settings.budgets.default_completion_tokens
 
     @classmethod
-    def build(cls, gateway: Any) -> LimitsService:
-        settings: Settings = gateway.settings
-        store = build_store(settings)
-        db: Database | None = getattr(gateway, "db", None)
-        return cls(settings, route_pricing(gateway), store, LedgerSeeder(db))
+    def from_settings(cls, settings: Settings, pricing: RoutePricing, db: Database | None) -> LimitsService:
+        return cls(settings, pricing, build_store(settings), LedgerSeeder(db))
 
     async def start(self) -> None:
         if not isinstance(self.store, MemoryStore):
@@ -102,12 +86,16 @@ class LimitsService:
 
     # -- admission --------------------------------------------------------------------------------
 
-    async def admit(self, ctx: RequestContext) -> None:
-        """Admit the request or raise RateLimited (429), BudgetExceeded (402), LimiterUnavailable (503)."""
-        policy = self.policies.get(ctx.principal)
+    async def admit(
+        self, request_id: str, principal: Principal | None, model: str, body: dict[str, Any], endpoint: str
+    ) -> Ticket | None:
+        """Admit the request or raise RateLimited (429), BudgetExceeded (402), LimiterUnavailable (503).
+
+        None when no limit or budget applies to the caller; otherwise the ticket to settle."""
+        policy = self.policies.get(principal)
         if policy.empty:
-            return
-        admission = self._admission(ctx, policy)
+            return None
+        admission = self._admission(request_id, model, body, endpoint, policy)
         decision = await self.store.admit(admission)
         rounds = 0
         while decision.outcome is Outcome.NEEDS_SEED:
@@ -120,34 +108,28 @@ class LimitsService:
             raise await self._rejection(decision, admission)
         headers = rate_limit_headers(decision.requests, decision.tokens)
         assert decision.store is not None
-        ctx.annotations["limits"] = Ticket(admission, decision.store, headers)
-        if headers:
-            response_headers = ctx.annotations.get("response_headers")
-            if response_headers is None:
-                ctx.annotations["response_headers"] = headers  # shared with the ticket: no copy
-            else:
-                response_headers.update(headers)
+        return Ticket(admission, decision.store, headers)
 
-    def _admission(self, ctx: RequestContext, policy: Policy) -> Admission:
+    def _admission(self, request_id: str, model: str, body: dict[str, Any], endpoint: str, policy: Policy) -> Admission:
         tokens = 0
         estimate = 0
         budgets = policy.budgets
         cap = policy.max_request_usd
         if budgets or cap is not None:
-            price = self.pricing.for_alias(ctx.model)
+            price = self.pricing.for_alias(model)
             if not price.is_free:
-                tokens = prompt_tokens(ctx.body, ctx.endpoint)
-                completion = completion_tokens(ctx.body, price, self.default_completion_tokens, ctx.endpoint)
+                tokens = prompt_tokens(body, endpoint)
+                completion = completion_tokens(body, price, self.default_completion_tokens, endpoint)
                 estimate = to_micros(price.cost_usd(tokens, completion))
                 if cap is not None and estimate > to_micros(cap):
                     BUDGET_REJECTIONS.labels(budget="request", scope="request").inc()
                     raise BudgetExceeded(
                         f"Estimated cost of this request (${estimate / MICROS_PER_USD:.4f}: {tokens} prompt tokens "
-                        f"and up to {completion} completion tokens of {ctx.model}) exceeds the per-request cap "
+                        f"and up to {completion} completion tokens of {model}) exceeds the per-request cap "
                         f"of ${cap:.2f}. Lower max_tokens or shorten the prompt."
                     )
         if policy.token_rules and not tokens:
-            tokens = prompt_tokens(ctx.body, ctx.endpoint)
+            tokens = prompt_tokens(body, endpoint)
         charges: list[BudgetCharge] = []
         if budgets:
             windows = self.windows.current()
@@ -156,7 +138,7 @@ class LimitsService:
                 charges.append(
                     BudgetCharge(rule, f"{rule.base_key}:{window.id}", estimate, window.start, window.expire_at)
                 )
-        return Admission(ctx.request_id, policy.request_rules, policy.token_rules, tokens, charges)
+        return Admission(request_id, policy.request_rules, policy.token_rules, tokens, charges)
 
     async def _seed(self, decision: Decision, admission: Admission) -> None:
         charges = [admission.charges[i] for i in decision.missing]
@@ -217,23 +199,22 @@ class LimitsService:
 
     # -- settlement -------------------------------------------------------------------------------
 
-    def settle(self, ctx: RequestContext) -> None:
+    @staticmethod
+    def settle(
+        ticket: Ticket, usage: Usage | None, output_text: list[str], cost_usd: float, error: BastionError | None
+    ) -> None:
         """Settle an admitted request with its real tokens and cost; give errors their headers."""
-        ticket: Ticket | None = ctx.annotations.get("limits")
-        if ticket is None:
-            return
         admission = ticket.admission
         actual_tokens = 0
         if admission.token_rules:
-            usage = ctx.usage
             if usage is not None:
                 actual_tokens = usage.prompt_tokens + usage.completion_tokens
-            elif ctx.output_text:  # a stream cut off before the provider reported usage
-                actual_tokens = admission.tokens + answer_tokens(ctx.output_text)
-        ticket.store.settle(admission, actual_tokens, to_micros(ctx.cost_usd))
-        if ctx.error is not None and ticket.headers:
+            elif output_text:  # a stream cut off before the provider reported usage
+                actual_tokens = admission.tokens + answer_tokens(output_text)
+        ticket.store.settle(admission, actual_tokens, to_micros(cost_usd))
+        if error is not None and ticket.headers:
             for name, value in ticket.headers.items():
-                ctx.error.headers.setdefault(name, value)
+                error.headers.setdefault(name, value)
 
 
 def build_store(settings: Settings) -> MemoryStore | FailoverStore:
@@ -247,12 +228,3 @@ def build_store(settings: Settings) -> MemoryStore | FailoverStore:
     channel = RedisChannel.from_url(settings.redis_url or "", timeout_s=settings.limits.redis_timeout_s)
     primary = RedisStore(channel, reservation_ttl_s=settings.limits.reservation_ttl_s)
     return FailoverStore(primary, settings.limits.on_redis_failure, retry_s=settings.limits.redis_retry_s)
-
-
-def limits_service(gateway: Any) -> LimitsService | None:
-    """The gateway's shared service (None when limits and budgets are both off)."""
-    service = gateway.services.get(SERVICE_NAME)
-    if service is None and (gateway.settings.limits.enabled or gateway.settings.budgets.enabled):
-        service = LimitsService.build(gateway)
-        gateway.services[SERVICE_NAME] = service
-    return service  # type: ignore[no-any-return]

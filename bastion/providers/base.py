@@ -9,7 +9,7 @@ the common OpenAI-to-OpenAI path free of copying; the HTTP layer has validated t
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,7 +93,8 @@ class Deployment:
 
 
 #: A stream of OpenAI ``chat.completion.chunk`` dicts. The last chunk carries ``usage`` when known.
-ChunkStream = AsyncIterator[dict[str, Any]]
+#: A stream of OpenAI ``chat.completion.chunk`` dicts (closable: closing it cancels the upstream call).
+ChunkStream = AsyncGenerator[dict[str, Any], None]
 
 
 class Provider(abc.ABC):

@@ -19,7 +19,6 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import structlog
@@ -30,35 +29,11 @@ from bastion.observability.metrics import FALLBACKS, RETRIES
 from bastion.providers.base import ChatRequest, ChatResponse, EmbeddingResponse
 from bastion.routing.strategies import make_strategy
 from bastion.routing.target import ModelGroup, Target
+from bastion.routing.trace import Attempt, RouteTrace
 
 log = structlog.get_logger("bastion.routing")
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
-
-
-@dataclass(slots=True)
-class Attempt:
-    deployment: str
-    outcome: str  # "ok" | "error" | "cancelled"
-    duration_s: float
-    status: int | None = None
-    error: str | None = None
-
-
-@dataclass
-class RouteTrace:
-    """What routing did for one request: for the ledger, metrics and the overhead figure."""
-
-    attempts: list[Attempt] = field(default_factory=list)
-    #: Seconds spent waiting on upstreams (including back-off sleeps); not Bastion's overhead.
-    upstream_s: float = 0.0
-    alias: str | None = None
-    deployment: str | None = None
-    upstream_model: str | None = None
-
-    @property
-    def retries(self) -> int:
-        return max(0, len(self.attempts) - 1)
 
 
 class Router:
@@ -100,7 +75,7 @@ class Router:
     async def start(self) -> None:
         await asyncio.gather(*(t.provider.start() for t in self.targets()))
 
-    async def aclose(self) -> None:
+    async def stop(self) -> None:
         await asyncio.gather(*(t.provider.aclose() for t in self.targets()), return_exceptions=True)
 
     # -- public calls ---------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Agent sessions (seed 000): start, end, list, history and chat, for the session's owner only.
 
-One ``SessionService`` per process (``gateway.services["sessions"]``); all state is in the
+One ``SessionService`` per process (built by the composition root); all state is in the
 database (sessions, messages) and in the limiter's store (Redis when the gateway has one), so any
 gateway process serves any session. A chat goes through the gateway pipeline like a /v1 call
 (auth, prompt, limits, guard, ledger); this layer adds the ownership and expiry checks, the
@@ -15,27 +15,28 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
 from bastion.auth.principal import Principal
+from bastion.config.settings import Settings
+from bastion.dialects.extension import BastionExtension
 from bastion.errors import BastionError, Conflict, InvalidRequest, ModelNotFound, NotFound
+from bastion.routing.router import Router
 from bastion.sessions import store
 from bastion.sessions.limiter import Owner, SessionLimiter
 from bastion.sessions.models import ACTIVE, ENDED, EXPIRED, AgentSession, SessionMessage
 from bastion.sessions.window import fit, message_tokens, window_budget
+from bastion.store.db import Database
 from bastion.store.models import utcnow
 from bastion.usage.tokenizer import count_text
+from bastion.vault.model import ResolvedPrompt
 from bastion.vault.render import check_variables, render
-
-if TYPE_CHECKING:
-    from bastion.gateway.service import Gateway
-    from bastion.vault.model import ResolvedPrompt
+from bastion.vault.service import VaultService
 
 log = structlog.get_logger("bastion.sessions")
 
-SERVICE = "sessions"
 _PLAN_CACHE_MAX = 10_000
 
 
@@ -70,7 +71,7 @@ class PreparedChat:
     message_tokens: int
     model: str
     body: dict[str, Any]
-    extension: dict[str, Any]
+    extension: BastionExtension
 
 
 def parse_agent_id(value: Any) -> str:
@@ -125,13 +126,23 @@ def message_view(row: SessionMessage) -> dict[str, Any]:
 
 
 class SessionService:
-    def __init__(self, gateway: Gateway, *, clock: Callable[[], datetime] = utcnow) -> None:
-        self.gateway = gateway
-        self.db = gateway.db
-        self.settings = gateway.settings.sessions
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        vault: VaultService,
+        router: Router,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.settings = settings.sessions
+        self.vault = vault
+        #: The models a session may use (and their context lengths, for the history window).
+        self.router = router
         #: UTC "now"; tests replace it to move time without sleeping.
         self.clock = clock
-        self.limiter = SessionLimiter.build(gateway.settings)
+        self.limiter = SessionLimiter.build(settings)
         self._plans: dict[tuple[str, str, int, str | None], PromptPlan] = {}
         self._cleanup: asyncio.Task[None] | None = None
 
@@ -192,7 +203,7 @@ class SessionService:
             raise InvalidRequest(
                 f"The prompt {prompt_id!r} names no model: send `model` when starting the session.", param="model"
             )
-        if target not in self.gateway.router.groups:
+        if target not in self.router.groups:
             raise ModelNotFound(f"The model {target!r} does not exist.", param="model")
         owner = owner_of(principal)
         now = self.clock()
@@ -276,9 +287,9 @@ class SessionService:
             await self.limiter.admit(request_id, row.agent_id, owner_of(principal))
             recent = await store.window_messages(session, row.id, plan.budget - tokens)
         messages = [*fit(recent, plan.budget - tokens), {"role": "user", "content": message}]
-        extension: dict[str, Any] = {"prompt_id": row.prompt_id, "version": row.prompt_version}
-        if plan.has_template:
-            extension["variables"] = row.context
+        extension = BastionExtension(
+            prompt_id=row.prompt_id, version=row.prompt_version, variables=row.context if plan.has_template else None
+        )
         return PreparedChat(
             row.id, row.agent_id, message, tokens, plan.model, {"model": plan.model, "messages": messages}, extension
         )
@@ -315,10 +326,8 @@ class SessionService:
     async def _resolve(
         self, tenant_id: str, prompt_id: str, *, label: str | None = None, version: int | None = None
     ) -> tuple[ResolvedPrompt, str | None]:
-        from bastion.gateway.stages.prompt import vault_for  # the gateway's one vault, shared with the stage
-
         try:
-            return await vault_for(self.gateway).resolve(tenant_id, prompt_id, label=label, version=version)
+            return await self.vault.resolve(tenant_id, prompt_id, label=label, version=version)
         except NotFound as exc:
             exc.param = "prompt_id"
             raise
@@ -330,7 +339,7 @@ class SessionService:
             return plan
         resolved, _ = await self._resolve(tenant_id, row.prompt_id, version=row.prompt_version)
         model = row.model or resolved.model or ""
-        group = self.gateway.router.groups.get(model)
+        group = self.router.groups.get(model)
         template = resolved.secret.compiled_template()
         system_tokens = count_text(resolved.secret.system)
         if template is not None:  # the rendered template is sent as a last user message every turn
@@ -349,12 +358,3 @@ class SessionService:
             self._plans.clear()
         self._plans[key] = plan
         return plan
-
-
-def sessions_for(gateway: Gateway) -> SessionService:
-    """The gateway's session service (``gateway.services["sessions"]``), created on first use."""
-    service = gateway.services.get(SERVICE)
-    if service is None:
-        service = SessionService(gateway)
-        gateway.services[SERVICE] = service
-    return service  # type: ignore[no-any-return]

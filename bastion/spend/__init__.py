@@ -2,6 +2,6 @@
 
 from bastion.spend.cost import interaction_cost
 from bastion.spend.pricing import FREE, Price, PriceTable, to_micros
-from bastion.spend.routes import RoutePricing, route_pricing
+from bastion.spend.routes import RoutePricing
 
-__all__ = ["FREE", "Price", "PriceTable", "RoutePricing", "interaction_cost", "route_pricing", "to_micros"]
+__all__ = ["FREE", "Price", "PriceTable", "RoutePricing", "interaction_cost", "to_micros"]

@@ -2,31 +2,36 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
+from bastion.providers.base import Usage
+from bastion.routing.trace import RouteTrace
 from bastion.spend.estimate import answer_tokens, prompt_tokens
 from bastion.spend.routes import RoutePricing
 
-if TYPE_CHECKING:
-    from bastion.gateway.context import RequestContext
 
-
-def interaction_cost(pricing: RoutePricing, ctx: RequestContext) -> float:
+def interaction_cost(
+    pricing: RoutePricing,
+    trace: RouteTrace,
+    model: str,
+    usage: Usage | None,
+    body: dict[str, Any],
+    endpoint: str,
+    output_text: list[str],
+) -> float:
     """USD for the interaction; 0 when no deployment answered (rejected, cache hit, unroutable)
     or the model has no price (counted in ``bastion_unpriced_interactions_total``).
 
     A stream cut off before the provider reported usage is priced from an estimate: the prompt
     counted by the tokenizer and the answer text received so far.
     """
-    trace = ctx.trace
     if trace.deployment is None:
         return 0.0
-    entry = pricing.for_deployment(trace.deployment, trace.upstream_model, trace.alias or ctx.model)
-    usage = ctx.usage
+    entry = pricing.for_deployment(trace.deployment, trace.upstream_model, trace.alias or model)
     if usage is None:
-        if not ctx.output_text:
+        if not output_text:
             return 0.0  # the upstream failed before answering: nothing to pay
-        prompt, completion, cached = prompt_tokens(ctx.body, ctx.endpoint), answer_tokens(ctx.output_text), 0
+        prompt, completion, cached = prompt_tokens(body, endpoint), answer_tokens(output_text), 0
     else:
         prompt, completion, cached = usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
     if not entry.known:

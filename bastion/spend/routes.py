@@ -22,9 +22,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("bastion.spend")
 
-#: Where ``RoutePricing`` lives in ``Gateway.services`` (the cost and limits stages share it).
-SERVICE_NAME = "pricing"
-
 
 @dataclass(frozen=True, slots=True)
 class DeploymentPrice:
@@ -113,12 +110,3 @@ class RoutePricing:
         if deployment_id and len(self._deployments) < 4096:
             self._deployments[deployment_id] = entry
         return entry
-
-
-def route_pricing(gateway: Any) -> RoutePricing:
-    """The gateway's shared ``RoutePricing``, built on first use."""
-    pricing = gateway.services.get(SERVICE_NAME)
-    if pricing is None:
-        pricing = RoutePricing.from_settings(gateway.settings, gateway.router)
-        gateway.services[SERVICE_NAME] = pricing
-    return pricing  # type: ignore[no-any-return]

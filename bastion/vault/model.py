@@ -99,6 +99,17 @@ class ResolvedPrompt:
 
 
 @dataclass(frozen=True, slots=True)
+class PromptInUse:
+    """The vault prompt a request uses: what the ledger records and the guard's prompt layer."""
+
+    id: str
+    version: int
+    label: str | None = None
+    #: The version's own guard policy (``metadata.guard``), the most specific policy layer.
+    guard_policy: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class VersionSpec:
     """What an author sends for a new version (validated by ``checked``)."""
 

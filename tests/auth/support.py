@@ -21,33 +21,18 @@ from bastion.auth.authenticator import Authenticator
 from bastion.auth.lookup import ensure_tenant
 from bastion.auth.principal import Role
 from bastion.auth.schemas import KeyCreate, KeySettings, UserCreate
-from bastion.auth.service import authenticator_for
 from bastion.config.settings import Settings
-from bastion.gateway.app import create_app
 from bastion.gateway.service import Gateway
 from bastion.store.db import Database
 from bastion.store.models import ApiKey, User
+from tests.support.harness import make_settings, running_gateway
 
 __all__ = ["Env", "bearer", "env", "seed_key", "seed_user", "settings_for"]
 
 
 def settings_for(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
     """Settings of an identity test: only identity on; other subsystems have suites of their own."""
-    base: dict[str, Any] = {
-        "database_url": database_url,
-        "data_dir": str(data_dir),
-        "local": {"enabled": False, "embeddings_enabled": False},
-        "limits": {"enabled": False},
-        "budgets": {"enabled": False},
-        "ledger": {"enabled": False},
-        "auto_migrate": False,
-    }
-    for section, value in overrides.items():
-        if isinstance(value, dict) and isinstance(base.get(section), dict):
-            base[section] = {**base[section], **value}
-        else:
-            base[section] = value
-    return Settings.model_validate(base)
+    return make_settings(database_url, data_dir, **overrides)
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -89,19 +74,13 @@ class Env:
 
     @property
     def authenticator(self) -> Authenticator:
-        return authenticator_for(self.gateway)
+        return self.gateway.services.authenticator
 
 
 @pytest.fixture
 async def env(database: Database, database_url: str, tmp_path: Path) -> AsyncIterator[Env]:
-    """The admin API in process, over a migrated per-test database (SQLite and PostgreSQL)."""
+    """The admin API in process (no pipeline stages, services not started), over a migrated
+    per-test database (SQLite and PostgreSQL)."""
     settings = settings_for(database_url, tmp_path / "data")
-    gateway = Gateway.build(settings, stages=[])
-    app = create_app(settings, gateway)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://bastion.test") as client:
-        try:
-            yield Env(gateway=gateway, client=client, db=database)
-        finally:
-            await authenticator_for(gateway).aclose()
-            await gateway.db.dispose()
+    async with running_gateway(settings, stages=[], start=False) as running:
+        yield Env(gateway=running.gateway, client=running.client, db=database)

@@ -10,15 +10,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import httpx
 from sqlalchemy.pool import QueuePool
 
 from bastion.auth.principal import Role
-from bastion.auth.service import authenticator_for
-from bastion.gateway.app import create_app
-from bastion.gateway.service import Gateway
 from bastion.store.db import Database
 from tests.auth.support import bearer, seed_key, settings_for
+from tests.support.harness import running_gateway
 
 CALLS = 240
 
@@ -29,8 +26,6 @@ async def test_pool_size_comes_from_config_and_no_connection_leaks(
     settings = settings_for(
         database_url, tmp_path / "data", database={"pool_size": 2, "max_overflow": 0, "pool_timeout_s": 5}
     )
-    gateway = Gateway.build(settings, stages=[])
-    app = create_app(settings, gateway)
     admin, _ = await seed_key(database, "acme", Role.ADMIN)
     viewer, _ = await seed_key(database, "acme", Role.VIEWER)
     calls = [
@@ -41,21 +36,16 @@ async def test_pool_size_comes_from_config_and_no_connection_leaks(
         ("GET", "/api/v1/admin/audit", admin, None, 200),
         ("GET", "/api/v1/admin/keys", "bst_malformed", None, 401),
     ]
-    transport = httpx.ASGITransport(app=app)
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://bastion.test") as client:
+    async with running_gateway(settings, stages=[], start=False) as running:
 
-            async def one(i: int) -> tuple[int, int]:
-                method, path, key, body, expected = calls[i % len(calls)]
-                response = await client.request(method, path, headers=bearer(key), json=body)
-                return response.status_code, expected
+        async def one(i: int) -> tuple[int, int]:
+            method, path, key, body, expected = calls[i % len(calls)]
+            response = await running.client.request(method, path, headers=bearer(key), json=body)
+            return response.status_code, expected
 
-            results = await asyncio.gather(*(one(i) for i in range(CALLS)))
+        results = await asyncio.gather(*(one(i) for i in range(CALLS)))
         assert [got for got, expected in results if got != expected] == []
-        pool = gateway.db.engine.pool
+        pool = running.gateway.db.engine.pool
         if isinstance(pool, QueuePool):  # SQLite file databases and PostgreSQL both pool
             assert pool.size() == 2
         assert pool.checkedout() == 0, "a connection was never returned to the pool"
-    finally:
-        await authenticator_for(gateway).aclose()
-        await gateway.db.dispose()

@@ -3,6 +3,7 @@ dialect (never a 500). The upstream is the suite's fake (``fake_upstream`` in te
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -11,14 +12,15 @@ import httpx
 import pytest
 
 from bastion.auth.principal import Principal, Role
-from bastion.gateway.app import create_app
 from bastion.gateway.context import RequestContext, Timing
-from bastion.gateway.pipeline import Pipeline, Stage
+from bastion.gateway.pipeline import Pipeline
 from bastion.gateway.service import Gateway
+from bastion.gateway.stage import Stage
 from bastion.gateway.stages.auth import AuthStage
 from bastion.store.db import Database
 from tests.auth.support import bearer, seed_key, seed_user, settings_for
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.harness import running_gateway
 
 MODEL = "fake-ok"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
@@ -47,27 +49,22 @@ class Started(NamedTuple):
 async def gateway_client(
     database: Database, database_url: str, tmp_path: Path, fake_upstream: FakeUpstream
 ) -> AsyncIterator[Callable[..., Any]]:
-    opened: list[tuple[Gateway, httpx.AsyncClient]] = []
+    async with contextlib.AsyncExitStack() as opened:
 
-    async def start(**auth: Any) -> Started:
-        deployment = {"provider": "openai", "model": MODEL, "api_base": fake_upstream.openai_base, "api_key": "x"}
-        settings = settings_for(
-            database_url, tmp_path / "data", auth=auth, models=[{"name": MODEL, "deployments": [deployment]}]
-        )
-        gateway = Gateway.build(settings, stages=[])
-        recorder = Recorder()
-        gateway.pipeline = Pipeline([AuthStage(gateway), recorder], gateway.router)
-        await gateway.start()
-        client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=create_app(settings, gateway)), base_url="http://t"
-        )
-        opened.append((gateway, client))
-        return Started(client, recorder, gateway)
+        async def start(**auth: Any) -> Started:
+            deployment = {"provider": "openai", "model": MODEL, "api_base": fake_upstream.openai_base, "api_key": "x"}
+            settings = settings_for(
+                database_url, tmp_path / "data", auth=auth, models=[{"name": MODEL, "deployments": [deployment]}]
+            )
+            recorder = Recorder()
 
-    yield start
-    for gateway, client in opened:
-        await client.aclose()
-        await gateway.stop()
+            def auth_then_record(gateway: Gateway) -> None:
+                gateway.pipeline = Pipeline([AuthStage(gateway.services.authenticator), recorder], gateway.router)
+
+            running = await opened.enter_async_context(running_gateway(settings, before_start=auth_then_record))
+            return Started(running.client, recorder, running.gateway)
+
+        yield start
 
 
 async def test_keys_call_models_in_both_dialects(database: Database, gateway_client: Callable[..., Any]) -> None:

@@ -9,7 +9,6 @@ the settings a test gives it, so policy precedence can be tested end to end.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,14 +21,13 @@ from aiohttp import web
 
 from bastion.auth.keys import generate_key, hash_key, listed_prefix
 from bastion.config.settings import Settings
-from bastion.gateway.app import create_app
 from bastion.gateway.service import Gateway
-from bastion.gateway.stages.prompt import vault_for
 from bastion.store.db import Database
 from bastion.store.models import ApiKey, Tenant, User
 from bastion.vault.model import VersionSpec
 from tests.support import fake_upstream as fake_module
 from tests.support.fake_upstream import Behaviour, FakeUpstream, Received
+from tests.support.harness import make_settings, running_gateway, wait_until
 
 MODEL = "guard-model"
 UPSTREAM = "guard-upstream"
@@ -129,19 +127,13 @@ def guard_fake(guard_fake_upstream: GuardFake) -> GuardFake:
 def guard_settings(database_url: str, data_dir: Path, fake: FakeUpstream, **overrides: Any) -> Settings:
     deployment = {"provider": "openai", "model": UPSTREAM, "api_base": fake.openai_base, "api_key": "test-key"}
     base: dict[str, Any] = {
-        "database_url": database_url,
-        "data_dir": str(data_dir),
         "models": [{"name": MODEL, "deployments": [deployment]}],
         "router": {"retries": 0},
-        "local": {"enabled": False, "embeddings_enabled": False},
-        "limits": {"enabled": False},
-        "budgets": {"enabled": False},
         "ledger": {"enabled": True, "flush_interval_s": 0.05},
         "sessions": {"agent_rpm": None, "user_messages_per_hour": None},
-        "auto_migrate": False,
     }
     base.update(overrides)
-    return Settings.model_validate(base)
+    return make_settings(database_url, data_dir, **base)
 
 
 @dataclass
@@ -196,7 +188,7 @@ class GuardEnv:
                     )
                 )
             tenant_id = row.id
-        vault = vault_for(self.gateway)
+        vault = self.gateway.services.vault
         for prompt_id, spec in (prompts or {PROMPT: VersionSpec(SYSTEM_PROMPT, model=MODEL)}).items():
             await vault.create_prompt(tenant_id, prompt_id, spec, actor="test")
         return Caller(tenant_id, secret, admin)
@@ -218,17 +210,16 @@ class GuardEnv:
 
     async def interaction(self, caller: Caller, interaction_id: str, timeout_s: float = 10.0) -> dict[str, Any]:
         """The ledger row of an interaction, once the background writer stored it (bounded poll)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
+
+        async def stored() -> dict[str, Any] | None:
             response = await self.client.get(
                 f"/api/v1/admin/interactions/{interaction_id}", headers=caller.headers(admin=True)
             )
-            if response.status_code == 200:
-                return response.json()  # type: ignore[no-any-return]
-            assert response.status_code == 404, response.text
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"interaction {interaction_id} not in the ledger within {timeout_s} s")
-            await asyncio.sleep(0.02)
+            assert response.status_code in (200, 404), response.text
+            row: dict[str, Any] | None = response.json() if response.status_code == 200 else None
+            return row
+
+        return await wait_until(stored, timeout_s, what=f"interaction {interaction_id} in the ledger")
 
 
 @pytest.fixture
@@ -242,13 +233,5 @@ async def guard_env(
     database: Database, database_url: str, tmp_path: Path, guard_fake: GuardFake, guard_overrides: dict[str, Any]
 ) -> AsyncIterator[GuardEnv]:
     settings = guard_settings(database_url, tmp_path / "data", guard_fake, **guard_overrides)
-    gateway = Gateway.build(settings)
-    app = create_app(settings, gateway)
-    await gateway.start()
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://bastion.test", timeout=60) as client:
-        try:
-            yield GuardEnv(gateway, client, database)
-        finally:
-            if gateway.ready:
-                await gateway.stop()
+    async with running_gateway(settings) as env:
+        yield GuardEnv(env.gateway, env.client, database)

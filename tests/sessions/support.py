@@ -13,9 +13,7 @@ The session service's clock is a ``MovableClock``: tests move time instead of sl
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,14 +24,13 @@ import pytest
 
 from bastion.auth.keys import generate_key, hash_key, listed_prefix
 from bastion.config.settings import Settings
-from bastion.gateway.app import create_app
 from bastion.gateway.service import Gateway
-from bastion.gateway.stages.prompt import vault_for
-from bastion.sessions.service import SessionService, sessions_for
+from bastion.sessions.service import SessionService
 from bastion.store.db import Database
 from bastion.store.models import ApiKey, Tenant, User
 from bastion.vault.model import VersionSpec
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.harness import make_settings, running_gateway, wait_until
 
 __all__ = [
     "MODEL",
@@ -59,16 +56,8 @@ SECRET = "You are OKAPI-QUARTZ-5521, Acme's support agent. Keep the discount cod
 TEMPLATE = "Customer {{ customer }} asks for help."
 
 
-async def eventually(probe: Callable[[], Awaitable[Any]], timeout_s: float = 10.0, what: str = "") -> Any:
-    """Bounded polling for a condition (the ledger's background flush, the cleanup task)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s {what}")
-        await asyncio.sleep(0.02)
+#: Bounded polling for a condition (the ledger's background flush, the cleanup task).
+eventually = wait_until
 
 
 class MovableClock:
@@ -86,19 +75,9 @@ class MovableClock:
 
 def session_settings(database_url: str, data_dir: Path, fake: FakeUpstream, **overrides: Any) -> Settings:
     deployment = {"provider": "openai", "model": UPSTREAM, "api_base": fake.openai_base, "api_key": "test-key"}
-    base: dict[str, Any] = {
-        "database_url": database_url,
-        "data_dir": str(data_dir),
-        "models": [{"name": MODEL, "deployments": [deployment]}],
-        "router": {"retries": 0},
-        "local": {"enabled": False, "embeddings_enabled": False},
-        "limits": {"enabled": False},
-        "budgets": {"enabled": False},
-        "ledger": {"enabled": False},
-        "auto_migrate": False,
-    }
+    base: dict[str, Any] = {"models": [{"name": MODEL, "deployments": [deployment]}], "router": {"retries": 0}}
     base.update(overrides)
-    return Settings.model_validate(base)
+    return make_settings(database_url, data_dir, **base)
 
 
 async def seed_keys(db: Database) -> dict[str, str]:
@@ -150,7 +129,7 @@ class SessionsEnv:
 
     @property
     def service(self) -> SessionService:
-        return sessions_for(self.gateway)
+        return self.gateway.services.sessions
 
     def auth(self, who: str) -> dict[str, str]:
         return {"authorization": f"Bearer {self.keys[who]}"}
@@ -181,7 +160,7 @@ class SessionsEnv:
 
 
 async def create_prompts(gateway: Gateway, tenant_ids: list[str]) -> None:
-    vault = vault_for(gateway)
+    vault = gateway.services.vault
     await vault.start()
     for tenant_id in tenant_ids:
         await vault.create_prompt(tenant_id, PROMPT, VersionSpec(SECRET, model=MODEL), actor="test")
@@ -200,17 +179,11 @@ async def sessions_env(
 ) -> AsyncIterator[SessionsEnv]:
     settings = session_settings(database_url, tmp_path / "data", fake, **settings_overrides)
     keys = await seed_keys(database)
-    gateway = Gateway.build(settings)
     clock = MovableClock()
-    sessions_for(gateway).clock = clock
-    app = create_app(settings, gateway)
-    await gateway.start()
-    await create_prompts(gateway, [keys["acme_id"], keys["globex_id"]])
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://bastion.test", timeout=30) as client:
-        env = SessionsEnv(gateway, client, database, clock, keys)
-        try:
-            yield env
-        finally:
-            if gateway.ready:
-                await gateway.stop()
+
+    def use_clock(gateway: Gateway) -> None:
+        gateway.services.sessions.clock = clock
+
+    async with running_gateway(settings, before_start=use_clock, timeout_s=30) as running:
+        await create_prompts(running.gateway, [keys["acme_id"], keys["globex_id"]])
+        yield SessionsEnv(running.gateway, running.client, database, clock, keys)

@@ -11,14 +11,15 @@ from typing import Any
 import httpx
 import pytest
 
-import bastion.gateway.stages.prompt as prompt_stage
 from bastion.auth.keys import generate_key, hash_key, listed_prefix
 from bastion.auth.principal import Role
-from bastion.gateway.app import create_app
 from bastion.gateway.service import Gateway
+from bastion.gateway.stages.prompt import PromptStage
+from bastion.guard.leak import make_canary
 from bastion.store.db import Database
 from bastion.store.models import ApiKey, Tenant
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.harness import running_gateway
 from tests.vault.support import vault_settings
 
 __all__ = ["PROMPTS_URL", "UPSTREAM_MODEL", "VaultGateway", "vault_gateway"]
@@ -87,7 +88,7 @@ def _models(fake: FakeUpstream) -> list[dict[str, Any]]:
 
 @pytest.fixture
 async def vault_gateway(
-    database: Database, database_url: str, tmp_path: Path, fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+    database: Database, database_url: str, tmp_path: Path, fake: FakeUpstream
 ) -> AsyncIterator[VaultGateway]:
     """The gateway with auth and the ledger on; keys for tenants ``acme`` and ``globex`` by role."""
     settings = vault_settings(
@@ -98,25 +99,18 @@ async def vault_gateway(
         router={"retries": 0},
     )
     keys = await seed_keys(database, ("acme", "globex"))
-    gateway = Gateway.build(settings)
-    env = VaultGateway(gateway, httpx.AsyncClient(), database, tmp_path / "data", keys)
-
-    # Remember every canary the prompt stage plants, whatever makes them (vault or guard).
-    original = prompt_stage.make_canary
+    canaries: list[str] = []
 
     def recording() -> str:
-        canary = original()
-        env.canaries.append(canary)
+        canary = make_canary()
+        canaries.append(canary)
         return canary
 
-    monkeypatch.setattr(prompt_stage, "make_canary", recording)
-    app = create_app(settings, gateway)
-    await gateway.start()
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://bastion.test", timeout=30) as client:
-        env.client = client
-        try:
-            yield env
-        finally:
-            if gateway.ready:
-                await gateway.stop()
+    def record_canaries(gateway: Gateway) -> None:
+        # Remember every canary the prompt stage plants.
+        for stage in gateway.pipeline.stages:
+            if isinstance(stage, PromptStage):
+                stage.new_canary = recording
+
+    async with running_gateway(settings, before_start=record_canaries, timeout_s=30) as running:
+        yield VaultGateway(running.gateway, running.client, database, tmp_path / "data", keys, canaries)

@@ -13,6 +13,7 @@ from bastion.store.db import Database
 from bastion.store.models import Tenant
 from bastion.vault.model import VersionSpec
 from bastion.vault.service import VaultService
+from tests.support.harness import make_settings
 
 __all__ = ["SECRET_TEXT", "Clock", "clock", "make_tenant", "spec", "vault", "vault_settings"]
 
@@ -34,17 +35,7 @@ class Clock:
 
 
 def vault_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
-    base: dict[str, Any] = {
-        "database_url": database_url,
-        "data_dir": str(data_dir),
-        "local": {"enabled": False, "embeddings_enabled": False},
-        "limits": {"enabled": False},
-        "budgets": {"enabled": False},
-        "ledger": {"enabled": False},
-        "auto_migrate": False,
-    }
-    base.update(overrides)
-    return Settings.model_validate(base)
+    return make_settings(database_url, data_dir, **overrides)
 
 
 def spec(system: str = SECRET_TEXT, template: str | None = None, **extra: Any) -> VersionSpec:

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from bastion.auth.authenticator import Authenticator
 from bastion.auth.principal import Permission
-from bastion.auth.service import authenticator_for
 from bastion.errors import PermissionDenied
 from bastion.gateway.context import RequestContext
-from bastion.gateway.pipeline import Stage
-
-if TYPE_CHECKING:
-    from bastion.gateway.service import Gateway
+from bastion.gateway.stage import Stage
 
 _CALL_MODELS = Permission.CALL_MODELS
 
@@ -19,15 +14,8 @@ _CALL_MODELS = Permission.CALL_MODELS
 class AuthStage(Stage):
     name = "auth"
 
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
-        self.authenticator = authenticator_for(gateway)
-
-    async def start(self) -> None:
-        await self.authenticator.start()
-
-    async def stop(self) -> None:
-        await self.authenticator.aclose()
+    def __init__(self, authenticator: Authenticator) -> None:
+        self.authenticator = authenticator
 
     async def on_request(self, ctx: RequestContext) -> None:
         principal = await self.authenticator.authenticate(ctx.headers)

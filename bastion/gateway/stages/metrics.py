@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.gateway.context import RequestContext
-from bastion.gateway.pipeline import Stage
+from bastion.gateway.stage import Stage
 from bastion.observability.metrics import LATENCY, REQUESTS, TOKENS, TTFT
 
 

@@ -10,18 +10,9 @@ import time
 from typing import Any
 
 from bastion.gateway.context import RequestContext
-from bastion.gateway.pipeline import Chunks, Stage
+from bastion.gateway.stage import Chunks, Stage
 from bastion.providers.base import ChatResponse, Usage
-
-
-def estimate_usage(ctx: RequestContext) -> Usage:
-    from bastion.usage.tokenizer import count_messages, count_text, count_tools
-
-    prompt = count_messages(ctx.body.get("messages") or [])
-    if ctx.body.get("tools"):
-        prompt += count_tools(ctx.body["tools"])
-    completion = count_text("".join(ctx.output_text))
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, estimated=True)
+from bastion.usage.estimate import estimate_usage
 
 
 def _message_text(message: dict[str, Any]) -> str:
@@ -43,7 +34,7 @@ class UsageStage(Stage):
             ctx.output_text.append(_message_text(choices[0].get("message") or {}))
             ctx.finish_reason = choices[0].get("finish_reason")
         if response.usage is None:
-            response.usage = estimate_usage(ctx)
+            response.usage = estimate_usage(ctx.body, ctx.output_text)
             response.body["usage"] = response.usage.to_openai()
         ctx.usage = response.usage
         return response
@@ -59,9 +50,9 @@ class UsageStage(Stage):
                 self._observe(ctx, chunk)
                 yield chunk
         finally:
-            await chunks.aclose()  # type: ignore[attr-defined]
+            await chunks.aclose()
         if ctx.usage is None and last is not None:
-            ctx.usage = estimate_usage(ctx)
+            ctx.usage = estimate_usage(ctx.body, ctx.output_text)
             yield {
                 "id": last.get("id"),
                 "object": "chat.completion.chunk",

@@ -1,17 +1,22 @@
-"""The ASGI application: routes, the request-id/overhead middleware and start-up/shut-down."""
+"""The ASGI application: routes, the error boundary and start-up/shut-down.
+
+``Boundary`` wraps every request, fast lane and Starlette routes alike. It stamps every response
+with ``x-request-id`` and ``x-bastion-overhead-ms``, and it is the one place a failure becomes a
+response: a ``BastionError`` is rendered in the caller's dialect (``bastion/api/errors.py``),
+anything else is logged and answered with a plain 500 that reveals nothing.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import gc
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import structlog
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,20 +27,21 @@ from bastion.api import anthropic as anthropic_api
 from bastion.api import openai as openai_api
 from bastion.api import sessions as sessions_api  # agent sessions: /api/v1/ai/sessions, /api/v1/ai/chat
 from bastion.api import system as system_api
-from bastion.api.common import error_response, request_id
+from bastion.api.errors import error_body, error_headers
+from bastion.api.http import ClientDisconnected
 from bastion.config.settings import Settings
+from bastion.dialects.errors import dialect_for_path
 from bastion.errors import BastionError, NotFound
+from bastion.gateway.compose import build_gateway
 from bastion.gateway.context import Timing, new_request_id
-from bastion.gateway.errors import dialect_for_path, error_body, error_headers
 from bastion.gateway.service import Gateway
 from bastion.observability.metrics import OVERHEAD
 
 log = structlog.get_logger("bastion.gateway")
 
 
-class Stamper:
-    """Stamps every response with ``x-request-id`` and ``x-bastion-overhead-ms``, and turns any
-    exception that escaped an endpoint into the dialect's error JSON."""
+class Boundary:
+    """Stamps every response, and turns whatever escaped an endpoint into the dialect's error JSON."""
 
     def __init__(self) -> None:
         self._overhead = {name: OVERHEAD.labels(endpoint=name) for name in ("v1", "admin", "system")}
@@ -64,27 +70,35 @@ class Stamper:
 
         try:
             await app(scope, receive, send_stamped)
+        except BastionError as exc:
+            error = exc
+        except (ClientDisconnected, ClientDisconnect):
+            # The client went away (mid-upload or while waiting): nobody to answer, nothing wrong here.
+            log.info("client_disconnected", path=path, request_id=rid)
+            return
         except Exception:
             log.exception("unhandled_error", path=path, request_id=rid)
-            if not started:
-                error = BastionError("Internal error.")
-                dialect = dialect_for_path(path)
-                await send_stamped({"type": "http.response.start", "status": 500, "headers": error_headers(error, rid)})
-                await send_stamped({"type": "http.response.body", "body": error_body(error, dialect)})
+            error = BastionError("Internal error.")
+        if started:  # a response was under way: it cannot be replaced, only cut short
+            return
+        await send_stamped(
+            {"type": "http.response.start", "status": error.status, "headers": error_headers(error, rid)}
+        )
+        await send_stamped({"type": "http.response.body", "body": error_body(error, dialect_for_path(path))})
 
 
-class GatewayMiddleware:
-    """The stamper as Starlette middleware, for every route outside the fast lane."""
+class BoundaryMiddleware:
+    """The boundary as Starlette middleware, for every route outside the fast lane."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.stamp = Stamper()
+        self.boundary = Boundary()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        await self.stamp(self.app, scope, receive, send)
+        await self.boundary(self.app, scope, receive, send)
 
 
 def _endpoint_app(handler: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
@@ -107,37 +121,35 @@ class BastionApp(Starlette):
     def __init__(self, *args: Any, fast_lane: dict[str, Callable[[Request], Awaitable[Response]]], **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._fast_lane = {path: _endpoint_app(handler) for path, handler in fast_lane.items()}
-        self._stamp = Stamper()
+        self._boundary = Boundary()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             endpoint = self._fast_lane.get(scope["path"])
             if endpoint is not None:
                 scope["app"] = self
-                await self._stamp(endpoint, scope, receive, send)
+                await self._boundary(endpoint, scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
 
 
-async def _http_exception(request: Request, exc: Exception) -> Response:
+async def _routing_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 become Bastion errors, rendered by the boundary like any other."""
     assert isinstance(exc, HTTPException)
-    dialect = dialect_for_path(request.url.path)
     if exc.status_code == 404:
-        error = NotFound(f"No route for {request.method} {request.url.path}.")
-    elif exc.status_code == 405:
+        raise NotFound(f"No route for {request.method} {request.url.path}.")
+    if exc.status_code == 405:
         error = BastionError(f"Method {request.method} is not allowed here.", status=405, code="method_not_allowed")
         error.error_type = "invalid_request_error"
-    else:
-        error = BastionError(str(exc.detail), status=exc.status_code)
-    return error_response(error, dialect, request_id(request))
+        raise error
+    raise BastionError(str(exc.detail), status=exc.status_code)
 
 
 def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
-    gw = gateway or Gateway.build(settings)
+    gw = gateway or build_gateway(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        gw.extras["started_at"] = time.time()
         await gw.start()
         # Everything built at start-up lives for the process: keep it out of the collector's
         # scans so full collections stay short (they otherwise show up as p99 spikes).
@@ -163,9 +175,9 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
             *admin_prompts_api.routes,
             *sessions_api.routes,
         ],
-        exception_handlers={HTTPException: _http_exception},
+        exception_handlers={HTTPException: _routing_error},
         lifespan=lifespan,
     )
     app.state.gateway = gw
-    app.add_middleware(GatewayMiddleware)
+    app.add_middleware(BoundaryMiddleware)
     return app

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 
+from bastion.api.app import create_app
 from bastion.config.loader import load_settings
-from bastion.gateway.app import create_app
 from bastion.observability.logging import configure_logging
 
 

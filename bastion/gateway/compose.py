@@ -1,0 +1,107 @@
+"""The composition root: builds every service of a gateway process from settings, the stages in
+their order, and the gateway that starts and stops them. Nothing else constructs services.
+
+Adding a stage is one module in ``bastion/gateway/stages/`` plus one line in ``build_stages``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bastion.auth.authenticator import Authenticator
+from bastion.auth.lookup import DefaultTenantId
+from bastion.config.settings import Settings
+from bastion.gateway.pipeline import Pipeline
+from bastion.gateway.service import Gateway, VaultStartup
+from bastion.gateway.services import Lifecycle, Services
+from bastion.gateway.stage import Stage
+from bastion.gateway.stages.auth import AuthStage
+from bastion.gateway.stages.cost import CostStage
+from bastion.gateway.stages.guard_in import GuardInStage
+from bastion.gateway.stages.guard_out import GuardOutStage
+from bastion.gateway.stages.ledger import LedgerStage
+from bastion.gateway.stages.limits import LimitsStage
+from bastion.gateway.stages.metrics import MetricsStage
+from bastion.gateway.stages.prompt import PromptStage
+from bastion.gateway.stages.usage import UsageStage
+from bastion.guard.service import GuardService
+from bastion.ledger.writer import LedgerWriter
+from bastion.limits.service import LimitsService
+from bastion.routing.build import build_router
+from bastion.sessions.service import SessionService
+from bastion.spend.routes import RoutePricing
+from bastion.store.db import Database
+from bastion.vault.service import VaultService
+
+
+def journal_dir(settings: Settings) -> Path:
+    return Path(settings.ledger.journal_dir or Path(settings.data_dir) / "journal").resolve()
+
+
+def build_services(settings: Settings) -> Services:
+    """Every shared service, built once; none does I/O before ``start``."""
+    db = Database.from_settings(settings)
+    router = build_router(settings)
+    pricing = RoutePricing.from_settings(settings, router)
+    vault = VaultService(db, settings)
+    limits_on = settings.limits.enabled or settings.budgets.enabled
+    return Services(
+        settings=settings,
+        db=db,
+        router=router,
+        pricing=pricing,
+        authenticator=Authenticator(settings, db),
+        vault=vault,
+        sessions=SessionService(db, settings, vault, router),
+        guard=GuardService(settings.guard, prompt_cache_ttl_s=settings.vault.cache_ttl_s)
+        if settings.guard.enabled
+        else None,
+        limits=LimitsService.from_settings(settings, pricing, db) if limits_on else None,
+        ledger=LedgerWriter(settings.ledger, db, journal_dir(settings)) if settings.ledger.enabled else None,
+    )
+
+
+def build_stages(services: Services) -> list[Stage]:
+    """The pipeline, in order (see docs/ARCHITECTURE.md). ``on_request`` runs top to bottom,
+    ``on_response``/``on_stream``/``on_complete`` bottom to top. A stage whose service is off is
+    left out."""
+    settings = services.settings
+    stages: list[Stage | None] = [
+        AuthStage(services.authenticator),  # who is calling; rejects before anything is recorded
+        # Completes last: records what every later stage decided.
+        LedgerStage(services.ledger, settings.ledger.default_mode) if services.ledger is not None else None,
+        MetricsStage(),
+        # Vault prompt reference -> real upstream messages; before limits, so budgets and token
+        # limits estimate the prompt actually sent.
+        PromptStage(services.vault, DefaultTenantId(services.db, settings.auth.default_tenant)),
+        # Scans the request (policy from tenant/user/key/prompt, so after auth and prompt) before
+        # limits and routing: a blocked request costs no budget and no upstream call.
+        GuardInStage(services.guard) if services.guard is not None else None,
+        # Admits rate limits and budgets; settles with the real cost.
+        LimitsStage(services.limits) if services.limits is not None else None,
+        CostStage(services.pricing),  # prices the usage (completes before limits settle)
+        UsageStage(),  # token counts and answer text, from the provider or our tokenizer
+        # Listed after usage so it sees the answer first (and wraps the stream innermost): usage, the
+        # ledger and sessions only ever see what the output guard let through.
+        GuardOutStage(services.guard) if services.guard is not None else None,
+    ]
+    return [stage for stage in stages if stage is not None]
+
+
+def lifecycles(services: Services) -> list[Lifecycle]:
+    """What starts with the gateway, in start order (stopped in reverse)."""
+    optional: list[Lifecycle | None] = [services.ledger, services.guard, services.limits]
+    return [
+        services.authenticator,
+        VaultStartup(services.vault),
+        *(service for service in optional if service is not None),
+        services.sessions,
+        services.router,
+    ]
+
+
+def build_gateway(settings: Settings, *, stages: list[Stage] | None = None) -> Gateway:
+    """The gateway of one process; ``stages`` replaces the default pipeline (tests)."""
+    services = build_services(settings)
+    pipeline = Pipeline(build_stages(services) if stages is None else stages, services.router)
+    return Gateway(services, pipeline, lifecycles(services))

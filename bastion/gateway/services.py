@@ -1,0 +1,48 @@
+"""Every shared service of one gateway process, as a named, typed field.
+
+Built once by the composition root (``bastion/gateway/compose.py``); stages receive the services
+they use, the HTTP layer reads the rest from here. A service that is switched off in the settings
+is None, so code that uses it says what happens without it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from bastion.auth.authenticator import Authenticator
+from bastion.config.settings import Settings
+from bastion.guard.service import GuardService
+from bastion.ledger.writer import LedgerWriter
+from bastion.limits.service import LimitsService
+from bastion.routing.router import Router
+from bastion.sessions.service import SessionService
+from bastion.spend.routes import RoutePricing
+from bastion.store.db import Database
+from bastion.vault.service import VaultService
+
+
+class Lifecycle(Protocol):
+    """A service with background work or connections: started before the first request, stopped
+    after the last one has drained."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    db: Database
+    router: Router
+    pricing: RoutePricing
+    authenticator: Authenticator
+    vault: VaultService
+    sessions: SessionService
+    #: None: ``guard.enabled`` is false.
+    guard: GuardService | None
+    #: None: limits and budgets are both off.
+    limits: LimitsService | None
+    #: None: ``ledger.enabled`` is false.
+    ledger: LedgerWriter | None
