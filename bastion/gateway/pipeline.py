@@ -18,23 +18,35 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import structlog
 
 from bastion.errors import BastionError
 from bastion.gateway.context import RequestContext
 from bastion.gateway.stage import Chunks, Stage
-from bastion.providers.base import ChatRequest, ChatResponse, EmbeddingResponse
-from bastion.routing.router import Router
+from bastion.providers.base import ChatRequest, ChatResponse, ChunkStream, EmbeddingResponse
+from bastion.routing.trace import RouteTrace
 
 log = structlog.get_logger("bastion.pipeline")
 
 T = TypeVar("T")
 
 
+class Upstreams(Protocol):
+    """Where a routed call goes: the router (``bastion/routing/router.py``), or a test's fake."""
+
+    async def chat(self, request: ChatRequest, model: str, trace: RouteTrace) -> ChatResponse: ...
+
+    async def stream(self, request: ChatRequest, model: str, trace: RouteTrace) -> ChunkStream: ...
+
+    async def embed(
+        self, inputs: list[str], model: str, request_id: str, trace: RouteTrace, dimensions: int | None = None
+    ) -> EmbeddingResponse: ...
+
+
 class Pipeline:
-    def __init__(self, stages: Sequence[Stage], router: Router) -> None:
+    def __init__(self, stages: Sequence[Stage], router: Upstreams) -> None:
         self.stages = list(stages)
         self.router = router
 

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from bastion.dialects.anthropic import AnthropicStreamEncoder, error_event, openai_response_to_anthropic
+from bastion.errors import BastionError
 from bastion.providers.base import Usage
 
 
@@ -151,7 +152,7 @@ def test_encoder_without_any_chunk_still_makes_a_valid_message() -> None:
 
 
 def test_error_event_shape() -> None:
-    assert parse_sse(error_event("upstream fell over", "overloaded_error")) == [
+    assert parse_sse(error_event(BastionError("upstream fell over", status=503))) == [
         ("error", {"type": "error", "error": {"type": "overloaded_error", "message": "upstream fell over"}})
     ]
 
@@ -230,7 +231,9 @@ async def test_sdk_text_stream_with_max_tokens(serve: Callable[[bytes, str], Any
 
 async def test_sdk_raises_on_mid_stream_error_event(serve: Callable[[bytes, str], Any]) -> None:
     encoder = AnthropicStreamEncoder("claude-alias", "msg_e")
-    payload = encoder.encode(chunk({"content": "partial"})) + error_event("upstream is unavailable", "overloaded_error")
+    payload = encoder.encode(chunk({"content": "partial"})) + error_event(
+        BastionError("upstream is unavailable", status=503)
+    )
     client = await serve(payload, "text/event-stream")
     with pytest.raises(anthropic.APIStatusError, match="upstream is unavailable"):
         async with client.messages.stream(**ARGS) as stream:

@@ -22,8 +22,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from bastion.api.app import create_app
 from bastion.config.loader import load_settings
-from bastion.gateway.app import create_app
 from tests.gateway.helpers import LEAKS, assert_anthropic_error, assert_openai_error
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway import ANTHROPIC_PROVIDER_AVAILABLE, write_config

@@ -23,9 +23,10 @@ from bastion.errors import (
 )
 from bastion.providers.base import ChatRequest, ChatResponse, ChunkStream, Deployment, Provider
 from bastion.routing.breaker import BreakerState, CircuitBreaker
-from bastion.routing.router import Router, RouteTrace
+from bastion.routing.router import Router
 from bastion.routing.strategies import LeastBusy, WeightedRandom
 from bastion.routing.target import ModelGroup, Target
+from bastion.routing.trace import RouteTrace
 
 Outcome = ChatResponse | BaseException
 

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from bastion.gateway.http import SSEResponse, _EventBuffer
+from bastion.api.http import SSEResponse, _EventBuffer
 
 
 class Recorder:

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from bastion.gateway.stages.guard import WITHHELD_MESSAGE
 from bastion.guard.leak import leak_words
+from bastion.guard.state import WITHHELD_MESSAGE
 from bastion.local import module_available, smollm2_gguf_path
 from bastion.vault.model import VersionSpec
 from tests.guard_stages.support import Caller, GuardEnv, GuardFake

@@ -155,12 +155,8 @@ async def test_benign_request_is_forwarded_unchanged_and_not_flagged(
     assert row["flagged"] is False and row["guard"]["action"] == "allow"
 
 
-async def test_guard_disabled_in_settings_does_nothing(
-    guard_env: GuardEnv, guard_fake: GuardFake, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from bastion.gateway.stages.guard import guard_services
-
-    monkeypatch.setattr(guard_services(guard_env.gateway), "enabled", False)
+@pytest.mark.parametrize("guard_overrides", [{"guard": {"enabled": False}}])
+async def test_guard_disabled_in_settings_does_nothing(guard_env: GuardEnv, guard_fake: GuardFake) -> None:
     caller = await guard_env.tenant()
     text = f"Mail {EMAIL}"
     response = await guard_env.chat(caller, {"model": MODEL, "messages": [{"role": "user", "content": text}]})

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from bastion.config.settings import Settings
-from bastion.gateway.stages.guard import MemoInputGuard, _memo_input_guard
-from bastion.gateway.stages.guard_in import GuardInStage
+from bastion.config.settings import GuardSettings
 from bastion.guard import GuardPolicy, InputGuard
+from bastion.guard.caches import MemoInputGuard, _memo_input_guard
+from bastion.guard.service import GuardService
 
 
 def test_history_is_scanned_once_and_scans_the_same() -> None:
@@ -46,18 +46,16 @@ def test_memo_is_bounded_and_skips_long_texts() -> None:
 async def test_start_builds_the_default_guard_before_the_first_request() -> None:
     """The detectors take a while to build; ``start`` builds them beside start-up, not in a request."""
 
-    class _Gateway:
-        def __init__(self, guard: dict[str, Any]) -> None:
-            self.settings = Settings.model_validate({"guard": guard})
-            self.services: dict[str, Any] = {}
+    def service(**guard: Any) -> GuardService:
+        return GuardService(GuardSettings.model_validate(guard), prompt_cache_ttl_s=300.0)
 
     _memo_input_guard.cache_clear()
-    stage = GuardInStage(_Gateway({"policy": {"injection": "block"}}))  # type: ignore[arg-type]
-    await stage.start()
-    await stage.stop()  # waits for the build
+    guard = service(policy={"injection": "block"})
+    await guard.start()
+    await guard.stop()  # waits for the build
     assert _memo_input_guard.cache_info().currsize == 1
     _memo_input_guard.cache_clear()
-    off = GuardInStage(_Gateway({"enabled": False}))  # type: ignore[arg-type]
+    off = service(enabled=False)
     await off.start()
     await off.stop()
     assert _memo_input_guard.cache_info().currsize == 0, "a disabled guard builds nothing"

@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
-from bastion.gateway.stages.guard import WITHHELD_MESSAGE
 from bastion.guard.leak import leak_words
+from bastion.guard.state import WITHHELD_MESSAGE
 from bastion.vault.model import VersionSpec
 from tests.guard_stages.support import (
     LEAKED_SPAN,

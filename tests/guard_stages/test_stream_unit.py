@@ -8,25 +8,24 @@ from typing import Any
 
 import pytest
 
-from bastion.config.settings import Settings
+from bastion.config.settings import GuardSettings
 from bastion.gateway.context import RequestContext, Timing
-from bastion.gateway.stages.guard import WITHHELD_MESSAGE, FingerprintCache, GuardState, guard_services
+from bastion.gateway.stage import Chunks
 from bastion.gateway.stages.guard_in import GuardInStage
 from bastion.gateway.stages.guard_out import GuardOutStage
-from bastion.gateway.stages.prompt import PromptSecretNote
 from bastion.guard import GuardPolicy, make_canary
+from bastion.guard.caches import FingerprintCache
+from bastion.guard.service import GuardService
+from bastion.guard.state import WITHHELD_MESSAGE, GuardState, PlantedPrompt
 from bastion.providers.base import ChatResponse
 
 SYSTEM = "You are Quill, the archive assistant. The vault combination is seven left, three right, nine left."
 CANARY = make_canary()
 
 
-class FakeGateway:
-    """What the guard stages read from a gateway: settings and the shared services."""
-
-    def __init__(self, **guard: Any) -> None:
-        self.settings = Settings.model_validate({"guard": guard})
-        self.services: dict[str, Any] = {}
+def guard_service(**guard: Any) -> GuardService:
+    """The stages' one collaborator, from ``guard`` settings."""
+    return GuardService(GuardSettings.model_validate(guard), prompt_cache_ttl_s=300.0)
 
 
 def context(*, secret: bool = True, stream: bool = True) -> RequestContext:
@@ -40,7 +39,7 @@ def context(*, secret: bool = True, stream: bool = True) -> RequestContext:
         stream=stream,
     )
     if secret:
-        ctx.annotations["prompt_secret"] = PromptSecretNote(system_prompt=SYSTEM, canary=CANARY)
+        ctx.planted_prompt = PlantedPrompt(SYSTEM, CANARY)
     return ctx
 
 
@@ -60,7 +59,7 @@ class Upstream:
         self.pulled = 0
         self.closed = False
 
-    async def stream(self) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self) -> Chunks:
         try:
             for item in self.chunks:
                 self.pulled += 1
@@ -77,7 +76,7 @@ async def run_stream(
     async for item in stream:
         out.append(item)
         if limit is not None and len(out) >= limit:
-            await stream.aclose()  # type: ignore[attr-defined]
+            await stream.aclose()
             break
     return out
 
@@ -93,7 +92,7 @@ def finishes(chunks: list[dict[str, Any]]) -> list[str]:
 
 
 async def test_tool_call_arguments_pass_through_and_are_scanned_at_the_end() -> None:
-    stage = GuardOutStage(FakeGateway())  # type: ignore[arg-type]
+    stage = GuardOutStage(guard_service())
     ctx = context()
     call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": ""}}
     leaked = '{"q": "' + CANARY + '"}'
@@ -117,13 +116,13 @@ async def test_tool_call_arguments_pass_through_and_are_scanned_at_the_end() -> 
     assert arguments == [leaked]
     assert finishes(out) == ["content_filter"]
     assert out[-1]["usage"]["total_tokens"] == 12
-    state = ctx.annotations["guard"]
+    state = ctx.guard
     assert isinstance(state, GuardState) and state.output is not None
     assert state.output.verdict("leak").flagged and state.output.action == "block"
 
 
 async def test_stream_without_a_finish_reason_is_flushed_at_the_end() -> None:
-    stage = GuardOutStage(FakeGateway())  # type: ignore[arg-type]
+    stage = GuardOutStage(guard_service())
     ctx = context()
     upstream = Upstream([text_chunk("The archive opens at nine "), text_chunk("and closes at five.")])
     out = await run_stream(stage, ctx, upstream)
@@ -133,7 +132,7 @@ async def test_stream_without_a_finish_reason_is_flushed_at_the_end() -> None:
 
 async def test_each_choice_has_its_own_guard_and_a_block_ends_all() -> None:
     # Checked every 32 characters, so the canary is seen on the chunk that carries it.
-    stage = GuardOutStage(FakeGateway(stream_batch_chars=32))  # type: ignore[arg-type]
+    stage = GuardOutStage(guard_service(stream_batch_chars=32))
     ctx = context()
     upstream = Upstream(
         [
@@ -155,7 +154,7 @@ async def test_each_choice_has_its_own_guard_and_a_block_ends_all() -> None:
 async def test_block_at_the_final_check_still_relays_the_upstream_usage() -> None:
     """The canary completed by the last delta: the upstream has finished, so its usage report is
     read and relayed instead of an estimate."""
-    stage = GuardOutStage(FakeGateway())  # type: ignore[arg-type]
+    stage = GuardOutStage(guard_service())
     ctx = context()
     head, tail = CANARY[:6], CANARY[6:]
     usage = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
@@ -167,17 +166,17 @@ async def test_block_at_the_final_check_still_relays_the_upstream_usage() -> Non
 
 
 async def test_client_going_away_closes_the_upstream_and_records_the_verdicts() -> None:
-    stage = GuardOutStage(FakeGateway())  # type: ignore[arg-type]
+    stage = GuardOutStage(guard_service())
     ctx = context()
     words = [text_chunk(f"word{i} " * 8) for i in range(20)]
     upstream = Upstream(words)
     await run_stream(stage, ctx, upstream, limit=2)
     assert upstream.closed and upstream.pulled < 20
-    assert ctx.annotations["guard"].output is not None
+    assert ctx.guard is not None and ctx.guard.output is not None
 
 
 async def test_output_off_returns_the_stream_untouched() -> None:
-    stage = GuardOutStage(FakeGateway(policy={"leak": "off", "pii": "off", "secrets": "off"}))  # type: ignore[arg-type]
+    stage = GuardOutStage(guard_service(policy={"leak": "off", "pii": "off", "secrets": "off"}))
     ctx = context()
     upstream = Upstream([text_chunk("[" + CANARY + "]")])
     source = upstream.stream()
@@ -185,7 +184,7 @@ async def test_output_off_returns_the_stream_untouched() -> None:
 
 
 async def test_complete_answer_with_tool_call_secret_is_redacted() -> None:
-    stage = GuardOutStage(FakeGateway())  # type: ignore[arg-type]
+    stage = GuardOutStage(guard_service())
     ctx = context(stream=False)
     arguments = '{"to": "jane.doe@gmail.com", "body": "hello"}'
     call = {"id": "c", "type": "function", "function": {"name": "mail", "arguments": arguments}}
@@ -209,22 +208,21 @@ async def test_complete_answer_with_tool_call_secret_is_redacted() -> None:
 
 
 async def test_client_system_prompt_gets_a_stable_canary_when_configured() -> None:
-    gateway = FakeGateway(canary_for_client_prompts=True)
-    stage = GuardInStage(gateway)  # type: ignore[arg-type]
+    guard = guard_service(canary_for_client_prompts=True)
+    stage = GuardInStage(guard)
     prompts = []
     for _ in range(2):
         ctx = context(secret=False, stream=False)
         original = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "hi"}]
         ctx.body["messages"] = original
         await stage.on_request(ctx)
-        secret = ctx.annotations["prompt_secret"]
-        assert secret["system_prompt"] == SYSTEM and secret["canary"] in ctx.body["messages"][0]["content"]
-        assert ctx.annotations["ledger_messages"] == original  # the ledger keeps the client's view
-        assert "prompt secret" in repr(secret)
+        secret = ctx.planted_prompt
+        assert secret is not None
+        assert secret.system_prompt == SYSTEM and secret.canary in ctx.body["messages"][0]["content"]
+        assert ctx.ledger_messages == original  # the ledger keeps the client's view
+        assert SYSTEM not in repr(secret) and secret.canary not in repr(secret)
         prompts.append(ctx.body["messages"][0]["content"])
     assert prompts[0] == prompts[1]  # same prompt, same canary: provider prompt caching still works
-    services = guard_services(gateway)  # type: ignore[arg-type]
-    assert services.canary_for_client_prompts is True
 
 
 def test_fingerprint_cache_expires_and_bounds_its_entries() -> None:
@@ -244,9 +242,9 @@ def test_fingerprint_cache_expires_and_bounds_its_entries() -> None:
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_no_prompt_and_no_canary_still_redacts_pii(stream: bool) -> None:
-    stage = GuardOutStage(FakeGateway())  # type: ignore[arg-type]
+    stage = GuardOutStage(guard_service())
     ctx = context(secret=False, stream=stream)
-    ctx.annotations["guard"] = GuardState(GuardPolicy())
+    ctx.guard = GuardState(GuardPolicy())
     text = "Write to jane.doe@gmail.com today."
     if stream:
         out = await run_stream(stage, ctx, Upstream([text_chunk(text, finish="stop")]))
@@ -260,7 +258,7 @@ async def test_no_prompt_and_no_canary_still_redacts_pii(stream: bool) -> None:
 async def test_upstream_failure_mid_stream_flushes_checked_text_then_raises() -> None:
     from bastion.errors import UpstreamError
 
-    stage = GuardOutStage(FakeGateway())  # type: ignore[arg-type]
+    stage = GuardOutStage(guard_service())
     ctx = context()
 
     async def failing() -> AsyncIterator[dict[str, Any]]:
@@ -277,7 +275,7 @@ async def test_upstream_failure_mid_stream_flushes_checked_text_then_raises() ->
 async def test_upstream_failure_never_flushes_a_held_leak() -> None:
     from bastion.errors import UpstreamError
 
-    stage = GuardOutStage(FakeGateway())  # type: ignore[arg-type]
+    stage = GuardOutStage(guard_service())
     ctx = context()
 
     async def failing() -> AsyncIterator[dict[str, Any]]:

@@ -21,7 +21,7 @@ from bastion.store.models import Interaction
 
 
 def make_record(i: int, **overrides: Any) -> dict[str, Any]:
-    """A journal record as ``build_record`` makes it (request id ``req_<i>``)."""
+    """A journal record as the ledger stage's ``build_record`` makes it (request id ``req_<i>``)."""
     record: dict[str, Any] = {
         "v": 1,
         "id": f"req_{i:024d}",
@@ -73,7 +73,7 @@ def make_context(
     ctx = RequestContext(
         request_id="req_" + "ab" * 12,
         dialect="openai",
-        endpoint=endpoint,  # type: ignore[arg-type]
+        endpoint="embeddings" if endpoint == "embeddings" else "chat",
         body=body if body is not None else {"model": "fast", "messages": [{"role": "user", "content": "hi"}]},
         model="fast",
         timing=Timing(),

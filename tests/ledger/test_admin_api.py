@@ -17,12 +17,11 @@ import pytest
 
 from bastion.auth.keys import generate_key, hash_key, listed_prefix
 from bastion.config.settings import Settings
-from bastion.gateway.app import create_app
-from bastion.gateway.service import Gateway
 from bastion.ledger.store import RowInserter
 from bastion.store.db import Database
 from bastion.store.models import ApiKey, Tenant
 from tests.ledger.support import make_record
+from tests.support.harness import running_gateway
 
 URL = "/api/v1/admin/interactions"
 
@@ -86,13 +85,8 @@ async def world(database: Database, database_url: str, tmp_path: Path) -> AsyncI
         local={"enabled": False},
         ledger={"flush_interval_s": 0.01},
     )
-    gateway = Gateway.build(settings)
-    app = create_app(settings, gateway)
-    await gateway.start()
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://bastion") as client:
-        yield World(client, keys, tenants, records)
-    await gateway.stop()
+    async with running_gateway(settings) as running:
+        yield World(running.client, keys, tenants, records)
 
 
 def ids(response: httpx.Response) -> list[str]:

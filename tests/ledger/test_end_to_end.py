@@ -12,12 +12,12 @@ import pytest
 
 from bastion.auth.keys import generate_key, hash_key, listed_prefix
 from bastion.config.settings import Settings
-from bastion.gateway.app import create_app
 from bastion.gateway.service import Gateway
-from bastion.gateway.stages.ledger import SERVICE
+from bastion.ledger.writer import LedgerWriter
 from bastion.store.db import Database
 from bastion.store.models import ApiKey, Tenant
 from tests.support.fake_upstream import FakeUpstream, answer_text
+from tests.support.harness import running_gateway
 
 MODEL = "fake-ok"
 
@@ -41,6 +41,12 @@ async def _tenant_with_keys(db: Database, name: str, mode: str | None) -> dict[s
     return out
 
 
+def writer(gateway: Gateway) -> LedgerWriter:
+    ledger = gateway.services.ledger
+    assert ledger is not None
+    return ledger
+
+
 @pytest.fixture
 async def app_client(
     database: Database, database_url: str, tmp_path: Path, fake: FakeUpstream
@@ -55,12 +61,8 @@ async def app_client(
         limits={"enabled": False},
         ledger={"flush_interval_s": 0.01},
     )
-    gateway = Gateway.build(settings)
-    await gateway.start()
-    transport = httpx.ASGITransport(app=create_app(settings, gateway))
-    async with httpx.AsyncClient(transport=transport, base_url="http://bastion") as client:
-        yield client, gateway
-    await gateway.stop()
+    async with running_gateway(settings) as running:
+        yield running.client, running.gateway
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -75,7 +77,7 @@ async def test_a_request_is_recorded_and_listed_for_its_tenant_only(
     response = await client.post("/v1/chat/completions", json=body, headers=caller)
     assert response.status_code == 200, response.text
     request_id = response.headers["x-request-id"]
-    await gateway.services[SERVICE].flush()
+    await writer(gateway).flush()
 
     viewer = {"authorization": f"Bearer {acme['viewer']}"}
     listing = (await client.get("/api/v1/admin/interactions", headers=viewer)).json()["data"]
@@ -102,7 +104,7 @@ async def test_the_tenants_metadata_mode_keeps_no_content(
     caller = {"authorization": f"Bearer {tenant['service']}"}
     response = await client.post("/v1/chat/completions", json=body, headers=caller)
     assert response.status_code == 200
-    await gateway.services[SERVICE].flush()
+    await writer(gateway).flush()
     viewer = {"authorization": f"Bearer {tenant['viewer']}"}
     one = (await client.get(f"/api/v1/admin/interactions/{response.headers['x-request-id']}", headers=viewer)).json()
     assert one["content_mode"] == "metadata" and one["request_messages"] is None and one["response_text"] is None

@@ -1,17 +1,19 @@
-"""Building records from request contexts: every field, content modes, annotations from other stages."""
+"""Building records from request contexts: every field, content modes, what other stages left."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
 from bastion.errors import RateLimited
-from bastion.ledger.record import build_record, content_mode, encode_record, to_row
+from bastion.gateway.stages.ledger import build_record
+from bastion.guard import GuardPolicy, GuardResult, Verdict
+from bastion.guard.state import GuardState
+from bastion.ledger.record import content_mode, encode_record, to_row
 from bastion.ledger.redact import ContentRedactor
-from bastion.routing.router import Attempt
+from bastion.routing.trace import Attempt
+from bastion.vault.model import PromptInUse
 from tests.ledger.support import make_context, principal
 
 
@@ -74,28 +76,18 @@ def test_embeddings_record_their_input() -> None:
     assert record["request_messages"] == ["one", "two"] and record["response_text"] is None
 
 
-@dataclass
-class FakeGuardResult:
-    flagged: bool
-
-    def to_ledger(self) -> dict[str, Any]:
-        return {"action": "flag" if self.flagged else "allow", "flagged": self.flagged, "scanners": {}}
-
-
-def test_annotations_of_other_stages() -> None:
+def test_what_other_stages_left_on_the_context() -> None:
     ctx = make_context(principal=principal())
-    ctx.annotations.update(
-        guard=FakeGuardResult(flagged=True),
-        prompt_id="support-bot",
-        prompt_version=3,
-        session_id="sess-1",
-        ledger_extra={"arm": "B"},
-        ledger_messages=[{"role": "user", "content": "what the client sent"}],
-        unrelated=object(),
-    )
+    flagged = GuardResult("flag", "", [Verdict("injection", 0.93, True, action="flag")])
+    ctx.guard = GuardState(GuardPolicy(), input=flagged)
+    ctx.prompt = PromptInUse("support-bot", 3, "production")
+    ctx.session_id = "sess-1"
+    ctx.ledger_extra = {"arm": "B"}
+    ctx.ledger_messages = [{"role": "user", "content": "what the client sent"}]
     ctx.body["messages"].insert(0, {"role": "system", "content": "SECRET VAULT PROMPT"})
     record = build_record(ctx, "full")
     assert record["flagged"] is True and record["guard"]["action"] == "flag"
+    assert record["guard"]["input"]["scanners"]["injection"]["flagged"] is True
     assert (record["prompt_id"], record["prompt_version"], record["session_id"]) == ("support-bot", 3, "sess-1")
     assert record["extra"] == {"arm": "B"}
     assert "SECRET VAULT PROMPT" not in encode_record(record).decode()
@@ -103,14 +95,14 @@ def test_annotations_of_other_stages() -> None:
 
 def test_a_flag_reason_is_kept() -> None:
     ctx = make_context(principal=principal())
-    ctx.annotations["flagged"] = "injection score 0.93"
+    ctx.flag_reason = "injection score 0.93"
     record = build_record(ctx, "full")
     assert record["flagged"] is True and record["extra"] == {"flag_reason": "injection score 0.93"}
 
 
 def test_unencodable_values_do_not_break_the_journal_line() -> None:
     ctx = make_context(principal=principal())
-    ctx.annotations["ledger_extra"] = {"when": object(), "tags": {"a"}}
+    ctx.ledger_extra = {"when": object(), "tags": {"a"}}
     line = encode_record(build_record(ctx, "full"))
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     assert orjson.loads(line)["extra"]["tags"] == ["a"]

@@ -148,15 +148,12 @@ def test_explicit_pricing_wins_and_can_price_local_models() -> None:
     assert pricing.for_deployment("d5", "smollm2", "gpt-4o").price.input_per_mtok == 0.01
 
 
-class _FakeGateway:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.router = build_router(settings)
-        self.services: dict[str, Any] = {}
+def _pricing(settings: Settings) -> RoutePricing:
+    return RoutePricing.from_settings(settings, build_router(settings))
 
 
 async def test_cost_stage_prices_usage_and_counts_unpriced_models() -> None:
-    stage = CostStage(_FakeGateway(_settings()))  # type: ignore[arg-type]
+    stage = CostStage(_pricing(_settings()))
     ctx = context("fast")
     ctx.trace.alias, ctx.trace.deployment, ctx.trace.upstream_model = "fast", "d1", "gpt-4o-mini-2024-07-18"
     ctx.usage = Usage(prompt_tokens=1000, completion_tokens=500, cached_tokens=200)
@@ -173,7 +170,7 @@ async def test_cost_stage_prices_usage_and_counts_unpriced_models() -> None:
 
 
 async def test_cost_stage_without_upstream_or_usage() -> None:
-    stage = CostStage(_FakeGateway(_settings()))  # type: ignore[arg-type]
+    stage = CostStage(_pricing(_settings()))
     rejected = context("fast")  # refused before routing: nothing to pay
     await stage.on_complete(rejected)
     assert rejected.cost_usd == 0.0

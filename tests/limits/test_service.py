@@ -11,6 +11,8 @@ import pytest
 
 from bastion.config.settings import Settings
 from bastion.errors import BudgetExceeded, RateLimited, UpstreamError
+from bastion.gateway.context import RequestContext
+from bastion.gateway.stages.limits import LimitsStage
 from bastion.limits.memory import MemoryStore
 from bastion.limits.policy import build_policy
 from bastion.limits.service import LimitsService
@@ -35,6 +37,15 @@ def service(db: Database | None = None, clock: Any = None, **sections: Any) -> L
     pricing = RoutePricing.from_settings(settings, build_router(settings))
     windows = Windows(clock) if clock is not None else None
     return LimitsService(settings, pricing, MemoryStore(), LedgerSeeder(db), windows=windows)
+
+
+async def admit(svc: LimitsService, ctx: RequestContext) -> None:
+    """Admission as the pipeline runs it: through the limits stage."""
+    await LimitsStage(svc).on_request(ctx)
+
+
+async def settle(svc: LimitsService, ctx: RequestContext) -> None:
+    await LimitsStage(svc).on_complete(ctx)
 
 
 def test_seed_defaults_are_fifty_cents_per_request_and_100_dollars_per_tenant_day() -> None:
@@ -69,8 +80,8 @@ def test_entities_override_the_defaults() -> None:
 async def test_success_carries_rate_limit_headers_and_settles() -> None:
     svc = service(limits={"key": {"rpm": 10, "tpm": 1000}})
     ctx = context("mini", who=principal())
-    await svc.admit(ctx)
-    headers = ctx.annotations["response_headers"]
+    await admit(svc, ctx)
+    headers = ctx.response_headers
     assert headers["x-ratelimit-limit-requests"] == "10"
     assert headers["x-ratelimit-remaining-requests"] == "9"
     assert headers["x-ratelimit-reset-requests"] == "1m0s"
@@ -78,18 +89,18 @@ async def test_success_carries_rate_limit_headers_and_settles() -> None:
     estimated = 1000 - int(headers["x-ratelimit-remaining-tokens"])
     assert 0 < estimated < 50
     ctx.usage = Usage(prompt_tokens=300, completion_tokens=200)
-    svc.settle(ctx)
+    await settle(svc, ctx)
     follow = context("mini", who=principal())
-    await svc.admit(follow)
-    remaining = int(follow.annotations["response_headers"]["x-ratelimit-remaining-tokens"])
+    await admit(svc, follow)
+    remaining = int(follow.response_headers["x-ratelimit-remaining-tokens"])
     assert remaining == 1000 - 500 - estimated
 
 
 async def test_rate_limited_is_a_429_with_retry_after_and_headers() -> None:
     svc = service(limits={"key": {"rpm": 1}})
-    await svc.admit(context("mini", who=principal()))
+    await admit(svc, context("mini", who=principal()))
     with pytest.raises(RateLimited) as caught:
-        await svc.admit(context("mini", who=principal()))
+        await admit(svc, context("mini", who=principal()))
     error = caught.value
     assert error.status == 429 and error.code == "rate_limit_exceeded"
     assert error.headers["retry-after"] == "60"
@@ -102,61 +113,61 @@ async def test_per_request_cap_refuses_before_anything_is_recorded() -> None:
     big = context("opus", {"model": "opus", "max_tokens": 8000, "messages": [{"role": "user", "content": "Hi"}]})
     big.principal = principal()
     with pytest.raises(BudgetExceeded) as caught:
-        await svc.admit(big)
+        await admit(svc, big)
     error = caught.value
     assert error.status == 402 and error.error_type == "budget_exceeded" and error.code == "budget_exceeded"
     assert "per-request cap of $0.50" in error.message and "$0.60" in error.message  # 8000 x $75/M
     # Nothing was recorded: the one request of this minute is still available.
-    await svc.admit(context("mini", who=principal()))
+    await admit(svc, context("mini", who=principal()))
 
 
 async def test_a_key_may_raise_its_own_cap() -> None:
     svc = service()
     big = context("opus", {"model": "opus", "max_tokens": 8000, "messages": [{"role": "user", "content": "Hi"}]})
     big.principal = principal(key_settings={"max_request_usd": 1.0})
-    await svc.admit(big)
+    await admit(svc, big)
 
 
 async def test_daily_budget_refusal_names_the_budget_and_releases_on_settle() -> None:
     svc = service(budgets={"daily_usd": {"key": 0.01}})
     body = {"model": "mini", "max_tokens": 10_000, "messages": [{"role": "user", "content": "Hi"}]}
     first = context("mini", dict(body), who=principal())
-    await svc.admit(first)  # reserves ~$0.006 (10,000 x $0.60/M plus the prompt)
+    await admit(svc, first)  # reserves ~$0.006 (10,000 x $0.60/M plus the prompt)
     with pytest.raises(BudgetExceeded) as caught:
-        await svc.admit(context("mini", dict(body), who=principal()))
+        await admit(svc, context("mini", dict(body), who=principal()))
     message = caught.value.message
     assert message.startswith("Daily budget of key k1 ($0.01) would be exceeded")
     assert "reserved by requests in flight" in message
     # The first request really cost almost nothing: its reservation goes, its cost stays.
     first.usage, first.cost_usd = Usage(prompt_tokens=10, completion_tokens=5), 0.000_01
-    svc.settle(first)
-    await svc.admit(context("mini", dict(body), who=principal()))
+    await settle(svc, first)
+    await admit(svc, context("mini", dict(body), who=principal()))
 
 
 async def test_free_models_need_no_estimate_and_pass_budgets() -> None:
     svc = service(budgets={"daily_usd": {"key": 0.000_001}})
     for _ in range(3):
         ctx = context("free", who=principal())
-        await svc.admit(ctx)
-        assert ctx.annotations["limits"].admission.tokens == 0  # not even counted
+        await admit(svc, ctx)
+        assert ctx.limits is not None and ctx.limits.admission.tokens == 0  # not even counted
 
 
 async def test_settling_an_error_gives_it_the_rate_limit_headers() -> None:
     svc = service(limits={"tenant": {"rpm": 5}})
     ctx = context("mini", who=principal())
-    await svc.admit(ctx)
+    await admit(svc, ctx)
     ctx.error, ctx.status = UpstreamError("upstream failed"), 502
-    svc.settle(ctx)
+    await settle(svc, ctx)
     assert ctx.error.headers["x-ratelimit-limit-requests"] == "5"
     assert ctx.error.headers["x-ratelimit-remaining-requests"] == "4"
 
 
 async def test_auth_off_limits_the_default_tenant() -> None:
     svc = service(limits={"tenant": {"rpm": 2}})
-    await svc.admit(context("mini"))
-    await svc.admit(context("mini"))
+    await admit(svc, context("mini"))
+    await admit(svc, context("mini"))
     with pytest.raises(RateLimited, match="tenant default"):
-        await svc.admit(context("mini"))
+        await admit(svc, context("mini"))
 
 
 async def test_budgets_are_seeded_from_the_ledger(database: Database) -> None:
@@ -187,12 +198,13 @@ async def test_budgets_are_seeded_from_the_ledger(database: Database) -> None:
     svc = service(database, budgets={"daily_usd": {"key": 0.01}, "monthly_usd": {"tenant": 0.6}})
     body = {"model": "mini", "max_tokens": 2000, "messages": [{"role": "user", "content": "Hi"}]}
     # Key k1 spent $0.008 today: a request estimated at ~$0.0012 fits, a second does not.
-    await svc.admit(context("mini", dict(body), who=principal(key="k1")))
+    await admit(svc, context("mini", dict(body), who=principal(key="k1")))
     with pytest.raises(BudgetExceeded, match=r"Daily budget of key k1 \(\$0.01\)") as caught:
-        await svc.admit(context("mini", dict(body), who=principal(key="k1")))
+        await admit(svc, context("mini", dict(body), who=principal(key="k1")))
     assert "$0.0080 spent" in caught.value.message
     # The tenant's month holds k2's $0.50 too (not the 40-day-old record): $0.6 is nearly gone.
     with pytest.raises(BudgetExceeded, match="Monthly budget of tenant t1-name"):
-        await svc.admit(
-            context("mini", {**body, "max_tokens": 200_000}, who=principal(key="k3", key_settings={"daily_usd": 1.0}))
+        await admit(
+            svc,
+            context("mini", {**body, "max_tokens": 200_000}, who=principal(key="k3", key_settings={"daily_usd": 1.0})),
         )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bastion.errors import InvalidRequest
-from bastion.gateway.stages.prompt import PromptSecretNote, parse_reference
+from bastion.gateway.stages.prompt import parse_reference
+from bastion.guard.state import PlantedPrompt
 from bastion.store.models_vault import PromptVersion
 from bastion.vault.crypto import DecryptionFailed, Keyring, MasterKey
 from bastion.vault.keysource import KeyringSource
@@ -68,10 +69,10 @@ def test_wrong_master_key_does_not_decrypt(tmp_path) -> None:  # type: ignore[no
 
 def test_secret_types_never_show_their_text() -> None:
     secret = PromptSecret(SECRET_TEXT, "tmpl {{ x }}")
-    note = PromptSecretNote(system_prompt=SECRET_TEXT, canary="bstc-1234")
+    note = PlantedPrompt(system_prompt=SECRET_TEXT, canary="bstc-1234")
     for text in (repr(secret), str(secret), repr(note), str(note), f"{secret}", repr(VersionSpec(SECRET_TEXT))):
         assert SECRET_TEXT not in text and "tmpl" not in text and "bstc-1234" not in text
-    assert note["system_prompt"] == SECRET_TEXT  # still an ordinary dict to read
+    assert note.system_prompt == SECRET_TEXT  # still readable where it is used
 
 
 def test_render_with_variables() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bastion.gateway.service import Gateway
+from bastion.gateway.compose import build_gateway
 from bastion.store.db import Database
 from bastion.vault.crypto import MasterKey, VaultError
 from bastion.vault.model import KeyringMismatch
@@ -31,7 +31,7 @@ async def _vault_with_one_prompt(database: Database, settings_url: str, data_dir
 async def test_gateway_start_raises_on_a_wrong_key(database: Database, database_url: str, tmp_path: Path) -> None:
     key_id = await _vault_with_one_prompt(database, database_url, tmp_path / "data")
     settings = vault_settings(database_url, tmp_path / "data", master_key=MasterKey.generate().to_hex())
-    gateway = Gateway.build(settings)
+    gateway = build_gateway(settings)
     try:
         with pytest.raises(KeyringMismatch) as caught:
             await gateway.start()
