@@ -23,12 +23,12 @@ from typing import Any
 from bastion.auth.principal import Principal, Role
 from bastion.config.settings import Settings
 from bastion.gateway.context import RequestContext, Timing
+from bastion.limits.seed import LedgerSeeder
 from bastion.limits.service import LimitsService, build_store
 from bastion.providers.base import Usage
 from bastion.routing.build import build_router
 from bastion.spend.cost import interaction_cost
 from bastion.spend.routes import RoutePricing
-from bastion.spend.seed import LedgerSeeder
 
 BODY: dict[str, Any] = {
     "model": "bench-model",

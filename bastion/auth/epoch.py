@@ -127,12 +127,12 @@ class FileEpoch:
 class RedisEpoch:
     """The epoch in Redis, shared by every process that uses the same Redis and key.
 
-    Read through the limiter's pipelined channel (``bastion.limits.channel``): a few µs of CPU per
+    Read through the limiter's pipelined channel (``bastion.store.channel``): a few µs of CPU per
     GET where redis-py's client costs ~100 µs, and GETs of concurrent requests share one write.
     """
 
     def __init__(self, url: str, key: str, timeout_s: float = 1.0) -> None:
-        from bastion.limits.channel import RedisChannel
+        from bastion.store.channel import RedisChannel
 
         self.channel = RedisChannel.from_url(url, timeout_s=timeout_s)
         self.key = key

@@ -48,7 +48,7 @@ class LimitSettings(_Strict):
         if value is None:
             return None
         try:
-            from bastion.guard.policy import GuardPolicy
+            from bastion.config.guard_policy import GuardPolicy
         except ImportError:  # the guard is optional; its own loader validates later
             return value
         GuardPolicy.model_validate(value)

@@ -245,7 +245,7 @@ class GuardSettings(Strict):
     @classmethod
     def _valid_policy(cls, value: dict[str, Any]) -> dict[str, Any]:
         # Checked at start-up, so a typo in a mode fails loudly instead of weakening the guard.
-        from bastion.guard.policy import GuardPolicy
+        from bastion.config.guard_policy import GuardPolicy
 
         GuardPolicy.model_validate(value)
         return value

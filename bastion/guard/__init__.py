@@ -10,10 +10,10 @@ streams. Each scanner runs in a mode set by ``GuardPolicy``: off, flag, redact o
         raise ContentBlocked(BLOCKED_MESSAGE)
 """
 
+from bastion.config.guard_policy import ALL_PII_ENTITIES, DEFAULT_PII_ENTITIES, GuardPolicy, Mode
 from bastion.guard.engine import InputGuard, OutputGuard
 from bastion.guard.leak import make_canary, plant_canary
 from bastion.guard.models import BLOCKED_MESSAGE, Action, Finding, GuardResult, Verdict
-from bastion.guard.policy import ALL_PII_ENTITIES, DEFAULT_PII_ENTITIES, GuardPolicy, Mode
 from bastion.guard.streaming import StreamingOutputGuard
 
 __all__ = [

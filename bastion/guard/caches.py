@@ -15,10 +15,10 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
+from bastion.config.guard_policy import GuardPolicy
 from bastion.guard.engine import InputGuard, OutputGuard
 from bastion.guard.leak import PromptFingerprint
 from bastion.guard.normalize import alnum_fold
-from bastion.guard.policy import GuardPolicy
 
 
 class FingerprintCache:

@@ -13,12 +13,12 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
+from bastion.config.guard_policy import GuardPolicy, Mode
 from bastion.guard.injection import InjectionDetector
 from bastion.guard.invisible import scan_invisible
 from bastion.guard.leak import PromptFingerprint
 from bastion.guard.models import ACTION_RANK, Action, Finding, GuardResult, Verdict
 from bastion.guard.pii import PiiDetector
-from bastion.guard.policy import GuardPolicy, Mode
 from bastion.guard.secrets import SecretDetector
 
 #: Scanners that have no meaningful redaction: ``redact`` escalates to ``block``.

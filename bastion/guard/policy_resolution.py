@@ -24,7 +24,7 @@ import orjson
 import structlog
 from pydantic import ValidationError
 
-from bastion.guard.policy import GuardPolicy
+from bastion.config.guard_policy import GuardPolicy
 
 log = structlog.get_logger("bastion.guard")
 

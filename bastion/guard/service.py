@@ -15,13 +15,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from bastion.auth.principal import Principal
+from bastion.config.guard_policy import GuardPolicy
 from bastion.config.settings import GuardSettings
 from bastion.errors import InvalidRequest
 from bastion.guard.caches import FingerprintCache, MemoInputGuard, PlantedOutputGuard
 from bastion.guard.engine import OutputGuard
 from bastion.guard.leak import make_canary, plant_canary
 from bastion.guard.models import BLOCKED_MESSAGE, GuardResult
-from bastion.guard.policy import GuardPolicy
 from bastion.guard.policy_resolution import PolicyResolver
 from bastion.guard.run_hold import RunHoldingStreamGuard
 from bastion.guard.state import PlantedPrompt

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bastion.config.guard_policy import GuardPolicy
 from bastion.guard.models import ACTION_RANK, Action, GuardResult, Verdict
-from bastion.guard.policy import GuardPolicy
 
 #: What replaces an answer the output guard blocked (non-streamed: the whole content; streamed: the
 #: last delta). Like ``BLOCKED_MESSAGE`` it says nothing about the prompt, the output or the rule.

@@ -18,7 +18,6 @@ from typing import Any
 import structlog
 from redis.exceptions import NoScriptError
 
-from bastion.limits.channel import RedisChannel
 from bastion.limits.metrics import SETTLEMENTS_DROPPED
 from bastion.limits.plan import (
     WINDOW_S,
@@ -30,6 +29,7 @@ from bastion.limits.plan import (
     most_constraining,
 )
 from bastion.limits.scripts import ADMIT, ADMIT_SHA, SETTLE, SETTLE_SHA
+from bastion.store.channel import RedisChannel
 
 log = structlog.get_logger("bastion.limits")
 

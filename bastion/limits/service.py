@@ -21,7 +21,6 @@ from bastion.auth.principal import Principal
 from bastion.config.errors import ConfigError
 from bastion.config.settings import Settings
 from bastion.errors import BastionError, BudgetExceeded, RateLimited
-from bastion.limits.channel import RedisChannel
 from bastion.limits.failover import REDIS_ERRORS, FailoverStore
 from bastion.limits.headers import format_duration, rate_limit_headers
 from bastion.limits.labels import ScopeLabels
@@ -30,13 +29,14 @@ from bastion.limits.metrics import RATE_REJECTIONS
 from bastion.limits.plan import Admission, BudgetCharge, Decision, Outcome, Ticket
 from bastion.limits.policy import Policy, PolicyCache
 from bastion.limits.redis_store import RedisStore
+from bastion.limits.seed import LedgerSeeder
 from bastion.providers.base import Usage
 from bastion.spend.estimate import answer_tokens, completion_tokens, prompt_tokens
 from bastion.spend.metrics import BUDGET_REJECTIONS
 from bastion.spend.pricing import MICROS_PER_USD, to_micros
 from bastion.spend.routes import RoutePricing
-from bastion.spend.seed import LedgerSeeder
 from bastion.spend.windows import Windows
+from bastion.store.channel import RedisChannel
 from bastion.store.db import Database
 
 log = structlog.get_logger("bastion.limits")

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 
 from bastion.config.settings import Settings
 from bastion.errors import RateLimited
-from bastion.limits.channel import RedisChannel
 from bastion.limits.failover import FailoverStore
 from bastion.limits.headers import format_duration
 from bastion.limits.memory import MemoryStore
 from bastion.limits.plan import Admission, Outcome
 from bastion.limits.policy import RateRule, Scope
 from bastion.limits.redis_store import RedisStore
+from bastion.store.channel import RedisChannel
 
 AGENT_WINDOW_S = 60.0
 OWNER_WINDOW_S = 3600.0

@@ -13,10 +13,10 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from bastion.limits import redis_store as redis_store_module
-from bastion.limits.channel import RedisChannel
 from bastion.limits.plan import Outcome
 from bastion.limits.redis_store import RedisStore
 from bastion.limits.scripts import ADMIT, sha1
+from bastion.store.channel import RedisChannel
 from tests.limits.conftest import REDIS_URL
 from tests.limits.helpers import admission, policy_for, principal
 from tests.support.gateway import free_port

@@ -13,11 +13,11 @@ from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
 from bastion.errors import BastionError
-from bastion.limits.channel import RedisChannel
 from bastion.limits.failover import FailoverStore, LimiterUnavailable
 from bastion.limits.metrics import FALLBACK_ADMISSIONS, REDIS_FAILURES
 from bastion.limits.plan import Outcome
 from bastion.limits.redis_store import RedisStore
+from bastion.store.channel import RedisChannel
 from tests.limits.conftest import FakeClock
 from tests.limits.helpers import admission, policy_for, principal
 from tests.support.gateway import free_port

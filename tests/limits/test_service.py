@@ -15,11 +15,11 @@ from bastion.gateway.context import RequestContext
 from bastion.gateway.stages.limits import LimitsStage
 from bastion.limits.memory import MemoryStore
 from bastion.limits.policy import build_policy
+from bastion.limits.seed import LedgerSeeder
 from bastion.limits.service import LimitsService
 from bastion.providers.base import Usage
 from bastion.routing.build import build_router
 from bastion.spend.routes import RoutePricing
-from bastion.spend.seed import LedgerSeeder
 from bastion.spend.windows import Windows
 from bastion.store.db import Database
 from bastion.store.models import Interaction

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bastion.limits.channel import RedisChannel
 from bastion.limits.memory import MemoryStore
 from bastion.limits.plan import Outcome
 from bastion.limits.redis_store import RedisStore
+from bastion.store.channel import RedisChannel
 from tests.limits.conftest import REDIS_URL, FakeClock, redis_client
 from tests.limits.helpers import admission, policy_for, principal, settled
 

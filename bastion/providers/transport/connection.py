@@ -18,12 +18,9 @@ import asyncio
 import contextlib
 import socket
 from collections import deque
-from typing import TYPE_CHECKING, Final, cast
+from typing import Final, Protocol, cast
 
 import httptools
-
-if TYPE_CHECKING:
-    from bastion.providers.transport.pool import Pool
 
 #: Unread body bytes above which the socket is no longer read (the upstream then sees TCP
 #: back-pressure), and below which it is read again.
@@ -64,10 +61,20 @@ class InvalidResponse(TransportError):
     """The bytes received are not a valid HTTP/1.1 response (or an undecodable body)."""
 
 
+class ConnectionOwner(Protocol):
+    """What a connection tells its pool (``pool.Pool``) whenever it stops being busy."""
+
+    def checkin(self, conn: Connection) -> None: ...
+
+    def checkout_done(self, conn: Connection) -> None: ...
+
+    def idle_lost(self, conn: Connection) -> None: ...
+
+
 class Connection(asyncio.Protocol):
     """A socket to one origin; ``pool`` is told whenever the connection stops being busy."""
 
-    def __init__(self, pool: Pool, loop: asyncio.AbstractEventLoop, read_timeout: float | None) -> None:
+    def __init__(self, pool: ConnectionOwner, loop: asyncio.AbstractEventLoop, read_timeout: float | None) -> None:
         self.pool = pool
         self.loop = loop
         self.read_timeout = read_timeout
