@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from bastion.dialects.anthropic_common import anthropic_stop_reason, anthropic_usage, new_tool_id
+from bastion.providers.anthropic_common import anthropic_stop_reason, anthropic_usage, new_tool_id
 from bastion.providers.base import Usage
 
 

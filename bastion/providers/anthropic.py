@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from bastion.config.secret_refs import resolve_secret
 from bastion.errors import UpstreamError
 from bastion.providers.anthropic_translate import (
     AnthropicStreamTranslator,
@@ -28,7 +29,6 @@ from bastion.providers.http import (
     parse_json_body,
     post_checked,
     read_body,
-    resolve_secret,
     transport_error,
 )
 

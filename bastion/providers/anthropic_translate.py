@@ -18,14 +18,14 @@ from typing import Any
 
 import orjson
 
-from bastion.dialects.anthropic_common import (
+from bastion.errors import InvalidRequest, UpstreamError
+from bastion.providers.anthropic_common import (
     completion_id_for,
     openai_finish_reason,
     openai_usage,
     parse_data_url,
     tool_input,
 )
-from bastion.errors import InvalidRequest, UpstreamError
 
 #: Anthropic requires ``max_tokens``; used when the OpenAI request names no limit.
 DEFAULT_MAX_TOKENS = 4096

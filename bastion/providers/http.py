@@ -5,7 +5,6 @@ retryable errors."""
 from __future__ import annotations
 
 import email.utils
-import os
 import time
 import urllib.request
 from collections import deque
@@ -16,7 +15,6 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
-from bastion.config.errors import ConfigError
 from bastion.config.settings import TimeoutSettings
 from bastion.errors import (
     BastionError,
@@ -31,20 +29,6 @@ from bastion.providers.transport import HTTPClient, InvalidResponse, TransportEr
 RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 #: An event-stream line longer than this is a broken upstream, not a big event: stop buffering.
 MAX_SSE_LINE = 16 << 20
-
-
-def resolve_secret(value: str | None, where: str) -> str | None:
-    """Resolve ``env:NAME`` / ``os.environ/NAME`` references; literal values pass through."""
-    if value is None:
-        return None
-    for prefix in ("env:", "os.environ/"):
-        if value.startswith(prefix):
-            name = value[len(prefix) :]
-            resolved = os.environ.get(name)
-            if not resolved:
-                raise ConfigError(f"{where}: environment variable {name} is not set")
-            return resolved
-    return value
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:

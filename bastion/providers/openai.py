@@ -8,8 +8,9 @@ from typing import Any
 
 import orjson
 
-from bastion.dialects.anthropic import strip_cache_control
+from bastion.config.secret_refs import resolve_secret
 from bastion.errors import UpstreamError
+from bastion.providers.anthropic_extras import strip_cache_control
 from bastion.providers.base import (
     ChatRequest,
     ChatResponse,
@@ -28,7 +29,6 @@ from bastion.providers.http import (
     parse_json_body,
     post_checked,
     read_body,
-    resolve_secret,
     transport_error,
 )
 
