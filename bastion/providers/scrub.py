@@ -107,11 +107,16 @@ class CredentialScrubber:
     """Removes credentials from text; knows the deployment's own. Build once; thread-safe."""
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
-        self.secrets = tuple(dict.fromkeys(s for s in secrets if s and len(s) >= MIN_SECRET))
+        self.secrets = tuple(dict.fromkeys(s.strip() for s in secrets if s and len(s.strip()) >= MIN_SECRET))
+        #: The secrets' runs without blanks (``Bearer <key>`` -> the key): parts and fragments of
+        #: these are looked for, so that a window never spans a blank into the words around it.
+        self.keys = tuple(dict.fromkeys(run for s in self.secrets for run in s.split() if len(run) >= KEY_WINDOW))
         needles: set[str] = set()
         for secret in self.secrets:
             needles |= encoded_forms(secret)
-            needles |= {secret[i : i + KEY_WINDOW] for i in range(len(secret) - KEY_WINDOW + 1)}
+        for key in self.keys:
+            needles |= encoded_forms(key)
+            needles |= {key[i : i + KEY_WINDOW] for i in range(len(key) - KEY_WINDOW + 1)}
         # Longest first: a whole key is found before its windows (the spans merge anyway).
         self._needles = sorted(needles, key=len, reverse=True)
 
@@ -141,9 +146,7 @@ class CredentialScrubber:
         parts = [part for part in _MASK.split(token) if part]
         minimum = MIN_MASKED_FRAGMENT if _MASK.search(token) else MIN_KEY_FRAGMENT
         return any(
-            len(part) >= minimum and len(secret) >= KEY_WINDOW and (secret.startswith(part) or secret.endswith(part))
-            for part in parts
-            for secret in self.secrets
+            len(part) >= minimum and (key.startswith(part) or key.endswith(part)) for part in parts for key in self.keys
         )
 
 
