@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import functools
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import quote, quote_plus
 
@@ -37,10 +37,10 @@ MIN_KEY_FRAGMENT = 6
 MIN_MASKED_FRAGMENT = 4
 #: Shorter configured values are too common a string to hunt for.
 MIN_SECRET = 4
+_BLOCK = KEY_WINDOW // 2
 
 #: A credential is part of a token: text between blanks, quotes and brackets.
 _TOKEN_CHAR = re.compile(r"[^\s\"'`<>()\[\]{},;]")
-_TOKEN = re.compile(r"[^\s\"'`<>()\[\]{},;]+")
 #: How an upstream shows that it hid part of a key.
 _MASK = re.compile(r"\*{2,}|\.{3,}|…|•+|x{4,}|X{4,}")
 
@@ -51,28 +51,42 @@ _NAMES = (
 )
 
 
-def _mixed_classes(value: str) -> bool:
+def _generated(value: str) -> bool:
     """Letters and digits together, as generated secrets are (words and paths are not)."""
     return any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
 
 
-#: (pattern, check): the named group ``s`` is the credential; the rest of a match is kept.
-_SHAPES: tuple[tuple[re.Pattern[str], Callable[[str], bool] | None], ...] = (
-    (re.compile(r"(?P<s>-----BEGIN[A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END[A-Z ]*PRIVATE KEY-----|\Z))"), None),
-    (re.compile(r"(?i)\b(?:bearer|basic)\s+(?P<s>[A-Za-z0-9._~+/=:*…-]{4,})"), None),
+#: (pattern, hints, check): the named group ``s`` is the credential, the rest of a match is kept;
+#: a pattern runs only on text holding one of its (lower-case) hints, as most error messages hold none.
+_SHAPES: tuple[tuple[re.Pattern[str], tuple[str, ...], Callable[[str], bool] | None], ...] = (
+    (
+        re.compile(r"(?P<s>-----BEGIN[A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END[A-Z ]*PRIVATE KEY-----|\Z))"),
+        ("private key",),
+        None,
+    ),
+    (re.compile(r"(?i)\b(?:bearer|basic)\s+(?P<s>[A-Za-z0-9._~+/=:*…-]{4,})"), ("bearer", "basic"), None),
     (
         re.compile(
             r"(?i)\b(?:" + _NAMES + r")[\"']?\s*(?:[:=]|=>)\s*[\"']?(?:(?:bearer|basic)\s+)?(?P<s>[^\s\"'`,;}\]]{4,})"
         ),
+        ("key", "auth", "token", "secret", "passw", "credential"),
         None,
     ),
-    (re.compile(r"(?<![A-Za-z0-9])(?P<s>(?:sk|rk)[-_][A-Za-z0-9_*.…-]{3,})"), None),
-    (re.compile(r"(?<![A-Z0-9])(?P<s>(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16})(?![A-Z0-9])"), None),
-    (re.compile(r"(?P<s>AIza[0-9A-Za-z_-]{35}|ya29\.[0-9A-Za-z_-]{10,}|GOCSPX-[0-9A-Za-z_-]{10,})"), None),
-    (re.compile(r"(?P<s>eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*)"), None),
-    (re.compile(r"://[^\s/@:\"']*:(?P<s>[^\s/@\"']+)@"), None),
-    (re.compile(r"(?<![0-9A-Za-z])(?P<s>[0-9a-fA-F]{32,})(?![0-9A-Za-z])"), None),
-    (re.compile(r"(?<![A-Za-z0-9+/_-])(?P<s>[A-Za-z0-9+/_-]{32,}={0,2})(?![A-Za-z0-9+/=_-])"), _mixed_classes),
+    (re.compile(r"(?<![A-Za-z0-9])(?P<s>(?:sk|rk)[-_][A-Za-z0-9_*.…-]{3,})"), ("sk-", "sk_", "rk-", "rk_"), None),
+    (
+        re.compile(r"(?<![A-Z0-9])(?P<s>(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16})(?![A-Z0-9])"),
+        ("akia", "asia", "abia", "acca", "a3t"),
+        None,
+    ),
+    (
+        re.compile(r"(?P<s>AIza[0-9A-Za-z_-]{35}|ya29\.[0-9A-Za-z_-]{10,}|GOCSPX-[0-9A-Za-z_-]{10,})"),
+        ("aiza", "ya29.", "gocspx-"),
+        None,
+    ),
+    (re.compile(r"(?P<s>eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*)"), ("eyj",), None),
+    (re.compile(r"://[^\s/@:\"']*:(?P<s>[^\s/@\"']+)@"), ("://",), None),
+    # Long hex and base64 runs (a run's first match is its start, so no look-behind is needed).
+    (re.compile(r"(?P<s>[A-Za-z0-9+/_-]{32,}={0,2})"), (), _generated),
 )
 
 
@@ -109,16 +123,21 @@ class CredentialScrubber:
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
         self.secrets = tuple(dict.fromkeys(s.strip() for s in secrets if s and len(s.strip()) >= MIN_SECRET))
         #: The secrets' runs without blanks (``Bearer <key>`` -> the key): parts and fragments of
-        #: these are looked for, so that a window never spans a blank into the words around it.
+        #: these are looked for, so that a match never spans a blank into the words around it.
         self.keys = tuple(dict.fromkeys(run for s in self.secrets for run in s.split() if len(run) >= KEY_WINDOW))
-        needles: set[str] = set()
-        for secret in self.secrets:
-            needles |= encoded_forms(secret)
-        for key in self.keys:
-            needles |= encoded_forms(key)
-            needles |= {key[i : i + KEY_WINDOW] for i in range(len(key) - KEY_WINDOW + 1)}
-        # Longest first: a whole key is found before its windows (the spans merge anyway).
-        self._needles = sorted(needles, key=len, reverse=True)
+        forms: set[str] = set()
+        for value in (*self.secrets, *self.keys):
+            forms |= encoded_forms(value)
+        self._forms = tuple(forms)
+        # Any KEY_WINDOW consecutive characters of a key contain one of its blocks of half that
+        # length at a multiple of it: find the blocks (in C), then grow each match along the key.
+        self._blocks = tuple(
+            (key[i : i + _BLOCK], key, i) for key in self.keys for i in range(0, len(key) - _BLOCK + 1, _BLOCK)
+        )
+        # A masked or bare prefix or suffix contains the key's first or last characters.
+        self._ends = tuple(
+            {end for key in self.keys for end in (key[:MIN_MASKED_FRAGMENT], key[-MIN_MASKED_FRAGMENT:])}
+        )
 
     def scrub(self, text: str) -> str:
         """``text`` with every credential replaced by ``[REDACTED]``."""
@@ -132,22 +151,40 @@ class CredentialScrubber:
         return _replace(text, spans)
 
     def _own_spans(self, text: str, spans: list[tuple[int, int]]) -> None:
-        for needle in self._needles:
-            start = text.find(needle)
-            while start != -1:
-                spans.append(_token_around(text, start, start + len(needle)))
-                start = text.find(needle, start + 1)
-        for match in _TOKEN.finditer(text):
-            if self._is_fragment(match.group().strip(".:!?")):
-                spans.append(match.span())
+        for form in self._forms:
+            for start in _occurrences(text, form):
+                spans.append(_token_around(text, start, start + len(form)))
+        for block, key, offset in self._blocks:
+            for start in _occurrences(text, block):
+                begin, at = start, offset
+                while begin > 0 and at > 0 and text[begin - 1] == key[at - 1]:
+                    begin, at = begin - 1, at - 1
+                end, at = start + _BLOCK, offset + _BLOCK
+                while end < len(text) and at < len(key) and text[end] == key[at]:
+                    end, at = end + 1, at + 1
+                if end - begin >= KEY_WINDOW:
+                    spans.append(_token_around(text, begin, end))
+        for piece in self._ends:
+            for start in _occurrences(text, piece):
+                begin, end = _token_around(text, start, start + len(piece))
+                if self._is_fragment(text[begin:end].strip(".:!?")):
+                    spans.append((begin, end))
 
     def _is_fragment(self, token: str) -> bool:
-        """A prefix or suffix of one of the deployment's secrets, bare or next to a mask."""
-        parts = [part for part in _MASK.split(token) if part]
-        minimum = MIN_MASKED_FRAGMENT if _MASK.search(token) else MIN_KEY_FRAGMENT
+        """A prefix or suffix of one of the deployment's keys, bare or next to a mask."""
+        masked = _MASK.search(token) is not None
+        parts = [part for part in _MASK.split(token) if part] if masked else [token]
+        minimum = MIN_MASKED_FRAGMENT if masked else MIN_KEY_FRAGMENT
         return any(
             len(part) >= minimum and (key.startswith(part) or key.endswith(part)) for part in parts for key in self.keys
         )
+
+
+def _occurrences(text: str, needle: str) -> Iterator[int]:
+    start = text.find(needle)
+    while start != -1:
+        yield start
+        start = text.find(needle, start + 1)
 
 
 def _token_around(text: str, start: int, end: int) -> tuple[int, int]:
@@ -159,7 +196,10 @@ def _token_around(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 def _shape_spans(text: str, spans: list[tuple[int, int]]) -> None:
-    for pattern, check in _SHAPES:
+    lowered = text.lower()
+    for pattern, hints, check in _SHAPES:
+        if hints and not any(hint in lowered for hint in hints):
+            continue
         for match in pattern.finditer(text):
             value = match.group("s")
             if value.startswith(REDACTED) or (check is not None and not check(value)):

@@ -36,11 +36,11 @@ RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 EXCERPT_CHARS = 200
 #: How much of a message is scrubbed before the excerpt is cut from it: a credential that starts
 #: inside the excerpt is removed whole, not cut into a fragment the scrubber cannot recognise.
-_SCAN_CHARS = 4096
+_SCAN_CHARS = 2048
 #: Bodies larger than this are not parsed (an error object is small; this is some other page).
 _MAX_PARSE_BYTES = 1 << 20
 #: The most of a body the DEBUG log keeps.
-LOG_BODY_CHARS = 32 * 1024
+LOG_BODY_CHARS = 16 * 1024
 
 BodyForm = Literal["json", "html", "text", "empty"]
 
@@ -101,7 +101,7 @@ def read_error_object(data: Any, scrubber: CredentialScrubber = NO_KNOWN_SECRETS
 def excerpt(message: str, scrubber: CredentialScrubber = NO_KNOWN_SECRETS) -> str | None:
     """One line of at most ``EXCERPT_CHARS`` characters of ``message``, credentials removed;
     None for a message that is an HTML page."""
-    text = _CONTROL.sub(" ", message[:_SCAN_CHARS]).strip()
+    text = _CONTROL.sub(" ", _window(message, _SCAN_CHARS)).strip()
     if not text or _HTML.search(text):
         return None
     text = scrubber.scrub(text)
@@ -181,8 +181,18 @@ def loggable_body(body: bytes, scrubber: CredentialScrubber) -> str:
             text = orjson.dumps(orjson.loads(body)).decode()
     if text is None:
         text = body[: LOG_BODY_CHARS + _SCAN_CHARS].decode("utf-8", "replace")
-    cut = scrubber.scrub(text[: LOG_BODY_CHARS + _SCAN_CHARS])
+    cut = scrubber.scrub(_window(text, LOG_BODY_CHARS + _SCAN_CHARS))
     return cut if len(cut) <= LOG_BODY_CHARS else cut[:LOG_BODY_CHARS] + "…"
+
+
+def _window(text: str, limit: int) -> str:
+    """At most ``limit`` characters of ``text``, ending before the word the limit cuts: a
+    credential is scrubbed whole or not shown, never left as a fragment at the edge."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    blank = max(cut.rfind(" "), cut.rfind("\n"))
+    return cut[:blank] if blank > 0 else ""
 
 
 def error_for_status(status: int, headers: Mapping[str, str], detail: ErrorBody, upstream: str) -> BastionError:

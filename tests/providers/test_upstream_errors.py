@@ -115,6 +115,16 @@ def test_a_key_straddling_the_cut_is_removed_whole() -> None:
     assert KEY[:4] not in excerpt, excerpt
 
 
+def test_a_key_cut_by_the_scanned_window_leaves_no_fragment() -> None:
+    # A 2042-character secret shrinks to one marker, pulling what follows into the excerpt: the
+    # key's first five characters sit just inside the scanned window, the rest outside it.
+    blob = ("Zm9v" * 511)[:2041] + "7"
+    message = f"{blob} {KEY} trailing words"
+    assert message.index(KEY) == upstream_errors._SCAN_CHARS - 5
+    excerpt = read_error_object({"error": {"message": message}}, SCRUBBER).excerpt
+    assert excerpt == REDACTED
+
+
 def test_a_key_hidden_by_json_escapes_is_still_found() -> None:
     escaped = "".join(f"\\u{ord(c):04x}" for c in KEY)
     raw = b'{"error": {"message": "bad key ' + escaped.encode() + b'"}}'
