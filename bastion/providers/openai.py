@@ -43,7 +43,8 @@ class OpenAIProvider(HTTPProvider):
         data = await self.read_json(response)
         if not isinstance(data.get("choices"), list):
             if "error" in data:
-                raise self.errors.reported(data, mid_stream=False)
+                # An error object with a 200 status: retried, as a body without choices always was.
+                raise self.errors.reported(data, mid_stream=False, retryable=True)
             raise UpstreamError(f"{self.label} sent a response without choices")
         return ChatResponse(body=data, usage=Usage.from_openai(data.get("usage")))
 

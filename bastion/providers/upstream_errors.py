@@ -152,12 +152,12 @@ class UpstreamErrors:
         detail = read_error_body(body, content_type, self.scrubber)
         return error_for_status(status, headers, detail, self.label)
 
-    def reported(self, data: Any, *, mid_stream: bool) -> UpstreamError:
+    def reported(self, data: Any, *, mid_stream: bool, retryable: bool = False) -> UpstreamError:
         """An error the upstream reported in a successful answer: a 200 body or a stream event."""
         self._log_body("upstream_error_event", None, "application/json", orjson.dumps(data))
         detail = read_error_object(data, self.scrubber)
         where = " mid-stream" if mid_stream else ""
-        return UpstreamError(f"{self.label} reported an error{where}{detail.describe()}", retryable=False)
+        return UpstreamError(f"{self.label} reported an error{where}{detail.describe()}", retryable=retryable)
 
     def _log_body(self, event: str, status: int | None, content_type: str | None, body: bytes) -> None:
         if not log.is_enabled_for(logging.DEBUG):
