@@ -15,9 +15,9 @@ from typing import Any
 import jwt
 
 from bastion.config.errors import ConfigError
+from bastion.config.secret_refs import resolve_secret
 from bastion.config.settings import JWTSettings
 from bastion.errors import AuthenticationFailed
-from bastion.providers.http import resolve_secret
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,8 @@ along in the OpenAI-shaped dicts as extra keys, the way LiteLLM carries it:
 * ``is_error`` on ``role: "tool"`` messages (from ``tool_result.is_error``);
 * ``top_k`` at the top level.
 
-OpenAI-compatible upstreams must never see these: ``strip_cache_control`` removes them.
+OpenAI-compatible upstreams must never see these: ``bastion.providers.anthropic_extras`` removes
+them before the OpenAI provider sends a body.
 
 Knowingly dropped: ``thinking`` config and thinking/redacted_thinking blocks (no OpenAI
 equivalent), ``output_config.effort``, ``service_tier``, ``container`` and other Anthropic-only
@@ -23,17 +24,6 @@ from typing import Any
 
 import orjson
 
-from bastion.dialects.anthropic_common import (
-    anthropic_stop_reason,
-    anthropic_usage,
-    data_url,
-    message_id_for,
-    new_message_id,
-    new_tool_id,
-    openai_finish_reason,
-    openai_usage,
-    tool_input,
-)
 from bastion.dialects.anthropic_schema import (
     ContentBlock,
     DocumentBlock,
@@ -45,6 +35,18 @@ from bastion.dialects.anthropic_schema import (
 )
 from bastion.dialects.anthropic_stream import AnthropicStreamEncoder, error_event
 from bastion.errors import InvalidRequest
+from bastion.providers.anthropic_common import (
+    anthropic_stop_reason,
+    anthropic_usage,
+    data_url,
+    message_id_for,
+    new_message_id,
+    new_tool_id,
+    openai_finish_reason,
+    openai_usage,
+    tool_input,
+)
+from bastion.providers.anthropic_extras import has_cache_control
 
 __all__ = [
     "AnthropicStreamEncoder",
@@ -56,7 +58,6 @@ __all__ = [
     "openai_response_to_anthropic",
     "openai_usage",
     "parse_anthropic_request",
-    "strip_cache_control",
 ]
 
 # --- request: Anthropic -> OpenAI ----------------------------------------------------------------
@@ -124,17 +125,9 @@ def parse_anthropic_request(raw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         "model": request.model,
         "stream": stream,
         "max_tokens": request.max_tokens,
-        "cache_control": _has_cache_control(raw),
+        "cache_control": has_cache_control(raw),
     }
     return body, info
-
-
-def _has_cache_control(value: Any) -> bool:
-    if isinstance(value, dict):
-        return "cache_control" in value or any(_has_cache_control(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_cache_control(v) for v in value)
-    return False
 
 
 def _cache(part: dict[str, Any], block: Any) -> dict[str, Any]:
@@ -290,60 +283,6 @@ def _tool(tool: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"type": "function", "function": function}
     if tool.get("cache_control") is not None:
         out["cache_control"] = tool["cache_control"]
-    return out
-
-
-# --- OpenAI-compatible upstreams ------------------------------------------------------------------
-
-
-def strip_cache_control(body: dict[str, Any], *, drop_top_k: bool = True) -> dict[str, Any]:
-    """Remove the Anthropic-only extras this module adds, for an OpenAI-compatible upstream.
-
-    Removes every ``cache_control`` (top level, message parts, tools, tool calls), ``is_error``
-    on tool messages (an erroring tool result gets an ``Error:`` prefix instead, so the model
-    still learns the tool failed) and ``top_k`` (OpenAI rejects it; pass ``drop_top_k=False``
-    for servers such as vLLM that accept it). The input is never modified, because the router
-    may retry the same body on an Anthropic deployment; when there is nothing to strip, the same
-    object is returned without copying.
-    """
-    needs = (
-        "cache_control" in body
-        or (drop_top_k and "top_k" in body)
-        or _has_cache_control(body.get("tools"))
-        or any(isinstance(m, dict) and ("is_error" in m or _has_cache_control(m)) for m in body.get("messages") or ())
-    )
-    if not needs:
-        return body
-    out = {k: v for k, v in body.items() if k != "cache_control" and not (drop_top_k and k == "top_k")}
-    if isinstance(out.get("tools"), list):
-        out["tools"] = [_without_cache(tool) for tool in out["tools"]]
-    if isinstance(out.get("messages"), list):
-        out["messages"] = [_strip_message(m) if isinstance(m, dict) else m for m in out["messages"]]
-    return out
-
-
-def _without_cache(value: Any) -> Any:
-    if isinstance(value, dict) and "cache_control" in value:
-        return {k: v for k, v in value.items() if k != "cache_control"}
-    return value
-
-
-def _strip_message(message: dict[str, Any]) -> dict[str, Any]:
-    if "is_error" not in message and not _has_cache_control(message):
-        return message
-    out = {k: v for k, v in message.items() if k not in ("cache_control", "is_error")}
-    content = out.get("content")
-    if isinstance(content, list):
-        content = [_without_cache(part) for part in content]
-    if message.get("is_error"):
-        if isinstance(content, list):
-            content = [{"type": "text", "text": "Error:"}, *content]
-        else:
-            content = f"Error: {content or ''}".rstrip()
-    if "content" in out:
-        out["content"] = content
-    if isinstance(out.get("tool_calls"), list):
-        out["tool_calls"] = [_without_cache(call) for call in out["tool_calls"]]
     return out
 
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from bastion.dialects.anthropic_common import anthropic_stop_reason, anthropic_usage, new_tool_id
 from bastion.dialects.errors import anthropic_error
 from bastion.errors import BastionError
+from bastion.providers.anthropic_common import anthropic_stop_reason, anthropic_usage, new_tool_id
 from bastion.providers.base import Usage
 
 

@@ -23,19 +23,24 @@ cannot be recalled.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, Callable, Mapping
+from typing import Any, Protocol
 
 from bastion.guard.engine import OutputGuard
 from bastion.guard.models import GuardResult
 from bastion.guard.run_hold import RunHoldingStreamGuard
 from bastion.guard.service import count_verdicts
 from bastion.guard.state import CONTENT_FILTER, WITHHELD_MESSAGE, GuardState, combine
-from bastion.providers.base import Usage
 
-Chunks = AsyncIterator[dict[str, Any]]
+Chunks = AsyncGenerator[dict[str, Any], None]
+
+
+class UsageReport(Protocol):
+    def to_openai(self) -> dict[str, Any]: ...
+
+
 #: Usage of the request from the answer's text pieces (prompt counted from the request body).
-EstimateUsage = Callable[[list[str]], Usage]
+EstimateUsage = Callable[[list[str]], UsageReport]
 
 _TEXT_PART_TYPES = frozenset({"text", "output_text"})
 
@@ -123,7 +128,7 @@ class GuardedStream:
             self.released[index] = False
         return stream
 
-    async def run(self) -> AsyncIterator[dict[str, Any]]:
+    async def run(self) -> Chunks:
         chunks = self.chunks
         streams, received = self.streams, self.received
         try:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import structlog
@@ -32,7 +32,21 @@ log = structlog.get_logger("bastion.guard")
 SCOPES: tuple[str, ...] = ("tenant", "user", "key", "prompt")
 
 
-def principal_layers(principal: Any) -> list[tuple[str, Any]]:
+class Caller(Protocol):
+    """Whose policy applies: the settings of the caller's tenant, user and key (an
+    ``auth.Principal`` is one)."""
+
+    @property
+    def tenant_settings(self) -> Mapping[str, Any]: ...
+
+    @property
+    def user_settings(self) -> Mapping[str, Any]: ...
+
+    @property
+    def key_settings(self) -> Mapping[str, Any]: ...
+
+
+def principal_layers(principal: Caller | None) -> list[tuple[str, Any]]:
     """The ``guard`` entries of a principal's tenant, user and key settings, least specific first."""
     if principal is None:
         return []
@@ -60,7 +74,7 @@ class PolicyResolver:
         # Per instance (not a module-level cache): two gateways in one process may have different defaults.
         self._merge_encoded = lru_cache(maxsize=cache_size)(self._merge_uncached)
 
-    def resolve(self, principal: Any = None, prompt_override: Any = None) -> GuardPolicy:
+    def resolve(self, principal: Caller | None = None, prompt_override: Any = None) -> GuardPolicy:
         layers = principal_layers(principal)
         if prompt_override:
             layers.append(("prompt", prompt_override))

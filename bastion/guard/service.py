@@ -14,7 +14,6 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from bastion.auth.principal import Principal
 from bastion.config.guard_policy import GuardPolicy
 from bastion.config.settings import GuardSettings
 from bastion.errors import InvalidRequest
@@ -22,7 +21,7 @@ from bastion.guard.caches import FingerprintCache, MemoInputGuard, PlantedOutput
 from bastion.guard.engine import OutputGuard
 from bastion.guard.leak import make_canary, plant_canary
 from bastion.guard.models import BLOCKED_MESSAGE, GuardResult
-from bastion.guard.policy_resolution import PolicyResolver
+from bastion.guard.policy_resolution import Caller, PolicyResolver
 from bastion.guard.run_hold import RunHoldingStreamGuard
 from bastion.guard.state import PlantedPrompt
 from bastion.observability.metrics import GUARD_VERDICTS
@@ -66,7 +65,7 @@ class GuardService:
     def _build_default_guard(self) -> None:
         self.scan_input(self.resolver.resolve(), [{"role": "user", "content": "Warm-up: hello."}])
 
-    def policy(self, principal: Principal | None, prompt_policy: Mapping[str, Any] | None = None) -> GuardPolicy:
+    def policy(self, principal: Caller | None, prompt_policy: Mapping[str, Any] | None = None) -> GuardPolicy:
         """The policy in force: the configured default, then tenant, user, key and vault prompt."""
         return self.resolver.resolve(principal, prompt_policy)
 

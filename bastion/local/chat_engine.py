@@ -218,7 +218,11 @@ class ChatEngine:
         except (ValueError, RuntimeError, OSError) as exc:
             for slot in slots:
                 slot.llm.close()
-            raise UpstreamUnavailable(f"local chat model failed to load: {exc}", retryable=False) from None
+            # The library's text (paths, internals) goes to the log; callers get its kind.
+            log.warning("local_chat_model_load_failed", error=str(exc))
+            raise UpstreamUnavailable(
+                f"local chat model failed to load ({exc.__class__.__name__})", retryable=False
+            ) from None
         first = slots[0].llm
         template = first.metadata.get("tokenizer.chat_template") or CHATML_TEMPLATE
 
@@ -361,7 +365,9 @@ class ChatEngine:
             outcome = result = self._generate(slot, job, put, cancel)
         except BaseException as exc:  # delivered to the consumer; the worker thread must survive
             log.exception("local_generation_failed")
-            outcome = exc if isinstance(exc, UpstreamError) else UpstreamError(f"local model failed: {exc}")
+            # Logged in full above; the caller learns the kind of failure, not the library's text.
+            failed = UpstreamError(f"local model failed ({exc.__class__.__name__})")
+            outcome = exc if isinstance(exc, UpstreamError) else failed
             outcome.retryable = False
         # Free the slot before the consumer hears the end: by then the engine is ready for the
         # next request (and active_generations already counts this one out).

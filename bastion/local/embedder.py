@@ -23,9 +23,13 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
+import structlog
+
 from bastion.config.settings import LocalModelSettings
 from bastion.errors import UpstreamError, UpstreamUnavailable
 from bastion.local import INSTALL_HINT, minilm_model_dir, module_available
+
+log = structlog.get_logger("bastion.local")
 
 DIMENSIONS = 384
 
@@ -112,7 +116,11 @@ class Embedder:
         try:
             model = SentenceTransformer(str(self.model_dir), device="cpu", local_files_only=True)
         except (OSError, ValueError, RuntimeError) as exc:
-            raise UpstreamUnavailable(f"local embedding model failed to load: {exc}", retryable=False) from None
+            # The library's text (paths, internals) goes to the log; callers get its kind.
+            log.warning("local_embedding_model_load_failed", error=str(exc))
+            raise UpstreamUnavailable(
+                f"local embedding model failed to load ({exc.__class__.__name__})", retryable=False
+            ) from None
         model.eval()
         self._model = model
         threading.Thread(target=self._serve, name="bastion-embedder", daemon=True).start()
@@ -164,7 +172,8 @@ class Embedder:
             encoded = self._model.tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)
             counts = [len(ids) for ids in encoded["input_ids"]]
         except Exception as exc:  # deliver, never kill the worker thread
-            error = UpstreamError(f"local embedding failed: {exc}", retryable=False)
+            log.exception("local_embedding_failed")
+            error = UpstreamError(f"local embedding failed ({exc.__class__.__name__})", retryable=False)
             for job in jobs:
                 self._deliver(job, error)
             return

@@ -17,6 +17,8 @@ CHATML_TEMPLATE = (
     " + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
     "{% endif %}"
 )
+#: The most of a JSON-schema converter's complaint a caller is shown.
+SCHEMA_REASON_CHARS = 200
 #: Stands in for each message's content while rendering the template (NUL never occurs in one).
 _SENTINEL = re.compile("\x00(\\d+)\x00")
 
@@ -124,8 +126,10 @@ def grammar_for(response_format: dict[str, Any] | None) -> Any:
     try:
         return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
     except Exception as exc:  # the converter raises assorted types on schemas it cannot express
+        # Its reason helps the caller fix the schema; bounded, as a converter may quote all of it.
+        reason = " ".join(str(exc).split())[:SCHEMA_REASON_CHARS]
         raise InvalidRequest(
-            f"the local model cannot enforce this JSON schema: {exc}", param="response_format"
+            f"the local model cannot enforce this JSON schema: {reason}", param="response_format"
         ) from None
 
 

@@ -6,9 +6,7 @@ each answer and stream event back, so the router and the dialects never see Anth
 
 from __future__ import annotations
 
-import asyncio
-import os
-from typing import Any
+from typing import ClassVar
 
 import orjson
 
@@ -18,59 +16,28 @@ from bastion.providers.anthropic_translate import (
     anthropic_to_openai_response,
     openai_to_anthropic_request,
 )
-from bastion.providers.base import ChatRequest, ChatResponse, ChunkStream, Deployment, Provider, Usage
-from bastion.providers.http import (
-    TRANSPORT_ERRORS,
-    UpstreamClient,
-    UpstreamResponse,
-    iter_sse_data,
-    make_client,
-    parse_json_body,
-    post_checked,
-    read_body,
-    resolve_secret,
-    transport_error,
-)
+from bastion.providers.base import ChatRequest, ChatResponse, ChunkStream, Usage
+from bastion.providers.http import TRANSPORT_ERRORS, iter_sse_data, transport_error
+from bastion.providers.http_provider import HTTPProvider
 
 ANTHROPIC_API_BASE = "https://api.anthropic.com"
 ANTHROPIC_VERSION = "2023-06-01"
+MESSAGES_PATH = "/v1/messages"
 
 
-class AnthropicProvider(Provider):
-    def __init__(self, deployment: Deployment) -> None:
-        super().__init__(deployment)
-        settings = deployment.settings
-        base = (settings.api_base or ANTHROPIC_API_BASE).rstrip("/")
+class AnthropicProvider(HTTPProvider):
+    default_api_base: ClassVar[str] = ANTHROPIC_API_BASE
+    key_env: ClassVar[str | None] = "ANTHROPIC_API_KEY"
+
+    def normalise_api_base(self, base: str) -> str:
         # Accept a base written with the version path, as the OpenAI-style configs often are.
-        self.api_base = base.removesuffix("/v1")
-        key = resolve_secret(settings.api_key, f"deployment {deployment.id}.api_key")
-        if key is None and self.api_base == ANTHROPIC_API_BASE:
-            # The environment key is Anthropic's: never send it to some other configured host.
-            key = os.environ.get("ANTHROPIC_API_KEY")
-        self.headers: dict[str, str] = {
-            "content-type": "application/json",
-            "anthropic-version": ANTHROPIC_VERSION,
-            **settings.headers,
-        }
-        if key:
-            self.headers["x-api-key"] = key
-        self.label = f"upstream {deployment.id}"
-        self._client: UpstreamClient | None = None
+        return base.removesuffix("/v1")
 
-    async def start(self) -> None:
-        limit = self.deployment.settings.max_concurrency or 0
-        self._client = make_client(self.api_base, self.headers, self.deployment.timeouts, limit=limit)
+    def fixed_headers(self) -> dict[str, str]:
+        return {"anthropic-version": ANTHROPIC_VERSION}
 
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-    @property
-    def client(self) -> UpstreamClient:
-        if self._client is None:
-            raise RuntimeError("provider used before start()")
-        return self._client
+    def auth_headers(self, key: str) -> dict[str, str]:
+        return {"x-api-key": key}
 
     def _payload(self, request: ChatRequest, stream: bool) -> bytes:
         body = openai_to_anthropic_request(request.body, self.deployment.model)
@@ -78,29 +45,23 @@ class AnthropicProvider(Provider):
             body["stream"] = True
         return orjson.dumps(body)
 
-    async def _post(self, payload: bytes) -> UpstreamResponse:
-        return await post_checked(self.client, "/v1/messages", payload, self.label)
-
     async def chat(self, request: ChatRequest) -> ChatResponse:
-        total = self.deployment.timeouts.total_s
-        coro = self._chat(request)
-        return await (asyncio.wait_for(coro, total) if total else coro)
+        return await self.within_total_timeout(self._chat(request))
 
     async def _chat(self, request: ChatRequest) -> ChatResponse:
         # Translate first: a request Anthropic cannot express fails before any network work.
         payload = self._payload(request, stream=False)
-        response = await self._post(payload)
-        data = parse_json_body(await read_body(response, self.label), self.label)
+        data = await self.read_json(await self.post(MESSAGES_PATH, payload))
         if data.get("type") == "error":
             # Some compatible servers report errors with a 200 status.
-            raise UpstreamError(f"{self.label} reported an error: {_error_message(data)}", retryable=False)
+            raise self.errors.reported(data, mid_stream=False)
         body = anthropic_to_openai_response(data, self.deployment.model, self.label)
         return ChatResponse(body=body, usage=Usage.from_openai(body["usage"]))
 
     async def stream_chat(self, request: ChatRequest) -> ChunkStream:
         payload = self._payload(request, stream=True)
-        response = await self._post(payload)
-        translator = AnthropicStreamTranslator(self.deployment.model, self.label)
+        response = await self.post(MESSAGES_PATH, payload)
+        translator = AnthropicStreamTranslator(self.deployment.model, self.label, self.errors)
         try:
             async for _event, data in iter_sse_data(response):
                 try:
@@ -117,17 +78,6 @@ class AnthropicProvider(Provider):
         except TRANSPORT_ERRORS as exc:
             raise transport_error(exc, self.label) from None
         finally:
-            if translator.done:
-                response.release()
-            else:
-                # Closing (not releasing) drops the connection, which cancels the upstream work.
-                response.close()
+            self.close_stream(response, finished=translator.done)
         if not translator.done:
             raise UpstreamError(f"{self.label} ended the stream early")
-
-
-def _error_message(data: dict[str, Any]) -> str:
-    error = data.get("error")
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return error["message"]
-    return "unknown error"

@@ -18,14 +18,15 @@ from typing import Any
 
 import orjson
 
-from bastion.dialects.anthropic_common import (
+from bastion.errors import InvalidRequest, UpstreamError
+from bastion.providers.anthropic_common import (
     completion_id_for,
     openai_finish_reason,
     openai_usage,
     parse_data_url,
     tool_input,
 )
-from bastion.errors import InvalidRequest, UpstreamError
+from bastion.providers.upstream_errors import UpstreamErrors
 
 #: Anthropic requires ``max_tokens``; used when the OpenAI request names no limit.
 DEFAULT_MAX_TOKENS = 4096
@@ -332,9 +333,11 @@ class AnthropicStreamTranslator:
     yields the ``finish_reason`` chunk and then a usage chunk (``choices: []``), as OpenAI does
     with ``stream_options.include_usage``."""
 
-    def __init__(self, model: str, upstream: str) -> None:
+    def __init__(self, model: str, upstream: str, errors: UpstreamErrors | None = None) -> None:
         self.model = model
         self.upstream = upstream
+        #: Maps an ``error`` event; the provider's knows its deployment's credentials.
+        self.errors = errors or UpstreamErrors(upstream)
         self.id = completion_id_for(None)
         self.created = int(time.time())
         self.done = False
@@ -376,11 +379,7 @@ class AnthropicStreamTranslator:
             usage = {**self._chunk({}), "choices": [], "usage": openai_usage(self._usage)}
             return [finish, usage]
         if kind == "error":
-            error = event.get("error") or {}
-            message = error.get("message") if isinstance(error, dict) else None
-            raise UpstreamError(
-                f"{self.upstream} reported an error mid-stream: {message or 'unknown error'}", retryable=False
-            )
+            raise self.errors.reported(event, mid_stream=True)
         return []  # ping, content_block_stop and event types added later carry nothing we need
 
     def _merge_usage(self, usage: Any) -> None:

@@ -1,50 +1,27 @@
-"""What the HTTP-based providers share: the upstream client (the lean transport, or aiohttp behind
-an HTTP proxy), SSE event reading, Retry-After parsing and the mapping of upstream failures to
-retryable errors."""
+"""The HTTP plumbing under the HTTP-based providers: the upstream client (the lean transport, or
+aiohttp behind an HTTP proxy), SSE event reading, Retry-After parsing and the mapping of transport
+failures to retryable errors. Error answers are mapped in ``upstream_errors``; the provider base
+that ties it together is ``http_provider.HTTPProvider``."""
 
 from __future__ import annotations
 
 import email.utils
-import os
 import time
 import urllib.request
 from collections import deque
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 
-from bastion.config.errors import ConfigError
 from bastion.config.settings import TimeoutSettings
-from bastion.errors import (
-    BastionError,
-    InvalidRequest,
-    UpstreamConnectionError,
-    UpstreamError,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
+from bastion.errors import UpstreamConnectionError, UpstreamError, UpstreamTimeout
 from bastion.providers.transport import HTTPClient, InvalidResponse, TransportError, TruncatedResponse
 
-RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 #: An event-stream line longer than this is a broken upstream, not a big event: stop buffering.
 MAX_SSE_LINE = 16 << 20
-
-
-def resolve_secret(value: str | None, where: str) -> str | None:
-    """Resolve ``env:NAME`` / ``os.environ/NAME`` references; literal values pass through."""
-    if value is None:
-        return None
-    for prefix in ("env:", "os.environ/"):
-        if value.startswith(prefix):
-            name = value[len(prefix) :]
-            resolved = os.environ.get(name)
-            if not resolved:
-                raise ConfigError(f"{where}: environment variable {name} is not set")
-            return resolved
-    return value
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
@@ -175,52 +152,6 @@ class AiohttpClient:
         await self._session.close()
 
 
-def error_message_from_body(body: bytes) -> str:
-    """Best-effort human message from an upstream error body (OpenAI or Anthropic shape)."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        text = body[:300].decode("utf-8", "replace").strip()
-        return text or "no body"
-    if isinstance(data, dict):
-        err = data.get("error", data)
-        if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return err["message"]
-        if isinstance(err, str):
-            return err
-    return "unrecognised error body"
-
-
-def error_for_status(status: int, headers: Mapping[str, str], body: bytes, upstream: str) -> BastionError:
-    """Map an upstream HTTP error to the error the router and the client see."""
-    message = error_message_from_body(body)
-    retry_after = parse_retry_after(headers)
-    if status in (400, 413, 422):
-        # The caller's request was refused on its merits: relay it, never retry.
-        return InvalidRequest(f"{upstream} rejected the request: {message}", status=status)
-    if status == 429:
-        return UpstreamError(
-            f"{upstream} is rate limiting: {message}",
-            status=429,
-            retry_after_s=retry_after,
-            upstream_status=status,
-            code="upstream_rate_limited",
-        )
-    if status in (408, 504):
-        return UpstreamTimeout(f"{upstream} timed out ({status})", upstream_status=status, retry_after_s=retry_after)
-    if status in (503, 529):
-        return UpstreamUnavailable(
-            f"{upstream} is unavailable: {message}", upstream_status=status, retry_after_s=retry_after
-        )
-    retryable = status in RETRYABLE_STATUSES
-    return UpstreamError(
-        f"{upstream} answered {status}: {message}",
-        retryable=retryable,
-        retry_after_s=retry_after,
-        upstream_status=status,
-    )
-
-
 def transport_error(exc: BaseException, upstream: str) -> UpstreamError:
     """Map a client-side transport failure to a retryable upstream error."""
     if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
@@ -232,42 +163,6 @@ def transport_error(exc: BaseException, upstream: str) -> UpstreamError:
     if isinstance(exc, aiohttp.ClientResponseError):
         return UpstreamError(f"{upstream} sent an invalid response ({exc.message})")
     return UpstreamConnectionError(f"cannot reach {upstream}: {exc.__class__.__name__}")
-
-
-async def post_checked(client: UpstreamClient, path: str, payload: bytes, upstream: str) -> UpstreamResponse:
-    """POST and return a 2xx/3xx response; an error status is read and raised as its error."""
-    try:
-        response = await client.post(path, payload)
-    except TRANSPORT_ERRORS as exc:
-        raise transport_error(exc, upstream) from None
-    if response.status >= 400:
-        try:
-            body = await response.read()
-        except TRANSPORT_ERRORS:
-            body = b""
-        finally:
-            response.close()  # no-op once read() released it; drops it if the read failed
-        raise error_for_status(response.status, response.headers, body, upstream)
-    return response
-
-
-async def read_body(response: UpstreamResponse, upstream: str) -> bytes:
-    try:
-        return await response.read()
-    except TRANSPORT_ERRORS as exc:
-        raise transport_error(exc, upstream) from None
-    finally:
-        response.close()  # no-op once read() released it
-
-
-def parse_json_body(body: bytes, upstream: str) -> dict[str, Any]:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise UpstreamError(f"{upstream} sent malformed JSON") from None
-    if not isinstance(data, dict):
-        raise UpstreamError(f"{upstream} sent JSON that is not an object")
-    return data
 
 
 def iter_sse_data(response: UpstreamResponse) -> SSEEvents:

@@ -13,9 +13,9 @@ import pytest
 from bastion.dialects.anthropic import (
     openai_response_to_anthropic,
     parse_anthropic_request,
-    strip_cache_control,
 )
 from bastion.errors import InvalidRequest
+from bastion.providers.anthropic_extras import strip_cache_control
 from bastion.providers.anthropic_translate import openai_to_anthropic_request
 
 EPHEMERAL = {"type": "ephemeral"}

@@ -15,8 +15,8 @@ import yaml
 from bastion.config.errors import ConfigError
 from bastion.config.litellm_compat import convert
 from bastion.config.loader import load_settings
+from bastion.config.secret_refs import resolve_secret
 from bastion.providers.base import Deployment
-from bastion.providers.http import resolve_secret
 from bastion.providers.openai import OpenAIProvider
 from tests.gateway.helpers import USER_MESSAGES
 from tests.support.fake_upstream import FakeUpstream, answer_text

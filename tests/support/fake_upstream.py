@@ -22,7 +22,14 @@ Behaviour specs (strings, parsed by ``Behaviour.parse``):
 ``cut``             a stream that sends two content chunks and then drops the connection
 ``slow_stream``     a stream of 50 chunks, 0.1 s apart (5 s in all), to observe disconnects
 ``no_usage``        a normal answer that reports no token usage
+``reject_key``      401 whose error message quotes the credential the request carried, as some
+                    upstreams do (``Authorization`` bearer value or ``x-api-key``)
+``stream_error``    a stream that sends two content chunks and then an error event (OpenAI
+                    ``data: {"error": ...}``, Anthropic ``event: error``) quoting that credential
 ==================  =============================================================================
+
+``Behaviour.error_body(status, body, content_type)`` scripts an error answer with any body (a huge
+message, an HTML page).
 
 Every request is recorded (``requests``) with its arrival time; a request whose connection the
 gateway closed before the fake finished answering is marked ``disconnected_at`` (aiohttp's
@@ -58,12 +65,23 @@ SLOW_STREAM_INTERVAL_S = 0.1
 class Behaviour:
     """One scripted answer. Build it from a spec string with ``parse``."""
 
-    kind: Literal["ok", "error", "timeout", "malformed", "cut", "slow_stream"] = "ok"
+    kind: Literal["ok", "error", "timeout", "malformed", "cut", "slow_stream", "reject_key", "stream_error"] = "ok"
     status: int = 200
     retry_after: str | None = None
     delay_s: float = 0.0
     usage: bool = True
     spec: str = "ok"
+    #: For ``error``: the whole body to answer with instead of the dialect's error JSON.
+    body: bytes | None = None
+    content_type: str = "application/json"
+
+    @classmethod
+    def error_body(
+        cls, status: int, body: bytes, content_type: str = "application/json", retry_after: str | None = None
+    ) -> Behaviour:
+        return cls(
+            "error", status=status, retry_after=retry_after, body=body, content_type=content_type, spec=f"{status}:body"
+        )
 
     @classmethod
     def parse(cls, spec: str | Behaviour) -> Behaviour:
@@ -74,7 +92,7 @@ class Behaviour:
             return cls("ok", delay_s=float(arg) if arg else 0.0, spec=spec)
         if name == "no_usage":
             return cls("ok", usage=False, spec=spec)
-        if name in ("timeout", "malformed", "cut", "slow_stream"):
+        if name in ("timeout", "malformed", "cut", "slow_stream", "reject_key", "stream_error"):
             return cls(name, spec=spec)  # type: ignore[arg-type]
         if name.isdigit():
             return cls("error", status=int(name), retry_after=arg or None, spec=spec)
@@ -252,11 +270,17 @@ class FakeUpstream:
             await asyncio.sleep(TIMEOUT_SLEEP_S)
         if behaviour.kind == "error":
             headers = {"retry-after": behaviour.retry_after} if behaviour.retry_after else {}
+            if behaviour.body is not None:
+                return web.Response(
+                    body=behaviour.body, status=behaviour.status, headers=headers, content_type=behaviour.content_type
+                )
             return _error(dialect, behaviour.status, f"fake upstream error {behaviour.status}", headers)
+        if behaviour.kind == "reject_key":
+            return _error(dialect, 401, f"Incorrect API key provided: {presented_key(entry)}. Check your key.")
         if behaviour.kind == "malformed":
             return web.Response(body=b'{"id": "chatcmpl-broken", "choices": [', content_type="application/json")
         text_parts = _answer_parts(entry.model, behaviour)
-        if entry.stream or behaviour.kind in ("cut", "slow_stream"):
+        if entry.stream or behaviour.kind in ("cut", "slow_stream", "stream_error"):
             return await self._stream(request, dialect, entry, behaviour, text_parts)
         if dialect == "anthropic":
             return _json(_anthropic_message(entry, text_parts, behaviour.usage))
@@ -273,12 +297,17 @@ class FakeUpstream:
         response = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
         await response.prepare(request)
         encode = _anthropic_events if dialect == "anthropic" else _openai_events
-        cut_after = 2 if behaviour.kind == "cut" else None
+        cut_after = 2 if behaviour.kind in ("cut", "stream_error") else None
         interval = SLOW_STREAM_INTERVAL_S if behaviour.kind == "slow_stream" else 0.0
         sent_content = 0
         for kind, event in encode(entry, parts, behaviour.usage):
             if kind == "content":
                 if cut_after is not None and sent_content == cut_after:
+                    if behaviour.kind == "stream_error":
+                        message = f"Internal error; request was sent with key {presented_key(entry)}"
+                        await response.write(_error_event(dialect, message))
+                        await response.write_eof()
+                        return response
                     # Drop the connection mid-stream without the chunked-encoding terminator.
                     assert request.transport is not None
                     request.transport.abort()
@@ -362,6 +391,20 @@ def _error(dialect: Dialect, status: int, message: str, headers: dict[str, str] 
         kind = "invalid_request_error" if status < 500 else "server_error"
         payload = {"error": {"message": message, "type": kind, "param": None, "code": None}}
     return _json(payload, status=status, headers=headers)
+
+
+def presented_key(entry: Received) -> str:
+    """The credential a request carried: the bearer value, or Anthropic's ``x-api-key``."""
+    headers = {name.lower(): value for name, value in entry.headers.items()}
+    return headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
+
+
+def _error_event(dialect: Dialect, message: str) -> bytes:
+    """An error reported inside an event stream, after a 200 and some content."""
+    if dialect == "anthropic":
+        payload = {"type": "error", "error": {"type": "api_error", "message": message}}
+        return b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
+    return b"data: " + orjson.dumps({"error": {"message": message, "type": "server_error"}}) + b"\n\n"
 
 
 def _openai_completion(entry: Received, parts: list[str], with_usage: bool) -> dict[str, Any]:

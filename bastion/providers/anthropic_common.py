@@ -1,5 +1,8 @@
 """Vocabulary shared by both Anthropic translations (the dialect clients speak and the provider
-Bastion calls): stop reasons, usage accounting, identifiers and tool-argument decoding."""
+Bastion calls): stop reasons, usage accounting, identifiers and tool-argument decoding.
+
+It lives with the providers because the dialects already build on them (``providers.base``) and
+a provider must not depend on a dialect."""
 
 from __future__ import annotations
 
