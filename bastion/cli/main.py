@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from bastion.cli import db, guard, keys, prompts, tenants, users, vault
 from bastion.config.errors import ConfigError
 from bastion.config.loader import load_settings
 
@@ -74,36 +75,11 @@ def check_config(config: ConfigOption = None) -> None:
     typer.echo("configuration is valid")
 
 
-def _mount_access() -> None:
-    # Identity and storage administration: keys, users, tenants, database migrations.
-    from bastion.cli import db, keys, tenants, users
-
-    app.add_typer(keys.app, name="keys")
-    app.add_typer(users.app, name="users")
-    app.add_typer(tenants.app, name="tenants")
-    app.add_typer(db.app, name="db")
-
-
-_mount_access()
-
-
-def _mount_vault() -> None:
-    # The prompt vault: prompts and their versions, master key rotation.
-    from bastion.cli import prompts, vault
-
-    app.add_typer(prompts.app, name="prompts")
-    app.add_typer(vault.app, name="vault")
-
-
-_mount_vault()
-
-
-def _mount_optional() -> None:
-    try:
-        from bastion.cli.guard import app as guard_app
-    except ImportError:
-        return
-    app.add_typer(guard_app, name="guard", help="Guard tools: evaluate detectors.")
-
-
-_mount_optional()
+# Identity and storage administration, the prompt vault, and the guard's tools.
+app.add_typer(keys.app, name="keys")
+app.add_typer(users.app, name="users")
+app.add_typer(tenants.app, name="tenants")
+app.add_typer(db.app, name="db")
+app.add_typer(prompts.app, name="prompts")
+app.add_typer(vault.app, name="vault")
+app.add_typer(guard.app, name="guard", help="Guard tools: evaluate detectors.")

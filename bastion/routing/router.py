@@ -173,7 +173,8 @@ class Router:
         trace: RouteTrace,
         call: Callable[[Target], Awaitable[T]],
     ) -> tuple[T, Target]:
-        """Run ``call`` on a deployment of ``model`` (or its fallbacks) until one succeeds.
+        """Run ``call`` on a deployment of ``model``, then of its fallbacks in order, until one
+        succeeds; the last error when none is left.
 
         On success the target is returned still counted in flight; the caller ends it.
         """
@@ -184,47 +185,63 @@ class Router:
             group = first_group if position == 0 else self.group(alias, kind)
             if position:
                 FALLBACKS.labels(from_model=first_group.name, to_model=group.name).inc()
-            failed: set[Target] = set()
-            previous: Target | None = None
-            for attempt_number in range(self.settings.retries + 1):
-                target = self._pick(group, failed)
-                if target is None:
-                    if last_error is None or not isinstance(last_error, UpstreamError):
-                        # Tell the client when the first breaker lets a trial through (Retry-After).
-                        wait = min(t.breaker.seconds_until_trial() for t in group.targets)
-                        last_error = UpstreamUnavailable(
-                            f"no deployment of {group.name!r} is available right now (circuit open)",
-                            retry_after_s=wait or None,
-                        )
-                    break
-                if attempt_number:
-                    delay = self._retry_delay(attempt_number, target, previous, last_error)
-                    if delay is None:
-                        target.breaker.record_neutral()
-                        break
-                    if delay:
-                        started = time.perf_counter()
-                        try:
-                            await self._sleep(delay)
-                        except BaseException:
-                            # Cancelled while waiting (the client left): give back the
-                            # half-open trial slot _pick reserved, or the breaker stays stuck.
-                            target.breaker.record_neutral()
-                            raise
-                        trace.upstream_s += time.perf_counter() - started
-                result = await self._attempt(target, group, trace, call)
-                if isinstance(result, BastionError):
-                    last_error = result
-                    failed.add(target)
-                    previous = target
-                    reason = (
-                        str(result.upstream_status or result.code) if isinstance(result, UpstreamError) else "error"
-                    )
-                    RETRIES.labels(deployment=target.id, reason=reason).inc()
-                    continue
-                return result, target
+            outcome = await self._try_group(group, trace, call, last_error)
+            if not isinstance(outcome, BastionError):
+                return outcome
+            last_error = outcome
         assert last_error is not None
         raise last_error
+
+    async def _try_group(
+        self,
+        group: ModelGroup,
+        trace: RouteTrace,
+        call: Callable[[Target], Awaitable[T]],
+        last_error: BastionError | None,
+    ) -> tuple[T, Target] | BastionError:
+        """Up to ``retries + 1`` attempts on the deployments of one alias: the result, or the error
+        that ended the alias (retries spent, breakers open, a Retry-After too long to wait)."""
+        failed: set[Target] = set()
+        previous: Target | None = None
+        for attempt_number in range(self.settings.retries + 1):
+            target = self._pick(group, failed)
+            if target is None:
+                if last_error is None or not isinstance(last_error, UpstreamError):
+                    # Tell the client when the first breaker lets a trial through (Retry-After).
+                    wait = min(t.breaker.seconds_until_trial() for t in group.targets)
+                    last_error = UpstreamUnavailable(
+                        f"no deployment of {group.name!r} is available right now (circuit open)",
+                        retry_after_s=wait or None,
+                    )
+                break
+            if attempt_number:
+                delay = self._retry_delay(attempt_number, target, previous, last_error)
+                if delay is None:
+                    target.breaker.record_neutral()
+                    break
+                if delay:
+                    await self._wait(delay, target, trace)
+            result = await self._attempt(target, group, trace, call)
+            if not isinstance(result, BastionError):
+                return result, target
+            last_error = result
+            failed.add(target)
+            previous = target
+            reason = str(result.upstream_status or result.code) if isinstance(result, UpstreamError) else "error"
+            RETRIES.labels(deployment=target.id, reason=reason).inc()
+        assert last_error is not None
+        return last_error
+
+    async def _wait(self, delay: float, target: Target, trace: RouteTrace) -> None:
+        started = time.perf_counter()
+        try:
+            await self._sleep(delay)
+        except BaseException:
+            # Cancelled while waiting (the client left): give back the half-open trial slot
+            # _pick reserved, or the breaker stays stuck.
+            target.breaker.record_neutral()
+            raise
+        trace.upstream_s += time.perf_counter() - started
 
     def _retry_delay(
         self, retry_number: int, target: Target, previous: Target | None, error: BastionError | None
@@ -253,45 +270,26 @@ class Router:
         trace.alias, trace.deployment, trace.upstream_model = group.name, target.id, target.deployment.model
         try:
             result = await call(target)
-        except UpstreamError as exc:
-            self._record_error(attempt, exc, started, trace)
+        except BaseException as exc:
             target.end()
-            if exc.retryable:
+            failure = _classify(exc, target)
+            if failure is None:  # cancelled: the client went away, nothing is known about the deployment
+                attempt.outcome = "cancelled"
+                attempt.duration_s = time.perf_counter() - started
+                trace.upstream_s += attempt.duration_s
+                target.breaker.record_neutral()
+                raise
+            error, unhealthy, retry = failure
+            self._record_error(attempt, error, started, trace)
+            if unhealthy:
                 target.breaker.record_failure()
-                return exc
-            target.breaker.record_failure()
-            raise
-        except TimeoutError:
-            # A provider's cap on the whole call (asyncio.wait_for) ran out: an upstream timeout,
-            # worth a retry, not a provider bug.
-            error = UpstreamTimeout(f"upstream {target.id} did not answer in time")
-            self._record_error(attempt, error, started, trace)
-            target.end()
-            target.breaker.record_failure()
-            return error
-        except BastionError as exc:
-            # The caller's fault: says nothing about the deployment's health.
-            self._record_error(attempt, exc, started, trace)
-            target.end()
-            target.breaker.record_neutral()
-            raise
-        except Exception as exc:
-            # A provider bug, not an upstream condition: report it as a bad gateway, never a 500.
-            log.exception("provider_failed", deployment=target.id)
-            error = UpstreamError(
-                f"upstream {target.id} failed unexpectedly ({exc.__class__.__name__})", retryable=False
-            )
-            self._record_error(attempt, error, started, trace)
-            target.end()
-            target.breaker.record_failure()
+            else:
+                target.breaker.record_neutral()
+            if retry:
+                return error
+            if error is exc:
+                raise
             raise error from None
-        except BaseException:
-            attempt.outcome = "cancelled"
-            attempt.duration_s = time.perf_counter() - started
-            trace.upstream_s += attempt.duration_s
-            target.end()
-            target.breaker.record_neutral()
-            raise
         attempt.duration_s = time.perf_counter() - started
         trace.upstream_s += attempt.duration_s
         return result
@@ -303,3 +301,25 @@ class Router:
         attempt.error = exc.message
         attempt.duration_s = time.perf_counter() - started
         trace.upstream_s += attempt.duration_s
+
+
+def _classify(exc: BaseException, target: Target) -> tuple[BastionError, bool, bool] | None:
+    """What a failed call means: (the error to report, whether it counts against the deployment's
+    health, whether another attempt may succeed); None when the call was cancelled."""
+    if isinstance(exc, UpstreamError):
+        return exc, True, exc.retryable
+    if isinstance(exc, TimeoutError):
+        # A provider's cap on the whole call (asyncio.wait_for) ran out: an upstream timeout,
+        # worth a retry, not a provider bug.
+        return UpstreamTimeout(f"upstream {target.id} did not answer in time"), True, True
+    if isinstance(exc, BastionError):
+        return exc, False, False  # the caller's fault: says nothing about the deployment's health
+    if isinstance(exc, Exception):
+        # A provider bug, not an upstream condition: report it as a bad gateway, never a 500.
+        log.exception("provider_failed", deployment=target.id)
+        return (
+            UpstreamError(f"upstream {target.id} failed unexpectedly ({exc.__class__.__name__})", retryable=False),
+            True,
+            False,
+        )
+    return None

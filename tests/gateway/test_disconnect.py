@@ -16,7 +16,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.gateway.helpers import USER_MESSAGES
 from tests.support.fake_upstream import SLOW_STREAM_CHUNKS, SLOW_STREAM_INTERVAL_S, FakeUpstream, Received
-from tests.support.gateway import ANTHROPIC_PROVIDER_AVAILABLE
 from tests.support.polling import wait_until
 
 SLOW_STREAM_S = SLOW_STREAM_CHUNKS * SLOW_STREAM_INTERVAL_S
@@ -72,7 +71,6 @@ def test_giving_up_on_a_slow_anthropic_answer_cancels_the_upstream(fake: FakeUps
     assert call.disconnected_at is not None and call.disconnected_at - call.at < DELAY_S / 2
 
 
-@pytest.mark.skipif(not ANTHROPIC_PROVIDER_AVAILABLE, reason="bastion.providers.anthropic not written yet")
 def test_closing_a_stream_cancels_an_anthropic_upstream(fake: FakeUpstream, openai_client: openai.OpenAI) -> None:
     fake.script("a-slow-stream", ["slow_stream"])
     stream = openai_client.chat.completions.create(model="a-slow-stream", messages=USER_MESSAGES, stream=True)

@@ -26,7 +26,7 @@ from bastion.api.app import create_app
 from bastion.config.loader import load_settings
 from tests.gateway.helpers import LEAKS, assert_anthropic_error, assert_openai_error
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.gateway import ANTHROPIC_PROVIDER_AVAILABLE, write_config
+from tests.support.gateway import write_config
 
 MAX_BODY_BYTES = 16 * 1024
 FUZZ = settings(
@@ -67,13 +67,12 @@ def gateway_app(fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFa
             "deployments": [{"provider": "openai", "model": "fz-embed", "api_base": fake_upstream.openai_base}],
         },
     ]
-    if ANTHROPIC_PROVIDER_AVAILABLE:
-        models.append(
-            {
-                "name": "fz-claude",
-                "deployments": [{"provider": "anthropic", "model": "fz-claude", "api_base": fake_upstream.base_url}],
-            }
-        )
+    models.append(
+        {
+            "name": "fz-claude",
+            "deployments": [{"provider": "anthropic", "model": "fz-claude", "api_base": fake_upstream.base_url}],
+        }
+    )
     config = {
         "server": {"max_body_bytes": MAX_BODY_BYTES},
         "models": models,

@@ -10,12 +10,8 @@ import anthropic
 import httpx
 import numpy as np
 import openai
-import pytest
 
 from tests.gateway.helpers import assert_stamped
-from tests.support.gateway import LOCAL_AVAILABLE
-
-pytestmark = pytest.mark.skipif(not LOCAL_AVAILABLE, reason="bastion.providers.local not written yet")
 
 CHAT = "local/smollm2"
 EMBED = "local/minilm"

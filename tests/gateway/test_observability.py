@@ -13,9 +13,7 @@ from tests.gateway.helpers import USER_MESSAGES, anthropic_body, assert_stamped,
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway import (
     ANTHROPIC_FAKE_MODELS,
-    ANTHROPIC_PROVIDER_AVAILABLE,
     FAKE_EMBEDDING_MODEL,
-    LOCAL_AVAILABLE,
     OPENAI_FAKE_MODELS,
 )
 from tests.support.polling import wait_until
@@ -91,11 +89,9 @@ def test_readyz_lists_deployments(http: httpx.Client) -> None:
     assert ready["status"] == "ready" and ready["unavailable_models"] == []
     deployments = ready["deployments"]
     expected = {*OPENAI_FAKE_MODELS, FAKE_EMBEDDING_MODEL}
-    if ANTHROPIC_PROVIDER_AVAILABLE:
-        expected |= set(ANTHROPIC_FAKE_MODELS)
+    expected |= set(ANTHROPIC_FAKE_MODELS)
     assert expected <= set(deployments)
-    if LOCAL_AVAILABLE:
-        assert {d["model"] for d in deployments.values()} >= {"local/smollm2", "local/minilm"}
+    assert {d["model"] for d in deployments.values()} >= {"local/smollm2", "local/minilm"}
     for deployment in deployments.values():
         assert deployment["circuit"] in ("closed", "half_open")
         assert isinstance(deployment["ready"], bool) and isinstance(deployment["in_flight"], int)
@@ -170,8 +166,7 @@ def test_models_endpoint_lists_aliases(http: httpx.Client) -> None:
     assert listing["object"] == "list"
     ids = {card["id"] for card in listing["data"]}
     assert {*OPENAI_FAKE_MODELS, FAKE_EMBEDDING_MODEL} <= ids
-    if LOCAL_AVAILABLE:
-        assert {"local/smollm2", "local/minilm"} <= ids
+    assert {"local/smollm2", "local/minilm"} <= ids
     for card in listing["data"]:
         assert card["object"] == "model" and isinstance(card["created"], int) and card["owned_by"]
 
@@ -180,8 +175,7 @@ def test_models_through_the_sdk(openai_client: openai.OpenAI) -> None:
     ids = {model.id for model in openai_client.models.list()}
     assert {"fake-ok", "m-retry", FAKE_EMBEDDING_MODEL} <= ids
     assert openai_client.models.retrieve("fake-ok").id == "fake-ok"
-    if LOCAL_AVAILABLE:
-        # A model id with a slash is still one path parameter.
-        assert openai_client.models.retrieve("local/smollm2").id == "local/smollm2"
+    # A model id with a slash is still one path parameter.
+    assert openai_client.models.retrieve("local/smollm2").id == "local/smollm2"
     with pytest.raises(openai.NotFoundError):
         openai_client.models.retrieve("no-such-model")

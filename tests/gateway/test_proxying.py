@@ -10,11 +10,7 @@ import pytest
 
 from tests.gateway.helpers import USER_MESSAGES, assert_stamped
 from tests.support.fake_upstream import FakeUpstream, answer_text, fake_vector
-from tests.support.gateway import ANTHROPIC_PROVIDER_AVAILABLE, FAKE_EMBEDDING_MODEL, GatewayProcess
-
-needs_anthropic_provider = pytest.mark.skipif(
-    not ANTHROPIC_PROVIDER_AVAILABLE, reason="bastion.providers.anthropic not written yet"
-)
+from tests.support.gateway import FAKE_EMBEDDING_MODEL, GatewayProcess
 
 
 def test_openai_chat_reaches_the_upstream_with_its_own_key(fake: FakeUpstream, gateway: GatewayProcess) -> None:
@@ -101,7 +97,6 @@ def test_anthropic_client_to_openai_upstream(fake: FakeUpstream, anthropic_clien
     assert final.usage.output_tokens > 0 and final.stop_reason == "end_turn"
 
 
-@needs_anthropic_provider
 def test_openai_client_to_anthropic_upstream(fake: FakeUpstream, openai_client: openai.OpenAI) -> None:
     completion = openai_client.chat.completions.create(model="a-ok", messages=USER_MESSAGES, max_tokens=50)
     assert completion.choices[0].message.content == answer_text("a-ok")
@@ -120,7 +115,6 @@ def test_openai_client_to_anthropic_upstream(fake: FakeUpstream, openai_client: 
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
 
 
-@needs_anthropic_provider
 def test_anthropic_client_to_anthropic_upstream(fake: FakeUpstream, anthropic_client: anthropic.Anthropic) -> None:
     message = anthropic_client.messages.create(model="a-ok", max_tokens=32, messages=USER_MESSAGES)
     assert message.content[0].type == "text" and message.content[0].text == answer_text("a-ok")

@@ -14,7 +14,6 @@ import pytest
 from tests.gateway.helpers import USER_MESSAGES, assert_anthropic_error, assert_openai_error, assert_stamped
 from tests.support.fake_upstream import FakeUpstream, answer_text
 from tests.support.gateway import (
-    ANTHROPIC_PROVIDER_AVAILABLE,
     COOLDOWN_S,
     FAILURE_THRESHOLD,
     RETRIES,
@@ -23,9 +22,6 @@ from tests.support.gateway import (
 from tests.support.polling import wait_until
 
 ATTEMPTS = RETRIES + 1
-needs_anthropic_provider = pytest.mark.skipif(
-    not ANTHROPIC_PROVIDER_AVAILABLE, reason="bastion.providers.anthropic not written yet"
-)
 
 
 def _circuit(http: httpx.Client, deployment: str) -> str:
@@ -258,7 +254,6 @@ def test_anthropic_sdk_sees_a_cut_stream_as_an_error(fake: FakeUpstream, anthrop
 # -- the native Anthropic provider in front of the fake's Messages API --------------------------------
 
 
-@needs_anthropic_provider
 def test_anthropic_upstream_retried_and_translated(fake: FakeUpstream, openai_client: openai.OpenAI) -> None:
     fake.script("a-retry", ["500", "529", "ok"])
     completion = openai_client.chat.completions.create(model="a-retry", messages=USER_MESSAGES)
@@ -267,7 +262,6 @@ def test_anthropic_upstream_retried_and_translated(fake: FakeUpstream, openai_cl
     assert len(requests) == 3 and {r.dialect for r in requests} == {"anthropic"}
 
 
-@needs_anthropic_provider
 def test_anthropic_upstream_400_relayed_once(fake: FakeUpstream, anthropic_client: anthropic.Anthropic) -> None:
     fake.default("a-400", "400")
     with pytest.raises(anthropic.BadRequestError) as caught:
@@ -276,7 +270,6 @@ def test_anthropic_upstream_400_relayed_once(fake: FakeUpstream, anthropic_clien
     assert fake.attempts("a-400") == 1
 
 
-@needs_anthropic_provider
 def test_anthropic_upstream_cut_stream_not_retried(fake: FakeUpstream, openai_client: openai.OpenAI) -> None:
     fake.script("a-cut", ["cut"])
     received: list[str] = []

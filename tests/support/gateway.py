@@ -8,7 +8,6 @@ model, so each behaviour under test has an alias of its own (``m-retry``, ``m-br
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import signal
 import socket
@@ -22,10 +21,6 @@ import httpx
 import yaml
 
 BASTION_BIN = Path(sys.executable).with_name("bastion")
-
-#: Whether the modules other people are writing exist yet; tests needing them skip until they do.
-LOCAL_AVAILABLE = importlib.util.find_spec("bastion.providers.local") is not None
-ANTHROPIC_PROVIDER_AVAILABLE = importlib.util.find_spec("bastion.providers.anthropic") is not None
 
 # Router knobs the tests rely on (and assert against).
 RETRIES = 2
@@ -85,8 +80,8 @@ def gateway_config(
     fake_base_url: str,
     data_dir: Path,
     *,
-    local: bool = LOCAL_AVAILABLE,
-    anthropic: bool = ANTHROPIC_PROVIDER_AVAILABLE,
+    local: bool = True,
+    anthropic: bool = True,
 ) -> dict[str, Any]:
     """The Bastion config the gateway tests run against (Bastion's own YAML shape)."""
     models: list[dict[str, Any]] = [
@@ -193,8 +188,6 @@ class GatewayProcess:
         They load in the background after start-up; loading competes for the CPU and the GIL,
         which would make the first tests' timings (overhead, Retry-After) noisy.
         """
-        if not LOCAL_AVAILABLE:
-            return
         calls = [
             ("/v1/embeddings", {"model": "local/minilm", "input": "warm up"}),
             (
