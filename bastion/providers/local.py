@@ -62,8 +62,11 @@ class LocalProvider(Provider):
 
     async def start(self) -> None:
         """Begin loading in the background: start-up is not delayed and the loop never blocks.
-        A request that arrives before the model is ready waits for the same load."""
-        self._warming = asyncio.create_task(self._warm_logged(), name=f"warm-{self.deployment.id}")
+        A request that arrives before the model is ready waits for the same load. A deployment
+        with ``preload: false`` loads on its first request instead: until then the process has
+        not imported llama.cpp or torch (hundreds of MB)."""
+        if self.deployment.settings.preload:
+            self._warming = asyncio.create_task(self._warm_logged(), name=f"warm-{self.deployment.id}")
 
     async def warm(self) -> None:
         """Load the model now (in a thread); raises ``UpstreamUnavailable`` if it cannot be loaded."""
