@@ -108,7 +108,7 @@ def mapped_libraries(pid: int) -> list[str]:
 def run_wrk(url: str, mode: str, seconds: int, connections: int) -> str:
     path = "/v1/chat/completions"
     env = {**os.environ, "BENCH_MODE": mode, "BENCH_PATH": path}
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(BENCH_DIR / "wrk_openai.lua"), url]
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(BENCH_DIR / "wrk_openai.lua"), url]
     output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     result = next((line for line in output.splitlines() if line.startswith("BENCHRESULT")), "")
     fields = dict(item.split("=", 1) for item in result.split()[1:])
