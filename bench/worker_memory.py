@@ -6,11 +6,12 @@ upstream, wrk (``wrk_openai.lua``) puts load on the gateway, chat and then strea
 from ``/proc/<worker>/status`` (VmRSS: resident now; VmHWM: the peak) and ``/proc/<worker>/maps``.
 
     python bench/worker_memory.py                 # remote-only config
-    python bench/worker_memory.py --local         # the same, with the embedded models listed too
+    python bench/worker_memory.py --local         # the same, with both embedded models listed too
+    python bench/worker_memory.py --local chat    # ... with only local/smollm2 (llama.cpp, no torch)
 
-With ``--local`` the config also lists ``local/smollm2`` and ``local/minilm`` as deployments, so they
-load at start-up; one chat and one embedding call through them are made before the load, so the
-figures include the models in use. A benchmark, not a test: it prints figures and exits non-zero
+With ``--local`` the config also lists ``local/smollm2`` and/or ``local/minilm`` as deployments, so
+they load at start-up; one call through each is made before the load, so the figures include the
+models in use. A benchmark, not a test: it prints figures and exits non-zero
 only if the harness breaks (the mock or the gateway does not start, wrk reports failed requests).
 """
 
@@ -61,13 +62,14 @@ def post(url: str, body: dict[str, object], timeout_s: float = 300.0) -> None:
         response.read()
 
 
-def gateway_config(mock: str, data_dir: Path, local: bool) -> str:
+def gateway_config(mock: str, data_dir: Path, local: str) -> str:
     models = [
         {"name": name, "deployments": [{"provider": "openai", "model": "m", "api_base": f"{mock}{path}"}]}
         for name, path in (("bench-model", "/v1"), ("bench-stream", "/stream/v1"))
     ]
-    if local:
+    if local in ("chat", "both"):
         models.append({"name": "local/smollm2", "deployments": [{"provider": "local", "model": "smollm2"}]})
+    if local in ("embeddings", "both"):
         models.append(
             {"name": "local/minilm", "kind": "embedding", "deployments": [{"provider": "local", "model": "minilm"}]}
         )
@@ -91,11 +93,12 @@ def worker_pid(pid: int) -> int:
 
 
 def memory(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM in MB."""
+    """VmRSS, VmHWM, RssAnon (the worker's own) and RssFile (mapped files: libraries, model
+    weights; shared with other processes using the same files), in MB."""
     figures = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
+        if name in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
             figures[name] = int(value.split()[0]) // 1024
     return figures
 
@@ -108,7 +111,8 @@ def mapped_libraries(pid: int) -> list[str]:
 def run_wrk(url: str, mode: str, seconds: int, connections: int) -> str:
     path = "/v1/chat/completions"
     env = {**os.environ, "BENCH_MODE": mode, "BENCH_PATH": path}
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(BENCH_DIR / "wrk_openai.lua"), url]
+    script = str(BENCH_DIR / "wrk_openai.lua")
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", script, url]
     output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     result = next((line for line in output.splitlines() if line.startswith("BENCHRESULT")), "")
     fields = dict(item.split("=", 1) for item in result.split()[1:])
@@ -130,7 +134,14 @@ def stop(process: subprocess.Popen[bytes] | None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--local", action="store_true", help="also list the embedded models as deployments")
+    parser.add_argument(
+        "--local",
+        nargs="?",
+        const="both",
+        default="none",
+        choices=("none", "chat", "embeddings", "both"),
+        help="also list embedded models as deployments (default with the flag: both)",
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per mode (chat, stream)")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--bastion", default=str(Path(sys.executable).with_name("bastion")), help="bastion command")
@@ -157,8 +168,9 @@ def main() -> None:
         url = f"http://127.0.0.1:{gateway_port}"
         wait_http(f"{url}/healthz", gateway, 120)
         pid = worker_pid(gateway.pid)
-        if args.local:
+        if args.local in ("embeddings", "both"):
             post(f"{url}/v1/embeddings", {"model": "local/minilm", "input": "warm up"})
+        if args.local in ("chat", "both"):
             chat = {"model": "local/smollm2", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]}
             post(f"{url}/v1/chat/completions", chat)
         idle = memory(pid)
@@ -168,10 +180,13 @@ def main() -> None:
     finally:
         stop(gateway)
         stop(mock)
-    config = "remote + local models" if args.local else "remote-only"
+    config = {"none": "remote-only", "chat": "remote + local/smollm2", "embeddings": "remote + local/minilm"}.get(
+        args.local, "remote + local/smollm2 + local/minilm"
+    )
     print(f"config: {config}; worker pid {pid}; load: {'; '.join(runs)} ({args.connections} connections)")
     print(f"VmRSS after start-up: {idle['VmRSS']} MB")
-    print(f"VmRSS after load:     {loaded['VmRSS']} MB")
+    split = f"RssAnon {loaded['RssAnon']} MB, RssFile {loaded['RssFile']} MB"
+    print(f"VmRSS after load:     {loaded['VmRSS']} MB ({split})")
     print(f"VmHWM (peak):         {loaded['VmHWM']} MB")
     print(f"llama.cpp / torch mapped: {', '.join(libraries) or 'none'}")
     shutil.rmtree(tmp, ignore_errors=True)
