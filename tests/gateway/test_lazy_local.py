@@ -78,9 +78,12 @@ def test_remote_only_config_maps_neither_llama_cpp_nor_torch(fake: FakeUpstream,
             return
         # The embedded models are still served: the chat model loads on its first request.
         assert {"local/smollm2", "local/minilm"} <= models
+        assert "local_model_loaded" not in gateway.log_tail()
         local = client.post("/v1/chat/completions", json=chat_body("local/smollm2", max_tokens=4))
         assert local.status_code == 200, local.text
         assert mapped(gateway, LLAMA) and not mapped(gateway, TORCH)
+        loaded = [line for line in gateway.log_tail().splitlines() if "local_model_loaded" in line]
+        assert len(loaded) == 1 and "local-smollm2" in loaded[0], loaded
 
 
 @needs_local
