@@ -7,6 +7,8 @@ are mapped once the chat model or the embedder is loaded, and never before.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -84,6 +86,33 @@ def test_remote_only_config_maps_neither_llama_cpp_nor_torch(fake: FakeUpstream,
         assert mapped(gateway, LLAMA) and not mapped(gateway, TORCH)
         loaded = [line for line in gateway.log_tail().splitlines() if "local_model_loaded" in line]
         assert len(loaded) == 1 and "local-smollm2" in loaded[0], loaded
+
+
+#: What a worker of remote models must not import: the embedded models' libraries, numpy (only
+#: they need it) and aiohttp (only upstreams behind an HTTP proxy need it).
+NOT_IMPORTED = ("llama_cpp", "torch", "sentence_transformers", "transformers", "numpy", "aiohttp")
+IMPORT_CHECK = """
+import sys
+from starlette.testclient import TestClient
+from bastion.config.loader import load_settings
+from bastion.gateway.app import create_app
+
+with TestClient(create_app(load_settings(sys.argv[1]))) as client:
+    body = {"model": sys.argv[2], "messages": [{"role": "user", "content": "Hi"}]}
+    assert client.post("/v1/chat/completions", json=body).status_code == 200
+    assert client.post("/v1/chat/completions", json={**body, "stream": True}).status_code == 200
+print("imported:", *(name for name in sys.argv[3:] if name in sys.modules))
+"""
+
+
+def test_remote_only_gateway_imports_no_model_libraries(fake: FakeUpstream, tmp_path: Path) -> None:
+    fake.script("m-no-usage", ["no_usage", "no_usage"])  # the tokenizer's estimate runs too
+    config = write_config(tmp_path / "bastion.yaml", gateway_config(fake.base_url, tmp_path / "data"))
+    command = [sys.executable, "-c", IMPORT_CHECK, str(config), "m-no-usage", *NOT_IMPORTED]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    imported = [line for line in result.stdout.splitlines() if line.startswith("imported:")]
+    assert imported == ["imported:"], imported
 
 
 @needs_local
