@@ -29,7 +29,8 @@ import orjson
 import uvloop
 
 from bastion.config.settings import TimeoutSettings
-from bastion.providers.http import iter_sse_data, new_session
+from bastion.providers.http import iter_sse_data
+from bastion.providers.proxied import new_session
 from bastion.providers.transport import HTTPClient
 
 REQUEST = orjson.dumps(

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import time
 
-import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -13,7 +11,7 @@ from starlette.routing import Route
 from bastion.api.common import authenticate_request, gateway, new_context
 from bastion.api.http import CancelOnDisconnect, ClientDisconnected, SSEResponse, json_response, read_json
 from bastion.dialects.extension import FIELD, parse_extension
-from bastion.dialects.openai import encode_stream
+from bastion.dialects.openai import base64_floats, encode_stream
 from bastion.dialects.openai_schema import validate_chat_request, validate_embedding_request
 from bastion.errors import InvalidRequest, ModelNotFound
 from bastion.providers.base import ChatResponse
@@ -42,8 +40,7 @@ async def chat_completions(request: Request) -> Response:
 
 def _encode_vector(vector: list[float], encoding: str) -> list[float] | str:
     if encoding == "base64":
-        # OpenAI's base64 format: little-endian float32, as the SDKs decode it.
-        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+        return base64_floats(vector)
     return vector
 
 

@@ -101,17 +101,25 @@ def _format_validation_error(exc: ValidationError) -> str:
 
 
 def _add_local_models(settings: Settings, user_defined_models: bool) -> None:
-    """Register the embedded models unless the config already uses their names."""
+    """Register the embedded models unless the config already uses their names.
+
+    With no models configured they are the gateway's default and load at start-up. Beside a
+    config's own models they stay available but load on their first request: a remote-only
+    gateway must not pay for llama.cpp and torch (list them in ``models`` to load them at start)."""
     if not settings.local.enabled:
         return
     taken = {n for m in settings.models for n in (m.name, *m.aliases)}
+
+    def deployment(model: str) -> dict[str, object]:
+        return {"provider": "local", "model": model, "id": f"local-{model}", "preload": not user_defined_models}
+
     if LOCAL_CHAT_MODEL not in taken:
         aliases = [] if user_defined_models else [a for a in ("default", "gpt-4o-mini") if a not in taken]
         settings.models.append(
             ModelSettings(
                 name=LOCAL_CHAT_MODEL,
                 aliases=aliases,
-                deployments=[{"provider": "local", "model": "smollm2", "id": "local-smollm2"}],
+                deployments=[deployment("smollm2")],
             )
         )
     if settings.local.embeddings_enabled and LOCAL_EMBEDDING_MODEL not in taken:
@@ -121,7 +129,7 @@ def _add_local_models(settings: Settings, user_defined_models: bool) -> None:
                 name=LOCAL_EMBEDDING_MODEL,
                 kind="embedding",
                 aliases=aliases,
-                deployments=[{"provider": "local", "model": "minilm", "id": "local-minilm"}],
+                deployments=[deployment("minilm")],
             )
         )
 

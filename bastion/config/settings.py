@@ -41,6 +41,11 @@ class DeploymentSettings(Strict):
     timeouts: TimeoutSettings | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     context_length: int | None = Field(None, gt=0)
+    preload: bool = Field(
+        True,
+        description="Provider local: load the model at start-up, in the background (false: on its first "
+        "request). The embedded models that a config with models of its own does not list are added with false.",
+    )
 
 
 class ModelSettings(Strict):

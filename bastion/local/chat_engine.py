@@ -43,7 +43,6 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-import numpy as np
 import structlog
 
 from bastion.config.settings import LocalModelSettings
@@ -437,6 +436,8 @@ def _evaluate_prompt(llm: Any, prompt: list[int], cancel: threading.Event) -> bo
     time, checking ``cancel`` in between; ``generate`` then finds it in the KV cache and evaluates
     only the rest. Returns False if cancelled. (llama-cpp's own ``eval`` takes the whole prompt in
     one uninterruptible call: seconds for a long prompt on a busy CPU.)"""
+    import numpy as np  # loaded with llama.cpp already; kept out of processes that never generate
+
     limit = min(int(llm.n_tokens), len(prompt))
     mismatch = np.flatnonzero(np.asarray(llm.input_ids[:limit]) != np.asarray(prompt[:limit], dtype=np.intc))
     position = int(mismatch[0]) if mismatch.size else limit  # tokens already in the KV cache

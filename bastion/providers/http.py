@@ -1,7 +1,7 @@
 """The HTTP plumbing under the HTTP-based providers: the upstream client (the lean transport, or
-aiohttp behind an HTTP proxy), SSE event reading, Retry-After parsing and the mapping of transport
-failures to retryable errors. Error answers are mapped in ``upstream_errors``; the provider base
-that ties it together is ``http_provider.HTTPProvider``."""
+aiohttp behind an HTTP proxy, ``proxied.py``), SSE event reading, Retry-After parsing and the
+mapping of transport failures to retryable errors. Error answers are mapped in
+``upstream_errors``; the provider base that ties it together is ``http_provider.HTTPProvider``."""
 
 from __future__ import annotations
 
@@ -12,9 +12,6 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Protocol
 from urllib.parse import urlsplit
-
-import aiohttp
-import orjson
 
 from bastion.config.settings import TimeoutSettings
 from bastion.errors import UpstreamConnectionError, UpstreamError, UpstreamTimeout
@@ -46,22 +43,9 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def new_session(timeouts: TimeoutSettings, limit: int = 0, trust_env: bool = False) -> aiohttp.ClientSession:
-    """A pooled, kept-alive aiohttp session for one upstream (used only behind an HTTP proxy)."""
-    connector = aiohttp.TCPConnector(limit=limit, keepalive_timeout=60, enable_cleanup_closed=True)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect_s, sock_read=timeouts.read_s)
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=timeout,
-        json_serialize=lambda obj: orjson.dumps(obj).decode(),
-        skip_auto_headers=("User-Agent",),
-        auto_decompress=True,
-        trust_env=trust_env,
-    )
-
-
-#: What a failed upstream call can raise from either client; ``transport_error`` maps them all.
-TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (OSError, TransportError, aiohttp.ClientError)
+#: What a failed upstream call can raise from either client (the aiohttp one translates its own
+#: errors into these); ``transport_error`` maps them all.
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (OSError, TransportError)
 
 
 class UpstreamResponse(Protocol):
@@ -106,62 +90,20 @@ def make_client(base_url: str, headers: Mapping[str, str], timeouts: TimeoutSett
     provider keeps aiohttp, which reads the proxy settings from the environment.
     """
     if proxy_for(base_url) is not None:
+        from bastion.providers.proxied import AiohttpClient
+
         return AiohttpClient(base_url, headers, timeouts, limit)
     return HTTPClient(base_url, headers, connect_timeout=timeouts.connect_s, read_timeout=timeouts.read_s, limit=limit)
 
 
-class AiohttpResponse:
-    """``aiohttp.ClientResponse`` behind the ``UpstreamResponse`` interface."""
-
-    __slots__ = ("_response", "headers", "status")
-
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        self._response = response
-        self.status = response.status
-        self.headers = {name.lower(): value for name, value in response.headers.items()}
-
-    async def read(self) -> bytes:
-        try:
-            return await self._response.read()
-        finally:
-            self._response.release()
-
-    async def read_chunk(self) -> bytes:
-        return await self._response.content.readany()
-
-    def release(self) -> None:
-        self._response.release()
-
-    def close(self) -> None:
-        self._response.close()
-
-
-class AiohttpClient:
-    """The aiohttp path, kept for upstreams reached through an HTTP proxy (``trust_env``)."""
-
-    def __init__(self, base_url: str, headers: Mapping[str, str], timeouts: TimeoutSettings, limit: int = 0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.headers = dict(headers)
-        self._session = new_session(timeouts, limit=limit, trust_env=True)
-
-    async def post(self, path: str, body: bytes) -> AiohttpResponse:
-        response = await self._session.post(self.base_url + path, data=body, headers=self.headers)
-        return AiohttpResponse(response)
-
-    async def aclose(self) -> None:
-        await self._session.close()
-
-
 def transport_error(exc: BaseException, upstream: str) -> UpstreamError:
     """Map a client-side transport failure to a retryable upstream error."""
-    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+    if isinstance(exc, TimeoutError):
         return UpstreamTimeout(f"{upstream} did not answer in time")
-    if isinstance(exc, TruncatedResponse | aiohttp.ClientPayloadError):
+    if isinstance(exc, TruncatedResponse):
         return UpstreamError(f"{upstream} sent a truncated response")
     if isinstance(exc, InvalidResponse):
         return UpstreamError(f"{upstream} sent an invalid response ({exc})")
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return UpstreamError(f"{upstream} sent an invalid response ({exc.message})")
     return UpstreamConnectionError(f"cannot reach {upstream}: {exc.__class__.__name__}")
 
 

@@ -62,8 +62,21 @@ class LocalProvider(Provider):
 
     async def start(self) -> None:
         """Begin loading in the background: start-up is not delayed and the loop never blocks.
-        A request that arrives before the model is ready waits for the same load."""
-        self._warming = asyncio.create_task(self._warm_logged(), name=f"warm-{self.deployment.id}")
+        A request that arrives before the model is ready waits for the same load. A deployment
+        with ``preload: false`` loads on its first request instead: until then the process has
+        not imported llama.cpp or torch (hundreds of MB)."""
+        if self.deployment.settings.preload:
+            self._warming = asyncio.create_task(self._warm_logged(), name=f"warm-{self.deployment.id}")
+
+    async def _loaded(self) -> None:
+        """Before each call: the first one of a deployment that was not preloaded starts the same
+        logged load a preload would, and every call waits for it to end. (A load that failed is
+        then reported by the engine itself, as a 503 with the reason.)"""
+        warming = self._warming
+        if warming is None:
+            warming = self._warming = asyncio.create_task(self._warm_logged(), name=f"warm-{self.deployment.id}")
+        if not warming.done():
+            await asyncio.shield(warming)  # a caller that gives up does not cancel the load
 
     async def warm(self) -> None:
         """Load the model now (in a thread); raises ``UpstreamUnavailable`` if it cannot be loaded."""
@@ -105,6 +118,7 @@ class LocalProvider(Provider):
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         engine = self._chat_engine()
+        await self._loaded()
         generation = to_generation_request(request.body)
         total = self.deployment.timeouts.total_s
         coro = engine.complete(generation)
@@ -131,6 +145,7 @@ class LocalProvider(Provider):
 
     async def stream_chat(self, request: ChatRequest) -> ChunkStream:
         engine = self._chat_engine()
+        await self._loaded()
         generation = to_generation_request(request.body)
         head = {
             "id": _completion_id(),
@@ -173,6 +188,7 @@ class LocalProvider(Provider):
                 f"model {self.deployment.alias!r} only produces {DIMENSIONS}-dimensional embeddings",
                 param="dimensions",
             )
+        await self._loaded()
         vectors, tokens = await self.embedder.embed(inputs)
         return EmbeddingResponse(vectors=vectors, usage=Usage(prompt_tokens=tokens))
 

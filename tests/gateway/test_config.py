@@ -127,6 +127,25 @@ def test_local_models_and_their_aliases(tmp_path: Path) -> None:
     assert names == {"mine", "local/smollm2", "local/minilm"}
 
 
+def test_embedded_models_load_at_start_only_where_the_config_needs_them(tmp_path: Path) -> None:
+    def preload(data: dict[str, Any]) -> dict[str, bool]:
+        models = _load(tmp_path, data).models
+        return {m.name: m.deployments[0].preload for m in models if m.deployments[0].provider == "local"}
+
+    # The no-config default serves them: loaded at start-up.
+    assert preload({}) == {"local/smollm2": True, "local/minilm": True}
+    # Beside a config's own (remote) models they stay available but load on first use...
+    assert preload({"models": [_model("mine")]}) == {"local/smollm2": False, "local/minilm": False}
+    # ...unless the config lists them, or says so.
+    listed = {"name": "local/smollm2", "deployments": [{"provider": "local", "model": "smollm2"}]}
+    lazy = {"name": "small", "deployments": [{"provider": "local", "model": "smollm2", "preload": False}]}
+    assert preload({"models": [_model("mine"), listed, lazy]}) == {
+        "local/smollm2": True,
+        "small": False,
+        "local/minilm": False,
+    }
+
+
 # -- LiteLLM's model_list format -------------------------------------------------------------------------
 
 LITELLM: dict[str, Any] = {

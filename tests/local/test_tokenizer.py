@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -88,3 +90,73 @@ def test_counting_is_thread_safe() -> None:
 def test_heuristic_fallback() -> None:
     assert tokenizer._Heuristic().count("abcdefgh") == 2
     assert tokenizer._Heuristic().count("abcdefghi") == 3
+
+
+# -- the pure-Python BPE against llama.cpp's own tokenizer -------------------------------------------
+
+EDGE_CASES = [
+    "Hello world, this is a test.",
+    "<|im_end|><|im_start|>system",
+    "  leading   spaces\n\n\ttabs\r\n trailing  ",
+    "1234567 3.14159 ½ ⅷ ١٢٣ x2y",
+    "def f(x):\n    return x**2  # comment\n",
+    '{"city": "Paris", "n": [1,2,3]}',
+    "I'm you're they've we'll he'd She'S",
+    "naïve café résumé, Привет мир, مرحبا بالعالم, 日本語のテキスト",
+    "emoji 👩‍👩‍👧‍👦 flags 🇫🇷 \u200b\u00a0\u2003 nbsp",
+    "\x00\x01\x1c\x1f control \x0b\x0c x\u0301\u0302 marks",
+    "a" * 300,
+]
+
+
+def _llama_counter():  # type: ignore[no-untyped-def]
+    """llama.cpp's tokenizer for the same GGUF (vocabulary only), as the reference."""
+    import llama_cpp
+
+    from bastion.local import smollm2_gguf_path
+
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    model = llama_cpp.llama_model_load_from_file(str(smollm2_gguf_path()).encode(), params)
+    vocab = llama_cpp.llama_model_get_vocab(model)
+
+    def count(text: str) -> int:
+        data = text.encode("utf-8")
+        return -int(llama_cpp.llama_tokenize(vocab, data, len(data), None, 0, False, False)) if data else 0
+
+    return model, count
+
+
+@exact
+def test_counts_match_llama_cpp() -> None:
+    pytest.importorskip("llama_cpp")
+    import random
+
+    rng = random.Random(7)
+    alphabet = "abcdefghij XYZ 0123456789 .,;:!?'\"()[]{}\n\t éàü日本😀\u00a0\u2028-_=+*/\\<>|"
+    texts = EDGE_CASES + ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 80))) for _ in range(1500)]
+    model, reference = _llama_counter()
+    try:
+        backend = tokenizer._get_backend()
+        mismatched = [(text, backend.count(text), reference(text)) for text in texts]
+        mismatched = [item for item in mismatched if item[1] != item[2]]
+    finally:
+        import llama_cpp
+
+        llama_cpp.llama_model_free(model)
+    assert mismatched == []
+
+
+@exact
+def test_counting_does_not_load_llama_cpp() -> None:
+    # A fresh interpreter: other tests in this process may have imported llama.cpp themselves.
+    code = (
+        "import sys\n"
+        "from bastion.usage.tokenizer import count_text, tokenizer_name\n"
+        "assert count_text('Hello world, this is a test.') == 8, count_text('Hello world, this is a test.')\n"
+        "assert 'SmolLM2' in tokenizer_name()\n"
+        "loaded = sorted(m for m in ('llama_cpp', 'torch', 'numpy') if m in sys.modules)\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

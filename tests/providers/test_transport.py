@@ -18,7 +18,8 @@ from aiohttp import web
 
 from bastion.config.settings import TimeoutSettings
 from bastion.errors import UpstreamConnectionError, UpstreamError, UpstreamTimeout
-from bastion.providers.http import AiohttpClient, iter_sse_data, make_client, proxy_for, transport_error
+from bastion.providers.http import iter_sse_data, make_client, proxy_for, transport_error
+from bastion.providers.proxied import AiohttpClient
 from bastion.providers.transport import (
     ConnectError,
     ConnectionLost,
@@ -488,6 +489,22 @@ def test_transport_error_mapping() -> None:
     assert isinstance(transport_error(ConnectionResetError(), "u"), UpstreamConnectionError)
     truncated = transport_error(TruncatedResponse("x"), "u")
     assert type(truncated) is UpstreamError and truncated.message == "u sent a truncated response"
+
+
+def test_aiohttp_errors_reach_the_providers_as_transport_errors() -> None:
+    import aiohttp
+
+    from bastion.providers.proxied import _transport_errors
+
+    def raised(error: BaseException) -> BaseException:
+        with pytest.raises(BaseException) as caught, _transport_errors():
+            raise error
+        return caught.value
+
+    assert isinstance(raised(aiohttp.ClientPayloadError("cut")), TruncatedResponse)
+    assert transport_error(raised(aiohttp.ServerDisconnectedError()), "u").status == 502
+    assert isinstance(transport_error(raised(aiohttp.ServerTimeoutError()), "u"), UpstreamTimeout)
+    assert isinstance(raised(aiohttp.ClientConnectorError(None, OSError(111, "refused"))), OSError)  # type: ignore[arg-type]
 
 
 def test_the_same_paths_under_uvloop() -> None:

@@ -183,10 +183,11 @@ class GatewayProcess:
         raise RuntimeError(f"bastion serve was not healthy within {timeout_s} s:\n{self.log_tail()}")
 
     def warm_up(self, timeout_s: float = 300.0) -> None:
-        """Wait for the embedded models to load (one small call each).
+        """Load the embedded models now (one small call each) and wait for them.
 
-        They load in the background after start-up; loading competes for the CPU and the GIL,
-        which would make the first tests' timings (overhead, Retry-After) noisy.
+        The test config lists models of its own, so the embedded ones load on their first
+        request; loading competes for the CPU and the GIL, which would make the first tests'
+        timings (overhead, Retry-After) noisy if it happened during them.
         """
         calls = [
             ("/v1/embeddings", {"model": "local/minilm", "input": "warm up"}),
