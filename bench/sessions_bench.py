@@ -24,7 +24,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-from bastion.gateway.app import create_app
+from bastion.api.app import create_app
 
 from bastion.gateway.service import Gateway
 from bastion.sessions.service import sessions_for

