@@ -20,6 +20,7 @@ from bastion.api import admin_ledger as admin_ledger_api  # ledger: interactions
 from bastion.api import admin_prompts as admin_prompts_api  # prompt vault admin routes
 from bastion.api import anthropic as anthropic_api
 from bastion.api import openai as openai_api
+from bastion.api import openapi as openapi_api  # GET /openapi.json
 from bastion.api import sessions as sessions_api  # agent sessions: /api/v1/ai/sessions, /api/v1/ai/chat
 from bastion.api import system as system_api
 from bastion.api.common import error_response, request_id
@@ -162,6 +163,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
             *admin_ledger_api.routes,
             *admin_prompts_api.routes,
             *sessions_api.routes,
+            *openapi_api.routes,
         ],
         exception_handlers={HTTPException: _http_exception},
         lifespan=lifespan,
