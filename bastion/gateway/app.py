@@ -126,7 +126,9 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         error = NotFound(f"No route for {request.method} {request.url.path}.")
     elif exc.status_code == 405:
-        error = BastionError(f"Method {request.method} is not allowed here.", status=405, code="method_not_allowed")
+        error = BastionError(
+            f"Method {request.method} is not allowed here.", status=405, code="method_not_allowed", headers=exc.headers
+        )  # with Starlette's Allow header, which RFC 9110 requires on a 405
         error.error_type = "invalid_request_error"
     else:
         error = BastionError(str(exc.detail), status=exc.status_code)

@@ -10,9 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
+from pydantic import BaseModel, ConfigDict, Field, RootModel, WithJsonSchema, create_model
 
 from bastion.auth.principal import Permission, Role
+from bastion.openapi.model_responses import StreamErrorDetail
 from bastion.vault.model import MAX_TEXT_CHARS, PARAM_TYPES, PROMPT_ID
 
 
@@ -309,6 +310,31 @@ class ChatReply(_Closed):
     agent_id: str
 
 
+class SessionDelta(_Closed):
+    type: Literal["delta"]
+    text: str
+
+
+class SessionDone(_Closed):
+    """The reply is complete and stored in the session's history."""
+
+    type: Literal["done"]
+    agent_id: str
+    interaction_id: str
+    message: str
+
+
+class SessionStreamError(_Closed):
+    type: Literal["error"]
+    error: StreamErrorDetail
+
+
+class SessionStreamData(
+    RootModel[Annotated[SessionDelta | SessionDone | SessionStreamError, Field(discriminator="type")]]
+):
+    """The data of a session stream event (``delta``, ``done`` or ``error``)."""
+
+
 ADMIN_MODELS: tuple[type[BaseModel], ...] = (
     PrincipalView,
     TenantView,
@@ -337,4 +363,5 @@ ADMIN_MODELS: tuple[type[BaseModel], ...] = (
     AgentSessionList,
     SessionHistory,
     ChatReply,
+    SessionStreamData,
 )

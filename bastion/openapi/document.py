@@ -23,6 +23,7 @@ from bastion.openapi.admin_models import ADMIN_MODELS
 from bastion.openapi.components import pydantic_components, ref, table_schema
 from bastion.openapi.model_responses import ANTHROPIC_RESPONSE_MODELS, RESPONSE_MODELS
 from bastion.openapi.operations import CHAT_MODEL, EMBEDDING_MODEL, OPERATIONS, Operation, Param
+from bastion.openapi.streams import stream_components
 from bastion.store.models import Interaction
 
 
@@ -133,6 +134,7 @@ def components() -> dict[str, Any]:
         pydantic_components(ANTHROPIC_RESPONSE_MODELS),
         pydantic_components(ADMIN_MODELS),
         _ledger_schemas(),
+        stream_components(),
     ]
     schemas: dict[str, Any] = {}
     for group in groups:

@@ -117,6 +117,18 @@ class ChatCompletionChunk(_Open):
     usage: CompletionUsage | None = None
 
 
+class StreamErrorDetail(_Closed):
+    message: str
+    type: str
+    code: str | None
+
+
+class StreamError(_Closed):
+    """An ``error`` data event: the stream failed after it had started (the status was already 200)."""
+
+    error: StreamErrorDetail
+
+
 # -- OpenAI: embeddings and models -----------------------------------------------------------------
 
 
@@ -188,6 +200,24 @@ class AnthropicMessageResponse(_Open):
     usage: AnthropicUsage
 
 
+AnthropicEventType = Literal[
+    "message_start",
+    "content_block_start",
+    "content_block_delta",
+    "content_block_stop",
+    "message_delta",
+    "message_stop",
+    "ping",
+    "error",
+]
+
+
+class AnthropicStreamData(_Open):
+    """The data of an Anthropic stream event: its ``type`` repeats the event's name."""
+
+    type: AnthropicEventType
+
+
 # -- system ----------------------------------------------------------------------------------------
 
 
@@ -217,10 +247,15 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Error,
     ChatCompletion,
     ChatCompletionChunk,
+    StreamError,
     EmbeddingList,
     ModelList,
     Model,
     Health,
     Readiness,
 )
-ANTHROPIC_RESPONSE_MODELS: tuple[type[BaseModel], ...] = (AnthropicError, AnthropicMessageResponse)
+ANTHROPIC_RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
+    AnthropicError,
+    AnthropicMessageResponse,
+    AnthropicStreamData,
+)

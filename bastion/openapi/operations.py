@@ -56,8 +56,9 @@ def json(name: str) -> dict[str, dict[str, Any]]:
     return {"application/json": ref(name)}
 
 
-def json_or_stream(name: str, events: str) -> dict[str, dict[str, Any]]:
-    return {"application/json": ref(name), "text/event-stream": {"type": "string", "description": events}}
+def json_or_stream(name: str, event: str) -> dict[str, dict[str, Any]]:
+    """A JSON answer, or with ``"stream": true`` server-sent events (``event`` describes one)."""
+    return {"application/json": ref(name), "text/event-stream": ref(event)}
 
 
 # -- parameters ------------------------------------------------------------------------------------
@@ -81,18 +82,16 @@ def page_params(max_limit: int, default: int) -> tuple[Param, ...]:
 ADMIN_PAGE = page_params(500, 100)
 PROMPT_ID_PARAM = path("prompt_id", {"type": "string", "pattern": PROMPT_ID.pattern})
 AGENT_ID = {"type": "string", "format": "uuid"}
-STREAM_EVENTS_OPENAI = "`data: <ChatCompletionChunk>` events, then `data: [DONE]` (with `stream: true`)."
 HELLO = [{"role": "user", "content": "Say hello."}]
 CHAT_EXAMPLE = {"model": CHAT_MODEL, "messages": HELLO, "max_tokens": 16}
 EMBEDDING_EXAMPLE = {"model": EMBEDDING_MODEL, "input": "hello"}
 PROMPT_EXAMPLE = {
-    "system_prompt": "You answer questions about {{ product }} briefly.",
-    "user_template": "Question about {{ product }}: {{ question }}",
+    "system_prompt": "You are a support agent. Answer briefly.",
+    "user_template": "I use {{ product }}.",
     "model": CHAT_MODEL,
     "params": {"temperature": 0.2},
 }
 AGENT_ID_EXAMPLE = "3f1c9a0e-5b7d-4c2a-9e8f-0a1b2c3d4e5f"
-STREAM_EVENTS_ANTHROPIC = "Anthropic's stream events (`message_start` ... `message_stop`), with `stream: true`."
 
 #: What a call through the gateway pipeline can answer besides success: bad input, credentials,
 #: role, budget, unknown model, body size, an upstream's refusal (relayed), limits, upstream failures.
@@ -107,13 +106,13 @@ IDENTITY, LEDGER, PROMPTS, SESSIONS = "Admin: identity", "Admin: ledger", "Admin
 OPENAI_OPERATIONS = [
     Operation(
         "post", "/v1/chat/completions", "createChatCompletion", "Chat completion (OpenAI)", "OpenAI",
-        {200: json_or_stream("ChatCompletion", STREAM_EVENTS_OPENAI)}, body="OpenAIChatCompletionRequest",
+        {200: json_or_stream("ChatCompletion", "OpenAIStreamEvent")}, body="OpenAIChatCompletionRequest",
         errors=MODEL_ERRORS, dialect="openai", example=CHAT_EXAMPLE,
         description="Needs `models:call`. The `bastion` field names a vault prompt and its variables.",
     ),
     Operation(
         "post", "/chat/completions", "createChatCompletionUnversioned", "Chat completion (OpenAI, no /v1)", "OpenAI",
-        {200: json_or_stream("ChatCompletion", STREAM_EVENTS_OPENAI)}, body="OpenAIChatCompletionRequest",
+        {200: json_or_stream("ChatCompletion", "OpenAIStreamEvent")}, body="OpenAIChatCompletionRequest",
         errors=MODEL_ERRORS, dialect="openai", example=CHAT_EXAMPLE,
         description="The same as `POST /v1/chat/completions`.",
     ),
@@ -141,7 +140,7 @@ OPENAI_OPERATIONS = [
 ANTHROPIC_OPERATIONS = [
     Operation(
         "post", "/v1/messages", "createMessage", "Messages (Anthropic)", "Anthropic",
-        {200: json_or_stream("AnthropicMessageResponse", STREAM_EVENTS_ANTHROPIC)},
+        {200: json_or_stream("AnthropicMessageResponse", "AnthropicStreamEvent")},
         body="AnthropicMessagesRequest", errors=MODEL_ERRORS, dialect="anthropic", example=CHAT_EXAMPLE,
         description="Needs `models:call`; the API key may come as `x-api-key`, as the Anthropic SDK sends it.",
     ),
@@ -328,12 +327,12 @@ SESSION_CHAT_ERRORS = (*MODEL_ERRORS, 409, 410)
 SESSION_OPERATIONS = [
     Operation(
         "post", f"{S}/sessions/start", "startSession", "Start a session on a vault prompt", SESSIONS,
-        {200: json("AgentSession")}, body="SessionStart", errors=(*BODY_ERRORS, 404, 409, 429),
+        {200: json("AgentSession")}, body="SessionStart", errors=(*BODY_ERRORS, 404, 409),
         example={"prompt_id": "support-bot", "context": {"product": "Bastion"}},
     ),
     Operation(
         "post", f"{S}/sessions/end", "endSession", "End a session", SESSIONS, {200: json("AgentSession")},
-        body="SessionEnd", errors=(*BODY_ERRORS, 404, 410), example={"agent_id": AGENT_ID_EXAMPLE},
+        body="SessionEnd", errors=(*BODY_ERRORS, 404), example={"agent_id": AGENT_ID_EXAMPLE},
     ),
     Operation(
         "get", f"{S}/sessions/active", "listActiveSessions", "The caller's active sessions", SESSIONS,
@@ -351,13 +350,13 @@ SESSION_OPERATIONS = [
     ),
     Operation(
         "post", f"{S}/chat/stream", "sessionChatStream", "Send a message; the reply as server-sent events",
-        SESSIONS, {200: {"text/event-stream": {"type": "string", "description": "`delta` events, then `done`."}}},
+        SESSIONS, {200: {"text/event-stream": ref("SessionStreamEvent")}},
         body="SessionChat", errors=SESSION_CHAT_ERRORS,
         example={"agent_id": AGENT_ID_EXAMPLE, "message": "Hello"},
     ),
     Operation(
         "get", f"{S}/chat/stream", "sessionChatStreamGet", "The same, for EventSource clients (query string)",
-        SESSIONS, {200: {"text/event-stream": {"type": "string", "description": "`delta` events, then `done`."}}},
+        SESSIONS, {200: {"text/event-stream": ref("SessionStreamEvent")}},
         params=(
             query("agent_id", AGENT_ID, required=True),
             query("message", {"type": "string", "minLength": 1, "pattern": r"\S"}, required=True),
