@@ -123,6 +123,7 @@ def run_config(headers: dict[str, str], *, coverage: bool) -> SchemathesisConfig
         {
             "headers": headers,
             "workers": 1,
+            "request-timeout": 60,  # generous: a loaded CI machine is slow, never a failure
             "seed": 20260101,  # the same cases every run: a failure reproduces
             "generation": {"max-examples": MAX_EXAMPLES},
             "phases": {
@@ -132,7 +133,7 @@ def run_config(headers: dict[str, str], *, coverage: bool) -> SchemathesisConfig
                 "fuzzing": {"enabled": True},
                 "stateful": {"enabled": False},
             },
-            # Their coverage cases are two thirds of the run, and tests/gateway/test_fuzz.py already
+            # Their coverage cases would be half of the run, and tests/gateway/test_fuzz.py already
             # throws hundreds of hostile bodies at each; here they get the examples and the fuzzing.
             "operations": [
                 {"include-operation-id": list(COVERED_ELSEWHERE), "phases": {"coverage": {"enabled": False}}}
