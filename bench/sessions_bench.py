@@ -24,8 +24,8 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-from bastion.api.app import create_app
 
+from bastion.api.app import create_app
 from bastion.gateway.service import Gateway
 from bastion.sessions.service import sessions_for
 from bastion.store.db import Database

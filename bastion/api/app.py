@@ -25,6 +25,7 @@ from bastion.api import admin_ledger as admin_ledger_api  # ledger: interactions
 from bastion.api import admin_prompts as admin_prompts_api  # prompt vault admin routes
 from bastion.api import anthropic as anthropic_api
 from bastion.api import openai as openai_api
+from bastion.api import openapi as openapi_api  # GET /openapi.json
 from bastion.api import sessions as sessions_api  # agent sessions: /api/v1/ai/sessions, /api/v1/ai/chat
 from bastion.api import system as system_api
 from bastion.api.errors import error_body, error_headers
@@ -139,7 +140,9 @@ async def _routing_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         raise NotFound(f"No route for {request.method} {request.url.path}.")
     if exc.status_code == 405:
-        error = BastionError(f"Method {request.method} is not allowed here.", status=405, code="method_not_allowed")
+        error = BastionError(
+            f"Method {request.method} is not allowed here.", status=405, code="method_not_allowed", headers=exc.headers
+        )  # with Starlette's Allow header, which RFC 9110 requires on a 405
         error.error_type = "invalid_request_error"
         raise error
     raise BastionError(str(exc.detail), status=exc.status_code)
@@ -174,6 +177,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
             *admin_ledger_api.routes,
             *admin_prompts_api.routes,
             *sessions_api.routes,
+            *openapi_api.routes,
         ],
         exception_handlers={HTTPException: _routing_error},
         lifespan=lifespan,

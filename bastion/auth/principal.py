@@ -29,6 +29,8 @@ class Permission(enum.StrEnum):
     REVIEW = "review:write"
     #: See the tenant, its users and its keys (metadata only: never a key or a secret).
     READ_ACCESS = "access:read"
+    #: Process-wide operational figures: /metrics and the details of /readyz.
+    READ_OPS = "ops:read"
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -44,7 +46,13 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         }
     ),
     Role.VIEWER: frozenset(
-        {Permission.READ_LEDGER, Permission.READ_USAGE, Permission.READ_PROMPTS, Permission.READ_ACCESS}
+        {
+            Permission.READ_LEDGER,
+            Permission.READ_USAGE,
+            Permission.READ_PROMPTS,
+            Permission.READ_ACCESS,
+            Permission.READ_OPS,
+        }
     ),
     Role.SERVICE: frozenset({Permission.CALL_MODELS}),
 }

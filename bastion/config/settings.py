@@ -93,6 +93,16 @@ class ServerSettings(Strict):
     graceful_shutdown_s: float = Field(30.0, ge=0)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Larger bodies get 413.")
     access_log: bool = False
+    # Operational endpoints (docs/AUTH.md, "Operational endpoints"): unset follows auth.enabled, so a
+    # gateway that requires credentials does not show its traffic and deployments to anyone.
+    public_metrics: bool | None = Field(
+        None, description="Serve /metrics without credentials; unset: only while auth is off (else ops:read)."
+    )
+    public_readyz_details: bool | None = Field(
+        None,
+        description="Show /readyz's per-deployment details without credentials; unset: only while auth is off. "
+        "The ready / not-ready status is always public.",
+    )
 
 
 class DatabaseSettings(Strict):

@@ -35,7 +35,8 @@ LONG_TTL_S = 3600
 def cluster_config(fake: FakeUpstream, **extra: Any) -> dict[str, Any]:
     deployment = {"provider": "openai", "model": MODEL, "id": MODEL, "api_base": fake.openai_base, "api_key": "x"}
     return {
-        "server": {"host": "127.0.0.1", "graceful_shutdown_s": 2},
+        # /metrics without credentials: key_lookups reads it, and a credential would be a lookup itself.
+        "server": {"host": "127.0.0.1", "graceful_shutdown_s": 2, "public_metrics": True},
         "models": [{"name": MODEL, "deployments": [deployment]}],
         "local": {"enabled": False, "embeddings_enabled": False},
         # Identity is under test; the other subsystems have suites of their own.
@@ -63,8 +64,9 @@ def chat(http: httpx.Client, url: str, key: str) -> httpx.Response:
 
 def key_lookups(http: httpx.Client, url: str) -> float:
     """How many API keys this process has verified against the database (cache misses)."""
-    text = http.get(f"{url}/metrics").text
-    match = re.search(r'^bastion_auth_cache_misses_total\{method="api_key"\} ([0-9.e+]+)$', text, re.M)
+    response = http.get(f"{url}/metrics")
+    assert response.status_code == 200, response.text  # not a refusal read as "no lookups"
+    match = re.search(r'^bastion_auth_cache_misses_total\{method="api_key"\} ([0-9.e+]+)$', response.text, re.M)
     return float(match.group(1)) if match else 0.0
 
 

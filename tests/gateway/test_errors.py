@@ -78,10 +78,12 @@ def test_wrong_method_is_405_json(http: httpx.Client) -> None:
     response = http.get("/v1/chat/completions")
     assert response.status_code == 405
     assert_openai_error(response.json())
+    assert response.headers["allow"] == "POST"  # RFC 9110: a 405 names the methods that would work
     response = http.get("/v1/messages")
     assert response.status_code == 405
     assert_anthropic_error(response.json())
     assert_stamped(response.headers)
+    assert set(http.request("TRACE", "/v1/models").headers["allow"].split(", ")) == {"GET", "HEAD"}
 
 
 # -- body too large ------------------------------------------------------------------------------------

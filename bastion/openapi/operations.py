@@ -1,0 +1,376 @@
+"""Every public route of the gateway as an OpenAPI operation: path, method, parameters, request
+body, answers and who may call it. Schemas are named by their component (``components.py`` makes
+them from the code's models); ``document.py`` turns this table into the document.
+
+tests/gateway/test_openapi.py fails when a route the app serves is missing here, or the reverse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from bastion.openapi.admin_models import LABEL_SCHEMA
+from bastion.openapi.components import ref
+from bastion.vault.model import PROMPT_ID
+
+Dialect = Literal["openai", "anthropic", "bastion"]
+#: Stand-ins in examples for a chat and an embedding model the serving gateway has.
+CHAT_MODEL = "<chat-model>"
+EMBEDDING_MODEL = "<embedding-model>"
+#: Who may call: any credential ("key"; the route checks the role), anyone ("public"), or the
+#: operational endpoints, whose exposure is a setting (docs/AUTH.md).
+Access = Literal["key", "public", "metrics", "readyz"]
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    where: Literal["path", "query"]
+    schema: dict[str, Any]
+    description: str = ""
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    tag: str
+    #: status -> media type -> schema
+    success: dict[int, dict[str, dict[str, Any]]]
+    body: str | None = None
+    params: tuple[Param, ...] = ()
+    #: Error statuses besides those every operation of its access kind can answer.
+    errors: tuple[int, ...] = ()
+    dialect: Dialect = "bastion"
+    access: Access = "key"
+    description: str = ""
+    #: A request body that works (``CHAT_MODEL`` / ``EMBEDDING_MODEL`` become models this gateway serves).
+    example: dict[str, Any] | None = None
+
+
+def json(name: str) -> dict[str, dict[str, Any]]:
+    return {"application/json": ref(name)}
+
+
+def json_or_stream(name: str, event: str) -> dict[str, dict[str, Any]]:
+    """A JSON answer, or with ``"stream": true`` server-sent events (``event`` describes one)."""
+    return {"application/json": ref(name), "text/event-stream": ref(event)}
+
+
+# -- parameters ------------------------------------------------------------------------------------
+
+
+def path(name: str, schema: dict[str, Any] | None = None, description: str = "") -> Param:
+    return Param(name, "path", schema or {"type": "string", "minLength": 1}, description, required=True)
+
+
+def query(name: str, schema: dict[str, Any], description: str = "", required: bool = False) -> Param:
+    return Param(name, "query", schema, description, required)
+
+
+def page_params(max_limit: int, default: int) -> tuple[Param, ...]:
+    return (
+        query("limit", {"type": "integer", "minimum": 1, "maximum": max_limit}, f"Page size (default {default})."),
+        query("cursor", {"type": "string"}, "The `next_cursor` of the previous page."),
+    )
+
+
+ADMIN_PAGE = page_params(500, 100)
+PROMPT_ID_PARAM = path("prompt_id", {"type": "string", "pattern": PROMPT_ID.pattern})
+AGENT_ID = {"type": "string", "format": "uuid"}
+HELLO = [{"role": "user", "content": "Say hello."}]
+CHAT_EXAMPLE = {"model": CHAT_MODEL, "messages": HELLO, "max_tokens": 16}
+EMBEDDING_EXAMPLE = {"model": EMBEDDING_MODEL, "input": "hello"}
+PROMPT_EXAMPLE = {
+    "system_prompt": "You are a support agent. Answer briefly.",
+    "user_template": "I use {{ product }}.",
+    "model": CHAT_MODEL,
+    "params": {"temperature": 0.2},
+}
+AGENT_ID_EXAMPLE = "3f1c9a0e-5b7d-4c2a-9e8f-0a1b2c3d4e5f"
+
+#: What a call through the gateway pipeline can answer besides success: bad input, credentials,
+#: role, budget, unknown model, body size, an upstream's refusal (relayed), limits, upstream failures.
+MODEL_ERRORS = (400, 402, 404, 413, 422, 429, 502, 503, 504)
+BODY_ERRORS = (400, 413)
+A = "/api/v1/admin"
+P = "/api/v1/admin/ai/prompts"
+S = "/api/v1/ai"
+
+IDENTITY, LEDGER, PROMPTS, SESSIONS = "Admin: identity", "Admin: ledger", "Admin: prompts", "Agent sessions"
+
+OPENAI_OPERATIONS = [
+    Operation(
+        "post", "/v1/chat/completions", "createChatCompletion", "Chat completion (OpenAI)", "OpenAI",
+        {200: json_or_stream("ChatCompletion", "OpenAIStreamEvent")}, body="OpenAIChatCompletionRequest",
+        errors=MODEL_ERRORS, dialect="openai", example=CHAT_EXAMPLE,
+        description="Needs `models:call`. The `bastion` field names a vault prompt and its variables.",
+    ),
+    Operation(
+        "post", "/chat/completions", "createChatCompletionUnversioned", "Chat completion (OpenAI, no /v1)", "OpenAI",
+        {200: json_or_stream("ChatCompletion", "OpenAIStreamEvent")}, body="OpenAIChatCompletionRequest",
+        errors=MODEL_ERRORS, dialect="openai", example=CHAT_EXAMPLE,
+        description="The same as `POST /v1/chat/completions`.",
+    ),
+    Operation(
+        "post", "/v1/embeddings", "createEmbedding", "Embeddings (OpenAI)", "OpenAI",
+        {200: json("EmbeddingList")}, body="OpenAIEmbeddingRequest", errors=MODEL_ERRORS, dialect="openai",
+        example=EMBEDDING_EXAMPLE,
+    ),
+    Operation(
+        "post", "/embeddings", "createEmbeddingUnversioned", "Embeddings (OpenAI, no /v1)", "OpenAI",
+        {200: json("EmbeddingList")}, body="OpenAIEmbeddingRequest", errors=MODEL_ERRORS, dialect="openai",
+        example=EMBEDDING_EXAMPLE,
+    ),
+    Operation(
+        "get", "/v1/models", "listModels", "The model aliases this gateway serves", "OpenAI",
+        {200: json("ModelList")}, dialect="openai",
+    ),
+    Operation(
+        "get", "/v1/models/{model}", "retrieveModel", "One model alias", "OpenAI", {200: json("Model")},
+        params=(path("model", description="A model alias; may contain `/` (`local/smollm2`)."),),
+        errors=(404,), dialect="openai",
+    ),
+]  # fmt: skip
+
+ANTHROPIC_OPERATIONS = [
+    Operation(
+        "post", "/v1/messages", "createMessage", "Messages (Anthropic)", "Anthropic",
+        {200: json_or_stream("AnthropicMessageResponse", "AnthropicStreamEvent")},
+        body="AnthropicMessagesRequest", errors=MODEL_ERRORS, dialect="anthropic", example=CHAT_EXAMPLE,
+        description="Needs `models:call`; the API key may come as `x-api-key`, as the Anthropic SDK sends it.",
+    ),
+]  # fmt: skip
+
+SYSTEM_OPERATIONS = [
+    Operation(
+        "get", "/healthz", "health", "Liveness", "System", {200: json("Health")}, access="public",
+    ),
+    Operation(
+        "get", "/readyz", "readiness", "Readiness", "System", {200: json("Readiness"), 503: json("Readiness")},
+        access="readyz",
+        description="200 when every model has a deployment that can take a call, else 503. The details "
+        "(`unavailable_models`, `deployments`) need `ops:read` unless `server.public_readyz_details`.",
+    ),
+    Operation(
+        "get", "/metrics", "metrics", "Prometheus metrics", "System",
+        {200: {"text/plain": {"type": "string", "description": "Prometheus text exposition format."}}},
+        access="metrics", description="Needs `ops:read` unless `server.public_metrics`.",
+    ),
+    Operation(
+        "get", "/openapi.json", "openapi", "This document", "System",
+        {200: {"application/json": {"type": "object"}}}, access="public",
+    ),
+]  # fmt: skip
+
+IDENTITY_OPERATIONS = [
+    Operation("get", f"{A}/me", "getMe", "The caller's principal and permissions", IDENTITY,
+              {200: json("PrincipalView")}),
+    Operation("get", f"{A}/tenant", "getOwnTenant", "The caller's tenant", IDENTITY, {200: json("TenantView")}),
+    Operation(
+        "patch", f"{A}/tenant", "updateOwnTenant", "Change the caller's tenant's settings", IDENTITY,
+        {200: json("TenantView")}, body="TenantUpdate", errors=(*BODY_ERRORS, 409), example={"settings": {"rpm": 600}},
+    ),
+    Operation(
+        "get", f"{A}/tenants", "listTenants", "Every tenant (platform admin)", IDENTITY, {200: json("TenantList")},
+        params=ADMIN_PAGE, errors=(400,),
+    ),
+    Operation(
+        "post", f"{A}/tenants", "createTenant", "Create a tenant (platform admin)", IDENTITY, {201: json("TenantView")},
+        body="TenantCreate", errors=(*BODY_ERRORS, 409), example={"name": "acme"},
+    ),
+    Operation(
+        "get", f"{A}/tenants/{{tenant_id}}", "getTenant", "One tenant", IDENTITY, {200: json("TenantView")},
+        params=(path("tenant_id"),), errors=(404,),
+    ),
+    Operation(
+        "patch", f"{A}/tenants/{{tenant_id}}", "updateTenant", "Change a tenant", IDENTITY, {200: json("TenantView")},
+        params=(path("tenant_id"),), body="TenantUpdate", errors=(*BODY_ERRORS, 404, 409),
+    ),
+    Operation(
+        "post", f"{A}/tenants/{{tenant_id}}/keys", "createTenantKey", "Create a key in a tenant (platform admin)",
+        IDENTITY, {201: json("KeyCreated")}, params=(path("tenant_id"),), body="KeyCreate",
+        errors=(*BODY_ERRORS, 404, 409),
+    ),
+    Operation(
+        "get", f"{A}/users", "listUsers", "The tenant's users", IDENTITY, {200: json("UserList")},
+        params=ADMIN_PAGE, errors=(400,),
+    ),
+    Operation(
+        "post", f"{A}/users", "createUser", "Create a user", IDENTITY, {201: json("UserView")}, body="UserCreate",
+        errors=(*BODY_ERRORS, 409), example={"email": "dev@example.com", "role": "developer"},
+    ),
+    Operation(
+        "get", f"{A}/users/{{user_id}}", "getUser", "One user", IDENTITY, {200: json("UserView")},
+        params=(path("user_id"),), errors=(404,),
+    ),
+    Operation(
+        "patch", f"{A}/users/{{user_id}}", "updateUser", "Change a user", IDENTITY, {200: json("UserView")},
+        params=(path("user_id"),), body="UserUpdate", errors=(*BODY_ERRORS, 404, 409),
+    ),
+    Operation(
+        "delete", f"{A}/users/{{user_id}}", "deleteUser", "Delete a user and the user's keys", IDENTITY,
+        {200: json("UserDeleted")}, params=(path("user_id"),), errors=(404, 409),
+    ),
+    Operation(
+        "get", f"{A}/keys", "listKeys", "The tenant's API keys", IDENTITY, {200: json("KeyList")},
+        params=(
+            *ADMIN_PAGE,
+            query("prefix", {"type": "string"}, "Only keys whose listed prefix starts so."),
+            query("user_id", {"type": "string"}, "Only the keys of this user."),
+            query("include_revoked", {"type": "boolean", "default": True}),
+        ),
+        errors=(400,),
+    ),
+    Operation(
+        "post", f"{A}/keys", "createKey", "Create an API key", IDENTITY, {201: json("KeyCreated")}, body="KeyCreate",
+        errors=(*BODY_ERRORS, 404, 409), example={"name": "ci", "role": "service"},
+    ),
+    Operation(
+        "get", f"{A}/keys/{{key_id}}", "getKey", "One API key (never the key itself)", IDENTITY,
+        {200: json("KeyView")}, params=(path("key_id"),), errors=(404,),
+    ),
+    Operation(
+        "patch", f"{A}/keys/{{key_id}}", "updateKey", "Change an API key's name or settings", IDENTITY,
+        {200: json("KeyView")}, params=(path("key_id"),), body="KeyUpdate", errors=(*BODY_ERRORS, 404, 409),
+    ),
+    Operation(
+        "post", f"{A}/keys/{{key_id}}/revoke", "revokeKey", "Revoke an API key (idempotent)", IDENTITY,
+        {200: json("KeyView")}, params=(path("key_id"),), errors=(404, 409),
+    ),
+    Operation(
+        "get", f"{A}/audit", "listAuditEvents", "The tenant's audit events", IDENTITY, {200: json("AuditEventList")},
+        params=ADMIN_PAGE, errors=(400,),
+    ),
+]  # fmt: skip
+
+LEDGER_OPERATIONS = [
+    Operation(
+        "get", f"{A}/interactions", "listInteractions", "Interactions, newest first (no content)", LEDGER,
+        {200: json("InteractionList")},
+        params=(
+            query("from", {"type": "string", "format": "date-time"}, "Inclusive; a time without a zone is UTC."),
+            query("to", {"type": "string", "format": "date-time"}, "Exclusive."),
+            query("key_id", {"type": "string", "maxLength": 64}),
+            query("user_id", {"type": "string", "maxLength": 64}),
+            query("model", {"type": "string", "maxLength": 256}),
+            query("status", {"type": "integer", "minimum": 100, "maximum": 599}, "HTTP status."),
+            query("flagged", {"type": "boolean"}, "Flagged by the guard."),
+            query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "Page size (default 50)."),
+            query("cursor", {"type": "string", "maxLength": 512}, "The `next_cursor` of the previous page."),
+        ),
+        errors=(400,),
+    ),
+    Operation(
+        "get", f"{A}/interactions/{{interaction_id}}", "getInteraction", "One interaction, with its content",
+        LEDGER, {200: json("Interaction")}, params=(path("interaction_id"),), errors=(404,),
+    ),
+]  # fmt: skip
+
+PROMPT_OPERATIONS = [
+    Operation(
+        "get", P, "listPrompts", "The tenant's prompts (metadata)", PROMPTS, {200: json("PromptList")},
+        params=(query("include_archived", {"type": "boolean", "default": False}),),
+    ),
+    Operation(
+        "post", P, "createPrompt", "Create a prompt; version 1 is labelled production", PROMPTS,
+        {201: json("PromptView")}, body="PromptCreate", errors=(*BODY_ERRORS, 409, 503),
+        example={"prompt_id": "support-bot", **PROMPT_EXAMPLE},
+    ),
+    Operation(
+        "get", f"{P}/{{prompt_id}}", "getPrompt", "One prompt (metadata)", PROMPTS, {200: json("PromptView")},
+        params=(PROMPT_ID_PARAM,), errors=(400, 404),
+    ),
+    Operation(
+        "put", f"{P}/{{prompt_id}}", "updatePrompt", "A new version of a prompt", PROMPTS,
+        {201: json("PromptVersionView")}, params=(PROMPT_ID_PARAM,), body="PromptVersionCreate",
+        errors=(*BODY_ERRORS, 404, 409), example={**PROMPT_EXAMPLE, "labels": ["staging"]},
+    ),
+    Operation(
+        "get", f"{P}/{{prompt_id}}/versions", "listPromptVersions", "A prompt's versions (metadata)", PROMPTS,
+        {200: json("PromptVersionList")}, params=(PROMPT_ID_PARAM,), errors=(400, 404),
+    ),
+    Operation(
+        "post", f"{P}/{{prompt_id}}/versions", "createPromptVersion", "A new version of a prompt", PROMPTS,
+        {201: json("PromptVersionView")}, params=(PROMPT_ID_PARAM,), body="PromptVersionCreate",
+        errors=(*BODY_ERRORS, 404, 409), example={**PROMPT_EXAMPLE, "labels": ["staging"]},
+    ),
+    Operation(
+        "get", f"{P}/{{prompt_id}}/versions/{{version}}/plaintext", "getPromptPlaintext",
+        "A version's text (admins; audited)", PROMPTS, {200: json("PromptPlaintext")},
+        params=(PROMPT_ID_PARAM, path("version", {"type": "integer", "minimum": 1, "maximum": 999_999_999})),
+        errors=(400, 404),
+    ),
+    Operation(
+        "put", f"{P}/{{prompt_id}}/labels/{{label}}", "movePromptLabel", "Point a label at a version", PROMPTS,
+        {200: json("LabelMoved")}, params=(PROMPT_ID_PARAM, path("label", LABEL_SCHEMA)), body="LabelMove",
+        errors=(*BODY_ERRORS, 404, 409), example={"version": 1},
+    ),
+    Operation(
+        "post", f"{P}/{{prompt_id}}/clone", "clonePrompt", "Copy a prompt's versions and labels to a new id",
+        PROMPTS, {201: json("PromptView")}, params=(PROMPT_ID_PARAM,), body="PromptClone",
+        errors=(*BODY_ERRORS, 404, 409), example={"new_prompt_id": "support-bot-copy"},
+    ),
+    Operation(
+        "post", f"{P}/{{prompt_id}}/archive", "archivePrompt", "Retire a prompt (its versions stay)", PROMPTS,
+        {200: json("PromptView")}, params=(PROMPT_ID_PARAM,), errors=(400, 404, 409),
+    ),
+]  # fmt: skip
+
+#: A chat through a session runs the gateway pipeline: limits, budgets and upstreams apply.
+SESSION_CHAT_ERRORS = (*MODEL_ERRORS, 409, 410)
+
+SESSION_OPERATIONS = [
+    Operation(
+        "post", f"{S}/sessions/start", "startSession", "Start a session on a vault prompt", SESSIONS,
+        {200: json("AgentSession")}, body="SessionStart", errors=(*BODY_ERRORS, 404, 409),
+        example={"prompt_id": "support-bot", "context": {"product": "Bastion"}},
+    ),
+    Operation(
+        "post", f"{S}/sessions/end", "endSession", "End a session", SESSIONS, {200: json("AgentSession")},
+        body="SessionEnd", errors=(*BODY_ERRORS, 404), example={"agent_id": AGENT_ID_EXAMPLE},
+    ),
+    Operation(
+        "get", f"{S}/sessions/active", "listActiveSessions", "The caller's active sessions", SESSIONS,
+        {200: json("AgentSessionList")},
+    ),
+    Operation(
+        "get", f"{S}/sessions/{{agent_id}}/history", "getSessionHistory", "A session's messages, oldest first",
+        SESSIONS, {200: json("SessionHistory")},
+        params=(path("agent_id", AGENT_ID), *page_params(200, 50)), errors=(400, 404),
+    ),
+    Operation(
+        "post", f"{S}/chat", "sessionChat", "Send a message in a session; the reply", SESSIONS,
+        {200: json("ChatReply")}, body="SessionChat", errors=SESSION_CHAT_ERRORS,
+        example={"agent_id": AGENT_ID_EXAMPLE, "message": "Hello"},
+    ),
+    Operation(
+        "post", f"{S}/chat/stream", "sessionChatStream", "Send a message; the reply as server-sent events",
+        SESSIONS, {200: {"text/event-stream": ref("SessionStreamEvent")}},
+        body="SessionChat", errors=SESSION_CHAT_ERRORS,
+        example={"agent_id": AGENT_ID_EXAMPLE, "message": "Hello"},
+    ),
+    Operation(
+        "get", f"{S}/chat/stream", "sessionChatStreamGet", "The same, for EventSource clients (query string)",
+        SESSIONS, {200: {"text/event-stream": ref("SessionStreamEvent")}},
+        params=(
+            query("agent_id", AGENT_ID, required=True),
+            query("message", {"type": "string", "minLength": 1, "pattern": r"\S"}, required=True),
+        ),
+        errors=SESSION_CHAT_ERRORS,
+    ),
+]  # fmt: skip
+
+OPERATIONS: list[Operation] = [
+    *OPENAI_OPERATIONS,
+    *ANTHROPIC_OPERATIONS,
+    *SYSTEM_OPERATIONS,
+    *IDENTITY_OPERATIONS,
+    *LEDGER_OPERATIONS,
+    *PROMPT_OPERATIONS,
+    *SESSION_OPERATIONS,
+]

@@ -1,0 +1,235 @@
+"""``GET /openapi.json``: a valid OpenAPI 3.1 document with every route the app serves and no other,
+security that follows the settings, and answers that match it: a walk through the whole API as a
+client uses it (model calls, streams, the admin, ledger and prompt APIs, agent sessions) holds
+every answer against the served document, so response models cannot drift from the handlers.
+Random inputs against the document are tests/gateway/test_schemathesis.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from bastion.api.app import create_app
+from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
+from starlette.routing import Route
+
+from bastion.config.settings import Settings
+from bastion.openapi.document import CREDENTIALS, DocumentOptions, build_document
+from bastion.openapi.operations import OPERATIONS
+from tests.gateway.openapi_support import (
+    CHAT,
+    CLAUDE,
+    EMBED,
+    DocumentChecker,
+    Walk,
+    openapi_settings,
+    route_template,
+    running,
+)
+from tests.sessions.support import eventually
+from tests.support.fake_upstream import FakeUpstream
+
+
+async def _document(tmp_path: Path, fake: FakeUpstream, **overrides: Any) -> dict[str, Any]:
+    async with running(openapi_settings(tmp_path, fake, **overrides)) as gw:
+        response = await gw.client.get("/openapi.json")
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    return response.json()  # type: ignore[no-any-return]
+
+
+def _refs(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["$ref"]} if isinstance(node.get("$ref"), str) else set()
+        return found.union(*(_refs(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_refs(item) for item in node))
+    return set()
+
+
+async def test_the_document_is_valid_openapi_3_1(tmp_path: Path, fake_upstream: FakeUpstream) -> None:
+    document = await _document(tmp_path, fake_upstream)
+    assert document["openapi"] == "3.1.0"
+    assert list(OPENAPI_31_VALIDATOR.iter_errors(document)) == []
+    for target in _refs(document):  # every reference resolves
+        assert target.startswith("#/components/"), target
+        node: Any = document
+        for part in target[2:].split("/"):
+            assert part in node, f"unresolved {target}"
+            node = node[part]
+    # The request schemas are the validators' own (not a copy): a field added there shows up here.
+    chat = document["components"]["schemas"]["OpenAIChatCompletionRequest"]
+    assert {"model", "messages", "stream", "bastion", "max_completion_tokens"} <= set(chat["properties"])
+    # The examples name models this gateway serves, so they work as they are.
+    chat_op = document["paths"]["/v1/chat/completions"]["post"]
+    assert chat_op["requestBody"]["content"]["application/json"]["example"]["model"] == CHAT
+    embeddings = document["paths"]["/v1/embeddings"]["post"]["requestBody"]["content"]["application/json"]
+    assert embeddings["example"]["model"] == EMBED
+
+
+def test_every_route_the_app_serves_is_documented_and_nothing_else(tmp_path: Path) -> None:
+    settings = Settings.model_validate({"data_dir": str(tmp_path), "local": {"enabled": False}})
+    app = create_app(settings)
+    served = {
+        f"{method} {route_template(route.path)}"
+        for route in app.routes
+        if isinstance(route, Route)
+        for method in route.methods or ()
+        if method != "HEAD"  # Starlette answers HEAD wherever GET is served
+    }
+    assert all(isinstance(route, Route) for route in app.routes)  # no mounts hiding routes
+    documented = {
+        f"{method.upper()} {path}"
+        for path, item in build_document(DocumentOptions())["paths"].items()
+        for method in item
+    }
+    assert served - documented == set(), "served but not in the document"
+    assert documented - served == set(), "documented but not served"
+    assert len({op.operation_id for op in OPERATIONS}) == len(OPERATIONS)  # operationIds are unique
+
+
+def _security(document: dict[str, Any], method: str, path: str) -> list[Any]:
+    return document["paths"][path][method]["security"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("auth", "server", "expected"),
+    [
+        # auth on, defaults: credentials everywhere; /metrics needs them; /readyz takes them for details
+        (True, {}, {"models": CREDENTIALS, "metrics": CREDENTIALS, "readyz": [{}, *CREDENTIALS]}),
+        # auth off: credentials optional; the operational endpoints are as open as the rest
+        (False, {}, {"models": [{}, *CREDENTIALS], "metrics": [], "readyz": []}),
+        # auth on, the operator opened the operational endpoints
+        (
+            True,
+            {"public_metrics": True, "public_readyz_details": True},
+            {"models": CREDENTIALS, "metrics": [], "readyz": []},
+        ),
+        # auth off, the operator closed them
+        (
+            False,
+            {"public_metrics": False, "public_readyz_details": False},
+            {"models": [{}, *CREDENTIALS], "metrics": CREDENTIALS, "readyz": [{}, *CREDENTIALS]},
+        ),
+    ],
+    ids=["auth-on", "auth-off", "auth-on-public-ops", "auth-off-closed-ops"],
+)
+def test_security_follows_the_settings(auth: bool, server: dict[str, Any], expected: dict[str, Any]) -> None:
+    settings = Settings.model_validate({"auth": {"enabled": auth}, "server": server})
+    document = build_document(DocumentOptions.of(settings))
+    assert _security(document, "get", "/v1/models") == expected["models"]
+    assert _security(document, "post", "/api/v1/admin/keys") == expected["models"]
+    assert _security(document, "get", "/metrics") == expected["metrics"]
+    assert _security(document, "get", "/readyz") == expected["readyz"]
+    assert _security(document, "get", "/healthz") == []
+    assert _security(document, "get", "/openapi.json") == []
+    metrics_answers = document["paths"]["/metrics"]["get"]["responses"]
+    assert ("401" in metrics_answers) == (expected["metrics"] == CREDENTIALS)
+
+
+def _sse_data(response: httpx.Response) -> list[Any]:
+    lines = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+    return [line if line == "[DONE]" else json.loads(line) for line in lines]
+
+
+async def test_every_operation_answers_as_documented(tmp_path: Path, fake: FakeUpstream) -> None:
+    async with running(openapi_settings(tmp_path, fake)) as gw:
+        document = (await gw.client.get("/openapi.json")).json()
+        checker = DocumentChecker(document)
+        call = Walk(gw.client, checker, gw.admin)
+        example = {
+            op["operationId"]: op["requestBody"]["content"]["application/json"].get("example")
+            for item in document["paths"].values()
+            for op in item.values()
+            if "requestBody" in op
+        }
+
+        # -- system
+        await call("GET", "/healthz", anonymous=True)
+        await call("GET", "/openapi.json", anonymous=True)
+        assert (await call("GET", "/readyz", anonymous=True)).json() == {"status": "ready"}
+        assert "deployments" in (await call("GET", "/readyz")).json()
+        await call("GET", "/metrics")
+        assert (await call("GET", "/metrics", anonymous=True)).status_code == 401
+
+        # -- model endpoints, with the document's own examples
+        await call("GET", "/v1/models")
+        await call("GET", "/v1/models/{model}", model=CHAT)
+        assert (await call("GET", "/v1/models/{model}", model="no-such-model")).status_code == 404
+        chat = await call("POST", "/v1/chat/completions", json=example["createChatCompletion"])
+        streamed = {**example["createChatCompletion"], "stream": True, "stream_options": {"include_usage": True}}
+        assert _sse_data(await call("POST", "/v1/chat/completions", json=streamed))[-1] == "[DONE]"
+        await call("POST", "/chat/completions", json=example["createChatCompletionUnversioned"])
+        await call("POST", "/v1/embeddings", json=example["createEmbedding"])
+        await call("POST", "/embeddings", json={**example["createEmbedding"], "encoding_format": "base64"})
+        for model in (CHAT, CLAUDE):
+            body = {**example["createMessage"], "model": model}
+            await call("POST", "/v1/messages", json=body)
+            events = _sse_data(await call("POST", "/v1/messages", json={**body, "stream": True}))
+            assert events[-1]["type"] == "message_stop"
+        assert (await call("POST", "/v1/messages", json={"model": CHAT})).status_code == 400
+
+        # -- identity
+        admin = "/api/v1/admin"
+        await call("GET", f"{admin}/me")
+        await call("GET", f"{admin}/tenant")
+        await call("PATCH", f"{admin}/tenant", json=example["updateOwnTenant"])
+        await call("GET", f"{admin}/tenants", query="?limit=1")
+        tenant = (await call("POST", f"{admin}/tenants", json=example["createTenant"])).json()
+        await call("GET", f"{admin}/tenants/{{tenant_id}}", tenant_id=tenant["id"])
+        await call("PATCH", f"{admin}/tenants/{{tenant_id}}", tenant_id=tenant["id"], json={"disabled": False})
+        await call("POST", f"{admin}/tenants/{{tenant_id}}/keys", tenant_id=tenant["id"], json={"role": "admin"})
+        await call("GET", f"{admin}/users")
+        user = (await call("POST", f"{admin}/users", json=example["createUser"])).json()
+        assert (await call("POST", f"{admin}/users", json=example["createUser"])).status_code == 409
+        await call("GET", f"{admin}/users/{{user_id}}", user_id=user["id"])
+        await call("PATCH", f"{admin}/users/{{user_id}}", user_id=user["id"], json={"name": "Dev"})
+        key = (await call("POST", f"{admin}/keys", json={**example["createKey"], "user_id": user["id"]})).json()
+        await call("GET", f"{admin}/keys", query="?include_revoked=false")
+        await call("GET", f"{admin}/keys/{{key_id}}", key_id=key["id"])
+        await call("PATCH", f"{admin}/keys/{{key_id}}", key_id=key["id"], json={"name": "ci-2"})
+        await call("POST", f"{admin}/keys/{{key_id}}/revoke", key_id=key["id"])
+        await call("DELETE", f"{admin}/users/{{user_id}}", user_id=user["id"])
+        await call("GET", f"{admin}/audit")
+
+        # -- ledger: the model calls above, once the writer has stored them
+        async def recorded() -> Any:
+            listing = (await gw.client.get(f"{admin}/interactions", headers=gw.admin)).json()
+            return len(listing["data"]) >= 8
+
+        await eventually(recorded, what="the model calls in the ledger")
+        assert (await call("GET", f"{admin}/interactions", query="?flagged=false")).json()["data"]
+        interaction_id = chat.headers["x-request-id"]
+        await call("GET", f"{admin}/interactions/{{interaction_id}}", interaction_id=interaction_id)
+
+        # -- prompts
+        prompts, prompt = f"{admin}/ai/prompts", f"{admin}/ai/prompts/{{prompt_id}}"
+        await call("POST", prompts, json=example["createPrompt"])
+        await call("GET", prompts)
+        await call("GET", prompt, prompt_id="support-bot")
+        await call("PUT", prompt, prompt_id="support-bot", json=example["updatePrompt"])
+        await call("GET", f"{prompt}/versions", prompt_id="support-bot")
+        await call("POST", f"{prompt}/versions", prompt_id="support-bot", json=example["createPromptVersion"])
+        await call("GET", f"{prompt}/versions/{{version}}/plaintext", prompt_id="support-bot", version=1)
+        label = f"{prompt}/labels/{{label}}"
+        await call("PUT", label, prompt_id="support-bot", label="production", json=example["movePromptLabel"])
+        await call("POST", f"{prompt}/clone", prompt_id="support-bot", json=example["clonePrompt"])
+        await call("POST", f"{prompt}/archive", prompt_id=example["clonePrompt"]["new_prompt_id"])
+
+        # -- agent sessions, on the prompt made above
+        sessions = "/api/v1/ai/sessions"
+        started = (await call("POST", f"{sessions}/start", json=example["startSession"])).json()
+        said = {"agent_id": started["agent_id"], "message": "Hello"}
+        await call("POST", "/api/v1/ai/chat", json=said)
+        assert _sse_data(await call("POST", "/api/v1/ai/chat/stream", json=said))[-1]["type"] == "done"
+        await call("GET", "/api/v1/ai/chat/stream", params=said)
+        await call("GET", f"{sessions}/active")
+        await call("GET", f"{sessions}/{{agent_id}}/history", agent_id=started["agent_id"], query="?limit=1")
+        await call("POST", f"{sessions}/end", json={"agent_id": started["agent_id"]})
+        assert (await call("POST", "/api/v1/ai/chat", json=said)).status_code == 410  # ended
+
+    missing = checker.operations() - checker.succeeded
+    assert missing == set(), f"no successful answer checked: {sorted(missing)}"
