@@ -13,11 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
-from bastion.gateway.app import create_app
 
 from bastion.auth.principal import Role
-from bastion.gateway.service import Gateway
 from tests.auth.support import bearer, seed_key, settings_for
+from tests.support.harness import running_gateway
 
 ROLES = (Role.ADMIN, Role.VIEWER, Role.DEVELOPER, Role.SERVICE)
 
@@ -39,13 +38,9 @@ async def ops(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[O
     auth, server = request.param
     settings = settings_for(f"sqlite:///{tmp_path / 'bastion.db'}", tmp_path / "data", auth=auth, server=server)
     settings = settings.model_copy(update={"auto_migrate": True})
-    gateway = Gateway.build(settings, stages=[])
-    app = create_app(settings, gateway)
-    async with app.router.lifespan_context(app):
-        keys = {role: (await seed_key(gateway.db, "acme", role))[0] for role in ROLES}
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bastion.test") as client:
-            yield Ops(client, keys)
+    async with running_gateway(settings, stages=[]) as running:
+        keys = {role: (await seed_key(running.gateway.db, "acme", role))[0] for role in ROLES}
+        yield Ops(running.client, keys)
 
 
 def settings(auth: bool, **server: Any) -> tuple[dict[str, Any], dict[str, Any]]:

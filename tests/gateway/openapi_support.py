@@ -11,13 +11,13 @@ from typing import Any
 
 import httpx
 import schemathesis
-from bastion.gateway.app import create_app
 
 from bastion.auth.principal import Role
 from bastion.config.settings import Settings
 from bastion.gateway.service import Gateway
 from tests.auth.support import seed_key
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.harness import running_gateway
 
 CHAT, CLAUDE, EMBED = "oa-chat", "oa-claude", "oa-embed"
 
@@ -57,13 +57,9 @@ class Running:
 @contextlib.asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Running]:
     """The app with its lifespan (start-up and shut-down) and a client on it."""
-    gateway = Gateway.build(settings)
-    app = create_app(settings, gateway)
-    async with app.router.lifespan_context(app):
-        secret, _ = await seed_key(gateway.db, "ops", Role.ADMIN, platform=True)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bastion.test", timeout=30) as client:
-            yield Running(gateway, client, {"authorization": f"Bearer {secret}"})
+    async with running_gateway(settings, timeout_s=30) as env:
+        secret, _ = await seed_key(env.gateway.db, "ops", Role.ADMIN, platform=True)
+        yield Running(env.gateway, env.client, {"authorization": f"Bearer {secret}"})
 
 
 def route_template(path: str) -> str:

@@ -13,10 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
-from bastion.api.app import create_app
 from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 from starlette.routing import Route
 
+from bastion.api.app import create_app
 from bastion.config.settings import Settings
 from bastion.openapi.document import CREDENTIALS, DocumentOptions, build_document
 from bastion.openapi.operations import OPERATIONS
