@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bastion.api.common import gateway, new_context
-from bastion.api.http import CancelOnDisconnect, ClientDisconnected, SSEResponse, json_response, read_json
+from bastion.api.http import Answer, CancelOnDisconnect, ClientDisconnected, SSEResponse, json_response, read_json
 from bastion.dialects.anthropic import (
     AnthropicStreamEncoder,
     error_event,
@@ -39,7 +39,7 @@ async def _encode_stream(chunks: ChunkStream, model: str, message_id: str) -> As
     yield encoder.finish(usage)
 
 
-async def messages(request: Request) -> Response:
+async def messages(request: Request) -> Answer:
     gw = gateway(request)
     raw = await read_json(request, gw.settings.server.max_body_bytes)
     body, info = parse_anthropic_request(raw)

@@ -29,7 +29,7 @@ from bastion.api import openapi as openapi_api  # GET /openapi.json
 from bastion.api import sessions as sessions_api  # agent sessions: /api/v1/ai/sessions, /api/v1/ai/chat
 from bastion.api import system as system_api
 from bastion.api.errors import error_body, error_headers
-from bastion.api.http import ClientDisconnected
+from bastion.api.http import Answer, ClientDisconnected
 from bastion.config.settings import Settings
 from bastion.dialects.errors import dialect_for_path
 from bastion.errors import BastionError, NotFound
@@ -102,7 +102,7 @@ class BoundaryMiddleware:
         await self.boundary(self.app, scope, receive, send)
 
 
-def _endpoint_app(handler: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
+def _endpoint_app(handler: Callable[[Request], Awaitable[Answer]]) -> ASGIApp:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         response = await handler(Request(scope, receive))
         await response(scope, receive, send)
@@ -119,7 +119,7 @@ class BastionApp(Starlette):
     else, and these paths with any other method, takes the ordinary Starlette route.
     """
 
-    def __init__(self, *args: Any, fast_lane: dict[str, Callable[[Request], Awaitable[Response]]], **kwargs: Any):
+    def __init__(self, *args: Any, fast_lane: dict[str, Callable[[Request], Awaitable[Answer]]], **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._fast_lane = {path: _endpoint_app(handler) for path, handler in fast_lane.items()}
         self._boundary = Boundary()
@@ -141,7 +141,10 @@ async def _routing_error(request: Request, exc: Exception) -> Response:
         raise NotFound(f"No route for {request.method} {request.url.path}.")
     if exc.status_code == 405:
         error = BastionError(
-            f"Method {request.method} is not allowed here.", status=405, code="method_not_allowed", headers=exc.headers
+            f"Method {request.method} is not allowed here.",
+            status=405,
+            code="method_not_allowed",
+            headers=dict(exc.headers or {}),
         )  # with Starlette's Allow header, which RFC 9110 requires on a 405
         error.error_type = "invalid_request_error"
         raise error

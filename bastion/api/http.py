@@ -189,3 +189,7 @@ class SSEResponse:
                 producer.cancel()
                 await asyncio.gather(producer, return_exceptions=True)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+#: What an endpoint answers with: a Starlette response, or a stream of server-sent events.
+Answer = Response | SSEResponse

@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bastion.api.common import authenticate_request, gateway, new_context
-from bastion.api.http import CancelOnDisconnect, ClientDisconnected, SSEResponse, json_response, read_json
+from bastion.api.http import Answer, CancelOnDisconnect, ClientDisconnected, SSEResponse, json_response, read_json
 from bastion.dialects.extension import FIELD, parse_extension
 from bastion.dialects.openai import base64_floats, encode_stream
 from bastion.dialects.openai_schema import validate_chat_request, validate_embedding_request
@@ -17,7 +17,7 @@ from bastion.errors import InvalidRequest, ModelNotFound
 from bastion.providers.base import ChatResponse
 
 
-async def chat_completions(request: Request) -> Response:
+async def chat_completions(request: Request) -> Answer:
     gw = gateway(request)
     body = await read_json(request, gw.settings.server.max_body_bytes)
     parsed = validate_chat_request(body)

@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bastion.api.common import authenticate_request, gateway, new_context, request_id
-from bastion.api.http import CancelOnDisconnect, ClientDisconnected, SSEResponse, json_response, read_json
+from bastion.api.http import Answer, CancelOnDisconnect, ClientDisconnected, SSEResponse, json_response, read_json
 from bastion.auth.principal import Permission, Principal
 from bastion.dialects.errors import openai_error
 from bastion.errors import BastionError, InvalidRequest
@@ -43,14 +43,14 @@ class SessionsUnavailable(BastionError):
     code = "sessions_unavailable"
 
 
-Handler = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Request], Awaitable[Answer]]
 
 
 def route(handler: Handler) -> Handler:
     """A database failure is a 503 the client may retry, never a 500."""
 
     @functools.wraps(handler)
-    async def wrapped(request: Request) -> Response:
+    async def wrapped(request: Request) -> Answer:
         try:
             return await handler(request)
         except SQLAlchemyError as exc:
@@ -252,7 +252,7 @@ async def _events(
 
 
 @route
-async def chat_stream(request: Request) -> Response:
+async def chat_stream(request: Request) -> Answer:
     try:
         prepared, ctx, result, service = await _run(request, stream=True)
     except ClientDisconnected:

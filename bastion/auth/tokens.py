@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import jwt
+from jwt.types import Options
 
 from bastion.config.errors import ConfigError
 from bastion.config.secret_refs import resolve_secret
@@ -76,7 +76,7 @@ class TokenVerifier:
             required.append("iss")
         if settings.audience:
             required.append("aud")
-        self._options: dict[str, Any] = {"require": required}
+        self._options: Options = {"require": required}
 
     def verify(self, token: str) -> TokenClaims:
         """Verify ``token`` and return its claims; raises ``AuthenticationFailed`` with a clear reason."""
@@ -88,7 +88,7 @@ class TokenVerifier:
             raise AuthenticationFailed("The bearer token is malformed.") from None
         algorithm = header.get("alg")
         key = self._keys.get(algorithm) if isinstance(algorithm, str) else None
-        if key is None:
+        if key is None or not isinstance(algorithm, str):
             raise AuthenticationFailed(f"The bearer token's algorithm {algorithm!r} is not accepted.")
         try:
             claims = jwt.decode(

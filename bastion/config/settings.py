@@ -113,11 +113,15 @@ class DatabaseSettings(Strict):
     echo: bool = False
 
 
+JWTAlgorithm = Literal["HS256", "RS256"]
+JWT_ALGORITHMS: tuple[JWTAlgorithm, ...] = ("HS256", "RS256")
+
+
 class JWTSettings(Strict):
     """Bearer JWTs for users, as an alternative to API keys."""
 
     enabled: bool = False
-    algorithms: list[Literal["HS256", "RS256"]] = Field(default_factory=lambda: ["HS256", "RS256"])
+    algorithms: list[JWTAlgorithm] = Field(default_factory=lambda: list(JWT_ALGORITHMS))
     secret: str | None = Field(None, description="HS256 shared secret (literal or env:NAME).")
     public_key: str | None = Field(None, description="RS256 public key: PEM text or a file path.")
     issuer: str | None = None

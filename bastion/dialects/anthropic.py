@@ -108,7 +108,7 @@ def parse_anthropic_request(raw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         elif choice.type == "none":
             body["tool_choice"] = "none"
         else:
-            body["tool_choice"] = {"type": "function", "function": {"name": choice.name}}  # type: ignore[union-attr]
+            body["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
         if getattr(choice, "disable_parallel_tool_use", None):
             body["parallel_tool_calls"] = False
     if request.output_config is not None and request.output_config.format is not None:
@@ -160,10 +160,10 @@ def _image_part(block: ImageBlock) -> dict[str, Any]:
 def _document_part(block: DocumentBlock, where: str) -> dict[str, Any]:
     source = block.source
     if source.type == "base64":
-        part = {"type": "file", "file": {"file_data": data_url(source.media_type, source.data)}}
+        file: dict[str, Any] = {"file_data": data_url(source.media_type, source.data)}
         if block.title:
-            part["file"]["filename"] = block.title
-        return _cache(part, block)
+            file["filename"] = block.title
+        return _cache({"type": "file", "file": file}, block)
     if source.type == "text":
         return _cache({"type": "text", "text": source.data}, block)
     if source.type == "content":

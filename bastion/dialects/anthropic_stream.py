@@ -59,7 +59,7 @@ class AnthropicStreamEncoder:
         if self._started:
             return b""
         self._started = True
-        message = {
+        message: dict[str, Any] = {
             "id": self.message_id,
             "type": "message",
             "role": "assistant",
@@ -160,10 +160,10 @@ class AnthropicStreamEncoder:
         if not isinstance(position, int):
             # Some servers omit the index: a new id starts a new call, otherwise it continues one.
             new = call.get("id") or self._last_tool is None
-            position = len(self._tools) if new else self._last_tool
+            position = len(self._tools) if new or self._last_tool is None else self._last_tool
         out = b""
         if position not in self._tools:
-            block = {
+            block: dict[str, Any] = {
                 "type": "tool_use",
                 "id": call.get("id") or new_tool_id(),
                 "name": function.get("name") or "",

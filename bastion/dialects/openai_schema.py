@@ -167,7 +167,7 @@ def _param_path(raw: Any, loc: tuple[int | str, ...], missing: bool) -> str | No
         in_dict = isinstance(current, dict) and isinstance(part, str) and part in current
         in_list = isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
         if in_dict or in_list:
-            current = current[part]  # type: ignore[index]
+            current = current[part]
         elif missing and index == len(loc) - 1 and isinstance(part, str):
             pass  # the missing field itself: named although the body lacks it
         else:

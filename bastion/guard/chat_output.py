@@ -69,7 +69,7 @@ def guard_choice(guard: OutputGuard, choice: dict[str, Any], results: list[Guard
     for call in calls if isinstance(calls, list) else ():
         function = call.get("function") if isinstance(call, Mapping) else None
         arguments = function.get("arguments") if isinstance(function, Mapping) else None
-        if isinstance(arguments, str) and arguments:
+        if isinstance(function, Mapping) and isinstance(arguments, str) and arguments:
             scan = guard.scan_text(arguments)
             scans.append(scan)
             if scan.text != arguments:
@@ -177,7 +177,7 @@ class GuardedStream:
                 if not self.upstream_done:
                     # Stop the upstream now: closing the stream closes the connection (remote) or
                     # stops the worker between tokens (local model), so nothing more is generated.
-                    await chunks.aclose()  # type: ignore[attr-defined]
+                    await chunks.aclose()
                 yield self._withheld_chunk()
                 if self.upstream_done:
                     async for chunk in chunks:  # only the usage report is still to come
@@ -188,7 +188,7 @@ class GuardedStream:
                     yield self._estimated_usage_chunk()
                     self.usage_was_estimated()
         finally:
-            await chunks.aclose()  # type: ignore[attr-defined]
+            await chunks.aclose()
             self._record()
 
     def _filter(self, chunk: dict[str, Any]) -> dict[str, Any] | None:

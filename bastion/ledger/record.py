@@ -72,11 +72,10 @@ def text_converter(length: int | None) -> Callable[[Any], str | None]:
     def convert(value: Any) -> str | None:
         if value is None:
             return None
-        if type(value) is not str:
-            value = str(value)
-        if "\x00" in value:
-            value = value.replace("\x00", "\ufffd")
-        return value if length is None or len(value) <= length else value[:length]
+        text = value if type(value) is str else str(value)
+        if "\x00" in text:
+            text = text.replace("\x00", "\ufffd")
+        return text if length is None or len(text) <= length else text[:length]
 
     return convert
 

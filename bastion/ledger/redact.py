@@ -57,11 +57,9 @@ def regex_redact(text: str) -> str:
 
 
 def _guard_redactor() -> TextRedactor | None:
-    """The guard's redaction (PII and secrets, redact mode), if the guard package is usable."""
-    try:
-        from bastion.guard import GuardPolicy, InputGuard  # type: ignore[attr-defined]
-    except ImportError:
-        return None
+    """The guard's redaction (PII and secrets, redact mode); None if it fails its self-check."""
+    from bastion.guard import GuardPolicy, InputGuard  # the guard's detectors cost a second to build: on first use
+
     try:
         policy = GuardPolicy(pii="redact", secrets="redact", injection="off", invisible="off")
         guard = InputGuard.for_policy(policy)

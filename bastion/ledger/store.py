@@ -10,7 +10,7 @@ from itertools import chain
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Boolean, Select, and_, or_, select
+from sqlalchemy import JSON, Boolean, Select, Table, and_, or_, select
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
 from sqlalchemy.exc import DBAPIError as _DBAPIError
 
@@ -19,7 +19,7 @@ from bastion.ledger.record import CONVERTERS, created_at, json_text
 from bastion.store.db import Database
 from bastion.store.models import Interaction
 
-_TABLE = Interaction.__table__
+_TABLE: Table = Interaction.__table__  # type: ignore[assignment]  # declarative tables are Table objects
 
 
 class RowInserter:

@@ -185,12 +185,12 @@ class LimitsService:
                 )
             return RateLimited(message, retry_after_s=decision.retry_after_s, headers=headers)
         charge = admission.charges[decision.index]
-        rule = charge.rule
-        BUDGET_REJECTIONS.labels(budget=rule.period, scope=rule.scope.kind).inc()
-        label = await self.labels.describe(rule.scope)
-        period = "day" if rule.period == "daily" else "month"
+        budget = charge.rule
+        BUDGET_REJECTIONS.labels(budget=budget.period, scope=budget.scope.kind).inc()
+        label = await self.labels.describe(budget.scope)
+        period = "day" if budget.period == "daily" else "month"
         return BudgetExceeded(
-            f"{rule.period.capitalize()} budget of {label} (${rule.limit_usd:.2f}) would be exceeded: "
+            f"{budget.period.capitalize()} budget of {label} (${budget.limit_usd:.2f}) would be exceeded: "
             f"${decision.spent / MICROS_PER_USD:.4f} spent and ${decision.reserved / MICROS_PER_USD:.4f} reserved "
             f"by requests in flight this {period} (UTC); this request is estimated at up to "
             f"${charge.estimate / MICROS_PER_USD:.4f}.",

@@ -228,7 +228,8 @@ class ChatEngine:
         def token_text(token_id: int) -> str:
             if token_id < 0:
                 return ""
-            return first.detokenize([token_id], special=True).decode("utf-8", errors="ignore")
+            text: str = first.detokenize([token_id], special=True).decode("utf-8", errors="ignore")
+            return text
 
         self._formatter = llama_chat_format.Jinja2ChatFormatter(
             template=template, eos_token=token_text(first.token_eos()), bos_token=token_text(first.token_bos())

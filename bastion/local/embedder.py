@@ -111,8 +111,8 @@ class Embedder:
             ) from None
         # torch's thread pool is process-wide; keep it within the configured CPU budget.
         torch.set_num_threads(self.threads)
-        transformers.logging.set_verbosity_error()
-        transformers.logging.disable_progress_bar()
+        transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+        transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         try:
             model = SentenceTransformer(str(self.model_dir), device="cpu", local_files_only=True)
         except (OSError, ValueError, RuntimeError) as exc:

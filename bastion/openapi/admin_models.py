@@ -164,7 +164,7 @@ class PromptVersionCreate(_Closed):
     #: A Jinja template (sandboxed) rendered with the client's variables into the user message.
     user_template: Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)] | None = None
     model: Annotated[str, Field(min_length=1, max_length=256)] | None = None
-    params: PromptParams | None = None  # type: ignore[valid-type]
+    params: PromptParams | None = None
     metadata: dict[str, Any] | None = None
     #: Labels to point at the new version (``production`` is set on a new prompt's version 1).
     labels: list[Label] | None = None

@@ -51,8 +51,11 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (OSError, TransportError)
 class UpstreamResponse(Protocol):
     """An upstream answer whose head arrived: ``transport.Response`` or the aiohttp adapter."""
 
-    status: int
-    headers: Mapping[str, str]  # lower-cased names
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...  # lower-cased names
 
     async def read(self) -> bytes: ...  # the whole body, then the connection is released
 
@@ -78,7 +81,7 @@ def proxy_for(url: str) -> str | None:
     if not proxy or not parts.hostname:
         return None
     host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
-    if urllib.request.proxy_bypass_environment(host, proxies):
+    if urllib.request.proxy_bypass_environment(host, proxies):  # type: ignore[attr-defined]  # not in typeshed
         return None
     return proxy
 

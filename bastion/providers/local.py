@@ -250,7 +250,8 @@ def to_local_messages(messages: Any) -> list[dict[str, str]]:
             for call in message.get("tool_calls") or []:
                 if not isinstance(call, dict):
                     continue
-                function = call.get("function") if isinstance(call.get("function"), dict) else {}
+                inner = call.get("function")
+                function: dict[str, Any] = inner if isinstance(inner, dict) else {}
                 if call.get("id"):
                     tool_names[str(call["id"])] = str(function.get("name") or "")
                 calls.append(f"Tool call: {function.get('name')}({function.get('arguments') or ''})")

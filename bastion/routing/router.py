@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import structlog
@@ -26,7 +26,7 @@ import structlog
 from bastion.config.settings import RouterSettings
 from bastion.errors import BastionError, ModelNotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from bastion.observability.metrics import FALLBACKS, RETRIES
-from bastion.providers.base import ChatRequest, ChatResponse, EmbeddingResponse
+from bastion.providers.base import ChatRequest, ChatResponse, ChunkStream, EmbeddingResponse
 from bastion.routing.strategies import make_strategy
 from bastion.routing.target import ModelGroup, Target
 from bastion.routing.trace import Attempt, RouteTrace
@@ -98,18 +98,18 @@ class Router:
         self._finish(target, trace, ok=True)
         return result
 
-    async def stream(self, request: ChatRequest, model: str, trace: RouteTrace) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: ChatRequest, model: str, trace: RouteTrace) -> ChunkStream:
         """Open a stream and return it once its first chunk has arrived (so failures before the
         first byte can still be retried and reported with a proper HTTP status)."""
 
-        async def call(target: Target) -> tuple[dict[str, Any], AsyncIterator[dict[str, Any]]]:
+        async def call(target: Target) -> tuple[dict[str, Any], ChunkStream]:
             chunks = target.provider.stream_chat(request)
             try:
                 first = await chunks.__anext__()
             except StopAsyncIteration:
                 raise UpstreamError(f"upstream {target.id} sent an empty stream") from None
             except BaseException:
-                await chunks.aclose()  # type: ignore[attr-defined]
+                await chunks.aclose()
                 raise
             return first, chunks
 
@@ -121,10 +121,10 @@ class Router:
     async def _relay(
         self,
         first: dict[str, Any],
-        chunks: AsyncIterator[dict[str, Any]],
+        chunks: ChunkStream,
         target: Target,
         trace: RouteTrace,
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> ChunkStream:
         ok = False
         try:
             yield first
@@ -141,7 +141,7 @@ class Router:
             trace.attempts[-1].error = exc.__class__.__name__
             raise UpstreamError(f"upstream {target.id} stream failed", retryable=False) from None
         finally:
-            await chunks.aclose()  # type: ignore[attr-defined]
+            await chunks.aclose()
             self._finish(target, trace, ok=ok)
 
     def _finish(self, target: Target, trace: RouteTrace, *, ok: bool) -> None:

@@ -43,7 +43,7 @@ async def lock_owner(session: AsyncSession, owner: Owner, now: datetime, idle_s:
     Either way the owner's stale sessions are marked expired first, so a count of ``active`` rows
     is a count of live sessions.
     """
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": owner_lock_key(owner)})
     await session.execute(
         update(AgentSession)
@@ -58,7 +58,8 @@ async def count_active(session: AsyncSession, owner: Owner) -> int:
 
 
 async def find(session: AsyncSession, agent_id: str) -> AgentSession | None:
-    return await session.scalar(select(AgentSession).where(AgentSession.agent_id == agent_id))  # type: ignore[no-any-return]
+    row: AgentSession | None = await session.scalar(select(AgentSession).where(AgentSession.agent_id == agent_id))
+    return row
 
 
 async def list_active(session: AsyncSession, owner: Owner, now: datetime, idle_s: float) -> list[AgentSession]:

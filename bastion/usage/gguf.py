@@ -52,7 +52,10 @@ class _Reader:
     def value(self, kind: int, keep: bool) -> object:
         """Read (``keep``) or skip one value of type ``kind``."""
         if kind == _STRING:
-            return self.string() if keep else self.skip_string()
+            if keep:
+                return self.string()
+            self.skip_string()
+            return None
         if kind == _ARRAY:
             item_kind, count = self.unpack("<I"), self.unpack("<Q")
             if item_kind in _SCALARS and not keep:

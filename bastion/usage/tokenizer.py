@@ -138,7 +138,8 @@ def count_tools(tools: Iterable[Any] | None) -> int:
     for tool in tools:
         if not isinstance(tool, dict):
             continue
-        function = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+        inner = tool.get("function")
+        function: dict[str, Any] = inner if isinstance(inner, dict) else tool
         total += TOKENS_PER_TOOL
         total += count_text(str(function.get("name") or ""))
         total += count_text(str(function.get("description") or ""))

@@ -78,7 +78,7 @@ class VaultService:
         self.keys = KeyringSource(settings, keyring)
         ttl = settings.vault.cache_ttl_s
         self._versions: TTLCache[ResolvedPrompt] = TTLCache(ttl, clock=clock)
-        self._heads: TTLCache[_Head] = TTLCache(min(ttl, LABEL_TTL_S), clock=clock)
+        self._heads: TTLCache[_Head | None] = TTLCache(min(ttl, LABEL_TTL_S), clock=clock)
         self._verified = False
 
     # -- start-up ------------------------------------------------------------------------------
