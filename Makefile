@@ -22,9 +22,12 @@ serve: install
 test: install
 	$(BIN)/python -m pytest $(ARGS)
 
+# Style, types, and the architecture (layers and no import cycles, see pyproject.toml).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: install
 	bash bench/run_gateway_bench.sh $(ARGS)

@@ -1,6 +1,6 @@
 """Micro-benchmark of the auth stage's per-request cost (not a test; run it by hand):
 
-    .venv/bin/python -m tests.auth.bench_auth [--iterations 200000] [--redis redis://127.0.0.1:6379/0]
+    .venv/bin/python -m bench.auth_bench [--iterations 200000] [--redis redis://127.0.0.1:6379/0]
 
 Measures ``AuthStage.on_request`` on a warm cache (the steady state of a gateway): an API key with
 the file epoch (one process or several on one machine), the same with the Redis epoch (one GET per

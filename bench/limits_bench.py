@@ -1,7 +1,7 @@
 """Micro-benchmark of the limits stage's request path: admission + settlement per request.
 
-    python -m bastion.limits.bench                    # memory store
-    python -m bastion.limits.bench --redis redis://127.0.0.1:6379/0
+    python -m bench.limits_bench                    # memory store
+    python -m bench.limits_bench --redis redis://127.0.0.1:6379/0
 
 Each request is a realistic chat call (system + user message, max_tokens) to a priced model, by a
 key with requests- and tokens-per-minute limits, under the seed budgets (per-request cap, tenant

@@ -1,6 +1,6 @@
 """Measure the embedded models on this machine (not collected by pytest).
 
-    .venv/bin/python -m tests.local.bench_local
+    .venv/bin/python -m bench.local_bench
 
 Prints model load times, generation speed and time to first token, embeddings per second and the
 tokenizer's cost per KB. The machine's load average is printed too: other processes on the same

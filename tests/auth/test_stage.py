@@ -143,7 +143,7 @@ async def test_expired_and_forged_jwts_over_http(database: Database, gateway_cli
 
 
 async def test_cache_hit_costs_microseconds(database: Database, gateway_client: Callable[..., Any]) -> None:
-    """A loose guard against regressions (the real figures come from tests/auth/bench_auth.py):
+    """A loose guard against regressions (the real figures come from bench/auth_bench.py):
     CPU time, which a busy machine does not inflate the way it inflates wall time."""
     import time
 
