@@ -59,7 +59,7 @@ async def embeddings(request: Request) -> Response:
     ctx = new_context(request, "openai", "embeddings", body, parsed.model)
     try:
         async with CancelOnDisconnect(request.receive):
-            result = await gw.pipeline.embed(ctx, inputs)
+            result = await gw.pipeline.embed(ctx)
     except ClientDisconnected:
         return Response(status_code=499)
     encoding = parsed.encoding_format or "float"

@@ -200,6 +200,11 @@ class LedgerSettings(Strict):
     default_mode: Literal["full", "redacted", "metadata"] = Field(
         "full", description="What content is kept when a tenant sets nothing."
     )
+    system_messages: Literal["redact", "drop", "keep"] = Field(
+        "redact",
+        description="The caller's own system and developer messages in full mode (the guard does not scan them): "
+        "PII and secrets redacted, left out, or kept as sent. Vault prompts are never recorded.",
+    )
     journal_dir: Path | None = Field(None, description="Defaults to <data_dir>/journal.")
     queue_size: int = Field(10_000, ge=1)
     queue_max_bytes: int = Field(

@@ -71,8 +71,13 @@ class Pipeline:
             return result
         return self._completing(ctx, result)
 
-    async def embed(self, ctx: RequestContext, inputs: list[str]) -> EmbeddingResponse:
+    async def embed(self, ctx: RequestContext) -> EmbeddingResponse:
+        """Run an embeddings request; its texts are ``ctx.body["input"]`` as the stages left it
+        (the guard may have redacted them)."""
+
         async def call() -> EmbeddingResponse:
+            raw = ctx.body.get("input")
+            inputs = [raw] if isinstance(raw, str) else [text for text in raw or () if isinstance(text, str)]
             dimensions = ctx.body.get("dimensions")
             result = await self.router.embed(inputs, ctx.model, ctx.request_id, ctx.trace, dimensions)
             ctx.usage = result.usage

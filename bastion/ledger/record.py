@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import orjson
 from sqlalchemy import JSON, Boolean, Float, Integer, String, Text
@@ -152,28 +152,66 @@ CONVERTERS: Final[tuple[tuple[str, Callable[[Any], Any]], ...]] = tuple(
 )
 
 
-def apply_content_mode(record: dict[str, Any], redact: Any = None) -> dict[str, Any]:
-    """The record with its content as its mode says: dropped (metadata), redacted, or as is."""
+#: Record fields a client can put anything in, outside the content: redacted in every mode.
+CLIENT_FIELDS: Final = ("user_agent", "model", "error_message")
+#: Roles whose messages are the caller's instructions (``ledger.system_messages`` decides).
+INSTRUCTION_ROLES: Final = frozenset({"system", "developer"})
+
+
+class Redactor(Protocol):
+    def text(self, value: str) -> str: ...
+
+    def messages(self, value: Any) -> Any: ...
+
+
+def apply_content_mode(
+    record: dict[str, Any], redact: Redactor | None = None, system_messages: str = "redact"
+) -> dict[str, Any]:
+    """The record as the ledger keeps it.
+
+    Content per its mode: dropped (``metadata``), redacted (``redacted``), or as sent (``full``:
+    what the guard let through, its redactions included), where the caller's system and developer
+    messages are redacted, dropped or kept as ``system_messages`` says (the guard does not scan
+    them). In every mode, the fields a client fills freely (user agent, an unrouted model name,
+    an error message quoting the request) go through the redactor too."""
     mode = record.get("content_mode") or FULL
-    if mode == FULL:
-        return record
     record = dict(record)
+    if redact is not None:
+        for name in CLIENT_FIELDS:
+            value = record.get(name)
+            if isinstance(value, str) and value:
+                record[name] = redact.text(value)
     if mode == REDACTED and redact is not None:
         record["request_messages"] = redact.messages(record.get("request_messages"))
         if record.get("response_text") is not None:
             record["response_text"] = redact.text(record["response_text"])
+    elif mode == FULL:
+        record["request_messages"] = _instructions(record.get("request_messages"), redact, system_messages)
     elif mode != REDACTED:
         record["request_messages"] = record["response_text"] = None
     return record
 
 
-def to_row(record: dict[str, Any], redact: Any = None) -> dict[str, Any]:
+def _instructions(messages: Any, redact: Redactor | None, policy: str) -> Any:
+    """Chat messages with the caller's instructions handled per ``policy`` (keep, redact, drop)."""
+    if policy == "keep" or not isinstance(messages, list):
+        return messages
+    if not any(isinstance(m, dict) and m.get("role") in INSTRUCTION_ROLES for m in messages):
+        return messages
+    if policy == "drop":
+        return [m for m in messages if not (isinstance(m, dict) and m.get("role") in INSTRUCTION_ROLES)]
+    if redact is None:
+        return messages
+    return [redact.messages(m) if isinstance(m, dict) and m.get("role") in INSTRUCTION_ROLES else m for m in messages]
+
+
+def to_row(record: dict[str, Any], redact: Redactor | None = None, system_messages: str = "redact") -> dict[str, Any]:
     """The ``interactions`` row (Python values, as the ORM would hold them) for a journal record.
 
-    ``redact`` is a ``ContentRedactor`` used when the record's mode is ``redacted``. The writer
-    itself goes straight to driver parameters (``store.RowInserter``), with the same conversions.
+    ``redact`` is a ``ContentRedactor`` (see ``apply_content_mode``). The writer itself goes
+    straight to driver parameters (``store.RowInserter``), with the same conversions.
     """
-    record = apply_content_mode(record, redact)
+    record = apply_content_mode(record, redact, system_messages)
     get = record.get
     row = {name: convert(get(name)) for name, convert in CONVERTERS}
     row["created_at"] = created_at(get("ts"))

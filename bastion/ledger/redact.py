@@ -1,4 +1,5 @@
-"""Content redaction for tenants whose ledger mode is ``redacted``.
+"""Content redaction for the ledger: everything in ``redacted`` mode; in every mode, the fields a
+client fills freely and (per ``ledger.system_messages``) the caller's own system messages.
 
 It runs in the background writer, never on the request path. The guard's detectors are used when
 the guard package is installed (they validate check digits and know many more secret formats); a
@@ -8,6 +9,7 @@ small regex redactor of our own covers the common cases otherwise.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -79,13 +81,32 @@ def _guard_redactor() -> TextRedactor | None:
 
 
 class ContentRedactor:
-    """Redacts message contents and answer text in the shapes the ledger stores."""
+    """Redacts message contents and answer text in the shapes the ledger stores.
+
+    Short texts come back again and again (user agents, model names, a client's system prompt):
+    their redactions are remembered, a bounded number of them."""
+
+    MEMO_MAX_CHARS = 2048
+    MEMO_ENTRIES = 2048
 
     def __init__(self, text_redactor: TextRedactor | None = None) -> None:
         self._text = text_redactor or _guard_redactor() or regex_redact
+        self._memo: OrderedDict[str, str] = OrderedDict()
 
     def text(self, value: str) -> str:
-        return self._text(value) if value else value
+        if not value:
+            return value
+        if len(value) > self.MEMO_MAX_CHARS:
+            return self._text(value)
+        memo = self._memo
+        done = memo.get(value)
+        if done is None:
+            done = memo[value] = self._text(value)
+            if len(memo) > self.MEMO_ENTRIES:
+                memo.popitem(last=False)
+        else:
+            memo.move_to_end(value)
+        return done
 
     def messages(self, value: Any) -> Any:
         """Chat messages (OpenAI shape), embedding input (a string or list of strings), or anything."""

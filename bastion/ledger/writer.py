@@ -32,7 +32,7 @@ import structlog
 
 from bastion.config.settings import LedgerSettings
 from bastion.ledger.journal import Journal, Orphan, Segment, claim_orphans
-from bastion.ledger.record import REDACTED, apply_content_mode, encode_record
+from bastion.ledger.record import apply_content_mode, encode_record
 from bastion.ledger.redact import ContentRedactor
 from bastion.ledger.store import RowInserter, is_row_error
 from bastion.observability.metrics import (
@@ -89,6 +89,9 @@ class LedgerWriter:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self._redactor is None:
+            # Building the guard's detectors costs about a second of CPU: not on the event loop.
+            self._redactor = await asyncio.get_running_loop().run_in_executor(None, ContentRedactor)
         self.journal.open()
         self._cursor_segment = self.journal.current
         self._stopping = False
@@ -288,9 +291,8 @@ class LedgerWriter:
                 await asyncio.sleep(0)
                 slice_end = time.perf_counter() + _SLICE_S
             try:
-                if record.get("content_mode") == REDACTED and self._redactor is None:
-                    self._redactor = ContentRedactor()
-                params.append(self._inserter.params(apply_content_mode(record, self._redactor)))
+                row = apply_content_mode(record, self._redactor, self.settings.system_messages)
+                params.append(self._inserter.params(row))
             except Exception:
                 log.exception("ledger_record_invalid", request_id=str(record.get("id"))[:64])
                 self._reject([record])

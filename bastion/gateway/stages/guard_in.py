@@ -39,10 +39,11 @@ class GuardInStage(Stage):
 
     async def on_request(self, ctx: RequestContext) -> None:
         guard = self.guard
-        if ctx.endpoint != "chat":
-            return
         prompt_policy = ctx.prompt.guard_policy if ctx.prompt is not None else None
         state = ctx.guard = GuardState(guard.policy(ctx.principal, prompt_policy))
+        if ctx.endpoint == "embeddings":
+            self._embedding_inputs(ctx, state)
+            return
         messages = ctx.body.get("messages")
         if not isinstance(messages, list) or not messages:
             return  # nothing to scan; the dialect validators reject such bodies anyway
@@ -59,6 +60,21 @@ class GuardInStage(Stage):
                 if ctx.ledger_messages is None:
                     ctx.ledger_messages = ctx.body["messages"]
                 ctx.body["messages"], ctx.planted_prompt = planted
+
+    def _embedding_inputs(self, ctx: RequestContext, state: GuardState) -> None:
+        """Texts to embed are the caller's content like a user message: scanned, and blocked or
+        redacted (what goes upstream and what the ledger keeps) by the same policy."""
+        raw = ctx.body.get("input")
+        texts = [raw] if isinstance(raw, str) else raw
+        if not isinstance(texts, list) or not texts or not all(isinstance(text, str) for text in texts):
+            return  # token arrays carry no text to scan (the endpoint refuses them anyway)
+        result = state.input = self.guard.scan_input(state.policy, [{"role": "user", "content": t} for t in texts])
+        count_verdicts("input", result)
+        if result.blocked:
+            raise ContentBlocked()
+        if result.action == "redact" and result.messages is not None:
+            redacted = [str(message.get("content") or "") for message in result.messages]
+            ctx.body["input"] = redacted[0] if isinstance(raw, str) else redacted
 
 
 def _use_redacted(ctx: RequestContext, original: list[Any], redacted: list[dict[str, Any]]) -> None:
