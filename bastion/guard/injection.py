@@ -120,7 +120,10 @@ def _quoted_mention(folded: str, start: int, end: int) -> bool:
     before = folded[max(0, start - 60) : start].rstrip()
     if not before or before[-1] not in _QUOTES:
         return False
-    closing = folded.find(before[-1] if before[-1] in "'\"`" else _CLOSING.get(before[-1], before[-1]), end)
+    # Look for the closing quote only as far as it may be (an unbounded search from every match
+    # would make a text of many quoted phrases without closing quotes quadratic).
+    quote = before[-1] if before[-1] in "'\"`" else _CLOSING.get(before[-1], before[-1])
+    closing = folded.find(quote, end, end + 81 + len(quote))
     return 0 <= closing - end <= 80 and _MENTION_RE.search(before[:-1]) is not None
 
 

@@ -29,6 +29,7 @@ from bastion.guard.checksums import (
     ssn_valid,
 )
 from bastion.guard.models import Finding
+from bastion.guard.spans import drop_overlapping, keep_disjoint
 
 # Overlaps are resolved in favour of the more specific type (validated ones first).
 _PRIORITY: dict[str, int] = {
@@ -86,16 +87,25 @@ def _right_ok(text: str, end: int, forbidden: str) -> bool:
 
 def _emails(text: str) -> Iterable[Finding]:
     # Search only around each "@": the local part is at most 64 characters, the domain at most 255.
-    at = text.find("@")
-    searched_to = 0
-    while at >= 0:
-        window_start = max(searched_to, at - 65)
-        for match in _EMAIL_RE.finditer(text, window_start, min(len(text), at + 256)):
-            searched_to = max(searched_to, match.end())
+    # Windows of nearby "@"s are merged first, so every character is searched once however many
+    # "@"s surround it (a run of them would otherwise search each stretch hundreds of times).
+    for window_start, window_end in _at_windows(text):
+        for match in _EMAIL_RE.finditer(text, window_start, window_end):
             domain = match.group().rsplit("@", 1)[1]
             if not _RESERVED_DOMAIN_RE.search(domain):
                 yield Finding("EMAIL_ADDRESS", match.start(), match.end(), 1.0)
-        at = text.find("@", max(at + 1, searched_to))
+
+
+def _at_windows(text: str) -> Iterable[tuple[int, int]]:
+    length = len(text)
+    at = text.find("@")
+    while at >= 0:
+        start, end = max(0, at - 65), min(length, at + 256)
+        at = text.find("@", at + 1)
+        while 0 <= at < end + 65:  # the next window touches this one: extend it
+            end = min(length, at + 256)
+            at = text.find("@", at + 1)
+        yield start, end
 
 
 def _urls(text: str) -> Iterable[Finding]:
@@ -297,7 +307,7 @@ class PiiDetector:
         if "DATE_TIME" in entities:
             found.extend(f for f in dates if f.score >= 0.5)
         # A date is shaped like a phone number: it shadows a phone candidate even when not reported.
-        found.extend(p for p in phones if not any(d.start < p.end and p.start < d.end for d in dates))
+        found.extend(drop_overlapping(phones, dates))
         return found
 
 
@@ -306,9 +316,4 @@ def _resolve(candidates: list[Finding]) -> list[Finding]:
     if len(candidates) <= 1:
         return candidates
     ordered = sorted(candidates, key=lambda f: (-_PRIORITY.get(f.type, 0), -(f.end - f.start), f.start))
-    kept: list[Finding] = []
-    for candidate in ordered:
-        if all(candidate.end <= k.start or k.end <= candidate.start for k in kept):
-            kept.append(candidate)
-    kept.sort(key=lambda f: f.start)
-    return kept
+    return keep_disjoint(ordered)
