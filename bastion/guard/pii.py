@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bastion.guard import pii_context
+from bastion.guard import budget, pii_context
 from bastion.guard.checksums import (
     IBAN_LENGTHS,
     base58check_valid,
@@ -29,6 +29,7 @@ from bastion.guard.checksums import (
     ssn_valid,
 )
 from bastion.guard.models import Finding
+from bastion.guard.segments import SEGMENT_CHARS, segment_bounds
 from bastion.guard.spans import drop_overlapping, keep_disjoint
 
 # Overlaps are resolved in favour of the more specific type (validated ones first).
@@ -261,6 +262,17 @@ class PiiDetector:
     def scan(self, text: str) -> list[Finding]:
         if not text:
             return []
+        if len(text) <= SEGMENT_CHARS:
+            return _resolve(self._candidates(text))
+        candidates: list[Finding] = []
+        for start, end in segment_bounds(text):
+            budget.check()
+            candidates.extend(
+                Finding(f.type, f.start + start, f.end + start, f.score) for f in self._candidates(text[start:end])
+            )
+        return _resolve(candidates)  # what two segments both found overlaps itself: kept once
+
+    def _candidates(self, text: str) -> list[Finding]:
         entities = self.entities
         candidates: list[Finding] = []
         if "@" in text and "EMAIL_ADDRESS" in entities:
@@ -274,7 +286,7 @@ class PiiDetector:
             for finding in self._scan_window(chunk, window):
                 shifted = Finding(finding.type, finding.start + window.start, finding.end + window.start, finding.score)
                 candidates.append(shifted)
-        return _resolve(candidates)
+        return candidates
 
     def _scan_window(self, text: str, window: _Window) -> list[Finding]:
         """Recognizers for entities that contain digits, on one window; the digit run decides which."""

@@ -19,7 +19,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bastion.guard import budget
 from bastion.guard.models import Finding
+from bastion.guard.segments import SEGMENT_CHARS, segment_bounds
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,13 +283,27 @@ class SecretDetector:
     def scan(self, text: str) -> list[Finding]:
         if not text:
             return []
+        if len(text) <= SEGMENT_CHARS:
+            return _dedupe([finding for _, finding in self._scan_segment(text)])
+        found: list[tuple[int, Finding]] = []
+        for start, end in segment_bounds(text):
+            budget.check()
+            found.extend(
+                (rule, Finding(f.type, f.start + start, f.end + start, f.score))
+                for rule, f in self._scan_segment(text[start:end])
+            )
+        found.sort(key=lambda item: item[0])  # stable: rule order first, as within one text
+        return _dedupe([finding for _, finding in found])
+
+    def _scan_segment(self, text: str) -> list[tuple[int, Finding]]:
+        """Findings of one text, each with the index of the rule that found it (rule order)."""
         lowered = text.lower()
         # Vendor keys are single long tokens: look for their prefixes in the long tokens only, which
         # is far cheaper than dozens of substring searches over a whole prompt.
         long_tokens = " ".join(token for token in text.split() if len(token) >= _MIN_KEY_TOKEN)
         any_vendor_hint = bool(long_tokens) and any(hint in long_tokens for hint in self._all_token_hints)
-        found: list[Finding] = []
-        for rule in self.rules:
+        found: list[tuple[int, Finding]] = []
+        for index, rule in enumerate(self.rules):
             if rule.hints_case_insensitive:
                 if not any(hint in lowered for hint in rule.hints):
                     continue
@@ -306,18 +322,19 @@ class SecretDetector:
                 if not value or (rule.validate is not None and not rule.validate(value)):
                     continue
                 start = match.start(rule.group)
-                found.append(Finding(rule.type, start, start + len(value), 1.0))
-        if any(f.type == "AWS_ACCESS_KEY_ID" for f in found):
-            found.extend(self._bare_aws_secrets(text, found))
-        return _dedupe(found)
+                found.append((index, Finding(rule.type, start, start + len(value), 1.0)))
+        key_ids = [f for _, f in found if f.type == "AWS_ACCESS_KEY_ID"]
+        if key_ids:
+            found.extend((len(self.rules), f) for f in self._bare_aws_secrets(text, key_ids))
+        return found
 
     @staticmethod
-    def _bare_aws_secrets(text: str, found: list[Finding]) -> list[Finding]:
+    def _bare_aws_secrets(text: str, key_ids: list[Finding]) -> list[Finding]:
         """A 40-character high-entropy string near an access key id is its secret key."""
         extra = []
         # The windows around nearby key ids are merged, so each stretch of text is searched once.
         windows: list[list[int]] = []
-        for key in sorted((f for f in found if f.type == "AWS_ACCESS_KEY_ID"), key=lambda f: f.start):
+        for key in sorted(key_ids, key=lambda f: f.start):
             start, end = max(0, key.start - 300), min(len(text), key.end + 300)
             if windows and start <= windows[-1][1]:
                 windows[-1][1] = max(windows[-1][1], end)
