@@ -14,6 +14,8 @@ The streaming guard caps the total it holds on top of these (``StreamingOutputGu
 
 from __future__ import annotations
 
+import re
+
 #: A token longer than this (a long base64 blob, say) is no credential being written: release it up
 #: to its last ``TOKEN_TAIL`` characters so a stream without whitespace neither stalls nor grows.
 MAX_TOKEN_HOLD = 4096
@@ -28,6 +30,10 @@ PEM_END = "-----END"
 _RUN_DIGITS_REACH = 64
 _RUN_TOKEN_REACH = 64
 _RUN_TAIL = 160
+_SEPARATOR_CLASS = "[ ()./:+-]"
+_REVERSED_RUN_RE = re.compile(
+    rf"{_SEPARATOR_CLASS}*[0-9](?:[0-9]|{_SEPARATOR_CLASS}){{0,{_RUN_DIGITS_REACH - 1}}}\S{{0,{_RUN_TOKEN_REACH}}}"
+)
 
 
 class EntityHolds:
@@ -70,17 +76,10 @@ class EntityHolds:
 
 def digit_run_start(pending: str) -> int | None:
     """Start of a trailing run of digit groups that may still be growing (with its token), or None."""
-    tail_start = max(0, len(pending) - _RUN_TAIL)
-    end = tail_start + len(pending[tail_start:].rstrip(NUMBER_SEPARATORS))
-    if end == tail_start and tail_start > 0:
-        return None  # only separators for a long stretch: whatever number came before is over
-    if end == 0 or not pending[end - 1].isdigit():
+    # Matched on the reversed tail: trailing separators, then the digit groups (ending in a digit),
+    # then the rest of the token they start in; each followed back a bounded distance.
+    tail = pending[-_RUN_TAIL:]
+    match = _REVERSED_RUN_RE.match(tail[::-1])
+    if match is None:
         return None
-    start = end
-    floor = max(0, end - _RUN_DIGITS_REACH)
-    while start > floor and (pending[start - 1].isdigit() or pending[start - 1] in NUMBER_SEPARATORS):
-        start -= 1
-    limit = max(0, start - _RUN_TOKEN_REACH)
-    while start > limit and not pending[start - 1].isspace():
-        start -= 1
-    return start
+    return len(pending) - match.end()

@@ -32,7 +32,7 @@ from bastion.gateway.context import RequestContext
 from bastion.gateway.pipeline import Stage
 from bastion.gateway.stages.guard import ContentBlocked, GuardState, MemoInputGuard, count_verdicts, guard_services
 from bastion.gateway.stages.prompt import PromptSecretNote
-from bastion.guard import make_canary, plant_canary
+from bastion.guard import make_canary, offload, plant_canary
 
 if TYPE_CHECKING:
     from bastion.gateway.service import Gateway
@@ -75,7 +75,7 @@ class GuardInStage(Stage):
         messages = ctx.body.get("messages")
         if not isinstance(messages, list) or not messages:
             return  # nothing to scan; the dialect validators reject such bodies anyway
-        result = MemoInputGuard.for_policy(state.policy).scan_messages(messages)
+        result = await offload.scan_messages(MemoInputGuard.for_policy(state.policy), messages)
         state.input = result
         count_verdicts("input", result)
         if result.blocked:

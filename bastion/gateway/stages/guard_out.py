@@ -41,7 +41,7 @@ from bastion.gateway.stages.guard import (
     count_verdicts,
     guard_services,
 )
-from bastion.guard import GuardResult, OutputGuard
+from bastion.guard import GuardResult, OutputGuard, offload
 from bastion.providers.base import ChatResponse, Usage
 
 if TYPE_CHECKING:
@@ -73,9 +73,14 @@ class GuardOutStage(Stage):
             return response
         state, guard = prepared
         results: list[GuardResult] = []
-        for choice in response.body.get("choices") or ():
-            if isinstance(choice, dict) and isinstance(choice.get("message"), dict):
-                _guard_choice(guard, choice, results)
+        choices = [
+            c for c in response.body.get("choices") or () if isinstance(c, dict) and isinstance(c.get("message"), dict)
+        ]
+        # A large answer is scanned in a worker thread (bastion.guard.offload), under the scan budget.
+        budget_ms, chars = state.policy.scan_budget_ms, offload.text_chars(choices)
+        await offload.run_scan(
+            lambda: [_guard_choice(guard, c, results) for c in choices], chars=chars, budget_ms=budget_ms
+        )
         state.output = combine(results)
         count_verdicts("output", state.output)
         return response
@@ -190,7 +195,7 @@ class _GuardedStream:
                     self.last = chunk
                     if chunk.get("usage"):
                         self.usage_seen = True
-                    out = self._filter(chunk)
+                    out = await self._filter(chunk)
                     if self.blocked:
                         break
                     if out is not None:
@@ -198,12 +203,12 @@ class _GuardedStream:
             except Exception:
                 # The upstream failed mid-stream: what is held back and passes the final checks still
                 # goes out before the error, so the client loses no checked text to the guard.
-                tail = None if self.blocked else self._finish_open_choices()
+                tail = None if self.blocked else await self._finish_open_choices()
                 if tail is not None and not self.blocked:
                     yield tail
                 raise
             if not self.blocked:
-                tail = self._finish_open_choices()
+                tail = await self._finish_open_choices()
                 if tail is not None and not self.blocked:
                     yield tail
             if self.blocked:
@@ -226,14 +231,14 @@ class _GuardedStream:
             await chunks.aclose()  # type: ignore[attr-defined]
             self._record()
 
-    def _filter(self, chunk: dict[str, Any]) -> dict[str, Any] | None:
+    async def _filter(self, chunk: dict[str, Any]) -> dict[str, Any] | None:
         """The chunk with its text replaced by what the guard releases (None: nothing to send)."""
         choices = chunk.get("choices")
         if not choices:
             return chunk  # the usage report, or an empty keep-alive
-        return self._filter_choices(chunk, choices)
+        return await self._filter_choices(chunk, choices)
 
-    def _filter_choices(self, chunk: dict[str, Any], choices: list[Any]) -> dict[str, Any] | None:
+    async def _filter_choices(self, chunk: dict[str, Any], choices: list[Any]) -> dict[str, Any] | None:
         """``_filter`` for any chunk: several choices, roles, tool calls, finish reasons, usage."""
         out_choices: list[dict[str, Any]] = []
         for choice in choices:
@@ -265,7 +270,7 @@ class _GuardedStream:
                     return None
                 if rest:
                     delta = {**delta, "content": (delta.get("content") or "") + rest}
-                if self._scan_tool_arguments(index):
+                if await self._scan_tool_arguments(index):
                     finish = CONTENT_FILTER
             if delta.get("content"):
                 self.released[index] = True
@@ -275,7 +280,7 @@ class _GuardedStream:
             return {**chunk, "choices": []} if chunk.get("usage") else None
         return {**chunk, "choices": out_choices}
 
-    def _finish_open_choices(self) -> dict[str, Any] | None:
+    async def _finish_open_choices(self) -> dict[str, Any] | None:
         """The upstream ended without a finish_reason for some choice: flush what is safe."""
         choices = []
         for index, stream in self.streams.items():
@@ -286,18 +291,18 @@ class _GuardedStream:
             if stream.blocked:
                 self.blocked = True
                 return None
-            self._scan_tool_arguments(index)
+            await self._scan_tool_arguments(index)
             if rest:
                 self.released[index] = True
                 choices.append({"index": index, "delta": {"content": rest}, "finish_reason": None})
         return self._chunk(choices) if choices else None
 
-    def _scan_tool_arguments(self, index: int) -> bool:
+    async def _scan_tool_arguments(self, index: int) -> bool:
         """Scan the choice's tool-call arguments (already sent); True if the guard would block them."""
         pieces = self.tool_arguments.pop(index, None)
         if not pieces:
             return False
-        result = self.guard.scan_text("".join(pieces))
+        result = await offload.scan_text(self.guard, "".join(pieces))
         self.tool_results.append(result)
         return result.blocked
 
