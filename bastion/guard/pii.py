@@ -63,7 +63,7 @@ _CARD_RE = re.compile(
 # IBAN from its check digits; the two country letters before them are checked in code.
 _IBAN_BODY_RE = re.compile(r"[0-9]{2}(?:[ ]?[A-Za-z0-9]{4}){2,7}(?:[ ]?[A-Za-z0-9]{1,4})?")
 _SSN_RE = re.compile(r"([0-9]{3})([- .]?)([0-9]{2})\2([0-9]{4})")
-_SSN_CONTEXT_RE = re.compile(r"ssn|social\s+security|sozialversicherung|tax\s*payer|\bsoc\.?\s*sec", re.I)
+_SSN_CONTEXT_RE = re.compile(r"(?=[st])(?:ssn|social\s+security|sozialversicherung|tax\s*payer|\bsoc\.?\s*sec)", re.I)
 _IPV4_RE = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
 _IPV6_RE = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])")
 _VERSION_CONTEXT_RE = re.compile(r"(?:version|ver\.?|v|release|build)\s*$", re.I)
@@ -234,21 +234,31 @@ _DROP_SEPARATORS = str.maketrans("", "", " ()./:+-")
 
 def _windows(text: str) -> list[_Window]:
     """Merged windows around the digit clusters of ``text``."""
+    # Runs once per digit cluster, so the loop keeps its state in locals.
     windows: list[_Window] = []
     length = len(text)
+    window_start = window_end = -1
+    max_digits = max_dots = 0
     for match in pii_context.CLUSTER_RE.finditer(text):
-        cluster = match.group()
-        digits = len(cluster.translate(_DROP_SEPARATORS)) if len(cluster) > 1 else 1
-        dots = cluster.count(".")
-        start = max(0, match.start() - _WINDOW_BEFORE)
-        end = min(length, match.end() + _WINDOW_AFTER)
-        if windows and start <= windows[-1].end:
-            last = windows[-1]
-            last.end = end
-            last.max_digits = max(last.max_digits, digits)
-            last.max_dots = max(last.max_dots, dots)
+        cluster_start, cluster_end = match.span()
+        if cluster_end - cluster_start == 1:
+            digits, dots = 1, 0
         else:
-            windows.append(_Window(start, end, digits, dots))
+            cluster = match.group()
+            digits, dots = len(cluster.translate(_DROP_SEPARATORS)), cluster.count(".")
+        start = cluster_start - _WINDOW_BEFORE
+        if window_end >= 0 and start <= window_end:
+            window_end = cluster_end + _WINDOW_AFTER
+            if digits > max_digits:
+                max_digits = digits
+            if dots > max_dots:
+                max_dots = dots
+            continue
+        if window_end >= 0:
+            windows.append(_Window(max(0, window_start), min(length, window_end), max_digits, max_dots))
+        window_start, window_end, max_digits, max_dots = start, cluster_end + _WINDOW_AFTER, digits, dots
+    if window_end >= 0:
+        windows.append(_Window(max(0, window_start), min(length, window_end), max_digits, max_dots))
     return windows
 
 
