@@ -77,7 +77,7 @@ class StreamingOutputGuard:
         self._unchecked = 0  # characters at the end of ``_pending`` not yet checked
         policy = guard.policy
         fingerprint = guard.fingerprint
-        self._elapsed = 0.0
+        self._elapsed = 0.0  # time spent checking; the scan budget applies to it
         self._budget_s = policy.scan_budget_ms / 1000
         self._budget_exceeded = False
         self._unguarded = False  # the budget ran out in ``flag`` mode: text passes unchecked
@@ -450,6 +450,7 @@ class StreamingOutputGuard:
         self._released.append(released)
         if dropping is not None:
             self._dropping = dropping
+            self._context = ""  # it ends inside the secret: no left context for what follows it
             self._drop_cut_secret(final=final)
         return released
 
