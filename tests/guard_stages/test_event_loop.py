@@ -43,11 +43,16 @@ def pii_dense(size: int) -> str:
 
 
 class HealthProbe:
-    """Polls ``/healthz`` back to back and keeps the slowest answer's latency."""
+    """Polls ``/healthz`` back to back and keeps the slowest answer's latency, and the longest the
+    loop took to come back to the prober at all (a 5 ms sleep plus a poll: anything much longer
+    means something held the loop)."""
+
+    PAUSE_S = 0.005
 
     def __init__(self, env: GuardEnv) -> None:
         self.env = env
         self.worst = 0.0
+        self.worst_round = 0.0
         self.polls = 0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -57,7 +62,11 @@ class HealthProbe:
             self.worst = max(self.worst, time.perf_counter() - started)
             self.polls += 1
             assert response.status_code == 200
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(self.PAUSE_S)
+            self.worst_round = max(self.worst_round, time.perf_counter() - started - self.PAUSE_S)
+
+    def report(self) -> str:
+        return f"longest round {self.worst_round * 1000:.0f} ms over {self.polls} polls"
 
 
 @asynccontextmanager
@@ -95,6 +104,7 @@ async def test_a_long_whitespace_free_streamed_answer_flows_and_never_blocks_the
     body = {"model": f"prompt:{PROMPT}", "messages": HI, "stream": True}
     async with probing(guard_env) as probe:
         (response, events), elapsed = await timed(guard_env.stream(caller, "/v1/chat/completions", body))
+    print(f"stream {answer[:9]!r}: {elapsed:.2f} s, /healthz {probe.worst * 1000:.0f} ms, {probe.report()}")
     assert response.status_code == 200
     texts, finishes = stream_text(events)
     assert "".join(texts) == answer  # nothing sensitive in it: released whole, not withheld
@@ -113,6 +123,8 @@ async def test_a_4mb_pii_dense_prompt_is_settled_quickly_without_blocking_the_lo
     messages = [{"role": "user", "content": pii_dense(PROMPT_CHARS)}]
     async with probing(guard_env) as probe:
         response, elapsed = await timed(guard_env.chat(caller, {"model": f"prompt:{PROMPT}", "messages": messages}))
+    print(f"4 MB prompt: {response.status_code} in {elapsed:.2f} s, /healthz {probe.worst * 1000:.0f} ms")
+    print(probe.report())
     # Answered (redacted) or refused (the scan ran out of budget): either way, settled and recorded.
     assert response.status_code in (200, 400), response.text
     assert elapsed < 2.0, f"{elapsed:.2f} s for a {PROMPT_CHARS // 1024 // 1024} MB prompt"
