@@ -70,6 +70,13 @@ class GuardPolicy(BaseModel):
     scan_roles: tuple[str, ...] = ("user", "tool", "function")
     #: Decode base64 / hex / rot13 / reversed / spaced payloads and rescan them for injection.
     decode_payloads: bool = True
+    #: Wall time the guard may spend on one request's input (or one complete answer, or one streamed
+    #: answer's checks) before ``scan_budget_action`` applies. Generous for anything a model can
+    #: take; a bound on what a hostile multi-megabyte body can cost.
+    scan_budget_ms: int = Field(1000, ge=10, le=600_000)
+    #: ``block``: refuse the request (or stop the stream): what could not be checked is not sent.
+    #: ``flag``: send it, as far as it was checked, and record that the check was cut short.
+    scan_budget_action: Literal["block", "flag"] = "block"
 
     @field_validator("pii_entities")
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -110,6 +111,7 @@ class MemoInputGuard(InputGuard):
         super().__init__(policy)
         self.max_entries = max_entries
         self._memo: OrderedDict[bytes, Any] = OrderedDict()
+        self._lock = threading.Lock()  # large scans run in guard worker threads (bastion.guard.offload)
 
     @classmethod
     def for_policy(cls, policy: GuardPolicy) -> MemoInputGuard:
@@ -120,14 +122,16 @@ class MemoInputGuard(InputGuard):
             return super()._scan(text)
         key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
         memo = self._memo
-        scan = memo.get(key)
-        if scan is not None:
-            memo.move_to_end(key)
-            return scan
+        with self._lock:
+            scan = memo.get(key)
+            if scan is not None:
+                memo.move_to_end(key)
+                return scan
         scan = super()._scan(text)  # its verdicts are never mutated afterwards: safe to share
-        memo[key] = scan
-        if len(memo) > self.max_entries:
-            memo.popitem(last=False)
+        with self._lock:
+            memo[key] = scan
+            if len(memo) > self.max_entries:
+                memo.popitem(last=False)
         return scan
 
 

@@ -26,6 +26,7 @@ import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any, Protocol
 
+from bastion.guard import offload
 from bastion.guard.engine import OutputGuard
 from bastion.guard.models import GuardResult
 from bastion.guard.run_hold import RunHoldingStreamGuard
@@ -157,7 +158,7 @@ class GuardedStream:
                     self.last = chunk
                     if chunk.get("usage"):
                         self.usage_seen = True
-                    out = self._filter(chunk)
+                    out = await self._filter(chunk)
                     if self.blocked:
                         break
                     if out is not None:
@@ -165,12 +166,12 @@ class GuardedStream:
             except Exception:
                 # The upstream failed mid-stream: what is held back and passes the final checks still
                 # goes out before the error, so the client loses no checked text to the guard.
-                tail = None if self.blocked else self._finish_open_choices()
+                tail = None if self.blocked else await self._finish_open_choices()
                 if tail is not None and not self.blocked:
                     yield tail
                 raise
             if not self.blocked:
-                tail = self._finish_open_choices()
+                tail = await self._finish_open_choices()
                 if tail is not None and not self.blocked:
                     yield tail
             if self.blocked:
@@ -191,14 +192,14 @@ class GuardedStream:
             await chunks.aclose()
             self._record()
 
-    def _filter(self, chunk: dict[str, Any]) -> dict[str, Any] | None:
+    async def _filter(self, chunk: dict[str, Any]) -> dict[str, Any] | None:
         """The chunk with its text replaced by what the guard releases (None: nothing to send)."""
         choices = chunk.get("choices")
         if not choices:
             return chunk  # the usage report, or an empty keep-alive
-        return self._filter_choices(chunk, choices)
+        return await self._filter_choices(chunk, choices)
 
-    def _filter_choices(self, chunk: dict[str, Any], choices: list[Any]) -> dict[str, Any] | None:
+    async def _filter_choices(self, chunk: dict[str, Any], choices: list[Any]) -> dict[str, Any] | None:
         """``_filter`` for any chunk: several choices, roles, tool calls, finish reasons, usage."""
         out_choices: list[dict[str, Any]] = []
         for choice in choices:
@@ -230,7 +231,7 @@ class GuardedStream:
                     return None
                 if rest:
                     delta = {**delta, "content": (delta.get("content") or "") + rest}
-                if self._scan_tool_arguments(index):
+                if await self._scan_tool_arguments(index):
                     finish = CONTENT_FILTER
             if delta.get("content"):
                 self.released[index] = True
@@ -240,7 +241,7 @@ class GuardedStream:
             return {**chunk, "choices": []} if chunk.get("usage") else None
         return {**chunk, "choices": out_choices}
 
-    def _finish_open_choices(self) -> dict[str, Any] | None:
+    async def _finish_open_choices(self) -> dict[str, Any] | None:
         """The upstream ended without a finish_reason for some choice: flush what is safe."""
         choices = []
         for index, stream in self.streams.items():
@@ -251,18 +252,18 @@ class GuardedStream:
             if stream.blocked:
                 self.blocked = True
                 return None
-            self._scan_tool_arguments(index)
+            await self._scan_tool_arguments(index)
             if rest:
                 self.released[index] = True
                 choices.append({"index": index, "delta": {"content": rest}, "finish_reason": None})
         return self._chunk(choices) if choices else None
 
-    def _scan_tool_arguments(self, index: int) -> bool:
+    async def _scan_tool_arguments(self, index: int) -> bool:
         """Scan the choice's tool-call arguments (already sent); True if the guard would block them."""
         pieces = self.tool_arguments.pop(index, None)
         if not pieces:
             return False
-        result = self.guard.scan_text("".join(pieces))
+        result = await offload.scan_text(self.guard, "".join(pieces))
         self.tool_results.append(result)
         return result.blocked
 

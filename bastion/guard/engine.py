@@ -14,12 +14,14 @@ from functools import lru_cache
 from typing import Any
 
 from bastion.config.guard_policy import GuardPolicy, Mode
+from bastion.guard import budget
 from bastion.guard.injection import InjectionDetector
 from bastion.guard.invisible import scan_invisible
 from bastion.guard.leak import PromptFingerprint
 from bastion.guard.models import ACTION_RANK, Action, Finding, GuardResult, Verdict
 from bastion.guard.pii import PiiDetector
 from bastion.guard.secrets import SecretDetector
+from bastion.guard.spans import drop_overlapping
 
 #: Scanners that have no meaningful redaction: ``redact`` escalates to ``block``.
 _UNREDACTABLE = frozenset({"injection", "leak"})
@@ -70,19 +72,21 @@ def typed_placeholder(finding: Finding) -> str:
 _INVISIBLE_TYPES = frozenset({"ZERO_WIDTH", "BIDI_CONTROL", "TAG_CHARACTERS", "VARIATION_SELECTORS", "PRIVATE_USE"})
 
 
-def _drop_overlapping(findings: list[Finding], stronger: list[Finding]) -> list[Finding]:
-    """PII findings inside a secret (digits of a key that look like a phone number) are the secret's."""
-    if not stronger or not findings:
-        return findings
-    return [f for f in findings if all(f.end <= s.start or s.end <= f.start for s in stronger)]
-
-
 def _combine(verdicts: list[Verdict]) -> Action:
     action: Action = "allow"
     for verdict in verdicts:
         if ACTION_RANK[verdict.action] > ACTION_RANK[action]:
             action = verdict.action
     return action
+
+
+class _MessageBudgetExceeded(Exception):
+    """The scan budget ran out in message ``index`` (content part ``part``)."""
+
+    def __init__(self, index: int, part: int | None) -> None:
+        super().__init__(index, part)
+        self.index = index
+        self.part = part
 
 
 class _TextScan:
@@ -111,9 +115,19 @@ class InputGuard:
         """A cached guard for ``policy`` (policies are hashable), so callers need not keep one."""
         return _cached_input_guard(policy)
 
+    @property
+    def scan_roles(self) -> frozenset[str]:
+        return self._scan_roles
+
     def scan_text(self, text: str) -> GuardResult:
+        """Scan one text. Past the policy's scan budget the result carries a ``scan_budget`` verdict
+        and, in ``flag`` mode, the text unchanged."""
         started = time.perf_counter()
-        scan = self._scan(text)
+        with budget.scan_deadline(self.policy.scan_budget_ms):
+            try:
+                scan = self._scan(text)
+            except budget.ScanBudgetExceeded:
+                scan = _TextScan([budget.budget_verdict(self.policy.scan_budget_action)], text)
         return GuardResult(
             action=_combine(scan.verdicts),
             text=scan.redacted,
@@ -125,40 +139,22 @@ class InputGuard:
         """Scan the user/tool content of OpenAI-shaped messages; system/developer content is trusted.
 
         ``result.messages`` holds the messages to forward: redacted copies where something was
-        redacted, the original objects otherwise.
+        redacted, the original objects otherwise. Past the policy's scan budget the result carries
+        a ``scan_budget`` verdict; the messages not scanned by then are forwarded as they are (for
+        ``flag``: ``block`` forwards nothing).
         """
         started = time.perf_counter()
         merged: dict[str, Verdict] = {}
         out_messages: list[dict[str, Any]] = []
-        for index, message in enumerate(messages):
-            if message.get("role") not in self._scan_roles:
-                out_messages.append(dict(message))
-                continue
-            content = message.get("content")
-            if isinstance(content, str):
-                scan = self._scan(content)
-                self._merge(merged, scan.verdicts, index, None)
-                out_messages.append(
-                    {**message, "content": scan.redacted} if scan.redacted != content else dict(message)
+        with budget.scan_deadline(self.policy.scan_budget_ms):
+            try:
+                for index, message in enumerate(messages):
+                    out_messages.append(self._scan_message(index, message, merged))
+            except _MessageBudgetExceeded as exceeded:
+                out_messages.extend(dict(message) for message in messages[len(out_messages) :])
+                merged[budget.BUDGET_SCANNER] = budget.budget_verdict(
+                    self.policy.scan_budget_action, message_index=exceeded.index, part_index=exceeded.part
                 )
-            elif isinstance(content, list):
-                new_parts: list[Any] = []
-                changed = False
-                for part_index, part in enumerate(content):
-                    text = part.get("text") if isinstance(part, Mapping) else None
-                    if not isinstance(text, str) or part.get("type") not in _TEXT_PART_TYPES:
-                        new_parts.append(part)
-                        continue
-                    scan = self._scan(text)
-                    self._merge(merged, scan.verdicts, index, part_index)
-                    if scan.redacted != text:
-                        changed = True
-                        new_parts.append({**part, "text": scan.redacted})
-                    else:
-                        new_parts.append(part)
-                out_messages.append({**message, "content": new_parts} if changed else dict(message))
-            else:
-                out_messages.append(dict(message))
         verdicts = list(merged.values())
         return GuardResult(
             action=_combine(verdicts),
@@ -167,6 +163,40 @@ class InputGuard:
             messages=out_messages,
             elapsed_us=(time.perf_counter() - started) * 1e6,
         )
+
+    def _scan_message(self, index: int, message: Mapping[str, Any], merged: dict[str, Verdict]) -> dict[str, Any]:
+        """The message to forward (scanned and redacted if its role is scanned)."""
+        if message.get("role") not in self._scan_roles:
+            return dict(message)
+        content = message.get("content")
+        if isinstance(content, str):
+            scan = self._budgeted_scan(content, index, None)
+            self._merge(merged, scan.verdicts, index, None)
+            return {**message, "content": scan.redacted} if scan.redacted != content else dict(message)
+        if not isinstance(content, list):
+            return dict(message)
+        new_parts: list[Any] = []
+        changed = False
+        for part_index, part in enumerate(content):
+            text = part.get("text") if isinstance(part, Mapping) else None
+            if not isinstance(text, str) or part.get("type") not in _TEXT_PART_TYPES:
+                new_parts.append(part)
+                continue
+            scan = self._budgeted_scan(text, index, part_index)
+            self._merge(merged, scan.verdicts, index, part_index)
+            if scan.redacted != text:
+                changed = True
+                new_parts.append({**part, "text": scan.redacted})
+            else:
+                new_parts.append(part)
+        return {**message, "content": new_parts} if changed else dict(message)
+
+    def _budgeted_scan(self, text: str, index: int, part: int | None) -> _TextScan:
+        try:
+            budget.check()
+            return self._scan(text)
+        except budget.ScanBudgetExceeded:
+            raise _MessageBudgetExceeded(index, part) from None
 
     @staticmethod
     def _merge(merged: dict[str, Verdict], verdicts: list[Verdict], index: int, part: int | None) -> None:
@@ -202,12 +232,15 @@ class InputGuard:
                 redactions.extend(invisible.findings)
         secret_findings: list[Finding] = []
         if self._secrets is not None:
+            budget.check()
             secret_findings = self._secrets.scan(text)
             verdicts.append(_entity_verdict("secrets", p.secrets, secret_findings, redactions))
         if self._pii is not None:
-            pii_findings = _drop_overlapping(self._pii.scan(text), secret_findings)
+            budget.check()
+            pii_findings = drop_overlapping(self._pii.scan(text), secret_findings)
             verdicts.append(_entity_verdict("pii", p.pii, pii_findings, redactions))
         if self._injection is not None:
+            budget.check()
             injection = self._injection.scan(text, hidden_text=hidden_text)
             flagged = injection.score >= p.injection_threshold
             verdicts.append(
@@ -265,8 +298,14 @@ class OutputGuard:
         return self._leak_on
 
     def scan_text(self, text: str) -> GuardResult:
+        """Scan one answer. Past the policy's scan budget the result carries a ``scan_budget``
+        verdict and, in ``flag`` mode, the text unchanged."""
         started = time.perf_counter()
-        verdicts, redactions = self.scan_parts(text)
+        with budget.scan_deadline(self.policy.scan_budget_ms):
+            try:
+                verdicts, redactions = self.scan_parts(text)
+            except budget.ScanBudgetExceeded:
+                verdicts, redactions = [budget.budget_verdict(self.policy.scan_budget_action)], []
         redacted = redact(text, redactions, typed_placeholder) if redactions else text
         return GuardResult(
             action=_combine(verdicts),
@@ -284,11 +323,13 @@ class OutputGuard:
             leak = self.fingerprint.scan(text, threshold=p.leak_threshold)
             flagged = leak.canary_found or leak.score >= p.leak_threshold
             verdicts.append(Verdict("leak", leak.score, flagged, leak.findings, action_for("leak", p.leak, flagged)))
+        budget.check()
         secret_findings = self.scan_secrets(text)
         if self._secrets is not None:
             verdicts.append(_entity_verdict("secrets", self.secrets_mode, secret_findings, redactions))
         if self._pii is not None:
-            pii_findings = _drop_overlapping(self._pii.scan(text), secret_findings)
+            budget.check()
+            pii_findings = drop_overlapping(self._pii.scan(text), secret_findings)
             verdicts.append(_entity_verdict("pii", self.pii_mode, pii_findings, redactions))
         return verdicts, redactions
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from bastion.guard import budget
 from bastion.guard.decoders import (
     BINARY_HINT_WORDS,
     HEX_HINT_WORDS,
@@ -32,6 +33,7 @@ from bastion.guard.injection_rules import (
 from bastion.guard.injection_rules_intl import CJK_RULES, GERMAN_RULES, OTHER_RULES, ROMANCE_RULES
 from bastion.guard.models import Finding
 from bastion.guard.normalize import MatchView, build_view, word_set
+from bastion.guard.segments import SEGMENT_CHARS, segment_bounds
 
 ALL_RULES: tuple[InjectionRule, ...] = (
     *ENGLISH_RULES,
@@ -120,7 +122,10 @@ def _quoted_mention(folded: str, start: int, end: int) -> bool:
     before = folded[max(0, start - 60) : start].rstrip()
     if not before or before[-1] not in _QUOTES:
         return False
-    closing = folded.find(before[-1] if before[-1] in "'\"`" else _CLOSING.get(before[-1], before[-1]), end)
+    # Look for the closing quote only as far as it may be (an unbounded search from every match
+    # would make a text of many quoted phrases without closing quotes quadratic).
+    quote = before[-1] if before[-1] in "'\"`" else _CLOSING.get(before[-1], before[-1])
+    closing = folded.find(quote, end, end + 81 + len(quote))
     return 0 <= closing - end <= 80 and _MENTION_RE.search(before[:-1]) is not None
 
 
@@ -171,13 +176,27 @@ class InjectionDetector:
         self._trigger_words = frozenset(self._by_word)
 
     def scan(self, text: str, *, hidden_text: str = "") -> InjectionScan:
-        result = self._scan(text, depth=0)
+        result = self._scan_long(text, depth=0)
         if hidden_text:
-            hidden = self._scan(hidden_text, depth=1)
+            hidden = self._scan_long(hidden_text, depth=1)
             # Instructions nobody can see are suspicious in themselves.
             self._bump(result, OBFUSCATION, max(0.6, hidden.score))
             result.findings.append(Finding("hidden_text", 0, len(text), max(0.6, hidden.score)))
             result.score = _combine(result.categories)
+        return result
+
+    def _scan_long(self, text: str, depth: int) -> InjectionScan:
+        """``_scan``, segment by segment for a long text: per category the strongest segment."""
+        if len(text) <= SEGMENT_CHARS:
+            return self._scan(text, depth)
+        result = InjectionScan()
+        for start, end in segment_bounds(text):
+            budget.check()
+            part = self._scan(text[start:end], depth)
+            for category, weight in part.categories.items():
+                self._bump(result, category, weight)
+            result.findings.extend(Finding(f.type, f.start + start, f.end + start, f.score) for f in part.findings)
+        result.score = _combine(result.categories)
         return result
 
     def _scan(self, text: str, depth: int) -> InjectionScan:
@@ -274,6 +293,7 @@ class InjectionDetector:
             self._bump(result, OBFUSCATION, 0.6)
             result.findings.append(Finding("decode_and_follow", 0, len(view.original), 0.6))
         for payload in payloads:
+            budget.check()
             if payload.kind == "spaced":
                 weight = 0.7 if _SPACED_KEYWORDS_RE.search(payload.text) else 0.35
                 start, end = view.span(payload.start, payload.end)

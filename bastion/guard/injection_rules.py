@@ -405,4 +405,5 @@ DELIMITER_RULES: tuple[InjectionRule, ...] = (
 # Escaped newlines ("\n\n\n") or separator lines used to push the real prompt out of view. Each
 # pattern starts with a literal character so the regex engine can skip to it.
 ESCAPED_NEWLINES_RE = re.compile(r"(?:\\ ?n\s*){3,}")
-SEPARATOR_LINES_RE = re.compile(r"(?:-{3,}[ \t]*\n\s*){3,}")
+# Possessive dashes and no dash before the match: a long run of dashes is tried once, not from each dash.
+SEPARATOR_LINES_RE = re.compile(r"(?<!-)(?:-{3,}+[ \t]*\n\s*){3,}")

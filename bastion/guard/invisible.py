@@ -22,10 +22,13 @@ scanner can read what the model would have read.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from bastion.guard import budget
 from bastion.guard.models import Finding
 from bastion.guard.normalize import INVISIBLE_CLASS
+from bastion.guard.segments import SEGMENT_CHARS
 
 _CANDIDATE_RE = re.compile(f"[{INVISIBLE_CLASS}\ue000-\uf8ff\ufe00-\ufe0f\U000f0000-\U0010ffff]+")
 _RTL_RE = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc]")
@@ -72,7 +75,7 @@ def scan_invisible(text: str) -> InvisibleScan:
     result = InvisibleScan()
     has_rtl: bool | None = None
     hidden: list[str] = []
-    for match in _CANDIDATE_RE.finditer(text):
+    for match in _candidates(text):
         start, end = match.span()
         run = match.group()
         before = text[start - 1] if start > 0 else ""
@@ -110,12 +113,25 @@ def scan_invisible(text: str) -> InvisibleScan:
                     continue
             elif kind == "BIDI_CONTROL" and all(c in _DIRECTION_MARKS for c in chunk):
                 if has_rtl is None:
-                    has_rtl = bool(_RTL_RE.search(text))
+                    has_rtl = any(_RTL_RE.search(text, pos, pos + SEGMENT_CHARS) for pos in _positions(text))
                 if has_rtl:
                     continue
             result.findings.append(Finding(kind, p_start, p_end, 1.0))
     result.hidden_text = "".join(h for h in hidden if h)
     return result
+
+
+def _positions(text: str) -> range:
+    return range(0, len(text), SEGMENT_CHARS)
+
+
+def _candidates(text: str) -> Iterator[re.Match[str]]:
+    """The runs of candidate characters, searched a segment at a time (one search over megabytes
+    holds the interpreter for its whole length) with the scan budget checked in between. A run
+    longer than a segment is reported in pieces."""
+    for pos in _positions(text):
+        budget.check()
+        yield from _CANDIDATE_RE.finditer(text, pos, pos + SEGMENT_CHARS)
 
 
 def _decode_variation_selectors(chunk: str) -> str:

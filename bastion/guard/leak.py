@@ -21,9 +21,11 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Literal
 
+from bastion.guard import budget
 from bastion.guard.decoders import PayloadHints, find_payloads
 from bastion.guard.models import Finding
 from bastion.guard.normalize import INVISIBLE_CLASS, alnum_fold, build_view
+from bastion.guard.segments import segment_bounds
 
 CANARY_PREFIX = "bst-"
 MIN_PROMPT_WORDS = 3
@@ -100,6 +102,8 @@ def ends_inside_word(text: str) -> bool:
 
 
 _CONTINUABLE_CHAR_RE = re.compile(f"[^\\W_{_CJK}]|[{INVISIBLE_CLASS}]")
+#: A stretch of characters that continue a word in progress.
+CONTINUES_WORD_RE = re.compile(f"(?:{_CONTINUABLE_CHAR_RE.pattern})*")
 
 
 @dataclass(slots=True)
@@ -123,6 +127,8 @@ class PromptFingerprint:
             self.ngram = min(ngram, len(words))
             self.shingles = frozenset(tuple(words[i : i + self.ngram]) for i in range(len(words) - self.ngram + 1))
         self.vocabulary = frozenset(word for shingle in self.shingles for word in shingle)
+        #: The longest prompt word: a longer word in an answer cannot be part of a prompt shingle.
+        self.max_word_chars = max(map(len, self.vocabulary), default=0)
 
     @property
     def active(self) -> bool:
@@ -132,21 +138,42 @@ class PromptFingerprint:
         result = LeakScan()
         if not text:
             return result
+        # A long answer is compared a segment at a time (see ``segments``); segments overlap by far
+        # more than a shingle or a spelled-out canary, and matched shingles are counted once.
+        bounds = segment_bounds(text)
         if self.canary_folded:
-            spans = find_canary(text, self.canary_folded)
-            if not spans:
-                spans = self.canary_in_payloads(text)
-            if spans:
+            canaries: dict[tuple[int, int], Finding] = {}
+            for start, end in bounds:
+                budget.check()
+                part = text[start:end] if len(bounds) > 1 else text
+                spans = find_canary(part, self.canary_folded) or self.canary_in_payloads(part)
+                for span_start, span_end in spans:
+                    canaries.setdefault(
+                        (start + span_start, start + span_end),
+                        Finding("CANARY", start + span_start, start + span_end, 1.0),
+                    )
+            if canaries:
                 result.canary_found = True
-                result.findings.extend(Finding("CANARY", start, end, 1.0) for start, end in spans)
+                result.findings.extend(canaries.values())
         if self.shingles:
-            words = leak_words(text)
             n = self.ngram
-            matched_positions = self.match_positions(words)
-            distinct = {tuple(words[i : i + n]) for i in matched_positions}
+            distinct: set[tuple[str, ...]] = set()
+            matched: list[tuple[int, str, list[int], int]] = []
+            for start, end in bounds:
+                budget.check()
+                part = text[start:end] if len(bounds) > 1 else text
+                words = leak_words(part)
+                positions = self.match_positions(words)
+                if positions:
+                    distinct.update(tuple(words[i : i + n]) for i in positions)
+                    matched.append((start, part, positions, len(words)))
             result.score = len(distinct) / len(self.shingles)
             if result.score >= threshold:
-                result.findings.extend(self._overlap_findings(text, matched_positions, len(words)))
+                for start, part, positions, word_count in matched:
+                    result.findings.extend(
+                        Finding(f.type, f.start + start, f.end + start, f.score)
+                        for f in self._overlap_findings(part, positions, word_count)
+                    )
         if result.canary_found:
             result.score = 1.0
         return result

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bastion.guard import pii_context
+from bastion.guard import budget, pii_context
 from bastion.guard.checksums import (
     IBAN_LENGTHS,
     base58check_valid,
@@ -29,6 +29,8 @@ from bastion.guard.checksums import (
     ssn_valid,
 )
 from bastion.guard.models import Finding
+from bastion.guard.segments import SEGMENT_CHARS, segment_bounds
+from bastion.guard.spans import drop_overlapping, keep_disjoint
 
 # Overlaps are resolved in favour of the more specific type (validated ones first).
 _PRIORITY: dict[str, int] = {
@@ -61,7 +63,7 @@ _CARD_RE = re.compile(
 # IBAN from its check digits; the two country letters before them are checked in code.
 _IBAN_BODY_RE = re.compile(r"[0-9]{2}(?:[ ]?[A-Za-z0-9]{4}){2,7}(?:[ ]?[A-Za-z0-9]{1,4})?")
 _SSN_RE = re.compile(r"([0-9]{3})([- .]?)([0-9]{2})\2([0-9]{4})")
-_SSN_CONTEXT_RE = re.compile(r"ssn|social\s+security|sozialversicherung|tax\s*payer|\bsoc\.?\s*sec", re.I)
+_SSN_CONTEXT_RE = re.compile(r"(?=[st])(?:ssn|social\s+security|sozialversicherung|tax\s*payer|\bsoc\.?\s*sec)", re.I)
 _IPV4_RE = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
 _IPV6_RE = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])")
 _VERSION_CONTEXT_RE = re.compile(r"(?:version|ver\.?|v|release|build)\s*$", re.I)
@@ -86,16 +88,25 @@ def _right_ok(text: str, end: int, forbidden: str) -> bool:
 
 def _emails(text: str) -> Iterable[Finding]:
     # Search only around each "@": the local part is at most 64 characters, the domain at most 255.
-    at = text.find("@")
-    searched_to = 0
-    while at >= 0:
-        window_start = max(searched_to, at - 65)
-        for match in _EMAIL_RE.finditer(text, window_start, min(len(text), at + 256)):
-            searched_to = max(searched_to, match.end())
+    # Windows of nearby "@"s are merged first, so every character is searched once however many
+    # "@"s surround it (a run of them would otherwise search each stretch hundreds of times).
+    for window_start, window_end in _at_windows(text):
+        for match in _EMAIL_RE.finditer(text, window_start, window_end):
             domain = match.group().rsplit("@", 1)[1]
             if not _RESERVED_DOMAIN_RE.search(domain):
                 yield Finding("EMAIL_ADDRESS", match.start(), match.end(), 1.0)
-        at = text.find("@", max(at + 1, searched_to))
+
+
+def _at_windows(text: str) -> Iterable[tuple[int, int]]:
+    length = len(text)
+    at = text.find("@")
+    while at >= 0:
+        start, end = max(0, at - 65), min(length, at + 256)
+        at = text.find("@", at + 1)
+        while 0 <= at < end + 65:  # the next window touches this one: extend it
+            end = min(length, at + 256)
+            at = text.find("@", at + 1)
+        yield start, end
 
 
 def _urls(text: str) -> Iterable[Finding]:
@@ -223,21 +234,31 @@ _DROP_SEPARATORS = str.maketrans("", "", " ()./:+-")
 
 def _windows(text: str) -> list[_Window]:
     """Merged windows around the digit clusters of ``text``."""
+    # Runs once per digit cluster, so the loop keeps its state in locals.
     windows: list[_Window] = []
     length = len(text)
+    window_start = window_end = -1
+    max_digits = max_dots = 0
     for match in pii_context.CLUSTER_RE.finditer(text):
-        cluster = match.group()
-        digits = len(cluster.translate(_DROP_SEPARATORS)) if len(cluster) > 1 else 1
-        dots = cluster.count(".")
-        start = max(0, match.start() - _WINDOW_BEFORE)
-        end = min(length, match.end() + _WINDOW_AFTER)
-        if windows and start <= windows[-1].end:
-            last = windows[-1]
-            last.end = end
-            last.max_digits = max(last.max_digits, digits)
-            last.max_dots = max(last.max_dots, dots)
+        cluster_start, cluster_end = match.span()
+        if cluster_end - cluster_start == 1:
+            digits, dots = 1, 0
         else:
-            windows.append(_Window(start, end, digits, dots))
+            cluster = match.group()
+            digits, dots = len(cluster.translate(_DROP_SEPARATORS)), cluster.count(".")
+        start = cluster_start - _WINDOW_BEFORE
+        if window_end >= 0 and start <= window_end:
+            window_end = cluster_end + _WINDOW_AFTER
+            if digits > max_digits:
+                max_digits = digits
+            if dots > max_dots:
+                max_dots = dots
+            continue
+        if window_end >= 0:
+            windows.append(_Window(max(0, window_start), min(length, window_end), max_digits, max_dots))
+        window_start, window_end, max_digits, max_dots = start, cluster_end + _WINDOW_AFTER, digits, dots
+    if window_end >= 0:
+        windows.append(_Window(max(0, window_start), min(length, window_end), max_digits, max_dots))
     return windows
 
 
@@ -251,6 +272,17 @@ class PiiDetector:
     def scan(self, text: str) -> list[Finding]:
         if not text:
             return []
+        if len(text) <= SEGMENT_CHARS:
+            return _resolve(self._candidates(text))
+        candidates: list[Finding] = []
+        for start, end in segment_bounds(text):
+            budget.check()
+            candidates.extend(
+                Finding(f.type, f.start + start, f.end + start, f.score) for f in self._candidates(text[start:end])
+            )
+        return _resolve(candidates)  # what two segments both found overlaps itself: kept once
+
+    def _candidates(self, text: str) -> list[Finding]:
         entities = self.entities
         candidates: list[Finding] = []
         if "@" in text and "EMAIL_ADDRESS" in entities:
@@ -264,7 +296,7 @@ class PiiDetector:
             for finding in self._scan_window(chunk, window):
                 shifted = Finding(finding.type, finding.start + window.start, finding.end + window.start, finding.score)
                 candidates.append(shifted)
-        return _resolve(candidates)
+        return candidates
 
     def _scan_window(self, text: str, window: _Window) -> list[Finding]:
         """Recognizers for entities that contain digits, on one window; the digit run decides which."""
@@ -297,7 +329,7 @@ class PiiDetector:
         if "DATE_TIME" in entities:
             found.extend(f for f in dates if f.score >= 0.5)
         # A date is shaped like a phone number: it shadows a phone candidate even when not reported.
-        found.extend(p for p in phones if not any(d.start < p.end and p.start < d.end for d in dates))
+        found.extend(drop_overlapping(phones, dates))
         return found
 
 
@@ -306,9 +338,4 @@ def _resolve(candidates: list[Finding]) -> list[Finding]:
     if len(candidates) <= 1:
         return candidates
     ordered = sorted(candidates, key=lambda f: (-_PRIORITY.get(f.type, 0), -(f.end - f.start), f.start))
-    kept: list[Finding] = []
-    for candidate in ordered:
-        if all(candidate.end <= k.start or k.end <= candidate.start for k in kept):
-            kept.append(candidate)
-    kept.sort(key=lambda f: f.start)
-    return kept
+    return keep_disjoint(ordered)

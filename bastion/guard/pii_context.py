@@ -66,7 +66,7 @@ def phones(text: str) -> Iterable[Finding]:
             end = extension.end()
         if end < len(text) and text[end].isalnum():
             continue
-        digits = sum(ch.isdigit() for ch in main)
+        digits = sum(map(str.isdigit, main))
         if not 7 <= digits <= 15:
             continue
         score = _phone_score(text, start, shape.end(), main, digits)
@@ -79,7 +79,12 @@ def _phone_score(text: str, start: int, end: int, main: str, digits: int) -> flo
     if international or _NANP_RE.fullmatch(main):
         return 0.9  # unambiguous formats need no context
     before = text[max(0, start - 32) : start]
-    context = bool(_PHONE_CONTEXT_BEFORE_RE.search(before)) or bool(_PHONE_CONTEXT_AFTER_RE.match(text, end))
+    # Every context word has letters: skip the (slow, many-branched) search where there are none,
+    # as in a long list of numbers.
+    has_letters = before.upper() != before.lower()
+    context = (has_letters and bool(_PHONE_CONTEXT_BEFORE_RE.search(before))) or bool(
+        _PHONE_CONTEXT_AFTER_RE.match(text, end)
+    )
     if context and _NOT_A_PHONE_CONTEXT_RE.search(before):
         context = False  # "order number 12345678" is not a phone number
     if _SSN_SHAPE_RE.fullmatch(main):
@@ -122,9 +127,11 @@ _LOOSE_DATE_RE = re.compile(
     r"|\b(?:1[89]|20)[0-9][0-9](?=\s+(?:\w+\s+)?(?:action|drama|comedy|film|movie))",
     re.I,
 )
+# The look-ahead on the alternatives' first letters lets the regex engine skip other positions
+# quickly (about eight times faster on a window of digits, where this runs most).
 DOB_CONTEXT_RE = re.compile(
-    r"born|birth|\bdob\b|d\.o\.b|geboren|geburts|\bnee?\b|naissance|nacid[oa]|nacimiento|nat[oa] il"
-    r"|nascita|nascid[oa]|nascimento",
+    r"(?=[bdgn])(?:born|birth|\bdob\b|d\.o\.b|geboren|geburts|\bnee?\b|naissance|nacid[oa]|nacimiento|nat[oa] il"
+    r"|nascita|nascid[oa]|nascimento)",
     re.I,
 )
 

@@ -19,7 +19,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bastion.guard import budget
 from bastion.guard.models import Finding
+from bastion.guard.segments import SEGMENT_CHARS, segment_bounds
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,10 @@ class SecretRule:
     group: int = 0
     hints_case_insensitive: bool = False
     validate: Callable[[str], bool] | None = None
+    #: A literal every match ends shortly after. The search stops past its last occurrence: a
+    #: lazily matched body (``[\s\S]*?``) with no terminator left would otherwise rescan the rest of
+    #: the text from every header, which is quadratic in the number of headers.
+    last_anchor: str | None = None
 
 
 def shannon_entropy(value: str) -> float:
@@ -107,6 +113,7 @@ SECRET_RULES: tuple[SecretRule, ...] = (
         _C(r"PuTTY-User-Key-File-\d:[\s\S]*?Private-MAC: [0-9a-f]+"),
         ("putty-user",),
         hints_case_insensitive=True,
+        last_anchor="Private-MAC: ",
     ),
     SecretRule(
         "AWS_ACCESS_KEY_ID",
@@ -261,6 +268,8 @@ SECRET_RULES: tuple[SecretRule, ...] = (
 
 # The shortest vendor key this detector knows ("xoxb-" plus ten characters).
 _MIN_KEY_TOKEN = 14
+# How far past its anchor a match may end (``Private-MAC: `` and a SHA-256 hex digest).
+_ANCHOR_TAIL = 160
 _BARE_AWS_SECRET_RE = re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
 
 
@@ -274,50 +283,98 @@ class SecretDetector:
     def scan(self, text: str) -> list[Finding]:
         if not text:
             return []
+        if len(text) <= SEGMENT_CHARS:
+            return _dedupe([finding for _, finding in self._scan_segment(text)])
+        found: list[tuple[int, Finding]] = []
+        for start, end in segment_bounds(text):
+            budget.check()
+            found.extend(
+                (rule, Finding(f.type, f.start + start, f.end + start, f.score))
+                for rule, f in self._scan_segment(text[start:end])
+            )
+        found.sort(key=lambda item: item[0])  # stable: rule order first, as within one text
+        return _dedupe([finding for _, finding in found])
+
+    def _scan_segment(self, text: str) -> list[tuple[int, Finding]]:
+        """Findings of one text, each with the index of the rule that found it (rule order)."""
         lowered = text.lower()
         # Vendor keys are single long tokens: look for their prefixes in the long tokens only, which
         # is far cheaper than dozens of substring searches over a whole prompt.
         long_tokens = " ".join(token for token in text.split() if len(token) >= _MIN_KEY_TOKEN)
         any_vendor_hint = bool(long_tokens) and any(hint in long_tokens for hint in self._all_token_hints)
-        found: list[Finding] = []
-        for rule in self.rules:
+        found: list[tuple[int, Finding]] = []
+        for index, rule in enumerate(self.rules):
             if rule.hints_case_insensitive:
                 if not any(hint in lowered for hint in rule.hints):
                     continue
             elif not any_vendor_hint or not any(hint in long_tokens for hint in rule.hints):
                 continue
-            for match in rule.pattern.finditer(text):
+            end = len(text)
+            if rule.last_anchor is not None:
+                anchor = text.rfind(rule.last_anchor)
+                if anchor < 0:
+                    continue
+                end = min(end, anchor + len(rule.last_anchor) + _ANCHOR_TAIL)
+            for match in rule.pattern.finditer(text, 0, end):
                 value = match.group(rule.group)
                 if rule.type == "GENERIC_SECRET":
                     value = value.rstrip(".,;:!?)]}'\"")
                 if not value or (rule.validate is not None and not rule.validate(value)):
                     continue
                 start = match.start(rule.group)
-                found.append(Finding(rule.type, start, start + len(value), 1.0))
-        if any(f.type == "AWS_ACCESS_KEY_ID" for f in found):
-            found.extend(self._bare_aws_secrets(text, found))
-        return _dedupe(found)
+                found.append((index, Finding(rule.type, start, start + len(value), 1.0)))
+        key_ids = [f for _, f in found if f.type == "AWS_ACCESS_KEY_ID"]
+        if key_ids:
+            found.extend((len(self.rules), f) for f in self._bare_aws_secrets(text, key_ids))
+        return found
 
     @staticmethod
-    def _bare_aws_secrets(text: str, found: list[Finding]) -> list[Finding]:
+    def _bare_aws_secrets(text: str, key_ids: list[Finding]) -> list[Finding]:
         """A 40-character high-entropy string near an access key id is its secret key."""
         extra = []
-        for key in (f for f in found if f.type == "AWS_ACCESS_KEY_ID"):
-            window_start = max(0, key.start - 300)
-            for match in _BARE_AWS_SECRET_RE.finditer(text, window_start, min(len(text), key.end + 300)):
+        # The windows around nearby key ids are merged, so each stretch of text is searched once.
+        windows: list[list[int]] = []
+        for key in sorted(key_ids, key=lambda f: f.start):
+            start, end = max(0, key.start - 300), min(len(text), key.end + 300)
+            if windows and start <= windows[-1][1]:
+                windows[-1][1] = max(windows[-1][1], end)
+            else:
+                windows.append([start, end])
+        for start, end in windows:
+            for match in _BARE_AWS_SECRET_RE.finditer(text, start, end):
                 if _high_entropy(match.group()) and any(c.isupper() for c in match.group()):
                     extra.append(Finding("AWS_SECRET_ACCESS_KEY", match.start(), match.end(), 0.9))
         return extra
 
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:
-    """Keep the first rule's finding where spans overlap (specific rules come before generic ones)."""
-    kept: list[Finding] = []
+    """Keep the first rule's finding where spans overlap (specific rules come before generic ones);
+    a longer finding of the same type replaces the one it overlaps, when it overlaps nothing else.
+
+    The kept findings are disjoint, so occupancy maps over the covered range find the one a finding
+    overlaps with a ``bytearray.find`` instead of a comparison with every kept finding.
+    """
+    if len(findings) <= 1:
+        return findings
+    low = min(f.start for f in findings)
+    size = max(f.end for f in findings) - low
+    occupied = bytearray(size)  # 1 where a kept finding covers the character
+    starts = bytearray(size + 1)  # 1 where a kept finding starts
+    kept: dict[int, Finding] = {}
     for finding in findings:
-        overlap = next((k for k in kept if finding.start < k.end and k.start < finding.end), None)
-        if overlap is None:
-            kept.append(finding)
-        elif finding.end - finding.start > overlap.end - overlap.start and overlap.type == finding.type:
-            kept[kept.index(overlap)] = finding
-    kept.sort(key=lambda f: f.start)
-    return kept
+        start, end = finding.start - low, finding.end - low
+        if end <= start:
+            continue
+        hit = occupied.find(1, start, end)
+        if hit >= 0:
+            overlap = kept[starts.rfind(1, 0, hit + 1)]
+            longer = finding.end - finding.start > overlap.end - overlap.start
+            if not longer or overlap.type != finding.type or occupied.find(1, overlap.end - low, end) >= 0:
+                continue
+            occupied[overlap.start - low : overlap.end - low] = bytes(overlap.end - overlap.start)
+            starts[overlap.start - low] = 0
+            del kept[overlap.start - low]
+        occupied[start:end] = b"\x01" * (end - start)
+        starts[start] = 1
+        kept[start] = finding
+    return [kept[start] for start in sorted(kept)]

@@ -17,6 +17,7 @@ from typing import Any
 from bastion.config.guard_policy import GuardPolicy
 from bastion.config.settings import GuardSettings
 from bastion.errors import InvalidRequest
+from bastion.guard import offload
 from bastion.guard.caches import FingerprintCache, MemoInputGuard, PlantedOutputGuard
 from bastion.guard.engine import OutputGuard
 from bastion.guard.leak import make_canary, plant_canary
@@ -63,15 +64,17 @@ class GuardService:
                 await self._warm_up
 
     def _build_default_guard(self) -> None:
-        self.scan_input(self.resolver.resolve(), [{"role": "user", "content": "Warm-up: hello."}])
+        MemoInputGuard.for_policy(self.resolver.resolve()).scan_messages([{"role": "user", "content": "Warm-up."}])
 
     def policy(self, principal: Caller | None, prompt_policy: Mapping[str, Any] | None = None) -> GuardPolicy:
         """The policy in force: the configured default, then tenant, user, key and vault prompt."""
         return self.resolver.resolve(principal, prompt_policy)
 
     @staticmethod
-    def scan_input(policy: GuardPolicy, messages: list[Any]) -> GuardResult:
-        return MemoInputGuard.for_policy(policy).scan_messages(messages)
+    async def scan_input(policy: GuardPolicy, messages: list[Any]) -> GuardResult:
+        """The request's messages scanned under ``policy`` (a large one in a guard worker thread,
+        within the policy's scan budget)."""
+        return await offload.scan_messages(MemoInputGuard.for_policy(policy), messages)
 
     def output_guard(self, policy: GuardPolicy, planted: PlantedPrompt | None) -> OutputGuard | None:
         """The output guard for a request, or None when no output scanner is on."""

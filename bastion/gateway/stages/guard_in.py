@@ -42,12 +42,12 @@ class GuardInStage(Stage):
         prompt_policy = ctx.prompt.guard_policy if ctx.prompt is not None else None
         state = ctx.guard = GuardState(guard.policy(ctx.principal, prompt_policy))
         if ctx.endpoint == "embeddings":
-            self._embedding_inputs(ctx, state)
+            await self._embedding_inputs(ctx, state)
             return
         messages = ctx.body.get("messages")
         if not isinstance(messages, list) or not messages:
             return  # nothing to scan; the dialect validators reject such bodies anyway
-        result = state.input = guard.scan_input(state.policy, messages)
+        result = state.input = await guard.scan_input(state.policy, messages)
         count_verdicts("input", result)
         if result.blocked:
             raise ContentBlocked()
@@ -61,14 +61,15 @@ class GuardInStage(Stage):
                     ctx.ledger_messages = ctx.body["messages"]
                 ctx.body["messages"], ctx.planted_prompt = planted
 
-    def _embedding_inputs(self, ctx: RequestContext, state: GuardState) -> None:
+    async def _embedding_inputs(self, ctx: RequestContext, state: GuardState) -> None:
         """Texts to embed are the caller's content like a user message: scanned, and blocked or
         redacted (what goes upstream and what the ledger keeps) by the same policy."""
         raw = ctx.body.get("input")
         texts = [raw] if isinstance(raw, str) else raw
         if not isinstance(texts, list) or not texts or not all(isinstance(text, str) for text in texts):
             return  # token arrays carry no text to scan (the endpoint refuses them anyway)
-        result = state.input = self.guard.scan_input(state.policy, [{"role": "user", "content": t} for t in texts])
+        as_messages = [{"role": "user", "content": text} for text in texts]
+        result = state.input = await self.guard.scan_input(state.policy, as_messages)
         count_verdicts("input", result)
         if result.blocked:
             raise ContentBlocked()

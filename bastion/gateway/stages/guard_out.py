@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from bastion.gateway.context import RequestContext
 from bastion.gateway.stage import Chunks, Stage
+from bastion.guard import offload
 from bastion.guard.chat_output import GuardedStream, guard_choice
 from bastion.guard.engine import OutputGuard
 from bastion.guard.models import GuardResult
@@ -40,9 +41,16 @@ class GuardOutStage(Stage):
             return response
         state, guard = prepared
         results: list[GuardResult] = []
-        for choice in response.body.get("choices") or ():
-            if isinstance(choice, dict) and isinstance(choice.get("message"), dict):
+        choices = [
+            c for c in response.body.get("choices") or () if isinstance(c, dict) and isinstance(c.get("message"), dict)
+        ]
+
+        def scan_choices() -> None:
+            for choice in choices:
                 guard_choice(guard, choice, results)
+
+        # A large answer is scanned in a guard worker thread, within the policy's scan budget.
+        await offload.run_scan(scan_choices, chars=offload.text_chars(choices), budget_ms=state.policy.scan_budget_ms)
         state.output = combine(results)
         count_verdicts("output", state.output)
         return response

@@ -1,0 +1,63 @@
+"""The per-request scan budget: how long the guard may spend on one request, and what happens past it.
+
+Every detector runs in time linear in its input, but a request may carry megabytes: a policy's
+``scan_budget_ms`` bounds the wall time of one request's scan, and ``scan_budget_action`` says what
+happens when it runs out. ``block`` (the default) refuses the request, or stops a streamed answer:
+text the guard could not finish checking is not let through. ``flag`` lets it through as far as it
+was checked (redactions found so far are applied; the rest goes unchanged) and records it.
+
+Either way the result carries a ``scan_budget`` verdict with a ``SCAN_BUDGET_EXCEEDED`` finding, which
+the ledger shows like any other scanner's.
+
+The deadline travels in a context variable, so the detectors check it between segments of a long
+text without every call taking a parameter; ``asyncio.to_thread`` and ``offload`` carry it into the
+worker thread that runs a large scan.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from bastion.guard.models import Action, Finding, Verdict
+
+BUDGET_SCANNER = "scan_budget"
+BUDGET_FINDING = "SCAN_BUDGET_EXCEEDED"
+
+_deadline: ContextVar[float | None] = ContextVar("bastion_guard_scan_deadline", default=None)
+
+
+class ScanBudgetExceeded(Exception):
+    """The scan ran past the request's deadline; the caller turns it into a ``scan_budget`` verdict."""
+
+
+def check() -> None:
+    """Raise ``ScanBudgetExceeded`` if the current scan's deadline has passed (no deadline: no-op)."""
+    deadline = _deadline.get()
+    if deadline is not None and time.monotonic() > deadline:
+        raise ScanBudgetExceeded
+
+
+def active() -> bool:
+    return _deadline.get() is not None
+
+
+@contextmanager
+def scan_deadline(budget_ms: float, *, started: float | None = None) -> Iterator[None]:
+    """Run the block under a deadline ``budget_ms`` after ``started`` (default: now). An enclosing
+    deadline wins: the budget is per request, not per call."""
+    if _deadline.get() is not None:
+        yield
+        return
+    token = _deadline.set((time.monotonic() if started is None else started) + budget_ms / 1000)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def budget_verdict(action: Action, at: int = 0, **where: int | None) -> Verdict:
+    """The verdict of a scan that ran out of budget (``at``: where in the text it stopped)."""
+    return Verdict(BUDGET_SCANNER, 1.0, True, [Finding(BUDGET_FINDING, at, at, 1.0, **where)], action)
