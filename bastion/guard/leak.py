@@ -10,6 +10,10 @@ is the fraction of the prompt's word n-grams (shingles, default 5 words) that oc
 A verbatim leak scores near 1; a normal answer that shares a phrase or two scores near 0. Prompts
 shorter than the shingle size use one shingle of their whole length; prompts under three words are
 left to the canary (a three-word overlap is not evidence of anything).
+
+Transformed copies: what the word overlap cannot see (the prompt spelled out letter by letter,
+shifted, reversed, in look-alikes or leetspeak, or encoded as base64, hex...) and the canary in the
+same disguises are read letter by letter by ``leak_copies``; the score is the larger of the two.
 """
 
 from __future__ import annotations
@@ -22,11 +26,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bastion.guard.decoders import PayloadHints, find_payloads
+from bastion.guard.leak_copies import TRANSFORMED_COPY, CopyIndex, CopyTracker
 from bastion.guard.models import Finding
 from bastion.guard.normalize import INVISIBLE_CLASS, alnum_fold, build_view
 
 CANARY_PREFIX = "bst-"
 MIN_PROMPT_WORDS = 3
+#: Finding types of the leak scanner.
+LEAK_FINDING_TYPES = frozenset({"CANARY", "PROMPT_OVERLAP", TRANSFORMED_COPY})
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
 # Words; each CJK character counts as a word because those scripts do not separate words.
@@ -123,6 +130,8 @@ class PromptFingerprint:
             self.ngram = min(ngram, len(words))
             self.shingles = frozenset(tuple(words[i : i + self.ngram]) for i in range(len(words) - self.ngram + 1))
         self.vocabulary = frozenset(word for shingle in self.shingles for word in shingle)
+        # Same rule as the shingles: a prompt under three words is left to the canary.
+        self.copies = CopyIndex.build(system_prompt) if system_prompt and self.shingles else None
 
     @property
     def active(self) -> bool:
@@ -147,9 +156,20 @@ class PromptFingerprint:
             result.score = len(distinct) / len(self.shingles)
             if result.score >= threshold:
                 result.findings.extend(self._overlap_findings(text, matched_positions, len(words)))
+        if not result.canary_found and result.score < threshold:
+            tracker = self.copy_tracker(threshold)
+            if tracker is not None:
+                tracker.feed(text)
+                tracker.finish()
+                _add_copies(result, tracker, len(text))
         if result.canary_found:
             result.score = 1.0
         return result
+
+    def copy_tracker(self, threshold: float) -> CopyTracker | None:
+        """A tracker of transformed copies of the prompt and the canary, or None if there is nothing to find."""
+        tracker = CopyTracker(self.copies, self.canary_folded, threshold)
+        return tracker if tracker.active else None
 
     def match_positions(self, words: list[str]) -> list[int]:
         """Start indices of the shingles of ``words`` that are prompt shingles.
@@ -190,6 +210,14 @@ class PromptFingerprint:
         if run_start >= 0:
             findings.append(Finding("PROMPT_OVERLAP", spans[run_start][0], spans[run_end - 1][1], 1.0))
         return findings
+
+
+def _add_copies(result: LeakScan, tracker: CopyTracker, length: int) -> None:
+    """Merge a finished tracker into a scan: a transformed copy is reported over the whole text."""
+    result.score = max(result.score, tracker.score)
+    if tracker.found:
+        result.canary_found = result.canary_found or tracker.canary_found
+        result.findings.append(Finding(tracker.finding_type, 0, length, 1.0))
 
 
 def find_canary(text: str, canary_folded: str) -> list[tuple[int, int]]:

@@ -26,7 +26,7 @@ import time
 
 from bastion.guard.engine import OutputGuard, action_for, redact, typed_placeholder
 from bastion.guard.leak import ASCII_WORD_RE as _ASCII_WORD_RE
-from bastion.guard.leak import ends_inside_word, words_with_spans
+from bastion.guard.leak import LEAK_FINDING_TYPES, ends_inside_word, words_with_spans
 from bastion.guard.models import ACTION_RANK, Action, Finding, GuardResult, Verdict
 from bastion.guard.normalize import alnum_fold
 
@@ -76,6 +76,8 @@ class StreamingOutputGuard:
         self._last_words_patterns: dict[int, re.Pattern[str]] = {}
         self._carry = ""  # raw partial word at the end of the stream
         self._carry_start = 0
+        # Transformed copies (``leak_copies``): read over the same checked text, incrementally.
+        self._copies = fingerprint.copy_tracker(policy.leak_threshold) if self._leak_on else None
         # Redaction state.
         self._redact_pii = guard.pii_mode in ("redact", "block")
         self._redact_secrets = guard.secrets_mode in ("redact", "block")
@@ -121,6 +123,8 @@ class StreamingOutputGuard:
                 and self.guard.fingerprint.scan(self._pending, threshold=1.0).canary_found
             ):
                 self._on_canary()
+            if not self._blocked:
+                self._track_copies(None)
         released = "" if self._blocked else self._release(final=True)
         self._elapsed += time.perf_counter() - started
         return released
@@ -138,9 +142,12 @@ class StreamingOutputGuard:
         findings = sorted(self._findings.values(), key=lambda f: (f.start, f.type))
         if self._leak_on:
             overlap = len(self._matched) / len(self._shingles) if self._shingles else 0.0
+            copied = self._copies is not None and self._copies.found
+            if self._copies is not None:
+                overlap = max(overlap, self._copies.score)
             score = 1.0 if self._canary_found else overlap
-            flagged = self._canary_found or (bool(self._shingles) and overlap >= policy.leak_threshold)
-            leak_findings = [f for f in findings if f.type in ("CANARY", "PROMPT_OVERLAP")]
+            flagged = copied or self._canary_found or (bool(self._shingles) and overlap >= policy.leak_threshold)
+            leak_findings = [f for f in findings if f.type in LEAK_FINDING_TYPES]
             verdicts.append(Verdict("leak", score, flagged, leak_findings, action_for("leak", policy.leak, flagged)))
         for scanner, mode, is_secret in (
             ("secrets", self.guard.secrets_mode, True),
@@ -148,7 +155,7 @@ class StreamingOutputGuard:
         ):
             if mode == "off":
                 continue
-            own = [f for f in findings if f.type not in ("CANARY", "PROMPT_OVERLAP") and _is_secret(f) == is_secret]
+            own = [f for f in findings if f.type not in LEAK_FINDING_TYPES and _is_secret(f) == is_secret]
             flagged = bool(own)
             score = max((f.score for f in own), default=0.0)
             verdicts.append(Verdict(scanner, score, flagged, own, action_for(scanner, mode, flagged)))
@@ -175,6 +182,8 @@ class StreamingOutputGuard:
                 self._track_canary(new_text)
                 if not self._blocked:
                     self._track_words(new_text, final=False)
+                if not self._blocked:
+                    self._track_copies(new_text)
         if self._blocked or final is None:
             return ""
         return self._release(final=final)
@@ -189,6 +198,21 @@ class StreamingOutputGuard:
             self._on_canary()
             return
         self._canary_tail = window[-(len(self._canary) - 1) :] if len(self._canary) > 1 else ""
+
+    def _track_copies(self, text: str | None) -> None:
+        """Feed newly checked text to the transformed-copy tracker (``None``: the end of the stream)."""
+        copies = self._copies
+        if copies is None or copies.found:
+            return
+        if not (copies.finish() if text is None else copies.feed(text)):
+            return
+        if copies.canary_found:
+            if not self._canary_found:
+                self._on_canary()
+            return
+        self._add(Finding(copies.finding_type, self._offset, self._offset + len(self._pending), 1.0))
+        if self._leak_blocks:
+            self._blocked = True
 
     def _on_canary(self) -> None:
         self._canary_found = True

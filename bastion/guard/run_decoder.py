@@ -1,0 +1,193 @@
+"""Encoded runs in text that arrives in pieces: found, decoded, and handed on as text.
+
+The leak scanner (``leak_copies``) reads what a model wrote in base64, hex or another byte encoding
+through this. Decoded: base64 (standard and URL-safe, padded or not, at any of the four alignments,
+so a line-wrapped block or a run glued to a word still decodes), hex (bare, spaced, ``\\x41``,
+``0x41``), binary octets, decimal character codes, percent-encoding, ``\\u0041`` escapes and HTML
+character references.
+
+Cost: each piece of text is mapped to a character-class string with one ``bytes.translate`` and
+searched for a long run with ``bytes.find``, both in C; ordinary prose has no run of sixteen base64
+characters or hex digits and costs nothing more. The run in progress at the end of a piece is carried
+to the next one (decoded up to its last few characters once it is long), so every character is
+examined a bounded number of times whatever the split.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import html
+import re
+from collections.abc import Callable
+from urllib.parse import unquote_to_bytes
+
+#: Shortest run worth decoding: 16 base64 characters are 12 bytes, about two words.
+MIN_RUN = 16
+#: A run still growing at the end of a piece is decoded once it is longer than this, but for its
+#: tail, so the carry (rescanned with the next piece) stays bounded.
+COMMIT_CHARS = 256
+_KEEP_CHARS = 64
+
+#: ``emit(kind, text)``: kind is ``base64``, ``hex`` or ``other``.
+Emit = Callable[[str, str], None]
+
+
+def _class_table(members: bytes) -> bytes:
+    return bytes(ord("x") if c in members else ord(".") for c in range(256))
+
+
+_B64_CLASSES = _class_table(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-=")
+# Hex digits, the prefixes and separators of the textual byte encodings, and the space.
+_NUMERIC_CLASSES = _class_table(b"0123456789abcdefABCDEFxXuU\\%&#;,: -")
+_NEEDLE = b"x" * MIN_RUN
+_HEX_CHARS = frozenset("0123456789abcdefABCDEF")
+_URLSAFE = str.maketrans("-_", "+/")
+# Bytes that never occur in text (C0 controls other than tab, newline and carriage return).
+_NOT_CONTROL = bytes(c for c in range(256) if not (c < 32 and c not in (9, 10, 13)) and c != 127)
+
+_NUMERIC_RE = re.compile(
+    r"(?P<hex>[0-9a-fA-F]{2}(?:[ ,:;-]{1,2}[0-9a-fA-F]{2}){7,})"
+    r"|(?P<escaped>(?:(?:\\x|0x)[0-9a-fA-F]{2}[ ,]*){6,})"
+    r"|(?P<percent>(?:%[0-9a-fA-F]{2}){6,})"
+    r"|(?P<binary>[01]{8}(?:[ ,]?[01]{8}){5,})"
+    r"|(?P<decimal>(?:\d{2,3}[ ,]+){7,}\d{2,3})"
+    r"|(?P<unicode>(?:\\u[0-9a-fA-F]{4}){4,})"
+    r"|(?P<html>(?:&#(?:x[0-9a-fA-F]{1,6}|\d{1,7});){6,})"
+)
+_NOT_HEX_RE = re.compile(r"\\x|0x|[^0-9a-fA-F]")
+
+
+class RunDecoder:
+    """Feed text in order; decoded runs are passed to ``emit`` as they complete. ``finish()`` at the end."""
+
+    __slots__ = ("_emit", "_b64_carry", "_numeric_carry")
+
+    def __init__(self, emit: Emit) -> None:
+        self._emit = emit
+        self._b64_carry = ""
+        self._numeric_carry = ""
+
+    def feed(self, text: str) -> None:
+        self._b64_carry = self._scan(self._b64_carry + text, _B64_CLASSES, self._b64_run, final=False)
+        self._numeric_carry = self._scan(
+            self._numeric_carry + text, _NUMERIC_CLASSES, self._numeric_run, final=False
+        )
+
+    def finish(self) -> None:
+        self._b64_carry = self._scan(self._b64_carry, _B64_CLASSES, self._b64_run, final=True)
+        self._numeric_carry = self._scan(self._numeric_carry, _NUMERIC_CLASSES, self._numeric_run, final=True)
+
+    @staticmethod
+    def _scan(text: str, classes_table: bytes, handle: Callable[[str], None], *, final: bool) -> str:
+        """Hand every complete run of at least ``MIN_RUN`` class characters to ``handle``; return the
+        carry (the run that may still grow)."""
+        if not text:
+            return ""
+        classes = text.encode("ascii", "replace").translate(classes_table)  # one byte per character
+        limit = len(classes) if final else classes.rfind(b".") + 1
+        position = classes.find(_NEEDLE, 0, limit)
+        while position >= 0:
+            end = classes.find(b".", position, limit)
+            end = limit if end < 0 else end
+            handle(text[classes.rfind(b".", 0, position) + 1 : end])
+            position = classes.find(_NEEDLE, end, limit)
+        carry = text[limit:]
+        if len(carry) > COMMIT_CHARS:
+            cut = len(carry) - _KEEP_CHARS
+            cut -= cut % 4  # keeps base64 quads (and hex pairs) whole
+            handle(carry[:cut])
+            carry = carry[cut:]
+        return carry
+
+    def _b64_run(self, run: str) -> None:
+        body = run.rstrip("=")
+        if len(body) < MIN_RUN:
+            return
+        if _HEX_CHARS.issuperset(body):
+            decoded = _hex_text(body) or _hex_text(body[1:])
+            if decoded:
+                self._emit("hex", decoded)
+        # A long word or a number is not base64: base64 of text mixes cases and digits.
+        if body.isdigit() or (body.isalpha() and (body.islower() or body.isupper())):
+            return
+        decoded = _base64_text(body)
+        if decoded:
+            self._emit("base64", decoded)
+
+    def _numeric_run(self, run: str) -> None:
+        for match in _NUMERIC_RE.finditer(run):
+            kind = match.lastgroup or ""
+            value = match.group()
+            decoded = _NUMERIC_DECODERS[kind](value)
+            if decoded:
+                self._emit("hex" if kind in ("hex", "escaped") else "other", decoded)
+            if kind == "hex" and not any(c.isalpha() for c in value):
+                decoded = _decimal_text(value)  # "72 101 108": decimal codes look like spaced hex
+                if decoded:
+                    self._emit("other", decoded)
+
+
+def _as_text(raw: bytes) -> str | None:
+    """Decoded bytes as text, or None when they are binary noise (a wrong guess at the encoding)."""
+    if len(raw) < 6 or len(raw.translate(None, _NOT_CONTROL)) * 20 > len(raw):
+        return None
+    if raw.isascii():
+        return raw.decode("ascii")
+    text = raw.decode("utf-8", "ignore")
+    # Noise is mostly invalid UTF-8; a piece cut inside a character loses only that character.
+    return text if len(text.encode("utf-8")) * 10 >= len(raw) * 9 else None
+
+
+def _base64_text(body: str) -> str | None:
+    body = body.replace("=", "").translate(_URLSAFE)
+    for offset in range(4):  # the run may start inside a quad (a wrapped line, a glued word)
+        piece = body[offset:]
+        extra = len(piece) % 4
+        if extra == 1:
+            piece = piece[:-1]
+        elif extra:
+            piece += "=" * (4 - extra)
+        try:
+            decoded = _as_text(base64.b64decode(piece, validate=True))
+        except (binascii.Error, ValueError):
+            continue
+        if decoded:
+            return decoded
+    return None
+
+
+def _hex_text(value: str) -> str | None:
+    digits = _NOT_HEX_RE.sub("", value)
+    try:
+        return _as_text(bytes.fromhex(digits[: len(digits) - len(digits) % 2]))
+    except ValueError:
+        return None
+
+
+def _binary_text(value: str) -> str | None:
+    bits = re.sub(r"[ ,]", "", value)
+    bits = bits[: len(bits) - len(bits) % 8]
+    return _as_text(int(bits, 2).to_bytes(len(bits) // 8, "big"))
+
+
+def _decimal_text(value: str) -> str | None:
+    codes = [int(code) for code in re.findall(r"\d+", value)]
+    if any(code < 32 and code not in (9, 10, 13) for code in codes):
+        return None
+    return "".join(map(chr, codes))
+
+
+def _unicode_text(value: str) -> str | None:
+    return "".join(chr(int(code, 16)) for code in re.findall(r"\\u([0-9a-fA-F]{4})", value))
+
+
+_NUMERIC_DECODERS: dict[str, Callable[[str], str | None]] = {
+    "hex": _hex_text,
+    "escaped": _hex_text,
+    "percent": lambda value: _as_text(unquote_to_bytes(value)),
+    "binary": _binary_text,
+    "decimal": _decimal_text,
+    "unicode": _unicode_text,
+    "html": html.unescape,
+}
