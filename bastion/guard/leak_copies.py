@@ -87,7 +87,7 @@ def differences(values: bytes) -> bytes:
 class CopyIndex:
     """The prompt's letter grams, forwards and backwards. Built once per prompt; shared, read-only."""
 
-    __slots__ = ("values", "grams", "step", "denominator")
+    __slots__ = ("denominator", "grams", "step", "values")
 
     def __init__(self, values: bytes, grams: dict[bytes, int], step: int) -> None:
         self.values = values
@@ -117,7 +117,7 @@ class CopyIndex:
 class _Coverage:
     """Which prompt letters a copy covered, shared by all channels of one answer."""
 
-    __slots__ = ("marks", "copied", "plain", "step")
+    __slots__ = ("copied", "marks", "plain", "step")
 
     def __init__(self, index: CopyIndex) -> None:
         self.marks = bytearray(len(index.values))
@@ -138,7 +138,7 @@ class _Coverage:
 class _LetterStream:
     """Samples one channel's difference stream against the index, carrying the unsampled tail."""
 
-    __slots__ = ("_index", "_coverage", "_plain", "_values", "_base", "_previous")
+    __slots__ = ("_base", "_coverage", "_index", "_plain", "_previous", "_values")
 
     def __init__(self, index: CopyIndex, coverage: _Coverage, plain: bool) -> None:
         self._index = index
@@ -163,6 +163,12 @@ class _LetterStream:
         consumed = len(keys) * GRAM
         self._values = values[consumed:]
         self._base += consumed
+
+    def peek(self, values: bytes) -> None:
+        """Read ``values`` as if they came next, then forget them (marks stay: they will come again)."""
+        state = self._values, self._base, self._previous
+        self.feed(values)
+        self._values, self._base, self._previous = state
 
     def _hits(self, keys: list[bytes], found: list[int | None], values: bytes) -> None:
         prompt = self._index.values
@@ -221,6 +227,11 @@ class _CanaryWatch:
         if self._digits in digits or self._digits[::-1] in digits:
             self.found = self._spelled_in(window, digits)
 
+    def peek(self, alnum: bytes) -> None:
+        tail = self._tail
+        self.feed(alnum)
+        self._tail = tail
+
     def _spelled_in(self, window: bytes, digits: bytes) -> bool:
         """Whether the canary is in ``window`` with its letters shifted alike, forwards or reversed."""
         positions = [i for i, c in enumerate(window) if c in _DIGITS]
@@ -249,7 +260,7 @@ def _shift_key(alnum: bytes) -> bytes:
 class _Channel:
     """One reading of the answer: its own text, or what its encoded runs decode to."""
 
-    __slots__ = ("_tracker", "_depth", "_letters", "_canary", "_decoder", "_children")
+    __slots__ = ("_canary", "_children", "_decoder", "_depth", "_letters", "_tracker")
 
     def __init__(self, tracker: CopyTracker, depth: int) -> None:
         self._tracker = tracker
@@ -260,14 +271,16 @@ class _Channel:
         self._decoder = RunDecoder(self._decoded) if depth < MAX_DEPTH else None
         self._children: dict[str, _Channel] = {}
 
-    def feed(self, text: str) -> None:
+    def feed(self, text: str, tentative: bool = False) -> None:
+        """Read the channel's next text; a tentative one is read but not taken as the stream's continuation."""
         alnum = alnum_bytes(text)
-        if self._letters is not None:
-            self._letters.feed(letter_values(alnum))
-        if self._canary is not None and not self._canary.found:
-            self._canary.feed(alnum)
-            self._tracker.canary_found = self._tracker.canary_found or self._canary.found
-        if self._decoder is not None:
+        letters, canary = self._letters, self._canary
+        if letters is not None:
+            (letters.peek if tentative else letters.feed)(letter_values(alnum))
+        if canary is not None and not canary.found:
+            (canary.peek if tentative else canary.feed)(alnum)
+            self._tracker.canary_found = self._tracker.canary_found or canary.found
+        if self._decoder is not None and not tentative:
             self._decoder.feed(text)
 
     def finish(self) -> None:
@@ -276,17 +289,17 @@ class _Channel:
         for child in self._children.values():
             child.finish()
 
-    def _decoded(self, kind: str, text: str) -> None:
+    def _decoded(self, kind: str, text: str, tentative: bool) -> None:
         child = self._children.get(kind)
         if child is None:
             child = self._children[kind] = _Channel(self._tracker, self._depth + 1)
-        child.feed(text)
+        child.feed(text, tentative)
 
 
 class CopyTracker:
     """Transformed copies of one prompt (and its canary) in one answer. Feed text in order."""
 
-    __slots__ = ("index", "coverage", "canary", "canary_found", "threshold", "_root")
+    __slots__ = ("_root", "canary", "canary_found", "coverage", "found", "index", "threshold")
 
     def __init__(self, index: CopyIndex | None, canary: str | None, threshold: float) -> None:
         self.index = index
@@ -295,6 +308,8 @@ class CopyTracker:
         self.canary = folded if _CanaryWatch.usable(folded) else b""
         self.canary_found = False
         self.threshold = threshold
+        #: A copy or the canary was found (the tracker then reads nothing more).
+        self.found = False
         self._root = _Channel(self, 0)
 
     @property
@@ -305,12 +320,14 @@ class CopyTracker:
         """Read the next piece of the answer; True once a copy or the canary was found."""
         if not self.found and text:
             self._root.feed(text)
+            self.found = self.canary_found or self.score >= self.threshold
         return self.found
 
     def finish(self) -> bool:
         """End of the answer: decode the runs still open."""
         if not self.found:
             self._root.finish()
+            self.found = self.canary_found or self.score >= self.threshold
         return self.found
 
     @property
@@ -320,10 +337,6 @@ class CopyTracker:
         if coverage is None or coverage.copied < MIN_COPIED_LETTERS or self.index is None:
             return 0.0
         return min(1.0, coverage.copied / self.index.denominator)
-
-    @property
-    def found(self) -> bool:
-        return self.canary_found or (self.coverage is not None and self.score >= self.threshold)
 
     @property
     def finding_type(self) -> str:

@@ -3,8 +3,8 @@
 The leak scanner (``leak_copies``) reads what a model wrote in base64, hex or another byte encoding
 through this. Decoded: base64 (standard and URL-safe, padded or not, at any of the four alignments,
 so a line-wrapped block or a run glued to a word still decodes), hex (bare, spaced, ``\\x41``,
-``0x41``), binary octets, decimal character codes, percent-encoding, ``\\u0041`` escapes and HTML
-character references.
+``0x41``), binary octets, decimal character codes, ``\\u0041`` escapes, HTML character references,
+and percent-encoding (also when only the spaces and punctuation are encoded, as URL quoting does).
 
 Cost: each piece of text is mapped to a character-class string with one ``bytes.translate`` and
 searched for a long run with ``bytes.find``, both in C; ordinary prose has no run of sixteen base64
@@ -24,13 +24,16 @@ from urllib.parse import unquote_to_bytes
 
 #: Shortest run worth decoding: 16 base64 characters are 12 bytes, about two words.
 MIN_RUN = 16
-#: A run still growing at the end of a piece is decoded once it is longer than this, but for its
-#: tail, so the carry (rescanned with the next piece) stays bounded.
-COMMIT_CHARS = 256
-_KEEP_CHARS = 64
+#: A run still growing at the end of a piece is decoded for good once it is longer than this, but
+#: for its last ``_KEEP_CHARS``, so the carry (rescanned with the next piece) stays bounded.
+COMMIT_CHARS = 128
+_KEEP_CHARS = 32
 
-#: ``emit(kind, text)``: kind is ``base64``, ``hex`` or ``other``.
-Emit = Callable[[str, str], None]
+#: ``emit(kind, text, tentative)``: kind is ``base64``, ``hex`` or ``other``. A tentative text is the
+#: decoding of a run still in progress: it is emitted again, longer, with the next piece (the
+#: receiver must not take it as continuing the stream), so what went out is always read.
+Emit = Callable[[str, str, bool], None]
+_Handler = Callable[[str, bool], None]
 
 
 def _class_table(members: bytes) -> bytes:
@@ -49,83 +52,115 @@ _NOT_CONTROL = bytes(c for c in range(256) if not (c < 32 and c not in (9, 10, 1
 _NUMERIC_RE = re.compile(
     r"(?P<hex>[0-9a-fA-F]{2}(?:[ ,:;-]{1,2}[0-9a-fA-F]{2}){7,})"
     r"|(?P<escaped>(?:(?:\\x|0x)[0-9a-fA-F]{2}[ ,]*){6,})"
-    r"|(?P<percent>(?:%[0-9a-fA-F]{2}){6,})"
     r"|(?P<binary>[01]{8}(?:[ ,]?[01]{8}){5,})"
     r"|(?P<decimal>(?:\d{2,3}[ ,]+){7,}\d{2,3})"
     r"|(?P<unicode>(?:\\u[0-9a-fA-F]{4}){4,})"
     r"|(?P<html>(?:&#(?:x[0-9a-fA-F]{1,6}|\d{1,7});){6,})"
 )
 _NOT_HEX_RE = re.compile(r"\\x|0x|[^0-9a-fA-F]")
+_PERCENT_ESCAPE_RE = re.compile(r"%[0-9a-fA-F]{2}")
 
 
 class RunDecoder:
     """Feed text in order; decoded runs are passed to ``emit`` as they complete. ``finish()`` at the end."""
 
-    __slots__ = ("_emit", "_b64_carry", "_numeric_carry")
+    __slots__ = ("_b64_carry", "_emit", "_numeric_carry", "_percent_carry")
 
     def __init__(self, emit: Emit) -> None:
         self._emit = emit
         self._b64_carry = ""
         self._numeric_carry = ""
+        self._percent_carry = ""
 
     def feed(self, text: str) -> None:
-        self._b64_carry = self._scan(self._b64_carry + text, _B64_CLASSES, self._b64_run, final=False)
-        self._numeric_carry = self._scan(
-            self._numeric_carry + text, _NUMERIC_CLASSES, self._numeric_run, final=False
+        self._b64_carry = _scan(self._b64_carry + text, _B64_CLASSES, self._b64_run, _quad_cut, final=False)
+        self._numeric_carry = _scan(
+            self._numeric_carry + text, _NUMERIC_CLASSES, self._numeric_run, _separator_cut, final=False
         )
+        if "%" in text or self._percent_carry:
+            self._percent(self._percent_carry + text, final=False)
 
     def finish(self) -> None:
-        self._b64_carry = self._scan(self._b64_carry, _B64_CLASSES, self._b64_run, final=True)
-        self._numeric_carry = self._scan(self._numeric_carry, _NUMERIC_CLASSES, self._numeric_run, final=True)
+        self._b64_carry = _scan(self._b64_carry, _B64_CLASSES, self._b64_run, _quad_cut, final=True)
+        self._numeric_carry = _scan(
+            self._numeric_carry, _NUMERIC_CLASSES, self._numeric_run, _separator_cut, final=True
+        )
+        if self._percent_carry:
+            self._percent(self._percent_carry, final=True)
 
-    @staticmethod
-    def _scan(text: str, classes_table: bytes, handle: Callable[[str], None], *, final: bool) -> str:
-        """Hand every complete run of at least ``MIN_RUN`` class characters to ``handle``; return the
-        carry (the run that may still grow)."""
-        if not text:
-            return ""
-        classes = text.encode("ascii", "replace").translate(classes_table)  # one byte per character
-        limit = len(classes) if final else classes.rfind(b".") + 1
-        position = classes.find(_NEEDLE, 0, limit)
-        while position >= 0:
-            end = classes.find(b".", position, limit)
-            end = limit if end < 0 else end
-            handle(text[classes.rfind(b".", 0, position) + 1 : end])
-            position = classes.find(_NEEDLE, end, limit)
-        carry = text[limit:]
-        if len(carry) > COMMIT_CHARS:
-            cut = len(carry) - _KEEP_CHARS
-            cut -= cut % 4  # keeps base64 quads (and hex pairs) whole
-            handle(carry[:cut])
-            carry = carry[cut:]
-        return carry
+    def _percent(self, text: str, *, final: bool) -> None:
+        """Percent-encoded text, escapes mixed with plain letters (``You%20are%20Mira%2C``)."""
+        split = -1 if final else text.rfind("%", len(text) - 2)  # an escape cut by the piece's end
+        self._percent_carry = text[split:] if split >= 0 else ""
+        text = text[:split] if split >= 0 else text
+        if len(_PERCENT_ESCAPE_RE.findall(text)) >= 3:
+            decoded = _as_text(unquote_to_bytes(text))
+            if decoded:
+                self._emit("other", decoded, False)
 
-    def _b64_run(self, run: str) -> None:
+    def _b64_run(self, run: str, tentative: bool) -> None:
         body = run.rstrip("=")
         if len(body) < MIN_RUN:
             return
         if _HEX_CHARS.issuperset(body):
             decoded = _hex_text(body) or _hex_text(body[1:])
             if decoded:
-                self._emit("hex", decoded)
+                self._emit("hex", decoded, tentative)
         # A long word or a number is not base64: base64 of text mixes cases and digits.
         if body.isdigit() or (body.isalpha() and (body.islower() or body.isupper())):
             return
         decoded = _base64_text(body)
         if decoded:
-            self._emit("base64", decoded)
+            self._emit("base64", decoded, tentative)
 
-    def _numeric_run(self, run: str) -> None:
+    def _numeric_run(self, run: str, tentative: bool) -> None:
         for match in _NUMERIC_RE.finditer(run):
             kind = match.lastgroup or ""
             value = match.group()
             decoded = _NUMERIC_DECODERS[kind](value)
             if decoded:
-                self._emit("hex" if kind in ("hex", "escaped") else "other", decoded)
+                self._emit("hex" if kind in ("hex", "escaped") else "other", decoded, tentative)
             if kind == "hex" and not any(c.isalpha() for c in value):
                 decoded = _decimal_text(value)  # "72 101 108": decimal codes look like spaced hex
                 if decoded:
-                    self._emit("other", decoded)
+                    self._emit("other", decoded, tentative)
+
+
+def _scan(text: str, classes_table: bytes, handle: _Handler, cut_at: Callable[[str], int], *, final: bool) -> str:
+    """Hand every complete run of at least ``MIN_RUN`` class characters to ``handle`` and return the
+    carry: the run at the end, which may still grow. It is handed over for good up to ``cut_at`` once
+    long, and tentatively as a whole."""
+    if not text:
+        return ""
+    classes = text.encode("ascii", "replace").translate(classes_table)  # one byte per character
+    limit = len(classes) if final else classes.rfind(b".") + 1
+    position = classes.find(_NEEDLE, 0, limit)
+    while position >= 0:
+        end = classes.find(b".", position, limit)
+        end = limit if end < 0 else end
+        handle(text[classes.rfind(b".", 0, position) + 1 : end], False)
+        position = classes.find(_NEEDLE, end, limit)
+    carry = text[limit:]
+    if len(carry) > COMMIT_CHARS:
+        cut = cut_at(carry)
+        handle(carry[:cut], False)
+        carry = carry[cut:]
+    if len(carry) >= MIN_RUN:
+        handle(carry, True)
+    return carry
+
+
+def _quad_cut(run: str) -> int:
+    """Where to split a long base64 (or bare hex) run: a multiple of four keeps quads and pairs whole."""
+    cut = len(run) - _KEEP_CHARS
+    return cut - cut % 4
+
+
+def _separator_cut(run: str) -> int:
+    """Where to split a long run of textual byte codes: before a separator, so no code is cut."""
+    limit = len(run) - _KEEP_CHARS
+    cut = max(run.rfind(" ", 0, limit), run.rfind(",", 0, limit), run.rfind("\\", 0, limit), run.rfind("&", 0, limit))
+    return cut if cut > 0 else _quad_cut(run)
 
 
 def _as_text(raw: bytes) -> str | None:
@@ -185,7 +220,6 @@ def _unicode_text(value: str) -> str | None:
 _NUMERIC_DECODERS: dict[str, Callable[[str], str | None]] = {
     "hex": _hex_text,
     "escaped": _hex_text,
-    "percent": lambda value: _as_text(unquote_to_bytes(value)),
     "binary": _binary_text,
     "decimal": _decimal_text,
     "unicode": _unicode_text,
