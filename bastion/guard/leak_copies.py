@@ -13,9 +13,10 @@ bytes (base64, hex...; see ``run_decoder``). This module compares letters instea
 * The prompt's stream is indexed by every 15-difference gram (16 letters, about three words),
   forwards and backwards. The answer's stream is sampled every 15 positions, so a copy of the prompt
   hits on consecutive samples whatever its alignment; one dictionary look-up per 15 letters.
-* Only consecutive hits count (the copy goes on for at least 31 letters, about six words), and the
-  score is the share of the prompt's letters so copied: a leak at ``leak_threshold``, like the word
-  overlap, with at least ``MIN_COPIED_LETTERS`` copied. A shared phrase or two scores nothing.
+* A hit counts only when it continues the previous one (the copy goes on for 31 letters, about six
+  words, and the first 15 are not counted, like a shingle's first words), and the score is the share
+  of the prompt's letters so copied: a leak at ``leak_threshold``, like the word overlap, with at
+  least ``MIN_COPIED_LETTERS`` copied. A shared phrase or two scores little or nothing.
 * Decoded runs go through the same reading in channels of their own (and are decoded once more, for
   base64 of base64).
 
@@ -38,6 +39,8 @@ from bastion.guard.run_decoder import RunDecoder
 GRAM = 15
 #: A copy must cover at least this many of the prompt's letters to count, whatever its share.
 MIN_COPIED_LETTERS = 45
+#: How many steps apart two hits of one copy may be: three samples missed to wrong letters.
+MAX_GAP_STEPS = 4
 #: Index entries per direction; a longer prompt is indexed every few positions (its copies are long).
 MAX_INDEX_ENTRIES = 16_384
 #: Decoding depth: the answer's text, what it decodes to, and what that decodes to.
@@ -146,8 +149,8 @@ class _LetterStream:
         self._plain = plain  # the answer's own text (not decoded): an in-order copy is a plain one
         self._values = b""  # letter values from the next sample position on
         self._base = 0  # absolute position of ``_values[0]``
-        # The last hit: (answer position, prompt position, reversed, plain, counted).
-        self._previous: tuple[int, int, int, bool, bool] | None = None
+        # The last hit: (answer position, prompt position, reversed).
+        self._previous: tuple[int, int, int] | None = None
 
     def feed(self, values: bytes) -> None:
         values = self._values + values
@@ -186,20 +189,17 @@ class _LetterStream:
             self._hit(self._base + start, position, backward, plain)
 
     def _hit(self, at: int, position: int, backward: int, plain: bool) -> None:
-        step = self._index.step
+        """Count a hit that continues the previous one: as far on in the prompt as in the answer,
+        within a few steps (a copy with a wrong letter here and there misses a sample or two). A
+        copy's first gram (like a shingle's first words) is not counted, so short shared phrases add
+        little and a 31-letter one nothing at all."""
         previous = self._previous
-        counted = False
-        if (
-            previous is not None
-            and at - previous[0] == step
-            and previous[2] == backward
-            and position - previous[1] == (-step if backward else step)
-        ):
-            if not previous[4]:
-                self._coverage.mark(previous[1], previous[3])
-            self._coverage.mark(position, plain)
-            counted = True
-        self._previous = (at, position, backward, plain, counted)
+        if previous is not None and previous[2] == backward:
+            distance = at - previous[0]
+            moved = previous[1] - position if backward else position - previous[1]
+            if moved == distance <= MAX_GAP_STEPS * self._index.step:
+                self._coverage.mark(position, plain)
+        self._previous = (at, position, backward)
 
 
 class _CanaryWatch:
