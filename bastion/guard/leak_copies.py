@@ -30,7 +30,9 @@ so the streaming guard runs the same tracker over the text it checks.
 
 from __future__ import annotations
 
+import math
 import string
+from functools import lru_cache
 
 from bastion.guard.normalize import fold_latin
 from bastion.guard.run_decoder import RunDecoder
@@ -120,13 +122,15 @@ class CopyIndex:
 class _Coverage:
     """Which prompt letters a copy covered, shared by all channels of one answer."""
 
-    __slots__ = ("copied", "marks", "plain", "step")
+    __slots__ = ("copied", "marks", "needed", "plain", "step")
 
-    def __init__(self, index: CopyIndex) -> None:
+    def __init__(self, index: CopyIndex, threshold: float) -> None:
         self.marks = bytearray(len(index.values))
         self.copied = 0
         self.plain = 0
         self.step = index.step
+        #: Copied letters that make a leak.
+        self.needed = max(MIN_COPIED_LETTERS, math.ceil(threshold * index.denominator - 1e-9))
 
     def mark(self, position: int, plain: bool) -> None:
         end = position + self.step
@@ -141,10 +145,11 @@ class _Coverage:
 class _LetterStream:
     """Samples one channel's difference stream against the index, carrying the unsampled tail."""
 
-    __slots__ = ("_base", "_coverage", "_index", "_plain", "_previous", "_values")
+    __slots__ = ("_base", "_coverage", "_index", "_lookup", "_plain", "_previous", "_values")
 
     def __init__(self, index: CopyIndex, coverage: _Coverage, plain: bool) -> None:
         self._index = index
+        self._lookup = index.grams.get
         self._coverage = coverage
         self._plain = plain  # the answer's own text (not decoded): an in-order copy is a plain one
         self._values = b""  # letter values from the next sample position on
@@ -154,13 +159,18 @@ class _LetterStream:
 
     def feed(self, values: bytes) -> None:
         values = self._values + values
-        diffs = differences(values)
-        usable = len(diffs) - GRAM + 1
+        usable = len(values) - GRAM  # grams of GRAM differences that fit
         if usable <= 0:
             self._values = values
             return
+        # ``differences(values)``, inlined: this runs on every checked piece of a stream.
+        diffs = (
+            (int.from_bytes(values[1:].translate(_PLUS_26), "little") - int.from_bytes(values[:-1], "little"))
+            .to_bytes(len(values) - 1, "little")
+            .translate(_MOD_26)
+        )
         keys = [diffs[i : i + GRAM] for i in range(0, usable, GRAM)]
-        found = list(map(self._index.grams.get, keys))
+        found = list(map(self._lookup, keys))
         if any(found):
             self._hits(keys, found, values)
         consumed = len(keys) * GRAM
@@ -209,9 +219,7 @@ class _CanaryWatch:
 
     def __init__(self, canary: bytes) -> None:
         self._canary = canary
-        self._digits = canary.translate(None, _NOT_DIGIT)
-        self._first_digit = next(i for i, c in enumerate(canary) if c in _DIGITS)
-        self._last_digit = max(i for i, c in enumerate(canary) if c in _DIGITS)
+        self._digits, self._first_digit, self._last_digit = _digit_layout(canary)
         self._tail = b""
         self.found = False
 
@@ -251,6 +259,15 @@ class _CanaryWatch:
         return False
 
 
+@lru_cache(maxsize=64)  # a canary is read by several trackers of one request (choices, stream end)
+def _digit_layout(canary: bytes) -> tuple[bytes, int, int]:
+    """The canary's digits, and where its first and last digit are."""
+    digits = canary.translate(None, _NOT_DIGIT)
+    first = min(canary.find(digit) for digit in set(digits))
+    last = max(canary.rfind(digit) for digit in set(digits))
+    return digits, first, last
+
+
 def _shift_key(alnum: bytes) -> bytes:
     """``alnum`` with its letters shifted so that the first is ``a`` (digits unchanged)."""
     first = next((c for c in alnum if c not in _DIGITS), 97)
@@ -276,7 +293,7 @@ class _Channel:
         alnum = alnum_bytes(text)
         letters, canary = self._letters, self._canary
         if letters is not None:
-            (letters.peek if tentative else letters.feed)(letter_values(alnum))
+            (letters.peek if tentative else letters.feed)(alnum.translate(_LETTER_VALUES, b"26"))
         if canary is not None and not canary.found:
             (canary.peek if tentative else canary.feed)(alnum)
             self._tracker.canary_found = self._tracker.canary_found or canary.found
@@ -303,7 +320,7 @@ class CopyTracker:
 
     def __init__(self, index: CopyIndex | None, canary: str | None, threshold: float) -> None:
         self.index = index
-        self.coverage = _Coverage(index) if index is not None else None
+        self.coverage = _Coverage(index, threshold) if index is not None else None
         folded = alnum_bytes(canary) if canary else b""
         self.canary = folded if _CanaryWatch.usable(folded) else b""
         self.canary_found = False
@@ -320,14 +337,16 @@ class CopyTracker:
         """Read the next piece of the answer; True once a copy or the canary was found."""
         if not self.found and text:
             self._root.feed(text)
-            self.found = self.canary_found or self.score >= self.threshold
+            coverage = self.coverage
+            self.found = self.canary_found or (coverage is not None and coverage.copied >= coverage.needed)
         return self.found
 
     def finish(self) -> bool:
         """End of the answer: decode the runs still open."""
         if not self.found:
             self._root.finish()
-            self.found = self.canary_found or self.score >= self.threshold
+            coverage = self.coverage
+            self.found = self.canary_found or (coverage is not None and coverage.copied >= coverage.needed)
         return self.found
 
     @property
