@@ -100,7 +100,8 @@ class CopyIndex:
         self.grams = grams
         #: Distance between two consecutive hits of a copy.
         self.step = step
-        self.denominator = max(1, len(values) - GRAM)
+        # What a whole copy counts: all letters but the first gram's and the last partial step.
+        self.denominator = max(1, len(values) - 2 * GRAM)
 
     @classmethod
     def build(cls, prompt: str) -> CopyIndex | None:
