@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import string
+import struct
 from functools import lru_cache
 
 from bastion.guard.normalize import fold_latin
@@ -170,11 +171,12 @@ class _LetterStream:
             .to_bytes(len(values) - 1, "little")
             .translate(_MOD_26)
         )
-        keys = [diffs[i : i + GRAM] for i in range(0, usable, GRAM)]
+        count = (usable - 1) // GRAM + 1
+        keys = _grams(count).unpack_from(diffs)  # the grams at 0, GRAM, 2 * GRAM...: one C call
         found = list(map(self._lookup, keys))
         if any(found):
             self._hits(keys, found, values)
-        consumed = len(keys) * GRAM
+        consumed = count * GRAM
         self._values = values[consumed:]
         self._base += consumed
 
@@ -184,7 +186,7 @@ class _LetterStream:
         self.feed(values)
         self._values, self._base, self._previous = state
 
-    def _hits(self, keys: list[bytes], found: list[int | None], values: bytes) -> None:
+    def _hits(self, keys: tuple[bytes, ...], found: list[int | None], values: bytes) -> None:
         prompt = self._index.values
         for number, entry in enumerate(found):
             if entry is None or len(set(keys[number])) < 4:
@@ -216,11 +218,12 @@ class _LetterStream:
 class _CanaryWatch:
     """The canary in one channel: its digits in order (or reversed), then its letters up to a shift."""
 
-    __slots__ = ("_canary", "_digits", "_first_digit", "_last_digit", "_tail", "found")
+    __slots__ = ("_canary", "_digits", "_first_digit", "_last_digit", "_reversed_digits", "_tail", "found")
 
     def __init__(self, canary: bytes) -> None:
         self._canary = canary
         self._digits, self._first_digit, self._last_digit = _digit_layout(canary)
+        self._reversed_digits = self._digits[::-1]
         self._tail = b""
         self.found = False
 
@@ -233,7 +236,7 @@ class _CanaryWatch:
         window = self._tail + alnum
         self._tail = window[-(len(self._canary) - 1) :]
         digits = window.translate(None, _NOT_DIGIT)
-        if self._digits in digits or self._digits[::-1] in digits:
+        if self._digits in digits or self._reversed_digits in digits:
             self.found = self._spelled_in(window, digits)
 
     def peek(self, alnum: bytes) -> None:
@@ -258,6 +261,12 @@ class _CanaryWatch:
                     return True
                 index = digits.find(pattern, index + 1)
         return False
+
+
+@lru_cache(maxsize=256)
+def _grams(count: int) -> struct.Struct:
+    """Unpacks ``count`` consecutive grams of ``GRAM`` bytes."""
+    return struct.Struct(f"{GRAM}s" * count)
 
 
 @lru_cache(maxsize=64)  # a canary is read by several trackers of one request (choices, stream end)
