@@ -9,8 +9,9 @@ and percent-encoding (also when only the spaces and punctuation are encoded, as 
 Cost: each piece of text is mapped to a character-class string with one ``bytes.translate`` and
 searched for a long run with ``bytes.find``, both in C; ordinary prose has no run of sixteen base64
 characters or hex digits and costs nothing more. The run in progress at the end of a piece is carried
-to the next one (decoded up to its last few characters once it is long), so every character is
-examined a bounded number of times whatever the split.
+to the next one (decoded for good up to its last few characters once it is long), so every character
+is examined a bounded number of times whatever the split; it is also decoded tentatively as it
+stands, so a stream guard that releases the piece has read all of it.
 """
 
 from __future__ import annotations
