@@ -41,11 +41,13 @@ def _class_table(members: bytes) -> bytes:
     return bytes(ord("x") if c in members else ord(".") for c in range(256))
 
 
-_B64_CLASSES = _class_table(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-=")
+# Line breaks included: a wrapped block is one run, whatever the width (prose lines end in punctuation
+# or spaces often enough not to glue into long runs, and a glued word only adds noise at one end).
+_B64_CLASSES = _class_table(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-=\r\n")
 # Hex digits, the prefixes and separators of the textual byte encodings, and the space.
 _NUMERIC_CLASSES = _class_table(b"0123456789abcdefABCDEFxXuU\\%&#;,: -")
 _NEEDLE = b"x" * MIN_RUN
-_HEX_CHARS = frozenset("0123456789abcdefABCDEF")
+_HEX_RUN_RE = re.compile(r"[0-9a-fA-F]{16,}")
 _URLSAFE = str.maketrans("-_", "+/")
 # Bytes that never occur in text (C0 controls other than tab, newline and carriage return).
 _NOT_CONTROL = bytes(c for c in range(256) if not (c < 32 and c not in (9, 10, 13)) and c != 127)
@@ -100,11 +102,12 @@ class RunDecoder:
                 self._emit("other", decoded, False)
 
     def _b64_run(self, run: str, tentative: bool) -> None:
-        body = run.rstrip("=")
+        body = run.replace("\n", "").replace("\r", "").rstrip("=")
         if len(body) < MIN_RUN:
             return
-        if _HEX_CHARS.issuperset(body):
-            decoded = _hex_text(body) or _hex_text(body[1:])
+        for match in _HEX_RUN_RE.finditer(body):  # bare hex, maybe glued to a word or line
+            hexits = match.group()
+            decoded = _hex_text(hexits) or _hex_text(hexits[1:])
             if decoded:
                 self._emit("hex", decoded, tentative)
         # A long word or a number is not base64: base64 of text mixes cases and digits.
@@ -152,9 +155,10 @@ def _scan(text: str, classes_table: bytes, handle: _Handler, cut_at: Callable[[s
 
 
 def _quad_cut(run: str) -> int:
-    """Where to split a long base64 (or bare hex) run: a multiple of four keeps quads and pairs whole."""
+    """Where to split a long base64 (or bare hex) run: a multiple of four keeps quads and pairs whole
+    (line breaks do not count)."""
     cut = len(run) - _KEEP_CHARS
-    return cut - cut % 4
+    return cut - (cut - run.count("\n", 0, cut) - run.count("\r", 0, cut)) % 4
 
 
 def _separator_cut(run: str) -> int:

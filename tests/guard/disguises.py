@@ -76,6 +76,7 @@ COPIES: dict[str, Callable[[str], str]] = {
     "base64": b64,
     "base64-urlsafe-unpadded": b64_urlsafe_unpadded,
     "base64-wrapped": b64_wrapped,
+    "base64-wrapped-57": lambda text: b64_wrapped(text, 57),
     "base64-from-offset-1": lambda text: b64(text[1:]),
     "base64-from-offset-2": lambda text: b64(text[2:]),
     "hex": lambda text: text.encode().hex(),
