@@ -53,13 +53,16 @@ _URLSAFE = str.maketrans("-_", "+/")
 _NOT_CONTROL = bytes(c for c in range(256) if not (c < 32 and c not in (9, 10, 13)) and c != 127)
 
 _NUMERIC_RE = re.compile(
-    r"(?P<hex>[0-9a-fA-F]{2}(?:[ ,:;-]{1,2}[0-9a-fA-F]{2}){7,})"
+    r"(?P<binary>[01]{8}(?:[ ,]?[01]{8}){5,})"
+    # Numbers only: decimal character codes, or hex pairs that happen to have no letter (both tried).
+    # Each ends on a whole code: "... 20 4" must not take the 4 of "4D" (or "11" of "117").
+    r"|(?P<digits>\d{1,3}(?:[ ,;]{1,2}\d{1,3}){7,}(?![0-9a-fA-F]))"
+    r"|(?P<hex>[0-9a-fA-F]{2}(?:[ ,:;-]{1,2}[0-9a-fA-F]{2}){7,}(?![0-9a-fA-F]))"
     r"|(?P<escaped>(?:(?:\\x|0x)[0-9a-fA-F]{2}[ ,]*){6,})"
-    r"|(?P<binary>[01]{8}(?:[ ,]?[01]{8}){5,})"
-    r"|(?P<decimal>(?:\d{2,3}[ ,]+){7,}\d{2,3})"
     r"|(?P<unicode>(?:\\u[0-9a-fA-F]{4}){4,})"
     r"|(?P<html>(?:&#(?:x[0-9a-fA-F]{1,6}|\d{1,7});){6,})"
 )
+_NUMBER_RE = re.compile(r"\d+")
 _NOT_HEX_RE = re.compile(r"\\x|0x|[^0-9a-fA-F]")
 _PERCENT_ESCAPE_RE = re.compile(r"%[0-9a-fA-F]{2}")
 
@@ -105,29 +108,37 @@ class RunDecoder:
         body = run.replace("\n", "").replace("\r", "").rstrip("=")
         if len(body) < MIN_RUN:
             return
+        decoded: dict[str, list[str]] = {}
         for match in _HEX_RUN_RE.finditer(body):  # bare hex, maybe glued to a word or line
             hexits = match.group()
-            decoded = _hex_text(hexits) or _hex_text(hexits[1:])
-            if decoded:
-                self._emit("hex", decoded, tentative)
+            _collect(decoded, "hex", _hex_text(hexits) or _hex_text(hexits[1:]))
         # A long word or a number is not base64: base64 of text mixes cases and digits.
-        if body.isdigit() or (body.isalpha() and (body.islower() or body.isupper())):
-            return
-        decoded = _base64_text(body)
-        if decoded:
-            self._emit("base64", decoded, tentative)
+        if not (body.isdigit() or (body.isalpha() and (body.islower() or body.isupper()))):
+            _collect(decoded, "base64", _base64_text(body))
+        self._emit_all(decoded, tentative)
 
     def _numeric_run(self, run: str, tentative: bool) -> None:
+        decoded: dict[str, list[str]] = {}
         for match in _NUMERIC_RE.finditer(run):
             kind = match.lastgroup or ""
             value = match.group()
-            decoded = _NUMERIC_DECODERS[kind](value)
-            if decoded:
-                self._emit("hex" if kind in ("hex", "escaped") else "other", decoded, tentative)
-            if kind == "hex" and not any(c.isalpha() for c in value):
-                decoded = _decimal_text(value)  # "72 101 108": decimal codes look like spaced hex
-                if decoded:
-                    self._emit("other", decoded, tentative)
+            if kind == "digits":  # "72 101 108" (decimal) or "59 20 61" (hex pairs): read both ways
+                _collect(decoded, "other", _decimal_text(value))
+                if all(len(group) == 2 for group in _NUMBER_RE.findall(value)):
+                    _collect(decoded, "hex", _hex_text(value))
+            else:
+                _collect(decoded, "hex" if kind in ("hex", "escaped") else "other", _NUMERIC_DECODERS[kind](value))
+        self._emit_all(decoded, tentative)
+
+    def _emit_all(self, decoded: dict[str, list[str]], tentative: bool) -> None:
+        # One text per kind: a tentative text must be whole (the receiver forgets it before the next).
+        for kind, pieces in decoded.items():
+            self._emit(kind, "".join(pieces), tentative)
+
+
+def _collect(decoded: dict[str, list[str]], kind: str, text: str | None) -> None:
+    if text:
+        decoded.setdefault(kind, []).append(text)
 
 
 def _scan(text: str, classes_table: bytes, handle: _Handler, cut_at: Callable[[str], int], *, final: bool) -> str:
@@ -212,10 +223,9 @@ def _binary_text(value: str) -> str | None:
 
 
 def _decimal_text(value: str) -> str | None:
-    codes = [int(code) for code in re.findall(r"\d+", value)]
-    if any(code < 32 and code not in (9, 10, 13) for code in codes):
-        return None
-    return "".join(map(chr, codes))
+    codes = [int(code) for code in _NUMBER_RE.findall(value)]
+    text = "".join(chr(code) for code in codes if code >= 32 or code in (9, 10, 13))
+    return text if len(text) * 10 >= len(codes) * 9 else None  # a few stray numbers are dropped
 
 
 def _unicode_text(value: str) -> str | None:
@@ -226,7 +236,6 @@ _NUMERIC_DECODERS: dict[str, Callable[[str], str | None]] = {
     "hex": _hex_text,
     "escaped": _hex_text,
     "binary": _binary_text,
-    "decimal": _decimal_text,
     "unicode": _unicode_text,
     "html": html.unescape,
 }

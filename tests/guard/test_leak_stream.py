@@ -67,8 +67,8 @@ def test_disguised_canary_is_never_released(name: str) -> None:
         assert [f.type for f in streaming.result.verdict("leak").findings] == ["CANARY"]  # type: ignore[union-attr]
 
 
-@settings(max_examples=40, deadline=None)
-@given(name=st.sampled_from(["rot13", "base64-wrapped", "letter-spaced", "reversed", "hex-spaced"]), data=st.data())
+@settings(max_examples=100, deadline=None)
+@given(name=st.sampled_from(sorted(COPIES)), data=st.data())
 def test_disguised_copy_is_withheld_whatever_the_split(name: str, data: st.DataObject) -> None:
     text = answer(COPIES[name](VAULT_PROMPT))
     cuts = data.draw(st.lists(st.integers(min_value=1, max_value=len(text) - 1), max_size=120))
