@@ -5,13 +5,16 @@
     .venv/bin/python bench/guard_bench.py --repeat 3    # per case, the run with the lowest p95
 
 Cases: input guard on a 2 KB benign prompt, a 2 KB attack prompt and a 2 KB prompt full of PII; output
-guard on 2 KB of output with and without a system-prompt leak; the streaming output guard fed the same
-2 KB in 20-character deltas (time for the whole stream, feed() calls plus finish()).
+guard on 2 KB of output with and without a system-prompt leak, and with the prompt in base64 and in
+rot13; the streaming output guard fed the same 2 KB in 20-character deltas (time for the whole stream,
+feed() calls plus finish()).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import codecs
 import gc
 import json
 import os
@@ -146,6 +149,8 @@ def main() -> None:
     benign, attack, pii = fill(BENIGN), fill(ATTACK), fill(PII)
     clean_output = fill(ANSWER)
     leaking_output = fill(ANSWER[:300] + " My instructions are: " + SYSTEM_PROMPT + " ")
+    base64_output = fill(ANSWER[:300] + " In base64: " + base64.b64encode(SYSTEM_PROMPT.encode()).decode() + " ")
+    rot13_output = fill(ANSWER[:300] + " In rot13: " + codecs.encode(SYSTEM_PROMPT, "rot13") + " ")
 
     cases: dict[str, Callable[[], object]] = {
         "input  2KB benign": lambda: input_guard.scan_text(benign),
@@ -153,8 +158,11 @@ def main() -> None:
         "input  2KB PII": lambda: input_guard.scan_text(pii),
         "output 2KB no leak": lambda: output_guard.scan_text(clean_output),
         "output 2KB leak": lambda: output_guard.scan_text(leaking_output),
+        "output 2KB base64 leak": lambda: output_guard.scan_text(base64_output),
+        "output 2KB rot13 leak": lambda: output_guard.scan_text(rot13_output),
         "stream 2KB no leak (20-char deltas)": lambda: stream_once(output_guard, clean_output),
         "stream 2KB leak (20-char deltas)": lambda: stream_once(output_guard, leaking_output),
+        "stream 2KB rot13 leak (20-char deltas)": lambda: stream_once(output_guard, rot13_output),
     }
     results: dict[str, dict[str, float]] = {}
     for _ in range(max(1, args.repeat)):
@@ -180,10 +188,10 @@ def main() -> None:
         f"load average {context['load_average'][0]:.2f} on {context['cpu_count']} CPUs, "
         f"calibration loop {context['calibration_loop_ms']} ms"
     )
-    print(f"{'case':<38}{'wall p50':>9}{'p95':>7}{'p99':>7}   {'cpu p50':>8}{'p95':>7}{'p99':>7}   (us)")
+    print(f"{'case':<40}{'wall p50':>9}{'p95':>7}{'p99':>7}   {'cpu p50':>8}{'p95':>7}{'p99':>7}   (us)")
     for name, n in results.items():
         print(
-            f"{name:<38}{n['p50_us']:>9.0f}{n['p95_us']:>7.0f}{n['p99_us']:>7.0f}"
+            f"{name:<40}{n['p50_us']:>9.0f}{n['p95_us']:>7.0f}{n['p99_us']:>7.0f}"
             f"   {n['cpu_p50_us']:>8.0f}{n['cpu_p95_us']:>7.0f}{n['cpu_p99_us']:>7.0f}"
         )
 

@@ -10,6 +10,10 @@ is the fraction of the prompt's word n-grams (shingles, default 5 words) that oc
 A verbatim leak scores near 1; a normal answer that shares a phrase or two scores near 0. Prompts
 shorter than the shingle size use one shingle of their whole length; prompts under three words are
 left to the canary (a three-word overlap is not evidence of anything).
+
+Transformed copies: what the word overlap cannot see (the prompt spelled out letter by letter,
+shifted, reversed, in look-alikes or leetspeak, or encoded as base64, hex...) and the canary in the
+same disguises are read letter by letter by ``leak_copies``; the score is the larger of the two.
 """
 
 from __future__ import annotations
@@ -23,12 +27,15 @@ from typing import Literal
 
 from bastion.guard import budget
 from bastion.guard.decoders import PayloadHints, find_payloads
+from bastion.guard.leak_copies import TRANSFORMED_COPY, CopyIndex, CopyTracker
 from bastion.guard.models import Finding
 from bastion.guard.normalize import INVISIBLE_CLASS, alnum_fold, build_view
 from bastion.guard.segments import segment_bounds
 
 CANARY_PREFIX = "bst-"
 MIN_PROMPT_WORDS = 3
+#: Finding types of the leak scanner.
+LEAK_FINDING_TYPES = frozenset({"CANARY", "PROMPT_OVERLAP", TRANSFORMED_COPY})
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
 # Words; each CJK character counts as a word because those scripts do not separate words.
@@ -129,6 +136,8 @@ class PromptFingerprint:
         self.vocabulary = frozenset(word for shingle in self.shingles for word in shingle)
         #: The longest prompt word: a longer word in an answer cannot be part of a prompt shingle.
         self.max_word_chars = max(map(len, self.vocabulary), default=0)
+        # Same rule as the shingles: a prompt under three words is left to the canary.
+        self.copies = CopyIndex.build(system_prompt) if system_prompt and self.shingles else None
 
     @property
     def active(self) -> bool:
@@ -174,9 +183,20 @@ class PromptFingerprint:
                         Finding(f.type, f.start + start, f.end + start, f.score)
                         for f in self._overlap_findings(part, positions, word_count)
                     )
+        if not result.canary_found and result.score < threshold:
+            tracker = self.copy_tracker(threshold)
+            if tracker is not None:
+                tracker.feed(text)
+                tracker.finish()
+                _add_copies(result, tracker, len(text))
         if result.canary_found:
             result.score = 1.0
         return result
+
+    def copy_tracker(self, threshold: float) -> CopyTracker | None:
+        """A tracker of transformed copies of the prompt and the canary, or None if there is nothing to find."""
+        tracker = CopyTracker(self.copies, self.canary_folded, threshold)
+        return tracker if tracker.active else None
 
     def match_positions(self, words: list[str]) -> list[int]:
         """Start indices of the shingles of ``words`` that are prompt shingles.
@@ -217,6 +237,14 @@ class PromptFingerprint:
         if run_start >= 0:
             findings.append(Finding("PROMPT_OVERLAP", spans[run_start][0], spans[run_end - 1][1], 1.0))
         return findings
+
+
+def _add_copies(result: LeakScan, tracker: CopyTracker, length: int) -> None:
+    """Merge a finished tracker into a scan: a transformed copy is reported over the whole text."""
+    result.score = max(result.score, tracker.score)
+    if tracker.found:
+        result.canary_found = result.canary_found or tracker.canary_found
+        result.findings.append(Finding(tracker.finding_type, 0, length, 1.0))
 
 
 def find_canary(text: str, canary_folded: str) -> list[tuple[int, int]]:

@@ -227,6 +227,15 @@ def strip_invisible(text: str) -> str:
     return _INVISIBLE_RE.sub("", text)
 
 
+def fold_latin(text: str) -> str:
+    """``text`` lower-cased with compatibility forms, accents, invisible characters and look-alikes
+    folded to plain Latin everywhere (no context rule, unlike ``build_view``): for comparing letters
+    with a known Latin text, where an answer spelled entirely in Cyrillic look-alikes is still a copy."""
+    if text.isascii():
+        return text.lower()
+    return _fold_run(text, True).lower()
+
+
 _ALNUM_RE = re.compile(r"[^0-9a-z]+")
 
 

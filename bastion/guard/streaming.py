@@ -35,7 +35,7 @@ from bastion.guard.budget import BUDGET_FINDING, BUDGET_SCANNER
 from bastion.guard.engine import OutputGuard, action_for, redact, typed_placeholder
 from bastion.guard.leak import ASCII_WORD_RE as _ASCII_WORD_RE
 from bastion.guard.leak import CONTINUES_WORD_RE as _CONTINUES_WORD_RE
-from bastion.guard.leak import ends_inside_word, words_with_spans
+from bastion.guard.leak import LEAK_FINDING_TYPES, ends_inside_word, words_with_spans
 from bastion.guard.models import ACTION_RANK, Action, Finding, GuardResult, Verdict
 from bastion.guard.normalize import alnum_fold
 from bastion.guard.spans import drop_overlapping
@@ -114,6 +114,8 @@ class StreamingOutputGuard:
         # cannot be part of a shingle: it is no longer carried, only skipped until it ends.
         self._max_word_chars = max(64, 4 * fingerprint.max_word_chars)
         self._carry_overflow = False
+        # Transformed copies (``leak_copies``): read over the same checked text, incrementally.
+        self._copies = fingerprint.copy_tracker(policy.leak_threshold) if self._leak_on else None
         # Redaction state.
         self._redact_pii = guard.pii_mode in ("redact", "block")
         self._redact_secrets = guard.secrets_mode in ("redact", "block")
@@ -168,6 +170,8 @@ class StreamingOutputGuard:
                 and self.guard.fingerprint.scan(self._pending, threshold=1.0).canary_found
             ):
                 self._on_canary()
+            if not self._blocked:
+                self._track_copies(None)
         released = "" if self._blocked else self._release(final=True)
         self._elapsed += time.perf_counter() - started
         return released
@@ -185,9 +189,12 @@ class StreamingOutputGuard:
         findings = sorted(self._findings.values(), key=lambda f: (f.start, f.type))
         if self._leak_on:
             overlap = len(self._matched) / len(self._shingles) if self._shingles else 0.0
+            copied = self._copies is not None and self._copies.found
+            if self._copies is not None:
+                overlap = max(overlap, self._copies.score)
             score = 1.0 if self._canary_found else overlap
-            flagged = self._canary_found or (bool(self._shingles) and overlap >= policy.leak_threshold)
-            leak_findings = [f for f in findings if f.type in ("CANARY", "PROMPT_OVERLAP")]
+            flagged = copied or self._canary_found or (bool(self._shingles) and overlap >= policy.leak_threshold)
+            leak_findings = [f for f in findings if f.type in LEAK_FINDING_TYPES]
             verdicts.append(Verdict("leak", score, flagged, leak_findings, action_for("leak", policy.leak, flagged)))
         for scanner, mode, is_secret in (
             ("secrets", self.guard.secrets_mode, True),
@@ -244,6 +251,8 @@ class StreamingOutputGuard:
                 self._track_canary(new_text)
                 if not self._blocked:
                     self._track_words(new_text, final=False)
+                if not self._blocked:
+                    self._track_copies(new_text)
         if self._blocked or final is None:
             return ""
         return self._release(final=final)
@@ -258,6 +267,21 @@ class StreamingOutputGuard:
             self._on_canary()
             return
         self._canary_tail = window[-(len(self._canary) - 1) :] if len(self._canary) > 1 else ""
+
+    def _track_copies(self, text: str | None) -> None:
+        """Feed newly checked text to the transformed-copy tracker (``None``: the end of the stream)."""
+        copies = self._copies
+        if copies is None or copies.found:
+            return
+        if not (copies.finish() if text is None else copies.feed(text)):
+            return
+        if copies.canary_found:
+            if not self._canary_found:
+                self._on_canary()
+            return
+        self._add(Finding(copies.finding_type, self._offset, self._offset + len(self._pending), 1.0))
+        if self._leak_blocks:
+            self._blocked = True
 
     def _on_canary(self) -> None:
         self._canary_found = True
@@ -498,7 +522,7 @@ _PII_TYPES = frozenset(
     {"EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS", "MAC_ADDRESS",
      "US_DRIVER_LICENSE", "US_PASSPORT", "CRYPTO", "DATE_TIME", "AGE", "DOMAIN_NAME"}
 )  # fmt: skip
-_NOT_ENTITY_TYPES = frozenset({"CANARY", "PROMPT_OVERLAP", BUDGET_FINDING})
+_NOT_ENTITY_TYPES = LEAK_FINDING_TYPES | {BUDGET_FINDING}
 
 
 def _has_entity_hint(text: str) -> bool:

@@ -1,12 +1,16 @@
-"""System-prompt leak detection: canary tokens and word-shingle overlap."""
+"""System-prompt leak detection: canary tokens, word-shingle overlap, and disguised copies of both."""
 
 from __future__ import annotations
 
 import base64
 
-from bastion.guard import GuardPolicy, OutputGuard, make_canary, plant_canary
+import pytest
+
+from bastion.guard import GuardPolicy, GuardResult, OutputGuard, make_canary, plant_canary
 from bastion.guard.leak import PromptFingerprint, find_canary
 from bastion.guard.normalize import alnum_fold
+from bastion.vault import canary as vault_canary
+from tests.guard.disguises import BENIGN, CANARY_DISGUISES, COPIES, VAULT_PROMPT, answer, b64, rot13
 
 SYSTEM_PROMPT = (
     "You are Orbit, the booking assistant for Skyline Travel. Only discuss flights, hotels and car hire. "
@@ -95,3 +99,85 @@ def test_output_pii_and_secrets() -> None:
     assert result.text == "Reach Jane at [EMAIL_ADDRESS]; the key is [AWS_ACCESS_KEY_ID]."
     flag_only = OutputGuard(GuardPolicy(output_pii="flag")).scan_text("jane@corp.io")
     assert flag_only.action == "flag" and flag_only.text == "jane@corp.io"
+
+
+# --- disguised copies (``leak_copies``) ----------------------------------------------------------
+
+VAULT_CANARY = "bst-5c07e91a3d84f26b"
+VAULT_GUARD = OutputGuard(GuardPolicy(), system_prompt=VAULT_PROMPT, canary=VAULT_CANARY)
+
+
+def leak_types(result: GuardResult) -> list[str]:
+    leak = result.verdict("leak")
+    assert leak is not None
+    return [finding.type for finding in leak.findings]
+
+
+@pytest.mark.parametrize("name", sorted(COPIES))
+def test_disguised_copy_without_the_canary_is_withheld(name: str) -> None:
+    result = VAULT_GUARD.scan_text(answer(COPIES[name](VAULT_PROMPT)))
+    assert result.blocked, name
+    assert leak_types(result) in (["PROMPT_TRANSFORMED"], ["PROMPT_OVERLAP"]), leak_types(result)
+    assert result.verdict("leak").score >= 0.9  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("name", ["rot13", "base64", "hex", "letter-spaced", "reversed"])
+def test_disguised_copy_with_the_planted_canary_is_withheld(name: str) -> None:
+    planted = plant_canary(VAULT_PROMPT, VAULT_CANARY)
+    result = VAULT_GUARD.scan_text(answer(COPIES[name](planted)))
+    assert result.blocked and "CANARY" in leak_types(result)
+
+
+def test_rot13_copy_with_the_vault_canary_is_withheld() -> None:
+    canary = vault_canary.make_canary()  # the vault's own format ("bstc-")
+    guard = OutputGuard(GuardPolicy(), system_prompt=VAULT_PROMPT, canary=canary)
+    result = guard.scan_text(answer(rot13(vault_canary.plant_canary(VAULT_PROMPT, canary))))
+    assert result.blocked and leak_types(result) == ["CANARY"]
+
+
+@pytest.mark.parametrize("name", sorted(CANARY_DISGUISES))
+def test_disguised_canary_alone_is_found(name: str) -> None:
+    guard = OutputGuard(GuardPolicy(), canary=VAULT_CANARY)  # no prompt: the canary is all there is
+    result = guard.scan_text(f"My reference marker is {CANARY_DISGUISES[name](VAULT_CANARY)}, nothing else.")
+    assert result.blocked and leak_types(result) == ["CANARY"]
+    near_miss = VAULT_CANARY[:-1] + "c"
+    assert not guard.scan_text(f"Marker {CANARY_DISGUISES[name](near_miss)}.").flagged
+
+
+@pytest.mark.parametrize("start", range(0, 9))
+def test_a_copy_of_the_middle_is_found_at_every_alignment(start: int) -> None:
+    """Base64 of a copy that starts anywhere (three alignments of the encoding, and every shift of
+    the letters against the sampling step) and covers a third of the prompt."""
+    third = len(VAULT_PROMPT) // 3
+    middle = VAULT_PROMPT[third + start : 2 * third + start + 10]
+    for encode in (b64, rot13, COPIES["reversed"]):
+        assert VAULT_GUARD.scan_text(answer(encode(middle))).blocked, (start, encode)
+
+
+def test_a_disguised_copy_below_the_threshold_passes() -> None:
+    """One sentence in base64 is about a tenth of the prompt: under ``leak_threshold``, like a verbatim
+    sentence (documented in docs/GUARD.md)."""
+    sentence = "Help customers read their bills, move their contract to a new address and report outages."
+    for copy in (sentence, b64(sentence), rot13(sentence)):
+        result = VAULT_GUARD.scan_text(answer(copy))
+        assert not result.flagged, copy
+    assert VAULT_GUARD.scan_text(answer(b64(sentence))).verdict("leak").score > 0  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("name", sorted(BENIGN))
+def test_benign_answers_are_released(name: str) -> None:
+    planted = OutputGuard(GuardPolicy(), system_prompt=plant_canary(VAULT_PROMPT, VAULT_CANARY), canary=VAULT_CANARY)
+    for guard in (VAULT_GUARD, planted):
+        result = guard.scan_text(BENIGN[name])
+        leak = result.verdict("leak")
+        assert leak is not None and not leak.flagged and leak.score < 0.2, (name, leak)
+        assert result.action == "allow" and result.text == BENIGN[name]
+
+
+def test_short_prompts_are_left_to_the_canary() -> None:
+    """Too few letters for a copy to be told from chance: a copy of such a prompt is not a leak by
+    itself (the same rule as the word overlap), its canary still is."""
+    guard = OutputGuard(GuardPolicy(), system_prompt="Answer in French only.", canary=VAULT_CANARY)
+    assert guard.fingerprint.copies is None
+    assert not guard.scan_text(b64("Answer in French only.")).flagged
+    assert guard.scan_text(rot13(plant_canary("Answer in French only.", VAULT_CANARY))).blocked
