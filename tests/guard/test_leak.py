@@ -9,7 +9,6 @@ import pytest
 from bastion.guard import GuardPolicy, GuardResult, OutputGuard, make_canary, plant_canary
 from bastion.guard.leak import PromptFingerprint, find_canary
 from bastion.guard.normalize import alnum_fold
-from bastion.vault import canary as vault_canary
 from tests.guard.disguises import BENIGN, CANARY_DISGUISES, COPIES, VAULT_PROMPT, answer, b64, rot13
 
 SYSTEM_PROMPT = (
@@ -128,10 +127,10 @@ def test_disguised_copy_with_the_planted_canary_is_withheld(name: str) -> None:
     assert result.blocked and "CANARY" in leak_types(result)
 
 
-def test_rot13_copy_with_the_vault_canary_is_withheld() -> None:
-    canary = vault_canary.make_canary()  # the vault's own format ("bstc-")
+def test_rot13_copy_with_a_fresh_planted_canary_is_withheld() -> None:
+    canary = make_canary()  # what the prompt stage plants in a vault prompt, fresh per request
     guard = OutputGuard(GuardPolicy(), system_prompt=VAULT_PROMPT, canary=canary)
-    result = guard.scan_text(answer(rot13(vault_canary.plant_canary(VAULT_PROMPT, canary))))
+    result = guard.scan_text(answer(rot13(plant_canary(VAULT_PROMPT, canary))))
     assert result.blocked and leak_types(result) == ["CANARY"]
 
 
