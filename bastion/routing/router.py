@@ -34,6 +34,8 @@ from bastion.routing.trace import Attempt, RouteTrace
 log = structlog.get_logger("bastion.routing")
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
+#: The longest a stream's processing keeps the event loop before letting other requests run.
+LOOP_TURN_S = 0.005
 
 
 class Router:
@@ -126,10 +128,18 @@ class Router:
         trace: RouteTrace,
     ) -> ChunkStream:
         ok = False
+        clock = time.perf_counter
         try:
             yield first
+            turn_ends = clock() + LOOP_TURN_S
             async for chunk in chunks:
                 yield chunk
+                # Chunks the upstream sent together are read from a buffer, and every stage
+                # downstream handles each without ever waiting: the event loop would not get
+                # control back until the burst was through. Give it back every few milliseconds.
+                if clock() > turn_ends:
+                    await asyncio.sleep(0)
+                    turn_ends = clock() + LOOP_TURN_S
             ok = True
         except BastionError as exc:
             trace.attempts[-1].outcome = "error"
