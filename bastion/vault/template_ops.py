@@ -199,18 +199,17 @@ def _method_bound(receiver: str | bytes, name: str, args: tuple[Any, ...], kwarg
 
 
 def call_text_method(
-    method: Callable[..., Any], receiver: str | bytes, args: tuple[Any, ...], kwargs: dict[str, Any]
+    invoke: Callable[..., Any], name: str, receiver: str | bytes, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    """Call a method of a text after checking what it would build."""
-    name = getattr(method, "__name__", "")
+    """Call ``receiver.name`` (through ``invoke``) after checking what it would build."""
     if name == "join" and args:
         items = take(args[0])
         allow_text(joined_size(receiver, items) * (5 if hasattr(receiver, "__html__") else 1))
-        return check_result(method(items))
+        return check_result(invoke(items, *args[1:], **kwargs))
     bound = _method_bound(receiver, name, args, kwargs)
     if bound is not None:
         allow_text(bound)
-    return check_result(method(*args, **kwargs))
+    return check_result(invoke(*args, **kwargs))
 
 
 def check_int_method(method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable, Iterable, Iterator
-from functools import update_wrapper
+from functools import partial, update_wrapper
 from typing import Any
 
 from jinja2 import StrictUndefined, nodes
@@ -226,7 +226,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         receiver = getattr(__obj, "__self__", None)
         name = getattr(__obj, "__name__", "")
         if isinstance(receiver, str | bytes) and not isinstance(__obj, type):
-            return call_text_method(__obj, receiver, args, kwargs)
+            return call_text_method(partial(__context.call, __obj), name, receiver, args, kwargs)
         if isinstance(receiver, int) and not isinstance(receiver, bool):
             check_int_method(__obj, args, kwargs)
         if name == "copy" and isinstance(receiver, list | dict | set):
