@@ -42,8 +42,9 @@ MAX_ITERATIONS = 1_000_000
 #: Wall time of a render; checked between steps, each of which is bounded by the limits above.
 MAX_RENDER_SECONDS = 0.25
 
-#: The time is read every this many loop iterations (a clock read costs more than an iteration).
-_CLOCK_EVERY = 64
+#: The clock is read every this many steps (iterations, filters, calls...): a read costs more than
+#: a step, and every step is bounded in size, so a few of them cannot take long.
+_CLOCK_EVERY = 8
 #: Characters an object of no known shape prints as (its repr is a fixed-size placeholder).
 _OPAQUE_CHARS = 64
 
@@ -68,24 +69,28 @@ class OutputTooLong(TemplateLimitExceeded):
 class RenderBudget:
     """The allowance of one render in progress."""
 
-    __slots__ = ("deadline", "iterations_left", "work_left")
+    __slots__ = ("deadline", "iterations_left", "steps", "work_left")
 
     def __init__(self, *, work: int = MAX_WORK, iterations: int = MAX_ITERATIONS, seconds: float = MAX_RENDER_SECONDS):
         self.work_left = work
         self.iterations_left = iterations
         self.deadline = time.monotonic() + seconds
+        self.steps = 0
 
     def spend(self, amount: int) -> None:
         self.work_left -= amount
         if self.work_left < 0:
             raise TemplateLimitExceeded(f"it builds more than {MAX_WORK} characters and items in all")
-        self.check_time()
+        self.steps += 1
+        if not self.steps % _CLOCK_EVERY:
+            self.check_time()
 
     def iterate(self) -> None:
         self.iterations_left -= 1
         if self.iterations_left < 0:
             raise TemplateLimitExceeded(f"it runs more than {MAX_ITERATIONS} loop iterations")
-        if self.iterations_left % _CLOCK_EVERY == 0:
+        self.steps += 1
+        if not self.steps % _CLOCK_EVERY:
             self.check_time()
 
     def check_time(self) -> None:

@@ -202,7 +202,8 @@ def _checked_items(iterator: Iterator[Any]) -> Iterator[Any]:
         yield check_result(item)
 
 
-def _unchanged(value: Any) -> Any:
+def _step(value: Any) -> Any:
+    spend(1)
     return value
 
 
@@ -231,7 +232,7 @@ _TEXT = {
         "xmlattr",
     ]
 }
-#: name -> (check before, what to do with the result)
+#: name -> (check before, what to do with the result: measuring it also counts the step)
 _CHECKS: dict[str, tuple[Precheck, Callable[[Any], Any]]] = {
     **{name: (check, check_result) for name, check in _TEXT.items()},
     "center": (_center, check_result),
@@ -248,9 +249,9 @@ _CHECKS: dict[str, tuple[Precheck, Callable[[Any], Any]]] = {
     "sort": (_comparing, check_result),
     "dictsort": (_comparing, check_result),
     "groupby": (_comparing, check_result),
-    "unique": (_comparing, _unchanged),
-    "min": (_comparing, _unchanged),
-    "max": (_comparing, _unchanged),
+    "unique": (_comparing, _step),
+    "min": (_comparing, _step),
+    "max": (_comparing, _step),
     "reverse": (_no_check, check_result),
 }
 #: Filters that only select or look up what exists: no size to check, only the time.
@@ -281,7 +282,6 @@ def _wrap(func: Callable[..., Any], check: Precheck, after: Callable[[Any], Any]
     leading = 0 if pass_arg is None else 1
 
     def bounded(*args: Any, **kwargs: Any) -> Any:
-        spend(1)
         lead = args[0] if leading else None
         value = check(args[leading], args[leading + 1 :], kwargs, lead)
         return after(func(*args[:leading], value, *args[leading + 1 :], **kwargs))
