@@ -297,5 +297,5 @@ class Authenticator:
         if self.redis_epoch is not None and not await self.redis_epoch.bump():
             log.error(
                 "auth_epoch_bump_failed",
-                effect="other processes verify against the database while Redis is unreachable",
+                effect="retried until Redis answers; processes that see Redis fail verify against the database",
             )
