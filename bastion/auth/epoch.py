@@ -140,11 +140,12 @@ class FileEpoch:
     def shared(self) -> bool:
         return self._map is not None
 
-    def read(self) -> bytes | int:
+    def read(self, now: float | None = None) -> bytes | int:
+        """The current value; ``now`` is ``time.monotonic()`` if the caller has just read it."""
         mapped = self._map
         if mapped is None:
             return self._memory
-        if time.monotonic() >= self._next_check:
+        if (time.monotonic() if now is None else now) >= self._next_check:
             self._follow_path()
             mapped = self._map
             if mapped is None:
