@@ -20,7 +20,8 @@ not come back. Two places hold it:
   has), which also delivers a bump that failed during the outage.
 * Otherwise a memory-mapped 16-byte file beside the SQLite database (``bastion.db`` ->
   ``bastion.db.auth.epoch``; ``<data_dir>/auth.epoch`` for other databases): an 8-byte counter and
-  an 8-byte generation, shared by every process on this machine through the page cache. Reading it
+  an 8-byte generation, shared by every process on this machine through the page cache; the value
+  is ``generation * 2**64 + counter``, the generation read once when the file is opened. Reading it
   is a memory load, so the embedded single-process default pays nanoseconds, and several workers or
   the CLI on the same machine see each other's revocations at once. A file deleted or replaced
   under running processes is noticed within ``FILE_RECHECK_S`` (a ``stat``) and followed: the new
@@ -104,6 +105,7 @@ class FileEpoch:
         #: (st_dev, st_ino) of the open file, to notice it being deleted or replaced.
         self._identity: tuple[int, int] | None = None
         self._next_check = 0.0
+        self._generation = 0
         #: Used when the file cannot be opened (read-only data directory): this process only.
         self._memory = 0
         if path is not None:
@@ -125,7 +127,8 @@ class FileEpoch:
                 mapped = mmap.mmap(fd, _FILE.size)
                 counter, generation = _FILE.unpack_from(mapped, 0)
                 if generation == 0:
-                    _FILE.pack_into(mapped, 0, counter, new_generation())
+                    generation = new_generation()
+                    _FILE.pack_into(mapped, 0, counter, generation)
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
             stat = os.fstat(fd)
@@ -133,6 +136,8 @@ class FileEpoch:
             os.close(fd)
             raise
         self._fd, self._map = fd, mapped
+        # Fixed for the file's life: a read adds it to the counter, so values of two files differ.
+        self._generation = generation << 64
         self._identity = (stat.st_dev, stat.st_ino)
         self._next_check = time.monotonic() + FILE_RECHECK_S
 
@@ -140,7 +145,7 @@ class FileEpoch:
     def shared(self) -> bool:
         return self._map is not None
 
-    def read(self, now: float | None = None) -> bytes | int:
+    def read(self, now: float | None = None) -> int:
         """The current value; ``now`` is ``time.monotonic()`` if the caller has just read it."""
         mapped = self._map
         if mapped is None:
@@ -152,7 +157,7 @@ class FileEpoch:
                 return self._memory
         # A read racing a bump may see a torn value; it then differs from every cached epoch,
         # which only costs a cache miss.
-        return mapped[: _FILE.size]
+        return _COUNTER.unpack_from(mapped, 0)[0] + self._generation  # type: ignore[no-any-return]
 
     def _follow_path(self) -> None:
         """Reopen the file at ``path`` if it is no longer the one mapped (deleted or replaced):
