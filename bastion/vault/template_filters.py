@@ -207,6 +207,10 @@ def _step(value: Any) -> Any:
     return value
 
 
+def _unchanged(value: Any) -> Any:
+    return value
+
+
 _TEXT = {
     name: _text_input
     for name in [
@@ -235,15 +239,16 @@ _TEXT = {
 #: name -> (check before, what to do with the result: measuring it also counts the step)
 _CHECKS: dict[str, tuple[Precheck, Callable[[Any], Any]]] = {
     **{name: (check, check_result) for name, check in _TEXT.items()},
-    "center": (_center, check_result),
-    "indent": (_indent, check_result),
-    "wordwrap": (_wordwrap, check_result),
-    "replace": (_replace, check_result),
-    "format": (_format, check_result),
-    "truncate": (_truncate, check_result),
-    "urlize": (_urlize, check_result),
-    "tojson": (_tojson, check_result),
-    "join": (_join, check_result),
+    # These checks bound the result before the call and pay for it: nothing to measure after.
+    "center": (_center, _unchanged),
+    "indent": (_indent, _unchanged),
+    "wordwrap": (_wordwrap, _unchanged),
+    "replace": (_replace, _unchanged),
+    "format": (_format, _unchanged),
+    "truncate": (_truncate, _unchanged),
+    "urlize": (_urlize, _unchanged),
+    "join": (_join, _unchanged),
+    "tojson": (_tojson, check_result),  # escaping: up to 12 characters for one
     "batch": (_batch, _checked_items),
     "slice": (_slice, _checked_items),
     "sort": (_comparing, check_result),
@@ -282,9 +287,11 @@ def _wrap(func: Callable[..., Any], check: Precheck, after: Callable[[Any], Any]
     leading = 0 if pass_arg is None else 1
 
     def bounded(*args: Any, **kwargs: Any) -> Any:
-        lead = args[0] if leading else None
-        value = check(args[leading], args[leading + 1 :], kwargs, lead)
-        return after(func(*args[:leading], value, *args[leading + 1 :], **kwargs))
+        value = args[leading]
+        checked = check(value, args[leading + 1 :], kwargs, args[0] if leading else None)
+        if checked is not value:  # the check consumed an iterable: call with its copy
+            args = (*args[:leading], checked, *args[leading + 1 :])
+        return after(func(*args, **kwargs))
 
     if pass_arg is not None:
         bounded.jinja_pass_arg = pass_arg  # type: ignore[attr-defined]
