@@ -35,7 +35,8 @@ MAX_VARIABLES = 100
 MAX_DEPTH = 8
 VARIABLES_PARAM = "bastion.variables"
 
-_ENV = BoundedSandbox()
+#: The one environment every prompt template is compiled and rendered in.
+TEMPLATES = BoundedSandbox()
 _UNDEFINED_NAME = re.compile(r"^'([^']{1,128})' is undefined$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
@@ -48,7 +49,7 @@ def compile_template(source: str) -> Template:
     try:
         # Compiling folds constant expressions, running template code: on a budget like a render.
         with budgeted(RenderBudget()):
-            return _ENV.from_string(source)
+            return TEMPLATES.from_string(source)
     except TemplateSyntaxError as exc:
         # The line number helps the author; the message is Jinja's, about syntax, not content.
         raise TemplateInvalid(f"user template does not compile (line {exc.lineno}): {exc.message}") from None
@@ -57,7 +58,7 @@ def compile_template(source: str) -> Template:
 def declared_variables(source: str) -> list[str]:
     """Variables a template refers to, for the version's (non-secret) metadata."""
     try:
-        return sorted(meta.find_undeclared_variables(_ENV.parse(source)))
+        return sorted(meta.find_undeclared_variables(TEMPLATES.parse(source)))
     except TemplateSyntaxError as exc:
         raise TemplateInvalid(f"user template does not compile (line {exc.lineno}): {exc.message}") from None
 

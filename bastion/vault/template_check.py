@@ -18,7 +18,7 @@ from jinja2 import meta, nodes
 from jinja2.runtime import Context, Undefined, new_context
 from jinja2.utils import _PassArg
 
-from bastion.vault.render import _ENV, TemplateInvalid, compile_template, render_within_limits
+from bastion.vault.render import TEMPLATES, TemplateInvalid, compile_template, render_within_limits
 from bastion.vault.template_budget import RenderBudget, TemplateLimitExceeded, TemplateTooSlow, budgeted
 from bastion.vault.template_sandbox import built, concat_values
 
@@ -38,8 +38,8 @@ class ConstantEvaluator:
 
     def __init__(self) -> None:
         self.values: dict[int, Any] = {}
-        self.context: Context = new_context(_ENV, "check", {})
-        self.eval_ctx = nodes.EvalContext(_ENV)
+        self.context: Context = new_context(TEMPLATES, "check", {})
+        self.eval_ctx = nodes.EvalContext(TEMPLATES)
 
     def value(self, node: nodes.Node) -> Any:
         known = self.values.get(id(node), _UNKNOWN)
@@ -75,14 +75,14 @@ class ConstantEvaluator:
             return built({self.value(pair.key): self.value(pair.value) for pair in node.items})
         if isinstance(node, nodes.Concat):
             return concat_values(tuple(self.value(part) for part in node.nodes), False)
-        if isinstance(node, nodes.BinExpr) and node.operator in _ENV.intercepted_binops:
-            return _ENV.call_binop(self.context, node.operator, self.value(node.left), self.value(node.right))
+        if isinstance(node, nodes.BinExpr) and node.operator in TEMPLATES.intercepted_binops:
+            return TEMPLATES.call_binop(self.context, node.operator, self.value(node.left), self.value(node.right))
         if isinstance(node, nodes.Filter):
             return self._filter(node)
         if isinstance(node, nodes.Call):
             return self._call(node)
         if isinstance(node, nodes.Getattr):
-            return self._defined(_ENV.getattr(self.value(node.node), node.attr))
+            return self._defined(TEMPLATES.getattr(self.value(node.node), node.attr))
         if isinstance(node, nodes.BinExpr | nodes.UnaryExpr | nodes.Compare | nodes.CondExpr | nodes.Getitem):
             return node.as_const(self.eval_ctx)  # folded by Jinja itself (raises Impossible if not)
         raise _NotConstant
@@ -94,26 +94,26 @@ class ConstantEvaluator:
         return value
 
     def _filter(self, node: nodes.Filter) -> Any:
-        func = _ENV.filters.get(node.name)
+        func = TEMPLATES.filters.get(node.name)
         if func is None or node.node is None:
             raise _NotConstant
         pass_arg = _PassArg.from_obj(func)
         if pass_arg is _PassArg.context:
             raise _NotConstant
         args, kwargs = self._arguments(node)
-        lead = {_PassArg.environment: [_ENV], _PassArg.eval_context: [self.eval_ctx]}.get(pass_arg, [])  # type: ignore[arg-type]
+        lead = {_PassArg.environment: [TEMPLATES], _PassArg.eval_context: [self.eval_ctx]}.get(pass_arg, [])  # type: ignore[arg-type]
         return func(*lead, self.value(node.node), *args, **kwargs)
 
     def _call(self, node: nodes.Call) -> Any:
         callee = node.node
         if isinstance(callee, nodes.Name) and callee.name in _CONSTANT_CALLS:
-            target = _ENV.globals[callee.name]
+            target = TEMPLATES.globals[callee.name]
         elif isinstance(callee, nodes.Getattr):
-            target = self._defined(_ENV.getattr(self.value(callee.node), callee.attr))
+            target = self._defined(TEMPLATES.getattr(self.value(callee.node), callee.attr))
         else:
             raise _NotConstant
         args, kwargs = self._arguments(node)
-        return _ENV.call(self.context, target, *args, **kwargs)
+        return TEMPLATES.call(self.context, target, *args, **kwargs)
 
 
 def _refuse(what: str, lineno: int | None) -> TemplateInvalid:
@@ -122,14 +122,14 @@ def _refuse(what: str, lineno: int | None) -> TemplateInvalid:
 
 
 def _uses_variables(source: str) -> bool:
-    return bool(meta.find_undeclared_variables(_ENV.parse(source)) - set(_ENV.globals))
+    return bool(meta.find_undeclared_variables(TEMPLATES.parse(source)) - set(TEMPLATES.globals))
 
 
 def check_template(source: str) -> None:
     """Raise ``TemplateInvalid`` if ``source`` does not compile or is over a limit whatever the
     variables; the message names the limit and a line, never the template's text."""
     compile_template(source)  # syntax errors, with their line
-    tree = _ENV.parse(source)
+    tree = TEMPLATES.parse(source)
     evaluator = ConstantEvaluator()
     try:
         with budgeted(RenderBudget()):
