@@ -187,9 +187,10 @@ class Authenticator:
         # The cache-hit path is inlined here rather than awaiting ``verify``: one coroutine less
         # per request is a measurable share of a few microseconds.
         digest = hashlib.sha256(credential.encode("utf-8", "surrogateescape")).digest()
-        epoch = self.file_epoch.read() if self.redis_epoch is None else await self.redis_epoch.read()
+        now = time.monotonic()  # one clock read serves the file epoch's own check and freshness
+        epoch = self.file_epoch.read(now) if self.redis_epoch is None else await self.redis_epoch.read()
         entry = self.cache.get(digest) or self.refusals.get(digest)
-        if entry is not None and entry.epoch == epoch and time.monotonic() < entry.fresh_until:
+        if entry is not None and entry.epoch == epoch and now < entry.fresh_until:
             return _accept(entry)
         return await self._verify_miss(credential, digest, epoch)
 
@@ -300,5 +301,5 @@ class Authenticator:
         if self.redis_epoch is not None and not await self.redis_epoch.bump():
             log.error(
                 "auth_epoch_bump_failed",
-                effect="other processes verify against the database while Redis is unreachable",
+                effect="retried until Redis answers; processes that see Redis fail verify against the database",
             )

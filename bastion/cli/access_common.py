@@ -100,7 +100,7 @@ def run(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]], *, cha
 
 async def invalidate_gateways(settings: Settings) -> None:
     """Bump the auth epoch so running gateways stop trusting cached credentials at once."""
-    from bastion.auth.epoch import FileEpoch, epoch_file
+    from bastion.auth.epoch import BUMP_SCRIPT, FileEpoch, epoch_file, new_generation
 
     epoch = FileEpoch(epoch_file(settings))
     try:
@@ -113,11 +113,13 @@ async def invalidate_gateways(settings: Settings) -> None:
 
     redis = create_redis(settings.redis_url)
     try:
-        await redis.incr(settings.auth.epoch_key)
+        await redis.eval(BUMP_SCRIPT, 1, settings.auth.epoch_key, new_generation())
     except Exception as exc:
         typer.secho(
-            f"warning: could not reach Redis to notify running gateways ({type(exc).__name__}); they verify "
-            "credentials against the database while Redis is unreachable.",
+            f"warning: could not reach Redis to notify running gateways ({type(exc).__name__}). Gateways that "
+            "see Redis fail re-verify every cached credential once it is back; one that sees no failure may "
+            f"accept a cached credential for up to auth.cache_ttl_s ({settings.auth.cache_ttl_s} s). "
+            "Run the command again once Redis is reachable to notify them at once.",
             fg=typer.colors.YELLOW,
             err=True,
         )

@@ -16,6 +16,7 @@ from jinja2.environment import Template
 from bastion.errors import BastionError, InvalidRequest, NotFound
 from bastion.vault.crypto import VaultError
 from bastion.vault.render import TemplateInvalid, compile_template, declared_variables
+from bastion.vault.template_check import check_template
 
 PRODUCTION = "production"
 STAGING = "staging"
@@ -137,6 +138,7 @@ class VersionSpec:
                     f"user_template is longer than {MAX_TEXT_CHARS} characters.", param="user_template"
                 )
             try:
+                check_template(self.user_template)
                 metadata["variables"] = declared_variables(self.user_template)
             except TemplateInvalid as exc:
                 raise InvalidRequest(str(exc), param="user_template") from None

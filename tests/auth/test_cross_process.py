@@ -1,7 +1,8 @@
 """Revocation across real gateway processes: a change made through one process (or the CLI) is
 refused by every other process on its very next request, not after a cache TTL.
 
-* two ``bastion serve`` processes sharing PostgreSQL and Redis (the auth epoch lives in Redis);
+* two ``bastion serve`` processes sharing PostgreSQL and Redis (the auth epoch lives in Redis),
+  also when Redis loses its data (``FLUSHDB``, a restart) or is down when the key is revoked;
 * one process on the embedded SQLite database with no Redis, changed through the CLI, and one
   uvicorn server with two workers on SQLite (the epoch is a file beside the database).
 """
@@ -24,6 +25,7 @@ from bastion.store.migrate import upgrade
 from tests.auth.support import bearer
 from tests.support.cluster import Cluster, ClusterFactory, gateway_cluster, start_cluster  # noqa: F401
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.redis_server import PrivateRedis, private_redis  # noqa: F401
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 MODEL = "fake-ok"
@@ -119,6 +121,56 @@ def test_revocation_through_one_process_is_refused_by_the_other(
         cli_ok(cluster, "keys", "revoke", other["prefix"], "--tenant", "acme")
         assert chat(http, a, other["key"]).status_code == 401
         assert chat(http, b, other["key"]).status_code == 401
+
+
+def test_revocations_survive_redis_losing_its_data(
+    gateway_cluster: ClusterFactory,  # noqa: F811
+    pg_database_url: str,
+    fake_upstream: FakeUpstream,
+    private_redis: PrivateRedis,  # noqa: F811
+) -> None:
+    """A key cached in B and revoked through A stays refused by B (five times in a row) after a
+    FLUSHDB, after Redis restarts empty, and when it was revoked while Redis was down. The Redis is
+    the test's own: it is flushed and restarted."""
+    cluster = gateway_cluster(
+        cluster_config(fake_upstream), processes=2, database_url=pg_database_url, redis_url=private_redis.url
+    )
+    _CURRENT.append(cluster)
+    a, b = cluster.urls
+    admin = cluster.create_key("acme", "admin")
+    with httpx.Client(timeout=30) as http:
+
+        def cached_in_b() -> dict[str, Any]:
+            key = cluster.create_key("acme", "service")
+            for _ in range(3):
+                assert chat(http, b, key["key"]).status_code == 200, cluster.log_tails()
+            return key
+
+        def revoke_through_a(key: dict[str, Any]) -> None:
+            revoked = http.post(f"{a}/api/v1/admin/keys/{key['id']}/revoke", headers=bearer(admin["key"]))
+            assert revoked.status_code == 200, revoked.text
+
+        def refused_by_b(key: dict[str, Any]) -> None:
+            assert [chat(http, b, key["key"]).status_code for _ in range(5)] == [401] * 5
+
+        flushed = cached_in_b()
+        revoke_through_a(flushed)
+        private_redis.flushdb()
+        refused_by_b(flushed)
+
+        restarted = cached_in_b()
+        revoke_through_a(restarted)
+        private_redis.restart()
+        refused_by_b(restarted)
+
+        during_outage = cached_in_b()
+        private_redis.stop()
+        revoke_through_a(during_outage)  # only the database knows: the bump cannot be made
+        private_redis.start()
+        refused_by_b(during_outage)
+
+        valid = cached_in_b()  # and the caches work again
+        assert chat(http, b, valid["key"]).status_code == 200
 
 
 def test_cli_revocation_reaches_a_sqlite_gateway_without_redis(
