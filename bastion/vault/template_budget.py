@@ -23,7 +23,7 @@ caps apply.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from itertools import chain
 from typing import Any
@@ -155,7 +155,7 @@ def iterate() -> None:
 
 # -- measuring values, without building them ------------------------------------------------------
 
-_SEQUENCES: tuple[type, ...] = (
+_SEQUENCES: tuple[type[Iterable[Any]], ...] = (
     list,
     tuple,
     set,
