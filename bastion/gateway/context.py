@@ -11,6 +11,7 @@ from typing import Any, Literal
 from bastion.errors import BastionError
 from bastion.providers.base import ChatResponse, Usage
 from bastion.routing.router import RouteTrace
+from bastion.usage.text import TextParts
 
 Dialect = Literal["openai", "anthropic", "bastion"]
 Endpoint = Literal["chat", "embeddings"]
@@ -54,7 +55,7 @@ class RequestContext:
     usage: Usage | None = None
     cost_usd: float = 0.0
     #: Text of the answer, accumulated for streams (for usage estimates, guards and the ledger).
-    output_text: list[str] = field(default_factory=list)
+    output_text: list[str] = field(default_factory=TextParts)
     finish_reason: str | None = None
     status: int = 200
     error: BastionError | None = None

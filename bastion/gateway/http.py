@@ -100,7 +100,9 @@ class _EventBuffer:
 
     __slots__ = ("_loop", "_room", "_size", "_wakeup", "done", "events")
 
-    LIMIT_BYTES = 1 << 20
+    #: Small: what is taken goes out in one write that sits in the transport's buffer while the
+    #: client does not read, so this also bounds what a stalled client pins there.
+    LIMIT_BYTES = 64 << 10
 
     def __init__(self) -> None:
         self.events: list[bytes] = []

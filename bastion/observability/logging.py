@@ -140,6 +140,9 @@ _FILTER = RedactingFilter()
 
 def _install_filter(logger: logging.Logger) -> None:
     for handler in logger.handlers:
+        # Handlers that hand records to structlog are redacted there (and need the raw arguments).
+        if getattr(handler, "bastion_self_redacting", False):
+            continue
         if _FILTER not in handler.filters:
             handler.addFilter(_FILTER)
 

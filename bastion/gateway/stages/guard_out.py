@@ -43,6 +43,7 @@ from bastion.gateway.stages.guard import (
 )
 from bastion.guard import GuardResult, OutputGuard
 from bastion.providers.base import ChatResponse, Usage
+from bastion.usage.text import TextParts
 
 if TYPE_CHECKING:
     from bastion.gateway.service import Gateway
@@ -148,7 +149,7 @@ class _GuardedStream:
         self.tool_arguments: dict[int, list[str]] = {}
         self.tool_results: list[GuardResult] = []
         self.finished: set[int] = set()  # choices whose guard has run its final checks
-        self.received: list[str] = []  # raw text, for the usage estimate if we stop the upstream
+        self.received: list[str] = TextParts()  # raw text, for the usage estimate if we stop the upstream
         self.blocked = False
         self.upstream_done = False  # a finish_reason arrived: the upstream has stopped generating
         self.usage_seen = False
