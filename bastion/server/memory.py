@@ -2,9 +2,11 @@
 
 A burst of streams (or of clients that stop reading) grows the heap; once they are gone, glibc
 keeps most of the freed memory in its arenas, so the process's RSS stays at the burst's peak.
-``malloc_trim(0)`` returns the free pages of every arena. It runs on a timer, and only when the
-RSS has grown since the last trim, so an idle or steady worker pays one ``/proc`` read per
-interval.
+``malloc_trim(0)`` returns the free pages of every arena. Before it, a full garbage collection
+frees what only reference cycles still hold: a cancelled stream's task, exception and frames
+form cycles that keep its buffers and text alive until the (rare) oldest-generation collection.
+Both run on a timer, and only when the RSS has grown since the last trim, so an idle or steady
+worker pays one ``/proc`` read per interval.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import gc
 import os
 import time
 from collections.abc import Callable
@@ -88,6 +91,7 @@ class MemoryTrimmer:
             self._baseline = min(self._baseline, before)
             return False
         started = time.perf_counter()
+        gc.collect()
         self._trim(0)
         after = rss_bytes()
         self._baseline = after
