@@ -129,3 +129,27 @@ class UpstreamTimeout(UpstreamError):
 class UpstreamConnectionError(UpstreamError):
     status = 502
     code = "upstream_connection_error"
+
+
+class ClientClosedRequest(BastionError):
+    """The client went away before its request was complete (nginx's 499); nobody reads the answer."""
+
+    status = 499
+    error_type = "invalid_request_error"
+    code = "client_closed_request"
+
+
+class ServerOverloaded(BastionError):
+    """This worker is at its connection or request limit; the client should retry shortly."""
+
+    status = 503
+    error_type = "overloaded_error"
+    code = "server_overloaded"
+
+
+class RequestTimeout(BastionError):
+    """The client did not send its request (headers or body) in time."""
+
+    status = 408
+    error_type = "invalid_request_error"
+    code = "request_timeout"

@@ -9,11 +9,14 @@ from types import TracebackType
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+import structlog
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from bastion.errors import InvalidRequest, PayloadTooLarge
+from bastion.errors import ClientClosedRequest, InvalidRequest, PayloadTooLarge
+
+log = structlog.get_logger("bastion.http")
 
 
 class ClientDisconnected(Exception):
@@ -31,11 +34,16 @@ async def read_json(request: Request, max_bytes: int) -> Any:
             raise InvalidRequest("Invalid Content-Length header.") from None
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLarge(f"Request body is larger than the {max_bytes}-byte limit.")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise PayloadTooLarge(f"Request body is larger than the {max_bytes}-byte limit.")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Routine (a client gave up or timed out mid-upload): one line, no traceback, no answer.
+        log.info("client_disconnected", during="request_body", path=request.url.path, received_bytes=size)
+        raise ClientClosedRequest("The client closed the connection before its request was complete.") from None
     body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if not body:
         raise InvalidRequest("Request body is empty; a JSON object is expected.")
@@ -100,7 +108,9 @@ class _EventBuffer:
 
     __slots__ = ("_loop", "_room", "_size", "_wakeup", "done", "events")
 
-    LIMIT_BYTES = 1 << 20
+    #: Small: what is taken goes out in one write that sits in the transport's buffer while the
+    #: client does not read, so this also bounds what a stalled client pins there.
+    LIMIT_BYTES = 64 << 10
 
     def __init__(self) -> None:
         self.events: list[bytes] = []

@@ -35,7 +35,7 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
 ) -> None:
     """Start the gateway."""
-    import uvicorn
+    from bastion.server.run import run, server_config
 
     if config is not None:
         os.environ["BASTION_CONFIG"] = str(config.resolve())
@@ -48,20 +48,7 @@ def serve(
         + ", ".join(sorted({m.name for m in settings.models})),
         err=True,
     )
-    uvicorn.run(
-        "bastion.api.asgi:create_from_env",
-        factory=True,
-        host=host or server.host,
-        port=port if port is not None else server.port,
-        workers=workers,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=server.access_log,
-        log_level=settings.logging.level,
-        timeout_graceful_shutdown=int(server.graceful_shutdown_s) or None,
-        timeout_keep_alive=30,
-    )
+    run(server_config(settings, host or server.host, port if port is not None else server.port, workers))
 
 
 @app.command("check-config")

@@ -92,7 +92,26 @@ class ServerSettings(Strict):
     workers: int = Field(1, ge=1)
     graceful_shutdown_s: float = Field(30.0, ge=0)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Larger bodies get 413.")
-    access_log: bool = False
+    access_log: bool = Field(False, description="One structured line per request (path without query string).")
+    # Connection limits (docs/SECURITY-limits.md): what one hostile or broken client can hold.
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="Time to send a request's line and headers, from its first byte or the connection."
+    )
+    body_timeout_s: float = Field(
+        60.0, gt=0, description="Time to send a request's whole body once its headers are in."
+    )
+    keep_alive_timeout_s: float = Field(30.0, gt=0, description="An idle kept-alive connection is closed after this.")
+    max_connections: int = Field(1000, ge=1, description="Open connections per worker; requests beyond get 503.")
+    max_concurrent_requests: int = Field(512, ge=1, description="Requests in progress per worker; more get 503.")
+    send_buffer_bytes: int | None = Field(
+        256 * 1024,
+        ge=4096,
+        description="Kernel send buffer of each client connection (None: the system's autotuning). Bounds "
+        "how far a stream runs ahead of a client that stops reading.",
+    )
+    memory_trim_interval_s: float = Field(
+        10.0, ge=0, description="How often freed memory is handed back to the system (0: never)."
+    )
     # Operational endpoints (docs/AUTH.md, "Operational endpoints"): unset follows auth.enabled, so a
     # gateway that requires credentials does not show its traffic and deployments to anyone.
     public_metrics: bool | None = Field(

@@ -20,6 +20,7 @@ from bastion.guard.state import GuardState, PlantedPrompt
 from bastion.limits.plan import Ticket
 from bastion.providers.base import ChatResponse, Usage
 from bastion.routing.trace import RouteTrace
+from bastion.text_parts import TextParts
 from bastion.vault.model import PromptInUse
 
 Endpoint = Literal["chat", "embeddings"]
@@ -89,7 +90,7 @@ class RequestContext:
     usage: Usage | None = None
     cost_usd: float = 0.0
     #: Text of the answer, accumulated for streams (for usage estimates, guards and the ledger).
-    output_text: list[str] = field(default_factory=list)
+    output_text: list[str] = field(default_factory=TextParts)
     finish_reason: str | None = None
     status: int = 200
     error: BastionError | None = None

@@ -32,6 +32,7 @@ from bastion.guard.models import GuardResult
 from bastion.guard.run_hold import RunHoldingStreamGuard
 from bastion.guard.service import count_verdicts
 from bastion.guard.state import CONTENT_FILTER, WITHHELD_MESSAGE, GuardState, combine
+from bastion.text_parts import TextParts
 
 Chunks = AsyncGenerator[dict[str, Any], None]
 
@@ -116,7 +117,7 @@ class GuardedStream:
         self.tool_arguments: dict[int, list[str]] = {}
         self.tool_results: list[GuardResult] = []
         self.finished: set[int] = set()  # choices whose guard has run its final checks
-        self.received: list[str] = []  # raw text, for the usage estimate if we stop the upstream
+        self.received: list[str] = TextParts()  # raw text, for the usage estimate if we stop the upstream
         self.blocked = False
         self.upstream_done = False  # a finish_reason arrived: the upstream has stopped generating
         self.usage_seen = False

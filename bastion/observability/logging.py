@@ -7,7 +7,7 @@ Two layers, because secrets reach logs in two ways:
 - by shape, anywhere in any string (messages, exception text, URLs): Bastion keys (``bst_...``),
   bearer and basic credentials, JWTs, provider keys (OpenAI, Anthropic, AWS, GitHub, Slack, Google,
   Stripe, Hugging Face, GitLab), PEM private keys, passwords in URLs, and ``name=value`` /
-  ``"name": "value"`` pairs whose name says secret.
+  ``"name": "value"`` pairs whose name says secret; and payment card numbers (Luhn-checked).
 
 Records from the standard library's loggers (uvicorn, SQLAlchemy, asyncio, ...) go through the
 same redaction via a logging filter on every handler.
@@ -82,8 +82,30 @@ def _mask(match: re.Match[str]) -> str:
     return lead + REDACTED
 
 
+#: Payment card numbers: 13 to 19 digits, spaces or dashes between them; masked if Luhn-valid.
+_CARD_NUMBER = re.compile(r"(?<![\d.-])\d(?:[ -]?\d){12,18}(?!\d|\.\d)")
+_FOUR_DIGITS = re.compile(r"\d{4}")
+
+
+def _luhn_valid(digits: str) -> bool:
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        digit = ord(char) - 48
+        if position % 2:
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return total % 10 == 0
+
+
+def _mask_card(match: re.Match[str]) -> str:
+    digits = re.sub(r"[ -]", "", match.group(0))
+    return REDACTED if _luhn_valid(digits) else match.group(0)
+
+
 def redact_secret_text(value: str) -> str:
-    """``value`` with every secret-shaped part replaced by ``[REDACTED]``."""
+    """``value`` with every secret-shaped part (and payment card number) replaced by ``[REDACTED]``."""
+    if _FOUR_DIGITS.search(value):
+        value = _CARD_NUMBER.sub(_mask_card, value)
     if not _HINTS.search(value):
         return value
     return _SECRET_VALUES.sub(_mask, value)
@@ -140,6 +162,9 @@ _FILTER = RedactingFilter()
 
 def _install_filter(logger: logging.Logger) -> None:
     for handler in logger.handlers:
+        # Handlers that hand records to structlog are redacted there (and need the raw arguments).
+        if getattr(handler, "bastion_self_redacting", False):
+            continue
         if _FILTER not in handler.filters:
             handler.addFilter(_FILTER)
 
@@ -153,8 +178,15 @@ def install_stdlib_redaction() -> None:
             _install_filter(logger)
 
 
+#: Libraries whose DEBUG lines carry data (aiosqlite logs each call with its SQL parameters):
+#: they log at INFO at most, whatever the configured level.
+_DATA_LOGGERS = ("aiosqlite", "asyncpg", "sqlalchemy.engine", "sqlalchemy.pool", "httpcore", "hpack")
+
+
 def configure_logging(settings: LoggingSettings) -> None:
     level = getattr(logging, settings.level.upper())
+    for name in _DATA_LOGGERS:
+        logging.getLogger(name).setLevel(max(level, logging.INFO))
     renderer: Any = structlog.processors.JSONRenderer() if settings.json_logs else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[

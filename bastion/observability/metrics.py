@@ -112,5 +112,15 @@ GUARD_VERDICTS = Counter(
 )
 
 
+# -- the HTTP server (bastion.server) ------------------------------------------------------------
+HTTP_REFUSED = Counter(
+    "bastion_http_refused",
+    "Requests refused or connections closed by the server's limits, by reason "
+    "(over_capacity, header_timeout, body_timeout).",
+    ("reason",),
+    registry=REGISTRY,
+)
+
+
 def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

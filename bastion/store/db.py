@@ -43,6 +43,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
+    # hide_parameters: statement parameters carry prompts, answers and key hashes; they must not
+    # reach a log line (``database.echo``, DEBUG logging) or an error message (str() of a DBAPIError).
     url = url or database_url(settings)
     db = settings.database
     if is_sqlite(url):
@@ -50,13 +52,19 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
-            url, echo=db.echo, pool_size=db.pool_size, max_overflow=db.max_overflow, pool_timeout=db.pool_timeout_s
+            url,
+            echo=db.echo,
+            hide_parameters=True,
+            pool_size=db.pool_size,
+            max_overflow=db.max_overflow,
+            pool_timeout=db.pool_timeout_s,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(
         url,
         echo=db.echo,
+        hide_parameters=True,
         pool_size=db.pool_size,
         max_overflow=db.max_overflow,
         pool_timeout=db.pool_timeout_s,

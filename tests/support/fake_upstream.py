@@ -21,6 +21,8 @@ Behaviour specs (strings, parsed by ``Behaviour.parse``):
 ``malformed``       200 with a ``application/json`` body that is not JSON
 ``cut``             a stream that sends two content chunks and then drops the connection
 ``slow_stream``     a stream of 50 chunks, 0.1 s apart (5 s in all), to observe disconnects
+``long_stream:<n>`` a stream of ``<n>`` chunks (default 200,000, some 30 MB) sent as fast as the
+                    gateway reads them, to observe back-pressure from a client that stops reading
 ``no_usage``        a normal answer that reports no token usage
 ``reject_key``      401 whose error message quotes the credential the request carried, as some
                     upstreams do (``Authorization`` bearer value or ``x-api-key``)
@@ -59,17 +61,21 @@ Dialect = Literal["openai", "anthropic"]
 TIMEOUT_SLEEP_S = 60.0
 SLOW_STREAM_CHUNKS = 50
 SLOW_STREAM_INTERVAL_S = 0.1
+LONG_STREAM_CHUNKS = 200_000
 
 
 @dataclass(frozen=True, slots=True)
 class Behaviour:
     """One scripted answer. Build it from a spec string with ``parse``."""
 
-    kind: Literal["ok", "error", "timeout", "malformed", "cut", "slow_stream", "reject_key", "stream_error"] = "ok"
+    kind: Literal[
+        "ok", "error", "timeout", "malformed", "cut", "slow_stream", "long_stream", "reject_key", "stream_error"
+    ] = "ok"
     status: int = 200
     retry_after: str | None = None
     delay_s: float = 0.0
     usage: bool = True
+    chunks: int = 0
     spec: str = "ok"
     #: For ``error``: the whole body to answer with instead of the dialect's error JSON.
     body: bytes | None = None
@@ -90,6 +96,8 @@ class Behaviour:
         name, _, arg = spec.partition(":")
         if name == "ok":
             return cls("ok", delay_s=float(arg) if arg else 0.0, spec=spec)
+        if name == "long_stream":
+            return cls("long_stream", chunks=int(arg) if arg else LONG_STREAM_CHUNKS, spec=spec)
         if name == "no_usage":
             return cls("ok", usage=False, spec=spec)
         if name in ("timeout", "malformed", "cut", "slow_stream", "reject_key", "stream_error"):
@@ -280,7 +288,7 @@ class FakeUpstream:
         if behaviour.kind == "malformed":
             return web.Response(body=b'{"id": "chatcmpl-broken", "choices": [', content_type="application/json")
         text_parts = _answer_parts(entry.model, behaviour)
-        if entry.stream or behaviour.kind in ("cut", "slow_stream", "stream_error"):
+        if entry.stream or behaviour.kind in ("cut", "slow_stream", "long_stream", "stream_error"):
             return await self._stream(request, dialect, entry, behaviour, text_parts)
         if dialect == "anthropic":
             return _json(_anthropic_message(entry, text_parts, behaviour.usage))
@@ -358,6 +366,8 @@ def answer_text(model: str) -> str:
 def _answer_parts(model: str, behaviour: Behaviour) -> list[str]:
     if behaviour.kind == "slow_stream":
         return [f"tick{i} " for i in range(SLOW_STREAM_CHUNKS)]
+    if behaviour.kind == "long_stream":
+        return [f"word{i} " for i in range(behaviour.chunks)]
     words = answer_text(model).split(" ")
     return [w if i == len(words) - 1 else w + " " for i, w in enumerate(words)]
 

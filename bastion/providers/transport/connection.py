@@ -23,9 +23,10 @@ from typing import Final, Protocol, cast
 import httptools
 
 #: Unread body bytes above which the socket is no longer read (the upstream then sees TCP
-#: back-pressure), and below which it is read again.
-HIGH_WATER: Final = 1 << 20
-LOW_WATER: Final = 256 << 10
+#: back-pressure), and below which it is read again. A stream whose client stopped reading holds
+#: this much (and its parsed events) until the client reads or goes away: keep it small.
+HIGH_WATER: Final = 256 << 10
+LOW_WATER: Final = 64 << 10
 #: A released response whose terminating chunk has not arrived yet is drained for this long and
 #: up to this many bytes, so that a stream read up to ``[DONE]`` keeps its connection (a new TLS
 #: handshake per streamed answer would cost far more than waiting for a few bytes).
