@@ -198,5 +198,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         trimmer = _TRIMMERS.get(id(self.loop))
         if trimmer is None:
-            trimmer = _TRIMMERS[id(self.loop)] = MemoryTrimmer(interval)
+            connections = self.connections  # uvicorn's set of this worker's open connections
+            trimmer = _TRIMMERS[id(self.loop)] = MemoryTrimmer(interval, load=lambda: len(connections))
             trimmer.start()

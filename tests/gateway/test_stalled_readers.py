@@ -108,6 +108,7 @@ def test_stalled_stream_readers_pin_little_and_give_it_back(guarded: GatewayProc
 
     stalled, after = _stall_and_leave(guarded, fake)
     growth = stalled - before
+    print(f"RSS {before / MB:.0f} MB, {CLIENTS} stalled readers {stalled / MB:.0f} MB, 30 s after {after / MB:.0f} MB")
     assert growth < MAX_GROWTH_MB * MB, f"{CLIENTS} stalled readers added {growth / MB:.0f} MB"
     # Freed memory is handed back: a good part of what the burst took is returned within 30 s ...
     assert after < stalled - growth / 4, f"RSS {stalled / MB:.0f} MB -> {after / MB:.0f} MB after the clients left"
