@@ -93,7 +93,7 @@ class ServerSettings(Strict):
     graceful_shutdown_s: float = Field(30.0, ge=0)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Larger bodies get 413.")
     access_log: bool = Field(False, description="One structured line per request (path without query string).")
-    # Connection limits (docs/SECURITY-limits.md): what one hostile or broken client can hold.
+    # Connection limits (docs/SECURITY.md): what one hostile or broken client can hold.
     header_timeout_s: float = Field(
         10.0, gt=0, description="Time to send a request's line and headers, from its first byte or the connection."
     )
