@@ -4,7 +4,7 @@ the work of a request whose client has gone away."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -158,7 +158,7 @@ class SSEResponse:
 
     def __init__(
         self,
-        events: AsyncIterator[bytes],
+        events: AsyncGenerator[bytes, None],
         headers: Mapping[str, str] | None = None,
         status: int = 200,
     ) -> None:
@@ -178,7 +178,7 @@ class SSEResponse:
                 await buffer.put(event)
         finally:
             buffer.close()
-            await self.events.aclose()  # type: ignore[attr-defined]
+            await self.events.aclose()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status, "headers": self.raw_headers})

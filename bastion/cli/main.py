@@ -11,6 +11,7 @@ import typer
 from bastion.cli import db, guard, keys, prompts, tenants, users, vault
 from bastion.config.errors import ConfigError
 from bastion.config.loader import load_settings
+from bastion.config.settings import Settings
 
 app = typer.Typer(help="Bastion: a secure, self-hosted AI gateway.", no_args_is_help=True)
 
@@ -19,7 +20,7 @@ ConfigOption = Annotated[
 ]
 
 
-def _load(config: Path | None):  # type: ignore[no-untyped-def]
+def _load(config: Path | None) -> Settings:
     try:
         return load_settings(config)
     except ConfigError as exc:
