@@ -1,11 +1,12 @@
 # One-command set-up: `make serve` installs everything and starts the gateway;
-# `make test` installs everything and runs the whole test suite.
+# `make test` installs everything and runs the whole test suite; `make test-fast` runs the part
+# that needs no subprocess, no PostgreSQL and no embedded model (SQLite only), in about a minute.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install serve test lint bench clean
+.PHONY: install serve test test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -21,6 +22,12 @@ serve: install
 
 test: install
 	$(BIN)/python -m pytest $(ARGS)
+
+# Markers: pyproject.toml and tests/support/markers.py.
+FAST_TESTS := not integration and not postgres and not local_model
+
+test-fast: install
+	$(BIN)/python -m pytest -m "$(FAST_TESTS)" $(ARGS)
 
 # Style, types, and the architecture (layers and no import cycles, see pyproject.toml).
 lint: install

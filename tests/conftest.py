@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.support.markers import apply_markers
+
 if TYPE_CHECKING:
     import anthropic
     import httpx
@@ -97,3 +99,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         for process in _GATEWAYS:
             report.sections.append((f"bastion gateway log ({process.log_path})", process.log_tail(120)))
     return report
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Markers follow from the fixtures a test uses (tests/support/markers.py).
+    apply_markers(items)

@@ -78,6 +78,7 @@ def cli_ok(cluster: Cluster, *args: str) -> str:
     return result.stdout
 
 
+@pytest.mark.redis
 def test_revocation_through_one_process_is_refused_by_the_other(
     gateway_cluster: ClusterFactory,  # noqa: F811
     pg_database_url: str,
@@ -190,6 +191,7 @@ def test_cli_revocation_reaches_a_sqlite_gateway_without_redis(
         assert refused.status_code == 401 and "revoked" in refused.json()["error"]["message"]
 
 
+@pytest.mark.integration
 def test_workers_of_one_server_share_revocations(tmp_path: Path, fake_upstream: FakeUpstream) -> None:
     """``server.workers: 2`` on SQLite, no Redis: whichever worker answers, a key revoked through
     the admin API of one worker is refused by both on the next request."""

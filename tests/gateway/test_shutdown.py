@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import openai
+import pytest
 
 from tests.gateway.helpers import USER_MESSAGES
 from tests.support.fake_upstream import SLOW_STREAM_CHUNKS, FakeUpstream, answer_text
 from tests.support.gateway import GatewayProcess, gateway_config, write_config
 from tests.support.polling import wait_until
+
+pytestmark = pytest.mark.integration
 
 
 def _in_thread(call: Any) -> tuple[threading.Thread, dict[str, Any]]:

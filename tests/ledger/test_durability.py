@@ -94,6 +94,7 @@ async def _load_and_kill(gateway: GatewayProcess) -> tuple[list[str], int]:
     return answered, failed
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(300)
 def test_sigkill_under_load_loses_no_answered_request(
     fake_upstream: FakeUpstream, database_url: str, tmp_path: Path

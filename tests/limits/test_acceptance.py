@@ -31,7 +31,12 @@ from tests.support.fake_upstream import FakeUpstream
 Storage = tuple[int, str | None, str | None]
 
 
-@pytest.fixture(params=["two processes, Redis + PostgreSQL", "one process, memory + SQLite"])
+@pytest.fixture(
+    params=[
+        pytest.param("two processes, Redis + PostgreSQL", marks=pytest.mark.postgres),
+        "one process, memory + SQLite",
+    ]
+)
 def storage(request: pytest.FixtureRequest) -> Storage:
     """(processes, database URL, Redis URL) of the deployment under test."""
     if request.param.startswith("two"):

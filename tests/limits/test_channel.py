@@ -21,6 +21,8 @@ from tests.limits.conftest import REDIS_URL
 from tests.limits.helpers import admission, policy_for, principal
 from tests.support.gateway import free_port
 
+pytestmark = pytest.mark.redis
+
 
 @pytest.fixture
 async def channel() -> AsyncIterator[RedisChannel]:

@@ -22,6 +22,8 @@ from tests.limits.conftest import FakeClock
 from tests.limits.helpers import admission, policy_for, principal
 from tests.support.gateway import free_port
 
+pytestmark = pytest.mark.redis
+
 
 class RedisProxy:
     """A TCP forwarder to the real Redis that can be cut (every connection dropped, no new ones)."""

@@ -27,13 +27,13 @@ RATE_HEADERS = (
 
 
 @pytest.fixture
-def gateway(gateway_cluster: ClusterFactory, fake: FakeUpstream, redis_prefix: str) -> Cluster:
+def limits_gateway(gateway_cluster: ClusterFactory, fake: FakeUpstream, redis_prefix: str) -> Cluster:
     return gateway_cluster(limits_config(fake.openai_base, redis_prefix=redis_prefix), processes=1)
 
 
 @pytest.fixture
-def client(gateway: Cluster) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=gateway.urls[0], timeout=30) as http:
+def client(limits_gateway: Cluster) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=limits_gateway.urls[0], timeout=30) as http:
         yield http
 
 
@@ -52,9 +52,9 @@ def _assert_rate_headers(headers: httpx.Headers, rpm: int, tpm: int) -> None:
 
 
 def test_every_kind_of_response_carries_the_rate_limit_headers(
-    gateway: Cluster, client: httpx.Client, fake: FakeUpstream
+    limits_gateway: Cluster, client: httpx.Client, fake: FakeUpstream
 ) -> None:
-    key = gateway.create_key("t1", rpm=50, tpm=100_000)
+    key = limits_gateway.create_key("t1", rpm=50, tpm=100_000)
     auth = _auth(key)
     chat = client.post("/v1/chat/completions", json=FREE_BODY, headers=auth)
     assert chat.status_code == 200
@@ -82,8 +82,8 @@ def test_every_kind_of_response_carries_the_rate_limit_headers(
     assert failed.headers["x-ratelimit-remaining-requests"] == "45"  # failures count as requests
 
 
-def test_refusals_in_both_dialects(gateway: Cluster, client: httpx.Client) -> None:
-    key = gateway.create_key("t1", rpm=3, daily_usd=0.05)
+def test_refusals_in_both_dialects(limits_gateway: Cluster, client: httpx.Client) -> None:
+    key = limits_gateway.create_key("t1", rpm=3, daily_usd=0.05)
     auth = _auth(key)
     assert client.post("/v1/chat/completions", json=PRICED_BODY, headers=auth).status_code == 200
     # $0.03 spent: another $0.03 would pass $0.05.
@@ -114,9 +114,9 @@ def test_refusals_in_both_dialects(gateway: Cluster, client: httpx.Client) -> No
 
 
 def test_the_per_request_cap_refuses_before_the_upstream(
-    gateway: Cluster, client: httpx.Client, fake: FakeUpstream
+    limits_gateway: Cluster, client: httpx.Client, fake: FakeUpstream
 ) -> None:
-    key = gateway.create_key("t1")
+    key = limits_gateway.create_key("t1")
     before = fake.attempts(PRICED_MODEL)
     refused = client.post("/v1/chat/completions", json={**PRICED_BODY, "max_tokens": 100}, headers=_auth(key))
     assert refused.status_code == 402
@@ -125,21 +125,21 @@ def test_the_per_request_cap_refuses_before_the_upstream(
     assert fake.attempts(PRICED_MODEL) == before  # never sent upstream
 
 
-def test_streams_are_priced_in_the_ledger(gateway: Cluster, client: httpx.Client) -> None:
+def test_streams_are_priced_in_the_ledger(limits_gateway: Cluster, client: httpx.Client) -> None:
     import asyncio
 
     from tests.limits.gateway_load import ledger_spend
 
-    key = gateway.create_key("t1")
+    key = limits_gateway.create_key("t1")
     body = {**PRICED_BODY, "stream": True, "stream_options": {"include_usage": True}}
     with client.stream("POST", "/v1/chat/completions", json=body, headers=_auth(key)) as stream:
         assert stream.status_code == 200
         stream.read()
     deadline = time.monotonic() + 15
-    recorded, spend = asyncio.run(ledger_spend(gateway.env["BASTION_DATABASE_URL"], key["id"]))
+    recorded, spend = asyncio.run(ledger_spend(limits_gateway.env["BASTION_DATABASE_URL"], key["id"]))
     while recorded < 1 and time.monotonic() < deadline:
         time.sleep(0.1)
-        recorded, spend = asyncio.run(ledger_spend(gateway.env["BASTION_DATABASE_URL"], key["id"]))
+        recorded, spend = asyncio.run(ledger_spend(limits_gateway.env["BASTION_DATABASE_URL"], key["id"]))
     assert recorded == 1 and spend == pytest.approx(0.03)
 
 
@@ -171,11 +171,11 @@ def test_an_unreachable_redis_is_the_configured_choice_not_a_crash(
     assert cluster.processes[0].process is not None and cluster.processes[0].process.poll() is None
 
 
-def test_spend_survives_a_restart(gateway: Cluster, client: httpx.Client) -> None:
+def test_spend_survives_a_restart(limits_gateway: Cluster, client: httpx.Client) -> None:
     """The memory store starts empty after a restart; the budget window is seeded from the ledger."""
-    key = gateway.create_key("t1", daily_usd=0.05)
+    key = limits_gateway.create_key("t1", daily_usd=0.05)
     assert client.post("/v1/chat/completions", json=PRICED_BODY, headers=_auth(key)).status_code == 200
-    process = gateway.processes[0]
+    process = limits_gateway.processes[0]
     process.stop()
     process.start()
     refused = client.post("/v1/chat/completions", json=PRICED_BODY, headers=_auth(key))

@@ -19,7 +19,7 @@ from tests.limits.helpers import admission, policy_for, principal, settled
 Store = MemoryStore | RedisStore
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 async def store(request: pytest.FixtureRequest, clock: FakeClock, redis_prefix: str) -> AsyncIterator[Store]:
     if request.param == "memory":
         yield MemoryStore(clock=clock)

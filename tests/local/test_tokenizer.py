@@ -128,6 +128,7 @@ def _llama_counter():  # type: ignore[no-untyped-def]
 
 
 @exact
+@pytest.mark.local_model("chat")
 def test_counts_match_llama_cpp() -> None:
     pytest.importorskip("llama_cpp")
     import random
@@ -148,6 +149,7 @@ def test_counts_match_llama_cpp() -> None:
 
 
 @exact
+@pytest.mark.integration
 def test_counting_does_not_load_llama_cpp() -> None:
     # A fresh interpreter: other tests in this process may have imported llama.cpp themselves.
     code = (

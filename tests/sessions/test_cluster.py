@@ -55,6 +55,7 @@ def _user_key(cluster: Cluster, email: str) -> str:
     return str(cluster.create_key("acme", role="developer", user=email)["key"])
 
 
+@pytest.mark.redis
 async def test_two_processes_serve_one_session_and_share_the_cap_and_limits(
     gateway_cluster: ClusterFactory, pg_database_url: str, fake: FakeUpstream, redis_prefix: str
 ) -> None:

@@ -58,6 +58,7 @@ async def test_the_owner_hourly_limit_spans_sessions_and_keys(sessions_env: Sess
     assert (await env.chat(bobs, who="bob")).status_code == 200  # another owner is unaffected
 
 
+@pytest.mark.redis
 async def test_redis_limits_are_exact_across_processes() -> None:
     """Two limiters (as in two gateway processes) on one Redis: 30 concurrent messages to one agent,
     alternating between them, admit exactly 10."""

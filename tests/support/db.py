@@ -69,7 +69,7 @@ def sqlite_database_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'bastion.db'}"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest) -> str:
     """Each test using this runs twice: on SQLite and on PostgreSQL (migrated, isolated)."""
     if request.param == "sqlite":

