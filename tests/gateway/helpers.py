@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-USER_MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "Say hello."}]
+if TYPE_CHECKING:
+    from anthropic.types import MessageParam
+    from openai.types.chat import ChatCompletionMessageParam
+
+#: One user turn, for each SDK's own message type (the same JSON on the wire).
+USER_MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello."}]
+ANTHROPIC_MESSAGES: list[MessageParam] = [{"role": "user", "content": "Say hello."}]
 REQUEST_ID = re.compile(r"^req_[0-9a-f]{24}$")
 #: Bastion's own time per request must stay small; generous for a loaded 2-core CI machine.
 MAX_OVERHEAD_MS = 50.0

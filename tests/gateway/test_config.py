@@ -188,7 +188,7 @@ LITELLM: dict[str, Any] = {
 
 
 def _litellm_without_unsupported() -> dict[str, Any]:
-    data = yaml.safe_load(yaml.safe_dump(LITELLM))
+    data: dict[str, Any] = yaml.safe_load(yaml.safe_dump(LITELLM))
     del data["model_list"][1]  # azure-free/ is not a provider Bastion knows
     return data
 

@@ -14,7 +14,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.gateway.helpers import USER_MESSAGES
+from tests.gateway.helpers import ANTHROPIC_MESSAGES, USER_MESSAGES
 from tests.support.fake_upstream import SLOW_STREAM_CHUNKS, SLOW_STREAM_INTERVAL_S, FakeUpstream, Received
 from tests.support.polling import wait_until
 
@@ -45,7 +45,7 @@ def test_closing_an_anthropic_stream_cancels_the_upstream(
     fake: FakeUpstream, anthropic_client: anthropic.Anthropic
 ) -> None:
     fake.script("m-slow-stream", ["slow_stream"])
-    with anthropic_client.messages.stream(model="m-slow-stream", max_tokens=64, messages=USER_MESSAGES) as stream:
+    with anthropic_client.messages.stream(model="m-slow-stream", max_tokens=64, messages=ANTHROPIC_MESSAGES) as stream:
         texts = iter(stream.text_stream)
         next(texts), next(texts)
     call = _disconnected(fake, "m-slow-stream")

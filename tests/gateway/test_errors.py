@@ -11,6 +11,7 @@ import openai
 import pytest
 
 from tests.gateway.helpers import (
+    ANTHROPIC_MESSAGES,
     USER_MESSAGES,
     anthropic_body,
     assert_anthropic_error,
@@ -39,7 +40,7 @@ def test_unknown_model_is_404_in_the_anthropic_dialect(
     anthropic_client: anthropic.Anthropic, http: httpx.Client
 ) -> None:
     with pytest.raises(anthropic.NotFoundError) as caught:
-        anthropic_client.messages.create(model="no-such-model", max_tokens=8, messages=USER_MESSAGES)
+        anthropic_client.messages.create(model="no-such-model", max_tokens=8, messages=ANTHROPIC_MESSAGES)
     assert caught.value.status_code == 404
     response = http.post("/v1/messages", json=anthropic_body("no-such-model"))
     assert response.status_code == 404
@@ -200,7 +201,7 @@ def test_sdks_raise_bad_request_errors(openai_client: openai.OpenAI, anthropic_c
     assert "temperature" in str(caught_openai.value.body)
     with pytest.raises(anthropic.BadRequestError) as caught_anthropic:
         anthropic_client.messages.create(
-            model="fake-ok", max_tokens=8, messages=USER_MESSAGES, extra_body={"temperature": 5}
+            model="fake-ok", max_tokens=8, messages=ANTHROPIC_MESSAGES, extra_body={"temperature": 5}
         )
     assert caught_anthropic.value.status_code == 400
     assert "temperature" in str(caught_anthropic.value.body)

@@ -10,13 +10,17 @@ import anthropic
 import httpx
 import numpy as np
 import openai
+from anthropic.types import MessageParam
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.gateway.helpers import assert_stamped
 
 CHAT = "local/smollm2"
 EMBED = "local/minilm"
 MAX_TOKENS = 12
-MESSAGES = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
+QUESTION = "What is the capital of France? Answer in one word."
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": QUESTION}]
+ANTHROPIC_MESSAGES: list[MessageParam] = [{"role": "user", "content": QUESTION}]
 
 
 def test_openai_chat(openai_client: openai.OpenAI) -> None:
@@ -74,7 +78,7 @@ def test_openai_stream_without_usage(openai_client: openai.OpenAI) -> None:
 
 def test_anthropic_messages(anthropic_client: anthropic.Anthropic) -> None:
     message = anthropic_client.messages.create(
-        model=CHAT, max_tokens=MAX_TOKENS, messages=MESSAGES, system="You are terse."
+        model=CHAT, max_tokens=MAX_TOKENS, messages=ANTHROPIC_MESSAGES, system="You are terse."
     )
     assert message.type == "message" and message.role == "assistant"
     text = "".join(block.text for block in message.content if block.type == "text")
@@ -85,7 +89,7 @@ def test_anthropic_messages(anthropic_client: anthropic.Anthropic) -> None:
 
 
 def test_anthropic_stream(anthropic_client: anthropic.Anthropic) -> None:
-    with anthropic_client.messages.stream(model=CHAT, max_tokens=MAX_TOKENS, messages=MESSAGES) as stream:
+    with anthropic_client.messages.stream(model=CHAT, max_tokens=MAX_TOKENS, messages=ANTHROPIC_MESSAGES) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
     assert text.strip()

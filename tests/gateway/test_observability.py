@@ -84,7 +84,11 @@ def test_healthz(http: httpx.Client) -> None:
 def test_readyz_lists_deployments(http: httpx.Client) -> None:
     # Other tests open breakers on purpose; with a 1 s cool-down they let a trial through again
     # shortly, which makes the gateway ready again.
-    response = wait_until(lambda: (r := http.get("/readyz")).status_code == 200 and r, timeout_s=5, what="ready")
+    def readyz_200() -> httpx.Response | None:
+        answer = http.get("/readyz")
+        return answer if answer.status_code == 200 else None
+
+    response = wait_until(readyz_200, timeout_s=5, what="ready")
     ready = response.json()
     assert ready["status"] == "ready" and ready["unavailable_models"] == []
     deployments = ready["deployments"]

@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from tests.gateway.helpers import USER_MESSAGES, assert_stamped
+from tests.gateway.helpers import ANTHROPIC_MESSAGES, USER_MESSAGES, assert_stamped
 from tests.support.fake_upstream import FakeUpstream, answer_text, fake_vector
 from tests.support.gateway import FAKE_EMBEDDING_MODEL, GatewayProcess
 
@@ -79,7 +79,7 @@ def test_usage_is_estimated_when_the_upstream_reports_none(fake: FakeUpstream, o
 
 def test_anthropic_client_to_openai_upstream(fake: FakeUpstream, anthropic_client: anthropic.Anthropic) -> None:
     message = anthropic_client.messages.create(
-        model="fake-ok", max_tokens=32, system="Be brief.", messages=USER_MESSAGES
+        model="fake-ok", max_tokens=32, system="Be brief.", messages=ANTHROPIC_MESSAGES
     )
     assert message.content[0].type == "text" and message.content[0].text == answer_text("fake-ok")
     assert message.stop_reason == "end_turn"
@@ -90,7 +90,7 @@ def test_anthropic_client_to_openai_upstream(fake: FakeUpstream, anthropic_clien
     assert request.body["messages"][0] == {"role": "system", "content": "Be brief."}
     assert request.body["max_tokens"] == 32
 
-    with anthropic_client.messages.stream(model="fake-ok", max_tokens=32, messages=USER_MESSAGES) as stream:
+    with anthropic_client.messages.stream(model="fake-ok", max_tokens=32, messages=ANTHROPIC_MESSAGES) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
     assert text == answer_text("fake-ok")
@@ -116,9 +116,9 @@ def test_openai_client_to_anthropic_upstream(fake: FakeUpstream, openai_client: 
 
 
 def test_anthropic_client_to_anthropic_upstream(fake: FakeUpstream, anthropic_client: anthropic.Anthropic) -> None:
-    message = anthropic_client.messages.create(model="a-ok", max_tokens=32, messages=USER_MESSAGES)
+    message = anthropic_client.messages.create(model="a-ok", max_tokens=32, messages=ANTHROPIC_MESSAGES)
     assert message.content[0].type == "text" and message.content[0].text == answer_text("a-ok")
-    with anthropic_client.messages.stream(model="a-ok", max_tokens=32, messages=USER_MESSAGES) as stream:
+    with anthropic_client.messages.stream(model="a-ok", max_tokens=32, messages=ANTHROPIC_MESSAGES) as stream:
         assert "".join(stream.text_stream) == answer_text("a-ok")
     assert fake.attempts("a-ok") == 2
 

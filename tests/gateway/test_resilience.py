@@ -11,7 +11,13 @@ import httpx
 import openai
 import pytest
 
-from tests.gateway.helpers import USER_MESSAGES, assert_anthropic_error, assert_openai_error, assert_stamped
+from tests.gateway.helpers import (
+    ANTHROPIC_MESSAGES,
+    USER_MESSAGES,
+    assert_anthropic_error,
+    assert_openai_error,
+    assert_stamped,
+)
 from tests.support.fake_upstream import FakeUpstream, answer_text
 from tests.support.gateway import (
     COOLDOWN_S,
@@ -95,7 +101,7 @@ def test_upstream_429_raises_rate_limit_error_in_the_sdk(fake: FakeUpstream, ope
 def test_upstream_429_in_the_anthropic_dialect(fake: FakeUpstream, anthropic_client: anthropic.Anthropic) -> None:
     fake.default("m-429-anthropic", "429:0")
     with pytest.raises(anthropic.RateLimitError) as caught:
-        anthropic_client.messages.create(model="m-429-anthropic", max_tokens=8, messages=USER_MESSAGES)
+        anthropic_client.messages.create(model="m-429-anthropic", max_tokens=8, messages=ANTHROPIC_MESSAGES)
     assert caught.value.status_code == 429
     assert_anthropic_error(caught.value.body, "rate_limit_error")
     assert fake.attempts("m-429-anthropic") == ATTEMPTS
@@ -244,7 +250,7 @@ def test_anthropic_sdk_sees_a_cut_stream_as_an_error(fake: FakeUpstream, anthrop
     # The error surfaces while iterating, after the first events arrived.
     with (
         pytest.raises(anthropic.APIError),
-        anthropic_client.messages.stream(model="m-cut", max_tokens=16, messages=USER_MESSAGES) as stream,
+        anthropic_client.messages.stream(model="m-cut", max_tokens=16, messages=ANTHROPIC_MESSAGES) as stream,
     ):
         for _text in stream.text_stream:
             pass
@@ -265,7 +271,7 @@ def test_anthropic_upstream_retried_and_translated(fake: FakeUpstream, openai_cl
 def test_anthropic_upstream_400_relayed_once(fake: FakeUpstream, anthropic_client: anthropic.Anthropic) -> None:
     fake.default("a-400", "400")
     with pytest.raises(anthropic.BadRequestError) as caught:
-        anthropic_client.messages.create(model="a-400", max_tokens=16, messages=USER_MESSAGES)
+        anthropic_client.messages.create(model="a-400", max_tokens=16, messages=ANTHROPIC_MESSAGES)
     assert caught.value.status_code == 400
     assert fake.attempts("a-400") == 1
 

@@ -89,7 +89,7 @@ class RunFigures:
     seconds: float = 0.0
 
     def summary(self) -> str:
-        by_status = collections.Counter()
+        by_status: collections.Counter[int] = collections.Counter()
         for counts in self.statuses.values():
             by_status.update(counts)
         return (

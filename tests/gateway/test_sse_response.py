@@ -4,7 +4,7 @@ is bounded by a slow client, and a client that goes away cancels the producer.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
 from bastion.api.http import SSEResponse, _EventBuffer
@@ -14,8 +14,8 @@ class Recorder:
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
 
-    async def send(self, message: dict[str, Any]) -> None:
-        self.messages.append(message)
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        self.messages.append(dict(message))
 
     @property
     def bodies(self) -> list[bytes]:

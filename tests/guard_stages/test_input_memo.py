@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from bastion.config.settings import GuardSettings
 from bastion.guard import GuardPolicy, InputGuard
 from bastion.guard.caches import MemoInputGuard, _memo_input_guard
 from bastion.guard.service import GuardService
 
 
-def test_history_is_scanned_once_and_scans_the_same() -> None:
+def test_history_is_scanned_once_and_scans_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
     guard = MemoInputGuard(GuardPolicy(), max_entries=3)
     plain = InputGuard(GuardPolicy())
     calls: list[str] = []
@@ -20,17 +22,16 @@ def test_history_is_scanned_once_and_scans_the_same() -> None:
         calls.append(text)
         return original(self, text)
 
-    InputGuard._scan = counting  # type: ignore[method-assign]
-    try:
+    with monkeypatch.context() as patch:
+        patch.setattr(InputGuard, "_scan", counting)
         turn1 = [{"role": "user", "content": "My email is jane.doe@gmail.com, can you help?"}]
         turn2 = [*turn1, {"role": "assistant", "content": "Sure."}, {"role": "user", "content": "Thanks!"}]
         first = guard.scan_messages(turn1)
         second = guard.scan_messages(turn2)
-    finally:
-        InputGuard._scan = original  # type: ignore[method-assign]
     assert calls == [turn1[0]["content"], "Thanks!"]  # the first message was not scanned again
     expected = plain.scan_messages(turn2)
     assert second.messages == expected.messages
+    assert second.messages is not None
     assert second.messages[0]["content"] == "My email is [EMAIL_ADDRESS], can you help?"
     assert second.to_ledger() == expected.to_ledger() and first.to_ledger() == plain.scan_messages(turn1).to_ledger()
 

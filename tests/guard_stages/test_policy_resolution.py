@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
@@ -12,7 +14,9 @@ from bastion.guard import GuardPolicy
 from bastion.guard.policy_resolution import PolicyResolver
 
 
-def principal(tenant: dict | None = None, user: dict | None = None, key: dict | None = None) -> Principal:
+def principal(
+    tenant: dict[str, Any] | None = None, user: dict[str, Any] | None = None, key: dict[str, Any] | None = None
+) -> Principal:
     return Principal(
         tenant_id="t",
         tenant_name="acme",
@@ -74,7 +78,9 @@ def test_settings_validate_the_default_policy() -> None:
 
 
 @pytest.mark.parametrize("model", [TenantSettings, UserSettings, KeySettings])
-def test_every_scope_may_carry_a_validated_guard_policy(model: type) -> None:
+def test_every_scope_may_carry_a_validated_guard_policy(
+    model: type[TenantSettings] | type[UserSettings] | type[KeySettings],
+) -> None:
     assert model.model_validate({"guard": {"leak": "flag"}}).guard == {"leak": "flag"}
     with pytest.raises(ValidationError):
         model.model_validate({"guard": {"leak": "maybe"}})

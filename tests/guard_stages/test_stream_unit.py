@@ -3,7 +3,7 @@ end without a finish reason, several choices, a client that goes away, and the f
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
@@ -118,7 +118,8 @@ async def test_tool_call_arguments_pass_through_and_are_scanned_at_the_end() -> 
     assert out[-1]["usage"]["total_tokens"] == 12
     state = ctx.guard
     assert isinstance(state, GuardState) and state.output is not None
-    assert state.output.verdict("leak").flagged and state.output.action == "block"
+    leak = state.output.verdict("leak")
+    assert leak is not None and leak.flagged and state.output.action == "block"
 
 
 async def test_stream_without_a_finish_reason_is_flushed_at_the_end() -> None:
@@ -261,7 +262,7 @@ async def test_upstream_failure_mid_stream_flushes_checked_text_then_raises() ->
     stage = GuardOutStage(guard_service())
     ctx = context()
 
-    async def failing() -> AsyncIterator[dict[str, Any]]:
+    async def failing() -> AsyncGenerator[dict[str, Any], None]:
         yield text_chunk("Hello from ")
         raise UpstreamError("cut")
 
@@ -278,7 +279,7 @@ async def test_upstream_failure_never_flushes_a_held_leak() -> None:
     stage = GuardOutStage(guard_service())
     ctx = context()
 
-    async def failing() -> AsyncIterator[dict[str, Any]]:
+    async def failing() -> AsyncGenerator[dict[str, Any], None]:
         yield text_chunk("See " + CANARY[:10])
         yield text_chunk(CANARY[10:])
         raise UpstreamError("cut")

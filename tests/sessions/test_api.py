@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -82,7 +83,7 @@ async def test_history_pages(sessions_env: SessionsEnv) -> None:
     seen: list[str] = []
     cursor = None
     for _ in range(10):
-        params = {"limit": 4} | ({"cursor": cursor} if cursor else {})
+        params: dict[str, Any] = {"limit": 4} | ({"cursor": cursor} if cursor else {})
         page = (await env.history(agent_id, **params)).json()
         seen += [m["content"] for m in page["data"]]
         cursor = page["next_cursor"]
@@ -127,7 +128,7 @@ async def test_a_prompt_template_is_filled_from_the_session_context(
 
 
 async def test_start_refusals(sessions_env: SessionsEnv) -> None:
-    cases = [
+    cases: list[tuple[dict[str, Any], int, str]] = [
         ({"prompt_id": "no-such-prompt"}, 404, "prompt_id"),
         ({"label": "staging"}, 404, "prompt_id"),
         ({"version": 9}, 404, "prompt_id"),

@@ -64,7 +64,7 @@ async def test_malformed_agent_ids(sessions_env: SessionsEnv) -> None:
         response = await env.history(bad)
         assert response.status_code == 404, (bad, response.text)
         assert response.json()["error"]["type"] in ("not_found_error",)
-    for bad in (None, 7, ["x"], {"a": 1}, True):
-        for response in [await env.chat(bad), await env.end(bad)]:
-            assert response.status_code == 400, (bad, response.text)
+    for not_a_string in (None, 7, ["x"], {"a": 1}, True):
+        for response in [await env.chat(not_a_string), await env.end(not_a_string)]:
+            assert response.status_code == 400, (not_a_string, response.text)
             assert response.json()["error"]["param"] == "agent_id"

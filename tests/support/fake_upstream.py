@@ -50,7 +50,7 @@ import uuid
 from collections import defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import orjson
 from aiohttp import web
@@ -147,7 +147,7 @@ class FakeUpstream:
     def openai_base(self) -> str:
         return self.base_url + "/v1"
 
-    def start(self) -> FakeUpstream:
+    def start(self) -> Self:
         loop = asyncio.new_event_loop()
         self._loop = loop
         self._thread = threading.Thread(target=loop.run_forever, name="fake-upstream", daemon=True)
@@ -167,7 +167,7 @@ class FakeUpstream:
         self._loop.close()
         self._loop = None
 
-    def __enter__(self) -> FakeUpstream:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -187,9 +187,8 @@ class FakeUpstream:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server
-        assert server is not None and server.sockets
-        self.port = server.sockets[0].getsockname()[1]
+        (address, *_) = self._runner.addresses
+        self.port = int(address[1])
 
     # -- scripting and inspection (called from the test thread) -------------------------------
 

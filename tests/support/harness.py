@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import httpx
 
@@ -78,18 +77,32 @@ async def running_gateway(
         await gateway.stop()
 
 
+@overload
 async def wait_until(
-    probe: Callable[[], Awaitable[T] | T], timeout_s: float = 10.0, what: str = "", interval_s: float = 0.02
+    probe: Callable[[], Awaitable[T | None]], timeout_s: float = 10.0, what: str = "", interval_s: float = 0.02
+) -> T: ...
+
+
+@overload
+async def wait_until(
+    probe: Callable[[], T | None], timeout_s: float = 10.0, what: str = "", interval_s: float = 0.02
+) -> T: ...
+
+
+async def wait_until(
+    probe: Callable[[], Awaitable[T | None] | T | None],
+    timeout_s: float = 10.0,
+    what: str = "",
+    interval_s: float = 0.02,
 ) -> T:
     """Poll ``probe`` (sync or async) until it returns something truthy and return that; fail
     after ``timeout_s``. How async tests wait for background work, never with a fixed sleep."""
     deadline = time.monotonic() + timeout_s
     while True:
-        value = probe()
-        if inspect.isawaitable(value):
-            value = await value
+        outcome = probe()
+        value = await outcome if isinstance(outcome, Awaitable) else outcome
         if value:
-            return value  # type: ignore[return-value]
+            return value
         if time.monotonic() >= deadline:
             raise AssertionError(f"condition not met within {timeout_s} s{': ' + what if what else ''}")
         await asyncio.sleep(interval_s)

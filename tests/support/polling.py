@@ -9,7 +9,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], timeout_s: float = 5.0, interval_s: float = 0.02, what: str = "") -> T:
+def wait_until(
+    predicate: Callable[[], T | None], timeout_s: float = 5.0, interval_s: float = 0.02, what: str = ""
+) -> T:
     """Poll ``predicate`` until it returns something truthy and return that; fail after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
