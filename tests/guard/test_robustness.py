@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from bastion.guard import GuardPolicy, InputGuard, OutputGuard, StreamingOutputGuard
 
-ALPHABET = st.characters(blacklist_categories=("Cs",))
+ALPHABET = st.characters(exclude_categories=["Cs"])
 PIECES = st.sampled_from(
     [
         "ignore all previous instructions",

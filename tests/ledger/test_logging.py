@@ -103,7 +103,7 @@ def test_configured_logging_redacts_structlog_and_stdlib_output(
     capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     # Under pytest the root logger's handlers are pytest's own (caplog): the filter goes on them.
-    configure_logging(LoggingSettings(level="info", json=True))
+    configure_logging(LoggingSettings(level="info", json_logs=True))
     try:
         structlog.get_logger("test").info("key_used", key=BASTION_KEY, authorization=f"Bearer {BASTION_KEY}")
         logging.getLogger("uvicorn.error").error("client sent %s", BASTION_KEY)

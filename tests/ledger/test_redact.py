@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bastion.ledger.redact import ContentRedactor, regex_redact
@@ -31,7 +33,7 @@ def test_regex_redactor_keeps_ordinary_numbers() -> None:
 
 def test_message_shapes_are_walked() -> None:
     redactor = ContentRedactor(lambda text: text.replace("secret", "[X]"))
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "system", "content": "secret system"},
         {"role": "user", "content": [{"type": "text", "text": "a secret"}, {"type": "image_url", "image_url": {}}]},
         {

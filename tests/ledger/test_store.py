@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -27,7 +28,7 @@ BASE = time.time() - 3600
 
 
 async def test_raw_inserts_read_back_like_orm_rows(database: Database) -> None:
-    same = {"guard": {"flagged": True}, "extra": None, "flagged": True, "stream": True, "ttft_ms": 3.5}
+    same: dict[str, Any] = {"guard": {"flagged": True}, "extra": None, "flagged": True, "stream": True, "ttft_ms": 3.5}
     same |= {"request_messages": [{"role": "user", "content": "x"}], "response_text": "y"}
     record = make_record(1, **same)
     await RowInserter(database).insert([record])
@@ -46,7 +47,7 @@ async def test_raw_inserts_read_back_like_orm_rows(database: Database) -> None:
     assert raw.extra is None and raw.guard == {"flagged": True} and raw.stream is True
 
 
-async def _seed(db: Database) -> list[dict]:
+async def _seed(db: Database) -> list[dict[str, Any]]:
     """Two tenants; times one second apart (newest last), varied key, user, model, status, flag."""
     records = []
     for i in range(30):
@@ -66,7 +67,7 @@ async def _seed(db: Database) -> list[dict]:
     return records
 
 
-def _expected(records: list[dict], **conditions: object) -> list[str]:
+def _expected(records: list[dict[str, Any]], **conditions: object) -> list[str]:
     chosen = [r for r in records if all(r[k] == v for k, v in conditions.items())]
     return [r["id"] for r in sorted(chosen, key=lambda r: r["ts"], reverse=True)]
 
@@ -103,7 +104,7 @@ async def test_listing_is_newest_first_and_scoped_to_the_tenant(database: Databa
         {"model": "small", "status": 200, "key_id": f"{0:032d}"},
     ],
 )
-async def test_each_filter(database: Database, conditions: dict) -> None:
+async def test_each_filter(database: Database, conditions: dict[str, Any]) -> None:
     records = await _seed(database)
     f = InteractionFilter(tenant_id=T1, **conditions)
     assert await _all_pages(database, f, limit=100) == _expected(records, tenant_id=T1, **conditions)

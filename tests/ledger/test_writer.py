@@ -236,6 +236,7 @@ async def test_nul_characters_are_stored_on_both_backends(database: Database, tm
     await w.flush()
     async with database.session() as session:
         row = (await session.execute(select(Interaction))).scalar_one()
+    assert row.request_messages is not None
     assert row.response_text == "a\ufffdb" and row.request_messages[0]["content"] == "c\ufffdd"
     await w.stop()
 
@@ -249,7 +250,7 @@ async def test_a_real_unreachable_database_is_retried_not_fatal(pg_database_url:
     for i in range(10):
         w.submit(make_record(i))
     await eventually(lambda: w.errors >= 2, what="failed attempts on the unreachable database")
-    assert w.errors >= 2 and not w._task.done()  # type: ignore[union-attr]
+    assert w.errors >= 2 and w._task is not None and not w._task.done()
     w._inserter = RowInserter(real)  # the database is back
     await w.flush()
     assert await count_rows(real) == 10
@@ -268,8 +269,10 @@ async def test_content_modes_reach_the_database(database: Database, tmp_path: Pa
     await w.flush()
     async with database.session() as session:
         rows = {r.content_mode: r for r in (await session.execute(select(Interaction))).scalars()}
-    assert rows["full"].request_messages[0]["content"] == secret and rows["full"].response_text == secret
-    redacted = rows["redacted"]
+    full, redacted = rows["full"], rows["redacted"]
+    assert full.request_messages is not None and full.request_messages[0]["content"] == secret
+    assert full.response_text == secret
+    assert redacted.request_messages is not None and redacted.response_text is not None
     assert "bob@corp-mail.io" not in redacted.request_messages[0]["content"]
     assert "bst_KKKK" not in redacted.response_text and redacted.response_text.startswith("mail ")
     assert rows["metadata"].request_messages is None and rows["metadata"].response_text is None

@@ -11,24 +11,28 @@ from typing import Any
 import pytest
 
 from bastion.errors import InvalidRequest, UpstreamError, UpstreamUnavailable
-from bastion.local.chat_engine import ChatEngine
-from bastion.local.embedder import Embedder, _Job
+from bastion.local.chat_engine import ChatEngine, GenerationRequest, _Job, _Slot
+from bastion.local.embedder import Embedder
+from bastion.local.embedder import _Job as _EmbeddingJob
 from bastion.local.prompt import SCHEMA_REASON_CHARS, grammar_for
 from tests.local.conftest import needs_llama
 
 SECRET_DETAIL = "/srv/models/private-7Qp2Vx9LmA4kR8sT.gguf"
 
 
-def test_a_generation_failure_is_reported_by_kind() -> None:
+def test_a_generation_failure_is_reported_by_kind(monkeypatch: pytest.MonkeyPatch) -> None:
     engine = ChatEngine(None)
     delivered: list[Any] = []
 
     def generate(*_args: Any) -> None:
         raise RuntimeError(f"llama_decode failed reading {SECRET_DETAIL}")
 
-    engine._generate = generate  # type: ignore[method-assign]
-    engine._end = lambda *_args: None  # type: ignore[method-assign]
-    engine._work(None, None, delivered.append, threading.Event())  # type: ignore[arg-type]
+    monkeypatch.setattr(engine, "_generate", generate)
+    monkeypatch.setattr(engine, "_end", lambda *_args: None)
+    # No model: the slot and the job are never read by the failing generation.
+    slot = _Slot(0, llm=None, vocab=None)
+    job = _Job([], max_tokens=1, stop=[], grammar=None, request=GenerationRequest([]), dropped=0)
+    engine._work(slot, job, delivered.append, threading.Event())
     (outcome,) = delivered
     assert isinstance(outcome, UpstreamError) and outcome.retryable is False
     assert outcome.message == "local model failed (RuntimeError)"
@@ -53,7 +57,7 @@ async def test_an_embedding_failure_is_reported_by_kind() -> None:
     embedder = Embedder(None)
     embedder._model = BrokenModel()
     loop = asyncio.get_running_loop()
-    job = _Job(["hello"], loop, loop.create_future())
+    job = _EmbeddingJob(["hello"], loop, loop.create_future())
     embedder._run([job])
     with pytest.raises(UpstreamError) as caught:
         await asyncio.wait_for(job.future, 5)

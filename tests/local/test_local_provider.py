@@ -72,7 +72,7 @@ async def test_abandoned_stream_frees_the_engine() -> None:
     stream = chat.stream_chat(ChatRequest(body=body, request_id="r3", stream=True))
     await stream.__anext__()
     await stream.__anext__()
-    await stream.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()
     assert await chat.engine.wait_idle(timeout=10.0)
 
 

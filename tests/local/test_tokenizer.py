@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -57,8 +59,8 @@ def test_images_names_and_tool_calls_are_counted() -> None:
     named = [{"role": "user", "content": "Hi", "name": "alice"}]
     assert count_messages(named) > count_messages(base)
     call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
-    with_call = [*base, {"role": "assistant", "content": None, "tool_calls": [call]}]
-    plain_reply = [*base, {"role": "assistant", "content": None}]
+    with_call: list[dict[str, Any]] = [*base, {"role": "assistant", "content": None, "tool_calls": [call]}]
+    plain_reply: list[dict[str, Any]] = [*base, {"role": "assistant", "content": None}]
     assert count_messages(with_call) - count_messages(plain_reply) >= count_text('{"city": "Paris"}')
 
 
@@ -109,7 +111,7 @@ EDGE_CASES = [
 ]
 
 
-def _llama_counter():  # type: ignore[no-untyped-def]
+def _llama_counter() -> tuple[Any, Callable[[str], int]]:
     """llama.cpp's tokenizer for the same GGUF (vocabulary only), as the reference."""
     import llama_cpp
 

@@ -130,7 +130,7 @@ def test_content_length_bodies_split_anywhere(body: bytes, points: list[int], st
 
 
 # An SSE event: optional name, data lines (no CR/LF inside), and the line ending the server uses.
-sse_text = st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=30)
+sse_text = st.text(st.characters(exclude_characters="\r\n", exclude_categories=["Cs"]), max_size=30)
 sse_event = st.tuples(
     st.none() | st.sampled_from(["message_start", "content_block_delta", "ping"]),
     st.lists(sse_text, min_size=1, max_size=3),
