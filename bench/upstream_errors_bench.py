@@ -23,7 +23,7 @@ ROUNDS = 200
 
 
 def main(level: str) -> None:
-    configure_logging(LoggingSettings(level=level))  # type: ignore[arg-type]
+    configure_logging(LoggingSettings(level=level))
     errors = UpstreamErrors("upstream d1", CredentialScrubber([KEY, f"Bearer {KEY}"]))
     message = f"Incorrect API key provided: {KEY}. You can find your API key at https://platform.openai.com/account."
     bodies = {

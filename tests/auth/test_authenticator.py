@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 import bastion.auth.authenticator as authenticator_module
-from bastion.auth import manage
+from bastion.auth import lookup, manage
 from bastion.auth.authenticator import Authenticator, credential_from_headers
 from bastion.auth.epoch import FileEpoch
 from bastion.auth.principal import Role
@@ -28,7 +28,7 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 def lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every database look-up of a key, by hash (the cache-miss path)."""
     calls: list[str] = []
-    real = authenticator_module.resolve_key
+    real = lookup.resolve_key
 
     async def counting(session: Any, key_hash: str, now: Any = None) -> Any:
         calls.append(key_hash)

@@ -15,7 +15,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-import bastion.auth.authenticator as authenticator_module
 from bastion.auth import manage
 from bastion.auth.authenticator import Authenticator
 from bastion.auth.principal import Role
@@ -175,7 +174,7 @@ async def test_token_expiry_is_checked_on_cache_hits(
     token = hs256(exp=expires)
     await authenticator.authenticate(bearer(token))
     later = expires + 5 + 1  # past exp and the 5 s leeway
-    monkeypatch.setattr(authenticator_module.time, "time", lambda: later)
+    monkeypatch.setattr("bastion.auth.authenticator.time.time", lambda: later)
     with pytest.raises(AuthenticationFailed, match="expired"):
         await authenticator.authenticate(bearer(token))
 

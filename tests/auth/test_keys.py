@@ -110,10 +110,8 @@ async def test_expiry_is_checked_on_cache_hits(
     await authenticator.authenticate(bearer(secret))
     assert len(authenticator.cache) == 1
     # Move the wall clock past the expiry: the cached entry must not outlive the key.
-    import bastion.auth.authenticator as module
-
     later = expires.timestamp() + 1
-    monkeypatch.setattr(module.time, "time", lambda: later)
+    monkeypatch.setattr("bastion.auth.authenticator.time.time", lambda: later)
     with pytest.raises(AuthenticationFailed, match="expired"):
         await authenticator.authenticate(bearer(secret))
 

@@ -26,7 +26,7 @@ class Ops:
         self.client = client
         self.keys = keys
 
-    async def get(self, path: str, role: Role | None = None, **headers: str) -> httpx.Response:
+    async def get(self, path: str, role: Role | None = None, /, **headers: str) -> httpx.Response:
         if role is not None:
             headers.update(bearer(self.keys[role]))
         return await self.client.get(path, headers=headers)

@@ -46,6 +46,6 @@ async def test_pool_size_comes_from_config_and_no_connection_leaks(
         results = await asyncio.gather(*(one(i) for i in range(CALLS)))
         assert [got for got, expected in results if got != expected] == []
         pool = running.gateway.db.engine.pool
-        if isinstance(pool, QueuePool):  # SQLite file databases and PostgreSQL both pool
-            assert pool.size() == 2
+        assert isinstance(pool, QueuePool), pool  # SQLite file databases and PostgreSQL both pool
+        assert pool.size() == 2
         assert pool.checkedout() == 0, "a connection was never returned to the pool"

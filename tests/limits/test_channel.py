@@ -182,6 +182,8 @@ async def test_settlements_survive_noscript(
         store.settle(request, 0, 150_000)
         assert await store.settler.drain(5.0)
         key = request.charges[0].key
-        assert (int(await redis.get(key)), int(await redis.get(key + ":rs") or 0)) == (150_000, 0)
+        counted, reserved = await redis.get(key), await redis.get(key + ":rs")
+        assert counted is not None
+        assert (int(counted), int(reserved or 0)) == (150_000, 0)
     finally:
         await store.stop()

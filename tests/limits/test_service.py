@@ -82,6 +82,7 @@ async def test_success_carries_rate_limit_headers_and_settles() -> None:
     ctx = context("mini", who=principal())
     await admit(svc, ctx)
     headers = ctx.response_headers
+    assert headers is not None
     assert headers["x-ratelimit-limit-requests"] == "10"
     assert headers["x-ratelimit-remaining-requests"] == "9"
     assert headers["x-ratelimit-reset-requests"] == "1m0s"
@@ -92,6 +93,7 @@ async def test_success_carries_rate_limit_headers_and_settles() -> None:
     await settle(svc, ctx)
     follow = context("mini", who=principal())
     await admit(svc, follow)
+    assert follow.response_headers is not None
     remaining = int(follow.response_headers["x-ratelimit-remaining-tokens"])
     assert remaining == 1000 - 500 - estimated
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import uvloop
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from bastion.config.settings import TimeoutSettings
 from bastion.errors import UpstreamConnectionError, UpstreamError, UpstreamTimeout
@@ -337,7 +338,7 @@ async def test_closing_a_stream_early_closes_the_socket() -> None:
         assert upstream.pool.in_use == 0 and upstream.pool.idle == 0
 
 
-async def test_released_stream_is_pooled_once_its_terminator_arrives() -> None:
+async def test_released_stream_is_pooled_once_its_terminator_arrives(monkeypatch: pytest.MonkeyPatch) -> None:
     send_rest = asyncio.Event()
 
     async def late_terminator(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -352,7 +353,12 @@ async def test_released_stream_is_pooled_once_its_terminator_arrives() -> None:
         upstream = client(server.url())
         checked_in = asyncio.Event()
         checkin = upstream.pool.checkin
-        upstream.pool.checkin = lambda conn: (checkin(conn), checked_in.set())  # type: ignore[method-assign]
+
+        def checkin_and_tell(conn: Connection) -> None:
+            checkin(conn)
+            checked_in.set()
+
+        monkeypatch.setattr(upstream.pool, "checkin", checkin_and_tell)
         answer = await upstream.post("/x", b"{}")
         async for _event, data in iter_sse_data(answer):
             if data == b"[DONE]":
@@ -522,7 +528,7 @@ def test_the_same_paths_under_uvloop() -> None:
 
 
 class _aiohttp_server:  # a context manager, named as it reads in a with statement
-    def __init__(self, handler: web.Handler) -> None:
+    def __init__(self, handler: Handler) -> None:
         self.app = web.Application()
         self.app.router.add_post("/x", handler)
         self.runner = web.AppRunner(self.app)

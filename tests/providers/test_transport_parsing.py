@@ -35,12 +35,13 @@ class FakePool:
         pass
 
 
-class FakeTransport:
+class FakeTransport(asyncio.Transport):
     def __init__(self) -> None:
+        super().__init__()
         self.written = bytearray()
         self.closing = False
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray | memoryview[Any]) -> None:
         self.written += data
 
     def is_closing(self) -> bool:
@@ -67,11 +68,11 @@ def split(raw: bytes, points: list[int]) -> list[bytes]:
 def drive(pieces: list[bytes], consume: Callable[[Response], Awaitable[Any]]) -> tuple[Any, FakePool]:
     """Deliver ``pieces`` one per loop turn to a connection and run ``consume`` on its response."""
 
-    async def scenario() -> Any:
+    async def scenario() -> tuple[Any, FakePool]:
         loop = asyncio.get_running_loop()
         pool = FakePool()
-        conn = Connection(pool, loop, read_timeout=None)  # type: ignore[arg-type]
-        conn.connection_made(FakeTransport())  # type: ignore[arg-type]
+        conn = Connection(pool, loop, read_timeout=None)
+        conn.connection_made(FakeTransport())
         conn.send(b"POST / HTTP/1.1\r\n\r\n", reused=False)
         remaining = iter(pieces)
 

@@ -262,7 +262,7 @@ def test_the_logged_body_is_bounded() -> None:
 
 
 def deployment(provider: str, **settings: Any) -> Deployment:
-    config = DeploymentSettings(provider=provider, model="m", **settings)  # type: ignore[arg-type]
+    config = DeploymentSettings(provider=provider, model="m", **settings)
     return Deployment(id="d1", alias="a", settings=config, timeouts=TimeoutSettings())
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bastion.errors import InvalidRequest
@@ -99,7 +101,9 @@ def test_missing_variable_is_a_named_400() -> None:
         ("{% for i in range(100000) %}{{ big }}{% endfor %}", {"big": "y" * 1000}, "longer than"),
     ],
 )
-def test_template_failures_are_400s_that_do_not_quote_the_template(source: str, variables: dict, needle: str) -> None:
+def test_template_failures_are_400s_that_do_not_quote_the_template(
+    source: str, variables: dict[str, Any], needle: str
+) -> None:
     with pytest.raises(InvalidRequest) as caught:
         render(compile_template(source), variables)
     assert caught.value.status == 400

@@ -48,7 +48,7 @@ async def test_create_resolve_and_versions(vault: VaultService, database: Databa
         await vault.create_prompt(tenant, "support-bot", spec(), actor="t")
     for kwargs in ({"label": "nope"}, {"version": 3}):
         with pytest.raises(PromptNotFound):
-            await vault.resolve(tenant, "support-bot", **kwargs)  # type: ignore[arg-type]
+            await vault.resolve(tenant, "support-bot", **kwargs)
 
 
 async def test_label_move_applies_at_once_here_and_within_the_label_ttl_elsewhere(
