@@ -23,8 +23,9 @@ from redis.asyncio import Redis
 from starlette.datastructures import Headers
 
 from bastion.auth.principal import Role
+from bastion.gateway.compose import build_services
 from bastion.gateway.context import RequestContext, Timing
-from bastion.gateway.service import Gateway
+from bastion.gateway.services import Services
 from bastion.gateway.stages.auth import AuthStage
 from bastion.store.migrate import upgrade
 from tests.auth.support import seed_key, seed_user, settings_for
@@ -70,47 +71,48 @@ async def _measure_concurrent(stage: AuthStage, headers: dict[str, str], iterati
     return (time.process_time() - cpu) / (iterations // tasks * tasks) * 1e6
 
 
-async def _stage(workdir: Path, redis_url: str | None, **auth: Any) -> AuthStage:
+def _services(workdir: Path, redis_url: str | None, **auth: Any) -> Services:
+    """The services of a gateway with these auth settings, as the composition root builds them."""
     settings = settings_for(f"sqlite:///{workdir / 'bastion.db'}", workdir, redis_url=redis_url, auth=auth)
-    gateway = Gateway.build(settings, stages=[])
-    return AuthStage(gateway)
+    return build_services(settings)
 
 
 async def main(iterations: int, redis_url: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         jwt_settings = {"enabled": True, "secret": SECRET}
-        stage = await _stage(workdir, None, jwt=jwt_settings)
-        await upgrade(stage.gateway.db.engine)
-        secret, _ = await seed_key(stage.gateway.db, "acme", Role.SERVICE)
-        await seed_user(stage.gateway.db, "acme", "dev@acme.io")
+        keyed = _services(workdir, None, jwt=jwt_settings)
+        stage = AuthStage(keyed.authenticator)
+        await upgrade(keyed.db.engine)
+        secret, _ = await seed_key(keyed.db, "acme", Role.SERVICE)
+        await seed_user(keyed.db, "acme", "dev@acme.io")
         token = jwt.encode({"sub": "dev@acme.io", "tenant": "acme", "exp": int(time.time()) + 3600}, SECRET)
         results = {
             "api key, file epoch": await _measure(stage, {"authorization": f"Bearer {secret}"}, iterations),
             "x-api-key, file epoch": await _measure(stage, {"x-api-key": secret}, iterations),
             "jwt, file epoch": await _measure(stage, {"authorization": f"Bearer {token}"}, iterations),
         }
-        anonymous = await _stage(workdir, None, enabled=False)
-        await anonymous.start()
-        results["anonymous (auth off)"] = await _measure(anonymous, {}, iterations)
+        anonymous = _services(workdir, None, enabled=False)
+        await anonymous.authenticator.start()
+        results["anonymous (auth off)"] = await _measure(AuthStage(anonymous.authenticator), {}, iterations)
         epoch_key = f"bench:auth:epoch:{uuid.uuid4().hex}"
-        with_redis = await _stage(workdir, redis_url, epoch_key=epoch_key)
+        with_redis = _services(workdir, redis_url, epoch_key=epoch_key)
+        redis_stage = AuthStage(with_redis.authenticator)
         try:
             headers = {"authorization": f"Bearer {secret}"}
-            results["api key, redis epoch"] = await _measure(with_redis, headers, max(1000, iterations // 10))
-            concurrent = await _measure_concurrent(with_redis, headers, max(6400, iterations // 2))
+            results["api key, redis epoch"] = await _measure(redis_stage, headers, max(1000, iterations // 10))
+            concurrent = await _measure_concurrent(redis_stage, headers, max(6400, iterations // 2))
         finally:
-            assert with_redis.gateway.redis is not None
-            await with_redis.gateway.redis.delete(epoch_key)
+            cleanup = Redis.from_url(redis_url)
+            await cleanup.delete(epoch_key)
+            await cleanup.aclose()
         print(f"{'case':26s} {'wall us':>9s} {'cpu us':>9s}  (per request, best of 5 rounds)")
         for name, (wall, cpu) in results.items():
             print(f"{name:26s} {wall:9.2f} {cpu:9.2f}")
         print(f"{'api key, redis, 64 in flight':26s} {'':9s} {concurrent:9.2f}")
-        for each in (stage, anonymous, with_redis):
+        for each in (keyed, anonymous, with_redis):
             await each.authenticator.aclose()
-            await each.gateway.db.dispose()
-            if each.gateway.redis is not None:
-                await each.gateway.redis.aclose()
+            await each.db.dispose()
 
 
 async def _redis_get_cost(redis_url: str, iterations: int) -> float:

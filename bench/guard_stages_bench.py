@@ -6,7 +6,7 @@ Each case runs a stage hook exactly as the pipeline does (a fresh ``RequestConte
 the vault system prompt and canary in it as the prompt stage leaves them), driven without an event
 loop round trip so only the stage's own work is timed:
 
-* ``in``: ``GuardInStage.on_request`` (policy resolution, input scan, annotations);
+* ``in``: ``GuardInStage.on_request`` (policy resolution, input scan, the guard state);
 * ``out``: ``GuardOutStage.on_response`` on a complete answer;
 * ``stream``: ``GuardOutStage.on_stream`` over the answer in 4-character deltas (about one token
   each) or 20-character ones (as ``bench/guard_bench.py`` feeds), every chunk pulled through the
@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import itertools
 import os
 import platform
-from collections.abc import AsyncIterator, Callable, Coroutine
-from pathlib import Path
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from typing import Any
 
 from bastion.auth.principal import Principal, Role
@@ -35,25 +33,15 @@ from bastion.config.settings import Settings
 from bastion.gateway.context import RequestContext, Timing
 from bastion.gateway.stages.guard_in import GuardInStage
 from bastion.gateway.stages.guard_out import GuardOutStage
-from bastion.gateway.stages.prompt import PromptSecretNote
 from bastion.guard import GuardPolicy, InputGuard, OutputGuard, StreamingOutputGuard, make_canary, plant_canary
+from bastion.guard.service import GuardService
+from bastion.guard.state import PlantedPrompt
 from bastion.providers.base import ChatResponse
-
-_BENCH = Path(__file__).resolve().parents[2] / "bench" / "guard_bench.py"
-_spec = importlib.util.spec_from_file_location("guard_bench", _BENCH)
-assert _spec is not None and _spec.loader is not None
-guard_bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(guard_bench)
+from bench import guard_bench
 
 SHORT_QUESTION = "Hi! What time is breakfast served, and can I bring my dog to the restaurant?"
 SHORT_ANSWER = "Breakfast is served from seven to eleven in the garden room. Dogs are welcome on the terrace."
 DELTA = 4
-
-
-class _Gateway:
-    def __init__(self) -> None:
-        self.settings = Settings()
-        self.services: dict[str, Any] = {}
 
 
 def _letters(number: int) -> str:
@@ -74,11 +62,11 @@ def drive(coroutine: Coroutine[Any, Any, Any]) -> Any:
     raise RuntimeError("the coroutine waited on something")
 
 
-def drain(stream: AsyncIterator[Any]) -> int:
+def drain(stream: AsyncGenerator[Any, None]) -> int:
     count = 0
     while True:
         try:
-            drive(stream.__anext__())  # type: ignore[arg-type]
+            drive(stream.__anext__())
         except StopAsyncIteration:
             return count
         count += 1
@@ -96,7 +84,7 @@ def chunks_of(text: str, delta: int = DELTA) -> list[dict[str, Any]]:
     return out
 
 
-async def upstream(chunks: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+async def upstream(chunks: list[dict[str, Any]]) -> AsyncGenerator[dict[str, Any], None]:
     for chunk in chunks:
         yield chunk
 
@@ -107,8 +95,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="keep, per case, the run with the lowest wall p95")
     args = parser.parse_args()
 
-    gateway = _Gateway()
-    guard_in, guard_out = GuardInStage(gateway), GuardOutStage(gateway)  # type: ignore[arg-type]
+    settings = Settings()
+    # The stages' one collaborator, as the composition root builds it (not started: no warm-up).
+    guard = GuardService(settings.guard, prompt_cache_ttl_s=settings.vault.cache_ttl_s)
+    guard_in, guard_out = GuardInStage(guard), GuardOutStage(guard)
     system = guard_bench.SYSTEM_PROMPT
     canary = make_canary()
     planted = plant_canary(system, canary)
@@ -149,7 +139,7 @@ def main() -> None:
             stream=stream,
             principal=principal if with_principal else None,
         )
-        ctx.annotations["prompt_secret"] = PromptSecretNote(system_prompt=system, canary=canary)
+        ctx.planted_prompt = PlantedPrompt(system, canary)  # as the prompt stage leaves it
         return ctx
 
     def stage_in(question: str, with_principal: bool = False, history: list[Any] | None = None) -> Callable[[], object]:

@@ -19,7 +19,6 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from types import SimpleNamespace
 
 import asyncpg
 import orjson
@@ -35,9 +34,10 @@ from tests.support.db import PG_ADMIN_DSN, pg_url
 
 
 async def bench_on_complete(db: Database, journal: Path, fsync: bool, n: int) -> list[float]:
-    settings = Settings(ledger={"journal_dir": journal, "fsync": fsync, "flush_interval_s": 0.05})
-    stage = LedgerStage(SimpleNamespace(settings=settings, db=db, services={}))  # type: ignore[arg-type]
-    await stage.start()
+    settings = LedgerSettings(journal_dir=journal, fsync=fsync, flush_interval_s=0.05)
+    writer = LedgerWriter(settings, db, journal)
+    stage = LedgerStage(writer, settings.default_mode)
+    await writer.start()
     ctx = make_context(principal=principal())
     ctx.body["messages"] = [
         {"role": "system", "content": "You are a helpful assistant. " * 4},
@@ -56,7 +56,7 @@ async def bench_on_complete(db: Database, journal: Path, fsync: bool, n: int) ->
             await asyncio.sleep(0.2)  # let the writer drain between rounds
     finally:
         gc.enable()
-    await stage.stop()
+    await writer.stop()
     return samples
 
 

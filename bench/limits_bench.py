@@ -23,11 +23,14 @@ from typing import Any
 from bastion.auth.principal import Principal, Role
 from bastion.config.settings import Settings
 from bastion.gateway.context import RequestContext, Timing
+from bastion.gateway.stages.cost import CostStage
+from bastion.gateway.stages.limits import LimitsStage
+from bastion.limits.failover import FailoverStore
+from bastion.limits.redis_store import RedisStore, Settler
 from bastion.limits.seed import LedgerSeeder
 from bastion.limits.service import LimitsService, build_store
 from bastion.providers.base import Usage
 from bastion.routing.build import build_router
-from bastion.spend.cost import interaction_cost
 from bastion.spend.routes import RoutePricing
 
 BODY: dict[str, Any] = {
@@ -65,14 +68,20 @@ def _context(principal: Principal) -> RequestContext:
     return ctx
 
 
-async def _one(service: LimitsService, principal: Principal, deployment: str) -> None:
+async def _one(limits: LimitsStage, cost: CostStage, principal: Principal, deployment: str) -> None:
     ctx = _context(principal)
-    await service.admit(ctx)
+    await limits.on_request(ctx)
     # What the router and usage stage would have filled in, then the cost and limits completions.
     ctx.trace.alias, ctx.trace.deployment, ctx.trace.upstream_model = "bench-model", deployment, "gpt-4o-mini"
     ctx.usage = Usage(prompt_tokens=24, completion_tokens=12)
-    ctx.cost_usd = interaction_cost(service.pricing, ctx)
-    service.settle(ctx)
+    await cost.on_complete(ctx)
+    await limits.on_complete(ctx)
+
+
+def _settler(service: LimitsService) -> Settler | None:
+    """The Redis store's background settler (None on the memory store)."""
+    store = service.store.primary if isinstance(service.store, FailoverStore) else service.store
+    return store.settler if isinstance(store, RedisStore) else None
 
 
 async def run(redis_url: str | None, requests: int) -> dict[str, float]:
@@ -80,6 +89,7 @@ async def run(redis_url: str | None, requests: int) -> dict[str, float]:
     router = build_router(settings)
     pricing = RoutePricing.from_settings(settings, router)
     service = LimitsService(settings, pricing, build_store(settings), LedgerSeeder(None))
+    limits, cost = LimitsStage(service), CostStage(pricing)
     await service.start()
     deployment = router.unique_groups()[0].targets[0].id
     principal = Principal(
@@ -88,16 +98,16 @@ async def run(redis_url: str | None, requests: int) -> dict[str, float]:
     results: dict[str, float] = {}
     try:
         for _ in range(200):  # warm-up: caches, seeding, script load
-            await _one(service, principal, deployment)
+            await _one(limits, cost, principal, deployment)
         channel = service.redis_channel
 
         async def sequential() -> None:
             for _ in range(requests):
-                await _one(service, principal, deployment)
+                await _one(limits, cost, principal, deployment)
 
         async def concurrent() -> None:
             for _ in range(requests // 64):
-                await asyncio.gather(*(_one(service, principal, deployment) for _ in range(64)))
+                await asyncio.gather(*(_one(limits, cost, principal, deployment) for _ in range(64)))
 
         for name, phase, count in (
             ("sequential", sequential, requests),
@@ -106,8 +116,9 @@ async def run(redis_url: str | None, requests: int) -> dict[str, float]:
             batches = channel.batches if channel else 0
             before, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
             await phase()
-            if channel is not None:
-                assert await service.store.primary.settler.drain(10.0)  # type: ignore[union-attr]
+            settler = _settler(service)
+            if settler is not None:
+                assert await settler.drain(10.0)
             after, elapsed = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - wall
             results[f"{name}_user_us"] = (after.ru_utime - before.ru_utime) / count * 1e6
             results[f"{name}_sys_us"] = (after.ru_stime - before.ru_stime) / count * 1e6

@@ -23,16 +23,13 @@ import uuid
 from pathlib import Path
 
 import asyncpg
-import httpx
 
-from bastion.api.app import create_app
-from bastion.gateway.service import Gateway
-from bastion.sessions.service import sessions_for
 from bastion.store.db import Database
 from bastion.store.migrate import upgrade
 from tests.sessions.support import PROMPT, create_prompts, seed_keys, session_settings
 from tests.support.db import PG_ADMIN_DSN, pg_url
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.harness import running_gateway
 
 
 async def run(chats: int, database_url: str, data_dir: Path) -> tuple[list[float], list[float]]:
@@ -44,46 +41,32 @@ async def run(chats: int, database_url: str, data_dir: Path) -> tuple[list[float
         await upgrade(db.engine)
         keys = await seed_keys(db)
         await db.dispose()
-        gateway = Gateway.build(settings)
-        app = create_app(settings, gateway)
-        await gateway.start()
-        await create_prompts(gateway, [keys["acme_id"], keys["globex_id"]])
         headers = {"authorization": f"Bearer {keys['ann']}"}
         session_ms: list[float] = []
         direct_ms: list[float] = []
-        transport = httpx.ASGITransport(app=app)
-        try:
-            async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=30) as client:
-                start = await client.post("/api/v1/ai/sessions/start", json={"prompt_id": PROMPT}, headers=headers)
-                agent_id = start.json()["agent_id"]
-                service = sessions_for(gateway)
-                for i in range(chats):
-                    message = f"question number {i}"
-                    # What the session would send, built the same way, for the direct call.
-                    prepared = await service.prepare_chat(
-                        await _principal(gateway, headers), agent_id, message, f"req_bench_{i}"
-                    )
-                    direct = await client.post(
-                        "/v1/chat/completions",
-                        json={"model": f"prompt:{PROMPT}", "messages": prepared.body["messages"]},
-                        headers=headers,
-                    )
-                    reply = await client.post(
-                        "/api/v1/ai/chat", json={"agent_id": agent_id, "message": message}, headers=headers
-                    )
-                    assert direct.status_code == 200 and reply.status_code == 200, (direct.text, reply.text)
-                    if i >= 10:  # warm-up excluded
-                        direct_ms.append(float(direct.headers["x-bastion-overhead-ms"]))
-                        session_ms.append(float(reply.headers["x-bastion-overhead-ms"]))
-        finally:
-            await gateway.stop()
+        async with running_gateway(settings, timeout_s=30) as env:
+            services, client = env.gateway.services, env.client
+            await create_prompts(env.gateway, [keys["acme_id"], keys["globex_id"]])
+            start = await client.post("/api/v1/ai/sessions/start", json={"prompt_id": PROMPT}, headers=headers)
+            agent_id = start.json()["agent_id"]
+            principal = await services.authenticator.authenticate(headers)
+            for i in range(chats):
+                message = f"question number {i}"
+                # What the session would send, built the same way, for the direct call.
+                prepared = await services.sessions.prepare_chat(principal, agent_id, message, f"req_bench_{i}")
+                direct = await client.post(
+                    "/v1/chat/completions",
+                    json={"model": f"prompt:{PROMPT}", "messages": prepared.body["messages"]},
+                    headers=headers,
+                )
+                reply = await client.post(
+                    "/api/v1/ai/chat", json={"agent_id": agent_id, "message": message}, headers=headers
+                )
+                assert direct.status_code == 200 and reply.status_code == 200, (direct.text, reply.text)
+                if i >= 10:  # warm-up excluded
+                    direct_ms.append(float(direct.headers["x-bastion-overhead-ms"]))
+                    session_ms.append(float(reply.headers["x-bastion-overhead-ms"]))
     return session_ms, direct_ms
-
-
-async def _principal(gateway: Gateway, headers: dict[str, str]):  # type: ignore[no-untyped-def]
-    from bastion.auth.service import authenticator_for
-
-    return await authenticator_for(gateway).authenticate(headers)
 
 
 def report(name: str, session_ms: list[float], direct_ms: list[float]) -> None:

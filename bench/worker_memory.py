@@ -42,11 +42,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def program(process: subprocess.Popen[bytes]) -> str:
+    """The program ``process`` runs (its command's first word)."""
+    command = process.args
+    return os.fsdecode(command if isinstance(command, str | bytes | os.PathLike) else command[0])
+
+
 def wait_http(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"{process.args[0]} exited with {process.returncode} before {url} answered")
+            raise SystemExit(f"{program(process)} exited with {process.returncode} before {url} answered")
         with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
             if response.status == 200:
                 return
