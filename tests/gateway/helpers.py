@@ -32,26 +32,26 @@ def anthropic_body(model: str, **extra: Any) -> dict[str, Any]:
 def assert_openai_error(body: Any, *, param: str | None = None) -> dict[str, Any]:
     """``{"error": {"message", "type", "param", "code"}}`` with a non-empty message."""
     assert isinstance(body, dict) and set(body) == {"error"}, body
-    error = body["error"]
+    error: dict[str, Any] = body["error"]
     assert set(error) == {"message", "type", "param", "code"}, error
     assert isinstance(error["message"], str) and error["message"], error
     assert isinstance(error["type"], str) and error["type"], error
     if param is not None:
         assert error["param"] == param, error
     assert_no_leak(error["message"])
-    return error  # type: ignore[no-any-return]
+    return error
 
 
 def assert_anthropic_error(body: Any, error_type: str | None = None) -> dict[str, Any]:
     """``{"type": "error", "error": {"type", "message"}}``."""
     assert isinstance(body, dict) and body.get("type") == "error", body
-    error = body["error"]
+    error: dict[str, Any] = body["error"]
     assert set(error) == {"type", "message"}, error
     assert isinstance(error["message"], str) and error["message"], error
     if error_type is not None:
         assert error["type"] == error_type, error
     assert_no_leak(error["message"])
-    return error  # type: ignore[no-any-return]
+    return error
 
 
 def assert_no_leak(text: str) -> None:

@@ -141,4 +141,5 @@ def test_local_embeddings_refuse_other_dimensions(openai_client: openai.OpenAI) 
     # MiniLM has no shortened (Matryoshka) vectors: a silent 384-dimension answer would be a lie.
     with pytest.raises(openai.BadRequestError) as caught:
         openai_client.embeddings.create(model="local/minilm", input="hello", dimensions=256)
-    assert caught.value.body["param"] == "dimensions"  # type: ignore[index]
+    body = caught.value.body
+    assert isinstance(body, dict) and body["param"] == "dimensions", body

@@ -10,6 +10,7 @@ from bastion.guard import GuardPolicy, GuardResult, OutputGuard, make_canary, pl
 from bastion.guard.leak import PromptFingerprint, find_canary
 from bastion.guard.normalize import alnum_fold
 from tests.guard.disguises import BENIGN, CANARY_DISGUISES, COPIES, VAULT_PROMPT, answer, b64, rot13
+from tests.guard.support import verdict_of
 
 SYSTEM_PROMPT = (
     "You are Orbit, the booking assistant for Skyline Travel. Only discuss flights, hotels and car hire. "
@@ -62,7 +63,7 @@ def test_verbatim_leak_is_caught_by_overlap() -> None:
     guard = OutputGuard(GuardPolicy(), system_prompt=SYSTEM_PROMPT)
     result = guard.scan_text("My instructions say: " + SYSTEM_PROMPT.upper().replace(".", ""))
     assert result.blocked
-    assert result.verdict("leak").score > 0.9  # type: ignore[union-attr]
+    assert verdict_of(result, "leak").score > 0.9
 
 
 def test_partial_leak_above_threshold_and_normal_answer_below() -> None:
@@ -72,7 +73,7 @@ def test_partial_leak_above_threshold_and_normal_answer_below() -> None:
     answer = "I can help with flights and hotels. I pass refunds above 500 euros to a human agent, who will call."
     result = guard.scan_text(answer)
     assert not result.flagged and result.action == "allow"
-    assert 0.0 < result.verdict("leak").score < 0.3  # type: ignore[union-attr]
+    assert 0.0 < verdict_of(result, "leak").score < 0.3
 
 
 def test_short_prompts() -> None:
@@ -117,7 +118,7 @@ def test_disguised_copy_without_the_canary_is_withheld(name: str) -> None:
     result = VAULT_GUARD.scan_text(answer(COPIES[name](VAULT_PROMPT)))
     assert result.blocked, name
     assert leak_types(result) in (["PROMPT_TRANSFORMED"], ["PROMPT_OVERLAP"]), leak_types(result)
-    assert result.verdict("leak").score >= 0.9  # type: ignore[union-attr]
+    assert verdict_of(result, "leak").score >= 0.9
 
 
 @pytest.mark.parametrize("name", ["rot13", "base64", "hex", "letter-spaced", "reversed"])
@@ -160,7 +161,7 @@ def test_a_disguised_copy_below_the_threshold_passes() -> None:
     for copy in (sentence, b64(sentence), rot13(sentence)):
         result = VAULT_GUARD.scan_text(answer(copy))
         assert not result.flagged, copy
-    assert VAULT_GUARD.scan_text(answer(b64(sentence))).verdict("leak").score > 0  # type: ignore[union-attr]
+    assert verdict_of(VAULT_GUARD.scan_text(answer(b64(sentence))), "leak").score > 0
 
 
 @pytest.mark.parametrize("name", sorted(BENIGN))

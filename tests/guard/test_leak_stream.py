@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from bastion.guard import GuardPolicy, OutputGuard, StreamingOutputGuard, plant_canary
 from tests.guard.disguises import BENIGN, CANARY_DISGUISES, COPIES, VAULT_PROMPT, answer
+from tests.guard.support import verdict_of
 
 CANARY = "bst-5c07e91a3d84f26b"
 GUARD = OutputGuard(GuardPolicy(), system_prompt=VAULT_PROMPT, canary=CANARY)
@@ -53,7 +54,7 @@ def test_disguised_copy_is_withheld_from_a_stream(name: str, step: int) -> None:
 def test_disguised_copy_with_the_canary_is_withheld_from_a_stream(name: str) -> None:
     text = answer(COPIES[name](plant_canary(VAULT_PROMPT, CANARY)))
     streaming, released = stream(GUARD, text, every(20, text))
-    assert streaming.blocked and streaming.result.verdict("leak").findings  # type: ignore[union-attr]
+    assert streaming.blocked and verdict_of(streaming.result, "leak").findings
     assert not GUARD.scan_text(released).flagged
 
 
@@ -64,7 +65,7 @@ def test_disguised_canary_is_never_released(name: str) -> None:
     for step in (3, 16, 64):
         streaming, released = stream(GUARD, text, every(step, text))
         assert streaming.blocked and disguised not in released
-        assert [f.type for f in streaming.result.verdict("leak").findings] == ["CANARY"]  # type: ignore[union-attr]
+        assert [f.type for f in verdict_of(streaming.result, "leak").findings] == ["CANARY"]
 
 
 @settings(max_examples=100, deadline=None)

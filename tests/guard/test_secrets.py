@@ -6,6 +6,7 @@ import pytest
 
 from bastion.guard import GuardPolicy, InputGuard
 from bastion.guard.secrets import SecretDetector, shannon_entropy
+from tests.guard.support import verdict_of
 
 DETECTOR = SecretDetector()
 # Built from pieces so no complete credential-shaped literal sits in the repository.
@@ -89,7 +90,7 @@ def test_unterminated_private_key_is_caught_to_the_end() -> None:
 def test_secrets_redacted_on_input_by_default() -> None:
     result = InputGuard(GuardPolicy()).scan_text(f"use {GITHUB} and AKIAIOSFODNN7EXAMPLE")
     assert result.text == "use [GITHUB_TOKEN] and [AWS_ACCESS_KEY_ID]"
-    assert result.verdict("secrets") is not None and result.verdict("secrets").flagged  # type: ignore[union-attr]
+    assert verdict_of(result, "secrets").flagged
 
 
 def test_entropy() -> None:

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from bastion.guard import GuardPolicy, OutputGuard, StreamingOutputGuard
 from bastion.guard.leak import find_canary
 from bastion.guard.normalize import alnum_fold
+from tests.guard.support import verdict_of
 
 SYSTEM_PROMPT = (
     "You are Quill, an editing assistant for the Harbor Gazette newsroom. Keep every headline under twelve "
@@ -84,7 +85,7 @@ def test_streaming_redaction_matches_batch(cuts: list[int]) -> None:
     for raw in ("jane.doe", "7946", "4111", "DE89", "AKIA"):
         assert raw not in released
     result = streaming.result
-    assert result.verdict("pii").flagged and result.verdict("secrets").flagged  # type: ignore[union-attr]
+    assert verdict_of(result, "pii").flagged and verdict_of(result, "secrets").flagged
 
 
 def test_private_key_block_is_held_until_complete() -> None:
@@ -112,7 +113,7 @@ def test_flag_mode_streams_without_holding_back_for_leaks() -> None:
     streaming, released = stream(guard, PROMPT_OUTPUT, [10, 50, 90])
     assert not streaming.blocked and released == PROMPT_OUTPUT
     result = streaming.result
-    assert result.action == "flag" and result.verdict("leak").flagged  # type: ignore[union-attr]
+    assert result.action == "flag" and verdict_of(result, "leak").flagged
 
 
 @settings(max_examples=60, deadline=None)

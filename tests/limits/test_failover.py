@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Literal
 
 import pytest
 from redis.asyncio import Redis
@@ -75,9 +76,9 @@ async def proxy() -> AsyncIterator[RedisProxy]:
             await proxy.cut()
 
 
-async def _failover(url: str, mode: str, clock: FakeClock) -> tuple[FailoverStore, RedisChannel]:
+async def _failover(url: str, mode: Literal["open", "closed"], clock: FakeClock) -> tuple[FailoverStore, RedisChannel]:
     channel = RedisChannel.from_url(url, timeout_s=0.5)
-    store = FailoverStore(RedisStore(channel), mode, retry_s=1.0, clock=clock)  # type: ignore[arg-type]
+    store = FailoverStore(RedisStore(channel), mode, retry_s=1.0, clock=clock)
     await store.start()
     return store, channel
 

@@ -102,7 +102,8 @@ def test_configuration_overrides_and_extends_the_table() -> None:
     )
     assert table.lookup("gpt-4o-2024-08-06") == Price(1.0, 2.0, None, None, "gpt-4o")
     assert table.lookup("my-model-v2") is not None  # extends: and families work for new names too
-    assert table.lookup("gpt-4o-mini") is not None and table.lookup("gpt-4o-mini").input_per_mtok == 0.15  # type: ignore[union-attr]
+    mini = table.lookup("gpt-4o-mini")
+    assert mini is not None and mini.input_per_mtok == 0.15
 
 
 def _settings(**extra: Any) -> Settings:

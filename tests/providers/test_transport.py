@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import uvloop
 from aiohttp import web
+from aiohttp.client_reqrep import ConnectionKey
 from aiohttp.typedefs import Handler
 
 from bastion.config.settings import TimeoutSettings
@@ -42,8 +43,12 @@ from tests.providers.transport_support import (
 HEADERS = {"content-type": "application/json", "authorization": "Bearer sk-test"}
 
 
-def client(url: str, *, read_timeout: float = 5.0, limit: int = 0, **kwargs: object) -> HTTPClient:
-    return HTTPClient(url, HEADERS, connect_timeout=5.0, read_timeout=read_timeout, limit=limit, **kwargs)  # type: ignore[arg-type]
+def client(
+    url: str, *, read_timeout: float = 5.0, limit: int = 0, ssl_context: ssl.SSLContext | None = None
+) -> HTTPClient:
+    return HTTPClient(
+        url, HEADERS, connect_timeout=5.0, read_timeout=read_timeout, limit=limit, ssl_context=ssl_context
+    )
 
 
 # -- bodies and the request head ------------------------------------------------------------------
@@ -510,7 +515,8 @@ def test_aiohttp_errors_reach_the_providers_as_transport_errors() -> None:
     assert isinstance(raised(aiohttp.ClientPayloadError("cut")), TruncatedResponse)
     assert transport_error(raised(aiohttp.ServerDisconnectedError()), "u").status == 502
     assert isinstance(transport_error(raised(aiohttp.ServerTimeoutError()), "u"), UpstreamTimeout)
-    assert isinstance(raised(aiohttp.ClientConnectorError(None, OSError(111, "refused"))), OSError)  # type: ignore[arg-type]
+    key = ConnectionKey("upstream.invalid", 443, True, True, None, None, None)
+    assert isinstance(raised(aiohttp.ClientConnectorError(key, OSError(111, "refused"))), OSError)
 
 
 def test_the_same_paths_under_uvloop() -> None:

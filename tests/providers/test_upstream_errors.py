@@ -21,6 +21,7 @@ from bastion.providers.scrub import REDACTED, CredentialScrubber
 from bastion.providers.upstream_errors import (
     EXCERPT_CHARS,
     LOG_BODY_CHARS,
+    BodyForm,
     ErrorBody,
     UpstreamErrors,
     loggable_body,
@@ -88,9 +89,9 @@ def test_an_error_type_that_is_not_an_identifier_or_holds_a_key_is_dropped() -> 
         (b"  \r\n ", None, "empty"),
     ],
 )
-def test_non_json_bodies_are_named_never_shown(raw: bytes, content_type: str | None, form: str) -> None:
+def test_non_json_bodies_are_named_never_shown(raw: bytes, content_type: str | None, form: BodyForm) -> None:
     detail = read_error_body(raw, content_type)
-    assert detail == ErrorBody(form)  # type: ignore[arg-type]
+    assert detail == ErrorBody(form)
 
 
 def test_an_html_page_inside_a_json_message_is_not_shown() -> None:

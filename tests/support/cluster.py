@@ -71,7 +71,8 @@ class Cluster:
         result = self.cli(*args)
         if result.returncode != 0:
             raise RuntimeError(f"bastion keys create failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-        return json.loads(result.stdout)  # type: ignore[no-any-return]
+        key: dict[str, Any] = json.loads(result.stdout)
+        return key
 
     def log_tails(self, lines: int = 80) -> str:
         return "\n".join(f"--- {p.url} ({p.log_path})\n{p.log_tail(lines)}" for p in self.processes)

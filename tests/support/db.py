@@ -75,7 +75,8 @@ def database_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         url: str = request.getfixturevalue("sqlite_database_url")
         return url
-    return request.getfixturevalue("pg_database_url")  # type: ignore[no-any-return]
+    pg: str = request.getfixturevalue("pg_database_url")
+    return pg
 
 
 @pytest.fixture

@@ -64,13 +64,16 @@ SLOW_STREAM_INTERVAL_S = 0.1
 LONG_STREAM_CHUNKS = 200_000
 
 
+Kind = Literal["ok", "error", "timeout", "malformed", "cut", "slow_stream", "long_stream", "reject_key", "stream_error"]
+#: Behaviours whose spec is their kind alone, without an argument.
+_PLAIN_KINDS: tuple[Kind, ...] = ("timeout", "malformed", "cut", "slow_stream", "reject_key", "stream_error")
+
+
 @dataclass(frozen=True, slots=True)
 class Behaviour:
     """One scripted answer. Build it from a spec string with ``parse``."""
 
-    kind: Literal[
-        "ok", "error", "timeout", "malformed", "cut", "slow_stream", "long_stream", "reject_key", "stream_error"
-    ] = "ok"
+    kind: Kind = "ok"
     status: int = 200
     retry_after: str | None = None
     delay_s: float = 0.0
@@ -100,8 +103,9 @@ class Behaviour:
             return cls("long_stream", chunks=int(arg) if arg else LONG_STREAM_CHUNKS, spec=spec)
         if name == "no_usage":
             return cls("ok", usage=False, spec=spec)
-        if name in ("timeout", "malformed", "cut", "slow_stream", "reject_key", "stream_error"):
-            return cls(name, spec=spec)  # type: ignore[arg-type]
+        plain = next((kind for kind in _PLAIN_KINDS if kind == name), None)
+        if plain is not None:
+            return cls(plain, spec=spec)
         if name.isdigit():
             return cls("error", status=int(name), retry_after=arg or None, spec=spec)
         raise ValueError(f"unknown fake-upstream behaviour {spec!r}")

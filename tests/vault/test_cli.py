@@ -7,6 +7,7 @@ import json
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -27,10 +28,11 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     return CliRunner()
 
 
-def _json(output: str) -> dict:  # type: ignore[type-arg]
+def _json(output: str) -> dict[str, Any]:
     """The JSON document a command printed (log lines of the test process may precede it)."""
     lines = output.splitlines()
-    return json.loads("\n".join(lines[lines.index("{") :]))  # type: ignore[no-any-return]
+    document: dict[str, Any] = json.loads("\n".join(lines[lines.index("{") :]))
+    return document
 
 
 def _ok(cli: CliRunner, *args: str, stdin: str | None = None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,15 +15,15 @@ from bastion.vault.crypto import DecryptionFailed, Keyring, MasterKey
 from bastion.vault.keysource import KeyringSource
 from bastion.vault.model import PromptSecret, VersionSpec, check_label, check_params
 from bastion.vault.render import MAX_RENDERED_CHARS, check_variables, compile_template, render
-from bastion.vault.store import open_version, seal
+from bastion.vault.store import Sealed, open_version, seal
 from tests.vault.support import SECRET_TEXT, vault_settings
 
 
-def _keys(tmp_path, keyring: Keyring) -> KeyringSource:  # type: ignore[no-untyped-def]
+def _keys(tmp_path: Path, keyring: Keyring) -> KeyringSource:
     return KeyringSource(vault_settings("sqlite:///unused.db", tmp_path), keyring)
 
 
-def _row(sealed, prompt_pk: str, version: int) -> PromptVersion:  # type: ignore[no-untyped-def]
+def _row(sealed: Sealed, prompt_pk: str, version: int) -> PromptVersion:
     return PromptVersion(
         prompt_pk=prompt_pk,
         version=version,
@@ -33,7 +34,7 @@ def _row(sealed, prompt_pk: str, version: int) -> PromptVersion:  # type: ignore
     )
 
 
-def test_round_trip_and_no_plaintext_in_ciphertext(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_round_trip_and_no_plaintext_in_ciphertext(tmp_path: Path) -> None:
     keys = _keys(tmp_path, Keyring(MasterKey.generate()))
     sealed = seal(keys, "t1", "p1", 1, VersionSpec(SECRET_TEXT, "Hello {{ name }}"))
     assert SECRET_TEXT.encode() not in sealed.system_ciphertext
@@ -44,14 +45,14 @@ def test_round_trip_and_no_plaintext_in_ciphertext(tmp_path) -> None:  # type: i
 
 
 @pytest.mark.parametrize(("tenant", "prompt_pk", "version"), [("t2", "p1", 1), ("t1", "p2", 1), ("t1", "p1", 2)])
-def test_ciphertexts_are_bound_to_their_row(tmp_path, tenant: str, prompt_pk: str, version: int) -> None:  # type: ignore[no-untyped-def]
+def test_ciphertexts_are_bound_to_their_row(tmp_path: Path, tenant: str, prompt_pk: str, version: int) -> None:
     keys = _keys(tmp_path, Keyring(MasterKey.generate()))
     sealed = seal(keys, "t1", "p1", 1, VersionSpec(SECRET_TEXT))
     with pytest.raises(DecryptionFailed, match="does not authenticate"):
         open_version(keys, _row(sealed, prompt_pk, version), tenant)
 
 
-def test_swapped_system_ciphertext_fails_even_with_the_right_data_key(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_swapped_system_ciphertext_fails_even_with_the_right_data_key(tmp_path: Path) -> None:
     keys = _keys(tmp_path, Keyring(MasterKey.generate()))
     one = seal(keys, "t1", "p1", 1, VersionSpec("first prompt"))
     two = seal(keys, "t1", "p1", 2, VersionSpec("second prompt"))
@@ -62,7 +63,7 @@ def test_swapped_system_ciphertext_fails_even_with_the_right_data_key(tmp_path) 
         open_version(keys, mixed, "t1")
 
 
-def test_wrong_master_key_does_not_decrypt(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_master_key_does_not_decrypt(tmp_path: Path) -> None:
     sealed = seal(_keys(tmp_path, Keyring(MasterKey.generate())), "t1", "p1", 1, VersionSpec(SECRET_TEXT))
     other = _keys(tmp_path, Keyring(MasterKey.generate()))
     with pytest.raises(DecryptionFailed, match="not available"):
