@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.guard_stages.support import guard_env, guard_fake, guard_fake_upstream, guard_overrides  # noqa: F401
-from tests.support.db import database, sqlite_database_url  # noqa: F401
+from tests.support.db import database, sqlite_database_url, sqlite_template  # noqa: F401
 
 
 @pytest.fixture

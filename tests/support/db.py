@@ -1,14 +1,15 @@
 """Database fixtures: every storage test runs on SQLite and on the PostgreSQL of this machine,
 each test in a database of its own.
 
-PostgreSQL databases are cloned from a template migrated once per test session, which is much
-faster than running the migrations for every test.
+Both start from a template migrated once per test session (PostgreSQL clones it, SQLite copies
+the file), which is much faster than running the migrations for every test.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -66,7 +67,26 @@ def pg_database_url(pg_template: str) -> Iterator[str]:
 
 @pytest.fixture
 def sqlite_database_url(tmp_path: Path) -> str:
+    """The URL of a SQLite file of this test's own, not created yet (``database`` migrates it)."""
     return f"sqlite:///{tmp_path / 'bastion.db'}"
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite database file, made once per session."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "bastion.db"
+
+    async def create() -> None:
+        db = Database.from_settings(Settings(database_url=f"sqlite:///{path}"))
+        try:
+            await upgrade(db.engine)
+        finally:
+            await db.dispose()
+
+    asyncio.run(create())
+    # Closing the last connection checkpoints the write-ahead log: the file alone is the database.
+    assert not path.with_name(path.name + "-wal").exists()
+    return path
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -80,10 +100,14 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
+async def database(database_url: str, sqlite_template: Path) -> AsyncIterator[Database]:
     settings = Settings(database_url=database_url)
+    if database_url.startswith("sqlite:///"):
+        path = Path(database_url.removeprefix("sqlite:///"))
+        if not path.exists():  # a copy of the migrated template, unless the test made the file itself
+            shutil.copyfile(sqlite_template, path)
     db = Database.from_settings(settings)
-    await upgrade(db.engine)  # no-op on the migrated PostgreSQL clone; creates SQLite's schema
+    await upgrade(db.engine)  # a no-op on the migrated copies: it checks they are at the head revision
     try:
         yield db
     finally:
