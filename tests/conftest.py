@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.support.markers import apply_markers
+from tests.support.markers import apply_markers, processes_refused
 
 if TYPE_CHECKING:
     import anthropic
@@ -89,6 +89,12 @@ def http(gateway: GatewayProcess) -> Iterator[httpx.Client]:
 
     with httpx.Client(base_url=gateway.url, timeout=60) as client:
         yield client
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    with processes_refused(item):
+        return (yield)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -151,7 +151,8 @@ async def test_redis_epoch_invalidates_other_processes(
             await manage.revoke_key(session, await manage.key_in_tenant(session, key.tenant_id, key.id), "test")
         await first.invalidate()
         # Created at a random start by its first bump (never at a value a process may have seen).
-        assert int(await redis.get(key_name)) > 1 << 61
+        epoch = await redis.get(key_name)
+        assert epoch is not None and int(epoch) > 1 << 61
         with pytest.raises(AuthenticationFailed, match="revoked"):
             await second.authenticate(bearer(secret))
     finally:

@@ -159,7 +159,8 @@ async def test_a_failed_bump_is_retried_until_redis_answers(
         revoker, idle = processes("a", proxy.url), processes("c", proxy.url)
         secret, key = await seed_key(database, "acme", Role.SERVICE)
         await _cached(idle, secret)
-        epoch_key = revoker.redis_epoch.key  # type: ignore[union-attr]
+        assert revoker.redis_epoch is not None
+        epoch_key = revoker.redis_epoch.key
         before = private_redis.get(epoch_key)
         await proxy.cut()
         await _revoke(database, key)

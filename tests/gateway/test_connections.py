@@ -13,6 +13,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +22,8 @@ from tests.gateway.helpers import chat_body
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway import GatewayProcess, gateway_config, write_config
 from tests.support.polling import wait_until
+
+pytestmark = pytest.mark.integration
 
 HEADER_TIMEOUT_S = 1.0
 BODY_TIMEOUT_S = 1.0
@@ -75,10 +78,11 @@ def _read_until_closed(sock: socket.socket, timeout_s: float) -> tuple[bytes, fl
         received += data
 
 
-def _json_body(response: bytes) -> dict:
+def _json_body(response: bytes) -> dict[str, Any]:
     head, _, body = response.partition(b"\r\n\r\n")
     assert b"content-type: application/json" in head.lower(), head
-    return json.loads(body)
+    parsed: dict[str, Any] = json.loads(body)
+    return parsed
 
 
 def _log_lines(gateway: GatewayProcess) -> list[str]:
@@ -182,10 +186,11 @@ def test_access_lines_are_structured_and_carry_no_query_string(limited: GatewayP
     response = httpx.get(limited.url + f"/v1/models?api_key={QUERY_SECRET}&user=alice", timeout=10)
     assert response.status_code == 200
 
-    def access_line() -> dict | None:
+    def access_line() -> dict[str, Any] | None:
         for line in _log_lines(limited):
             if '"http_access"' in line and '"/v1/models"' in line:
-                return json.loads(line)  # type: ignore[no-any-return]
+                entry: dict[str, Any] = json.loads(line)
+                return entry
         return None
 
     entry = wait_until(access_line, timeout_s=10, what="an access line for /v1/models")
@@ -207,11 +212,15 @@ def test_leaving_mid_upload_is_one_info_line(limited: GatewayProcess) -> None:
         with _connect(limited) as sock:
             sock.sendall(head + body[: len(body) // 2])
 
-    def disconnect_lines() -> list[dict]:
+    def disconnect_lines() -> list[dict[str, Any]]:
         lines = [json.loads(line) for line in _log_lines(limited)[before:] if line.startswith("{")]
         return [line for line in lines if line.get("event") == "client_disconnected"]
 
-    found = wait_until(lambda: len(disconnect_lines()) >= 3 and disconnect_lines(), timeout_s=10)
+    def three_or_more() -> list[dict[str, Any]] | None:
+        lines = disconnect_lines()
+        return lines if len(lines) >= 3 else None
+
+    found = wait_until(three_or_more, timeout_s=10)
     assert all(line["level"] == "info" for line in found)
     new = _log_lines(limited)[before:]
     assert not [line for line in new if "Traceback" in line or '"level": "error"' in line], new

@@ -10,7 +10,8 @@
 Most tests get their markers from the fixtures they use (``FIXTURE_MARKS``), so a new test that
 asks for ``gateway``, ``gateway_cluster``, ``pg_database_url`` or ``redis`` is marked without a
 thought; the ``database_url`` fixture marks its PostgreSQL parametrization itself. A test that
-starts a process of its own says so with ``pytest.mark.integration``.
+starts a process of its own says so with ``pytest.mark.integration``: any other test that starts
+one fails, naming the mark (``processes_refused``), so the fast subset stays free of them.
 
 ``pytest.mark.local_model("chat")`` / ``("embedder")`` also skips the test when that part of the
 ``local`` extra is not installed.
@@ -18,8 +19,11 @@ starts a process of its own says so with ``pytest.mark.integration``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import subprocess
+from collections.abc import Callable, Iterator
 from functools import cache
+from typing import Any, NoReturn
 
 import pytest
 
@@ -32,6 +36,8 @@ FIXTURE_MARKS: dict[str, tuple[str, ...]] = {
     "gateway": ("integration", "local_model"),
     # tests/support/cluster.py: ``bastion serve`` processes and ``bastion`` CLI calls.
     "gateway_cluster": ("integration",),
+    # tests/support/redis_server.py: a ``redis-server`` of the test's own.
+    "private_redis": ("integration",),
     # tests/support/db.py: databases made on the machine's PostgreSQL.
     "pg_template": ("postgres",),
     "pg_database_url": ("postgres",),
@@ -79,3 +85,22 @@ def apply_markers(items: list[pytest.Item]) -> None:
                 installed, missing = LOCAL_MODELS[model]
                 if not installed():
                     item.add_marker(pytest.mark.skip(reason=missing))
+
+
+@contextlib.contextmanager
+def processes_refused(item: pytest.Item) -> Iterator[None]:
+    """While ``item`` runs (fixtures included), starting a process fails unless it is marked
+    ``integration``: a forgotten mark would otherwise slip a subprocess into the fast subset."""
+    if item.get_closest_marker("integration") is not None:
+        yield
+        return
+
+    def refuse(args: Any, *_args: Any, **_kwargs: Any) -> NoReturn:
+        raise AssertionError(f"{item.nodeid} starts a process ({args!r}): mark it pytest.mark.integration")
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(subprocess, "Popen", refuse)  # subprocess.run and asyncio's subprocesses use it
+    try:
+        yield
+    finally:
+        patch.undo()

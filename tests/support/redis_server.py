@@ -77,7 +77,9 @@ class PrivateRedis:
 
     def get(self, key: str) -> bytes | None:
         with self.client() as client:
-            return client.get(key)  # type: ignore[return-value]
+            value = client.get(key)
+        assert value is None or isinstance(value, bytes), value
+        return value
 
 
 @pytest.fixture
