@@ -21,6 +21,8 @@ from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway import GatewayProcess, gateway_config, write_config
 from tests.support.polling import wait_until
 
+pytestmark = pytest.mark.integration
+
 CLIENTS = 40
 MAX_GROWTH_MB = 100.0
 MB = 1 << 20
