@@ -4,7 +4,7 @@ is bounded by a slow client, and a client that goes away cancels the producer.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncGenerator, MutableMapping
 from typing import Any
 
 from bastion.api.http import SSEResponse, _EventBuffer
@@ -28,7 +28,7 @@ async def never_disconnect() -> dict[str, Any]:
 
 
 async def test_events_ready_together_are_written_together() -> None:
-    async def events() -> AsyncIterator[bytes]:
+    async def events() -> AsyncGenerator[bytes, None]:
         for index in range(5):
             yield b"data: %d\n\n" % index
 
@@ -42,7 +42,7 @@ async def test_an_event_that_arrives_alone_is_written_at_once() -> None:
     gate = asyncio.Event()
     recorder = Recorder()
 
-    async def events() -> AsyncIterator[bytes]:
+    async def events() -> AsyncGenerator[bytes, None]:
         yield b"data: first\n\n"
         await gate.wait()
         yield b"data: second\n\n"
@@ -66,7 +66,7 @@ async def test_a_client_that_goes_away_cancels_the_producer() -> None:
         await disconnected.wait()
         return {"type": "http.disconnect"}
 
-    async def events() -> AsyncIterator[bytes]:
+    async def events() -> AsyncGenerator[bytes, None]:
         try:
             yield b"data: first\n\n"
             await asyncio.Event().wait()  # an upstream that never sends again
