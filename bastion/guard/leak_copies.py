@@ -172,7 +172,10 @@ class _LetterStream:
             .translate(_MOD_26)
         )
         count = (usable - 1) // GRAM + 1
-        keys = _grams(count).unpack_from(diffs)  # the grams at 0, GRAM, 2 * GRAM...: one C call
+        # The grams at 0, GRAM, 2 * GRAM...: one C call per block (blocks bound the cached layouts).
+        keys: list[bytes] = []
+        for first in range(0, count, GRAMS_PER_CALL):
+            keys.extend(_grams(min(GRAMS_PER_CALL, count - first)).unpack_from(diffs, first * GRAM))
         found = list(map(self._lookup, keys))
         if any(found):
             self._hits(keys, found, values)
@@ -186,7 +189,7 @@ class _LetterStream:
         self.feed(values)
         self._values, self._base, self._previous = state
 
-    def _hits(self, keys: tuple[bytes, ...], found: list[int | None], values: bytes) -> None:
+    def _hits(self, keys: list[bytes], found: list[int | None], values: bytes) -> None:
         prompt = self._index.values
         for number, entry in enumerate(found):
             if entry is None or len(set(keys[number])) < 4:
@@ -263,7 +266,11 @@ class _CanaryWatch:
         return False
 
 
-@lru_cache(maxsize=256)
+#: Grams unpacked per call: the cached layouts stay small whatever the length of the text.
+GRAMS_PER_CALL = 256
+
+
+@lru_cache(maxsize=GRAMS_PER_CALL)
 def _grams(count: int) -> struct.Struct:
     """Unpacks ``count`` consecutive grams of ``GRAM`` bytes."""
     return struct.Struct(f"{GRAM}s" * count)
