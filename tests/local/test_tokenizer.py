@@ -164,3 +164,22 @@ def test_counting_does_not_load_llama_cpp() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_long_text_is_counted_on_bounded_samples(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counting runs on the event loop: a long answer is estimated from samples (a few ms), within
+    a few percent of the exact count, and never tokenized whole."""
+    text = " ".join(f"item{i} lorem ipsum dolor{i % 97} sit amet" for i in range(30_000))
+    backend = tokenizer._get_backend()
+    exact = backend.count(text)
+    seen: list[int] = []
+    original = type(backend).count
+
+    def counting(self: Any, sample: str) -> int:
+        seen.append(len(sample))
+        return original(self, sample)
+
+    monkeypatch.setattr(type(backend), "count", counting)
+    estimate = count_text(text)
+    assert abs(estimate - exact) / exact < 0.05, (estimate, exact)
+    assert sum(seen) <= tokenizer.EXACT_MAX_CHARS < len(text)
