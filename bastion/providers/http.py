@@ -8,7 +8,6 @@ from __future__ import annotations
 import email.utils
 import time
 import urllib.request
-from collections import deque
 from collections.abc import Mapping
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -123,12 +122,14 @@ class SSEEvents:
     packed several to a read; lines end with ``\\n`` or ``\\r\\n`` (a lone ``\\r`` is not a line end).
     """
 
-    __slots__ = ("_data", "_eof", "_event", "_pending", "_response", "_tail")
+    __slots__ = ("_buffer", "_data", "_eof", "_event", "_pos", "_response")
 
     def __init__(self, response: UpstreamResponse) -> None:
         self._response = response
-        self._pending: deque[tuple[str | None, bytes]] = deque()
-        self._tail = b""
+        # Parsed lazily, one event per step: a consumer that stops pulling (its client stopped
+        # reading) leaves at most one read unparsed here, not thousands of small pending events.
+        self._buffer = b""
+        self._pos = 0
         self._event: str | None = None
         self._data: list[bytes] = []
         self._eof = False
@@ -137,37 +138,43 @@ class SSEEvents:
         return self
 
     async def __anext__(self) -> tuple[str | None, bytes]:
-        pending = self._pending
-        while not pending:
+        while True:
+            event = self._next_event()
+            if event is not None:
+                return event
             if self._eof:
                 raise StopAsyncIteration
             chunk = await self._response.read_chunk()
+            rest = self._buffer[self._pos :] if self._pos < len(self._buffer) else b""
+            self._pos = 0
             if chunk:
-                self._feed(chunk)
+                self._buffer = rest + chunk if rest else chunk
             else:
+                # The end of the stream ends the last line and the last event.
                 self._eof = True
-                if self._tail:
-                    self._line(self._tail.rstrip(b"\r"))
-                    self._tail = b""
+                self._buffer = rest + b"\n\n" if rest or self._data else b""
+
+    def _next_event(self) -> tuple[str | None, bytes] | None:
+        """The next complete event in the buffer, consuming its lines; ``None`` if there is none yet."""
+        buffer, pos = self._buffer, self._pos
+        while True:
+            end = buffer.find(b"\n", pos)
+            if end < 0:
+                if len(buffer) - pos > MAX_SSE_LINE:
+                    raise InvalidResponse(f"an event-stream line over {MAX_SSE_LINE} bytes")
+                self._pos = pos
+                return None
+            line = buffer[pos : end - 1] if end > pos and buffer[end - 1] == 13 else buffer[pos:end]
+            pos = end + 1
+            if not line:
                 if self._data:
-                    pending.append((self._event, b"\n".join(self._data)))
-        return pending.popleft()
-
-    def _feed(self, chunk: bytes) -> None:
-        lines = (self._tail + chunk if self._tail else chunk).split(b"\n")
-        self._tail = lines.pop()  # the unfinished last line (b"" when the chunk ended a line)
-        if len(self._tail) > MAX_SSE_LINE:
-            raise InvalidResponse(f"an event-stream line over {MAX_SSE_LINE} bytes")
-        for line in lines:
-            self._line(line[:-1] if line[-1:] == b"\r" else line)
-
-    def _line(self, line: bytes) -> None:
-        if not line:
-            if self._data:
-                self._pending.append((self._event, b"\n".join(self._data)))
-            self._event, self._data = None, []
-        elif line.startswith(b"data:"):
-            self._data.append(line[5:].lstrip(b" "))
-        elif line.startswith(b"event:"):
-            self._event = line[6:].strip().decode("utf-8", "replace")
-        # Comments (":") and other fields (id, retry) carry nothing we need.
+                    event = (self._event, b"\n".join(self._data) if len(self._data) > 1 else self._data[0])
+                    self._event, self._data = None, []
+                    self._pos = pos
+                    return event
+                self._event = None
+            elif line.startswith(b"data:"):
+                self._data.append(line[5:].lstrip(b" "))
+            elif line.startswith(b"event:"):
+                self._event = line[6:].strip().decode("utf-8", "replace")
+            # Comments (":") and other fields (id, retry) carry nothing we need.

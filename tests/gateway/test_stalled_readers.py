@@ -112,8 +112,9 @@ def test_stalled_stream_readers_pin_little_and_give_it_back(guarded: GatewayProc
     growth = stalled - before
     print(f"RSS {before / MB:.0f} MB, {CLIENTS} stalled readers {stalled / MB:.0f} MB, 30 s after {after / MB:.0f} MB")
     assert growth < MAX_GROWTH_MB * MB, f"{CLIENTS} stalled readers added {growth / MB:.0f} MB"
-    # Freed memory is handed back: a good part of what the burst took is returned within 30 s ...
-    assert after < stalled - growth / 4, f"RSS {stalled / MB:.0f} MB -> {after / MB:.0f} MB after the clients left"
+    # Freed memory is handed back: a good part of what the burst took is returned within 30 s (what
+    # stays is bounded caches the burst filled, e.g. the tokenizer's words, and heap fragments) ...
+    assert after < stalled - growth / 3, f"RSS {stalled / MB:.0f} MB -> {after / MB:.0f} MB after the clients left"
     # ... and what stays is reused, not leaked: a second burst does not raise the level.
     fake.reset()
     fake.default("m-slow-stream", "long_stream")

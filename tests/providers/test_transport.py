@@ -414,7 +414,7 @@ class _WatchedConnection(Connection):
     def on_body(self, body: bytes) -> None:
         super().on_body(body)
         if self._paused and not _WatchedConnection.paused.is_set():
-            _WatchedConnection.buffered_at_pause = self._buffered
+            _WatchedConnection.buffered_at_pause = self.buffered
             _WatchedConnection.paused.set()
 
 

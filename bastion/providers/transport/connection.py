@@ -17,16 +17,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections import deque
 from typing import Final, Protocol, cast
 
 import httptools
 
 #: Unread body bytes above which the socket is no longer read (the upstream then sees TCP
-#: back-pressure), and below which it is read again. A stream whose client stopped reading holds
-#: this much (and its parsed events) until the client reads or goes away: keep it small.
-HIGH_WATER: Final = 256 << 10
-LOW_WATER: Final = 64 << 10
+#: back-pressure); it is read again once the reader has taken what is buffered. A stream whose
+#: client stopped reading holds this much (plus the socket read that crossed it, and the read its
+#: event decoder holds) until the client reads or goes away: keep it small.
+HIGH_WATER: Final = 64 << 10
 #: A released response whose terminating chunk has not arrived yet is drained for this long and
 #: up to this many bytes, so that a stream read up to ``[DONE]`` keeps its connection (a new TLS
 #: handshake per streamed answer would cost far more than waiting for a few bytes).
@@ -95,8 +94,10 @@ class Connection(asyncio.Protocol):
         self._reused = False
         self._got_bytes = False
         self._exc: BaseException | None = None
-        self._chunks: deque[bytes] = deque()
-        self._buffered = 0
+        # One growing buffer, not a list of the parser's pieces: a stream arrives as hundreds of
+        # small chunks, and a stalled reader would pin each as an object of its own (small
+        # objects fragment the heap, so their memory is not returned when the stream ends).
+        self._body = bytearray()
         self._paused = False
         self._collect_all = False
         self._waiter: asyncio.Future[None] | None = None
@@ -210,9 +211,9 @@ class Connection(asyncio.Protocol):
         if self.state is DRAINING:
             self._drained += len(body)
             return
-        self._chunks.append(body)
-        self._buffered += len(body)
-        if self._buffered > HIGH_WATER and not self._paused and not self._collect_all and self.transport:
+        buffer = self._body
+        buffer += body
+        if len(buffer) > HIGH_WATER and not self._paused and not self._collect_all and self.transport:
             self._paused = True
             self.transport.pause_reading()
 
@@ -236,8 +237,7 @@ class Connection(asyncio.Protocol):
             self._until_eof = False
             self._got_bytes = False
             self._exc = None
-            self._chunks.clear()
-            self._buffered = 0
+            self._body.clear()
             self._collect_all = False
         self._reused = reused
         self.state = ACTIVE
@@ -252,6 +252,11 @@ class Connection(asyncio.Protocol):
             # it re-arms itself from _last_io when it fires (read_s is long, so it rarely does).
             self._timer = self.loop.call_at(self._last_io + self.read_timeout, self._on_timer)
 
+    @property
+    def buffered(self) -> int:
+        """Body bytes received and not yet read."""
+        return len(self._body)
+
     async def wait_head(self) -> None:
         while not self._head_done:
             await self._wait(_HEAD)
@@ -263,22 +268,19 @@ class Connection(asyncio.Protocol):
             self._resume()
         while not self.complete:
             await self._wait(_COMPLETE)
-        chunks = self._chunks
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        chunks.clear()
-        self._buffered = 0
+        body = bytes(self._body)
+        self._body.clear()
         return body
 
     async def read_chunk(self) -> bytes:
         """Every body byte buffered so far (waiting for some if none), or ``b""`` at the end."""
-        chunks = self._chunks
-        while not chunks:
+        buffer = self._body
+        while not buffer:
             if self.complete:
                 return b""
             await self._wait(_DATA)
-        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
-        chunks.clear()
-        self._buffered = 0
+        data = bytes(buffer)
+        buffer.clear()
         if self._paused:
             self._resume()
         return data
@@ -287,8 +289,7 @@ class Connection(asyncio.Protocol):
         """The caller is done: pool the connection if its answer is (or soon will be) complete."""
         if self.state is not ACTIVE:
             return
-        self._chunks.clear()
-        self._buffered = 0
+        self._body.clear()
         if self._paused:
             self._resume()  # an idle or draining connection must see the server's bytes and EOF
         if not (reusable and self.keep_alive and self._exc is None and not self.closed):
@@ -320,7 +321,7 @@ class Connection(asyncio.Protocol):
         if wait_for == _HEAD:
             return self._head_done
         if wait_for == _DATA:
-            return bool(self._chunks)
+            return bool(self._body)
         return False
 
     async def _wait(self, wait_for: int) -> None:
