@@ -17,9 +17,7 @@ worker thread that runs a large scan.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 from bastion.guard.models import Action, Finding, Verdict
 
@@ -44,18 +42,30 @@ def active() -> bool:
     return _deadline.get() is not None
 
 
-@contextmanager
-def scan_deadline(budget_ms: float, *, started: float | None = None) -> Iterator[None]:
-    """Run the block under a deadline ``budget_ms`` after ``started`` (default: now). An enclosing
-    deadline wins: the budget is per request, not per call."""
-    if _deadline.get() is not None:
-        yield
-        return
-    token = _deadline.set((time.monotonic() if started is None else started) + budget_ms / 1000)
-    try:
-        yield
-    finally:
-        _deadline.reset(token)
+class ScanDeadline:
+    """``with ScanDeadline(budget_ms):`` runs the block under a deadline ``budget_ms`` after
+    ``started`` (default: now). An enclosing deadline wins: the budget is per request, not per call.
+
+    A class, not a generator-based context manager: every scan enters one or two of these, and the
+    generator machinery cost more than the small scans it wrapped.
+    """
+
+    __slots__ = ("_budget_ms", "_started", "_token")
+
+    def __init__(self, budget_ms: float, *, started: float | None = None) -> None:
+        self._budget_ms = budget_ms
+        self._started = started
+        self._token: Token[float | None] | None = None
+
+    def __enter__(self) -> None:
+        if _deadline.get() is None:
+            started = time.monotonic() if self._started is None else self._started
+            self._token = _deadline.set(started + self._budget_ms / 1000)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _deadline.reset(self._token)
+            self._token = None
 
 
 def budget_verdict(action: Action, at: int = 0, **where: int | None) -> Verdict:

@@ -123,7 +123,7 @@ class InputGuard:
         """Scan one text. Past the policy's scan budget the result carries a ``scan_budget`` verdict
         and, in ``flag`` mode, the text unchanged."""
         started = time.perf_counter()
-        with budget.scan_deadline(self.policy.scan_budget_ms):
+        with budget.ScanDeadline(self.policy.scan_budget_ms):
             try:
                 scan = self._scan(text)
             except budget.ScanBudgetExceeded:
@@ -146,7 +146,7 @@ class InputGuard:
         started = time.perf_counter()
         merged: dict[str, Verdict] = {}
         out_messages: list[dict[str, Any]] = []
-        with budget.scan_deadline(self.policy.scan_budget_ms):
+        with budget.ScanDeadline(self.policy.scan_budget_ms):
             try:
                 for index, message in enumerate(messages):
                     out_messages.append(self._scan_message(index, message, merged))
@@ -301,7 +301,7 @@ class OutputGuard:
         """Scan one answer. Past the policy's scan budget the result carries a ``scan_budget``
         verdict and, in ``flag`` mode, the text unchanged."""
         started = time.perf_counter()
-        with budget.scan_deadline(self.policy.scan_budget_ms):
+        with budget.ScanDeadline(self.policy.scan_budget_ms):
             try:
                 verdicts, redactions = self.scan_parts(text)
             except budget.ScanBudgetExceeded:

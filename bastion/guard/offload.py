@@ -44,14 +44,15 @@ def _pool() -> ThreadPoolExecutor:
 async def run_scan(work: Callable[[], T], *, chars: int, budget_ms: float) -> T:
     """Run ``work`` (a scan of ``chars`` characters) under a ``budget_ms`` deadline: inline when
     small, in a guard worker thread otherwise."""
+    if chars <= INLINE_MAX_CHARS:
+        with budget.ScanDeadline(budget_ms):
+            return work()
     started = time.monotonic()
 
     def bounded() -> T:
-        with budget.scan_deadline(budget_ms, started=started):
+        with budget.ScanDeadline(budget_ms, started=started):
             return work()
 
-    if chars <= INLINE_MAX_CHARS:
-        return bounded()
     return await asyncio.get_running_loop().run_in_executor(_pool(), bounded)
 
 
