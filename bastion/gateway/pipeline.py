@@ -45,10 +45,21 @@ class Upstreams(Protocol):
     ) -> EmbeddingResponse: ...
 
 
+def _overrides(stage: Stage, hook: str) -> bool:
+    return getattr(type(stage), hook, None) is not getattr(Stage, hook)
+
+
 class Pipeline:
     def __init__(self, stages: Sequence[Stage], router: Upstreams) -> None:
         self.stages = list(stages)
         self.router = router
+        # Only the stages that override a hook are called for it: awaiting a pass-through default
+        # costs a coroutine per stage and request, for nothing. Indexes keep "entered" exact.
+        indexed = list(enumerate(self.stages))
+        self._on_request = [(i, stage) for i, stage in indexed if _overrides(stage, "on_request")]
+        self._on_response = [stage for stage in reversed(self.stages) if _overrides(stage, "on_response")]
+        self._on_stream = [stage for stage in reversed(self.stages) if _overrides(stage, "on_stream")]
+        self._on_complete = [(i, stage) for i, stage in reversed(indexed) if _overrides(stage, "on_complete")]
 
     async def chat(self, ctx: RequestContext) -> ChatResponse | Chunks:
         """Run a chat request. A stream is returned primed: its first chunk has arrived."""
@@ -57,11 +68,11 @@ class Pipeline:
             request = ChatRequest(body=ctx.body, request_id=ctx.request_id, stream=ctx.stream)
             if ctx.stream and ctx.response is None:
                 chunks: Chunks = await self.router.stream(request, ctx.model, ctx.trace)
-                for stage in reversed(self.stages):
+                for stage in self._on_stream:
                     chunks = stage.on_stream(ctx, chunks)
                 return chunks
             response = ctx.response or await self.router.chat(request, ctx.model, ctx.trace)
-            for stage in reversed(self.stages):
+            for stage in self._on_response:
                 response = await stage.on_response(ctx, response)
             ctx.response = response
             return response
@@ -88,18 +99,19 @@ class Pipeline:
     async def _run(self, ctx: RequestContext, call: Callable[[], Awaitable[T]], *, completes_later: bool = False) -> T:
         """The stages' ``on_request`` in order, then ``call``; the stages complete here unless the
         answer is a stream (``completes_later``), which completes when it is closed."""
-        entered = 0
+        entered = 0  # stages whose on_request ran (or would have): they are completed on failure
         try:
-            for stage in self.stages:
-                entered += 1
+            for index, stage in self._on_request:
+                entered = index + 1
                 await stage.on_request(ctx)
+            entered = len(self.stages)
             result = await call()
         except BaseException as exc:
             self._note_failure(ctx, exc)
-            await self._complete(ctx, self.stages[:entered])
+            await self._complete(ctx, entered)
             raise
         if not completes_later:
-            await self._complete(ctx, self.stages)
+            await self._complete(ctx, entered)
         return result
 
     async def _completing(self, ctx: RequestContext, chunks: Chunks) -> Chunks:
@@ -113,7 +125,7 @@ class Pipeline:
             raise
         finally:
             await chunks.aclose()
-            await self._complete(ctx, self.stages)
+            await self._complete(ctx, len(self.stages))
 
     @staticmethod
     def _note_failure(ctx: RequestContext, exc: BaseException) -> None:
@@ -127,10 +139,12 @@ class Pipeline:
             ctx.error = BastionError("internal error")
             ctx.status = 500
 
-    @staticmethod
-    async def _complete(ctx: RequestContext, stages: Sequence[Stage]) -> None:
+    async def _complete(self, ctx: RequestContext, entered: int) -> None:
+        """``on_complete`` of the first ``entered`` stages, last first."""
         ctx.finished_at = time.perf_counter()
-        for stage in reversed(stages):
+        for index, stage in self._on_complete:
+            if index >= entered:
+                continue
             try:
                 await stage.on_complete(ctx)
             except Exception:

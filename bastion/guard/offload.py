@@ -45,8 +45,7 @@ async def run_scan(work: Callable[[], T], *, chars: int, budget_ms: float) -> T:
     """Run ``work`` (a scan of ``chars`` characters) under a ``budget_ms`` deadline: inline when
     small, in a guard worker thread otherwise."""
     if chars <= INLINE_MAX_CHARS:
-        with budget.ScanDeadline(budget_ms):
-            return work()
+        return work()  # the guard's scan sets the deadline itself; here it would start at the same time
     started = time.monotonic()
 
     def bounded() -> T:
@@ -58,9 +57,13 @@ async def run_scan(work: Callable[[], T], *, chars: int, budget_ms: float) -> T:
 
 async def scan_messages(guard: InputGuard, messages: Sequence[Mapping[str, Any]]) -> GuardResult:
     """``guard.scan_messages(messages)``, off the event loop when the messages are large."""
-    chars = sum(
-        text_chars(m.get("content")) for m in messages if isinstance(m, Mapping) and m.get("role") in guard.scan_roles
-    )
+    roles = guard.scan_roles
+    chars = 0
+    for message in messages:
+        if isinstance(message, dict) and message.get("role") in roles:
+            content = message.get("content")
+            # Plain text is the common case; parts and other shapes are walked.
+            chars += len(content) if type(content) is str else text_chars(content)
     return await run_scan(lambda: guard.scan_messages(messages), chars=chars, budget_ms=guard.policy.scan_budget_ms)
 
 
@@ -77,7 +80,7 @@ def text_chars(value: Any) -> int:
         item = stack.pop()
         if isinstance(item, str):
             total += len(item)
-        elif isinstance(item, Mapping):
+        elif isinstance(item, dict):  # parsed JSON: dicts and lists, never other mappings
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
