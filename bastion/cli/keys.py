@@ -31,6 +31,7 @@ from bastion.cli.access_common import (
     run,
     table,
 )
+from bastion.cli.options import describe_data_dir
 from bastion.errors import InvalidRequest, NotFound
 from bastion.store.models import ApiKey
 
@@ -91,6 +92,15 @@ def create(
     typer.echo(f"Created {kind} key {key.prefix}... (id {key.id}) in tenant {tenant_name!r}.", err=True)
     typer.echo(secret)
     typer.secho("Store this key now: it is shown only once and cannot be recovered.", fg=typer.colors.YELLOW, err=True)
+    where = (
+        f"data directory {describe_data_dir(settings)}" if settings.database_url is None else "the configured database"
+    )
+    typer.echo(
+        f"Stored in {where}: start the gateway with the same one.\n"
+        "Send it on every /v1 call as `Authorization: Bearer <key>` (OpenAI clients) or `x-api-key: <key>` "
+        "(Anthropic clients).",
+        err=True,
+    )
 
 
 @app.command("list")
