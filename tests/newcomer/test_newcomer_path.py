@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import openai
 import pytest
-
 from typer.testing import CliRunner
 
 from bastion.cli.main import app as cli
@@ -39,7 +38,9 @@ README_EXAMPLE = {
         },
         {
             "name": "claude",
-            "deployments": [{"provider": "anthropic", "model": "claude-sonnet-4-5", "api_key": "env:ANTHROPIC_API_KEY"}],
+            "deployments": [
+                {"provider": "anthropic", "model": "claude-sonnet-4-5", "api_key": "env:ANTHROPIC_API_KEY"}
+            ],
         },
     ],
     "router": {"fallbacks": {"gpt-4o": ["claude"]}},
