@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import structlog
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,7 +32,7 @@ from bastion.api import sessions as sessions_api  # agent sessions: /api/v1/ai/s
 from bastion.api import system as system_api
 from bastion.api.errors import error_body, error_headers
 from bastion.api.http import Answer, ClientDisconnected
-from bastion.config.settings import Settings
+from bastion.config.settings import CorsSettings, Settings
 from bastion.dialects.errors import dialect_for_path
 from bastion.errors import BastionError, NotFound
 from bastion.gateway.compose import build_gateway
@@ -119,12 +121,52 @@ class BastionApp(Starlette):
     else, and these paths with any other method, takes the ordinary Starlette route.
     """
 
-    def __init__(self, *args: Any, fast_lane: dict[str, Callable[[Request], Awaitable[Answer]]], **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        fast_lane: dict[str, Callable[[Request], Awaitable[Answer]]],
+        cors: CorsSettings | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self._fast_lane = {path: _endpoint_app(handler) for path, handler in fast_lane.items()}
         self._boundary = Boundary()
+        # CORS wraps both lanes, so preflights and answers to the hot paths carry its headers too;
+        # only requests with an Origin header (browsers) take the detour.
+        self._cors: ASGIApp | None = None
+        if cors is not None and cors.allowed_origins:
+            self._cors = CORSMiddleware(
+                self._dispatch,
+                allow_origins=cors.allowed_origins,
+                allow_methods=cors.allowed_methods,
+                allow_headers=cors.allowed_headers,
+                expose_headers=cors.expose_headers,
+                max_age=cors.max_age_s,
+            )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await super().__call__(scope, receive, self._one_line_startup_failure(send))
+            return
+        if self._cors is not None and scope["type"] == "http":
+            for name, _ in scope["headers"]:
+                if name == b"origin":
+                    await self._cors(scope, receive, send)
+                    return
+        await self._dispatch(scope, receive, send)
+
+    def _one_line_startup_failure(self, send: Send) -> Send:
+        """Starlette reports a failed start with the whole traceback; the server logs that as is.
+        The failure has already been reported in one line: hand the server that line instead."""
+
+        async def send_lifespan(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                message = {**message, "message": getattr(self.state, "startup_error", "start-up failed")}
+            await send(message)
+
+        return send_lifespan
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             endpoint = self._fast_lane.get(scope["path"])
             if endpoint is not None:
@@ -151,12 +193,26 @@ async def _routing_error(request: Request, exc: Exception) -> Response:
     raise BastionError(str(exc.detail), status=exc.status_code)
 
 
+def report_startup_failure(exc: BaseException) -> str:
+    """One line on stderr and in the log for a failure to start (the traceback only at debug level)."""
+    detail = str(exc).strip().splitlines()
+    line = f"start-up failed: {type(exc).__name__}" + (f": {detail[0]}" if detail else "")
+    log.error("startup_failed", error=line)
+    log.debug("startup_failed_traceback", exc_info=exc)
+    print(f"bastion: {line}", file=sys.stderr, flush=True)
+    return line
+
+
 def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
     gw = gateway or build_gateway(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await gw.start()
+        try:
+            await gw.start()
+        except Exception as exc:
+            app.state.startup_error = report_startup_failure(exc)
+            raise
         # Everything built at start-up lives for the process: keep it out of the collector's
         # scans so full collections stay short (they otherwise show up as p99 spikes).
         gc.collect()
@@ -172,6 +228,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
             "/v1/embeddings": openai_api.embeddings,
             "/v1/messages": anthropic_api.messages,
         },
+        cors=settings.server.cors,
         routes=[
             *openai_api.routes,
             *anthropic_api.routes,

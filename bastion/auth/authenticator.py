@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import sys
 import time
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ from bastion.auth.lookup import Resolution, admin_key_exists, ensure_tenant, res
 from bastion.auth.metrics import CACHE_MISSES, REFUSED
 from bastion.auth.principal import Principal, Role
 from bastion.auth.tokens import TokenVerifier, looks_like_jwt
+from bastion.config.secret_refs import resolve_secret
 from bastion.config.settings import Settings
 from bastion.errors import AuthenticationFailed, BastionError
 from bastion.store.db import Database
@@ -115,6 +117,17 @@ class Authenticator:
         self._anonymous: Principal | None = None
         self._anonymous_epoch: object = UNKNOWN
         self._anonymous_lock = asyncio.Lock()
+        self._master_digest = self._master_key_digest(settings)
+
+    @staticmethod
+    def _master_key_digest(settings: Settings) -> bytes | None:
+        """SHA-256 of the configured master key (LiteLLM's ``general_settings.master_key``): the
+        key itself is not kept by the authenticator, only compared by hash."""
+        configured = settings.auth.master_key
+        if configured is None:
+            return None
+        value = resolve_secret(configured.get_secret_value(), "auth.master_key")
+        return hashlib.sha256(value.encode("utf-8")).digest() if value else None
 
     # -- start-up --------------------------------------------------------------------------------
 
@@ -129,7 +142,7 @@ class Authenticator:
         except Exception as exc:  # an unmigrated or unreachable database must not stop the gateway
             log.warning("auth_start_deferred", error=f"{type(exc).__name__}: {exc}")
             return
-        if not has_admin:
+        if not has_admin and self._master_digest is None:
             log.warning("no_admin_key", hint="bastion keys create --role admin --tenant <name>")
             print(f"bastion: {BOOTSTRAP_HINT}", file=sys.stderr, flush=True)
 
@@ -195,7 +208,17 @@ class Authenticator:
         return await self._verify_miss(credential, digest, epoch)
 
     def _is_bastion_credential(self, credential: str) -> bool:
-        return credential.startswith(KEY_PREFIX) or (self.tokens.enabled and looks_like_jwt(credential))
+        return (
+            credential.startswith(KEY_PREFIX)
+            or (self.tokens.enabled and looks_like_jwt(credential))
+            or self._is_master_key(credential)
+        )
+
+    def _is_master_key(self, credential: str) -> bool:
+        if self._master_digest is None:
+            return False
+        digest = hashlib.sha256(credential.encode("utf-8", "surrogateescape")).digest()
+        return hmac.compare_digest(digest, self._master_digest)
 
     async def current_epoch(self) -> object:
         if self.redis_epoch is None:
@@ -262,6 +285,23 @@ class Authenticator:
         return resolution
 
     async def _lookup(self, credential: str) -> Resolution:
+        if self._is_master_key(credential):
+            CACHE_MISSES.labels(method="master_key").inc()
+            try:
+                async with self.db.transaction() as session:
+                    tenant = await ensure_tenant(session, self.default_tenant)
+            except Exception as exc:
+                raise self._unavailable(exc) from None
+            # LiteLLM's master key administers the whole proxy: a platform admin, in the default tenant.
+            principal = Principal(
+                tenant_id=tenant.id,
+                tenant_name=tenant.name,
+                role=Role.ADMIN,
+                platform_admin=True,
+                method="master_key",
+                tenant_settings=dict(tenant.settings or {}),
+            )
+            return Resolution(principal=principal)
         if credential.startswith(KEY_PREFIX):
             if not is_well_formed(credential):
                 return Resolution(refusal=MALFORMED_KEY)

@@ -18,7 +18,11 @@ from bastion.auth.tokens import TokenClaims
 from bastion.store.db import Database
 from bastion.store.models import ApiKey, Tenant, User
 
-UNKNOWN_KEY = "Invalid API key."
+UNKNOWN_KEY = (
+    "Invalid API key: no such key in this gateway's database. Keys live in the database of the data "
+    "directory (or database_url) they were created with: a key made by `bastion keys create` in another "
+    "directory, or with another --data-dir / BASTION_DATA_DIR, is unknown here."
+)
 REVOKED_KEY = "This API key has been revoked."
 EXPIRED_KEY = "This API key has expired."
 DISABLED_TENANT = "This tenant is disabled."

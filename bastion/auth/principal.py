@@ -66,7 +66,7 @@ class Principal:
     key_id: str | None = None
     user_id: str | None = None
     platform_admin: bool = False
-    #: How the caller proved itself: "api_key", "jwt", or "anonymous" (auth off).
+    #: How the caller proved itself: "api_key", "jwt", "master_key" (from configuration), or "anonymous" (auth off).
     method: str = "api_key"
     #: For messages and labels: the key's listed prefix (``bst_`` + 8) and the user's email.
     key_prefix: str | None = None
@@ -85,6 +85,8 @@ class Principal:
         """A stable label for audit logs."""
         if self.key_id:
             return f"key:{self.key_id}"
+        if self.method == "master_key":
+            return "master_key"
         return f"user:{self.user_id}"
 
 

@@ -16,6 +16,7 @@ import typer
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bastion.cli.options import ConfigOption, DataDirOption, use_data_dir
 from bastion.config.errors import ConfigError
 from bastion.config.loader import load_settings
 from bastion.config.settings import Settings
@@ -24,9 +25,6 @@ from bastion.store.db import Database
 
 T = TypeVar("T")
 
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="YAML config file (Bastion or LiteLLM format).")
-]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
@@ -38,7 +36,11 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def load(config: Path | None) -> Settings:
+__all__ = ["ConfigOption", "DataDirOption"]
+
+
+def load(config: Path | None, data_dir: Path | None = None) -> Settings:
+    use_data_dir(data_dir)
     try:
         return load_settings(config)
     except ConfigError as exc:

@@ -7,17 +7,17 @@ import asyncio
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
-from bastion.cli.access_common import ConfigOption, database, fail, load
+from bastion.cli.access_common import ConfigOption, DataDirOption, database, fail, load
 
 app = typer.Typer(help="The database: apply migrations, show the schema revision.", no_args_is_help=True)
 
 
 @app.command("upgrade")
-def upgrade(config: ConfigOption = None) -> None:
+def upgrade(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Apply every pending Alembic migration to the configured database."""
     from bastion.store.migrate import current_revision
 
-    settings = load(config)
+    settings = load(config, data_dir)
 
     async def main() -> tuple[str, str | None]:
         async with database(settings, migrate=True) as db:
@@ -31,11 +31,11 @@ def upgrade(config: ConfigOption = None) -> None:
 
 
 @app.command("current")
-def current(config: ConfigOption = None) -> None:
+def current(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Print the database's schema revision."""
     from bastion.store.migrate import current_revision
 
-    settings = load(config)
+    settings = load(config, data_dir)
 
     async def main() -> tuple[str, str | None]:
         async with database(settings, migrate=False) as db:

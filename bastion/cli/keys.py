@@ -20,7 +20,18 @@ from bastion.auth import manage
 from bastion.auth.lookup import ensure_tenant
 from bastion.auth.principal import Role
 from bastion.auth.schemas import KeyCreate, KeySettings, TenantCreate, describe
-from bastion.cli.access_common import ConfigOption, JsonOption, actor, fail, load, parse_duration, run, table
+from bastion.cli.access_common import (
+    ConfigOption,
+    DataDirOption,
+    JsonOption,
+    actor,
+    fail,
+    load,
+    parse_duration,
+    run,
+    table,
+)
+from bastion.cli.options import describe_data_dir
 from bastion.errors import InvalidRequest, NotFound
 from bastion.store.models import ApiKey
 
@@ -53,10 +64,11 @@ def create(
     monthly_usd: Annotated[float | None, typer.Option(help="Monthly budget in USD.")] = None,
     max_request_usd: Annotated[float | None, typer.Option(help="Most one request may cost, in USD.")] = None,
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a key and print it once. Store it: only its hash is kept."""
-    settings = load(config)
+    settings = load(config, data_dir)
     expires_at = datetime.now(UTC) + parse_duration(expires_in) if expires_in else None
     limits = {"rpm": rpm, "tpm": tpm, "daily_usd": daily_usd, "monthly_usd": monthly_usd}
     limits["max_request_usd"] = max_request_usd
@@ -80,6 +92,15 @@ def create(
     typer.echo(f"Created {kind} key {key.prefix}... (id {key.id}) in tenant {tenant_name!r}.", err=True)
     typer.echo(secret)
     typer.secho("Store this key now: it is shown only once and cannot be recovered.", fg=typer.colors.YELLOW, err=True)
+    where = (
+        f"data directory {describe_data_dir(settings)}" if settings.database_url is None else "the configured database"
+    )
+    typer.echo(
+        f"Stored in {where}: start the gateway with the same one.\n"
+        "Send it on every /v1 call as `Authorization: Bearer <key>` (OpenAI clients) or `x-api-key: <key>` "
+        "(Anthropic clients).",
+        err=True,
+    )
 
 
 @app.command("list")
@@ -88,10 +109,11 @@ def list_keys(
     prefix: Annotated[str | None, typer.Option(help="Only keys whose prefix starts with this.")] = None,
     all_keys: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """List a tenant's keys by prefix (never the keys themselves)."""
-    settings = load(config)
+    settings = load(config, data_dir)
 
     async def work(session: AsyncSession) -> list[dict[str, Any]]:
         tenant_row = await manage.tenant_by_name(session, tenant)
@@ -115,9 +137,10 @@ def revoke(
     key: Annotated[str, typer.Argument(help="The key's id, or its listed prefix (bst_...).")],
     tenant: Annotated[str | None, typer.Option(help="Only look in this tenant.")] = None,
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Revoke a key; running gateways refuse it from their next request on."""
-    settings = load(config)
+    settings = load(config, data_dir)
 
     async def work(session: AsyncSession) -> ApiKey:
         tenant_id = None

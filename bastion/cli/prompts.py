@@ -17,7 +17,8 @@ import typer
 import yaml
 from sqlalchemy import select
 
-from bastion.cli.vault import ConfigOption, load, run
+from bastion.cli.options import ConfigOption, DataDirOption
+from bastion.cli.vault import load, run
 from bastion.errors import InvalidRequest, NotFound
 from bastion.store.db import Database
 from bastion.store.models import Tenant
@@ -113,9 +114,10 @@ def create(
     name: Annotated[str | None, typer.Option(help="Display name.")] = None,
     description: Annotated[str | None, typer.Option(help="What the prompt is for.")] = None,
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Create a prompt: version 1, labelled production (and --label ...)."""
-    settings = load(config)
+    settings = load(config, data_dir)
 
     async def work(db: Database) -> Any:
         spec = _spec(system_file, template_file, model, param, metadata)
@@ -139,9 +141,10 @@ def version(
     metadata: MetadataOption = None,
     label: LabelOption = None,
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Add a new immutable version (labels given with --label move to it)."""
-    settings = load(config)
+    settings = load(config, data_dir)
 
     async def work(db: Database) -> Any:
         spec = _spec(system_file, template_file, model, param, metadata)
@@ -157,9 +160,10 @@ def list_prompts(
     tenant: TenantOption,
     all_: Annotated[bool, typer.Option("--all", help="Include archived prompts.")] = False,
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """List prompts (metadata only)."""
-    settings = load(config)
+    settings = load(config, data_dir)
 
     async def work(db: Database) -> Any:
         tenant_id = await _tenant_id(db, tenant)
@@ -178,9 +182,10 @@ def label(
     version_number: Annotated[int, typer.Argument(metavar="VERSION")],
     tenant: TenantOption,
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Point LABEL at VERSION."""
-    settings = load(config)
+    settings = load(config, data_dir)
 
     async def work(db: Database) -> int | None:
         tenant_id = await _tenant_id(db, tenant)
@@ -197,9 +202,10 @@ def clone(
     tenant: TenantOption,
     name: Annotated[str | None, typer.Option(help="Display name of the copy.")] = None,
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Copy a prompt, every version re-encrypted, to a new id."""
-    settings = load(config)
+    settings = load(config, data_dir)
 
     async def work(db: Database) -> Any:
         tenant_id = await _tenant_id(db, tenant)
@@ -211,9 +217,9 @@ def clone(
 
 
 @app.command()
-def archive(prompt_id: str, tenant: TenantOption, config: ConfigOption = None) -> None:
+def archive(prompt_id: str, tenant: TenantOption, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Archive a prompt: clients get 404 for it from now on."""
-    settings = load(config)
+    settings = load(config, data_dir)
 
     async def work(db: Database) -> Any:
         tenant_id = await _tenant_id(db, tenant)
@@ -231,9 +237,10 @@ def show(
         int | None, typer.Option("--version", "-v", help="Version for --plaintext (default: production).")
     ] = None,
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """A prompt's metadata and versions; with --plaintext, one version's text."""
-    settings = load(config)
+    settings = load(config, data_dir)
 
     async def work(db: Database) -> Any:
         tenant_id = await _tenant_id(db, tenant)

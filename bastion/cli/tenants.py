@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.auth import manage
 from bastion.auth.schemas import TenantCreate, describe
-from bastion.cli.access_common import ConfigOption, JsonOption, actor, fail, load, run, table
+from bastion.cli.access_common import ConfigOption, DataDirOption, JsonOption, actor, fail, load, run, table
 from bastion.store.models import Tenant
 
 app = typer.Typer(help="Tenants: isolated groups of users, keys, limits and data.", no_args_is_help=True)
@@ -23,10 +23,11 @@ _COLUMNS = ["name", "id", "disabled", "created_at"]
 def create(
     name: Annotated[str, typer.Argument(help="Tenant name (letters, digits, '.', '_', '-').")],
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a tenant (then give it an admin: bastion keys create --role admin --tenant NAME)."""
-    settings = load(config)
+    settings = load(config, data_dir)
     try:
         data = TenantCreate(name=name)
     except ValidationError as exc:
@@ -40,9 +41,9 @@ def create(
 
 
 @app.command("list")
-def list_tenants(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+def list_tenants(config: ConfigOption = None, data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """List every tenant."""
-    settings = load(config)
+    settings = load(config, data_dir)
 
     async def work(session: AsyncSession) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -13,7 +14,7 @@ from bastion.auth import manage
 from bastion.auth.lookup import ensure_tenant
 from bastion.auth.principal import Role
 from bastion.auth.schemas import TenantCreate, UserCreate, UserUpdate, describe
-from bastion.cli.access_common import ConfigOption, JsonOption, actor, fail, load, run, table
+from bastion.cli.access_common import ConfigOption, DataDirOption, JsonOption, actor, fail, load, run, table
 from bastion.errors import NotFound
 from bastion.store.models import Tenant, User
 
@@ -45,10 +46,11 @@ def create(
     role: Annotated[Role, typer.Option(help="The user's role.")] = Role.VIEWER,
     name: Annotated[str | None, typer.Option(help="Display name.")] = None,
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a user."""
-    settings = load(config)
+    settings = load(config, data_dir)
     try:
         TenantCreate(name=tenant)
         data = UserCreate(email=email, name=name, role=role)
@@ -67,10 +69,11 @@ def create(
 def list_users(
     tenant: Annotated[str, typer.Option(help="Tenant name.")],
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """List a tenant's users."""
-    settings = load(config)
+    settings = load(config, data_dir)
 
     async def work(session: AsyncSession) -> list[dict[str, Any]]:
         tenant_row = await _tenant(session, tenant)
@@ -87,8 +90,8 @@ def list_users(
     typer.echo(json.dumps(rows) if as_json else table(rows, _COLUMNS))
 
 
-def _set_disabled(tenant: str, user: str, disabled: bool, config: ConfigOption) -> None:
-    settings = load(config)
+def _set_disabled(tenant: str, user: str, disabled: bool, config: Path | None, data_dir: Path | None) -> None:
+    settings = load(config, data_dir)
 
     async def work(session: AsyncSession) -> User:
         tenant_row = await _tenant(session, tenant)
@@ -104,9 +107,10 @@ def disable(
     user: Annotated[str, typer.Argument(help="The user's id or email.")],
     tenant: Annotated[str, typer.Option(help="Tenant name.")],
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Disable a user: their JWTs and keys are refused from the next request on."""
-    _set_disabled(tenant, user, True, config)
+    _set_disabled(tenant, user, True, config, data_dir)
 
 
 @app.command("enable")
@@ -114,6 +118,7 @@ def enable(
     user: Annotated[str, typer.Argument(help="The user's id or email.")],
     tenant: Annotated[str, typer.Option(help="Tenant name.")],
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Enable a disabled user again."""
-    _set_disabled(tenant, user, False, config)
+    _set_disabled(tenant, user, False, config, data_dir)

@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from bastion.cli.options import ConfigOption, DataDirOption, use_data_dir
 from bastion.config.errors import ConfigError
 from bastion.config.loader import load_settings
 from bastion.config.settings import Settings
@@ -26,12 +27,9 @@ T = TypeVar("T")
 
 app = typer.Typer(help="Prompt vault master keys: rotate and inspect.", no_args_is_help=True)
 
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="YAML config file (Bastion or LiteLLM format).")
-]
 
-
-def load(config: Path | None) -> Settings:
+def load(config: Path | None, data_dir: Path | None = None) -> Settings:
+    use_data_dir(data_dir)
     try:
         settings = load_settings(config)
     except ConfigError as exc:
@@ -88,6 +86,7 @@ def _new_key(hex_value: str | None, env_name: str | None) -> MasterKey | None:
 @app.command()
 def rotate(
     config: ConfigOption = None,
+    data_dir: DataDirOption = None,
     new_key_hex: Annotated[
         str | None, typer.Option(help="BASTION_MASTER_KEY mode: the new key (64 hex). Prefer --new-key-env.")
     ] = None,
@@ -103,7 +102,7 @@ def rotate(
     """Re-wrap every prompt's data key under a new master key (gateways keep serving)."""
     from bastion.vault.rotation import rotate_key_file, rotate_to_key
 
-    settings = load(config)
+    settings = load(config, data_dir)
     try:
         new_key = _new_key(new_key_hex, new_key_env)
     except VaultError as exc:
@@ -132,13 +131,13 @@ def rotate(
 
 
 @app.command()
-def status(config: ConfigOption = None) -> None:
+def status(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """The active key id, and how many prompt versions each key id wraps."""
     from bastion.vault.keys import key_file_path
     from bastion.vault.keysource import KeyringSource
     from bastion.vault.service import VaultService
 
-    settings = load(config)
+    settings = load(config, data_dir)
 
     async def work(db: Database) -> tuple[Any, dict[str, int]]:
         source = KeyringSource(settings)

@@ -1,8 +1,10 @@
 """Read a LiteLLM proxy config (``model_list`` + ``router_settings``) into Bastion's own shape.
 
 A LiteLLM user points Bastion at their existing file and gets the same aliases, deployments,
-weights, rpm limits, retries and fallbacks. Keys that have no meaning here are ignored; a model
-string naming a provider Bastion cannot reach is an error naming the entry.
+weights, rpm limits, retries, fallbacks and ``general_settings.master_key`` (an admin credential).
+Keys that have no meaning here are ignored, and ``ignored_keys`` lists them so that
+``check-config`` and ``serve`` can say so; a model string naming a provider Bastion cannot reach
+is an error naming the entry.
 """
 
 from __future__ import annotations
@@ -41,6 +43,18 @@ _ROUTING_STRATEGIES = {
     "latency-based-routing": "weighted",
     "cost-based-routing": "weighted",
 }
+
+
+# What ``convert`` reads, section by section; anything else in a LiteLLM file is reported as ignored.
+_HONOURED_PARAMS = {
+    "model", "api_base", "base_url", "api_key", "rpm", "tpm", "weight", "max_parallel_requests", "timeout",
+    "stream_timeout",
+}  # fmt: skip
+_HONOURED_MODEL_INFO = {"id", "mode"}
+_HONOURED_ROUTER = {"routing_strategy", "num_retries", "timeout", "fallbacks", "cooldown_time", "allowed_fails"}
+_HONOURED_LITELLM = {"num_retries", "request_timeout", "fallbacks"}
+_HONOURED_GENERAL = {"master_key"}
+_SECTIONS = {"model_list", "router_settings", "litellm_settings", "general_settings"}
 
 
 def is_litellm_config(raw: dict[str, Any]) -> bool:
@@ -150,4 +164,30 @@ def convert(raw: dict[str, Any]) -> dict[str, Any]:
     converted: dict[str, Any] = {"models": list(models.values())}
     if router:
         converted["router"] = router
+    general = raw.get("general_settings") or {}
+    if isinstance(general, dict) and general.get("master_key") is not None:
+        converted["auth"] = {"master_key": str(general["master_key"])}
     return converted
+
+
+def _unhonoured(section: Any, honoured: set[str], where: str) -> list[str]:
+    if not isinstance(section, dict):
+        return []
+    return [f"{where}.{key}" for key in section if key not in honoured]
+
+
+def ignored_keys(raw: dict[str, Any], native: frozenset[str] = frozenset()) -> list[str]:
+    """Every key of a LiteLLM config that Bastion reads but does not act on (``native`` names the
+    top-level keys that are Bastion's own settings), in file order."""
+    ignored = [key for key in raw if key not in _SECTIONS and key not in native]
+    for index, entry in enumerate(raw.get("model_list") or []):
+        if not isinstance(entry, dict):
+            continue
+        where = f"model_list[{index}]"
+        ignored += [f"{where}.{key}" for key in entry if key not in ("model_name", "litellm_params", "model_info")]
+        ignored += _unhonoured(entry.get("litellm_params"), _HONOURED_PARAMS, f"{where}.litellm_params")
+        ignored += _unhonoured(entry.get("model_info"), _HONOURED_MODEL_INFO, f"{where}.model_info")
+    ignored += _unhonoured(raw.get("router_settings"), _HONOURED_ROUTER, "router_settings")
+    ignored += _unhonoured(raw.get("litellm_settings"), _HONOURED_LITELLM, "litellm_settings")
+    ignored += _unhonoured(raw.get("general_settings"), _HONOURED_GENERAL, "general_settings")
+    return ignored

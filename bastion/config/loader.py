@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from bastion.config import litellm_compat
 from bastion.config.errors import ConfigError
+from bastion.config.secret_refs import unset_references
 from bastion.config.settings import ModelSettings, Settings
 
 ENV_PREFIX = "BASTION_"
@@ -26,6 +27,8 @@ _NOT_SETTINGS = {"BASTION_CONFIG"}
 
 LOCAL_CHAT_MODEL = "local/smollm2"
 LOCAL_EMBEDDING_MODEL = "local/minilm"
+LOCAL_CHAT_ALIASES = ("default", "gpt-4o-mini")
+LOCAL_EMBEDDING_ALIASES = ("text-embedding-3-small",)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -100,12 +103,30 @@ def _format_validation_error(exc: ValidationError) -> str:
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
+def _builtin_aliases(settings: Settings, model: str, aliases: tuple[str, ...]) -> list[str]:
+    """The built-in aliases of an embedded model; one a configured model also names is an error
+    naming both, since silently preferring either would route some client to a model it did not
+    expect."""
+    if not settings.local.builtin_aliases:
+        return []
+    owners = {n: f"models[{i}] ({m.name!r})" for i, m in enumerate(settings.models) for n in (m.name, *m.aliases)}
+    for alias in aliases:
+        if alias in owners:
+            raise ConfigError(
+                f"invalid configuration:\n  model name {alias!r} is defined twice: by {owners[alias]} and by the "
+                f"built-in alias of {model}; rename yours, or set local.builtin_aliases: false to drop the "
+                "built-in aliases"
+            )
+    return list(aliases)
+
+
 def _add_local_models(settings: Settings, user_defined_models: bool) -> None:
-    """Register the embedded models unless the config already uses their names.
+    """Register the embedded models (with their built-in aliases) unless the config uses their names.
 
     With no models configured they are the gateway's default and load at start-up. Beside a
-    config's own models they stay available but load on their first request: a remote-only
-    gateway must not pay for llama.cpp and torch (list them in ``models`` to load them at start)."""
+    config's own models they stay available, aliases included, but load on their first request: a
+    remote-only gateway must not pay for llama.cpp and torch (list them in ``models`` to load them
+    at start)."""
     if not settings.local.enabled:
         return
     taken = {n for m in settings.models for n in (m.name, *m.aliases)}
@@ -114,16 +135,12 @@ def _add_local_models(settings: Settings, user_defined_models: bool) -> None:
         return {"provider": "local", "model": model, "id": f"local-{model}", "preload": not user_defined_models}
 
     if LOCAL_CHAT_MODEL not in taken:
-        aliases = [] if user_defined_models else [a for a in ("default", "gpt-4o-mini") if a not in taken]
+        aliases = _builtin_aliases(settings, LOCAL_CHAT_MODEL, LOCAL_CHAT_ALIASES)
         settings.models.append(
-            ModelSettings(
-                name=LOCAL_CHAT_MODEL,
-                aliases=aliases,
-                deployments=[deployment("smollm2")],
-            )
+            ModelSettings(name=LOCAL_CHAT_MODEL, aliases=aliases, deployments=[deployment("smollm2")])
         )
     if settings.local.embeddings_enabled and LOCAL_EMBEDDING_MODEL not in taken:
-        aliases = [] if user_defined_models or "text-embedding-3-small" in taken else ["text-embedding-3-small"]
+        aliases = _builtin_aliases(settings, LOCAL_EMBEDDING_MODEL, LOCAL_EMBEDDING_ALIASES)
         settings.models.append(
             ModelSettings(
                 name=LOCAL_EMBEDDING_MODEL,
@@ -132,6 +149,18 @@ def _add_local_models(settings: Settings, user_defined_models: bool) -> None:
                 deployments=[deployment("minilm")],
             )
         )
+
+
+def unset_environment(settings: Settings, environ: Mapping[str, str] | None = None) -> list[str]:
+    """``key: VARIABLE`` for every ``env:`` / ``os.environ/`` reference naming an unset variable."""
+    return unset_references(settings.model_dump(), os.environ if environ is None else environ)
+
+
+def check_environment(settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+    """Raise ``ConfigError`` naming every reference to an unset environment variable."""
+    unset = unset_environment(settings, environ)
+    if unset:
+        raise ConfigError("environment variables referenced by the configuration are not set:\n  " + "\n  ".join(unset))
 
 
 def resolve_config_path(explicit: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path | None:
@@ -151,7 +180,9 @@ def load_settings(
     environ = os.environ if environ is None else environ
     path = resolve_config_path(config_path, environ)
     raw: dict[str, Any] = _read_yaml(path) if path is not None else {}
+    ignored: list[str] = []
     if litellm_compat.is_litellm_config(raw):
+        ignored = litellm_compat.ignored_keys(raw, frozenset(Settings.model_fields))
         native = {k: v for k, v in raw.items() if k in Settings.model_fields and k not in ("models", "router")}
         raw = _deep_merge(litellm_compat.convert(raw), native)
     elif path is not None:
@@ -165,4 +196,5 @@ def load_settings(
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc)) from None
     _add_local_models(settings, user_defined_models=bool(settings.models))
+    settings._ignored_keys = ignored
     return settings

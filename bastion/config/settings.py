@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 ProviderName = Literal["openai", "anthropic", "local"]
 
@@ -84,6 +84,30 @@ class LocalModelSettings(Strict):
     max_queue: int = Field(64, ge=0, description="Requests waiting for a slot before 503.")
     default_max_tokens: int = Field(256, ge=1)
     embeddings_enabled: bool = True
+    builtin_aliases: bool = Field(
+        True,
+        description="Also serve the embedded models as 'default', 'gpt-4o-mini' and 'text-embedding-3-small', "
+        "beside a config's own models too; a configured model of the same name is an error unless this is false.",
+    )
+
+
+class CorsSettings(Strict):
+    """Cross-origin requests from browser applications (off until ``allowed_origins`` lists one)."""
+
+    allowed_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed to call the API ('https://app.example'; '*': any)."
+    )
+    allowed_methods: list[str] = Field(default_factory=lambda: ["GET", "POST", "DELETE", "OPTIONS"])
+    allowed_headers: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Request headers a browser may send ('*': whatever it asks for; the SDKs send headers of "
+        "their own, and credentials travel in headers, never cookies, so the origin list is the control).",
+    )
+    expose_headers: list[str] = Field(
+        default_factory=lambda: ["x-request-id", "x-bastion-overhead-ms", "retry-after"],
+        description="Response headers the browser application may read.",
+    )
+    max_age_s: int = Field(600, ge=0, description="How long a browser may cache a preflight answer.")
 
 
 class ServerSettings(Strict):
@@ -109,6 +133,7 @@ class ServerSettings(Strict):
         description="Kernel send buffer of each client connection (None: the system's autotuning). Bounds "
         "how far a stream runs ahead of a client that stops reading.",
     )
+    cors: CorsSettings = Field(default_factory=CorsSettings)
     memory_trim_interval_s: float = Field(
         10.0, ge=0, description="How often freed memory is handed back to the system (0: never)."
     )
@@ -161,6 +186,11 @@ class AuthSettings(Strict):
         description="Redis key of the auth epoch, bumped on every revocation so all processes drop their caches.",
     )
     jwt: JWTSettings = Field(default_factory=JWTSettings)
+    master_key: SecretStr | None = Field(
+        None,
+        description="A platform-admin credential from configuration (LiteLLM's general_settings.master_key): "
+        "a literal or 'env:NAME' / 'os.environ/NAME'. Only its SHA-256 is kept once the gateway starts.",
+    )
 
 
 class RateLimit(Strict):
@@ -320,15 +350,22 @@ class Settings(Strict):
     sessions: SessionSettings = Field(default_factory=SessionSettings)  # agent sessions (bastion/sessions)
     guard: GuardSettings = Field(default_factory=GuardSettings)  # the guard stages (docs/GUARD.md)
 
+    #: Configuration keys that were read but have no effect (a LiteLLM file's), for warnings.
+    _ignored_keys: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def ignored_keys(self) -> list[str]:
+        return self._ignored_keys
+
     @field_validator("models")
     @classmethod
     def _unique_names(cls, models: list[ModelSettings]) -> list[ModelSettings]:
-        seen: set[str] = set()
-        for model in models:
+        seen: dict[str, str] = {}
+        for index, model in enumerate(models):
             for name in (model.name, *model.aliases):
                 if name in seen:
-                    raise ValueError(f"model name {name!r} is defined twice")
-                seen.add(name)
+                    raise ValueError(f"model name {name!r} is defined twice: by {seen[name]} and by models[{index}]")
+                seen[name] = f"models[{index}]"
         return models
 
     @model_validator(mode="after")

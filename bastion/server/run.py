@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import socket
 from typing import Any
 
 import uvicorn
@@ -14,8 +14,13 @@ from bastion.server.logs import uvicorn_log_config
 from bastion.server.protocol import LimitedHttpToolsProtocol
 
 APP = "bastion.api.asgi:create_from_env"
-#: uvicorn's exit status when the app failed to start.
-STARTUP_FAILURE = 3
+#: Exit status of ``bastion serve`` when the gateway could not start (bad configuration, port in
+#: use, unreachable database, ...); uvicorn's own 1 and 3 are mapped to it.
+STARTUP_FAILURE = 2
+
+
+class StartupError(Exception):
+    """A start-up failure whose message is the whole story (no traceback needed)."""
 
 
 class ServerConfig(uvicorn.Config):
@@ -48,13 +53,31 @@ def server_config(settings: Settings, host: str, port: int, workers: int) -> Ser
     )
 
 
-def run(config: ServerConfig) -> None:
-    """What ``uvicorn.run`` does with a ready config: one server, or a supervisor of workers."""
-    server = uvicorn.Server(config=config)
+def bind_listener(config: ServerConfig) -> socket.socket:
+    """The listening socket, bound before anything else starts, so that a port in use is one line
+    (uvicorn would log it and exit from deep inside its loop)."""
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((config.host, config.port))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)  # worker processes serve the same socket
+    return sock
+
+
+def run(config: ServerConfig, listener: socket.socket) -> int:
+    """What ``uvicorn.run`` does with a ready config: one server, or a supervisor of workers.
+    Returns the process's exit status. The failure itself has been reported where it happened
+    (``bastion.api.app`` and ``bastion.api.asgi`` print one line and log it)."""
     if config.workers > 1:
-        sock = config.bind_socket()
-        Multiprocess(config, sockets=[sock]).run()
-        return
-    server.run()
-    if not server.started:
-        sys.exit(STARTUP_FAILURE)
+        Multiprocess(config, sockets=[listener]).run()
+        return 0
+    server = uvicorn.Server(config=config)
+    try:
+        server.run(sockets=[listener])
+    except SystemExit as exc:  # uvicorn exits from inside its loop when the app fails to start
+        return STARTUP_FAILURE if exc.code else 0
+    return 0 if server.started else STARTUP_FAILURE

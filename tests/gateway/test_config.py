@@ -122,9 +122,25 @@ def test_local_models_and_their_aliases(tmp_path: Path) -> None:
     # With no models configured the embedded ones take the familiar default names...
     names = {n for m in _load(tmp_path, {}).models for n in (m.name, *m.aliases)}
     assert {"local/smollm2", "default", "gpt-4o-mini", "local/minilm", "text-embedding-3-small"} <= names
-    # ...which a configured model list keeps for itself.
+    # ...and keep them beside a configured model list (adding models must not remove them)...
     names = {n for m in _load(tmp_path, {"models": [_model("mine")]}).models for n in (m.name, *m.aliases)}
+    assert names == {"mine", "local/smollm2", "default", "gpt-4o-mini", "local/minilm", "text-embedding-3-small"}
+    # ...unless the configuration turns them off.
+    off = {"models": [_model("mine")], "local": {"builtin_aliases": False}}
+    names = {n for m in _load(tmp_path, off).models for n in (m.name, *m.aliases)}
     assert names == {"mine", "local/smollm2", "local/minilm"}
+
+
+def test_a_configured_model_named_like_a_builtin_alias_is_an_error_naming_both(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _load(tmp_path, {"models": [_model("mine"), _model("gpt-4o-mini")]})
+    message = str(caught.value)
+    assert "'gpt-4o-mini'" in message and "models[1]" in message and "local/smollm2" in message
+    assert "local.builtin_aliases: false" in message
+    # The way out the message names works, and two configured models clash by index too.
+    _load(tmp_path, {"models": [_model("gpt-4o-mini")], "local": {"builtin_aliases": False}})
+    with pytest.raises(ConfigError, match=r"'twin' is defined twice: by models\[0\] and by models\[1\]"):
+        _load(tmp_path, {"models": [_model("twin"), _model("twin")], **NO_LOCAL})
 
 
 def test_embedded_models_load_at_start_only_where_the_config_needs_them(tmp_path: Path) -> None:
