@@ -46,6 +46,17 @@ class DeploymentSettings(Strict):
         description="Provider local: load the model at start-up, in the background (false: on its first "
         "request). The embedded models that a config with models of its own does not list are added with false.",
     )
+    responses: Literal["translate", "native"] = Field(
+        "translate",
+        description="How /v1/responses reaches this deployment: translated to chat completions (any provider), "
+        "or (provider openai only) the request body forwarded to the upstream's own /v1/responses.",
+    )
+
+    @model_validator(mode="after")
+    def _native_responses_need_openai(self) -> DeploymentSettings:
+        if self.responses == "native" and self.provider != "openai":
+            raise ValueError("responses: native needs provider openai (an upstream with a /v1/responses endpoint)")
+        return self
 
 
 class ModelSettings(Strict):
@@ -264,6 +275,17 @@ class SessionSettings(Strict):
     )
 
 
+class ResponsesSettings(Strict):
+    """The OpenAI Responses API (``/v1/responses``, docs/RESPONSES.md): how long stored responses live."""
+
+    retention_days: float = Field(
+        30.0,
+        gt=0,
+        description="Stored responses (store: true, the default) are deleted this many days after their creation.",
+    )
+    sweep_interval_s: float = Field(3600.0, gt=0, description="How often expired stored responses are deleted.")
+
+
 class GuardSettings(Strict):
     """The guard on the request path (``bastion/gateway/stages/guard_in.py`` / ``guard_out.py``, docs/GUARD.md).
 
@@ -319,6 +341,7 @@ class Settings(Strict):
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     sessions: SessionSettings = Field(default_factory=SessionSettings)  # agent sessions (bastion/sessions)
     guard: GuardSettings = Field(default_factory=GuardSettings)  # the guard stages (docs/GUARD.md)
+    responses: ResponsesSettings = Field(default_factory=ResponsesSettings)  # /v1/responses (docs/RESPONSES.md)
 
     @field_validator("models")
     @classmethod
