@@ -56,7 +56,7 @@ def _text_echo(request: ResponsesRequest) -> dict[str, Any]:
 
 def skeleton(request: ResponsesRequest, response_id: str, model: str, store: bool) -> dict[str, Any]:
     """A Response ``in_progress``, echoing the request's settings, with no output yet."""
-    return {
+    response: dict[str, Any] = {
         "id": response_id,
         "object": "response",
         "created_at": int(time.time()),
@@ -78,10 +78,11 @@ def skeleton(request: ResponsesRequest, response_id: str, model: str, store: boo
         "tools": _tools_echo(request),
         "top_p": request.top_p if request.top_p is not None else 1.0,
         "truncation": "disabled",
-        "usage": None,
-        "user": request.user,
         "metadata": request.metadata or {},
     }
+    if request.user is not None:
+        response["user"] = request.user
+    return response
 
 
 def message_item(item_id: str, text: str, status: str = "completed") -> dict[str, Any]:
@@ -112,7 +113,8 @@ def finish(
 ) -> dict[str, Any]:
     """``response`` completed (or incomplete, by ``finish_reason``) with ``output`` and ``usage``."""
     response["output"] = output
-    response["usage"] = usage
+    if usage is not None:
+        response["usage"] = usage
     if finish_reason == "length":
         response["status"] = "incomplete"
         response["incomplete_details"] = {"reason": "max_output_tokens"}
