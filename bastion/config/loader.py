@@ -25,6 +25,10 @@ DEFAULT_CONFIG_FILE = "bastion.yaml"
 _NOT_SETTINGS = {"BASTION_CONFIG"}
 
 LOCAL_CHAT_MODEL = "local/smollm2"
+#: Names clients use without configuration that reach the embedded chat model in the default
+#: config: ``default``, the usual OpenAI example, and the OpenAI Agents SDK's default model
+#: (``agents.models.default_models.get_default_model()`` of openai-agents 0.24).
+LOCAL_CHAT_ALIASES = ("default", "gpt-4o-mini", "gpt-5.6-luna")
 LOCAL_EMBEDDING_MODEL = "local/minilm"
 
 
@@ -114,7 +118,7 @@ def _add_local_models(settings: Settings, user_defined_models: bool) -> None:
         return {"provider": "local", "model": model, "id": f"local-{model}", "preload": not user_defined_models}
 
     if LOCAL_CHAT_MODEL not in taken:
-        aliases = [] if user_defined_models else [a for a in ("default", "gpt-4o-mini") if a not in taken]
+        aliases = [] if user_defined_models else [a for a in LOCAL_CHAT_ALIASES if a not in taken]
         settings.models.append(
             ModelSettings(
                 name=LOCAL_CHAT_MODEL,
