@@ -1,4 +1,7 @@
-"""OpenAI Responses API: ``/v1/responses`` (create, get, delete, input_items, cancel, input_tokens).
+"""OpenAI Responses API: ``/v1/responses`` (create, get, delete, input_items, input_tokens).
+
+There is no ``cancel``: Bastion runs no background responses, so a response is over by the time
+its id is known.
 
 A request is translated to the chat shape (``bastion/responses/request.py``) and runs the same
 pipeline as ``/v1/chat/completions`` (auth, guard, limits, ledger, vault prompts); the chat answer
@@ -34,7 +37,8 @@ def _store(request: Request) -> ResponseStore:
 
 
 def _sse(event: dict[str, Any]) -> bytes:
-    return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+    kind: str = event["type"]
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
 
 
 async def _encode(
@@ -116,14 +120,6 @@ async def delete_response(request: Request) -> Response:
     return json_response({"id": response_id, "object": "response.deleted", "deleted": True})
 
 
-async def cancel_response(request: Request) -> Response:
-    tenant_id = await _tenant(request)
-    response_id = request.path_params["response_id"]
-    await _store(request).get(tenant_id, response_id)  # 404 unless it is this tenant's
-    # Every Bastion response runs in the foreground and is over once stored: nothing to cancel.
-    raise InvalidRequest("Only background responses can be cancelled, and Bastion runs none.", param="response_id")
-
-
 def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query_params.get(name)
     if raw is None:
@@ -190,5 +186,4 @@ routes = [
     Route("/v1/responses/{response_id}", get_response, methods=["GET"]),
     Route("/v1/responses/{response_id}", delete_response, methods=["DELETE"]),
     Route("/v1/responses/{response_id}/input_items", list_input_items, methods=["GET"]),
-    Route("/v1/responses/{response_id}/cancel", cancel_response, methods=["POST"]),
 ]

@@ -73,7 +73,10 @@ class ResponsesEnv:
 
     def openai(self, who: str = "ann") -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
-            base_url="http://bastion.test/v1", api_key=self.keys[who], http_client=self.client, max_retries=0
+            base_url="http://bastion.test/v1",
+            api_key=self.keys[who],
+            http_client=self.client,  # type: ignore[arg-type]  # the SDK types its own httpx fork; httpx's client works
+            max_retries=0,
         )
 
     async def create(self, who: str = "ann", **body: Any) -> httpx.Response:

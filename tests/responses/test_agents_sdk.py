@@ -52,7 +52,10 @@ async def test_agent_with_a_function_tool(
     keys = await seed_keys(database)
     async with running_gateway(settings, timeout_s=30) as env:
         client = openai.AsyncOpenAI(
-            base_url="http://bastion.test/v1", api_key=keys["ann"], http_client=env.client, max_retries=0
+            base_url="http://bastion.test/v1",
+            api_key=keys["ann"],
+            http_client=env.client,  # type: ignore[arg-type]  # the SDK types its own httpx fork; httpx's client works
+            max_retries=0,
         )
         agent = Agent(name="support", instructions="Help with orders.", tools=[lookup_order])
         config = RunConfig(model_provider=OpenAIProvider(openai_client=client), tracing_disabled=True)

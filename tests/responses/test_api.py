@@ -8,12 +8,13 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.responses import FunctionToolParam
 
 from tests.responses.support import MODEL, TOOLS_MODEL, TOOLS_UPSTREAM, UPSTREAM, ResponsesEnv
 from tests.support.fake_upstream import answer_text, tool_answer
 from tests.support.openai_spec import validate, validate_response
 
-WEATHER_TOOL = {
+WEATHER_TOOL: FunctionToolParam = {
     "type": "function",
     "name": "get_weather",
     "description": "The weather in a city.",
@@ -177,7 +178,8 @@ async def test_json_schema_output(responses_env: ResponsesEnv) -> None:
         "type": "json_schema",
         "json_schema": {"name": "num", "schema": schema, "strict": True},
     }
-    assert response.text.format is not None and response.text.format.type == "json_schema"
+    assert response.text is not None and response.text.format is not None
+    assert response.text.format.type == "json_schema"
 
 
 async def test_get_delete_and_tenant_isolation(responses_env: ResponsesEnv) -> None:
@@ -189,15 +191,12 @@ async def test_get_delete_and_tenant_isolation(responses_env: ResponsesEnv) -> N
     validate_response("/responses/{response_id}", "get", fetched.json())
 
     # Another tenant sees nothing: not the response, its items, nor a continuation of it.
-    for method, path in (("GET", rid), ("GET", f"{rid}/input_items"), ("DELETE", rid), ("POST", f"{rid}/cancel")):
+    for method, path in (("GET", rid), ("GET", f"{rid}/input_items"), ("DELETE", rid)):
         answer = await env.client.request(method, f"/v1/responses/{path}", headers=env.auth("carl"))
         assert answer.status_code == 404, (method, path)
         assert _error(answer.json())["type"] == "not_found_error" or answer.json()["error"]["message"]
     other = await env.create("carl", input="Go on.", previous_response_id=rid)
     assert other.status_code == 404 and _error(other.json())["param"] == "previous_response_id"
-
-    cancel = await env.client.post(f"/v1/responses/{rid}/cancel", headers=env.auth("ann"))
-    assert cancel.status_code == 400 and _error(cancel.json())["param"] == "response_id"
 
     deleted = await env.client.delete(f"/v1/responses/{rid}", headers=env.auth("ann"))
     assert deleted.status_code == 200 and deleted.json() == {"id": rid, "object": "response.deleted", "deleted": True}
@@ -224,7 +223,7 @@ async def test_previous_response_id_continues_the_conversation(responses_env: Re
     ]
     page = await client.responses.input_items.list(second.id, limit=2)
     assert [item.type for item in page.data] == ["message", "message"] and page.has_more
-    assert page.data[0].role == "user"  # newest first by default
+    assert getattr(page.data[0], "role", None) == "user"  # newest first by default
 
 
 async def test_retention_sweep_and_expiry(responses_env: ResponsesEnv) -> None:
@@ -258,7 +257,7 @@ async def test_bad_requests_are_openai_errors(responses_env: ResponsesEnv) -> No
     assert anonymous.status_code == 401
     _error(anonymous.json())
     with pytest.raises(openai.BadRequestError):
-        await env.openai("ann").responses.create(model=MODEL, input="x", tools=[{"type": "web_search"}])  # type: ignore[list-item]
+        await env.openai("ann").responses.create(model=MODEL, input="x", tools=[{"type": "web_search"}])
 
 
 async def test_upstream_failure_mid_stream(responses_env: ResponsesEnv) -> None:
