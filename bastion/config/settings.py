@@ -46,17 +46,6 @@ class DeploymentSettings(Strict):
         description="Provider local: load the model at start-up, in the background (false: on its first "
         "request). The embedded models that a config with models of its own does not list are added with false.",
     )
-    responses: Literal["translate", "native"] = Field(
-        "translate",
-        description="How /v1/responses reaches this deployment: translated to chat completions (any provider), "
-        "or (provider openai only) the request body forwarded to the upstream's own /v1/responses.",
-    )
-
-    @model_validator(mode="after")
-    def _native_responses_need_openai(self) -> DeploymentSettings:
-        if self.responses == "native" and self.provider != "openai":
-            raise ValueError("responses: native needs provider openai (an upstream with a /v1/responses endpoint)")
-        return self
 
 
 class ModelSettings(Strict):
