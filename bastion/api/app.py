@@ -28,6 +28,7 @@ from bastion.api import admin_prompts as admin_prompts_api  # prompt vault admin
 from bastion.api import anthropic as anthropic_api
 from bastion.api import openai as openai_api
 from bastion.api import openapi as openapi_api  # GET /openapi.json
+from bastion.api import responses as responses_api  # OpenAI Responses API: /v1/responses
 from bastion.api import sessions as sessions_api  # agent sessions: /api/v1/ai/sessions, /api/v1/ai/chat
 from bastion.api import system as system_api
 from bastion.api.errors import error_body, error_headers
@@ -231,6 +232,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
         cors=settings.server.cors,
         routes=[
             *openai_api.routes,
+            *responses_api.routes,
             *anthropic_api.routes,
             *system_api.routes,
             *admin_api.routes,

@@ -26,6 +26,10 @@ DEFAULT_CONFIG_FILE = "bastion.yaml"
 _NOT_SETTINGS = {"BASTION_CONFIG"}
 
 LOCAL_CHAT_MODEL = "local/smollm2"
+#: Names clients use without configuration that reach the embedded chat model in the default
+#: config: ``default``, the usual OpenAI example, and the OpenAI Agents SDK's default model
+#: (``agents.models.default_models.get_default_model()`` of openai-agents 0.24).
+LOCAL_CHAT_ALIASES = ("default", "gpt-4o-mini", "gpt-5.6-luna")
 LOCAL_EMBEDDING_MODEL = "local/minilm"
 LOCAL_CHAT_ALIASES = ("default", "gpt-4o-mini")
 LOCAL_EMBEDDING_ALIASES = ("text-embedding-3-small",)

@@ -294,6 +294,17 @@ class SessionSettings(Strict):
     )
 
 
+class ResponsesSettings(Strict):
+    """The OpenAI Responses API (``/v1/responses``, docs/RESPONSES.md): how long stored responses live."""
+
+    retention_days: float = Field(
+        30.0,
+        gt=0,
+        description="Stored responses (store: true, the default) are deleted this many days after their creation.",
+    )
+    sweep_interval_s: float = Field(3600.0, gt=0, description="How often expired stored responses are deleted.")
+
+
 class GuardSettings(Strict):
     """The guard on the request path (``bastion/gateway/stages/guard_in.py`` / ``guard_out.py``, docs/GUARD.md).
 
@@ -349,6 +360,7 @@ class Settings(Strict):
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     sessions: SessionSettings = Field(default_factory=SessionSettings)  # agent sessions (bastion/sessions)
     guard: GuardSettings = Field(default_factory=GuardSettings)  # the guard stages (docs/GUARD.md)
+    responses: ResponsesSettings = Field(default_factory=ResponsesSettings)  # /v1/responses (docs/RESPONSES.md)
 
     #: Configuration keys that were read but have no effect (a LiteLLM file's), for warnings.
     _ignored_keys: list[str] = PrivateAttr(default_factory=list)

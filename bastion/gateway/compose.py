@@ -27,6 +27,7 @@ from bastion.gateway.stages.usage import UsageStage
 from bastion.guard.service import GuardService
 from bastion.ledger.writer import LedgerWriter
 from bastion.limits.service import LimitsService
+from bastion.responses.store import ResponseStore
 from bastion.routing.build import build_router
 from bastion.sessions.service import SessionService
 from bastion.spend.routes import RoutePricing
@@ -53,6 +54,7 @@ def build_services(settings: Settings) -> Services:
         authenticator=Authenticator(settings, db),
         vault=vault,
         sessions=SessionService(db, settings, vault, router),
+        responses=ResponseStore(db, settings.responses),
         guard=GuardService(settings.guard, prompt_cache_ttl_s=settings.vault.cache_ttl_s)
         if settings.guard.enabled
         else None,
@@ -96,6 +98,7 @@ def lifecycles(services: Services) -> list[Lifecycle]:
         VaultStartup(services.vault),
         *(service for service in optional if service is not None),
         services.sessions,
+        services.responses,
         services.router,
     ]
 

@@ -15,6 +15,7 @@ from bastion.config.settings import Settings
 from bastion.guard.service import GuardService
 from bastion.ledger.writer import LedgerWriter
 from bastion.limits.service import LimitsService
+from bastion.responses.store import ResponseStore
 from bastion.routing.router import Router
 from bastion.sessions.service import SessionService
 from bastion.spend.routes import RoutePricing
@@ -40,6 +41,8 @@ class Services:
     authenticator: Authenticator
     vault: VaultService
     sessions: SessionService
+    #: Stored responses of the Responses API (previous_response_id, GET/DELETE).
+    responses: ResponseStore
     #: None: ``guard.enabled`` is false.
     guard: GuardService | None
     #: None: limits and budgets are both off.

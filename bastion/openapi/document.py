@@ -23,7 +23,9 @@ from bastion.openapi.admin_models import ADMIN_MODELS
 from bastion.openapi.components import pydantic_components, ref, table_schema
 from bastion.openapi.model_responses import ANTHROPIC_RESPONSE_MODELS, RESPONSE_MODELS
 from bastion.openapi.operations import CHAT_MODEL, EMBEDDING_MODEL, OPERATIONS, Operation, Param
+from bastion.openapi.responses_models import responses_components
 from bastion.openapi.streams import stream_components
+from bastion.responses.request import ResponsesRequest
 from bastion.store.models import Interaction
 
 
@@ -127,7 +129,7 @@ def _header_refs(status: int) -> dict[str, Any]:
 
 def components() -> dict[str, Any]:
     groups = [
-        pydantic_components([ChatCompletionRequest, EmbeddingRequest], "OpenAI"),
+        pydantic_components([ChatCompletionRequest, EmbeddingRequest, ResponsesRequest], "OpenAI"),
         pydantic_components([MessagesRequest], "Anthropic"),
         pydantic_components([TenantCreate, TenantUpdate, UserCreate, UserUpdate, KeyCreate, KeyUpdate]),
         pydantic_components(RESPONSE_MODELS),
@@ -135,6 +137,7 @@ def components() -> dict[str, Any]:
         pydantic_components(ADMIN_MODELS),
         _ledger_schemas(),
         stream_components(),
+        responses_components(),
     ]
     schemas: dict[str, Any] = {}
     for group in groups:

@@ -137,6 +137,44 @@ OPENAI_OPERATIONS = [
     ),
 ]  # fmt: skip
 
+RESPONSE_ID = path("response_id", {"type": "string", "minLength": 1, "maxLength": 64})
+RESPONSES_EXAMPLE = {"model": CHAT_MODEL, "input": "Say hello.", "max_output_tokens": 16}
+RESPONSES_OPERATIONS = [
+    Operation(
+        "post", "/v1/responses", "createResponse", "Create a response (OpenAI Responses API)", "OpenAI",
+        {200: json_or_stream("ResponseObject", "ResponsesStreamEvent")}, body="OpenAIResponsesRequest",
+        errors=MODEL_ERRORS, dialect="openai", example=RESPONSES_EXAMPLE,
+        description="Needs `models:call`. Translated to a chat completion on any provider (docs/RESPONSES.md); "
+        "`store` (default true) keeps it for `previous_response_id`, tenant-scoped, for `responses.retention_days`.",
+    ),
+    Operation(
+        "get", "/v1/responses/{response_id}", "getResponse", "A stored response", "OpenAI",
+        {200: json("ResponseObject")}, params=(RESPONSE_ID,), errors=(404,), dialect="openai",
+    ),
+    Operation(
+        "delete", "/v1/responses/{response_id}", "deleteResponse", "Delete a stored response", "OpenAI",
+        {200: json("ResponseDeleted")}, params=(RESPONSE_ID,), errors=(404,), dialect="openai",
+    ),
+    Operation(
+        "get", "/v1/responses/{response_id}/input_items", "listResponseInputItems",
+        "The input items of a stored response (its whole conversation)", "OpenAI",
+        {200: json("ResponseInputItemList")},
+        params=(
+            RESPONSE_ID,
+            query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Page size (default 20)."),
+            query("order", {"enum": ["asc", "desc"]}, "`desc` (default): newest first."),
+            query("after", {"type": "string"}, "An item id: the page starts after it."),
+        ),
+        errors=(400, 404), dialect="openai",
+    ),
+    Operation(
+        "post", "/v1/responses/input_tokens", "countResponseInputTokens", "Count a request's input tokens", "OpenAI",
+        {200: json("ResponseInputTokens")}, body="OpenAIResponsesRequest", errors=(400, 404, 413), dialect="openai",
+        example={"model": CHAT_MODEL, "input": "Say hello."},
+        description="Exact for the embedded model (its own tokenizer); an estimate for other models.",
+    ),
+]  # fmt: skip
+
 ANTHROPIC_OPERATIONS = [
     Operation(
         "post", "/v1/messages", "createMessage", "Messages (Anthropic)", "Anthropic",
@@ -367,6 +405,7 @@ SESSION_OPERATIONS = [
 
 OPERATIONS: list[Operation] = [
     *OPENAI_OPERATIONS,
+    *RESPONSES_OPERATIONS,
     *ANTHROPIC_OPERATIONS,
     *SYSTEM_OPERATIONS,
     *IDENTITY_OPERATIONS,

@@ -21,6 +21,11 @@ def _event(data: dict[str, Any], event: dict[str, Any] | None = None, descriptio
     return {"type": "object", "description": description, "properties": properties, "required": ["data"]}
 
 
+def event_schema(data: dict[str, Any], event: dict[str, Any] | None, description: str) -> dict[str, Any]:
+    """A stream event whose ``data`` is JSON matching ``data`` (and whose ``event`` field, if any, ``event``)."""
+    return _event(_json(data), event, description)
+
+
 def stream_components() -> dict[str, Any]:
     return {
         "OpenAIStreamEvent": _event(

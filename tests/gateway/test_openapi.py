@@ -174,6 +174,16 @@ async def test_every_operation_answers_as_documented(tmp_path: Path, fake: FakeU
             assert events[-1]["type"] == "message_stop"
         assert (await call("POST", "/v1/messages", json={"model": CHAT})).status_code == 400
 
+        # -- the Responses API
+        created = (await call("POST", "/v1/responses", json=example["createResponse"])).json()
+        streamed_response = await call("POST", "/v1/responses", json={**example["createResponse"], "stream": True})
+        assert _sse_data(streamed_response)[-1]["type"] == "response.completed"
+        await call("GET", "/v1/responses/{response_id}", response_id=created["id"])
+        await call("GET", "/v1/responses/{response_id}/input_items", response_id=created["id"], query="?limit=1")
+        await call("POST", "/v1/responses/input_tokens", json=example["countResponseInputTokens"])
+        await call("DELETE", "/v1/responses/{response_id}", response_id=created["id"])
+        assert (await call("GET", "/v1/responses/{response_id}", response_id=created["id"])).status_code == 404
+
         # -- identity
         admin = "/api/v1/admin"
         await call("GET", f"{admin}/me")

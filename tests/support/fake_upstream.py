@@ -28,6 +28,10 @@ Behaviour specs (strings, parsed by ``Behaviour.parse``):
                     upstreams do (``Authorization`` bearer value or ``x-api-key``)
 ``stream_error``    a stream that sends two content chunks and then an error event (OpenAI
                     ``data: {"error": ...}``, Anthropic ``event: error``) quoting that credential
+``tools``           (OpenAI dialect) a tool-calling model: while the request's last message is
+                    not a tool result, it calls the request's first tool (string arguments
+                    ``"test"``, numbers ``1``; streamed as argument fragments); after a tool
+                    result it answers ``tool_answer(result)``. Without tools it is ``ok``.
 ==================  =============================================================================
 
 ``Behaviour.error_body(status, body, content_type)`` scripts an error answer with any body (a huge
@@ -64,9 +68,11 @@ SLOW_STREAM_INTERVAL_S = 0.1
 LONG_STREAM_CHUNKS = 200_000
 
 
-Kind = Literal["ok", "error", "timeout", "malformed", "cut", "slow_stream", "long_stream", "reject_key", "stream_error"]
+Kind = Literal[
+    "ok", "error", "timeout", "malformed", "cut", "slow_stream", "long_stream", "reject_key", "stream_error", "tools"
+]
 #: Behaviours whose spec is their kind alone, without an argument.
-_PLAIN_KINDS: tuple[Kind, ...] = ("timeout", "malformed", "cut", "slow_stream", "reject_key", "stream_error")
+_PLAIN_KINDS: tuple[Kind, ...] = ("timeout", "malformed", "cut", "slow_stream", "reject_key", "stream_error", "tools")
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,7 +296,17 @@ class FakeUpstream:
             return _error(dialect, 401, f"Incorrect API key provided: {presented_key(entry)}. Check your key.")
         if behaviour.kind == "malformed":
             return web.Response(body=b'{"id": "chatcmpl-broken", "choices": [', content_type="application/json")
+        if behaviour.kind == "tools" and dialect == "openai":
+            call = tool_call_for(entry.body)
+            if call is not None:
+                if entry.stream:
+                    return await self._write_events(request, _openai_tool_call_events(entry, call))
+                return _json(_openai_tool_call_completion(entry, call))
         text_parts = _answer_parts(entry.model, behaviour)
+        if behaviour.kind == "tools" and isinstance(entry.body, dict) and entry.body.get("messages"):
+            last = entry.body["messages"][-1]
+            if last.get("role") == "tool":
+                text_parts = _split_words(tool_answer(str(last.get("content"))))
         if entry.stream or behaviour.kind in ("cut", "slow_stream", "long_stream", "stream_error"):
             return await self._stream(request, dialect, entry, behaviour, text_parts)
         if dialect == "anthropic":
@@ -326,6 +342,14 @@ class FakeUpstream:
                 if interval and sent_content:
                     await asyncio.sleep(interval)
                 sent_content += 1
+            await response.write(event)
+        await response.write_eof()
+        return response
+
+    async def _write_events(self, request: web.Request, events: Iterable[bytes]) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
+        await response.prepare(request)
+        for event in events:
             await response.write(event)
         await response.write_eof()
         return response
@@ -366,12 +390,77 @@ def answer_text(model: str) -> str:
     return f"Hello from {model}."
 
 
+def tool_answer(result: str) -> str:
+    """What the ``tools`` behaviour answers once it has a tool's result."""
+    return f"The tool said: {result}"
+
+
+def tool_call_for(body: Any) -> dict[str, Any] | None:
+    """The call the ``tools`` behaviour makes (None: it answers in text): the first tool, with
+    arguments filled from its JSON schema, unless the last message is already a tool result."""
+    if not isinstance(body, dict) or not body.get("tools"):
+        return None
+    messages = body.get("messages") or []
+    if messages and messages[-1].get("role") == "tool":
+        return None
+    function = body["tools"][0].get("function") or {}
+    properties = (function.get("parameters") or {}).get("properties") or {}
+    arguments = {name: 1 if spec.get("type") in ("integer", "number") else "test" for name, spec in properties.items()}
+    return {
+        "id": "call_" + uuid.uuid4().hex[:12],
+        "type": "function",
+        "function": {"name": function.get("name", ""), "arguments": orjson.dumps(arguments).decode()},
+    }
+
+
+def _openai_tool_call_completion(entry: Received, call: dict[str, Any]) -> dict[str, Any]:
+    body = _openai_completion(entry, [], with_usage=True)
+    body["choices"][0]["message"] = {"role": "assistant", "content": None, "tool_calls": [call]}
+    body["choices"][0]["finish_reason"] = "tool_calls"
+    return body
+
+
+def _openai_tool_call_events(entry: Received, call: dict[str, Any]) -> Iterable[bytes]:
+    cid = "chatcmpl-" + uuid.uuid4().hex[:12]
+
+    def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        payload = {"id": cid, "object": "chat.completion.chunk", "created": 0, "model": entry.model, "choices": choices}
+        return b"data: " + orjson.dumps({**payload, **extra}) + b"\n\n"
+
+    arguments = call["function"]["arguments"]
+    half = len(arguments) // 2
+    head = {
+        "index": 0,
+        "id": call["id"],
+        "type": "function",
+        "function": {"name": call["function"]["name"], "arguments": ""},
+    }
+    yield chunk(
+        [{"index": 0, "delta": {"role": "assistant", "content": None, "tool_calls": [head]}, "finish_reason": None}]
+    )
+    for piece in (arguments[:half], arguments[half:]):
+        delta = {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
+        yield chunk([{"index": 0, "delta": delta, "finish_reason": None}])
+    yield chunk([{"index": 0, "delta": {}, "finish_reason": "tool_calls"}])
+    options = entry.body.get("stream_options") if isinstance(entry.body, dict) else None
+    if isinstance(options, dict) and options.get("include_usage"):
+        prompt_tokens = _prompt_tokens(entry)
+        yield chunk(
+            [], usage={"prompt_tokens": prompt_tokens, "completion_tokens": 3, "total_tokens": prompt_tokens + 3}
+        )
+    yield b"data: [DONE]\n\n"
+
+
 def _answer_parts(model: str, behaviour: Behaviour) -> list[str]:
     if behaviour.kind == "slow_stream":
         return [f"tick{i} " for i in range(SLOW_STREAM_CHUNKS)]
     if behaviour.kind == "long_stream":
         return [f"word{i} " for i in range(behaviour.chunks)]
-    words = answer_text(model).split(" ")
+    return _split_words(answer_text(model))
+
+
+def _split_words(text: str) -> list[str]:
+    words = text.split(" ")
     return [w if i == len(words) - 1 else w + " " for i, w in enumerate(words)]
 
 
