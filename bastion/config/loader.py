@@ -31,7 +31,6 @@ LOCAL_CHAT_MODEL = "local/smollm2"
 #: (``agents.models.default_models.get_default_model()`` of openai-agents 0.24).
 LOCAL_CHAT_ALIASES = ("default", "gpt-4o-mini", "gpt-5.6-luna")
 LOCAL_EMBEDDING_MODEL = "local/minilm"
-LOCAL_CHAT_ALIASES = ("default", "gpt-4o-mini")
 LOCAL_EMBEDDING_ALIASES = ("text-embedding-3-small",)
 
 
