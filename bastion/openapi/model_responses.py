@@ -129,6 +129,31 @@ class StreamError(_Closed):
     error: StreamErrorDetail
 
 
+# -- OpenAI: legacy text completions ---------------------------------------------------------------
+
+
+class TextCompletionChoice(_Open):
+    text: str
+    index: int
+    #: Always null: Bastion does not return log probabilities on this endpoint.
+    logprobs: None = None
+    #: ``stop``, ``length`` or ``content_filter``; null on streamed chunks before a choice's last.
+    finish_reason: Literal["stop", "length", "content_filter"] | None
+
+
+class TextCompletion(_Open):
+    """A ``text_completion``: the whole answer, or one streamed ``data:`` event (the same object;
+    the stream ends with ``data: [DONE]``, and with ``stream_options.include_usage`` its last
+    event has no choices and carries ``usage``)."""
+
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    choices: list[TextCompletionChoice]
+    usage: CompletionUsage | None = None
+
+
 # -- OpenAI: embeddings and models -----------------------------------------------------------------
 
 
@@ -248,6 +273,7 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     ChatCompletion,
     ChatCompletionChunk,
     StreamError,
+    TextCompletion,
     EmbeddingList,
     ModelList,
     Model,

@@ -85,6 +85,7 @@ AGENT_ID = {"type": "string", "format": "uuid"}
 HELLO = [{"role": "user", "content": "Say hello."}]
 CHAT_EXAMPLE = {"model": CHAT_MODEL, "messages": HELLO, "max_tokens": 16}
 EMBEDDING_EXAMPLE = {"model": EMBEDDING_MODEL, "input": "hello"}
+COMPLETION_EXAMPLE = {"model": CHAT_MODEL, "prompt": "Say hello.", "max_tokens": 16}
 PROMPT_EXAMPLE = {
     "system_prompt": "You are a support agent. Answer briefly.",
     "user_template": "I use {{ product }}.",
@@ -115,6 +116,20 @@ OPENAI_OPERATIONS = [
         {200: json_or_stream("ChatCompletion", "OpenAIStreamEvent")}, body="OpenAIChatCompletionRequest",
         errors=MODEL_ERRORS, dialect="openai", example=CHAT_EXAMPLE,
         description="The same as `POST /v1/chat/completions`.",
+    ),
+    Operation(
+        "post", "/v1/completions", "createCompletion", "Text completion (OpenAI, legacy)", "OpenAI",
+        {200: json_or_stream("TextCompletion", "TextCompletionStreamEvent")}, body="OpenAICompletionRequest",
+        errors=MODEL_ERRORS, dialect="openai", example=COMPLETION_EXAMPLE,
+        description="Needs `models:call`. Works on every chat model: each prompt is one chat call "
+        "(the local model continues the raw text). `echo`, `best_of` > 1, `suffix`, `logprobs` and "
+        "token-id prompts are refused with a 400 naming the parameter.",
+    ),
+    Operation(
+        "post", "/completions", "createCompletionUnversioned", "Text completion (OpenAI, legacy, no /v1)", "OpenAI",
+        {200: json_or_stream("TextCompletion", "TextCompletionStreamEvent")}, body="OpenAICompletionRequest",
+        errors=MODEL_ERRORS, dialect="openai", example=COMPLETION_EXAMPLE,
+        description="The same as `POST /v1/completions`.",
     ),
     Operation(
         "post", "/v1/embeddings", "createEmbedding", "Embeddings (OpenAI)", "OpenAI",

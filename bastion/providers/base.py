@@ -57,6 +57,9 @@ class ChatRequest:
     body: dict[str, Any]
     request_id: str
     stream: bool = False
+    #: A legacy text completion (``/v1/completions``): the user message is a prompt to continue.
+    #: A provider that can complete raw text (the local model) does; others answer it as chat.
+    text_completion: bool = False
 
 
 @dataclass(slots=True)
