@@ -18,6 +18,7 @@ from bastion.auth.schemas import KeyCreate, KeyUpdate, TenantCreate, TenantUpdat
 from bastion.config.settings import Settings
 from bastion.dialects.anthropic_schema import MessagesRequest
 from bastion.dialects.completions import CompletionRequest
+from bastion.dialects.moderations import ModerationRequest
 from bastion.dialects.openai_schema import ChatCompletionRequest, EmbeddingRequest
 from bastion.ledger.store import LIST_COLUMNS
 from bastion.openapi.admin_models import ADMIN_MODELS
@@ -128,7 +129,7 @@ def _header_refs(status: int) -> dict[str, Any]:
 
 def components() -> dict[str, Any]:
     groups = [
-        pydantic_components([ChatCompletionRequest, CompletionRequest, EmbeddingRequest], "OpenAI"),
+        pydantic_components([ChatCompletionRequest, CompletionRequest, EmbeddingRequest, ModerationRequest], "OpenAI"),
         pydantic_components([MessagesRequest], "Anthropic"),
         pydantic_components([TenantCreate, TenantUpdate, UserCreate, UserUpdate, KeyCreate, KeyUpdate]),
         pydantic_components(RESPONSE_MODELS),

@@ -154,6 +154,27 @@ class TextCompletion(_Open):
     usage: CompletionUsage | None = None
 
 
+# -- OpenAI: moderations (Bastion's guard) ---------------------------------------------------------
+
+
+class ModerationResult(_Closed):
+    flagged: bool
+    #: OpenAI's 13 categories (always false: Bastion does not detect them) and Bastion's own
+    #: (``bastion/prompt_injection``, ``bastion/pii``, ``bastion/secret``, ``bastion/invisible_text``,
+    #: ``bastion/scan_budget_exceeded``).
+    categories: dict[str, bool]
+    category_scores: dict[str, float]
+    #: ``["text"]`` for the categories Bastion evaluated, ``[]`` for the others.
+    category_applied_input_types: dict[str, list[Literal["text"]]]
+
+
+class ModerationResponse(_Closed):
+    id: str
+    #: Always ``bastion-guard``, whatever model the request named.
+    model: str
+    results: list[ModerationResult]
+
+
 # -- OpenAI: embeddings and models -----------------------------------------------------------------
 
 
@@ -274,6 +295,7 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     ChatCompletionChunk,
     StreamError,
     TextCompletion,
+    ModerationResponse,
     EmbeddingList,
     ModelList,
     Model,
