@@ -45,9 +45,10 @@ def moderation_inputs(body: Any) -> list[str | list[dict[str, Any]]]:
         return [item for item in raw if isinstance(item, str)]
     parts: list[dict[str, Any]] = []
     for index, part in enumerate(raw):
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text" and isinstance(part.get("text"), str):
-            parts.append({"type": "text", "text": part["text"]})
+        item: dict[str, Any] = part if isinstance(part, dict) else {}
+        kind = item.get("type")
+        if kind == "text" and isinstance(item.get("text"), str):
+            parts.append({"type": "text", "text": item["text"]})
         elif kind == "image_url":
             raise InvalidRequest(
                 f"Invalid request: input.{index}: image inputs are not supported; Bastion's guard "
