@@ -324,6 +324,12 @@ class ChatEngine:
             # Normal end, consumer gone or task cancelled: the worker stops at its next token.
             cancel.set()
 
+    async def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        """Tokens of the prompt ``request`` would be answered with (after fitting the context)."""
+        await self.warm()
+        job = await asyncio.get_running_loop().run_in_executor(None, self._prepare, request)
+        return len(job.prompt_tokens)
+
     async def complete(self, request: GenerationRequest) -> GenerationResult:
         """Generate the whole answer; cancelling the awaiting task stops the worker."""
         parts: list[str] = []

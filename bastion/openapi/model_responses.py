@@ -289,6 +289,13 @@ class Readiness(_Closed):
     deployments: dict[str, DeploymentReadiness] = Field(default_factory=dict)
 
 
+class AnthropicTokenCount(_Closed):
+    """``POST /v1/messages/count_tokens``; the ``x-bastion-token-count`` header says whether the
+    count is ``exact`` (the deployment's tokenizer) or Bastion's ``estimate``."""
+
+    input_tokens: int
+
+
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Error,
     ChatCompletion,
@@ -306,4 +313,5 @@ ANTHROPIC_RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     AnthropicError,
     AnthropicMessageResponse,
     AnthropicStreamData,
+    AnthropicTokenCount,
 )

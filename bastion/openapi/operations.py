@@ -168,6 +168,15 @@ ANTHROPIC_OPERATIONS = [
         body="AnthropicMessagesRequest", errors=MODEL_ERRORS, dialect="anthropic", example=CHAT_EXAMPLE,
         description="Needs `models:call`; the API key may come as `x-api-key`, as the Anthropic SDK sends it.",
     ),
+    Operation(
+        "post", "/v1/messages/count_tokens", "countMessageTokens", "Count a request's input tokens (Anthropic)",
+        "Anthropic", {200: json("AnthropicTokenCount")}, body="AnthropicMessagesRequest",
+        errors=(*BODY_ERRORS, 404, 422), dialect="anthropic",
+        example={"model": CHAT_MODEL, "messages": HELLO},
+        description="Needs `models:call`. The body is a Messages request (`max_tokens` not needed). Exact "
+        "for the local model and for Anthropic deployments (their own counter); Bastion's estimate "
+        "otherwise. The `x-bastion-token-count` header says which. No ledger row, no rate-limit slot.",
+    ),
 ]  # fmt: skip
 
 SYSTEM_OPERATIONS = [

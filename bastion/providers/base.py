@@ -130,6 +130,11 @@ class Provider(abc.ABC):
 
         raise InvalidRequest(f"model {self.deployment.alias!r} does not support embeddings", param="model")
 
+    async def count_tokens(self, request: ChatRequest) -> int | None:
+        """The prompt tokens of ``request`` as this deployment's model counts them, or None when
+        the provider has no exact counter (the caller then estimates)."""
+        return None
+
     async def check_ready(self) -> bool:
         """Whether the upstream is believed reachable (used by /readyz; must be cheap)."""
         return True

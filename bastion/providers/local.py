@@ -177,6 +177,13 @@ class LocalProvider(Provider):
             # Client gone or stream finished: closing the engine's stream stops the worker thread.
             await items.aclose()
 
+    async def count_tokens(self, request: ChatRequest) -> int | None:
+        """Exact: the prompt as the engine tokenizes it (chat template included), the number its
+        answers report as ``prompt_tokens``. Tools are not counted: the local model never sees them."""
+        engine = self._chat_engine()
+        await self._loaded()
+        return await engine.count_prompt_tokens(to_generation_request(request.body))
+
     # -- embeddings -------------------------------------------------------------------------------
 
     async def embed(self, inputs: list[str], request_id: str, dimensions: int | None = None) -> EmbeddingResponse:

@@ -171,6 +171,7 @@ async def test_every_operation_answers_as_documented(tmp_path: Path, fake: FakeU
         await call("POST", "/completions", json=example["createCompletionUnversioned"])
         await call("POST", "/v1/embeddings", json=example["createEmbedding"])
         await call("POST", "/v1/moderations", json=example["createModeration"])
+        await call("POST", "/v1/messages/count_tokens", json=example["countMessageTokens"])
         await call("POST", "/embeddings", json={**example["createEmbedding"], "encoding_format": "base64"})
         for model in (CHAT, CLAUDE):
             body = {**example["createMessage"], "model": model}
