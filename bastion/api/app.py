@@ -26,6 +26,8 @@ from bastion.api import admin as admin_api  # identity: tenants, users, keys
 from bastion.api import admin_ledger as admin_ledger_api  # ledger: interactions
 from bastion.api import admin_prompts as admin_prompts_api  # prompt vault admin routes
 from bastion.api import anthropic as anthropic_api
+from bastion.api import completions as completions_api  # legacy /v1/completions
+from bastion.api import moderations as moderations_api  # /v1/moderations, answered by the guard
 from bastion.api import openai as openai_api
 from bastion.api import openapi as openapi_api  # GET /openapi.json
 from bastion.api import responses as responses_api  # OpenAI Responses API: /v1/responses
@@ -234,6 +236,8 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
             *openai_api.routes,
             *responses_api.routes,
             *anthropic_api.routes,
+            *completions_api.routes,
+            *moderations_api.routes,
             *system_api.routes,
             *admin_api.routes,
             *admin_ledger_api.routes,

@@ -53,7 +53,12 @@ async def embeddings(request: Request) -> Response:
     elif all(isinstance(item, str) for item in parsed.input):
         inputs = [item for item in parsed.input if isinstance(item, str)]
     else:
-        raise InvalidRequest("Invalid request: input as token arrays is not supported; send text.", param="input")
+        raise InvalidRequest(
+            "Invalid request: input as token ids is not supported: Bastion has no tokenizer that matches "
+            "the ids a client made for this model, so it cannot decode them. Send the input as text "
+            "(LangChain's OpenAIEmbeddings: pass check_embedding_ctx_length=False).",
+            param="input",
+        )
     if any(not text for text in inputs):
         raise InvalidRequest("Invalid request: input must not contain empty strings.", param="input")
     ctx = new_context(request, "openai", "embeddings", body, parsed.model)

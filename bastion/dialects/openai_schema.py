@@ -176,7 +176,7 @@ def _param_path(raw: Any, loc: tuple[int | str, ...], missing: bool) -> str | No
     return ".".join(parts) or None
 
 
-def _first_error(exc: ValidationError, raw: Any) -> InvalidRequest:
+def first_error(exc: ValidationError, raw: Any) -> InvalidRequest:
     """A short message naming the offending field, with none of pydantic's internals."""
     errors = exc.errors(include_url=False, include_context=False, include_input=False)
     # Unions report one error per branch; the most specific location is most useful, and a broken
@@ -196,7 +196,7 @@ def validate_chat_request(body: Any) -> ChatCompletionRequest:
     try:
         request = ChatCompletionRequest.model_validate(body)
     except ValidationError as exc:
-        raise _first_error(exc, body) from None
+        raise first_error(exc, body) from None
     uses_prompt = request.model.startswith("prompt:") or bool(request.bastion and request.bastion.get("prompt_id"))
     if not request.messages and not uses_prompt:
         raise InvalidRequest("Invalid request: messages: must contain at least one message", param="messages")
@@ -209,4 +209,4 @@ def validate_embedding_request(body: Any) -> EmbeddingRequest:
     try:
         return EmbeddingRequest.model_validate(body)
     except ValidationError as exc:
-        raise _first_error(exc, body) from None
+        raise first_error(exc, body) from None

@@ -55,6 +55,8 @@ class RequestContext:
     headers: Mapping[str, str] = field(default_factory=dict)
     stream: bool = False
     include_usage: bool = False
+    #: A legacy text completion (``/v1/completions``) carried as a one-message chat request.
+    text_completion: bool = False
     user_agent: str | None = None
     #: The request's ``bastion`` field (vault prompt reference, variables), parsed by the dialect layer.
     extension: BastionExtension | None = None

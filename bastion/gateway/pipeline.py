@@ -65,7 +65,9 @@ class Pipeline:
         """Run a chat request. A stream is returned primed: its first chunk has arrived."""
 
         async def call() -> ChatResponse | Chunks:
-            request = ChatRequest(body=ctx.body, request_id=ctx.request_id, stream=ctx.stream)
+            request = ChatRequest(
+                body=ctx.body, request_id=ctx.request_id, stream=ctx.stream, text_completion=ctx.text_completion
+            )
             if ctx.stream and ctx.response is None:
                 chunks: Chunks = await self.router.stream(request, ctx.model, ctx.trace)
                 for stage in self._on_stream:

@@ -48,7 +48,15 @@ import structlog
 from bastion.config.settings import LocalModelSettings
 from bastion.errors import UpstreamError, UpstreamUnavailable
 from bastion.local import INSTALL_HINT, module_available, smollm2_gguf_path
-from bastion.local.prompt import CHATML_TEMPLATE, find_stop, fit_context, grammar_for, partial_stop, tokenize_chat
+from bastion.local.prompt import (
+    CHATML_TEMPLATE,
+    find_stop,
+    fit_context,
+    fit_raw_prompt,
+    grammar_for,
+    partial_stop,
+    tokenize_chat,
+)
 from bastion.local.slots import SlotPool
 
 log = structlog.get_logger("bastion.local")
@@ -71,6 +79,9 @@ class GenerationRequest:
     response_format: dict[str, Any] | None = None
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
+    #: Continue this text as it is, without the chat template (a legacy text completion);
+    #: ``messages`` is then unused.
+    raw_prompt: str | None = None
 
 
 @dataclass(slots=True)
@@ -313,6 +324,12 @@ class ChatEngine:
             # Normal end, consumer gone or task cancelled: the worker stops at its next token.
             cancel.set()
 
+    async def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        """Tokens of the prompt ``request`` would be answered with (after fitting the context)."""
+        await self.warm()
+        job = await asyncio.get_running_loop().run_in_executor(None, self._prepare, request)
+        return len(job.prompt_tokens)
+
     async def complete(self, request: GenerationRequest) -> GenerationResult:
         """Generate the whole answer; cancelling the awaiting task stops the worker."""
         parts: list[str] = []
@@ -333,6 +350,13 @@ class ChatEngine:
     def _prepare(self, request: GenerationRequest) -> _Job:
         grammar = grammar_for(request.response_format)
         formatter, llm = self._formatter, self._slots[0].llm
+        if request.raw_prompt is not None:
+            tokens, budget = fit_raw_prompt(
+                list(llm.tokenize(request.raw_prompt.encode("utf-8"), add_bos=True, special=False)),
+                self.n_ctx,
+                request.max_tokens or self.default_max_tokens,
+            )
+            return _Job(tokens, budget, [s for s in request.stop if s], grammar, request, 0)
         prompt, max_tokens, dropped = fit_context(
             request.messages,
             lambda messages: tokenize_chat(formatter, llm, messages),

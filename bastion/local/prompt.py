@@ -98,6 +98,17 @@ def fit_context(
     return prompt, min(max_tokens, n_ctx - len(prompt)), dropped
 
 
+def fit_raw_prompt(prompt: list[int], n_ctx: int, max_tokens: int) -> tuple[list[int], int]:
+    """A raw text prompt (no turns to drop) and its answer budget, or a 400 if it cannot fit."""
+    if len(prompt) >= n_ctx:
+        raise InvalidRequest(
+            f"the prompt needs {len(prompt)} tokens, but the local model's context window is {n_ctx} tokens",
+            param="prompt",
+            code="context_length_exceeded",
+        )
+    return prompt, min(max_tokens, n_ctx - len(prompt))
+
+
 def grammar_for(response_format: dict[str, Any] | None) -> Any:
     """A llama.cpp grammar enforcing an OpenAI ``response_format`` (None for plain text).
 

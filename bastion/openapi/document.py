@@ -17,6 +17,8 @@ from bastion.auth.ops import metrics_public, readyz_details_public
 from bastion.auth.schemas import KeyCreate, KeyUpdate, TenantCreate, TenantUpdate, UserCreate, UserUpdate
 from bastion.config.settings import Settings
 from bastion.dialects.anthropic_schema import MessagesRequest
+from bastion.dialects.completions import CompletionRequest
+from bastion.dialects.moderations import ModerationRequest
 from bastion.dialects.openai_schema import ChatCompletionRequest, EmbeddingRequest
 from bastion.ledger.store import LIST_COLUMNS
 from bastion.openapi.admin_models import ADMIN_MODELS
@@ -129,7 +131,9 @@ def _header_refs(status: int) -> dict[str, Any]:
 
 def components() -> dict[str, Any]:
     groups = [
-        pydantic_components([ChatCompletionRequest, EmbeddingRequest, ResponsesRequest], "OpenAI"),
+        pydantic_components(
+            [ChatCompletionRequest, CompletionRequest, EmbeddingRequest, ModerationRequest, ResponsesRequest], "OpenAI"
+        ),
         pydantic_components([MessagesRequest], "Anthropic"),
         pydantic_components([TenantCreate, TenantUpdate, UserCreate, UserUpdate, KeyCreate, KeyUpdate]),
         pydantic_components(RESPONSE_MODELS),

@@ -129,6 +129,52 @@ class StreamError(_Closed):
     error: StreamErrorDetail
 
 
+# -- OpenAI: legacy text completions ---------------------------------------------------------------
+
+
+class TextCompletionChoice(_Open):
+    text: str
+    index: int
+    #: Always null: Bastion does not return log probabilities on this endpoint.
+    logprobs: None = None
+    #: ``stop``, ``length`` or ``content_filter``; null on streamed chunks before a choice's last.
+    finish_reason: Literal["stop", "length", "content_filter"] | None
+
+
+class TextCompletion(_Open):
+    """A ``text_completion``: the whole answer, or one streamed ``data:`` event (the same object;
+    the stream ends with ``data: [DONE]``, and with ``stream_options.include_usage`` its last
+    event has no choices and carries ``usage``)."""
+
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    choices: list[TextCompletionChoice]
+    usage: CompletionUsage | None = None
+
+
+# -- OpenAI: moderations (Bastion's guard) ---------------------------------------------------------
+
+
+class ModerationResult(_Closed):
+    flagged: bool
+    #: OpenAI's 13 categories (always false: Bastion does not detect them) and Bastion's own
+    #: (``bastion/prompt_injection``, ``bastion/pii``, ``bastion/secret``, ``bastion/invisible_text``,
+    #: ``bastion/scan_budget_exceeded``).
+    categories: dict[str, bool]
+    category_scores: dict[str, float]
+    #: ``["text"]`` for the categories Bastion evaluated, ``[]`` for the others.
+    category_applied_input_types: dict[str, list[Literal["text"]]]
+
+
+class ModerationResponse(_Closed):
+    id: str
+    #: Always ``bastion-guard``, whatever model the request named.
+    model: str
+    results: list[ModerationResult]
+
+
 # -- OpenAI: embeddings and models -----------------------------------------------------------------
 
 
@@ -243,11 +289,20 @@ class Readiness(_Closed):
     deployments: dict[str, DeploymentReadiness] = Field(default_factory=dict)
 
 
+class AnthropicTokenCount(_Closed):
+    """``POST /v1/messages/count_tokens``; the ``x-bastion-token-count`` header says whether the
+    count is ``exact`` (the deployment's tokenizer) or Bastion's ``estimate``."""
+
+    input_tokens: int
+
+
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Error,
     ChatCompletion,
     ChatCompletionChunk,
     StreamError,
+    TextCompletion,
+    ModerationResponse,
     EmbeddingList,
     ModelList,
     Model,
@@ -258,4 +313,5 @@ ANTHROPIC_RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     AnthropicError,
     AnthropicMessageResponse,
     AnthropicStreamData,
+    AnthropicTokenCount,
 )

@@ -36,6 +36,13 @@ def stream_components() -> dict[str, Any]:
             },
             description="`data: <ChatCompletionChunk>` events, then `data: [DONE]`.",
         ),
+        "TextCompletionStreamEvent": _event(
+            {
+                "if": {"const": "[DONE]"},
+                "else": _json({"anyOf": [ref("TextCompletion"), ref("StreamError")]}),
+            },
+            description="`data: <TextCompletion>` events, then `data: [DONE]`.",
+        ),
         "AnthropicStreamEvent": _event(
             _json(ref("AnthropicStreamData")),
             {"enum": list(get_args(AnthropicEventType))},

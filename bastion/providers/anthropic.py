@@ -23,6 +23,9 @@ from bastion.providers.http_provider import HTTPProvider
 ANTHROPIC_API_BASE = "https://api.anthropic.com"
 ANTHROPIC_VERSION = "2023-06-01"
 MESSAGES_PATH = "/v1/messages"
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
+#: What Anthropic's counting endpoint takes of a Messages request (it refuses the rest).
+_COUNTED_FIELDS = ("model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers")
 
 
 class AnthropicProvider(HTTPProvider):
@@ -57,6 +60,16 @@ class AnthropicProvider(HTTPProvider):
             raise self.errors.reported(data, mid_stream=False)
         body = anthropic_to_openai_response(data, self.deployment.model, self.label)
         return ChatResponse(body=body, usage=Usage.from_openai(body["usage"]))
+
+    async def count_tokens(self, request: ChatRequest) -> int | None:
+        """Anthropic's own count (``/v1/messages/count_tokens``): exact for its tokenizer."""
+        body = openai_to_anthropic_request(request.body, self.deployment.model)
+        payload = orjson.dumps({k: v for k, v in body.items() if k in _COUNTED_FIELDS})
+        data = await self.within_total_timeout(self.read_json(await self.post(COUNT_TOKENS_PATH, payload)))
+        tokens = data.get("input_tokens")
+        if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
+            raise UpstreamError(f"{self.label} answered the token count without input_tokens")
+        return tokens
 
     async def stream_chat(self, request: ChatRequest) -> ChunkStream:
         payload = self._payload(request, stream=True)

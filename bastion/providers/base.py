@@ -57,6 +57,9 @@ class ChatRequest:
     body: dict[str, Any]
     request_id: str
     stream: bool = False
+    #: A legacy text completion (``/v1/completions``): the user message is a prompt to continue.
+    #: A provider that can complete raw text (the local model) does; others answer it as chat.
+    text_completion: bool = False
 
 
 @dataclass(slots=True)
@@ -126,6 +129,11 @@ class Provider(abc.ABC):
         from bastion.errors import InvalidRequest
 
         raise InvalidRequest(f"model {self.deployment.alias!r} does not support embeddings", param="model")
+
+    async def count_tokens(self, request: ChatRequest) -> int | None:
+        """The prompt tokens of ``request`` as this deployment's model counts them, or None when
+        the provider has no exact counter (the caller then estimates)."""
+        return None
 
     async def check_ready(self) -> bool:
         """Whether the upstream is believed reachable (used by /readyz; must be cheap)."""

@@ -119,7 +119,7 @@ class LocalProvider(Provider):
     async def chat(self, request: ChatRequest) -> ChatResponse:
         engine = self._chat_engine()
         await self._loaded()
-        generation = to_generation_request(request.body)
+        generation = to_generation_request(request.body, text_completion=request.text_completion)
         total = self.deployment.timeouts.total_s
         coro = engine.complete(generation)
         # A timeout or a cancelled caller cancels the await, which stops the worker thread.
@@ -146,7 +146,7 @@ class LocalProvider(Provider):
     async def stream_chat(self, request: ChatRequest) -> ChunkStream:
         engine = self._chat_engine()
         await self._loaded()
-        generation = to_generation_request(request.body)
+        generation = to_generation_request(request.body, text_completion=request.text_completion)
         head = {
             "id": _completion_id(),
             "object": "chat.completion.chunk",
@@ -177,6 +177,13 @@ class LocalProvider(Provider):
             # Client gone or stream finished: closing the engine's stream stops the worker thread.
             await items.aclose()
 
+    async def count_tokens(self, request: ChatRequest) -> int | None:
+        """Exact: the prompt as the engine tokenizes it (chat template included), the number its
+        answers report as ``prompt_tokens``. Tools are not counted: the local model never sees them."""
+        engine = self._chat_engine()
+        await self._loaded()
+        return await engine.count_prompt_tokens(to_generation_request(request.body))
+
     # -- embeddings -------------------------------------------------------------------------------
 
     async def embed(self, inputs: list[str], request_id: str, dimensions: int | None = None) -> EmbeddingResponse:
@@ -200,8 +207,9 @@ def _completion_id() -> str:
 # -- OpenAI request -> engine request ---------------------------------------------------------------
 
 
-def to_generation_request(body: dict[str, Any]) -> GenerationRequest:
-    """Translate an OpenAI chat body into the engine's request, validating what it uses."""
+def to_generation_request(body: dict[str, Any], *, text_completion: bool = False) -> GenerationRequest:
+    """Translate an OpenAI chat body into the engine's request, validating what it uses. A text
+    completion continues its (one) user message's text as it is, without the chat template."""
     n = body.get("n")
     if n is not None and n != 1:
         raise InvalidRequest("the local model returns one choice per request (n must be 1)", param="n")
@@ -217,8 +225,9 @@ def to_generation_request(body: dict[str, Any]) -> GenerationRequest:
     response_format = body.get("response_format")
     if response_format is not None and not isinstance(response_format, dict):
         raise InvalidRequest("response_format must be an object", param="response_format")
+    messages = to_local_messages(body.get("messages"))
     return GenerationRequest(
-        messages=to_local_messages(body.get("messages")),
+        messages=messages,
         max_tokens=max_tokens,
         temperature=_number(body, "temperature", 0.2, 0.0, 2.0),
         top_p=_number(body, "top_p", 0.9, 0.0, 1.0),
@@ -227,6 +236,7 @@ def to_generation_request(body: dict[str, Any]) -> GenerationRequest:
         response_format=response_format,
         frequency_penalty=_number(body, "frequency_penalty", 0.0, -2.0, 2.0),
         presence_penalty=_number(body, "presence_penalty", 0.0, -2.0, 2.0),
+        raw_prompt="\n".join(m["content"] for m in messages if m["role"] == "user") if text_completion else None,
     )
 
 

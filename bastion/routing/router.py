@@ -100,6 +100,16 @@ class Router:
         self._finish(target, trace, ok=True)
         return result
 
+    async def count_tokens(self, request: ChatRequest, model: str) -> int | None:
+        """The prompt tokens of ``request`` from the first deployment of ``model`` whose circuit is
+        closed, if its provider counts exactly (the local model, an Anthropic upstream); None
+        otherwise. No retries or fallbacks: a count is cheap to estimate instead."""
+        group = self.group(model)
+        target = next((t for t in group.targets if t.breaker.allows()), None)
+        if target is None:
+            return None
+        return await target.provider.count_tokens(request)
+
     async def stream(self, request: ChatRequest, model: str, trace: RouteTrace) -> ChunkStream:
         """Open a stream and return it once its first chunk has arrived (so failures before the
         first byte can still be retried and reported with a proper HTTP status)."""

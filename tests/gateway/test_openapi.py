@@ -165,7 +165,13 @@ async def test_every_operation_answers_as_documented(tmp_path: Path, fake: FakeU
         streamed = {**example["createChatCompletion"], "stream": True, "stream_options": {"include_usage": True}}
         assert _sse_data(await call("POST", "/v1/chat/completions", json=streamed))[-1] == "[DONE]"
         await call("POST", "/chat/completions", json=example["createChatCompletionUnversioned"])
+        await call("POST", "/v1/completions", json=example["createCompletion"])
+        text_stream = {**example["createCompletion"], "stream": True, "stream_options": {"include_usage": True}}
+        assert _sse_data(await call("POST", "/v1/completions", json=text_stream))[-1] == "[DONE]"
+        await call("POST", "/completions", json=example["createCompletionUnversioned"])
         await call("POST", "/v1/embeddings", json=example["createEmbedding"])
+        await call("POST", "/v1/moderations", json=example["createModeration"])
+        await call("POST", "/v1/messages/count_tokens", json=example["countMessageTokens"])
         await call("POST", "/embeddings", json={**example["createEmbedding"], "encoding_format": "base64"})
         for model in (CHAT, CLAUDE):
             body = {**example["createMessage"], "model": model}

@@ -191,6 +191,7 @@ class FakeUpstream:
             app.router.add_post(path, self._embeddings)
         for path in ("/v1/messages", "/messages"):
             app.router.add_post(path, self._messages)
+        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
         # handler_cancellation: a client that disconnects cancels the handler, which is how the
         # fake observes that the gateway gave up on (cancelled) the upstream call.
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
@@ -259,6 +260,16 @@ class FakeUpstream:
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         return await self._handle(request, "anthropic")
+
+    async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+        """Anthropic's token counter: ``fake_token_count`` of the body (an ``<status>`` behaviour
+        answers with that error instead)."""
+        body = orjson.loads(await request.read())
+        behaviour = self._next(str(body.get("model")))
+        self._record(request, "anthropic", body, behaviour)
+        if behaviour.kind == "error":
+            return _error("anthropic", behaviour.status, "fake upstream count error")
+        return _json({"input_tokens": fake_token_count(body)})
 
     async def _handle(self, request: web.Request, dialect: Dialect) -> web.StreamResponse:
         raw = await request.read()
@@ -449,6 +460,11 @@ def _openai_tool_call_events(entry: Received, call: dict[str, Any]) -> Iterable[
             [], usage={"prompt_tokens": prompt_tokens, "completion_tokens": 3, "total_tokens": prompt_tokens + 3}
         )
     yield b"data: [DONE]\n\n"
+
+
+def fake_token_count(body: dict[str, Any]) -> int:
+    """What the fake's token counter answers: recognisably not an estimate of Bastion's."""
+    return 1000 + 10 * len(body.get("messages") or []) + 100 * len(body.get("tools") or []) + bool(body.get("system"))
 
 
 def _answer_parts(model: str, behaviour: Behaviour) -> list[str]:
