@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bastion.dialects.openai_schema import _first_error
+from bastion.dialects.openai_schema import first_error
 from bastion.errors import InvalidRequest
 
 #: Request fields accepted and not acted on (they tune OpenAI-hosted features a chat upstream lacks).
@@ -87,7 +87,7 @@ def validate_responses_request(body: Any) -> ResponsesRequest:
     try:
         request = ResponsesRequest.model_validate(body)
     except ValidationError as exc:
-        raise _first_error(exc, body) from None
+        raise first_error(exc, body) from None
     if request.background:
         raise InvalidRequest("Invalid request: background responses are not supported.", param="background")
     if request.conversation is not None:
@@ -288,7 +288,7 @@ def _chat_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
         try:
             tool = FunctionTool.model_validate(raw)
         except ValidationError as exc:
-            raise _first_error(exc, raw) from None
+            raise first_error(exc, raw) from None
         function: dict[str, Any] = {"name": tool.name}
         if tool.description is not None:
             function["description"] = tool.description
