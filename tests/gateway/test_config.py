@@ -14,7 +14,7 @@ import yaml
 
 from bastion.config.errors import ConfigError
 from bastion.config.litellm_compat import convert
-from bastion.config.loader import load_settings
+from bastion.config.loader import LOCAL_CHAT_ALIASES, load_settings
 from bastion.config.secret_refs import resolve_secret
 from bastion.providers.base import Deployment
 from bastion.providers.openai import OpenAIProvider
@@ -124,7 +124,7 @@ def test_local_models_and_their_aliases(tmp_path: Path) -> None:
     assert {"local/smollm2", "default", "gpt-4o-mini", "local/minilm", "text-embedding-3-small"} <= names
     # ...and keep them beside a configured model list (adding models must not remove them)...
     names = {n for m in _load(tmp_path, {"models": [_model("mine")]}).models for n in (m.name, *m.aliases)}
-    assert names == {"mine", "local/smollm2", "default", "gpt-4o-mini", "local/minilm", "text-embedding-3-small"}
+    assert names == {"mine", "local/smollm2", *LOCAL_CHAT_ALIASES, "local/minilm", "text-embedding-3-small"}
     # ...unless the configuration turns them off.
     off = {"models": [_model("mine")], "local": {"builtin_aliases": False}}
     names = {n for m in _load(tmp_path, off).models for n in (m.name, *m.aliases)}
