@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bastion.api.common import gateway, new_context
+from bastion.api.common import gateway, new_context, upstream_model_header
 from bastion.api.http import Answer, CancelOnDisconnect, ClientDisconnected, SSEResponse, json_response, read_json
 from bastion.dialects.anthropic import (
     AnthropicStreamEncoder,
@@ -53,7 +53,7 @@ async def messages(request: Request) -> Answer:
         return Response(status_code=499)
     message_id = "msg_" + ctx.request_id.removeprefix("req_")
     # Stages' response headers (x-ratelimit-*); error responses carry them on the exception.
-    headers = {**(ctx.response_headers or {}), "request-id": ctx.request_id}
+    headers = {**(upstream_model_header(ctx) or {}), "request-id": ctx.request_id}
     if isinstance(result, ChatResponse):
         return json_response(openai_response_to_anthropic(result.body, info["model"]), headers=headers)
     return SSEResponse(_encode_stream(result, info["model"], message_id), headers=headers)
