@@ -21,8 +21,10 @@ from bastion.errors import BastionError
 from bastion.providers.base import ChatResponse, ChunkStream, Usage
 
 
-async def _encode_stream(chunks: ChunkStream, model: str, message_id: str) -> AsyncGenerator[bytes, None]:
-    encoder = AnthropicStreamEncoder(model, message_id)
+async def _encode_stream(
+    chunks: ChunkStream, model: str, message_id: str, stop_sequences: list[str]
+) -> AsyncGenerator[bytes, None]:
+    encoder = AnthropicStreamEncoder(model, message_id, stop_sequences=stop_sequences)
     usage = None
     try:
         async for chunk in chunks:
@@ -55,8 +57,9 @@ async def messages(request: Request) -> Answer:
     # Stages' response headers (x-ratelimit-*); error responses carry them on the exception.
     headers = {**(upstream_model_header(ctx) or {}), "request-id": ctx.request_id}
     if isinstance(result, ChatResponse):
-        return json_response(openai_response_to_anthropic(result.body, info["model"]), headers=headers)
-    return SSEResponse(_encode_stream(result, info["model"], message_id), headers=headers)
+        answer = openai_response_to_anthropic(result.body, info["model"], info["stop_sequences"])
+        return json_response(answer, headers=headers)
+    return SSEResponse(_encode_stream(result, info["model"], message_id, info["stop_sequences"]), headers=headers)
 
 
 routes = [Route("/v1/messages", messages, methods=["POST"])]

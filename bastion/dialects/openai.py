@@ -21,6 +21,7 @@ import orjson
 
 from bastion.dialects.errors import openai_error
 from bastion.errors import BastionError
+from bastion.providers.anthropic_common import STOP_SEQUENCE
 from bastion.providers.base import ChunkStream
 
 DONE = b"data: [DONE]\n\n"
@@ -47,19 +48,24 @@ def shape_completion(body: dict[str, Any], model: str) -> dict[str, Any]:
         message.setdefault("role", "assistant")
         message.setdefault("content", None)
         message.setdefault("refusal", None)
-        choices.append({"logprobs": None, **choice, "message": message})
+        shaped = {"logprobs": None, **choice, "message": message}
+        shaped.pop(STOP_SEQUENCE, None)
+        choices.append(shaped)
     return {**body, "object": "chat.completion", "model": model, "choices": choices}
 
 
 def shape_chunk(chunk: dict[str, Any], model: str) -> dict[str, Any]:
     """A ``chat.completion.chunk`` named ``model``; the delta that opens a choice (the one with
-    its ``role``) carries ``refusal: null`` as OpenAI's do. Changes ``chunk`` in place."""
+    its ``role``) carries ``refusal: null`` as OpenAI's do, and Bastion's internal keys go.
+    Changes ``chunk`` in place."""
     chunk["model"] = model
     for choice in chunk.get("choices") or ():
         if isinstance(choice, dict):
             delta = choice.get("delta")
             if isinstance(delta, dict) and "role" in delta and "refusal" not in delta:
                 delta["refusal"] = None
+            if choice.get("finish_reason"):
+                choice.pop(STOP_SEQUENCE, None)
     return chunk
 
 

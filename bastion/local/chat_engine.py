@@ -87,6 +87,8 @@ class GenerationResult:
     generation_s: float = 0.0
     #: The consumer went away and the worker stopped early (such results reach nobody but stats).
     cancelled: bool = False
+    #: The requested stop sequence that ended the answer (None: end of turn, length, cancelled).
+    stop_sequence: str | None = None
 
 
 @dataclass(slots=True)
@@ -412,6 +414,7 @@ class ChatEngine:
                 if job.stop:
                     cut = find_stop(text, job.stop, sent)
                     if cut is not None:
+                        result.stop_sequence = next(s for s in job.stop if text.startswith(s, cut))
                         text, cut_at_stop = text[:cut], True
                         result.finish_reason = "stop"
                         break

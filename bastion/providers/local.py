@@ -25,6 +25,7 @@ from bastion.config.settings import LocalModelSettings
 from bastion.errors import InvalidRequest
 from bastion.local.chat_engine import ChatEngine, GenerationRequest, GenerationResult, get_chat_engine
 from bastion.local.embedder import DIMENSIONS, Embedder, get_embedder
+from bastion.providers.anthropic_common import STOP_SEQUENCE
 from bastion.providers.base import (
     ChatRequest,
     ChatResponse,
@@ -137,6 +138,7 @@ class LocalProvider(Provider):
                     "message": {"role": "assistant", "content": result.text, "refusal": None},
                     "logprobs": None,
                     "finish_reason": result.finish_reason,
+                    **_stopped_on(result),
                 }
             ],
             "usage": usage.to_openai(),
@@ -170,7 +172,9 @@ class LocalProvider(Provider):
             while isinstance(item, str):
                 yield chunk({"content": item})
                 item = await items.__anext__()
-            yield chunk({}, item.finish_reason)
+            end = chunk({}, item.finish_reason)
+            end["choices"][0].update(_stopped_on(item))
+            yield end
             usage = Usage(prompt_tokens=item.prompt_tokens, completion_tokens=item.completion_tokens)
             yield {**head, "choices": [], "usage": usage.to_openai()}
         finally:
@@ -191,6 +195,12 @@ class LocalProvider(Provider):
         await self._loaded()
         vectors, tokens = await self.embedder.embed(inputs)
         return EmbeddingResponse(vectors=vectors, usage=Usage(prompt_tokens=tokens))
+
+
+def _stopped_on(result: GenerationResult) -> dict[str, str]:
+    """The choice's internal key naming the stop sequence that ended it (the Anthropic dialect's
+    ``stop_sequence``), when one did."""
+    return {STOP_SEQUENCE: result.stop_sequence} if result.stop_sequence is not None else {}
 
 
 def _completion_id() -> str:

@@ -9,6 +9,7 @@ import pytest
 
 from bastion.config.settings import DeploymentSettings, LocalModelSettings, TimeoutSettings
 from bastion.errors import InvalidRequest, UpstreamUnavailable
+from bastion.providers.anthropic_common import STOP_SEQUENCE
 from bastion.providers.base import ChatRequest, Deployment
 from bastion.providers.local import LocalProvider, to_generation_request, to_local_messages
 from tests.local.conftest import LONG_PROMPT, SHORT_PROMPT, needs_embedder, needs_llama
@@ -177,3 +178,21 @@ async def test_missing_model_is_a_503_naming_the_extra(tmp_path: Path) -> None:
     assert not embedder.loadable()
     with pytest.raises(UpstreamUnavailable, match=r"bastion\[local\]"):
         await embedder.embed(["hello"])
+
+
+@needs_llama
+async def test_the_stop_sequence_that_ended_an_answer_is_named() -> None:
+    chat = provider("smollm2")
+    body: dict[str, Any] = {"model": "local/smollm2", "messages": LONG_PROMPT, "max_tokens": 24, "temperature": 0}
+    free = await chat.chat(ChatRequest(body=body, request_id="r-free"))
+    text = free.body["choices"][0]["message"]["content"]
+    words = text.split()
+    assert len(words) >= 3, text
+    stop = words[2]  # greedy decoding: the same answer reaches this word again
+    body["stop"] = ["never-generated-zzz", stop]
+    stopped = (await chat.chat(ChatRequest(body=body, request_id="r-stop"))).body["choices"][0]
+    assert stopped["finish_reason"] == "stop" and stopped[STOP_SEQUENCE] == stop
+    assert stop not in stopped["message"]["content"]
+    chunks = [c async for c in chat.stream_chat(ChatRequest(body={**body, "stream": True}, request_id="r-s"))]
+    (finish,) = [c["choices"][0] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    assert finish["finish_reason"] == "stop" and finish[STOP_SEQUENCE] == stop
