@@ -93,7 +93,7 @@ class Router:
 
     async def chat(self, request: ChatRequest, model: str, trace: RouteTrace) -> ChatResponse:
         async def call(target: Target) -> ChatResponse:
-            return await target.provider.chat(request)
+            return await target.provider.chat(target.provider.admit(request))
 
         result, target = await self._run(model, "chat", trace, call)
         self._finish(target, trace, ok=True)
@@ -114,7 +114,7 @@ class Router:
         first byte can still be retried and reported with a proper HTTP status)."""
 
         async def call(target: Target) -> tuple[dict[str, Any], ChunkStream]:
-            chunks = target.provider.stream_chat(request)
+            chunks = target.provider.stream_chat(target.provider.admit(request))
             try:
                 first = await chunks.__anext__()
             except StopAsyncIteration:

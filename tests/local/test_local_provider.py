@@ -30,8 +30,7 @@ async def test_chat_is_an_openai_chat_completion() -> None:
     chat = provider("smollm2")
     await chat.warm()
     assert await chat.check_ready()
-    tools = [{"type": "function", "function": {"name": "noop", "parameters": {"type": "object"}}}]
-    body = {"model": "local/smollm2", "messages": SHORT_PROMPT, "max_tokens": 12, "seed": 3, "tools": tools}
+    body = {"model": "local/smollm2", "messages": SHORT_PROMPT, "max_tokens": 12, "seed": 3}
     response = await chat.chat(ChatRequest(body=body, request_id="r1"))
     data = response.body
     assert data["id"].startswith("chatcmpl-")
@@ -196,3 +195,20 @@ async def test_the_stop_sequence_that_ended_an_answer_is_named() -> None:
     chunks = [c async for c in chat.stream_chat(ChatRequest(body={**body, "stream": True}, request_id="r-s"))]
     (finish,) = [c["choices"][0] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
     assert finish["finish_reason"] == "stop" and finish[STOP_SEQUENCE] == stop
+
+
+def test_tools_are_refused_unless_the_deployment_ignores_them() -> None:
+    tools = [{"type": "function", "function": {"name": "noop", "parameters": {"type": "object"}}}]
+    body = {"model": "local/smollm2", "messages": SHORT_PROMPT, "tools": tools, "tool_choice": "auto"}
+    chat = provider("smollm2")
+    assert chat.deployment.tools == "reject"
+    with pytest.raises(InvalidRequest) as caught:
+        chat.admit(ChatRequest(body=body, request_id="r"))
+    assert caught.value.param == "tools" and "'local/smollm2' cannot call tools" in caught.value.message
+    plain = ChatRequest(body={"model": "local/smollm2", "messages": SHORT_PROMPT}, request_id="r")
+    assert chat.admit(plain) is plain
+
+    chat.deployment.settings = chat.deployment.settings.model_copy(update={"tools": "ignore"})
+    admitted = chat.admit(ChatRequest(body=body, request_id="r", stream=True))
+    assert admitted.body == {"model": "local/smollm2", "messages": SHORT_PROMPT} and admitted.stream
+    assert "tools" in body  # the caller's body is not changed
