@@ -8,8 +8,9 @@ the gateway cannot tell the local model from a remote one.
 tools reliably), unless the deployment says ``tools: ignore`` (``Provider.admit``). ``logprobs`` and
 ``top_logprobs`` are served from the model's own distribution. What else the 135M-parameter model
 cannot do is accepted and ignored, so clients written for bigger models keep working:
-``logit_bias``, images in content parts, ``user``, ``metadata`` and ``store``. ``n`` must be 1. Tool results in the conversation are shown
-to the model as user text (``Tool result (name): ...``) and earlier tool calls as assistant text.
+``logit_bias``, images in content parts, ``user``, ``metadata`` and ``store``. ``n`` must be 1.
+Tool results in the conversation are shown to the model as user text (``Tool result (name):
+...``) and earlier tool calls as assistant text.
 """
 
 from __future__ import annotations

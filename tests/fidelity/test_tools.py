@@ -32,7 +32,7 @@ async def test_tools_to_a_model_that_cannot_call_them_are_a_400(
 ) -> None:
     async with fidelity_gateway(tmp_path, fake, models=_models(fake, "reject")) as env:
         for stream in (False, True):
-            body = {"model": CHAT, "messages": USER, "tools": [TOOL], "stream": stream}
+            body: dict[str, Any] = {"model": CHAT, "messages": USER, "tools": [TOOL], "stream": stream}
             response = await env.client.post("/v1/chat/completions", json=body)
             assert response.status_code == 400
             validate("ErrorResponse", response.json())
