@@ -25,7 +25,13 @@ import structlog
 
 from bastion.config.settings import LocalModelSettings
 from bastion.errors import InvalidRequest
-from bastion.local.chat_engine import ChatEngine, GenerationRequest, GenerationResult, get_chat_engine
+from bastion.local.chat_engine import (
+    ChatEngine,
+    GenerationRequest,
+    GenerationResult,
+    TokenLogprobs,
+    get_chat_engine,
+)
 from bastion.local.embedder import DIMENSIONS, Embedder, get_embedder
 from bastion.providers.anthropic_common import STOP_SEQUENCE
 from bastion.providers.base import (
@@ -44,6 +50,8 @@ CHAT_MODEL = "smollm2"
 EMBEDDING_MODEL = "minilm"
 SYSTEM_FINGERPRINT = "fp_local_smollm2_q4_1"
 _TEXT_PARTS = ("text", "input_text", "output_text")
+#: OpenAI's bound on ``top_logprobs``.
+MAX_TOP_LOGPROBS = 20
 
 
 class LocalProvider(Provider):
@@ -138,7 +146,7 @@ class LocalProvider(Provider):
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": result.text, "refusal": None},
-                    "logprobs": None,
+                    "logprobs": _choice_logprobs(result.logprobs),
                     "finish_reason": result.finish_reason,
                     **_stopped_on(result),
                 }
@@ -170,9 +178,16 @@ class LocalProvider(Provider):
             # the first token, as OpenAI's does.
             first = await items.__anext__()
             yield chunk({"role": "assistant", "content": "", "refusal": None})
-            item: str | GenerationResult = first
-            while isinstance(item, str):
-                yield chunk({"content": item})
+            item: str | TokenLogprobs | GenerationResult = first
+            logprobs: list[dict[str, Any]] | None = None
+            while not isinstance(item, GenerationResult):
+                if isinstance(item, TokenLogprobs):
+                    logprobs = item.entries
+                else:
+                    content = chunk({"content": item})
+                    content["choices"][0]["logprobs"] = _choice_logprobs(logprobs)
+                    logprobs = None
+                    yield content
                 item = await items.__anext__()
             end = chunk({}, item.finish_reason)
             end["choices"][0].update(_stopped_on(item))
@@ -197,6 +212,10 @@ class LocalProvider(Provider):
         await self._loaded()
         vectors, tokens = await self.embedder.embed(inputs)
         return EmbeddingResponse(vectors=vectors, usage=Usage(prompt_tokens=tokens))
+
+
+def _choice_logprobs(entries: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    return None if entries is None else {"content": entries, "refusal": None}
 
 
 def _stopped_on(result: GenerationResult) -> dict[str, str]:
@@ -229,6 +248,14 @@ def to_generation_request(body: dict[str, Any]) -> GenerationRequest:
     response_format = body.get("response_format")
     if response_format is not None and not isinstance(response_format, dict):
         raise InvalidRequest("response_format must be an object", param="response_format")
+    logprobs, top_logprobs = body.get("logprobs"), body.get("top_logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool):
+        raise InvalidRequest("logprobs must be a boolean", param="logprobs")
+    if top_logprobs is not None:
+        if not _is_int(top_logprobs) or not 0 <= top_logprobs <= MAX_TOP_LOGPROBS:
+            raise InvalidRequest(f"top_logprobs must be an integer from 0 to {MAX_TOP_LOGPROBS}", param="top_logprobs")
+        if top_logprobs and not logprobs:
+            raise InvalidRequest("top_logprobs needs logprobs set to true", param="top_logprobs")
     return GenerationRequest(
         messages=to_local_messages(body.get("messages")),
         max_tokens=max_tokens,
@@ -239,6 +266,8 @@ def to_generation_request(body: dict[str, Any]) -> GenerationRequest:
         response_format=response_format,
         frequency_penalty=_number(body, "frequency_penalty", 0.0, -2.0, 2.0),
         presence_penalty=_number(body, "presence_penalty", 0.0, -2.0, 2.0),
+        logprobs=bool(logprobs),
+        top_logprobs=top_logprobs or 0,
     )
 
 

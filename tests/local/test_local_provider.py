@@ -13,6 +13,7 @@ from bastion.providers.anthropic_common import STOP_SEQUENCE
 from bastion.providers.base import ChatRequest, Deployment
 from bastion.providers.local import LocalProvider, to_generation_request, to_local_messages
 from tests.local.conftest import LONG_PROMPT, SHORT_PROMPT, needs_embedder, needs_llama
+from tests.support.openai_spec import validate
 
 LOCAL = LocalModelSettings(n_ctx=1024, max_queue=8, default_max_tokens=32)
 
@@ -212,3 +213,58 @@ def test_tools_are_refused_unless_the_deployment_ignores_them() -> None:
     admitted = chat.admit(ChatRequest(body=body, request_id="r", stream=True))
     assert admitted.body == {"model": "local/smollm2", "messages": SHORT_PROMPT} and admitted.stream
     assert "tools" in body  # the caller's body is not changed
+
+
+@needs_llama
+async def test_logprobs_are_the_models_own_in_the_openai_shape() -> None:
+    chat = provider("smollm2")
+    body: dict[str, Any] = {
+        "model": "local/smollm2",
+        "messages": LONG_PROMPT,
+        "max_tokens": 8,
+        "temperature": 0,
+        "logprobs": True,
+        "top_logprobs": 3,
+    }
+    response = await chat.chat(ChatRequest(body=body, request_id="r-lp"))
+    validate("CreateChatCompletionResponse", response.body)
+    choice = response.body["choices"][0]
+    entries = choice["logprobs"]["content"]
+    assert response.usage is not None and len(entries) == response.usage.completion_tokens
+    # The tokens spell the answer, and greedy decoding picked each one's most likely token.
+    assert "".join(e["token"] for e in entries) == choice["message"]["content"]
+    for entry in entries:
+        assert entry["logprob"] <= 0 and len(entry["top_logprobs"]) == 3
+        best = entry["top_logprobs"][0]
+        assert best["token"] == entry["token"] and abs(best["logprob"] - entry["logprob"]) < 1e-6
+        assert [t["logprob"] for t in entry["top_logprobs"]] == sorted(
+            (t["logprob"] for t in entry["top_logprobs"]), reverse=True
+        )
+
+    chunks = [c async for c in chat.stream_chat(ChatRequest(body={**body, "stream": True}, request_id="r-lps"))]
+    for chunk in chunks:
+        validate("CreateChatCompletionStreamResponse", chunk)
+    streamed = [
+        e
+        for c in chunks
+        if c["choices"] and c["choices"][0]["logprobs"]
+        for e in c["choices"][0]["logprobs"]["content"]
+    ]
+    assert [e["token"] for e in streamed] == [e["token"] for e in entries]
+
+    plain = await chat.chat(ChatRequest(body={**body, "logprobs": False, "top_logprobs": 0}, request_id="r-np"))
+    assert plain.body["choices"][0]["logprobs"] is None
+
+
+def test_logprobs_parameters_are_checked() -> None:
+    base = {"messages": SHORT_PROMPT}
+    for bad, param in (
+        ({"top_logprobs": 2}, "top_logprobs"),
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ({"logprobs": "yes"}, "logprobs"),
+    ):
+        with pytest.raises(InvalidRequest) as caught:
+            to_generation_request({**base, **bad})
+        assert caught.value.param == param
+    request = to_generation_request({**base, "logprobs": True, "top_logprobs": 5})
+    assert request.logprobs and request.top_logprobs == 5
