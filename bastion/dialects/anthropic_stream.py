@@ -37,7 +37,7 @@ def error_event(error: BastionError) -> bytes:
 class AnthropicStreamEncoder:
     """Turns OpenAI chunks into Anthropic SSE bytes, one chunk at a time, without buffering text.
 
-    Only the first choice is encoded (``n>1`` is refused before a call is made). Reasoning deltas
+    Only the first choice is encoded (the Anthropic dialect has no ``n``). Reasoning deltas
     (``reasoning_content``) are dropped: an Anthropic thinking block needs a signature Bastion
     cannot produce.
     """

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from bastion.config.settings import DeploymentSettings, TimeoutSettings
 from bastion.errors import InvalidRequest
@@ -115,6 +115,9 @@ class Provider(abc.ABC):
     Errors are raised as ``bastion.errors.UpstreamError`` subclasses with ``retryable`` set, so
     the router can decide about retries without knowing the provider.
     """
+
+    #: Whether the upstream answers ``n > 1`` itself; if not, ``providers.fanout`` makes ``n`` calls.
+    native_n: ClassVar[bool] = False
 
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment

@@ -4,13 +4,14 @@ Answers are shaped exactly like OpenAI's (``chat.completion`` / ``chat.completio
 chunk first, a ``finish_reason`` chunk, then a usage-only chunk with ``choices: []``), so the rest of
 the gateway cannot tell the local model from a remote one.
 
-``tools`` are refused with a 400 before the call reaches this provider (the model cannot call
-tools reliably), unless the deployment says ``tools: ignore`` (``Provider.admit``). ``logprobs`` and
+``tools`` are refused with a 400 before the call reaches this provider (the model cannot call tools
+reliably), unless the deployment says ``tools: ignore`` (``Provider.admit``). ``logprobs`` and
 ``top_logprobs`` are served from the model's own distribution. What else the 135M-parameter model
 cannot do is accepted and ignored, so clients written for bigger models keep working:
-``logit_bias``, images in content parts, ``user``, ``metadata`` and ``store``. ``n`` must be 1.
-Tool results in the conversation are shown to the model as user text (``Tool result (name):
-...``) and earlier tool calls as assistant text.
+``logit_bias``, images in content parts, ``user``, ``metadata`` and ``store``. One choice per call:
+``n > 1`` is served by several calls (``providers.fanout``). Tool results in the conversation are
+shown to the model as user text (``Tool result (name): ...``) and earlier tool calls as assistant
+text.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ import structlog
 from bastion.config.settings import RouterSettings
 from bastion.errors import BastionError, ModelNotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from bastion.observability.metrics import FALLBACKS, RETRIES
+from bastion.providers import fanout
 from bastion.providers.base import ChatRequest, ChatResponse, ChunkStream, EmbeddingResponse
 from bastion.routing.strategies import make_strategy
 from bastion.routing.target import ModelGroup, Target
@@ -93,7 +94,7 @@ class Router:
 
     async def chat(self, request: ChatRequest, model: str, trace: RouteTrace) -> ChatResponse:
         async def call(target: Target) -> ChatResponse:
-            return await target.provider.chat(target.provider.admit(request))
+            return await fanout.chat(target.provider, target.provider.admit(request))
 
         result, target = await self._run(model, "chat", trace, call)
         self._finish(target, trace, ok=True)
@@ -114,7 +115,7 @@ class Router:
         first byte can still be retried and reported with a proper HTTP status)."""
 
         async def call(target: Target) -> tuple[dict[str, Any], ChunkStream]:
-            chunks = target.provider.stream_chat(target.provider.admit(request))
+            chunks = fanout.stream(target.provider, target.provider.admit(request))
             try:
                 first = await chunks.__anext__()
             except StopAsyncIteration:
