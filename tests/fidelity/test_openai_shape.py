@@ -98,3 +98,13 @@ async def test_anthropic_dialect_names_the_alias_too(tmp_path: Path, db_path: Pa
             events = anthropic_events(response.content)
             assert events[0]["message"]["model"] == alias
             assert response.headers[UPSTREAM_HEADER] == upstream
+
+
+async def test_an_error_mid_stream_has_anthropics_shape(tmp_path: Path, db_path: Path, fake: FakeUpstream) -> None:
+    fake.script(CLAUDE_UPSTREAM, ["stream_error"])
+    body = {"model": CLAUDE, "messages": USER, "max_tokens": 20, "stream": True}
+    async with fidelity_gateway(tmp_path, fake) as env:
+        response = await env.client.post("/v1/messages", json=body)
+    events = anthropic_events(response.content)
+    error = anthropic.types.ErrorResponse.model_validate(events[-1])
+    assert error.type == "error" and API_KEY not in error.error.message

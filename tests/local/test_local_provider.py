@@ -268,3 +268,16 @@ def test_logprobs_parameters_are_checked() -> None:
         assert caught.value.param == param
     request = to_generation_request({**base, "logprobs": True, "top_logprobs": 5})
     assert request.logprobs and request.top_logprobs == 5
+
+
+@needs_llama
+async def test_n_choices_from_the_local_model_are_separate_generations() -> None:
+    from bastion.providers import fanout
+
+    chat = provider("smollm2")
+    body = {"model": "local/smollm2", "messages": SHORT_PROMPT, "max_tokens": 6, "n": 2, "seed": 5}
+    response = await fanout.chat(chat, ChatRequest(body=body, request_id="r-n"))
+    validate("CreateChatCompletionResponse", response.body)
+    assert [c["index"] for c in response.body["choices"]] == [0, 1]
+    assert response.usage is not None and response.usage.completion_tokens <= 12
+    assert response.body["usage"]["completion_tokens"] == response.usage.completion_tokens
