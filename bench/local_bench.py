@@ -42,7 +42,7 @@ async def bench_chat() -> None:
         async for item in engine.stream(request):
             if isinstance(item, str):
                 first_chunk = first_chunk or time.perf_counter() - sent
-            else:
+            elif isinstance(item, GenerationResult):
                 result = item
         assert result is not None and result.time_to_first_token_s is not None
         decode_s = result.generation_s - result.time_to_first_token_s

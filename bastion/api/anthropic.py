@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bastion.api.common import authenticate_request, gateway, new_context
+from bastion.api.common import authenticate_request, gateway, new_context, upstream_model_header
 from bastion.api.http import Answer, CancelOnDisconnect, ClientDisconnected, SSEResponse, json_response, read_json
 from bastion.auth.principal import Permission
 from bastion.dialects.anthropic import (
@@ -27,8 +27,10 @@ from bastion.usage import count_messages, count_tools
 log = structlog.get_logger("bastion.gateway")
 
 
-async def _encode_stream(chunks: ChunkStream, model: str, message_id: str) -> AsyncGenerator[bytes, None]:
-    encoder = AnthropicStreamEncoder(model, message_id)
+async def _encode_stream(
+    chunks: ChunkStream, model: str, message_id: str, stop_sequences: list[str]
+) -> AsyncGenerator[bytes, None]:
+    encoder = AnthropicStreamEncoder(model, message_id, stop_sequences=stop_sequences)
     usage = None
     try:
         async for chunk in chunks:
@@ -59,10 +61,11 @@ async def messages(request: Request) -> Answer:
         return Response(status_code=499)
     message_id = "msg_" + ctx.request_id.removeprefix("req_")
     # Stages' response headers (x-ratelimit-*); error responses carry them on the exception.
-    headers = {**(ctx.response_headers or {}), "request-id": ctx.request_id}
+    headers = {**(upstream_model_header(ctx) or {}), "request-id": ctx.request_id}
     if isinstance(result, ChatResponse):
-        return json_response(openai_response_to_anthropic(result.body, info["model"]), headers=headers)
-    return SSEResponse(_encode_stream(result, info["model"], message_id), headers=headers)
+        answer = openai_response_to_anthropic(result.body, info["model"], info["stop_sequences"])
+        return json_response(answer, headers=headers)
+    return SSEResponse(_encode_stream(result, info["model"], message_id, info["stop_sequences"]), headers=headers)
 
 
 async def count_tokens(request: Request) -> Response:

@@ -61,3 +61,16 @@ async def authenticate_request(request: Request, permission: Permission | None =
     principal = await gateway(request).services.authenticator.authenticate(request.headers)
     _state(request)["principal"] = principal
     return require(principal, permission)
+
+
+#: The deployment's own model name, for clients that want it: answers are named by the alias.
+UPSTREAM_MODEL_HEADER = "x-bastion-upstream-model"
+
+
+def upstream_model_header(ctx: RequestContext) -> dict[str, str] | None:
+    """The stages' response headers (x-ratelimit-*) plus the upstream's model name, when a
+    deployment answered (error responses carry their headers on the exception)."""
+    model = ctx.trace.upstream_model
+    if model is None:
+        return ctx.response_headers
+    return {**(ctx.response_headers or {}), UPSTREAM_MODEL_HEADER: model}

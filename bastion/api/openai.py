@@ -8,10 +8,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bastion.api.common import authenticate_request, gateway, new_context
+from bastion.api.common import authenticate_request, gateway, new_context, upstream_model_header
 from bastion.api.http import Answer, CancelOnDisconnect, ClientDisconnected, SSEResponse, json_response, read_json
 from bastion.dialects.extension import FIELD, parse_extension
-from bastion.dialects.openai import base64_floats, encode_stream
+from bastion.dialects.openai import base64_floats, encode_stream, shape_completion
 from bastion.dialects.openai_schema import validate_chat_request, validate_embedding_request
 from bastion.errors import InvalidRequest, ModelNotFound
 from bastion.providers.base import ChatResponse
@@ -32,10 +32,10 @@ async def chat_completions(request: Request) -> Answer:
     except ClientDisconnected:
         return Response(status_code=499)
     # Stages' response headers (x-ratelimit-*); error responses carry them on the exception.
-    headers = ctx.response_headers
+    headers = upstream_model_header(ctx)
     if isinstance(result, ChatResponse):
-        return json_response(result.body, headers=headers)
-    return SSEResponse(encode_stream(result, ctx.include_usage), headers=headers)
+        return json_response(shape_completion(result.body, parsed.model), headers=headers)
+    return SSEResponse(encode_stream(result, ctx.include_usage, parsed.model), headers=headers)
 
 
 def _encode_vector(vector: list[float], encoding: str) -> list[float] | str:

@@ -46,6 +46,12 @@ class DeploymentSettings(Strict):
         description="Provider local: load the model at start-up, in the background (false: on its first "
         "request). The embedded models that a config with models of its own does not list are added with false.",
     )
+    tools: Literal["call", "reject", "ignore"] | None = Field(
+        None,
+        description="What a request with `tools` gets from this deployment: `call` (the model calls tools), "
+        "`reject` (400 naming the model), `ignore` (tools are dropped and the request answered as plain chat). "
+        "Default: `call` for openai and anthropic, `reject` for local (smollm2 cannot call tools).",
+    )
 
 
 class ModelSettings(Strict):

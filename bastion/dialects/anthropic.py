@@ -39,6 +39,7 @@ from bastion.providers.anthropic_common import (
     anthropic_stop_reason,
     anthropic_usage,
     data_url,
+    matched_stop_sequence,
     message_id_for,
     new_message_id,
     new_tool_id,
@@ -66,8 +67,8 @@ __all__ = [
 def parse_anthropic_request(raw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """Validate an Anthropic Messages request and translate it to an OpenAI chat-completions body.
 
-    Returns ``(openai_body, info)``; ``info`` has ``model``, ``stream``, ``max_tokens`` and
-    ``cache_control`` (whether any ``cache_control`` marker was present). Raises
+    Returns ``(openai_body, info)``; ``info`` has ``model``, ``stream``, ``max_tokens``,
+    ``stop_sequences`` and ``cache_control`` (whether any ``cache_control`` marker was present). Raises
     ``InvalidRequest`` with the offending field in ``param``.
     """
     request = validate_request(raw)
@@ -125,6 +126,7 @@ def parse_anthropic_request(raw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         "model": request.model,
         "stream": stream,
         "max_tokens": request.max_tokens,
+        "stop_sequences": list(request.stop_sequences or ()),
         "cache_control": has_cache_control(raw),
     }
     return body, info
@@ -289,8 +291,11 @@ def _tool(tool: dict[str, Any]) -> dict[str, Any]:
 # --- response: OpenAI -> Anthropic ---------------------------------------------------------------
 
 
-def openai_response_to_anthropic(body: dict[str, Any], model: str) -> dict[str, Any]:
-    """An OpenAI ``chat.completion`` as an Anthropic Message (``model`` is what the client asked for)."""
+def openai_response_to_anthropic(
+    body: dict[str, Any], model: str, stop_sequences: list[str] | None = None
+) -> dict[str, Any]:
+    """An OpenAI ``chat.completion`` as an Anthropic Message (``model`` is what the client asked
+    for; ``stop_sequences`` what it asked to stop on, to name the one that matched)."""
     choices = body.get("choices") or [{}]
     choice = choices[0] if isinstance(choices[0], dict) else {}
     message = choice.get("message") or {}
@@ -315,7 +320,10 @@ def openai_response_to_anthropic(body: dict[str, Any], model: str) -> dict[str, 
                 "input": tool_input(function.get("arguments")),
             }
         )
-    stop_reason = anthropic_stop_reason(finish)
+    stop_sequence = matched_stop_sequence(choice, stop_sequences or [])
+    stop_reason = anthropic_stop_reason(finish, stop_sequence)
+    if stop_reason != "stop_sequence":
+        stop_sequence = None
     if stop_reason == "end_turn" and any(block["type"] == "tool_use" for block in content):
         stop_reason = "tool_use"  # some servers say "stop" after tool calls
     return {
@@ -325,6 +333,6 @@ def openai_response_to_anthropic(body: dict[str, Any], model: str) -> dict[str, 
         "model": model,
         "content": content,
         "stop_reason": stop_reason,
-        "stop_sequence": None,
+        "stop_sequence": stop_sequence,
         "usage": anthropic_usage(body.get("usage")),
     }

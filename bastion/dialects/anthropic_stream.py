@@ -16,7 +16,12 @@ import orjson
 
 from bastion.dialects.errors import anthropic_error
 from bastion.errors import BastionError
-from bastion.providers.anthropic_common import anthropic_stop_reason, anthropic_usage, new_tool_id
+from bastion.providers.anthropic_common import (
+    anthropic_stop_reason,
+    anthropic_usage,
+    matched_stop_sequence,
+    new_tool_id,
+)
 from bastion.providers.base import Usage
 
 
@@ -32,13 +37,18 @@ def error_event(error: BastionError) -> bytes:
 class AnthropicStreamEncoder:
     """Turns OpenAI chunks into Anthropic SSE bytes, one chunk at a time, without buffering text.
 
-    Only the first choice is encoded (``n>1`` is refused before a call is made). Reasoning deltas
+    Only the first choice is encoded (the Anthropic dialect has no ``n``). Reasoning deltas
     (``reasoning_content``) are dropped: an Anthropic thinking block needs a signature Bastion
     cannot produce.
     """
 
-    def __init__(self, model: str, message_id: str, input_tokens: int = 0) -> None:
+    def __init__(
+        self, model: str, message_id: str, input_tokens: int = 0, stop_sequences: list[str] | None = None
+    ) -> None:
         self.model = model
+        #: What the client asked to stop on, to name the one that ended the answer.
+        self.stop_sequences = stop_sequences or []
+        self._stop_sequence: str | None = None
         self.message_id = message_id
         self.input_tokens = input_tokens
         self._started = False
@@ -93,6 +103,7 @@ class AnthropicStreamEncoder:
                     out.append(self._tool_call(call))
             if choice.get("finish_reason"):
                 self._finish_reason = choice["finish_reason"]
+                self._stop_sequence = matched_stop_sequence(choice, self.stop_sequences)
         return b"".join(out)
 
     def finish(self, usage: Usage | None = None) -> bytes:
@@ -113,15 +124,16 @@ class AnthropicStreamEncoder:
         elif self._usage is None:
             # Nothing known: report only what the SDKs require, so the start-time count survives.
             counts = {"output_tokens": 0}
-        stop_reason = anthropic_stop_reason(self._finish_reason)
+        stop_reason = anthropic_stop_reason(self._finish_reason, self._stop_sequence)
         if stop_reason == "end_turn" and self._tools:
             stop_reason = "tool_use"  # some servers finish tool calls with "stop"
+        stop_sequence = self._stop_sequence if stop_reason == "stop_sequence" else None
         out.append(
             sse_event(
                 "message_delta",
                 {
                     "type": "message_delta",
-                    "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                    "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
                     "usage": counts,
                 },
             )

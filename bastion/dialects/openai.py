@@ -1,5 +1,13 @@
 """OpenAI dialect output: chat completions as JSON and as ``data:`` server-sent events, and
-embeddings in the ``base64`` encoding."""
+embeddings in the ``base64`` encoding.
+
+Every chat answer leaves through ``shape_completion`` / ``shape_chunk`` whatever produced it (an
+OpenAI-compatible upstream, the Anthropic or local provider, the output guard), so the fields the
+official schema requires are always there: upstreams such as vLLM and Ollama omit
+``message.refusal`` and ``logprobs``. They also apply the one rule for the ``model`` field: the
+name the client asked for (see docs/API.md, "The model field"); the upstream's own model name
+goes in the ``x-bastion-upstream-model`` header and the ledger.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +21,7 @@ import orjson
 
 from bastion.dialects.errors import openai_error
 from bastion.errors import BastionError
+from bastion.providers.anthropic_common import STOP_SEQUENCE
 from bastion.providers.base import ChunkStream
 
 DONE = b"data: [DONE]\n\n"
@@ -23,14 +32,49 @@ def sse(payload: dict[str, Any]) -> bytes:
 
 
 def error_event(error: BastionError) -> bytes:
-    # The OpenAI SDKs raise APIError when a data event carries an "error" object.
+    """``{"error": {"message", "type", "param", "code"}}``, the spec's full error shape: the OpenAI
+    SDKs raise APIError when a data event carries an "error" object."""
     return sse(openai_error(error))
 
 
-async def encode_stream(chunks: ChunkStream, include_usage: bool) -> AsyncGenerator[bytes, None]:
-    """Encode chunks as OpenAI SSE; usage goes out only if the client asked for it."""
+def shape_completion(body: dict[str, Any], model: str) -> dict[str, Any]:
+    """A ``chat.completion`` as the spec requires it, named ``model``; the input is not changed."""
+    choices = []
+    for choice in body.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        message = choice.get("message")
+        message = dict(message) if isinstance(message, dict) else {"role": "assistant"}
+        message.setdefault("role", "assistant")
+        message.setdefault("content", None)
+        message.setdefault("refusal", None)
+        shaped = {"logprobs": None, **choice, "message": message}
+        shaped.pop(STOP_SEQUENCE, None)
+        choices.append(shaped)
+    return {**body, "object": "chat.completion", "model": model, "choices": choices}
+
+
+def shape_chunk(chunk: dict[str, Any], model: str) -> dict[str, Any]:
+    """A ``chat.completion.chunk`` named ``model``; the delta that opens a choice (the one with
+    its ``role``) carries ``refusal: null`` as OpenAI's do, and Bastion's internal keys go.
+    Changes ``chunk`` in place."""
+    chunk["model"] = model
+    for choice in chunk.get("choices") or ():
+        if isinstance(choice, dict):
+            delta = choice.get("delta")
+            if isinstance(delta, dict) and "role" in delta and "refusal" not in delta:
+                delta["refusal"] = None
+            if choice.get("finish_reason"):
+                choice.pop(STOP_SEQUENCE, None)
+    return chunk
+
+
+async def encode_stream(chunks: ChunkStream, include_usage: bool, model: str) -> AsyncGenerator[bytes, None]:
+    """Encode chunks as OpenAI SSE, each named ``model``; usage goes out only if the client
+    asked for it."""
     try:
         async for chunk in chunks:
+            chunk = shape_chunk(chunk, model)
             if "usage" in chunk and chunk["usage"] is not None:
                 if not include_usage:
                     if not chunk.get("choices"):

@@ -82,6 +82,17 @@ class GenerationRequest:
     #: Continue this text as it is, without the chat template (a legacy text completion);
     #: ``messages`` is then unused.
     raw_prompt: str | None = None
+    #: Report each answer token's log probability, with this many most likely alternatives.
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+
+@dataclass(slots=True)
+class TokenLogprobs:
+    """The log probabilities of the tokens behind the text delta that follows (OpenAI's
+    ``ChatCompletionTokenLogprob`` dicts); streams carry one before each delta when asked for."""
+
+    entries: list[dict[str, Any]]
 
 
 @dataclass(slots=True)
@@ -98,6 +109,10 @@ class GenerationResult:
     generation_s: float = 0.0
     #: The consumer went away and the worker stopped early (such results reach nobody but stats).
     cancelled: bool = False
+    #: The requested stop sequence that ended the answer (None: end of turn, length, cancelled).
+    stop_sequence: str | None = None
+    #: Every answer token's log probability, when asked for (filled by ``complete()``).
+    logprobs: list[dict[str, Any]] | None = None
 
 
 @dataclass(slots=True)
@@ -281,8 +296,9 @@ class ChatEngine:
 
     # -- public calls -----------------------------------------------------------------------------
 
-    async def stream(self, request: GenerationRequest) -> AsyncGenerator[str | GenerationResult, None]:
-        """Yield text deltas as they are generated, then one ``GenerationResult``.
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[str | TokenLogprobs | GenerationResult, None]:
+        """Yield text deltas as they are generated (each after the ``TokenLogprobs`` of its
+        tokens, when ``request.logprobs``), then one ``GenerationResult``.
 
         Raises ``InvalidRequest`` (bad parameters, prompt too long) or ``UpstreamUnavailable``
         (queue full, model missing) before the first item. Closing the generator early cancels.
@@ -294,10 +310,10 @@ class ChatEngine:
         queued_at = perf_counter()
         slot = await self._pool.acquire()
         queue_s = perf_counter() - queued_at
-        items: asyncio.Queue[str | GenerationResult | BaseException] = asyncio.Queue()
+        items: asyncio.Queue[str | TokenLogprobs | GenerationResult | BaseException] = asyncio.Queue()
         cancel = threading.Event()
 
-        def put(item: str | GenerationResult | BaseException) -> None:
+        def put(item: str | TokenLogprobs | GenerationResult | BaseException) -> None:
             try:
                 loop.call_soon_threadsafe(items.put_nowait, item)
             except RuntimeError:  # the loop is gone, so is the consumer
@@ -312,7 +328,7 @@ class ChatEngine:
         try:
             while True:
                 item = await items.get()
-                if isinstance(item, str):
+                if isinstance(item, str | TokenLogprobs):
                     yield item
                 elif isinstance(item, GenerationResult):
                     item.queue_s = queue_s
@@ -333,13 +349,17 @@ class ChatEngine:
     async def complete(self, request: GenerationRequest) -> GenerationResult:
         """Generate the whole answer; cancelling the awaiting task stops the worker."""
         parts: list[str] = []
+        logprobs: list[dict[str, Any]] = []
         stream = self.stream(request)
         try:
             async for item in stream:
                 if isinstance(item, str):
                     parts.append(item)
+                elif isinstance(item, TokenLogprobs):
+                    logprobs += item.entries
                 else:
                     item.text = "".join(parts)
+                    item.logprobs = logprobs if request.logprobs else None
                     return item
         finally:
             await stream.aclose()
@@ -410,6 +430,16 @@ class ChatEngine:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         is_end = self._llama_cpp.llama_vocab_is_eog
         text, sent, cut_at_stop = "", 0, False
+        #: Log probabilities of the tokens whose text has not been handed over yet.
+        pending: list[dict[str, Any]] = []
+        scorer = _LogprobScorer(llm, request.top_logprobs) if request.logprobs else None
+
+        def hand_over(delta: str) -> None:
+            if pending:
+                put(TokenLogprobs(pending.copy()))
+                pending.clear()
+            put(delta)
+
         tokens = llm.generate(
             job.prompt_tokens,
             temp=request.temperature,
@@ -431,18 +461,23 @@ class ChatEngine:
                 result.completion_tokens += 1
                 with self._stats_lock:  # several workers may count at once
                     self.tokens_generated += 1
+                if scorer is not None:
+                    pending.append(scorer.entry(token))
                 text += decoder.decode(llm.detokenize([token]))
                 safe = len(text)
                 if job.stop:
                     cut = find_stop(text, job.stop, sent)
                     if cut is not None:
+                        result.stop_sequence = next(s for s in job.stop if text.startswith(s, cut))
                         text, cut_at_stop = text[:cut], True
                         result.finish_reason = "stop"
+                        if pending:
+                            pending.pop()  # the token that completed the stop sequence is not answered
                         break
                     # Hold back a tail that could be the start of a stop sequence.
                     safe -= partial_stop(text, job.stop)
                 if safe > sent:
-                    put(text[sent:safe])
+                    hand_over(text[sent:safe])
                     sent = safe
                 if result.completion_tokens >= job.max_tokens:
                     break
@@ -450,10 +485,54 @@ class ChatEngine:
             tokens.close()
         if not cut_at_stop:  # an incomplete UTF-8 sequence at the very end becomes U+FFFD
             text += decoder.decode(b"", final=True)
-        if len(text) > sent:
-            put(text[sent:])
+        if len(text) > sent or pending:
+            hand_over(text[sent:])
         result.generation_s = perf_counter() - started
         return result
+
+
+class _LogprobScorer:
+    """Log probabilities of sampled tokens, read from the logits the token was sampled from.
+
+    llama-cpp-python keeps no scores unless the model is loaded with ``logits_all`` (costly for
+    every request), but when ``generate`` hands over a token the context still holds the logits
+    of the position it was sampled at (the sampler copies them; the next token is evaluated only
+    when generation resumes). Those are the model's raw distribution, before temperature and
+    top-p, which is what OpenAI reports too."""
+
+    def __init__(self, llm: Any, top: int) -> None:
+        import llama_cpp
+        import numpy as np
+
+        self._np = np
+        self._llm = llm
+        self._logits = llama_cpp.llama_get_logits_ith
+        self._vocab = int(llm.n_vocab())
+        self._top = top
+
+    def _token(self, token_id: int) -> tuple[str, list[int]]:
+        raw: bytes = self._llm.detokenize([token_id])
+        return raw.decode("utf-8", errors="replace"), list(raw)
+
+    def entry(self, token_id: int) -> dict[str, Any]:
+        np = self._np
+        logits = np.ctypeslib.as_array(self._logits(self._llm.ctx, -1), shape=(self._vocab,))
+        peak = float(logits.max())
+        log_total = peak + float(np.log(np.exp(logits - peak).sum()))
+        text, raw = self._token(token_id)
+        entry: dict[str, Any] = {
+            "token": text,
+            "logprob": float(logits[token_id]) - log_total,
+            "bytes": raw,
+            "top_logprobs": [],
+        }
+        if self._top:
+            best = np.argpartition(logits, -self._top)[-self._top :]
+            for candidate in sorted(best.tolist(), key=lambda t: -float(logits[t])):
+                candidate_text, candidate_raw = self._token(candidate)
+                logprob = float(logits[candidate]) - log_total
+                entry["top_logprobs"].append({"token": candidate_text, "logprob": logprob, "bytes": candidate_raw})
+        return entry
 
 
 def _evaluate_prompt(llm: Any, prompt: list[int], cancel: threading.Event) -> bool:

@@ -31,9 +31,27 @@ _STOP_TO_FINISH = {
 }
 
 
-def anthropic_stop_reason(finish_reason: str | None) -> str:
-    """OpenAI ``finish_reason`` -> Anthropic ``stop_reason``. OpenAI does not say whether a stop
-    sequence matched, so ``stop`` is always ``end_turn``."""
+#: The internal (OpenAI-shaped) choice's extra key naming the stop sequence that ended the answer,
+#: set by the providers that know it (Anthropic, the local model); the OpenAI dialect drops it.
+STOP_SEQUENCE = "stop_sequence"
+
+
+def matched_stop_sequence(choice: dict[str, Any], stop_sequences: list[str]) -> str | None:
+    """The requested stop sequence that ended ``choice``, when anyone said which: Bastion's own
+    key, or vLLM's ``stop_reason`` (the matched string). Plain OpenAI only says ``stop``."""
+    if choice.get("finish_reason") != "stop":
+        return None
+    for found in (choice.get(STOP_SEQUENCE), choice.get("stop_reason")):
+        if isinstance(found, str) and found in stop_sequences:
+            return found
+    return None
+
+
+def anthropic_stop_reason(finish_reason: str | None, stop_sequence: str | None = None) -> str:
+    """OpenAI ``finish_reason`` -> Anthropic ``stop_reason``; ``stop`` is ``stop_sequence`` when
+    the matched sequence is known (``matched_stop_sequence``), ``end_turn`` otherwise."""
+    if stop_sequence is not None and (finish_reason or "stop") == "stop":
+        return "stop_sequence"
     return _FINISH_TO_STOP.get(finish_reason or "stop", "end_turn")
 
 

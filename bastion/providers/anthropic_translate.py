@@ -20,6 +20,7 @@ import orjson
 
 from bastion.errors import InvalidRequest, UpstreamError
 from bastion.providers.anthropic_common import (
+    STOP_SEQUENCE,
     completion_id_for,
     openai_finish_reason,
     openai_usage,
@@ -311,19 +312,20 @@ def anthropic_to_openai_response(data: dict[str, Any], model: str, upstream: str
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if calls:
         message["tool_calls"] = calls
+    choice: dict[str, Any] = {
+        "index": 0,
+        "message": message,
+        "finish_reason": openai_finish_reason(data.get("stop_reason")),
+        "logprobs": None,
+    }
+    if data.get("stop_reason") == "stop_sequence" and isinstance(data.get("stop_sequence"), str):
+        choice[STOP_SEQUENCE] = data["stop_sequence"]
     return {
         "id": completion_id_for(data.get("id")),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": data.get("model") or model,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "finish_reason": openai_finish_reason(data.get("stop_reason")),
-                "logprobs": None,
-            }
-        ],
+        "choices": [choice],
         "usage": openai_usage(data.get("usage")),
     }
 
@@ -345,6 +347,7 @@ class AnthropicStreamTranslator:
         self._tools: dict[int, int] = {}
         self._usage: dict[str, Any] = {}
         self._stop_reason: str | None = None
+        self._stop_sequence: str | None = None
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         return {
@@ -371,11 +374,15 @@ class AnthropicStreamTranslator:
             delta = event.get("delta") or {}
             if delta.get("stop_reason"):
                 self._stop_reason = delta["stop_reason"]
+            if isinstance(delta.get("stop_sequence"), str):
+                self._stop_sequence = delta["stop_sequence"]
             self._merge_usage(event.get("usage"))  # cumulative counts: later values win
             return []
         if kind == "message_stop":
             self.done = True
             finish = self._chunk({}, openai_finish_reason(self._stop_reason))
+            if self._stop_reason == "stop_sequence" and self._stop_sequence is not None:
+                finish["choices"][0][STOP_SEQUENCE] = self._stop_sequence
             usage = {**self._chunk({}), "choices": [], "usage": openai_usage(self._usage)}
             return [finish, usage]
         if kind == "error":

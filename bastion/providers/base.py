@@ -11,9 +11,10 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from bastion.config.settings import DeploymentSettings, TimeoutSettings
+from bastion.errors import InvalidRequest
 
 
 @dataclass(slots=True)
@@ -94,6 +95,17 @@ class Deployment:
     def model(self) -> str:
         return self.settings.model
 
+    @property
+    def tools(self) -> str:
+        """``call``, ``reject`` or ``ignore``: the configured value, else the provider's default."""
+        return self.settings.tools or TOOLS_BY_PROVIDER.get(self.provider, "call")
+
+
+#: What each provider does with ``tools`` unless a deployment says otherwise (``tools:``).
+TOOLS_BY_PROVIDER = {"openai": "call", "anthropic": "call", "local": "reject"}
+#: The request fields that ask for tool calls (``functions`` / ``function_call``: the old names).
+TOOL_FIELDS = ("tools", "tool_choice", "parallel_tool_calls", "functions", "function_call")
+
 
 #: A stream of OpenAI ``chat.completion.chunk`` dicts. The last chunk carries ``usage`` when known.
 #: A stream of OpenAI ``chat.completion.chunk`` dicts (closable: closing it cancels the upstream call).
@@ -107,6 +119,9 @@ class Provider(abc.ABC):
     the router can decide about retries without knowing the provider.
     """
 
+    #: Whether the upstream answers ``n > 1`` itself; if not, ``providers.fanout`` makes ``n`` calls.
+    native_n: ClassVar[bool] = False
+
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment
 
@@ -115,6 +130,26 @@ class Provider(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release what ``start`` acquired."""
+
+    def admit(self, request: ChatRequest) -> ChatRequest:
+        """``request`` as this deployment takes it: tools refused (400) or dropped when the
+        deployment cannot call them (``Deployment.tools``)."""
+        body = request.body
+        if not (body.get("tools") or body.get("functions")):
+            return request
+        policy = self.deployment.tools
+        if policy == "call":
+            return request
+        if policy == "ignore":
+            kept = {key: value for key, value in body.items() if key not in TOOL_FIELDS}
+            return ChatRequest(body=kept, request_id=request.request_id, stream=request.stream)
+        param = "tools" if body.get("tools") else "functions"
+        raise InvalidRequest(
+            f"model {self.deployment.alias!r} cannot call tools (deployment {self.deployment.id}, "
+            f"{self.deployment.provider} {self.deployment.model}); send the request without {param!r}, "
+            "or set `tools: ignore` on the deployment to have them dropped",
+            param=param,
+        )
 
     @abc.abstractmethod
     async def chat(self, request: ChatRequest) -> ChatResponse:
@@ -126,8 +161,6 @@ class Provider(abc.ABC):
 
     async def embed(self, inputs: list[str], request_id: str, dimensions: int | None = None) -> EmbeddingResponse:
         """Embed ``inputs``; ``dimensions`` asks for shortened vectors where the model supports it."""
-        from bastion.errors import InvalidRequest
-
         raise InvalidRequest(f"model {self.deployment.alias!r} does not support embeddings", param="model")
 
     async def count_tokens(self, request: ChatRequest) -> int | None:

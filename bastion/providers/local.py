@@ -4,11 +4,14 @@ Answers are shaped exactly like OpenAI's (``chat.completion`` / ``chat.completio
 chunk first, a ``finish_reason`` chunk, then a usage-only chunk with ``choices: []``), so the rest of
 the gateway cannot tell the local model from a remote one.
 
-What the 135M-parameter model cannot do is accepted and ignored rather than rejected, so clients
-written for bigger models keep working: ``tools`` / ``tool_choice`` (it cannot call tools reliably;
-the request is answered as plain chat), ``logprobs``, ``logit_bias``, images in content parts,
-``user``, ``metadata`` and ``store``. ``n`` must be 1. Tool results in the conversation are shown
-to the model as user text (``Tool result (name): ...``) and earlier tool calls as assistant text.
+``tools`` are refused with a 400 before the call reaches this provider (the model cannot call tools
+reliably), unless the deployment says ``tools: ignore`` (``Provider.admit``). ``logprobs`` and
+``top_logprobs`` are served from the model's own distribution. What else the 135M-parameter model
+cannot do is accepted and ignored, so clients written for bigger models keep working:
+``logit_bias``, images in content parts, ``user``, ``metadata`` and ``store``. One choice per call:
+``n > 1`` is served by several calls (``providers.fanout``). Tool results in the conversation are
+shown to the model as user text (``Tool result (name): ...``) and earlier tool calls as assistant
+text.
 """
 
 from __future__ import annotations
@@ -23,8 +26,15 @@ import structlog
 
 from bastion.config.settings import LocalModelSettings
 from bastion.errors import InvalidRequest
-from bastion.local.chat_engine import ChatEngine, GenerationRequest, GenerationResult, get_chat_engine
+from bastion.local.chat_engine import (
+    ChatEngine,
+    GenerationRequest,
+    GenerationResult,
+    TokenLogprobs,
+    get_chat_engine,
+)
 from bastion.local.embedder import DIMENSIONS, Embedder, get_embedder
+from bastion.providers.anthropic_common import STOP_SEQUENCE
 from bastion.providers.base import (
     ChatRequest,
     ChatResponse,
@@ -41,6 +51,8 @@ CHAT_MODEL = "smollm2"
 EMBEDDING_MODEL = "minilm"
 SYSTEM_FINGERPRINT = "fp_local_smollm2_q4_1"
 _TEXT_PARTS = ("text", "input_text", "output_text")
+#: OpenAI's bound on ``top_logprobs``.
+MAX_TOP_LOGPROBS = 20
 
 
 class LocalProvider(Provider):
@@ -135,8 +147,9 @@ class LocalProvider(Provider):
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": result.text, "refusal": None},
-                    "logprobs": None,
+                    "logprobs": _choice_logprobs(result.logprobs),
                     "finish_reason": result.finish_reason,
+                    **_stopped_on(result),
                 }
             ],
             "usage": usage.to_openai(),
@@ -166,11 +179,20 @@ class LocalProvider(Provider):
             # the first token, as OpenAI's does.
             first = await items.__anext__()
             yield chunk({"role": "assistant", "content": "", "refusal": None})
-            item: str | GenerationResult = first
-            while isinstance(item, str):
-                yield chunk({"content": item})
+            item: str | TokenLogprobs | GenerationResult = first
+            logprobs: list[dict[str, Any]] | None = None
+            while not isinstance(item, GenerationResult):
+                if isinstance(item, TokenLogprobs):
+                    logprobs = item.entries
+                else:
+                    content = chunk({"content": item})
+                    content["choices"][0]["logprobs"] = _choice_logprobs(logprobs)
+                    logprobs = None
+                    yield content
                 item = await items.__anext__()
-            yield chunk({}, item.finish_reason)
+            end = chunk({}, item.finish_reason)
+            end["choices"][0].update(_stopped_on(item))
+            yield end
             usage = Usage(prompt_tokens=item.prompt_tokens, completion_tokens=item.completion_tokens)
             yield {**head, "choices": [], "usage": usage.to_openai()}
         finally:
@@ -200,6 +222,16 @@ class LocalProvider(Provider):
         return EmbeddingResponse(vectors=vectors, usage=Usage(prompt_tokens=tokens))
 
 
+def _choice_logprobs(entries: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    return None if entries is None else {"content": entries, "refusal": None}
+
+
+def _stopped_on(result: GenerationResult) -> dict[str, str]:
+    """The choice's internal key naming the stop sequence that ended it (the Anthropic dialect's
+    ``stop_sequence``), when one did."""
+    return {STOP_SEQUENCE: result.stop_sequence} if result.stop_sequence is not None else {}
+
+
 def _completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex[:24]}"
 
@@ -225,6 +257,14 @@ def to_generation_request(body: dict[str, Any], *, text_completion: bool = False
     response_format = body.get("response_format")
     if response_format is not None and not isinstance(response_format, dict):
         raise InvalidRequest("response_format must be an object", param="response_format")
+    logprobs, top_logprobs = body.get("logprobs"), body.get("top_logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool):
+        raise InvalidRequest("logprobs must be a boolean", param="logprobs")
+    if top_logprobs is not None:
+        if not _is_int(top_logprobs) or not 0 <= top_logprobs <= MAX_TOP_LOGPROBS:
+            raise InvalidRequest(f"top_logprobs must be an integer from 0 to {MAX_TOP_LOGPROBS}", param="top_logprobs")
+        if top_logprobs and not logprobs:
+            raise InvalidRequest("top_logprobs needs logprobs set to true", param="top_logprobs")
     messages = to_local_messages(body.get("messages"))
     return GenerationRequest(
         messages=messages,
@@ -237,6 +277,8 @@ def to_generation_request(body: dict[str, Any], *, text_completion: bool = False
         frequency_penalty=_number(body, "frequency_penalty", 0.0, -2.0, 2.0),
         presence_penalty=_number(body, "presence_penalty", 0.0, -2.0, 2.0),
         raw_prompt="\n".join(m["content"] for m in messages if m["role"] == "user") if text_completion else None,
+        logprobs=bool(logprobs),
+        top_logprobs=top_logprobs or 0,
     )
 
 

@@ -18,6 +18,7 @@ OPENAI_API_BASE = "https://api.openai.com/v1"
 class OpenAIProvider(HTTPProvider):
     default_api_base: ClassVar[str] = OPENAI_API_BASE
     key_env: ClassVar[str | None] = "OPENAI_API_KEY"
+    native_n: ClassVar[bool] = True
 
     def _payload(self, request: ChatRequest, stream: bool) -> bytes:
         # Anthropic-only fields (cache_control, ...) ride in the internal shape; OpenAI rejects them.

@@ -8,7 +8,8 @@ Retry policy, in order of precedence:
   the wait before a retry is exponential back-off with full jitter, and at least the upstream's
   ``Retry-After`` when the same deployment is tried again;
 - when an alias is exhausted (or all its breakers are open) the fallback aliases are tried in
-  order; the last error is raised when nothing is left;
+  order; when nothing is left the last error is raised, its message naming every deployment
+  tried and what each answered (bounded in length; the messages are already scrubbed);
 - a stream is only retried until its first chunk has arrived: once bytes went to the client a
   failure is reported in the stream, never silently replayed.
 """
@@ -26,6 +27,7 @@ import structlog
 from bastion.config.settings import RouterSettings
 from bastion.errors import BastionError, ModelNotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from bastion.observability.metrics import FALLBACKS, RETRIES
+from bastion.providers import fanout
 from bastion.providers.base import ChatRequest, ChatResponse, ChunkStream, EmbeddingResponse
 from bastion.routing.strategies import make_strategy
 from bastion.routing.target import ModelGroup, Target
@@ -36,6 +38,13 @@ T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
 #: The longest a stream's processing keeps the event loop before letting other requests run.
 LOOP_TURN_S = 0.005
+#: Bounds of a failure summary after several attempts: each attempt's answer, and the whole.
+MAX_ATTEMPT_CHARS = 160
+MAX_SUMMARY_CHARS = 1200
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class Router:
@@ -54,6 +63,7 @@ class Router:
         self._rng = rng or random.Random()
         # One random source for picking and for jitter, so a seeded router is reproducible.
         self.strategy = make_strategy(settings.strategy, self._rng)
+        self._deployments = {target.id: target.deployment for target in self.targets()}
 
     # -- lookup -------------------------------------------------------------------------------
 
@@ -84,7 +94,7 @@ class Router:
 
     async def chat(self, request: ChatRequest, model: str, trace: RouteTrace) -> ChatResponse:
         async def call(target: Target) -> ChatResponse:
-            return await target.provider.chat(request)
+            return await fanout.chat(target.provider, target.provider.admit(request))
 
         result, target = await self._run(model, "chat", trace, call)
         self._finish(target, trace, ok=True)
@@ -115,7 +125,7 @@ class Router:
         first byte can still be retried and reported with a proper HTTP status)."""
 
         async def call(target: Target) -> tuple[dict[str, Any], ChunkStream]:
-            chunks = target.provider.stream_chat(request)
+            chunks = fanout.stream(target.provider, target.provider.admit(request))
             try:
                 first = await chunks.__anext__()
             except StopAsyncIteration:
@@ -201,16 +211,41 @@ class Router:
         first_group = self.group(model, kind)
         chain = [first_group.name, *self.settings.fallbacks.get(first_group.name, [])]
         last_error: BastionError | None = None
+        first_attempt = len(trace.attempts)
+        untried: list[str] = []  # aliases whose breakers were all open
         for position, alias in enumerate(chain):
             group = first_group if position == 0 else self.group(alias, kind)
             if position:
                 FALLBACKS.labels(from_model=first_group.name, to_model=group.name).inc()
+            attempts_before = len(trace.attempts)
             outcome = await self._try_group(group, trace, call, last_error)
             if not isinstance(outcome, BastionError):
                 return outcome
+            if len(trace.attempts) == attempts_before:
+                untried.append(group.name)
             last_error = outcome
         assert last_error is not None
-        raise last_error
+        raise self._summarised(last_error, trace.attempts[first_attempt:], untried)
+
+    def _summarised(self, error: BastionError, attempts: list[Attempt], untried: list[str]) -> BastionError:
+        """``error`` (the last one, whose status and headers the client gets) with a message that
+        names every deployment tried and what each answered, when there was more than one."""
+        failed = [a for a in attempts if a.outcome == "error"]
+        if len(failed) + len(untried) <= 1:
+            return error
+        parts = []
+        for attempt in failed:
+            deployment = self._deployments.get(attempt.deployment)
+            where = (
+                f"{attempt.deployment} ({deployment.provider} {deployment.model})" if deployment else attempt.deployment
+            )
+            answer = (attempt.error or f"status {attempt.status}").removeprefix(f"upstream {attempt.deployment} ")
+            parts.append(f"{where}: {_clip(answer, MAX_ATTEMPT_CHARS)}")
+        parts += [f"{alias}: not tried (circuit open)" for alias in untried]
+        summary = f"all {len(failed)} attempts failed: " + "; ".join(parts)
+        error.message = _clip(summary, MAX_SUMMARY_CHARS)
+        error.args = (error.message,)
+        return error
 
     async def _try_group(
         self,

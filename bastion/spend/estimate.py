@@ -86,14 +86,17 @@ def prompt_tokens(body: dict[str, Any], endpoint: str = "chat") -> int:
 
 def completion_tokens(body: dict[str, Any], price: Price, default: int, endpoint: str = "chat") -> int:
     """The most the answer may cost: max_completion_tokens, else max_tokens, else the model's
-    maximum output from the price table, else ``default``."""
+    maximum output from the price table, else ``default``; times ``n``, the choices asked for
+    (each is a completion of its own)."""
     if endpoint == "embeddings":
         return 0
+    n = body.get("n")
+    choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
     for field in ("max_completion_tokens", "max_tokens"):
         value = body.get(field)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return price.max_output_tokens or default
+            return value * choices
+    return (price.max_output_tokens or default) * choices
 
 
 def answer_tokens(output_text: Iterable[str]) -> int:

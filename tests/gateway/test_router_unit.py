@@ -316,6 +316,41 @@ async def test_fallback_chain_is_tried_in_order() -> None:
     assert response.body["deployment"] == "c"
 
 
+async def test_a_failure_after_fallbacks_names_every_upstream_and_its_answer() -> None:
+    harness = Harness({"m": [("a", 1.0)], "n": [("b", 1.0)]}, retries=1, fallbacks={"m": ["n"]})
+    harness.providers["a"].script = [
+        UpstreamError("upstream a answered with an error (500 server_error): boom", upstream_status=500),
+        UpstreamTimeout("upstream a did not answer in time"),
+    ]
+    harness.providers["b"].script = [
+        UpstreamError("upstream b is rate limiting (429 rate_limit_error): slow down", upstream_status=429),
+        UpstreamUnavailable("upstream b is unavailable (503); its HTML error page is not shown"),
+    ]
+    with pytest.raises(UpstreamUnavailable) as caught:  # the last error's kind and status
+        await harness.chat("m")
+    assert caught.value.message == (
+        "all 4 attempts failed: a (openai a): answered with an error (500 server_error): boom; "
+        "a (openai a): did not answer in time; b (openai b): is rate limiting (429 rate_limit_error): slow down; "
+        "b (openai b): is unavailable (503); its HTML error page is not shown"
+    )
+
+
+async def test_a_failure_summary_is_bounded_and_a_single_failure_keeps_its_message() -> None:
+    harness = Harness({"m": [("a", 1.0)], "n": [("b", 1.0)]}, retries=3, threshold=100, fallbacks={"m": ["n"]})
+    harness.providers["a"].script = [UpstreamError("x" * 5000) for _ in range(4)]
+    harness.providers["b"].script = [UpstreamError("y" * 5000) for _ in range(4)]
+    with pytest.raises(UpstreamError) as caught:
+        await harness.chat("m")
+    assert len(caught.value.message) <= 1200 and caught.value.message.startswith("all 8 attempts failed: a (openai a)")
+    assert str(caught.value) == caught.value.message
+
+    single = Harness({"m": [("a", 1.0)]}, retries=0)
+    single.providers["a"].script = [server_error()]
+    with pytest.raises(UpstreamError) as caught:
+        await single.chat("m")
+    assert caught.value.message == "upstream answered 500"
+
+
 # -- circuit breaker ---------------------------------------------------------------------------------------
 
 

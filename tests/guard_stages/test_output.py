@@ -94,7 +94,7 @@ async def test_canary_leak_is_withheld_from_a_complete_answer(guard_env: GuardEn
     assert response.status_code == 200, response.text
     body = response.json()
     [choice] = body["choices"]
-    assert choice["message"] == {"role": "assistant", "content": WITHHELD_MESSAGE}
+    assert choice["message"] == {"role": "assistant", "content": WITHHELD_MESSAGE, "refusal": None}
     assert choice["finish_reason"] == "content_filter"
     assert body["usage"]["completion_tokens"] > 0  # the tokens were spent: usage is kept
     canary = canary_of(guard_fake)

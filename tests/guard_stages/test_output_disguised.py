@@ -57,7 +57,7 @@ async def test_disguised_copy_is_withheld_from_a_complete_answer(
     response = await guard_env.chat(caller, {"model": f"prompt:{PROMPT}", "messages": HI})
     assert response.status_code == 200, response.text
     [choice] = response.json()["choices"]
-    assert choice["message"] == {"role": "assistant", "content": WITHHELD_MESSAGE}
+    assert choice["message"] == {"role": "assistant", "content": WITHHELD_MESSAGE, "refusal": None}
     assert choice["finish_reason"] == "content_filter"
     [request] = guard_fake.requests(UPSTREAM)
     sent = COPIES[name](system_text(request.body) if with_canary else SYSTEM_PROMPT)

@@ -114,7 +114,7 @@ async def test_streams_are_journaled_before_the_terminating_event(sqlite_db: Dat
     chunks = await pipeline.chat(ctx)
     seen_before_done: list[bool] = []
     assert not isinstance(chunks, ChatResponse)
-    async for event in encode_stream(chunks, include_usage=True):
+    async for event in encode_stream(chunks, include_usage=True, model="fast"):
         journaled = ctx.request_id in journal_text(tmp_path)
         if event == DONE:
             seen_before_done.append(journaled)

@@ -9,9 +9,11 @@ import pytest
 
 from bastion.config.settings import DeploymentSettings, LocalModelSettings, TimeoutSettings
 from bastion.errors import InvalidRequest, UpstreamUnavailable
+from bastion.providers.anthropic_common import STOP_SEQUENCE
 from bastion.providers.base import ChatRequest, Deployment
 from bastion.providers.local import LocalProvider, to_generation_request, to_local_messages
 from tests.local.conftest import LONG_PROMPT, SHORT_PROMPT, needs_embedder, needs_llama
+from tests.support.openai_spec import validate
 
 LOCAL = LocalModelSettings(n_ctx=1024, max_queue=8, default_max_tokens=32)
 
@@ -29,8 +31,7 @@ async def test_chat_is_an_openai_chat_completion() -> None:
     chat = provider("smollm2")
     await chat.warm()
     assert await chat.check_ready()
-    tools = [{"type": "function", "function": {"name": "noop", "parameters": {"type": "object"}}}]
-    body = {"model": "local/smollm2", "messages": SHORT_PROMPT, "max_tokens": 12, "seed": 3, "tools": tools}
+    body = {"model": "local/smollm2", "messages": SHORT_PROMPT, "max_tokens": 12, "seed": 3}
     response = await chat.chat(ChatRequest(body=body, request_id="r1"))
     data = response.body
     assert data["id"].startswith("chatcmpl-")
@@ -177,3 +178,106 @@ async def test_missing_model_is_a_503_naming_the_extra(tmp_path: Path) -> None:
     assert not embedder.loadable()
     with pytest.raises(UpstreamUnavailable, match=r"bastion\[local\]"):
         await embedder.embed(["hello"])
+
+
+@needs_llama
+async def test_the_stop_sequence_that_ended_an_answer_is_named() -> None:
+    chat = provider("smollm2")
+    body: dict[str, Any] = {"model": "local/smollm2", "messages": LONG_PROMPT, "max_tokens": 24, "temperature": 0}
+    free = await chat.chat(ChatRequest(body=body, request_id="r-free"))
+    text = free.body["choices"][0]["message"]["content"]
+    words = text.split()
+    assert len(words) >= 3, text
+    stop = words[2]  # greedy decoding: the same answer reaches this word again
+    body["stop"] = ["never-generated-zzz", stop]
+    stopped = (await chat.chat(ChatRequest(body=body, request_id="r-stop"))).body["choices"][0]
+    assert stopped["finish_reason"] == "stop" and stopped[STOP_SEQUENCE] == stop
+    assert stop not in stopped["message"]["content"]
+    chunks = [c async for c in chat.stream_chat(ChatRequest(body={**body, "stream": True}, request_id="r-s"))]
+    (finish,) = [c["choices"][0] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    assert finish["finish_reason"] == "stop" and finish[STOP_SEQUENCE] == stop
+
+
+def test_tools_are_refused_unless_the_deployment_ignores_them() -> None:
+    tools = [{"type": "function", "function": {"name": "noop", "parameters": {"type": "object"}}}]
+    body = {"model": "local/smollm2", "messages": SHORT_PROMPT, "tools": tools, "tool_choice": "auto"}
+    chat = provider("smollm2")
+    assert chat.deployment.tools == "reject"
+    with pytest.raises(InvalidRequest) as caught:
+        chat.admit(ChatRequest(body=body, request_id="r"))
+    assert caught.value.param == "tools" and "'local/smollm2' cannot call tools" in caught.value.message
+    plain = ChatRequest(body={"model": "local/smollm2", "messages": SHORT_PROMPT}, request_id="r")
+    assert chat.admit(plain) is plain
+
+    chat.deployment.settings = chat.deployment.settings.model_copy(update={"tools": "ignore"})
+    admitted = chat.admit(ChatRequest(body=body, request_id="r", stream=True))
+    assert admitted.body == {"model": "local/smollm2", "messages": SHORT_PROMPT} and admitted.stream
+    assert "tools" in body  # the caller's body is not changed
+
+
+@needs_llama
+async def test_logprobs_are_the_models_own_in_the_openai_shape() -> None:
+    chat = provider("smollm2")
+    body: dict[str, Any] = {
+        "model": "local/smollm2",
+        "messages": LONG_PROMPT,
+        "max_tokens": 8,
+        "temperature": 0,
+        "logprobs": True,
+        "top_logprobs": 3,
+    }
+    response = await chat.chat(ChatRequest(body=body, request_id="r-lp"))
+    validate("CreateChatCompletionResponse", response.body)
+    choice = response.body["choices"][0]
+    entries = choice["logprobs"]["content"]
+    assert response.usage is not None and len(entries) == response.usage.completion_tokens
+    # The tokens spell the answer, and greedy decoding picked each one's most likely token.
+    assert "".join(e["token"] for e in entries) == choice["message"]["content"]
+    for entry in entries:
+        assert entry["logprob"] <= 0 and len(entry["top_logprobs"]) == 3
+        best = entry["top_logprobs"][0]
+        assert best["token"] == entry["token"] and abs(best["logprob"] - entry["logprob"]) < 1e-6
+        assert [t["logprob"] for t in entry["top_logprobs"]] == sorted(
+            (t["logprob"] for t in entry["top_logprobs"]), reverse=True
+        )
+
+    chunks = [c async for c in chat.stream_chat(ChatRequest(body={**body, "stream": True}, request_id="r-lps"))]
+    for chunk in chunks:
+        validate("CreateChatCompletionStreamResponse", chunk)
+    streamed = [
+        e
+        for c in chunks
+        if c["choices"] and c["choices"][0]["logprobs"]
+        for e in c["choices"][0]["logprobs"]["content"]
+    ]
+    assert [e["token"] for e in streamed] == [e["token"] for e in entries]
+
+    plain = await chat.chat(ChatRequest(body={**body, "logprobs": False, "top_logprobs": 0}, request_id="r-np"))
+    assert plain.body["choices"][0]["logprobs"] is None
+
+
+def test_logprobs_parameters_are_checked() -> None:
+    base = {"messages": SHORT_PROMPT}
+    for bad, param in (
+        ({"top_logprobs": 2}, "top_logprobs"),
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ({"logprobs": "yes"}, "logprobs"),
+    ):
+        with pytest.raises(InvalidRequest) as caught:
+            to_generation_request({**base, **bad})
+        assert caught.value.param == param
+    request = to_generation_request({**base, "logprobs": True, "top_logprobs": 5})
+    assert request.logprobs and request.top_logprobs == 5
+
+
+@needs_llama
+async def test_n_choices_from_the_local_model_are_separate_generations() -> None:
+    from bastion.providers import fanout
+
+    chat = provider("smollm2")
+    body = {"model": "local/smollm2", "messages": SHORT_PROMPT, "max_tokens": 6, "n": 2, "seed": 5}
+    response = await fanout.chat(chat, ChatRequest(body=body, request_id="r-n"))
+    validate("CreateChatCompletionResponse", response.body)
+    assert [c["index"] for c in response.body["choices"]] == [0, 1]
+    assert response.usage is not None and response.usage.completion_tokens <= 12
+    assert response.body["usage"]["completion_tokens"] == response.usage.completion_tokens

@@ -29,9 +29,10 @@ class UsageStage(Stage):
     name = "usage"
 
     async def on_response(self, ctx: RequestContext, response: ChatResponse) -> ChatResponse:
-        choices = response.body.get("choices") or []
-        if choices and isinstance(choices[0], dict):
-            ctx.output_text.append(_message_text(choices[0].get("message") or {}))
+        choices = [choice for choice in response.body.get("choices") or () if isinstance(choice, dict)]
+        for choice in choices:  # n > 1: every choice's text is answer text (and usage)
+            ctx.output_text.append(_message_text(choice.get("message") or {}))
+        if choices:
             ctx.finish_reason = choices[0].get("finish_reason")
         if response.usage is None:
             response.usage = estimate_usage(ctx.body, ctx.output_text)
