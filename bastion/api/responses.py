@@ -6,14 +6,20 @@ its id is known.
 A request is translated to the chat shape (``bastion/responses/request.py``) and runs the same
 pipeline as ``/v1/chat/completions`` (auth, guard, limits, ledger, vault prompts); the chat answer
 or stream is translated back. Stored responses are the tenant's own (``bastion/responses/store.py``).
+
+For a model served by ``responses: native`` deployments the client's body also rides along
+(``ctx.passthrough``): the deployment sends it to its upstream's ``/responses`` and the upstream's
+Response or events are relayed (``bastion/responses/native.py``); ``previous_response_id`` and
+``store`` are then the upstream's business and Bastion's store is not used.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
+import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -22,14 +28,17 @@ from bastion.api.common import authenticate_request, gateway, new_context
 from bastion.api.http import Answer, CancelOnDisconnect, ClientDisconnected, SSEResponse, json_response, read_json
 from bastion.auth.principal import Permission
 from bastion.dialects.extension import FIELD, parse_extension
-from bastion.errors import InvalidRequest
+from bastion.errors import InvalidRequest, UpstreamError
 from bastion.ledger.record import content_mode
-from bastion.providers.base import ChatResponse
+from bastion.providers.base import ChatRequest, ChatResponse
+from bastion.responses.native import guarded, is_native_stream, passthrough_body, relay_events
 from bastion.responses.output import finish, new_response_id, output_from_completion, skeleton, usage_object
 from bastion.responses.request import normalize_input, to_chat_body, validate_responses_request
 from bastion.responses.store import ResponseStore
 from bastion.responses.stream import response_events
 from bastion.usage import count_messages, count_tools
+
+log = structlog.get_logger("bastion.api.responses")
 
 
 def _store(request: Request) -> ResponseStore:
@@ -39,6 +48,12 @@ def _store(request: Request) -> ResponseStore:
 def _sse(event: dict[str, Any]) -> bytes:
     kind: str = event["type"]
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
+def _native_model(request: Request, model: str) -> bool:
+    """Whether ``model`` is served by a deployment that passes Responses requests through."""
+    group = gateway(request).router.groups.get(model)
+    return group is not None and any(t.deployment.settings.responses == "native" for t in group.targets)
 
 
 async def _encode(
@@ -54,13 +69,45 @@ async def _encode(
             await aclose()
 
 
+async def _prepended(first: dict[str, Any], chunks: AsyncIterator[dict[str, Any]]) -> AsyncGenerator[Any, None]:
+    yield first
+    async for chunk in chunks:
+        yield chunk
+
+
+async def _stream_events(
+    chunks: AsyncIterator[dict[str, Any]],
+    response: dict[str, Any],
+    remember: Callable[[dict[str, Any]], Awaitable[None]],
+) -> AsyncGenerator[dict[str, Any], None]:
+    """The upstream's own events when a native deployment answered, else the translated ones.
+    The stream is primed: its first chunk is already here."""
+    try:
+        first = await chunks.__anext__()
+    except StopAsyncIteration:
+        first = None
+    rest = _prepended(first, chunks) if first is not None else chunks
+    events = (
+        relay_events(rest)
+        if first is not None and is_native_stream(first)
+        else response_events(rest, response, remember)
+    )
+    try:
+        async for event in events:
+            yield event
+    finally:
+        await events.aclose()
+
+
 async def create_response(request: Request) -> Answer:
     gw = gateway(request)
     body = await read_json(request, gw.settings.server.max_body_bytes)
     parsed = validate_responses_request(body)
     store = _store(request)
+    native = _native_model(request, parsed.model)
     history: list[dict[str, Any]] = []
-    if parsed.previous_response_id is not None:
+    # On a native model the id names the upstream's stored response: it is forwarded, not looked up.
+    if parsed.previous_response_id is not None and not native:
         principal = await authenticate_request(request, Permission.CALL_MODELS)
         history = (await store.continuation(principal.tenant_id, parsed.previous_response_id)).items
     new_items = normalize_input(parsed.input)
@@ -74,7 +121,11 @@ async def create_response(request: Request) -> Answer:
     ctx.extension = parse_extension(body.get(FIELD))
     response_id = new_response_id()
     ctx.ledger_extra = {"api": "responses", "response_id": response_id}
-    keep = parsed.store is not False
+    if native:
+        ctx.passthrough = passthrough_body(body)
+        ctx.ledger_extra["passthrough"] = True
+    # A native model's upstream keeps (or not, per `store`) what it answered; Bastion keeps nothing.
+    keep = parsed.store is not False and not native
     response = skeleton(parsed, response_id, parsed.model, keep)
 
     async def remember(finished: dict[str, Any]) -> None:
@@ -85,7 +136,7 @@ async def create_response(request: Request) -> Answer:
     try:
         async with CancelOnDisconnect(request.receive):
             result = await gw.pipeline.chat(ctx)
-            if isinstance(result, ChatResponse):
+            if isinstance(result, ChatResponse) and result.native is None:
                 output, finish_reason = output_from_completion(result.body)
                 usage = result.usage
                 finish(
@@ -99,8 +150,10 @@ async def create_response(request: Request) -> Answer:
         return Response(status_code=499)
     headers = ctx.response_headers
     if isinstance(result, ChatResponse):
+        if result.native is not None:
+            return json_response(guarded(result.native, result.body), headers=headers)
         return json_response(response, headers=headers)
-    return SSEResponse(_encode(response_events(result, response, remember), result), headers=headers)
+    return SSEResponse(_encode(_stream_events(result, response, remember), result), headers=headers)
 
 
 async def _tenant(request: Request) -> str:
@@ -161,23 +214,40 @@ async def list_input_items(request: Request) -> Response:
 
 
 async def count_input_tokens(request: Request) -> Response:
-    """``POST /v1/responses/input_tokens``: the request's input counted with Bastion's tokenizer.
+    """``POST /v1/responses/input_tokens``: the request's input tokens.
 
-    Exact for the embedded model (its own vocabulary); for other models an estimate (docs/RESPONSES.md)."""
+    Exact where Bastion has the deployment's tokenizer: the embedded model's own, an Anthropic
+    upstream's counter, a native OpenAI deployment's ``/responses/input_tokens``; otherwise (or when
+    that counter fails) Bastion's estimate. ``x-bastion-token-count`` says which (docs/RESPONSES.md)."""
     gw = gateway(request)
     body = await read_json(request, gw.settings.server.max_body_bytes)
     if isinstance(body, dict) and "model" not in body:
         body = {**body, "model": "default"}  # the model is optional here
     parsed = validate_responses_request({**body, "stream": False} if isinstance(body, dict) else body)
     principal = await authenticate_request(request, Permission.CALL_MODELS)
+    native = _native_model(request, parsed.model)
     history: list[dict[str, Any]] = []
-    if parsed.previous_response_id is not None:
+    if parsed.previous_response_id is not None and not native:
         history = (await _store(request).continuation(principal.tenant_id, parsed.previous_response_id)).items
     chat_body = to_chat_body(parsed, [*history, *normalize_input(parsed.input)])
-    tokens = count_messages(chat_body["messages"])
-    if chat_body.get("tools"):
-        tokens += count_tools(chat_body["tools"])
-    return json_response({"object": "response.input_tokens", "input_tokens": tokens})
+    counted: int | None = None
+    if parsed.model in gw.router.groups:
+        passthrough = passthrough_body(body) if native else None
+        try:
+            counted = await gw.router.count_tokens(
+                ChatRequest(body=chat_body, request_id="", passthrough=passthrough), parsed.model
+            )
+        except UpstreamError as exc:
+            # The upstream's counter failed: the estimate still answers the question.
+            log.warning("token_count_fell_back", model=parsed.model, error=exc.message)
+    method = "estimate" if counted is None else "exact"
+    if counted is None:
+        counted = count_messages(chat_body["messages"])
+        if chat_body.get("tools"):
+            counted += count_tools(chat_body["tools"])
+    return json_response(
+        {"object": "response.input_tokens", "input_tokens": counted}, headers={"x-bastion-token-count": method}
+    )
 
 
 routes = [

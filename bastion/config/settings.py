@@ -52,6 +52,22 @@ class DeploymentSettings(Strict):
         "`reject` (400 naming the model), `ignore` (tools are dropped and the request answered as plain chat). "
         "Default: `call` for openai and anthropic, `reject` for local (smollm2 cannot call tools).",
     )
+    responses: Literal["translate", "native"] = Field(
+        "translate",
+        description="Provider openai only: how `POST /v1/responses` reaches this deployment. `translate` "
+        "(default): as a chat completion, answered back as a Response. `native`: the client's Responses body "
+        "is passed to the upstream's own `/responses` (and `/responses/input_tokens`), which keeps "
+        "`previous_response_id` conversations (docs/RESPONSES.md).",
+    )
+
+    @model_validator(mode="after")
+    def _responses_native_needs_openai(self) -> DeploymentSettings:
+        if self.responses == "native" and self.provider != "openai":
+            raise ValueError(
+                f"responses: native needs provider openai (an upstream with its own /responses); "
+                f"this deployment's provider is {self.provider}: use responses: translate"
+            )
+        return self
 
 
 class ModelSettings(Strict):

@@ -85,6 +85,10 @@ class RequestContext:
     flag_reason: str | None = None
     #: Merged into the ledger's ``extra`` column (experiment arm, cache hit, ...).
     ledger_extra: dict[str, Any] | None = None
+    #: A Responses request as the client sent it, for a ``responses: native`` deployment to pass
+    #: through. A stage that changes what goes upstream (a vault prompt, a canary, redacted text)
+    #: clears it with ``body_rewritten``: the deployment then gets the translated ``body``.
+    passthrough: dict[str, Any] | None = None
 
     # -- filled on the way out -----------------------------------------------------------------
     #: A stage may answer without an upstream call (for example a cache hit).
@@ -101,6 +105,10 @@ class RequestContext:
 
     def __post_init__(self) -> None:
         self.timing.trace = self.trace
+
+    def body_rewritten(self) -> None:
+        """``body`` no longer says what the client sent: nothing may be passed through as sent."""
+        self.passthrough = None
 
     def add_response_headers(self, headers: dict[str, str]) -> None:
         if self.response_headers is None:

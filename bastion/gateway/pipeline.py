@@ -66,7 +66,11 @@ class Pipeline:
 
         async def call() -> ChatResponse | Chunks:
             request = ChatRequest(
-                body=ctx.body, request_id=ctx.request_id, stream=ctx.stream, text_completion=ctx.text_completion
+                body=ctx.body,
+                request_id=ctx.request_id,
+                stream=ctx.stream,
+                text_completion=ctx.text_completion,
+                passthrough=ctx.passthrough,
             )
             if ctx.stream and ctx.response is None:
                 chunks: Chunks = await self.router.stream(request, ctx.model, ctx.trace)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from bastion.config.settings import DeploymentSettings, TimeoutSettings
@@ -61,6 +61,9 @@ class ChatRequest:
     #: A legacy text completion (``/v1/completions``): the user message is a prompt to continue.
     #: A provider that can complete raw text (the local model) does; others answer it as chat.
     text_completion: bool = False
+    #: A Responses API request as the client sent it (``POST /v1/responses``), which a deployment
+    #: with ``responses: native`` sends to its upstream's ``/responses`` instead of ``body``.
+    passthrough: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -69,6 +72,9 @@ class ChatResponse:
 
     body: dict[str, Any]
     usage: Usage | None = None
+    #: The upstream's own Response object when the request was passed through (``passthrough``);
+    #: ``body`` is then its chat-shaped reading, which the stages (guard, usage, ledger) see.
+    native: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -142,7 +148,7 @@ class Provider(abc.ABC):
             return request
         if policy == "ignore":
             kept = {key: value for key, value in body.items() if key not in TOOL_FIELDS}
-            return ChatRequest(body=kept, request_id=request.request_id, stream=request.stream)
+            return replace(request, body=kept)
         param = "tools" if body.get("tools") else "functions"
         raise InvalidRequest(
             f"model {self.deployment.alias!r} cannot call tools (deployment {self.deployment.id}, "

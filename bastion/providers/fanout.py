@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from bastion.providers.base import ChatRequest, ChatResponse, ChunkStream, Provider, Usage
@@ -28,7 +29,7 @@ def choices_requested(body: dict[str, Any]) -> int:
 
 def _single(request: ChatRequest) -> ChatRequest:
     body = {key: value for key, value in request.body.items() if key != "n"}
-    return ChatRequest(body=body, request_id=request.request_id, stream=request.stream)
+    return replace(request, body=body)
 
 
 def _sum(usages: list[Usage | None]) -> Usage | None:

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import orjson
 
 from bastion.errors import UpstreamError
+from bastion.providers import openai_responses
 from bastion.providers.anthropic_extras import strip_cache_control
 from bastion.providers.base import ChatRequest, ChatResponse, ChunkStream, EmbeddingResponse, Usage
 from bastion.providers.http import TRANSPORT_ERRORS, iter_sse_data, transport_error
@@ -19,6 +20,10 @@ class OpenAIProvider(HTTPProvider):
     default_api_base: ClassVar[str] = OPENAI_API_BASE
     key_env: ClassVar[str | None] = "OPENAI_API_KEY"
     native_n: ClassVar[bool] = True
+
+    def _native(self, request: ChatRequest) -> bool:
+        """Whether ``request`` goes to the upstream's own ``/responses`` (``responses: native``)."""
+        return request.passthrough is not None and self.deployment.settings.responses == "native"
 
     def _payload(self, request: ChatRequest, stream: bool) -> bytes:
         # Anthropic-only fields (cache_control, ...) ride in the internal shape; OpenAI rejects them.
@@ -37,7 +42,16 @@ class OpenAIProvider(HTTPProvider):
         return orjson.dumps(body)
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
+        if self._native(request):
+            return await self.within_total_timeout(openai_responses.create(self, request))
         return await self.within_total_timeout(self._chat(request))
+
+    async def count_tokens(self, request: ChatRequest) -> int | None:
+        """A Responses request's input as a native deployment's upstream counts it
+        (``/responses/input_tokens``); None otherwise (OpenAI has no chat-completions counter)."""
+        if self._native(request):
+            return await openai_responses.count_input_tokens(self, request)
+        return None
 
     async def _chat(self, request: ChatRequest) -> ChatResponse:
         response = await self.post("/chat/completions", self._payload(request, stream=False))
@@ -49,7 +63,12 @@ class OpenAIProvider(HTTPProvider):
             raise UpstreamError(f"{self.label} sent a response without choices")
         return ChatResponse(body=data, usage=Usage.from_openai(data.get("usage")))
 
-    async def stream_chat(self, request: ChatRequest) -> ChunkStream:
+    def stream_chat(self, request: ChatRequest) -> ChunkStream:
+        if self._native(request):
+            return openai_responses.stream(self, request)
+        return self._stream_chat(request)
+
+    async def _stream_chat(self, request: ChatRequest) -> ChunkStream:
         response = await self.post("/chat/completions", self._payload(request, stream=True))
         done = False
         try:

@@ -60,6 +60,7 @@ class GuardInStage(Stage):
                 if ctx.ledger_messages is None:
                     ctx.ledger_messages = ctx.body["messages"]
                 ctx.body["messages"], ctx.planted_prompt = planted
+                ctx.body_rewritten()
 
     async def _embedding_inputs(self, ctx: RequestContext, state: GuardState) -> None:
         """Texts to embed are the caller's content like a user message: scanned, and blocked or
@@ -80,6 +81,7 @@ class GuardInStage(Stage):
 
 def _use_redacted(ctx: RequestContext, original: list[Any], redacted: list[dict[str, Any]]) -> None:
     ctx.body["messages"] = redacted
+    ctx.body_rewritten()
     ledger = ctx.ledger_messages
     if ledger is None:
         return  # the ledger records the body's messages, which are the redacted ones now

@@ -7,6 +7,8 @@ What it does to an answer (withhold, redact, flag) is ``bastion/guard/chat_outpu
 
 from __future__ import annotations
 
+from typing import Any
+
 from bastion.gateway.context import RequestContext
 from bastion.gateway.stage import Chunks, Stage
 from bastion.guard import offload
@@ -16,6 +18,7 @@ from bastion.guard.models import GuardResult
 from bastion.guard.service import GuardService, count_verdicts
 from bastion.guard.state import GuardState, combine
 from bastion.providers.base import ChatResponse, Usage
+from bastion.providers.openai_responses import NATIVE_EVENT
 from bastion.usage.estimate import estimate_usage
 
 
@@ -59,6 +62,30 @@ class GuardOutStage(Stage):
         prepared = self._prepare(ctx)
         if prepared is None:
             return chunks
+        if ctx.passthrough is not None:
+            return self._unless_passed_through(ctx, chunks, prepared)
+        return self._guarded(ctx, chunks, prepared)
+
+    async def _unless_passed_through(
+        self, ctx: RequestContext, chunks: Chunks, prepared: tuple[GuardState, OutputGuard]
+    ) -> Chunks:
+        """A Responses stream relayed from a native upstream passes unscanned (its events are sent
+        as the upstream wrote them: held-back or rewritten text would not match them); a request
+        the deployment translated is guarded like any chat stream. The stream is primed, so
+        looking at its first chunk costs no wait."""
+        try:
+            first = await chunks.__anext__()
+        except StopAsyncIteration:
+            return
+        rest = _prepended(first, chunks)
+        stream = rest if NATIVE_EVENT in first else self._guarded(ctx, rest, prepared)
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:
+            await stream.aclose()
+
+    def _guarded(self, ctx: RequestContext, chunks: Chunks, prepared: tuple[GuardState, OutputGuard]) -> Chunks:
         state, guard = prepared
 
         def estimate(answer: list[str]) -> Usage:
@@ -79,3 +106,12 @@ class GuardOutStage(Stage):
             batch_chars=self.guard.stream_batch_chars,
         )
         return stream.run()
+
+
+async def _prepended(first: dict[str, Any], chunks: Chunks) -> Chunks:
+    try:
+        yield first
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        await chunks.aclose()

@@ -116,6 +116,7 @@ class PromptStage(Stage):
             ctx.model = resolved.model
             ctx.body["model"] = resolved.model
         self._apply(ctx, resolved, variables)
+        ctx.body_rewritten()
         guard_policy = resolved.metadata.get("guard")
         ctx.prompt = PromptInUse(prompt_id, resolved.version, label, guard_policy or None)
 
