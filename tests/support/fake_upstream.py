@@ -59,6 +59,8 @@ from typing import Any, Literal, Self
 import orjson
 from aiohttp import web
 
+from tests.support import fake_responses
+
 Dialect = Literal["openai", "anthropic"]
 
 #: How long ``timeout`` sleeps: far beyond any read timeout the tests configure.
@@ -192,6 +194,8 @@ class FakeUpstream:
         for path in ("/v1/messages", "/messages"):
             app.router.add_post(path, self._messages)
         app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
+        app.router.add_post("/v1/responses", self._responses)
+        app.router.add_post("/v1/responses/input_tokens", self._input_tokens)
         # handler_cancellation: a client that disconnects cancels the handler, which is how the
         # fake observes that the gateway gave up on (cancelled) the upstream call.
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
@@ -270,6 +274,29 @@ class FakeUpstream:
         if behaviour.kind == "error":
             return _error("anthropic", behaviour.status, "fake upstream count error")
         return _json({"input_tokens": fake_token_count(body)})
+
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI's Responses API (``fake_responses``): ``ok``/``no_usage`` answer, ``reject_key``
+        and ``<status>`` fail as on chat completions."""
+        body = orjson.loads(await request.read())
+        behaviour = self._next(str(body.get("model")))
+        entry = self._record(request, "openai", body, behaviour)
+        if behaviour.kind == "error":
+            return _error("openai", behaviour.status, f"fake upstream error {behaviour.status}")
+        if behaviour.kind == "reject_key":
+            return _error("openai", 401, f"Incorrect API key provided: {presented_key(entry)}. Check your key.")
+        parts = _split_words(answer_text(entry.model))
+        if entry.stream:
+            return await self._write_events(request, fake_responses.response_events(body, parts))
+        return _json(fake_responses.response_object(body, parts))
+
+    async def _input_tokens(self, request: web.Request) -> web.StreamResponse:
+        body = orjson.loads(await request.read())
+        behaviour = self._next(str(body.get("model")))
+        self._record(request, "openai", body, behaviour)
+        if behaviour.kind == "error":
+            return _error("openai", behaviour.status, "fake upstream count error")
+        return _json({"object": "response.input_tokens", "input_tokens": fake_responses.fake_input_tokens(body)})
 
     async def _handle(self, request: web.Request, dialect: Dialect) -> web.StreamResponse:
         raw = await request.read()
