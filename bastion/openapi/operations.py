@@ -195,7 +195,9 @@ RESPONSES_OPERATIONS = [
         "post", "/v1/responses/input_tokens", "countResponseInputTokens", "Count a request's input tokens", "OpenAI",
         {200: json("ResponseInputTokens")}, body="OpenAIResponsesRequest", errors=(400, 404, 413), dialect="openai",
         example={"model": CHAT_MODEL, "input": "Say hello."},
-        description="Exact for the embedded model (its own tokenizer); an estimate for other models.",
+        description="Exact for the embedded model, Anthropic deployments and `responses: native` OpenAI "
+        "deployments (their own counters); Bastion's estimate otherwise or when that counter fails. The "
+        "`x-bastion-token-count` header says which. No ledger row, no rate-limit slot.",
     ),
 ]  # fmt: skip
 
