@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -15,6 +16,7 @@ from bastion.dialects.openai import base64_floats, encode_stream, shape_completi
 from bastion.dialects.openai_schema import validate_chat_request, validate_embedding_request
 from bastion.errors import InvalidRequest, ModelNotFound
 from bastion.providers.base import ChatResponse
+from bastion.usage import cl100k
 
 
 async def chat_completions(request: Request) -> Answer:
@@ -44,6 +46,20 @@ def _encode_vector(vector: list[float], encoding: str) -> list[float] | str:
     return vector
 
 
+def _decode_token_ids(value: Any) -> list[str]:
+    """Token-id input (one list of ids, or a list of them) as text: ids are read as OpenAI's
+    ``cl100k_base``, the tokenizer of its embedding models that clients tokenize with."""
+    rows = value if value and isinstance(value[0], list) else [value]
+    try:
+        return [cl100k.decode(row) for row in rows]
+    except cl100k.UnknownTokenId as exc:
+        raise InvalidRequest(
+            f"Invalid request: input holds token id {exc.token_id}, which is not a cl100k_base token (token-id "
+            "input is read as cl100k_base, the tokenizer of OpenAI's embedding models). Send the input as text.",
+            param="input",
+        ) from None
+
+
 async def embeddings(request: Request) -> Response:
     gw = gateway(request)
     body = await read_json(request, gw.settings.server.max_body_bytes)
@@ -53,12 +69,8 @@ async def embeddings(request: Request) -> Response:
     elif all(isinstance(item, str) for item in parsed.input):
         inputs = [item for item in parsed.input if isinstance(item, str)]
     else:
-        raise InvalidRequest(
-            "Invalid request: input as token ids is not supported: Bastion has no tokenizer that matches "
-            "the ids a client made for this model, so it cannot decode them. Send the input as text "
-            "(LangChain's OpenAIEmbeddings: pass check_embedding_ctx_length=False).",
-            param="input",
-        )
+        inputs = _decode_token_ids(parsed.input)
+        body["input"] = inputs  # the guard scans, and the upstream embeds, the text the ids stand for
     if any(not text for text in inputs):
         raise InvalidRequest("Invalid request: input must not contain empty strings.", param="input")
     ctx = new_context(request, "openai", "embeddings", body, parsed.model)
