@@ -26,8 +26,9 @@ test: install
 # Markers: pyproject.toml and tests/support/markers.py.
 FAST_TESTS := not integration and not postgres and not local_model
 
+# In two processes (pytest-xdist), each with its own session fixtures and template databases.
 test-fast: install
-	$(BIN)/python -m pytest -m "$(FAST_TESTS)" $(ARGS)
+	$(BIN)/python -m pytest -n 2 -m "$(FAST_TESTS)" $(ARGS)
 
 # Style, types, and the architecture (layers and no import cycles, see pyproject.toml).
 lint: install
