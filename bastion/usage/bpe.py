@@ -51,6 +51,11 @@ def _splitter(patterns: Sequence[str]) -> Callable[[str], list[str]]:
         for pattern in compiled:
             next_pieces: list[str] = []
             for piece in pieces:
+                if len(piece) == 1:
+                    # One character stays one piece under any pattern: digit-split numbers and
+                    # punctuation make many of these, and a search per piece dominated the split.
+                    next_pieces.append(piece)
+                    continue
                 end = 0
                 for match in pattern.finditer(piece):
                     if match.start() > end:

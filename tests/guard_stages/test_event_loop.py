@@ -111,7 +111,10 @@ async def test_a_long_whitespace_free_streamed_answer_flows_and_never_blocks_the
     assert finishes == ["stop"]
     # Text went out while the answer was still streaming: the hold is bounded, not the whole answer.
     assert len(texts) > 10 and max(map(len, texts)) < 32 * 1024
-    assert elapsed < 1.0, f"{elapsed:.2f} s for {len(answer)} characters"
+    # The client, the fake upstream and the gateway share this process and its event loop, so the
+    # exchange costs more than the gateway's part of it (0.75-0.95 s here for the list, on a quiet
+    # two-core machine); the defect this guards against took 35 s.
+    assert elapsed < 1.5, f"{elapsed:.2f} s for {len(answer)} characters"
     assert probe.polls > 0 and probe.worst < MAX_LOOP_STALL_S, f"/healthz took {probe.worst * 1000:.0f} ms"
     # Between polls too: a burst of buffered chunks must not keep the loop (the router gives it back).
     assert probe.worst_round < MAX_LOOP_STALL_S, probe.report()
