@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any, Protocol
 
-from bastion.guard import offload
+import bastion.guard.offload as offload
 from bastion.guard.engine import OutputGuard
 from bastion.guard.models import GuardResult
 from bastion.guard.run_hold import RunHoldingStreamGuard

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
+import bastion.guard.budget as budget
 from bastion.config.guard_policy import GuardPolicy, Mode
-from bastion.guard import budget
 from bastion.guard.injection import InjectionDetector
 from bastion.guard.invisible import scan_invisible
 from bastion.guard.leak import PromptFingerprint

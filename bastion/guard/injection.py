@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from bastion.guard import budget
+import bastion.guard.budget as budget
 from bastion.guard.decoders import (
     BINARY_HINT_WORDS,
     HEX_HINT_WORDS,

@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from bastion.guard import budget
+import bastion.guard.budget as budget
 from bastion.guard.models import Finding
 from bastion.guard.normalize import INVISIBLE_CLASS
 from bastion.guard.segments import SEGMENT_CHARS

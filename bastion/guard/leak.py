@@ -25,7 +25,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Literal
 
-from bastion.guard import budget
+import bastion.guard.budget as budget
 from bastion.guard.decoders import PayloadHints, find_payloads
 from bastion.guard.leak_copies import TRANSFORMED_COPY, CopyIndex, CopyTracker
 from bastion.guard.models import Finding

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from bastion.guard import budget
+import bastion.guard.budget as budget
 from bastion.guard.engine import InputGuard, OutputGuard
 from bastion.guard.models import GuardResult
 

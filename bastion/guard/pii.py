@@ -18,7 +18,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bastion.guard import budget, pii_context
+import bastion.guard.budget as budget
+import bastion.guard.pii_context as pii_context
 from bastion.guard.checksums import (
     IBAN_LENGTHS,
     base58check_valid,

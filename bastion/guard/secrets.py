@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bastion.guard import budget
+import bastion.guard.budget as budget
 from bastion.guard.models import Finding
 from bastion.guard.segments import SEGMENT_CHARS, segment_bounds
 

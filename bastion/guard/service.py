@@ -14,10 +14,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import bastion.guard.offload as offload
 from bastion.config.guard_policy import GuardPolicy
 from bastion.config.settings import GuardSettings
 from bastion.errors import InvalidRequest
-from bastion.guard import offload
 from bastion.guard.caches import FingerprintCache, MemoInputGuard, PlantedOutputGuard
 from bastion.guard.engine import OutputGuard
 from bastion.guard.leak import make_canary, plant_canary

@@ -19,12 +19,12 @@ from typing import Any
 
 import structlog
 
+import bastion.sessions.store as store
 from bastion.auth.principal import Principal
 from bastion.config.settings import Settings
 from bastion.dialects.extension import BastionExtension
 from bastion.errors import BastionError, Conflict, InvalidRequest, ModelNotFound, NotFound
 from bastion.routing.router import Router
-from bastion.sessions import store
 from bastion.sessions.limiter import Owner, SessionLimiter
 from bastion.sessions.models import ACTIVE, ENDED, EXPIRED, AgentSession, SessionMessage
 from bastion.sessions.window import fit, message_tokens, window_budget
