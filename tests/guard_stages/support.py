@@ -25,7 +25,7 @@ from bastion.gateway.service import Gateway
 from bastion.store.db import Database
 from bastion.store.models import ApiKey, Tenant, User
 from bastion.vault.model import VersionSpec
-from tests.support import fake_upstream as fake_module
+from tests.support import fake_wire
 from tests.support.fake_upstream import Behaviour, FakeUpstream, Received
 from tests.support.harness import make_settings, running_gateway, wait_until
 
@@ -98,11 +98,11 @@ class GuardFake(FakeUpstream):
         text = responder(entry.body)
         parts = [text[i : i + size] for i in range(0, len(text), size)] or [""]
         if not entry.stream:
-            return fake_module._json(fake_module._openai_completion(entry, parts, True))
+            return fake_wire.json_response(fake_wire.openai_completion(entry, parts, True))
         response = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
         await response.prepare(request)
         sent = 0
-        for kind, event in fake_module._openai_events(entry, parts, True):
+        for kind, event in fake_wire.openai_events(entry, parts, True):
             if kind == "content":
                 if interval and sent:
                     await asyncio.sleep(interval)

@@ -47,21 +47,51 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import threading
 import time
-import uuid
 from collections import defaultdict, deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Self
 
 import orjson
 from aiohttp import web
 
 from tests.support import fake_responses
+from tests.support.fake_wire import (  # the values tests compare against are re-exported
+    Dialect,
+    Received,
+    answer_text,
+    anthropic_events,
+    anthropic_message,
+    error_event,
+    error_response,
+    fake_token_count,
+    fake_vector,
+    json_response,
+    openai_completion,
+    openai_events,
+    openai_tool_call_completion,
+    openai_tool_call_events,
+    presented_key,
+    split_words,
+    tool_answer,
+    tool_call_for,
+)
 
-Dialect = Literal["openai", "anthropic"]
+__all__ = [
+    "LONG_STREAM_CHUNKS",
+    "SLOW_STREAM_CHUNKS",
+    "SLOW_STREAM_INTERVAL_S",
+    "Behaviour",
+    "FakeUpstream",
+    "Received",
+    "answer_text",
+    "fake_token_count",
+    "fake_vector",
+    "tool_answer",
+    "tool_call_for",
+]
 
 #: How long ``timeout`` sleeps: far beyond any read timeout the tests configure.
 TIMEOUT_SLEEP_S = 60.0
@@ -117,22 +147,6 @@ class Behaviour:
         if name.isdigit():
             return cls("error", status=int(name), retry_after=arg or None, spec=spec)
         raise ValueError(f"unknown fake-upstream behaviour {spec!r}")
-
-
-@dataclass(slots=True)
-class Received:
-    """One request as the fake saw it."""
-
-    model: str
-    dialect: Dialect
-    path: str
-    body: Any
-    stream: bool
-    behaviour: str
-    headers: dict[str, str]
-    at: float = field(default_factory=time.monotonic)
-    disconnected_at: float | None = None
-    finished_at: float | None = None
 
 
 class FakeUpstream:
@@ -272,8 +286,8 @@ class FakeUpstream:
         behaviour = self._next(str(body.get("model")))
         self._record(request, "anthropic", body, behaviour)
         if behaviour.kind == "error":
-            return _error("anthropic", behaviour.status, "fake upstream count error")
-        return _json({"input_tokens": fake_token_count(body)})
+            return error_response("anthropic", behaviour.status, "fake upstream count error")
+        return json_response({"input_tokens": fake_token_count(body)})
 
     async def _responses(self, request: web.Request) -> web.StreamResponse:
         """OpenAI's Responses API (``fake_responses``): ``ok``/``no_usage`` answer, ``reject_key``
@@ -282,28 +296,30 @@ class FakeUpstream:
         behaviour = self._next(str(body.get("model")))
         entry = self._record(request, "openai", body, behaviour)
         if behaviour.kind == "error":
-            return _error("openai", behaviour.status, f"fake upstream error {behaviour.status}")
+            return error_response("openai", behaviour.status, f"fake upstream error {behaviour.status}")
         if behaviour.kind == "reject_key":
-            return _error("openai", 401, f"Incorrect API key provided: {presented_key(entry)}. Check your key.")
-        parts = _split_words(answer_text(entry.model))
+            return error_response("openai", 401, f"Incorrect API key provided: {presented_key(entry)}. Check your key.")
+        parts = split_words(answer_text(entry.model))
         if entry.stream:
             return await self._write_events(request, fake_responses.response_events(body, parts))
-        return _json(fake_responses.response_object(body, parts))
+        return json_response(fake_responses.response_object(body, parts))
 
     async def _input_tokens(self, request: web.Request) -> web.StreamResponse:
         body = orjson.loads(await request.read())
         behaviour = self._next(str(body.get("model")))
         self._record(request, "openai", body, behaviour)
         if behaviour.kind == "error":
-            return _error("openai", behaviour.status, "fake upstream count error")
-        return _json({"object": "response.input_tokens", "input_tokens": fake_responses.fake_input_tokens(body)})
+            return error_response("openai", behaviour.status, "fake upstream count error")
+        return json_response(
+            {"object": "response.input_tokens", "input_tokens": fake_responses.fake_input_tokens(body)}
+        )
 
     async def _handle(self, request: web.Request, dialect: Dialect) -> web.StreamResponse:
         raw = await request.read()
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return _error(dialect, 400, "fake upstream: body is not JSON")
+            return error_response(dialect, 400, "fake upstream: body is not JSON")
         model = str(body.get("model")) if isinstance(body, dict) else "?"
         behaviour = self._next(model)
         entry = self._record(request, dialect, body, behaviour)
@@ -329,27 +345,27 @@ class FakeUpstream:
                 return web.Response(
                     body=behaviour.body, status=behaviour.status, headers=headers, content_type=behaviour.content_type
                 )
-            return _error(dialect, behaviour.status, f"fake upstream error {behaviour.status}", headers)
+            return error_response(dialect, behaviour.status, f"fake upstream error {behaviour.status}", headers)
         if behaviour.kind == "reject_key":
-            return _error(dialect, 401, f"Incorrect API key provided: {presented_key(entry)}. Check your key.")
+            return error_response(dialect, 401, f"Incorrect API key provided: {presented_key(entry)}. Check your key.")
         if behaviour.kind == "malformed":
             return web.Response(body=b'{"id": "chatcmpl-broken", "choices": [', content_type="application/json")
         if behaviour.kind == "tools" and dialect == "openai":
             call = tool_call_for(entry.body)
             if call is not None:
                 if entry.stream:
-                    return await self._write_events(request, _openai_tool_call_events(entry, call))
-                return _json(_openai_tool_call_completion(entry, call))
+                    return await self._write_events(request, openai_tool_call_events(entry, call))
+                return json_response(openai_tool_call_completion(entry, call))
         text_parts = _answer_parts(entry.model, behaviour)
         if behaviour.kind == "tools" and isinstance(entry.body, dict) and entry.body.get("messages"):
             last = entry.body["messages"][-1]
             if last.get("role") == "tool":
-                text_parts = _split_words(tool_answer(str(last.get("content"))))
+                text_parts = split_words(tool_answer(str(last.get("content"))))
         if entry.stream or behaviour.kind in ("cut", "slow_stream", "long_stream", "stream_error"):
             return await self._stream(request, dialect, entry, behaviour, text_parts)
         if dialect == "anthropic":
-            return _json(_anthropic_message(entry, text_parts, behaviour.usage))
-        return _json(_openai_completion(entry, text_parts, behaviour.usage))
+            return json_response(anthropic_message(entry, text_parts, behaviour.usage))
+        return json_response(openai_completion(entry, text_parts, behaviour.usage))
 
     async def _stream(
         self,
@@ -361,7 +377,7 @@ class FakeUpstream:
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
         await response.prepare(request)
-        encode = _anthropic_events if dialect == "anthropic" else _openai_events
+        encode = anthropic_events if dialect == "anthropic" else openai_events
         cut_after = 2 if behaviour.kind in ("cut", "stream_error") else None
         interval = SLOW_STREAM_INTERVAL_S if behaviour.kind == "slow_stream" else 0.0
         sent_content = 0
@@ -370,7 +386,7 @@ class FakeUpstream:
                 if cut_after is not None and sent_content == cut_after:
                     if behaviour.kind == "stream_error":
                         message = f"Internal error; request was sent with key {presented_key(entry)}"
-                        await response.write(_error_event(dialect, message))
+                        await response.write(error_event(dialect, message))
                         await response.write_eof()
                         return response
                     # Drop the connection mid-stream without the chunked-encoding terminator.
@@ -397,14 +413,14 @@ class FakeUpstream:
         behaviour = self._next(str(body.get("model")))
         entry = self._record(request, "openai", body, behaviour)
         if behaviour.kind == "error":
-            return _error("openai", behaviour.status, "fake upstream embeddings error")
+            return error_response("openai", behaviour.status, "fake upstream embeddings error")
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         data = [
             {"object": "embedding", "index": i, "embedding": fake_vector(str(text))} for i, text in enumerate(inputs)
         ]
         tokens = sum(len(str(text).split()) for text in inputs)
         entry.finished_at = time.monotonic()
-        return _json(
+        return json_response(
             {
                 "object": "list",
                 "data": data,
@@ -417,248 +433,9 @@ class FakeUpstream:
 # -- payloads --------------------------------------------------------------------------------------
 
 
-def fake_vector(text: str, dims: int = 8) -> list[float]:
-    """A deterministic small vector for ``text`` (tests can recompute it)."""
-    digest = hashlib.sha256(text.encode()).digest()
-    return [round((b - 128) / 128.0, 6) for b in digest[:dims]]
-
-
-def answer_text(model: str) -> str:
-    """The text the fake answers ``ok`` requests for ``model`` with."""
-    return f"Hello from {model}."
-
-
-def tool_answer(result: str) -> str:
-    """What the ``tools`` behaviour answers once it has a tool's result."""
-    return f"The tool said: {result}"
-
-
-def tool_call_for(body: Any) -> dict[str, Any] | None:
-    """The call the ``tools`` behaviour makes (None: it answers in text): the first tool, with
-    arguments filled from its JSON schema, unless the last message is already a tool result."""
-    if not isinstance(body, dict) or not body.get("tools"):
-        return None
-    messages = body.get("messages") or []
-    if messages and messages[-1].get("role") == "tool":
-        return None
-    function = body["tools"][0].get("function") or {}
-    properties = (function.get("parameters") or {}).get("properties") or {}
-    arguments = {name: 1 if spec.get("type") in ("integer", "number") else "test" for name, spec in properties.items()}
-    return {
-        "id": "call_" + uuid.uuid4().hex[:12],
-        "type": "function",
-        "function": {"name": function.get("name", ""), "arguments": orjson.dumps(arguments).decode()},
-    }
-
-
-def _openai_tool_call_completion(entry: Received, call: dict[str, Any]) -> dict[str, Any]:
-    body = _openai_completion(entry, [], with_usage=True)
-    body["choices"][0]["message"] = {"role": "assistant", "content": None, "tool_calls": [call]}
-    body["choices"][0]["finish_reason"] = "tool_calls"
-    return body
-
-
-def _openai_tool_call_events(entry: Received, call: dict[str, Any]) -> Iterable[bytes]:
-    cid = "chatcmpl-" + uuid.uuid4().hex[:12]
-
-    def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-        payload = {"id": cid, "object": "chat.completion.chunk", "created": 0, "model": entry.model, "choices": choices}
-        return b"data: " + orjson.dumps({**payload, **extra}) + b"\n\n"
-
-    arguments = call["function"]["arguments"]
-    half = len(arguments) // 2
-    head = {
-        "index": 0,
-        "id": call["id"],
-        "type": "function",
-        "function": {"name": call["function"]["name"], "arguments": ""},
-    }
-    yield chunk(
-        [{"index": 0, "delta": {"role": "assistant", "content": None, "tool_calls": [head]}, "finish_reason": None}]
-    )
-    for piece in (arguments[:half], arguments[half:]):
-        delta = {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
-        yield chunk([{"index": 0, "delta": delta, "finish_reason": None}])
-    yield chunk([{"index": 0, "delta": {}, "finish_reason": "tool_calls"}])
-    options = entry.body.get("stream_options") if isinstance(entry.body, dict) else None
-    if isinstance(options, dict) and options.get("include_usage"):
-        prompt_tokens = _prompt_tokens(entry)
-        yield chunk(
-            [], usage={"prompt_tokens": prompt_tokens, "completion_tokens": 3, "total_tokens": prompt_tokens + 3}
-        )
-    yield b"data: [DONE]\n\n"
-
-
-def fake_token_count(body: dict[str, Any]) -> int:
-    """What the fake's token counter answers: recognisably not an estimate of Bastion's."""
-    return 1000 + 10 * len(body.get("messages") or []) + 100 * len(body.get("tools") or []) + bool(body.get("system"))
-
-
 def _answer_parts(model: str, behaviour: Behaviour) -> list[str]:
     if behaviour.kind == "slow_stream":
         return [f"tick{i} " for i in range(SLOW_STREAM_CHUNKS)]
     if behaviour.kind == "long_stream":
         return [f"word{i} " for i in range(behaviour.chunks)]
-    return _split_words(answer_text(model))
-
-
-def _split_words(text: str) -> list[str]:
-    words = text.split(" ")
-    return [w if i == len(words) - 1 else w + " " for i, w in enumerate(words)]
-
-
-def _prompt_tokens(entry: Received) -> int:
-    messages = entry.body.get("messages") if isinstance(entry.body, dict) else None
-    return 3 + 4 * len(messages or [])
-
-
-def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(payload), status=status, headers=headers, content_type="application/json")
-
-
-_ANTHROPIC_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    529: "overloaded_error",
-}
-
-
-def _error(dialect: Dialect, status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    if dialect == "anthropic":
-        payload: dict[str, Any] = {
-            "type": "error",
-            "error": {"type": _ANTHROPIC_ERROR_TYPES.get(status, "api_error"), "message": message},
-        }
-    else:
-        kind = "invalid_request_error" if status < 500 else "server_error"
-        payload = {"error": {"message": message, "type": kind, "param": None, "code": None}}
-    return _json(payload, status=status, headers=headers)
-
-
-def presented_key(entry: Received) -> str:
-    """The credential a request carried: the bearer value, or Anthropic's ``x-api-key``."""
-    headers = {name.lower(): value for name, value in entry.headers.items()}
-    return headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
-
-
-def _error_event(dialect: Dialect, message: str) -> bytes:
-    """An error reported inside an event stream, after a 200 and some content."""
-    if dialect == "anthropic":
-        payload = {"type": "error", "error": {"type": "api_error", "message": message}}
-        return b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
-    return b"data: " + orjson.dumps({"error": {"message": message, "type": "server_error"}}) + b"\n\n"
-
-
-def _openai_completion(entry: Received, parts: list[str], with_usage: bool) -> dict[str, Any]:
-    completion_tokens = len(parts)
-    prompt_tokens = _prompt_tokens(entry)
-    body: dict[str, Any] = {
-        "id": "chatcmpl-" + uuid.uuid4().hex[:12],
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": entry.model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": "".join(parts)},
-                "finish_reason": "stop",
-                "logprobs": None,
-            }
-        ],
-    }
-    if with_usage:
-        body["usage"] = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        }
-    return body
-
-
-def _openai_events(entry: Received, parts: list[str], with_usage: bool) -> Iterable[tuple[str, bytes]]:
-    """(kind, bytes) pairs: kind is "content" for the events that carry answer text."""
-    cid = "chatcmpl-" + uuid.uuid4().hex[:12]
-    created = int(time.time())
-
-    def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-        payload = {
-            "id": cid,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": entry.model,
-            "choices": choices,
-            **extra,
-        }
-        return b"data: " + orjson.dumps(payload) + b"\n\n"
-
-    yield "meta", chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
-    for part in parts:
-        yield "content", chunk([{"index": 0, "delta": {"content": part}, "finish_reason": None}])
-    yield "meta", chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}])
-    options = entry.body.get("stream_options") if isinstance(entry.body, dict) else None
-    if with_usage and isinstance(options, dict) and options.get("include_usage"):
-        prompt_tokens = _prompt_tokens(entry)
-        usage = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": len(parts),
-            "total_tokens": prompt_tokens + len(parts),
-        }
-        yield "meta", chunk([], usage=usage)
-    yield "meta", b"data: [DONE]\n\n"
-
-
-def _anthropic_message(entry: Received, parts: list[str], with_usage: bool) -> dict[str, Any]:
-    return {
-        "id": "msg_" + uuid.uuid4().hex[:12],
-        "type": "message",
-        "role": "assistant",
-        "model": entry.model,
-        "content": [{"type": "text", "text": "".join(parts)}],
-        "stop_reason": "end_turn",
-        "stop_sequence": None,
-        "usage": {
-            "input_tokens": _prompt_tokens(entry) if with_usage else 0,
-            "output_tokens": len(parts) if with_usage else 0,
-        },
-    }
-
-
-def _anthropic_events(entry: Received, parts: list[str], with_usage: bool) -> Iterable[tuple[str, bytes]]:
-    def event(name: str, payload: dict[str, Any]) -> bytes:
-        return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
-
-    message = {**_anthropic_message(entry, [], with_usage), "content": [], "stop_reason": None}
-    message["usage"] = {"input_tokens": _prompt_tokens(entry) if with_usage else 0, "output_tokens": 1}
-    yield "meta", event("message_start", {"type": "message_start", "message": message})
-    yield (
-        "meta",
-        event(
-            "content_block_start",
-            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-        ),
-    )
-    yield "meta", event("ping", {"type": "ping"})
-    for part in parts:
-        yield (
-            "content",
-            event(
-                "content_block_delta",
-                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": part}},
-            ),
-        )
-    yield "meta", event("content_block_stop", {"type": "content_block_stop", "index": 0})
-    yield (
-        "meta",
-        event(
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                "usage": {"output_tokens": len(parts) if with_usage else 0},
-            },
-        ),
-    )
-    yield "meta", event("message_stop", {"type": "message_stop"})
+    return split_words(answer_text(model))
