@@ -15,9 +15,9 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from bastion.dialects.openai_schema import StreamOptions, first_error
+from bastion.dialects.openai_schema import StreamOptions, parse_object
 from bastion.errors import InvalidRequest
 
 #: OpenAI's default for ``max_tokens`` on this endpoint (chat has none).
@@ -71,12 +71,7 @@ class CompletionRequest(BaseModel):
 
 def validate_completion_request(body: Any) -> tuple[CompletionRequest, list[str]]:
     """The validated request and its prompts (one chat request each), or a 400 naming the field."""
-    if not isinstance(body, dict):
-        raise InvalidRequest("Invalid request: the body must be a JSON object")
-    try:
-        request = CompletionRequest.model_validate(body)
-    except ValidationError as exc:
-        raise first_error(exc, body) from None
+    request = parse_object(CompletionRequest, body)
     if request.echo:
         raise InvalidRequest(
             "Invalid request: echo is not supported; send echo: false (or leave it out).", param="echo"

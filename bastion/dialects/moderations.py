@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from bastion.dialects.openai_schema import first_error
+from bastion.dialects.openai_schema import parse_object
 from bastion.errors import InvalidRequest
 
 #: Inputs of one request (each scanned separately); the body size limit bounds their length.
@@ -32,12 +32,7 @@ class ModerationRequest(BaseModel):
 
 def moderation_inputs(body: Any) -> list[str | list[dict[str, Any]]]:
     """One entry per result: a text, or the text parts of one multimodal input."""
-    if not isinstance(body, dict):
-        raise InvalidRequest("Invalid request: the body must be a JSON object")
-    try:
-        request = ModerationRequest.model_validate(body)
-    except ValidationError as exc:
-        raise first_error(exc, body) from None
+    request = parse_object(ModerationRequest, body)
     raw = request.input
     if isinstance(raw, str):
         return [raw]

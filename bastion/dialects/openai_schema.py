@@ -8,7 +8,7 @@ re-serialising and keeps extension fields intact.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -190,13 +190,21 @@ def first_error(exc: ValidationError, raw: Any) -> InvalidRequest:
     return InvalidRequest(f"Invalid request: {text}", param=param)
 
 
-def validate_chat_request(body: Any) -> ChatCompletionRequest:
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def parse_object(model: type[ModelT], body: Any) -> ModelT:
+    """``body`` validated as ``model``; a 400 naming the first bad field otherwise."""
     if not isinstance(body, dict):
         raise InvalidRequest("Invalid request: the body must be a JSON object")
     try:
-        request = ChatCompletionRequest.model_validate(body)
+        return model.model_validate(body)
     except ValidationError as exc:
         raise first_error(exc, body) from None
+
+
+def validate_chat_request(body: Any) -> ChatCompletionRequest:
+    request = parse_object(ChatCompletionRequest, body)
     uses_prompt = request.model.startswith("prompt:") or bool(request.bastion and request.bastion.get("prompt_id"))
     if not request.messages and not uses_prompt:
         raise InvalidRequest("Invalid request: messages: must contain at least one message", param="messages")
@@ -204,9 +212,4 @@ def validate_chat_request(body: Any) -> ChatCompletionRequest:
 
 
 def validate_embedding_request(body: Any) -> EmbeddingRequest:
-    if not isinstance(body, dict):
-        raise InvalidRequest("Invalid request: the body must be a JSON object")
-    try:
-        return EmbeddingRequest.model_validate(body)
-    except ValidationError as exc:
-        raise first_error(exc, body) from None
+    return parse_object(EmbeddingRequest, body)

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bastion.dialects.openai_schema import first_error
+from bastion.dialects.openai_schema import first_error, parse_object
 from bastion.errors import InvalidRequest
 
 #: Request fields accepted and not acted on (they tune OpenAI-hosted features a chat upstream lacks).
@@ -82,12 +82,7 @@ class ResponsesRequest(_Open):
 
 
 def validate_responses_request(body: Any) -> ResponsesRequest:
-    if not isinstance(body, dict):
-        raise InvalidRequest("Invalid request: the body must be a JSON object")
-    try:
-        request = ResponsesRequest.model_validate(body)
-    except ValidationError as exc:
-        raise first_error(exc, body) from None
+    request = parse_object(ResponsesRequest, body)
     if request.background:
         raise InvalidRequest("Invalid request: background responses are not supported.", param="background")
     if request.conversation is not None:
