@@ -76,8 +76,26 @@ async def test_redaction_with_a_vault_prompt_reaches_the_ledgers_client_view(
     assert EMAIL.encode() not in orjson.dumps(row)
 
 
-async def test_injection_is_flagged_by_default_and_forwarded(guard_env: GuardEnv, guard_fake: GuardFake) -> None:
+async def test_a_clear_injection_is_blocked_by_default_and_recorded(guard_env: GuardEnv, guard_fake: GuardFake) -> None:
+    def blocks() -> float:
+        labels = {"direction": "input", "scanner": "injection", "action": "block"}
+        return REGISTRY.get_sample_value("bastion_guard_verdicts_total", labels) or 0.0
+
+    before = blocks()
     caller = await guard_env.tenant()
+    response = await guard_env.chat(caller, {"model": MODEL, "messages": [{"role": "user", "content": INJECTION}]})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "content_blocked"
+    assert guard_fake.requests(UPSTREAM) == []
+    row = await guard_env.interaction(caller, response.headers["x-request-id"])
+    assert row["flagged"] is True and row["status"] == 400 and row["error_code"] == "content_blocked"
+    injection = _verdict(row, "input", "injection")
+    assert injection["flagged"] is True and injection["action"] == "block" and injection["score"] >= 0.9
+    assert row["guard"]["action"] == "block"
+    assert blocks() == before + 1
+
+
+async def test_injection_in_flag_mode_is_forwarded_and_flagged(guard_env: GuardEnv, guard_fake: GuardFake) -> None:
+    caller = await guard_env.tenant(key={"guard": {"injection": "flag"}})
     response = await guard_env.chat(caller, {"model": MODEL, "messages": [{"role": "user", "content": INJECTION}]})
     assert response.status_code == 200, response.text
     assert user_texts(guard_fake.requests(UPSTREAM)[0].body) == [INJECTION]
@@ -86,6 +104,14 @@ async def test_injection_is_flagged_by_default_and_forwarded(guard_env: GuardEnv
     injection = _verdict(row, "input", "injection")
     assert injection["flagged"] is True and injection["action"] == "flag" and injection["score"] >= 0.9
     assert row["guard"]["action"] == "flag"
+
+
+async def test_blocked_message_wording_is_configurable(guard_env: GuardEnv, guard_fake: GuardFake) -> None:
+    wording = "Sorry, this request cannot be processed."
+    caller = await guard_env.tenant(key={"guard": {"blocked_message": wording}})
+    response = await guard_env.chat(caller, {"model": MODEL, "messages": [{"role": "user", "content": INJECTION}]})
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == wording
 
 
 @pytest.mark.parametrize("dialect", ["openai", "anthropic"])
