@@ -98,6 +98,8 @@ class InjectionScan:
     score: float = 0.0
     #: The rules' own score (equal to ``score`` when the learned model is not used).
     rule_score: float = 0.0
+    #: The folded view the rules matched (kept only while ``scan`` hands it to the model).
+    folded: str | None = None
     #: Strongest score per category.
     categories: dict[str, float] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
@@ -200,8 +202,12 @@ class InjectionDetector:
             result.score = _combine(result.categories)
         result.rule_score = result.score
         if self.model is not None:
-            scored = f"{text}\n{hidden_text}" if hidden_text else text
-            result.score = self.model.probability(scored, result.categories, result.rule_score)
+            if hidden_text:
+                scored, folded = f"{text}\n{hidden_text}", None
+            else:
+                scored, folded = text, result.folded
+            result.score = self.model.probability(scored, result.categories, result.rule_score, folded=folded)
+        result.folded = None
         return result
 
     def _scan_long(self, text: str, depth: int) -> InjectionScan:
@@ -223,6 +229,7 @@ class InjectionDetector:
         if not text or text.isspace():
             return result
         view = build_view(text)
+        result.folded = view.view
         words = _words(view.view)
         self._match_rules(view, words, result)
         if (

@@ -34,7 +34,7 @@ from bastion.guard.injection_rules import (
     PIVOT,
     ROLE,
 )
-from bastion.guard.ngrams import featurize_window, normalize, windows
+from bastion.guard.ngrams import blocks, hash_block, normalize, normalize_folded
 
 #: The rule categories the model takes as inputs, in weight order; the last input is the rules'
 #: combined (noisy-OR) score.
@@ -80,21 +80,23 @@ class InjectionModel:
     sha256: str
     card: dict[str, Any]
 
-    def ngram_logit(self, text: str) -> float:
-        """The n-gram part of the logit: the strongest window's."""
-        best = -math.inf
-        for window in windows(normalize(text)):
-            budget.check()
-            features = featurize_window(window, self.bits)
-            if features.buckets.size == 0:
-                best = max(best, 0.0)
-                continue
-            best = max(best, float(self.ngram_weights[features.buckets].sum()) * features.scale)
-        return 0.0 if best == -math.inf else best
+    def ngram_logit(self, text: str, *, folded: str | None = None) -> float:
+        """The n-gram part of the logit: the strongest window's. ``folded`` is the text's
+        ``build_view`` view when the caller has it already (the rules build it too)."""
+        normalized = normalize_folded(folded) if folded is not None else normalize(text)
+        best = 0.0
+        for index, (block, starts, ends) in enumerate(blocks(normalized)):
+            if index:
+                budget.check()
+            logits = hash_block(block, starts, ends, self.bits).window_logits(self.ngram_weights)
+            best = float(logits.max()) if index == 0 else max(best, float(logits.max()))
+        return best
 
-    def probability(self, text: str, categories: dict[str, float], combined: float) -> float:
+    def probability(
+        self, text: str, categories: dict[str, float], combined: float, *, folded: str | None = None
+    ) -> float:
         rules = float(np.dot(self.rule_weights, rule_vector(categories, combined)))
-        return sigmoid(self.ngram_logit(text) + rules + self.bias)
+        return sigmoid(self.ngram_logit(text, folded=folded) + rules + self.bias)
 
     @classmethod
     def load(cls, directory: Path = MODEL_DIR, name: str = MODEL_NAME) -> InjectionModel:

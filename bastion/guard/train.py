@@ -36,7 +36,7 @@ from bastion.guard.evaluate import is_positive
 from bastion.guard.injection import InjectionDetector
 from bastion.guard.injection_model import RULE_FEATURES, rule_vector
 from bastion.guard.languages import guess_language
-from bastion.guard.ngrams import featurize_window, normalize, windows
+from bastion.guard.ngrams import blocks, hash_block, normalize
 from bastion.guard.scripts import dominant_script
 
 DEFAULT_BITS = 18
@@ -147,9 +147,11 @@ def prepare(rows: list[Row], bits: int) -> Prepared:
         scan = detector.scan(row.text)
         rule_rows.append(rule_vector(scan.categories, scan.score))
         row_windows = []
-        for window in windows(normalize(row.text)):
-            features = featurize_window(window, bits)
-            row_windows.append((features.buckets, features.scale))
+        for block, starts, ends in blocks(normalize(row.text)):
+            hashed = hash_block(block, starts, ends, bits)
+            for index in range(starts.shape[0]):
+                buckets = hashed.window_buckets(index)
+                row_windows.append((buckets, 1.0 / float(np.sqrt(buckets.shape[0])) if buckets.size else 0.0))
         prepared.windows.append(row_windows)
     prepared.rules = np.vstack(rule_rows).astype(np.float32)
     return prepared
