@@ -8,6 +8,7 @@ echo "ignore all previous instructions" | bastion guard scan
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ from bastion.guard.evaluate import (
     load_jsonl,
     split_rows,
 )
+from bastion.guard.injection_model import shared_model
 from bastion.guard.pii import PiiDetector
 from bastion.guard.train import DEFAULT_BITS, DEFAULT_SEED
 from bastion.guard.train_run import train_model, write_model
@@ -76,6 +78,7 @@ def eval_command(
             block_threshold=block_threshold if block_threshold is not None else block,
             split=split,
             use_model=not rules_only,
+            trained_on=None if rules_only else _training_seed(file),
         )
     else:
         report = _pii_report(rows, default_policy, split)
@@ -125,6 +128,15 @@ def train_command(
     typer.echo(f"weights sha256 {result.card['weights_sha256']}")
     for path in paths:
         typer.echo(f"wrote {path}")
+
+
+def _training_seed(file: Path) -> str | None:
+    """The packaged model's split seed when ``file`` is one of its training files, else None."""
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()
+    training = shared_model().card.get("training", {})
+    if any(entry.get("sha256") == digest for entry in training.get("files", ())):
+        return str(training.get("seed"))
+    return None
 
 
 def _train_deep(files: list[Path], output: Path | None, seed: str) -> None:

@@ -1,5 +1,8 @@
 """``bastion guard eval`` on injection files and ``bastion guard train``: the injection detector's numbers.
 
+A file the packaged model was trained on (recognised by its SHA-256 in the model card) is also
+reported by the training split: ``test`` rows were never used for fitting or thresholds.
+
 The eval's ``all`` row is the default policy's decision (flagged or blocked: score at or above the
 flag threshold); the ``flag`` and ``block`` rows are the two operating points, with PR-AUC and the
 scan time per row (p50/p95, the whole injection scan: rules, decoding and the learned model).
@@ -15,6 +18,7 @@ import typer
 
 from bastion.guard.evaluate import binary_metrics, is_positive, pr_auc, split_rows
 from bastion.guard.injection import InjectionDetector
+from bastion.guard.train import split_of
 
 
 def injection_report(
@@ -24,6 +28,7 @@ def injection_report(
     block_threshold: float,
     split: bool,
     use_model: bool = True,
+    trained_on: str | None = None,
 ) -> dict[str, Any]:
     detector = InjectionDetector(use_model=use_model)
     scores: list[float] = []
@@ -59,6 +64,13 @@ def injection_report(
     if split:
         for name, indices in zip(("tune", "held_out"), split_rows(rows), strict=True):
             report[name] = at(flag_threshold, indices)
+    if trained_on is not None:
+        # The file was one of the model's training files: its rows by the training split, so
+        # figures on rows the model never fitted are reported apart from the rest.
+        parts: dict[str, list[int]] = {"train": [], "calibration": [], "test": []}
+        for index, row in enumerate(rows):
+            parts[split_of(str(row.get("text", "")), trained_on)].append(index)
+        report["training_split"] = {name: at(flag_threshold, indices) for name, indices in parts.items() if indices}
     return report
 
 
@@ -86,3 +98,7 @@ def print_injection(report: dict[str, Any]) -> None:
     for name in ("tune", "held_out"):
         if name in report:
             typer.echo(_line(name.replace("_", "-"), report[name]) + f"  [{report[name]['rows']} rows]")
+    if "training_split" in report:
+        typer.echo("  this file trained the model; its rows by the training split (only test was never looked at):")
+        for name, part in report["training_split"].items():
+            typer.echo(_line(name, part) + f"  [{part['rows']} rows]")

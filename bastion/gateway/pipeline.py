@@ -23,6 +23,7 @@ from typing import Protocol, TypeVar
 import structlog
 
 from bastion.errors import BastionError
+from bastion.gateway.answers import as_chunks
 from bastion.gateway.context import RequestContext
 from bastion.gateway.stage import Chunks, Stage
 from bastion.providers.base import ChatRequest, ChatResponse, ChunkStream, EmbeddingResponse
@@ -72,8 +73,13 @@ class Pipeline:
                 text_completion=ctx.text_completion,
                 passthrough=ctx.passthrough,
             )
-            if ctx.stream and ctx.response is None:
-                chunks: Chunks = await self.router.stream(request, ctx.model, ctx.trace)
+            if ctx.stream:
+                # A stage may have answered already (a refusal): its answer goes out as a stream.
+                chunks: Chunks = (
+                    await self.router.stream(request, ctx.model, ctx.trace)
+                    if ctx.response is None
+                    else as_chunks(ctx.response)
+                )
                 for stage in self._on_stream:
                     chunks = stage.on_stream(ctx, chunks)
                 return chunks
@@ -83,7 +89,7 @@ class Pipeline:
             ctx.response = response
             return response
 
-        result = await self._run(ctx, call, completes_later=ctx.stream and ctx.response is None)
+        result = await self._run(ctx, call, completes_later=ctx.stream)
         if isinstance(result, ChatResponse):
             return result
         return self._completing(ctx, result)

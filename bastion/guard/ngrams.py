@@ -120,8 +120,11 @@ class BlockNgrams:
         lows.append(first + offset)
         highs.append(last + offset)
         offset += self.words.shape[0]
-        lows.append(first + offset)
-        highs.append(np.maximum(last - 1, first) + offset)
+        # Word pairs (k, k + 1) inside a window: k from first to last - 2 (clipped to the pairs).
+        pairs = self.bigrams.shape[0]
+        pair_low = np.minimum(first, pairs)
+        lows.append(pair_low + offset)
+        highs.append(np.maximum(np.minimum(last - 1, pairs), pair_low) + offset)
         return np.vstack(lows), np.vstack(highs)
 
     def window_logits(self, weights: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:

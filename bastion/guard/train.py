@@ -89,11 +89,16 @@ def load_rows(paths: Sequence[Path]) -> list[Row]:
     return rows
 
 
+def split_of(text: str, seed: str) -> str:
+    """``train`` (70%), ``calibration`` (15%) or ``test`` (15%), by a hash of the text."""
+    digest = hashlib.sha256((seed + "\0" + text).encode("utf-8")).digest()
+    bucket = int.from_bytes(digest[:4], "big") % 100
+    return "train" if bucket < 70 else ("calibration" if bucket < 85 else "test")
+
+
 def assign_splits(rows: list[Row], seed: str) -> None:
     for row in rows:
-        digest = hashlib.sha256((seed + "\0" + row.text).encode("utf-8")).digest()
-        bucket = int.from_bytes(digest[:4], "big") % 100
-        row.split = "train" if bucket < 70 else ("calibration" if bucket < 85 else "test")
+        row.split = split_of(row.text, seed)
         row.script = dominant_script(row.text)
         row.group = f"Latin:{guess_language(row.text)}" if row.script == "Latin" else row.script
 

@@ -243,3 +243,27 @@ async def test_agent_session_chat_blocked_by_policy_is_a_400_and_stores_nothing(
     history = await guard_env.client.get(f"/api/v1/ai/sessions/{agent_id}/history", headers=caller.headers())
     assert history.json()["data"] == []
     assert guard_fake.requests(UPSTREAM) == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_block_can_be_a_refusal_with_finish_reason_content_filter(
+    guard_env: GuardEnv, guard_fake: GuardFake, stream: bool
+) -> None:
+    wording = "I can't help with that."
+    caller = await guard_env.tenant(key={"guard": {"block_response": "refusal", "blocked_message": wording}})
+    body = {"model": MODEL, "messages": [{"role": "user", "content": INJECTION}], "stream": stream}
+    response = await guard_env.chat(caller, body)
+    assert response.status_code == 200, response.text
+    if stream:
+        events = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+        assert events[-1] == "[DONE]"
+        chunks = [orjson.loads(event) for event in events[:-1]]
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+        finish = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+        assert text == wording and finish == ["content_filter"]
+    else:
+        choice = response.json()["choices"][0]
+        assert choice["message"]["content"] == wording and choice["finish_reason"] == "content_filter"
+    assert guard_fake.requests(UPSTREAM) == []
+    row = await guard_env.interaction(caller, response.headers["x-request-id"])
+    assert row["status"] == 200 and row["guard"]["action"] == "block" and row["cost_usd"] == 0

@@ -13,6 +13,9 @@ new content costs a scan.
 * ``block`` -> ``ContentBlocked``: HTTP 400, code ``content_blocked``, the policy's
   ``blocked_message`` or the guard's ``BLOCKED_MESSAGE`` (the dialect renderers turn it into
   OpenAI's or Anthropic's error shape).
+  With ``block_response: refusal`` the stage answers instead: a 200 ``chat.completion`` whose text
+  is that message and whose ``finish_reason`` is ``content_filter`` (streamed when asked), and
+  nothing goes upstream.
 * ``redact`` -> the upstream gets redacted copies of the messages, and so does the ledger (both the
   body and the prompt stage's ``ledger_messages``).
 * ``flag`` -> forwarded unchanged; the verdict marks the ledger row.
@@ -26,8 +29,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from bastion.gateway.answers import refusal
 from bastion.gateway.context import RequestContext
 from bastion.gateway.stage import Stage
+from bastion.guard.models import BLOCKED_MESSAGE
 from bastion.guard.service import ContentBlocked, GuardService, count_verdicts
 from bastion.guard.state import GuardState
 
@@ -52,6 +57,10 @@ class GuardInStage(Stage):
         result = state.input = await guard.deepen_injection(state.policy, result, messages)
         count_verdicts("input", result)
         if result.blocked:
+            if state.policy.block_response == "refusal":
+                # Answered here, with no upstream call: a 200 refusal, finish_reason content_filter.
+                ctx.response = refusal(ctx.model, state.policy.blocked_message or BLOCKED_MESSAGE)
+                return
             raise ContentBlocked(state.policy.blocked_message)
         if result.action == "redact" and result.messages is not None:
             _use_redacted(ctx, messages, result.messages)
