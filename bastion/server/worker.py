@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import subprocess
 import sys
@@ -47,6 +48,11 @@ async def run_worker(settings: Settings, concurrency: int, metrics_port: int | N
 
 def worker_main(settings: Settings, concurrency: int, metrics_port: int | None = None) -> None:
     configure_logging(settings.logging)
+    # Bastion's own events go through structlog; libraries' INFO lines (each SQL statement,
+    # each taskiq message) are noise here: warnings and errors only, as under ``bastion serve``.
+    for name in ("", "sqlalchemy.engine", "sqlalchemy.pool", "taskiq", "taskiq_redis"):
+        logger = logging.getLogger(name)
+        logger.setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
     asyncio.run(run_worker(settings, concurrency, metrics_port))
 
 
