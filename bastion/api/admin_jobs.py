@@ -49,7 +49,7 @@ async def list_jobs(request: Request) -> Response:
         raise PermissionDenied("Only a platform admin key may list another tenant's jobs.")
     where = JobFilter(tenant_id=tenant_id or scope, state=_text(request, "state", 16), kind=_text(request, "kind", 64))
     limit = _int(request, "limit", 1, MAX_PAGE) or DEFAULT_PAGE
-    jobs, next_cursor = await gateway(request).services.jobs.list(where, limit, _text(request, "cursor", 512))
+    jobs, next_cursor = await gateway(request).services.jobs.list_jobs(where, limit, _text(request, "cursor", 512))
     return json_response(
         {
             "object": "list",

@@ -79,7 +79,7 @@ def list_jobs(
 
     async def work(service: JobService) -> list[Any]:
         where = JobFilter(tenant_id=await _tenant_id(service, tenant), state=state, kind=kind)
-        jobs, _ = await service.list(where, limit)
+        jobs, _ = await service.list_jobs(where, limit)
         return jobs
 
     for job in _run(settings, work):

@@ -114,9 +114,7 @@ def lifecycles(services: Services) -> list[Lifecycle]:
     ]
 
 
-def build_gateway(
-    settings: Settings, *, stages: list[Stage] | None = None, job_workers: int | None = None
-) -> Gateway:
+def build_gateway(settings: Settings, *, stages: list[Stage] | None = None, job_workers: int | None = None) -> Gateway:
     """The gateway of one process; ``stages`` replaces the default pipeline (tests); ``job_workers``
     as for ``build_services``."""
     services = build_services(settings, job_workers=job_workers)

@@ -83,7 +83,8 @@ class JobBroker:
             if self._execute is not None:
                 await self._execute(job_id)
 
-        self.task: AsyncTaskiqDecoratedTask[[str], None] = broker.register_task(execute_job, task_name=EXECUTE_TASK)
+        task: Any = broker.register_task(execute_job, task_name=EXECUTE_TASK)  # (its stubs expect a sync function)
+        self.task: AsyncTaskiqDecoratedTask[[str], None] = task
         self._started = False
 
     @property

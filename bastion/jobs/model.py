@@ -28,7 +28,7 @@ def new_job_id() -> str:
     return f"job_{uuid.uuid4().hex}"
 
 
-class JobCancelled(Exception):  # noqa: N818 (a signal, not a failure)
+class JobCancelled(Exception):
     """Raised inside a handler (by ``JobContext.check_cancelled``) when the job was asked to stop."""
 
 

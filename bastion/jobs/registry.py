@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from bastion.jobs.context import JobContext
 
 #: A handler: runs one attempt of a job; what it returns (JSON-able) is the job's ``result``.
-Handler = Callable[["JobContext"], Awaitable[Any]]
+Handler = Callable[["JobContext"], Coroutine[Any, Any, Any]]
 
 
 @dataclass(frozen=True, slots=True)

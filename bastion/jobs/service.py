@@ -148,10 +148,12 @@ class JobService:
     async def get(self, job_id: str, tenant_id: str | None = None) -> JobView:
         return await self.store.get(job_id, tenant_id)
 
-    async def list(self, where: JobFilter, limit: int, cursor: str | None = None) -> tuple[list[JobView], str | None]:
+    async def list_jobs(
+        self, where: JobFilter, limit: int, cursor: str | None = None
+    ) -> tuple[list[JobView], str | None]:
         if where.state is not None and where.state not in STATES:
             raise InvalidRequest(f"Invalid request: state must be one of {', '.join(STATES)}.", param="state")
-        return await self.store.list(where, limit, cursor)
+        return await self.store.list_jobs(where, limit, cursor)
 
     async def cancel(self, job_id: str, tenant_id: str | None = None) -> JobView:
         job = await self.store.cancel(job_id, tenant_id)

@@ -133,7 +133,9 @@ class JobStore:
             raise NotFound(f"No job {job_id!r}.", param="job_id")
         return _view(row)
 
-    async def list(self, where: JobFilter, limit: int, cursor: str | None = None) -> tuple[list[JobView], str | None]:
+    async def list_jobs(
+        self, where: JobFilter, limit: int, cursor: str | None = None
+    ) -> tuple[list[JobView], str | None]:
         """Newest first; the cursor of the next page, or None."""
         query = select(Job)
         if where.tenant_id is not None:
@@ -144,9 +146,7 @@ class JobStore:
             query = query.where(Job.kind == where.kind)
         if cursor:
             created_at, job_id = decode_cursor(cursor)
-            query = query.where(
-                or_(Job.created_at < created_at, and_(Job.created_at == created_at, Job.id < job_id))
-            )
+            query = query.where(or_(Job.created_at < created_at, and_(Job.created_at == created_at, Job.id < job_id)))
         query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
         async with self.db.session() as session:
             rows = list((await session.scalars(query)).all())
@@ -224,7 +224,10 @@ class JobStore:
             values["progress_total"] = total
         async with self.db.transaction() as session:
             result = await session.execute(
-                update(Job).where(self._held(job_id, owner)).values(**values).execution_options(synchronize_session=False)
+                update(Job)
+                .where(self._held(job_id, owner))
+                .values(**values)
+                .execution_options(synchronize_session=False)
             )
         return _rowcount(result) == 1
 
@@ -268,7 +271,10 @@ class JobStore:
             values["progress_total"] = total
         async with self.db.transaction() as session:
             outcome = await session.execute(
-                update(Job).where(self._held(job_id, owner)).values(**values).execution_options(synchronize_session=False)
+                update(Job)
+                .where(self._held(job_id, owner))
+                .values(**values)
+                .execution_options(synchronize_session=False)
             )
         return _rowcount(outcome) == 1
 
@@ -290,7 +296,10 @@ class JobStore:
             values["progress_done"] = done
         async with self.db.transaction() as session:
             outcome = await session.execute(
-                update(Job).where(self._held(job_id, owner)).values(**values).execution_options(synchronize_session=False)
+                update(Job)
+                .where(self._held(job_id, owner))
+                .values(**values)
+                .execution_options(synchronize_session=False)
             )
         return _rowcount(outcome) == 1
 

@@ -122,7 +122,9 @@ async def test_a_failing_job_is_retried_and_fails_after_its_attempts(jobs: JobSe
     assert failed.state == FAILED and failed.attempts == 3
     assert failed.error == "RuntimeError: attempt 3 failed"
     assert REGISTRY.get_sample_value("bastion_job_failures_total", {"kind": "t.flaky"}) == before + 1
-    assert (REGISTRY.get_sample_value("bastion_job_duration_seconds_count", {"kind": "t.flaky", "outcome": "retried"}) or 0) >= 3
+    assert (
+        REGISTRY.get_sample_value("bastion_job_duration_seconds_count", {"kind": "t.flaky", "outcome": "retried"}) or 0
+    ) >= 3
 
 
 async def test_cancelling_a_running_job_stops_its_handler_within_a_second(jobs: JobService, handlers: Handlers) -> None:
@@ -228,11 +230,15 @@ async def test_queued_and_running_gauges_follow_the_table(database: Database, ha
     workers = service(database, handlers.registry, workers=1)
     await workers.start()
     try:
+
         async def drained() -> bool:
             await workers.refresh_metrics()
             return REGISTRY.get_sample_value("bastion_jobs_queued", {"kind": "t.echo"}) == 0
+
         await wait_until(drained, what="the queue drained")
-        count = REGISTRY.get_sample_value("bastion_job_duration_seconds_count", {"kind": "t.echo", "outcome": "succeeded"})
+        count = REGISTRY.get_sample_value(
+            "bastion_job_duration_seconds_count", {"kind": "t.echo", "outcome": "succeeded"}
+        )
         assert count is not None and count >= 2
     finally:
         await workers.stop()

@@ -151,16 +151,16 @@ async def test_listing_filters_pages_and_keeps_tenants_apart(database: Database,
         tenant = tenants["acme"] if i % 2 == 0 else tenants["globex"]
         made.append(await store.create(NewJob("k" if i < 4 else "other", tenant_id=tenant), max_attempts=3))
     acme = [job.id for job in reversed(made) if job.tenant_id == tenants["acme"]]
-    page, cursor = await store.list(JobFilter(tenant_id=tenants["acme"]), limit=2)
+    page, cursor = await store.list_jobs(JobFilter(tenant_id=tenants["acme"]), limit=2)
     assert [job.id for job in page] == acme[:2] and cursor is not None
-    rest, end = await store.list(JobFilter(tenant_id=tenants["acme"]), limit=2, cursor=cursor)
+    rest, end = await store.list_jobs(JobFilter(tenant_id=tenants["acme"]), limit=2, cursor=cursor)
     assert [job.id for job in rest] == acme[2:] and end is None
-    everyone, _ = await store.list(JobFilter(), limit=10)
+    everyone, _ = await store.list_jobs(JobFilter(), limit=10)
     assert len(everyone) == 5
-    only_other, _ = await store.list(JobFilter(kind="other"), limit=10)
+    only_other, _ = await store.list_jobs(JobFilter(kind="other"), limit=10)
     assert [job.id for job in only_other] == [made[4].id]
     await store.cancel(made[0].id)
-    cancelled, _ = await store.list(JobFilter(state=CANCELLED), limit=10)
+    cancelled, _ = await store.list_jobs(JobFilter(state=CANCELLED), limit=10)
     assert [job.id for job in cancelled] == [made[0].id]
     with pytest.raises(NotFound):
         await store.get(made[1].id, tenant_id=tenants["acme"])  # globex's job, seen from acme
@@ -168,7 +168,7 @@ async def test_listing_filters_pages_and_keeps_tenants_apart(database: Database,
         await store.cancel(made[1].id, tenant_id=tenants["acme"])
     assert (await store.get(made[1].id)).tenant_id == tenants["globex"]
     with pytest.raises(InvalidRequest):
-        await store.list(JobFilter(), limit=2, cursor="not a cursor")
+        await store.list_jobs(JobFilter(), limit=2, cursor="not a cursor")
 
 
 async def test_unclaimed_jobs_are_handed_out_again_after_a_while(store: JobStore, clock: Clock) -> None:
