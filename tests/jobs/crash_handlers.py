@@ -1,6 +1,6 @@
-"""A job kind for the crash tests, loaded by ``bastion worker`` through ``jobs.handler_modules``.
+"""Job kinds for the tests that run real workers, loaded through ``jobs.handler_modules``.
 
-``test.count``: items ``item-0000`` .. ``item-{n-1}``; for each item not done yet, one POST to a
+``test.echo``: returns its payload. ``test.count``: items ``item-0000`` .. ``item-{n-1}``; for each item not done yet, one POST to a
 counter (the per-item side effect, like an upstream call), then its result, written once.
 """
 
@@ -15,6 +15,7 @@ from bastion.jobs.context import JobContext
 from bastion.jobs.registry import JobRegistry
 
 KIND = "test.count"
+ECHO = "test.echo"
 
 
 def item_key(i: int) -> str:
@@ -42,5 +43,10 @@ async def count_items(ctx: JobContext) -> Any:
     return {"items": n}
 
 
+async def echo(ctx: JobContext) -> Any:
+    return {"echo": ctx.payload}
+
+
 def register(registry: JobRegistry) -> None:
     registry.register(KIND, count_items, max_attempts=5)
+    registry.register(ECHO, echo)
