@@ -1,7 +1,8 @@
 """Job kinds for the tests that run real workers, loaded through ``jobs.handler_modules``.
 
-``test.echo``: returns its payload. ``test.count``: items ``item-0000`` .. ``item-{n-1}``; for each item not done yet, one POST to a
-counter (the per-item side effect, like an upstream call), then its result, written once.
+``test.echo``: returns its payload. ``test.count``: items ``item-0000`` .. ``item-{n-1}``; for
+each item not done yet, one POST to a counter (the per-item side effect, like an upstream call),
+then its result, written once.
 """
 
 from __future__ import annotations
