@@ -97,14 +97,15 @@ class JobBroker:
         self._execute = execute
 
     async def start(self) -> None:
+        """Start the broker (Redis: make the consumer group); raises if it cannot be reached."""
         if not self._started:
             await self.broker.startup()
             self._started = True
 
     async def stop(self) -> None:
-        if self._started:
-            self._started = False
-            await self.broker.shutdown()
+        """Close the broker's connections (also after a failed start)."""
+        self._started = False
+        await self.broker.shutdown()
 
     async def kick(self, job_id: str) -> None:
         await self.task.kiq(job_id)

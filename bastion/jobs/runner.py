@@ -123,6 +123,7 @@ class WorkerPool:
     async def _receive(self, receiver: Receiver) -> None:
         while not self._finish.is_set():
             try:
+                await self.broker.start()  # a no-op once started; after a failed start (Redis down), again
                 await receiver.listen(self._finish)
             except asyncio.CancelledError:
                 raise

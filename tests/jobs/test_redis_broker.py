@@ -7,6 +7,7 @@ Uses the machine's Redis (``BASTION_TEST_REDIS``) with a stream and group of the
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -20,7 +21,9 @@ from bastion.jobs.registry import JobRegistry
 from bastion.jobs.service import JobService
 from bastion.store.db import Database
 from tests.jobs.support import service
+from tests.support.gateway import free_port
 from tests.support.harness import wait_until
+from tests.support.redis_server import PrivateRedis
 
 pytestmark = pytest.mark.redis
 
@@ -92,3 +95,22 @@ async def test_a_job_submitted_in_one_process_runs_on_another_through_the_stream
     finally:
         await workers.stop()
         await client.stop()
+
+
+@pytest.mark.integration
+async def test_workers_recover_when_redis_comes_up_after_them(database: Database) -> None:
+    """Redis down when the workers start and when the job is submitted: once it answers, the
+    receiver makes its group and the sweeper hands the unclaimed job out again."""
+    ran: list[str] = []
+    server = PrivateRedis(free_port())
+    svc = service(database, _registry(ran), workers=1, redis_url=server.url, requeue_unclaimed_s=0.3)
+    await svc.start()
+    try:
+        job = await svc.submit(NewJob("r.work", payload="ok"))  # the message cannot be sent
+        assert (await svc.get(job.id)).state == "queued"
+        await asyncio.to_thread(server.start)
+        assert (await _finished(svc, job.id)).state == SUCCEEDED
+        assert ran == [job.id]
+    finally:
+        await svc.stop()
+        server.stop()
