@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import time
@@ -84,6 +85,10 @@ class WorkerPool:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # taskiq logs every delivery at INFO; job_started / job_ended say more, once.
+        taskiq_log = logging.getLogger("taskiq")
+        if taskiq_log.getEffectiveLevel() < logging.WARNING:
+            taskiq_log.setLevel(logging.WARNING)
         self.broker.on_execute(self._delivered)
         self.broker.broker.is_worker_process = True
         receiver = Receiver(

@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import subprocess
 import threading
 import uuid
 from collections import Counter
@@ -31,12 +29,12 @@ from bastion.jobs.service import JobService
 from bastion.store.db import Database
 from bastion.store.migrate import upgrade
 from tests.jobs.crash_handlers import KIND, item_key
-from tests.support.gateway import BASTION_BIN, free_port, write_config
+from tests.support.gateway import free_port, write_config
 from tests.support.polling import wait_until
+from tests.support.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("BASTION_TEST_REDIS", "redis://127.0.0.1:6379/0")
 ITEMS = 300
 #: Concurrency of each worker: one job, so at most one item of it is in flight per worker.
@@ -88,46 +86,6 @@ class CounterServer:
 def counter() -> Iterator[CounterServer]:
     with CounterServer() as server:
         yield server
-
-
-class Worker:
-    """``bastion worker`` in a subprocess, its output in a log file."""
-
-    def __init__(self, config: Path, log: Path, env: dict[str, str]) -> None:
-        self.log = log
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
-        clean.update(env)
-        clean["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))
-        clean["PYTHONUNBUFFERED"] = "1"
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [str(BASTION_BIN), "worker", "--config", str(config), "--concurrency", "2"],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=clean,
-                cwd=config.parent,
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-
-    def tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
 
 
 def _config(workdir: Path, database_url: str, redis_url: str | None) -> tuple[Path, Settings]:
@@ -193,7 +151,7 @@ def _run_crash(
     config, settings = _config(workdir, database_url, redis_url)
     job_id = asyncio.run(_submit(settings, {"items": ITEMS, "counter_url": counter.url, "delay_s": 0.005}))
     env = {"BASTION_DATA_DIR": str(workdir / "data")}
-    workers = [Worker(config, workdir / f"worker-{i}.log", env) for i in range(first_workers)]
+    workers = [WorkerProcess(config, workdir / f"worker-{i}.log", env) for i in range(first_workers)]
     try:
         # Half-way through: kill the worker holding the job's lease (its pid is in the owner name).
         wait_until(lambda: counter.total() >= ITEMS // 3, timeout_s=90, what="a third of the items ran")
@@ -205,7 +163,7 @@ def _run_crash(
         killed_at = counter.total()
         assert killed_at < ITEMS, "the job finished before the kill; make the items slower"
         workers.remove(holder)
-        workers.append(Worker(config, workdir / "worker-restarted.log", env))
+        workers.append(WorkerProcess(config, workdir / "worker-restarted.log", env))
 
         def finished() -> JobView | None:
             current, _ = asyncio.run(_read(settings, job_id))

@@ -33,7 +33,7 @@ async def test_a_gateway_on_the_embedded_default_runs_jobs_in_process(
 
 
 async def test_inprocess_workers_can_be_switched_off(database: Database, database_url: str, tmp_path: Path) -> None:
-    settings = make_settings(database_url, tmp_path, jobs={**MODULES, "inprocess_workers": 0})
+    settings = make_settings(database_url, tmp_path, jobs={**MODULES, "inprocess_workers": 0}, auth={"enabled": False})
     assert make_settings(database_url, tmp_path, redis_url="redis://127.0.0.1:1/0").jobs.inprocess_workers is None
     assert default_workers(make_settings(database_url, tmp_path, redis_url="redis://127.0.0.1:1/0")) == 0
     async with running_gateway(settings) as env:
@@ -41,3 +41,9 @@ async def test_inprocess_workers_can_be_switched_off(database: Database, databas
         assert jobs.pool is None
         job = await jobs.submit(NewJob(ECHO))
         assert (await jobs.get(job.id)).state == QUEUED  # waits for a worker process
+        await jobs.refresh_metrics()
+        metrics = (await env.client.get("/metrics")).text
+        assert f'bastion_jobs_queued{{kind="{ECHO}"}} 1.0' in metrics
+        assert f'bastion_jobs_running{{kind="{ECHO}"}} 0.0' in metrics
+        assert "# TYPE bastion_job_duration_seconds histogram" in metrics
+        assert "# TYPE bastion_job_failures_total counter" in metrics
