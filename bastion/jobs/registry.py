@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,8 @@ class JobRegistry:
             raise ValueError(f"a job kind is 1 to {MAX_KIND} characters: {name!r}")
         if name in self._kinds:
             raise ValueError(f"job kind {name!r} is registered twice")
+        if not inspect.iscoroutinefunction(handler):
+            raise ValueError(f"the handler of job kind {name!r} must be an async function")
         if max_attempts is not None and max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self._kinds[name] = JobKind(name, handler, max_attempts)

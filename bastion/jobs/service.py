@@ -21,7 +21,7 @@ from bastion.config.settings import JobsSettings, Settings
 from bastion.errors import InvalidRequest
 from bastion.jobs.broker import JobBroker, make_broker
 from bastion.jobs.metrics import set_counts
-from bastion.jobs.model import STATES, ItemView, JobFilter, JobView, NewJob
+from bastion.jobs.model import MAX_KIND, STATES, ItemView, JobFilter, JobView, NewJob
 from bastion.jobs.registry import JobRegistry
 from bastion.jobs.runner import WorkerPool
 from bastion.jobs.store import JobStore
@@ -139,6 +139,10 @@ class JobService:
     # -- the API -----------------------------------------------------------------------------------
 
     async def submit(self, job: NewJob) -> JobView:
+        """Store the job (queued) and hand it to the broker. A kind no process here knows is
+        accepted: a worker elsewhere may run it."""
+        if not job.kind or len(job.kind) > MAX_KIND:
+            raise InvalidRequest(f"Invalid request: a job kind is 1 to {MAX_KIND} characters.", param="kind")
         kind = self.registry.get(job.kind)
         max_attempts = job.max_attempts or (kind.max_attempts if kind else None) or self.settings.max_attempts
         view = await self.store.create(job, max_attempts)

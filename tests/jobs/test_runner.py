@@ -11,13 +11,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
+from bastion.errors import InvalidRequest
 from bastion.jobs.context import JobContext
 from bastion.jobs.model import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, JobView, NewJob
 from bastion.jobs.registry import JobRegistry
 from bastion.jobs.service import JobService
 from bastion.observability.metrics import REGISTRY
 from bastion.store.db import Database
+from bastion.store.models_jobs import Job
 from tests.jobs.support import service
 from tests.support.harness import wait_until
 
@@ -30,6 +33,7 @@ class Handlers:
         self.attempts = 0
         self.started = asyncio.Event()
         self.release = asyncio.Event()
+        self.interrupted = asyncio.Event()
         self.registry = JobRegistry()
         self.registry.register("t.echo", self.echo)
         self.registry.register("t.flaky", self.flaky, max_attempts=3)
@@ -51,7 +55,11 @@ class Handlers:
     async def block(self, ctx: JobContext) -> Any:
         """Ignores cancellation requests; only task cancellation stops it."""
         self.started.set()
-        await self.release.wait()
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.interrupted.set()
+            raise
         return "released"
 
     async def spin(self, ctx: JobContext) -> Any:
@@ -242,3 +250,37 @@ async def test_queued_and_running_gauges_follow_the_table(database: Database, ha
         assert count is not None and count >= 2
     finally:
         await workers.stop()
+
+
+async def test_a_worker_that_lost_its_lease_stops_and_writes_nothing(
+    database: Database, jobs: JobService, handlers: Handlers
+) -> None:
+    job = await jobs.submit(NewJob("t.block"))
+    await wait_until(handlers.started.is_set, what="the handler started")
+    # Another worker took the job over (as after a sweep of this one's expired lease).
+    async with database.transaction() as session:
+        await session.execute(update(Job).where(Job.id == job.id).values(lease_owner="elsewhere"))
+    await wait_until(handlers.interrupted.is_set, what="the handler was stopped")
+    await wait_until(lambda: jobs.pool is not None and job.id not in jobs.pool.running, what="the attempt ended")
+    after = await jobs.get(job.id)
+    assert after.state == RUNNING and after.lease_owner == "elsewhere" and after.finished_at is None
+
+
+def test_kinds_are_async_functions_with_sane_names() -> None:
+    registry = JobRegistry()
+
+    def sync_handler(ctx: JobContext) -> None:
+        return None
+
+    with pytest.raises(ValueError, match="async function"):
+        registry.register("sync", sync_handler)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="1 to 64"):
+        registry.register("k" * 65, Handlers().echo)
+    registry.register("ok", Handlers().echo)
+    with pytest.raises(ValueError, match="twice"):
+        registry.register("ok", Handlers().echo)
+
+
+async def test_a_kind_name_too_long_is_refused_at_submit(jobs: JobService) -> None:
+    with pytest.raises(InvalidRequest):
+        await jobs.submit(NewJob("k" * 65))
