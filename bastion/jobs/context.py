@@ -55,6 +55,10 @@ class JobContext:
         """Keys of the items whose outcome is stored (by this attempt or an earlier one)."""
         return await self.store.done_items(self.job.id)
 
+    async def item_counts(self) -> dict[str, int]:
+        """Stored items by status (``succeeded``, ``failed``)."""
+        return await self.store.item_counts(self.job.id)
+
     async def item_done(self, key: str) -> bool:
         return await self.store.item_done(self.job.id, key)
 

@@ -173,5 +173,8 @@ class JobService:
     async def items(self, job_id: str, limit: int = 1000, after: str | None = None) -> list[ItemView]:
         return await self.store.items(job_id, limit, after)
 
+    async def item_counts(self, job_id: str) -> dict[str, int]:
+        return await self.store.item_counts(job_id)
+
     def describe(self) -> dict[str, Any]:
         return {"workers": self.workers, "kinds": self.registry.kinds(), "redis": bool(self.redis_url)}

@@ -452,6 +452,12 @@ class JobStore:
             result = await session.execute(statement)
         return _rowcount(result)
 
+    async def item_counts(self, job_id: str) -> dict[str, int]:
+        """Stored items by status (``succeeded``, ``failed``)."""
+        query = select(JobItem.status, func.count()).where(JobItem.job_id == job_id).group_by(JobItem.status)
+        async with self.db.session() as session:
+            return {status: int(count) for status, count in (await session.execute(query)).all()}
+
     async def items(self, job_id: str, limit: int = 1000, after: str | None = None) -> list[ItemView]:
         query = select(JobItem).where(JobItem.job_id == job_id)
         if after is not None:

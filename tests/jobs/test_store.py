@@ -141,6 +141,7 @@ async def test_item_results_are_written_exactly_once(store: JobStore) -> None:
     assert items["a"].result == {"v": 1} and items["a"].status == "succeeded"  # the first write stands
     assert items["b"].error == {"message": "bad"} and items["b"].status == "failed"
     assert [item.key for item in await store.items(job.id, after="a")] == ["b", "c"]
+    assert await store.item_counts(job.id) == {"succeeded": 2, "failed": 1}
 
 
 async def test_listing_filters_pages_and_keeps_tenants_apart(database: Database, store: JobStore, clock: Clock) -> None:
