@@ -355,19 +355,23 @@ class JobStore:
         if not kinds:
             return []
         now = self.clock()
+        stale = and_(
+            Job.state == QUEUED,
+            Job.kind.in_(list(kinds)),
+            or_(Job.enqueued_at.is_(None), Job.enqueued_at < now - timedelta(seconds=older_than_s)),
+        )
         async with self.db.transaction() as session:
+            ids = list((await session.scalars(select(Job.id).where(stale).order_by(Job.created_at).limit(limit))).all())
+            if not ids:
+                return []
             result = await session.execute(
                 update(Job)
-                .where(
-                    Job.state == QUEUED,
-                    Job.kind.in_(list(kinds)),
-                    or_(Job.enqueued_at.is_(None), Job.enqueued_at < now - timedelta(seconds=older_than_s)),
-                )
+                .where(stale, Job.id.in_(ids))
                 .values(enqueued_at=now)
                 .returning(Job.id)
                 .execution_options(synchronize_session=False)
             )
-            return [job_id for (job_id,) in result.all()][:limit]
+            return [job_id for (job_id,) in result.all()]
 
     # -- operators ---------------------------------------------------------------------------------
 
