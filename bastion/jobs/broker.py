@@ -17,10 +17,8 @@ import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
-from taskiq import AsyncBroker, AsyncTaskiqDecoratedTask
-from taskiq.message import BrokerMessage
-
 from bastion.config.settings import JobsSettings
+from bastion.jobs.taskiq_import import AsyncBroker, AsyncTaskiqDecoratedTask, BrokerMessage
 
 #: The one taskiq task: run (an attempt of) the job whose id it carries.
 EXECUTE_TASK = "bastion.jobs.execute"

@@ -24,8 +24,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
-from taskiq.acks import AcknowledgeType
-from taskiq.receiver import Receiver
 
 from bastion.config.settings import JobsSettings
 from bastion.jobs.broker import JobBroker
@@ -34,6 +32,7 @@ from bastion.jobs.metrics import JOB_DURATION, JOB_FAILURES
 from bastion.jobs.model import CANCELLED, FAILED, SUCCEEDED, JobCancelled, JobView
 from bastion.jobs.registry import JobRegistry
 from bastion.jobs.store import JobStore
+from bastion.jobs.taskiq_import import AcknowledgeType, Receiver
 
 log = structlog.get_logger("bastion.jobs")
 
