@@ -13,6 +13,7 @@ from typing import Protocol
 from bastion.auth.authenticator import Authenticator
 from bastion.config.settings import Settings
 from bastion.guard.service import GuardService
+from bastion.jobs.service import JobService
 from bastion.ledger.writer import LedgerWriter
 from bastion.limits.service import LimitsService
 from bastion.responses.store import ResponseStore
@@ -49,3 +50,5 @@ class Services:
     limits: LimitsService | None
     #: None: ``ledger.enabled`` is false.
     ledger: LedgerWriter | None
+    #: Background jobs: submit, read, cancel, retry; the in-process workers, if any.
+    jobs: JobService
