@@ -108,7 +108,7 @@ def train_deep(
     return {
         "name": DEEP_MODEL_NAME,
         "version": 1,
-        "features": "all-MiniLM-L6-v2 sentence embedding (384, unit length) of the text's first 2000 characters",
+        "features": "all-MiniLM-L6-v2 sentence embedding (384, unit length) of the text's first 1200 characters",
         "thresholds": {"flag": round(flag, 6), "block": round(block, 6)},
         "training": {
             "seed": seed,
