@@ -11,6 +11,7 @@ from pathlib import Path
 from bastion.auth.authenticator import Authenticator
 from bastion.auth.lookup import DefaultTenantId
 from bastion.config.settings import Settings
+from bastion.files.service import FileService
 from bastion.gateway.pipeline import Pipeline
 from bastion.gateway.service import Gateway, VaultStartup
 from bastion.gateway.services import Lifecycle, Services
@@ -55,6 +56,7 @@ def build_services(settings: Settings) -> Services:
         vault=vault,
         sessions=SessionService(db, settings, vault, router),
         responses=ResponseStore(db, settings.responses),
+        files=FileService(db, settings.files, settings.data_dir),
         guard=GuardService(settings.guard, prompt_cache_ttl_s=settings.vault.cache_ttl_s)
         if settings.guard.enabled
         else None,
@@ -99,6 +101,7 @@ def lifecycles(services: Services) -> list[Lifecycle]:
         *(service for service in optional if service is not None),
         services.sessions,
         services.responses,
+        services.files,
         services.router,
     ]
 
