@@ -136,10 +136,10 @@ async def _ask(env: CacheEnv, model: str, i: int, *, cached: bool, ttl: str | No
             completion = await env.openai().chat.completions.create(model=model, max_tokens=16, messages=messages)
             assert completion.usage is not None and completion.usage.prompt_tokens == 10_500
         else:
-            stream = await env.openai().chat.completions.create(
+            chunks = await env.openai().chat.completions.create(
                 model=model, max_tokens=16, messages=messages, stream=True, stream_options={"include_usage": True}
             )
-            async for chunk in stream:
+            async for chunk in chunks:
                 if chunk.usage is not None:
                     assert chunk.usage.prompt_tokens == 10_500
 
@@ -247,3 +247,37 @@ async def test_a_budget_settles_with_the_cache_aware_cost(
                 admitted += 1
         assert refused.value.status_code == 402
         assert BUDGET - 0.0315 <= admitted * 0.0315 <= BUDGET + 0.0315  # within one request of the budget
+
+
+async def test_cache_control_reaches_the_upstream_from_both_dialects(cache_env: CacheEnv) -> None:
+    """Breakpoints on system blocks, message blocks and tools go upstream as the client set them."""
+    env = cache_env
+    mark, hour = {"type": "ephemeral"}, {"type": "ephemeral", "ttl": "1h"}
+    earlier: Any = {"role": "user", "content": [{"type": "text", "text": "Earlier.", "cache_control": mark}]}
+    turns: Any = [earlier, {"role": "assistant", "content": "Noted."}, {"role": "user", "content": unique(1)}]
+    system: Any = [{"type": "text", "text": PREFIX, "cache_control": hour}]
+    tools: Any = [
+        {
+            "name": "lookup",
+            "description": "Look it up.",
+            "input_schema": {"type": "object", "properties": {}},
+            "cache_control": mark,
+        }
+    ]
+    await env.anthropic().messages.create(
+        model="sonnet-cached", max_tokens=16, system=system, tools=tools, messages=turns
+    )
+    openai_tools: Any = [
+        {"type": "function", "function": {"name": "lookup", "description": "Look it up."}, "cache_control": mark}
+    ]
+    openai_messages: Any = [{"role": "system", "content": system}, *turns]
+    await env.openai().chat.completions.create(
+        model="sonnet-cached", max_tokens=16, tools=openai_tools, messages=openai_messages
+    )
+    from_anthropic, from_openai = env.fake.requests(UPSTREAM)
+    for sent in (from_anthropic.body, from_openai.body):
+        assert sent["system"] == [{"type": "text", "text": PREFIX, "cache_control": hour}]
+        assert sent["tools"][0]["cache_control"] == mark
+        assert sent["messages"][0]["content"] == [{"type": "text", "text": "Earlier.", "cache_control": mark}]
+    # The second request read what the first wrote (same tools, system and first turn).
+    assert from_openai.usage is not None and from_openai.usage["cache_read_input_tokens"] > 10_000
