@@ -42,8 +42,9 @@ async def _caller(request: Request) -> Principal:
 async def create_file(request: Request) -> Response:
     principal = await _caller(request)
     service = _files(request)
+    max_body = service.max_bytes + FORM_OVERHEAD_BYTES
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > service.max_bytes + FORM_OVERHEAD_BYTES:
+    if declared is not None and declared.isdigit() and int(declared) > max_body:
         raise PayloadTooLarge(
             f"File is larger than the {service.max_bytes:,}-byte limit.", param="file", code="file_too_large"
         )
@@ -57,7 +58,7 @@ async def create_file(request: Request) -> Response:
         return upload
 
     try:
-        form = await read_upload(request, open_sink)
+        form = await read_upload(request, open_sink, max_body)
         if upload is None:
             raise InvalidRequest("Invalid request: file is required (a multipart file part named file).", param="file")
         fields = form.fields

@@ -18,7 +18,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from bastion.errors import ClientClosedRequest, InvalidRequest
+from bastion.errors import ClientClosedRequest, InvalidRequest, PayloadTooLarge
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
@@ -139,10 +139,11 @@ def boundary_of(content_type: str | None) -> bytes:
 
 
 async def read_upload(
-    request: Request, open_sink: Callable[[dict[str, str]], Sink], file_field: str = "file"
+    request: Request, open_sink: Callable[[dict[str, str]], Sink], max_body: int, file_field: str = "file"
 ) -> UploadForm:
     """Read a multipart form as it arrives. ``open_sink`` is called when the file part starts,
-    with the fields read so far (a client usually sends them first), and gets every byte of it."""
+    with the fields read so far (a client usually sends them first), and gets every byte of it.
+    A body longer than ``max_body`` in all (what surrounds the parts counts too) is a 413."""
     reader = _Reader(file_field, open_sink)
     try:
         parser = MultipartParser(boundary_of(request.headers.get("content-type")), reader.callbacks())
@@ -152,6 +153,8 @@ async def read_upload(
     try:
         async for chunk in request.stream():
             received += len(chunk)
+            if received > max_body:
+                raise PayloadTooLarge(f"Request body is larger than the {max_body:,}-byte limit.", param="file")
             if chunk:
                 parser.write(chunk)
     except ClientDisconnect:

@@ -275,3 +275,22 @@ async def test_unknown_ids_are_404s(files_env: FilesEnv) -> None:
         _error(answer.json())
     gone = await env.client.delete("/v1/files/file-" + "f" * 32, headers=env.auth("ann"))
     assert gone.status_code == 404
+
+
+async def test_what_surrounds_the_file_counts_toward_the_limit(files_env: FilesEnv) -> None:
+    env = files_env
+    form = b'--XyZ\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nuser_data\r\n--XyZ\r\n'
+    form += b'Content-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\nsmall\r\n--XyZ--\r\n'
+
+    async def endless_epilogue() -> Any:  # no Content-Length: found too large on the way
+        yield form
+        for _ in range(MAX_BYTES // 65536 + 32):
+            yield b"z" * 65536
+
+    answer = await env.client.post(
+        "/v1/files",
+        headers={**env.auth("ann"), "content-type": "multipart/form-data; boundary=XyZ"},
+        content=endless_epilogue(),
+    )
+    assert answer.status_code == 413
+    assert env.stored_paths() == []
