@@ -27,6 +27,9 @@ from sqlalchemy import select
 
 from bastion.auth.principal import Role
 from bastion.gateway.service import Gateway
+from bastion.providers.anthropic_common import anthropic_usage, openai_usage
+from bastion.providers.base import Usage
+from bastion.responses.output import usage_object
 from bastion.store.db import Database
 from bastion.store.models import Interaction
 from tests.auth.support import seed_key
@@ -281,3 +284,28 @@ async def test_cache_control_reaches_the_upstream_from_both_dialects(cache_env: 
         assert sent["messages"][0]["content"] == [{"type": "text", "text": "Earlier.", "cache_control": mark}]
     # The second request read what the first wrote (same tools, system and first turn).
     assert from_openai.usage is not None and from_openai.usage["cache_read_input_tokens"] > 10_000
+
+
+def test_cache_counts_survive_every_translation() -> None:
+    """Anthropic usage -> the internal OpenAI shape -> Usage -> back to Anthropic, the Responses usage."""
+    upstream = {
+        "input_tokens": 500,
+        "output_tokens": 7,
+        "cache_read_input_tokens": 2_000,
+        "cache_creation_input_tokens": 10_000,
+        "cache_creation": {"ephemeral_5m_input_tokens": 4_000, "ephemeral_1h_input_tokens": 6_000},
+    }
+    internal = openai_usage(upstream)
+    assert (internal["prompt_tokens"], internal["prompt_tokens_details"]) == (12_500, {"cached_tokens": 2_000})
+    usage = Usage.from_openai(internal)
+    assert usage == Usage(
+        prompt_tokens=12_500,
+        completion_tokens=7,
+        cached_tokens=2_000,
+        cache_creation_tokens=10_000,
+        cache_creation_1h_tokens=6_000,
+    )
+    assert anthropic_usage(usage.to_openai()) == upstream
+    assert anthropic_usage(internal) == upstream
+    details = usage_object(12_500, 7, usage.cached_tokens, usage.cache_creation_tokens)["input_tokens_details"]
+    assert details == {"cached_tokens": 2_000, "cache_write_tokens": 10_000}
