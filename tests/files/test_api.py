@@ -147,6 +147,11 @@ async def test_files_are_their_creators_and_their_tenant_admins(files_env: Files
         answer = await env.client.get(f"/v1/files?after={anns.id}", headers=env.auth(who))
         assert answer.status_code == 400  # a cursor they cannot see is no cursor
     assert (await env.openai("ann").files.retrieve(anns.id)).id == anns.id  # still there
+    # An admin sees no further than the tenant.
+    carls = await env.openai("carl").files.create(file=("c.jsonl", batch_jsonl(1)), purpose="batch")
+    assert carls.id not in {f.id for f in (await env.openai("admin").files.list()).data}
+    with pytest.raises(openai.NotFoundError):
+        await env.openai("admin").files.content(carls.id)
 
     # A viewer may not use files at all; no credentials, no files.
     with pytest.raises(openai.PermissionDeniedError):
