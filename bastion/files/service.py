@@ -226,8 +226,8 @@ class FileService:
         try:
             async with self.db.transaction() as session:
                 session.add(row)
-        except BaseException:
-            await asyncio.to_thread(self.storage.remove, row.id)
+        except BaseException:  # cancelled too: no row, so no bytes (one unlink, done in place)
+            self.storage.remove(row.id)
             raise
         log.info("file_uploaded", file_id=row.id, purpose=purpose, bytes=row.bytes, tenant_id=owner.tenant_id)
         return file_object(row)
