@@ -40,7 +40,7 @@ UPSTREAM = "claude-cache-test"
 OPENAI_UPSTREAM = "gpt-cache-test"
 PREFIX = "w " * 10_000  # 10,000 tokens
 PRICING = {UPSTREAM: {"input_per_mtok": 3.0, "output_per_mtok": 0.0}}
-BUDGET = 0.51
+BUDGET = 0.52
 
 
 def unique(i: int) -> str:
@@ -212,9 +212,10 @@ async def test_openai_cached_tokens_are_cache_reads(cache_env: CacheEnv) -> None
 async def test_a_budget_settles_with_the_cache_aware_cost(
     database: Database, database_url: str, tmp_path: Path, fake: FakeUpstream
 ) -> None:
-    """Two keys with a $0.51 daily budget each: the cached series of 100 requests ($0.4845) fits
-    (with room for the last request's pre-flight estimate, which cannot know the cache), the
-    uncached one ($0.0315 a request) is refused once it has spent about $0.51."""
+    """Two keys with a $0.52 daily budget each: the cached series of 100 requests ($0.4845) fits
+    (with room for the last request's pre-flight estimate, which prices the prompt as a cache
+    write: it cannot know that the cache holds it), the uncached one ($0.0315 a request) is
+    refused once it has spent about $0.52."""
     fake.default(UPSTREAM, "prompt_cache")
     settings = make_settings(
         database_url,
