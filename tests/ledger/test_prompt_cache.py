@@ -310,3 +310,34 @@ def test_cache_counts_survive_every_translation() -> None:
     assert anthropic_usage(internal) == upstream
     details = usage_object(12_500, 7, usage.cached_tokens, usage.cache_creation_tokens)["input_tokens_details"]
     assert details == {"cached_tokens": 2_000, "cache_write_tokens": 10_000}
+
+
+async def test_a_streamed_cache_write_is_recorded_from_either_dialect(cache_env: CacheEnv) -> None:
+    """The write arrives in message_start's usage (and again in message_delta's)."""
+    env = cache_env
+    mark = {"type": "ephemeral", "ttl": "1h"}
+    system: Any = [{"type": "text", "text": "a " * 2_000, "cache_control": mark}]
+    async with env.anthropic().messages.stream(
+        model="sonnet-hour", max_tokens=16, system=system, messages=[{"role": "user", "content": unique(1)}]
+    ) as stream:
+        final = await stream.get_final_message()
+    assert (final.usage.cache_creation_input_tokens, final.usage.input_tokens) == (2_000, 500)
+    parts: Any = [{"type": "text", "text": "b " * 3_000, "cache_control": mark}]
+    chunks = await env.openai().chat.completions.create(
+        model="sonnet-hour",
+        max_tokens=16,
+        messages=[{"role": "system", "content": parts}, {"role": "user", "content": unique(2)}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    usage: Any = [chunk.usage async for chunk in chunks if chunk.usage is not None][-1]
+    assert usage.prompt_tokens == 3_500 and usage.model_extra["cache_creation_input_tokens"] == 3_000
+    rows = await wait_until(lambda: _all(env, "sonnet-hour", 2), what="the rows")
+    assert [(r.stream, r.cache_creation_input_tokens, r.cache_creation_1h_input_tokens) for r in rows] == [
+        (True, 2_000, 2_000),
+        (True, 3_000, 3_000),
+    ]
+    assert [round(r.cost_usd, 9) for r in rows] == [
+        round((2_000 * 6.0 + 500 * 3.0) / 1e6, 9),
+        round((3_000 * 6.0 + 500 * 3.0) / 1e6, 9),
+    ]
