@@ -4,7 +4,8 @@ A file belongs to its tenant and is visible to its creator (the user behind the 
 else the key itself) and to the tenant's admins; anyone else, another tenant above all, gets the
 same 404 as for an id that does not exist. Purposes served: ``batch`` (checked line by line as a
 batch input file at upload, kept 30 days unless ``expires_after`` says otherwise) and
-``user_data`` (any content, kept until deleted). The bytes live on disk (``storage.py``), the
+``user_data`` (any content, kept until deleted); ``batch_output`` files are Bastion's own (a
+batch's results, written with ``add_file``). The bytes live on disk (``storage.py``), the
 metadata in the ``files`` table (``models.py``). Objects are in OpenAI's ``file`` shape.
 """
 
@@ -14,7 +15,7 @@ import asyncio
 import contextlib
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,7 +36,11 @@ log = structlog.get_logger("bastion.files")
 
 BATCH: Final = "batch"
 USER_DATA: Final = "user_data"
+#: What clients may upload.
 PURPOSES: Final = (BATCH, USER_DATA)
+#: What Bastion writes itself (a batch's results; ``add_file``): listed and served like the rest.
+BATCH_OUTPUT: Final = "batch_output"
+ALL_PURPOSES: Final = (*PURPOSES, BATCH_OUTPUT)
 #: OpenAI's other upload purposes: named in the 400, so a client knows it is not a typo.
 UNSERVED_PURPOSES: Final = ("assistants", "fine-tune", "vision", "evals")
 #: OpenAI's bounds on ``expires_after.seconds`` (1 hour to 30 days), and the batch default.
@@ -194,7 +199,7 @@ class FileService:
         purpose: str | None,
         expires_after_s: int | None = None,
     ) -> dict[str, Any]:
-        """Store a received upload: validate it for its purpose, move it into place, add its row."""
+        """Store a client's upload: validate it for its purpose, move it into place, add its row."""
         purpose = check_purpose(purpose)
         await asyncio.to_thread(upload.finish)
         if upload.size == 0:
@@ -204,15 +209,66 @@ class FileService:
             line_count = await asyncio.to_thread(self._validate_batch, upload)
             if expires_after_s is None:
                 expires_after_s = BATCH_EXPIRY_S
-        owner = owner_of(principal)
+        return await self._keep(
+            owner_of(principal),
+            principal.user_id,
+            principal.key_id,
+            upload,
+            filename,
+            purpose,
+            expires_after_s,
+            line_count,
+        )
+
+    async def add_file(
+        self,
+        owner: Owner,
+        content: Iterable[bytes],
+        *,
+        filename: str,
+        purpose: str = BATCH_OUTPUT,
+        expires_after_s: int | None = BATCH_EXPIRY_S,
+        user_id: str | None = None,
+        key_id: str | None = None,
+    ) -> dict[str, Any]:
+        """A file Bastion itself produces for ``owner`` (a batch's output or error file, purpose
+        ``batch_output``), served by the same routes as uploads. ``content`` is written as it is
+        iterated, in a worker thread: pass a generator, not a 200 MB ``bytes``."""
+        if purpose not in ALL_PURPOSES:
+            raise ValueError(f"unknown file purpose {purpose!r}")
+        upload = self.storage.begin()
+        try:
+
+            def write() -> None:
+                for chunk in content:
+                    upload.write(chunk)
+                upload.finish()
+
+            await asyncio.to_thread(write)
+            return await self._keep(owner, user_id, key_id, upload, filename, purpose, expires_after_s, None)
+        finally:
+            await asyncio.to_thread(upload.discard)
+
+    async def _keep(
+        self,
+        owner: Owner,
+        user_id: str | None,
+        key_id: str | None,
+        upload: PendingUpload,
+        filename: str | None,
+        purpose: str,
+        expires_after_s: int | None,
+        line_count: int | None,
+    ) -> dict[str, Any]:
+        """Move a finished upload into place and add its row (no row: no bytes)."""
         now = self.clock()
         row = StoredFile(
             id="file-" + uuid.uuid4().hex,
             tenant_id=owner.tenant_id,
             owner_kind=owner.kind,
             owner_id=owner.id,
-            user_id=principal.user_id,
-            key_id=principal.key_id,
+            user_id=user_id,
+            key_id=key_id,
             filename=clean_filename(filename),
             purpose=purpose,
             bytes=upload.size,
@@ -229,7 +285,7 @@ class FileService:
         except BaseException:  # cancelled too: no row, so no bytes (one unlink, done in place)
             self.storage.remove(row.id)
             raise
-        log.info("file_uploaded", file_id=row.id, purpose=purpose, bytes=row.bytes, tenant_id=owner.tenant_id)
+        log.info("file_stored", file_id=row.id, purpose=purpose, bytes=row.bytes, tenant_id=owner.tenant_id)
         return file_object(row)
 
     def _validate_batch(self, upload: PendingUpload) -> int:

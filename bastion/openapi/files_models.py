@@ -23,7 +23,7 @@ class FileObject(BaseModel):
     bytes: int
     created_at: int
     filename: str
-    purpose: Literal["batch", "user_data"]
+    purpose: Literal["batch", "batch_output", "user_data"]
     status: Literal["processed"]
     expires_at: int | None = None
 

@@ -9,6 +9,7 @@ from typing import Any
 import openai
 import pytest
 
+from bastion.files.service import owner_of
 from tests.files.support import MAX_BYTES, FilesEnv, batch_jsonl, batch_line, jsonl
 from tests.support.openai_spec import validate, validate_response
 
@@ -299,3 +300,23 @@ async def test_what_surrounds_the_file_counts_toward_the_limit(files_env: FilesE
     )
     assert answer.status_code == 413
     assert env.stored_paths() == []
+
+
+async def test_files_bastion_writes_itself_are_served_to_their_owner(files_env: FilesEnv) -> None:
+    """``add_file``: what a batch writes its results with (purpose batch_output)."""
+    env = files_env
+    ann = await env.gateway.services.authenticator.authenticate({"authorization": f"Bearer {env.keys['ann']}"})
+    lines = (b'{"custom_id": "r%d", "response": {"status_code": 200}}\n' % i for i in range(1000))
+    stored = await env.service.add_file(owner_of(ann), lines, filename="batch_x_output.jsonl")
+    validate("OpenAIFile", stored)
+    assert (stored["purpose"], stored["filename"]) == ("batch_output", "batch_x_output.jsonl")
+    assert stored["expires_at"] == stored["created_at"] + 30 * 24 * 3600
+    client = env.openai("ann2")
+    assert [f.id for f in (await client.files.list(purpose="batch_output")).data] == [stored["id"]]
+    content = (await client.files.content(stored["id"])).content
+    assert content.count(b"\n") == 1000 and content.startswith(b'{"custom_id": "r0"')
+    with pytest.raises(openai.NotFoundError):
+        await env.openai("bob").files.content(stored["id"])
+    with pytest.raises(ValueError):
+        await env.service.add_file(owner_of(ann), [b"x"], filename="x", purpose="poetry")
+    assert len(env.stored_paths()) == 1  # the refused one left nothing behind
