@@ -75,6 +75,10 @@ def owner_of(principal: Principal) -> Owner:
     return Owner(principal.tenant_id, "key", principal.key_id or "anonymous", admin)
 
 
+def _owner(who: Principal | Owner) -> Owner:
+    return who if isinstance(who, Owner) else owner_of(who)
+
+
 def file_object(row: StoredFile) -> dict[str, Any]:
     """A row in OpenAI's ``file`` shape."""
     out: dict[str, Any] = {
@@ -305,24 +309,25 @@ class FileService:
             condition = and_(condition, StoredFile.owner_kind == owner.kind, StoredFile.owner_id == owner.id)
         return condition
 
-    async def _row(self, principal: Principal, file_id: str) -> StoredFile:
+    async def _row(self, who: Principal | Owner, file_id: str) -> StoredFile:
         row = None
         if FILE_ID.fullmatch(file_id):
             async with self.db.session() as session:
                 row = await session.scalar(
-                    select(StoredFile).where(StoredFile.id == file_id, self._visible(owner_of(principal)))
+                    select(StoredFile).where(StoredFile.id == file_id, self._visible(_owner(who)))
                 )
         if row is None:
             # Another tenant's or owner's file and an unknown id answer alike: existence is not revealed.
             raise NotFound(f"No such File object: {file_id[:80]}", param="file_id")
         return row
 
-    async def retrieve(self, principal: Principal, file_id: str) -> dict[str, Any]:
-        return file_object(await self._row(principal, file_id))
+    async def retrieve(self, who: Principal | Owner, file_id: str) -> dict[str, Any]:
+        return file_object(await self._row(who, file_id))
 
-    async def open_content(self, principal: Principal, file_id: str) -> tuple[dict[str, Any], BinaryIO]:
-        """The file object and its bytes, open for reading (the caller closes them)."""
-        row = await self._row(principal, file_id)
+    async def open_content(self, who: Principal | Owner, file_id: str) -> tuple[dict[str, Any], BinaryIO]:
+        """The file object and its bytes, open for reading (the caller closes them). A batch
+        reads its input file so: ``validate_batch_input(handle, endpoint=...)`` in a thread."""
+        row = await self._row(who, file_id)
         try:
             handle = await asyncio.to_thread(self.storage.open, row.id)
         except FileNotFoundError:
@@ -332,7 +337,7 @@ class FileService:
 
     async def list_files(
         self,
-        principal: Principal,
+        who: Principal | Owner,
         *,
         purpose: str | None = None,
         limit: int = MAX_LIST,
@@ -341,13 +346,13 @@ class FileService:
     ) -> dict[str, Any]:
         """OpenAI's list object: the caller's files by ``created_at`` (``order``), ``limit`` per
         page, starting after the file ``after`` (400 if the caller cannot see it)."""
-        condition = self._visible(owner_of(principal))
+        condition = self._visible(_owner(who))
         if purpose:
             condition = and_(condition, StoredFile.purpose == purpose)
         descending = order == "desc"
         if after:
             try:
-                cursor = await self._row(principal, after)
+                cursor = await self._row(who, after)
             except NotFound:
                 raise InvalidRequest(f"Invalid request: no file {after[:80]!r} to list after.", param="after") from None
             at, last = cursor.created_at, cursor.id
@@ -372,8 +377,8 @@ class FileService:
             "has_more": len(rows) > limit,
         }
 
-    async def delete(self, principal: Principal, file_id: str) -> dict[str, Any]:
-        row = await self._row(principal, file_id)
+    async def delete(self, who: Principal | Owner, file_id: str) -> dict[str, Any]:
+        row = await self._row(who, file_id)
         async with self.db.transaction() as session:
             await session.execute(delete(StoredFile).where(StoredFile.id == row.id))
         await asyncio.to_thread(self.storage.remove, row.id)

@@ -9,7 +9,8 @@ from typing import Any
 import openai
 import pytest
 
-from bastion.files.service import owner_of
+from bastion.errors import NotFound
+from bastion.files.service import Owner, owner_of
 from tests.files.support import MAX_BYTES, FilesEnv, batch_jsonl, batch_line, jsonl
 from tests.support.openai_spec import validate, validate_response
 
@@ -317,6 +318,12 @@ async def test_files_bastion_writes_itself_are_served_to_their_owner(files_env: 
     assert content.count(b"\n") == 1000 and content.startswith(b'{"custom_id": "r0"')
     with pytest.raises(openai.NotFoundError):
         await env.openai("bob").files.content(stored["id"])
+    # A batch worker reads as the batch's owner, without a request.
+    info, handle = await env.service.open_content(owner_of(ann), stored["id"])
+    with handle:
+        assert info["id"] == stored["id"] and handle.read() == content
+    with pytest.raises(NotFound):
+        await env.service.open_content(Owner(ann.tenant_id, "user", "someone-else", False), stored["id"])
     with pytest.raises(ValueError):
         await env.service.add_file(owner_of(ann), [b"x"], filename="x", purpose="poetry")
     assert len(env.stored_paths()) == 1  # the refused one left nothing behind
