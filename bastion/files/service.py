@@ -152,7 +152,10 @@ class FileService:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.storage.prepare)
+        try:
+            await asyncio.to_thread(self.storage.prepare)
+        except OSError as exc:  # the rest of the gateway works without it; uploads will say why not
+            log.warning("files_directory_unavailable", directory=str(self.storage.directory), error=str(exc)[:300])
         if self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep_loop(), name="files-sweep")
 

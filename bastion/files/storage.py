@@ -17,11 +17,23 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from bastion.errors import PayloadTooLarge
+from bastion.errors import BastionError, PayloadTooLarge
 
 TMP_DIR: Final = "tmp"
 #: A temporary file untouched this long belongs to an upload that will never finish.
 STALE_UPLOAD_S: Final = 24 * 3600.0
+
+
+def storage_failed(exc: OSError) -> BastionError:
+    """A disk that refuses the bytes (full, read-only, gone) is the gateway's trouble, not the
+    caller's: 503, saying why, rather than a bare 500."""
+    error = BastionError(
+        f"The gateway cannot store files now ({exc.strerror or type(exc).__name__}); try again later.",
+        status=503,
+        code="storage_unavailable",
+    )
+    error.error_type = "api_error"
+    return error
 
 
 def _mb(size: int) -> str:
@@ -52,7 +64,10 @@ class PendingUpload:
                 code="file_too_large",
             )
         self._hash.update(data)
-        self._file.write(data)
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            raise storage_failed(exc) from exc
 
     @property
     def sha256(self) -> str:
@@ -61,8 +76,11 @@ class PendingUpload:
     def finish(self) -> None:
         """All bytes received: flush them to disk (before the rename makes the file visible)."""
         if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            try:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            except OSError as exc:
+                raise storage_failed(exc) from exc
             self._file.close()
             self._file = None
 
@@ -73,8 +91,11 @@ class PendingUpload:
     def commit(self, target: Path) -> None:
         """Move the finished file to ``target`` (atomic: same file system)."""
         self.finish()
-        target.parent.mkdir(mode=0o700, exist_ok=True)
-        os.replace(self.path, target)
+        try:
+            target.parent.mkdir(mode=0o700, exist_ok=True)
+            os.replace(self.path, target)
+        except OSError as exc:
+            raise storage_failed(exc) from exc
         self.committed = True
 
     def discard(self) -> None:
@@ -110,8 +131,11 @@ class FileStorage:
         return removed
 
     def begin(self) -> PendingUpload:
-        self.tmp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return PendingUpload(self.tmp_dir, self.max_bytes)
+        try:
+            self.tmp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            return PendingUpload(self.tmp_dir, self.max_bytes)
+        except OSError as exc:
+            raise storage_failed(exc) from exc
 
     def path(self, file_id: str) -> Path:
         # Ids are made here (file- and hex), never taken from a client unchecked (see service).

@@ -327,3 +327,16 @@ async def test_files_bastion_writes_itself_are_served_to_their_owner(files_env: 
     with pytest.raises(ValueError):
         await env.service.add_file(owner_of(ann), [b"x"], filename="x", purpose="poetry")
     assert len(env.stored_paths()) == 1  # the refused one left nothing behind
+
+
+async def test_a_disk_that_refuses_the_upload_is_a_503_that_says_why(files_env: FilesEnv) -> None:
+    env = files_env
+    tmp = env.service.storage.tmp_dir
+    tmp.rmdir()
+    tmp.write_bytes(b"")  # where the temporary files go is no directory now (root ignores permissions)
+    answer = await env.upload("ann", b"x", purpose="user_data")
+    assert answer.status_code == 503
+    error = _error(answer.json())
+    assert error["code"] == "storage_unavailable" and "cannot store files now" in error["message"]
+    tmp.unlink()
+    assert (await env.upload("ann", b"x", purpose="user_data")).status_code == 200  # recovers by itself
