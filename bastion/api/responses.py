@@ -143,7 +143,11 @@ async def create_response(request: Request) -> Answer:
                     response,
                     output,
                     finish_reason,
-                    usage_object(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens) if usage else None,
+                    usage_object(
+                        usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, usage.cache_creation_tokens
+                    )
+                    if usage
+                    else None,
                 )
                 await remember(response)
     except ClientDisconnected:

@@ -260,10 +260,18 @@ class BudgetSettings(Strict):
 
 
 class PriceSettings(Strict):
+    """USD per million tokens (docs/LEDGER.md, "Prompt caching")."""
+
     input_per_mtok: float = Field(0.0, ge=0)
     output_per_mtok: float = Field(0.0, ge=0)
-    cached_input_per_mtok: float | None = Field(None, ge=0)
+    cached_input_per_mtok: float | None = Field(None, ge=0, description="Prompt-cache reads; default 0.1x input.")
     max_output_tokens: int | None = Field(None, ge=1)
+    cache_write_per_mtok: float | None = Field(
+        None, ge=0, description="Prompt-cache writes with the 5-minute TTL; default 1.25x input."
+    )
+    cache_write_1h_per_mtok: float | None = Field(
+        None, ge=0, description="Prompt-cache writes with the 1-hour TTL; default 2x input."
+    )
 
 
 class LedgerSettings(Strict):
@@ -368,6 +376,17 @@ class JobsSettings(Strict):
         description="Python modules with job kinds of their own: each defines `register(registry)`, "
         "imported when the gateway or a worker starts.",
     )
+class FilesSettings(Strict):
+    """The OpenAI Files API (``/v1/files``, docs/FILES.md): where uploads are kept, how large they may be."""
+
+    directory: Path | None = Field(
+        None, description="Where uploaded files are stored; default <data_dir>/files. Shared by every worker."
+    )
+    max_bytes: int = Field(
+        200 * 1024 * 1024, ge=1, description="The largest upload, in bytes (OpenAI's batch limit: 200 MB); 413 beyond."
+    )
+    batch_max_requests: int = Field(50_000, ge=1, description="Requests (lines) a batch input file may hold.")
+    sweep_interval_s: float = Field(3600.0, gt=0, description="How often expired files are deleted.")
 
 
 class GuardSettings(Strict):
@@ -427,6 +446,7 @@ class Settings(Strict):
     guard: GuardSettings = Field(default_factory=GuardSettings)  # the guard stages (docs/GUARD.md)
     responses: ResponsesSettings = Field(default_factory=ResponsesSettings)  # /v1/responses (docs/RESPONSES.md)
     jobs: JobsSettings = Field(default_factory=JobsSettings)  # background jobs and workers (docs/JOBS.md)
+    files: FilesSettings = Field(default_factory=FilesSettings)  # /v1/files (docs/FILES.md)
 
     #: Configuration keys that were read but have no effect (a LiteLLM file's), for warnings.
     _ignored_keys: list[str] = PrivateAttr(default_factory=list)

@@ -109,8 +109,8 @@ class AnthropicStreamEncoder:
     def finish(self, usage: Usage | None = None) -> bytes:
         """Close the open block and end the message: ``message_delta`` then ``message_stop``.
 
-        ``usage`` wins over usage seen in chunks; cache-write counts, which ``Usage`` cannot
-        hold, are still taken from the chunks."""
+        ``usage`` wins over usage seen in chunks; a ``usage`` without cache-write counts (not
+        the provider's own) still takes them from the chunks."""
         if self._finished:
             return b""
         out = [self.start(), self._close()]
@@ -119,8 +119,9 @@ class AnthropicStreamEncoder:
         if usage is not None:
             created = counts["cache_creation_input_tokens"]
             counts = anthropic_usage(usage.to_openai())
-            counts["cache_creation_input_tokens"] = min(created, max(0, usage.prompt_tokens - usage.cached_tokens))
-            counts["input_tokens"] = max(0, counts["input_tokens"] - counts["cache_creation_input_tokens"])
+            if not usage.cache_creation_tokens and created:
+                counts["cache_creation_input_tokens"] = min(created, max(0, usage.prompt_tokens - usage.cached_tokens))
+                counts["input_tokens"] = max(0, counts["input_tokens"] - counts["cache_creation_input_tokens"])
         elif self._usage is None:
             # Nothing known: report only what the SDKs require, so the start-time count survives.
             counts = {"output_tokens": 0}

@@ -11,6 +11,7 @@ from pathlib import Path
 from bastion.auth.authenticator import Authenticator
 from bastion.auth.lookup import DefaultTenantId
 from bastion.config.settings import Settings
+from bastion.files.service import FileService
 from bastion.gateway.pipeline import Pipeline
 from bastion.gateway.service import Gateway, VaultStartup
 from bastion.gateway.services import Lifecycle, Services
@@ -60,6 +61,7 @@ def build_services(settings: Settings, *, job_workers: int | None = None) -> Ser
         vault=vault,
         sessions=SessionService(db, settings, vault, router),
         responses=ResponseStore(db, settings.responses),
+        files=FileService(db, settings.files, settings.data_dir),
         guard=GuardService(
             settings.guard, prompt_cache_ttl_s=settings.vault.cache_ttl_s, embed=local_embed_function(settings)
         )
@@ -127,6 +129,7 @@ def lifecycles(services: Services) -> list[Lifecycle]:
         *(service for service in optional if service is not None),
         services.sessions,
         services.responses,
+        services.files,
         services.router,
         services.jobs,  # after the router: handlers may call models; stopped first
     ]

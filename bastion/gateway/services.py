@@ -12,6 +12,7 @@ from typing import Protocol
 
 from bastion.auth.authenticator import Authenticator
 from bastion.config.settings import Settings
+from bastion.files.service import FileService
 from bastion.guard.service import GuardService
 from bastion.jobs.service import JobService
 from bastion.ledger.writer import LedgerWriter
@@ -44,6 +45,8 @@ class Services:
     sessions: SessionService
     #: Stored responses of the Responses API (previous_response_id, GET/DELETE).
     responses: ResponseStore
+    #: Uploaded files of the Files API (/v1/files), on disk and in the files table.
+    files: FileService
     #: None: ``guard.enabled`` is false.
     guard: GuardService | None
     #: None: limits and budgets are both off.

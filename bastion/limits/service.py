@@ -31,7 +31,7 @@ from bastion.limits.policy import Policy, PolicyCache
 from bastion.limits.redis_store import RedisStore
 from bastion.limits.seed import LedgerSeeder
 from bastion.providers.base import Usage
-from bastion.spend.estimate import answer_tokens, completion_tokens, prompt_tokens
+from bastion.spend.estimate import answer_tokens, cache_breakpoints, completion_tokens, prompt_tokens
 from bastion.spend.metrics import BUDGET_REJECTIONS
 from bastion.spend.pricing import MICROS_PER_USD, to_micros
 from bastion.spend.routes import RoutePricing
@@ -120,7 +120,9 @@ class LimitsService:
             if not price.is_free:
                 tokens = prompt_tokens(body, endpoint)
                 completion = completion_tokens(body, price, self.default_completion_tokens, endpoint)
-                estimate = to_micros(price.cost_usd(tokens, completion))
+                marked, hour = cache_breakpoints(body) if endpoint == "chat" else (False, False)
+                written = tokens if marked else 0  # every prompt token a cache write: the most it can cost
+                estimate = to_micros(price.cost_usd(tokens, completion, 0, written, written if hour else 0))
                 if cap is not None and estimate > to_micros(cap):
                     BUDGET_REJECTIONS.labels(budget="request", scope="request").inc()
                     raise BudgetExceeded(

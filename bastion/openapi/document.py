@@ -23,6 +23,7 @@ from bastion.dialects.openai_schema import ChatCompletionRequest, EmbeddingReque
 from bastion.ledger.store import LIST_COLUMNS
 from bastion.openapi.admin_models import ADMIN_MODELS
 from bastion.openapi.components import pydantic_components, ref, table_schema
+from bastion.openapi.files_models import files_components
 from bastion.openapi.model_responses import ANTHROPIC_RESPONSE_MODELS, RESPONSE_MODELS
 from bastion.openapi.operations import CHAT_MODEL, EMBEDDING_MODEL, OPERATIONS, Operation, Param
 from bastion.openapi.responses_models import responses_components
@@ -143,6 +144,7 @@ def components() -> dict[str, Any]:
         _ledger_schemas(),
         stream_components(),
         responses_components(),
+        files_components(),
     ]
     schemas: dict[str, Any] = {}
     for group in groups:
@@ -239,7 +241,7 @@ def _operation(operation: Operation, options: DocumentOptions) -> dict[str, Any]
         media: dict[str, Any] = {"schema": ref(operation.body)}
         if operation.example is not None:
             media["example"] = _example(operation.example, options)
-        out["requestBody"] = {"required": True, "content": {"application/json": media}}
+        out["requestBody"] = {"required": True, "content": {operation.body_media: media}}
     out["security"] = _security(operation, options)
     out["responses"] = _responses(operation, _error_statuses(operation, options))
     return out

@@ -50,6 +50,7 @@ class Operation:
     description: str = ""
     #: A request body that works (``CHAT_MODEL`` / ``EMBEDDING_MODEL`` become models this gateway serves).
     example: dict[str, Any] | None = None
+    body_media: str = "application/json"
 
 
 def json(name: str) -> dict[str, dict[str, Any]]:
@@ -199,6 +200,39 @@ RESPONSES_OPERATIONS = [
         description="Exact for the embedded model, Anthropic deployments and `responses: native` OpenAI "
         "deployments (their own counters); Bastion's estimate otherwise or when that counter fails. The "
         "`x-bastion-token-count` header says which. No ledger row, no rate-limit slot.",
+    ),
+]  # fmt: skip
+
+FILE_ID = path("file_id", {"type": "string", "minLength": 1, "maxLength": 64})
+FILES_OPERATIONS = [
+    Operation(
+        "post", "/v1/files", "createFile", "Upload a file (OpenAI Files API)", "OpenAI", {200: json("FileObject")},
+        body="FileUpload", body_media="multipart/form-data", errors=(400, 413), dialect="openai",
+        description="Needs `models:call`. Purposes `batch` (a JSONL batch input file, checked line by line: "
+        "a 400 names the lines at fault) and `user_data`. At most `files.max_bytes` (200 MB): 413 beyond. "
+        "The file belongs to the caller (and the tenant's admins); docs/FILES.md.",
+    ),
+    Operation(
+        "get", "/v1/files", "listFiles", "The caller's files", "OpenAI", {200: json("FileList")},
+        params=(
+            query("purpose", {"type": "string"}, "Only files with this purpose."),
+            query("limit", {"type": "integer", "minimum": 1, "maximum": 10000}, "Page size (default 10,000)."),
+            query("order", {"enum": ["asc", "desc"]}, "By `created_at`; `desc` (default): newest first."),
+            query("after", {"type": "string"}, "A file id: the page starts after it."),
+        ),
+        errors=(400,), dialect="openai",
+    ),
+    Operation(
+        "get", "/v1/files/{file_id}", "retrieveFile", "One file", "OpenAI", {200: json("FileObject")},
+        params=(FILE_ID,), errors=(404,), dialect="openai",
+    ),
+    Operation(
+        "delete", "/v1/files/{file_id}", "deleteFile", "Delete a file", "OpenAI", {200: json("FileDeleted")},
+        params=(FILE_ID,), errors=(404,), dialect="openai",
+    ),
+    Operation(
+        "get", "/v1/files/{file_id}/content", "downloadFile", "A file's content", "OpenAI",
+        {200: {"application/octet-stream": ref("FileContent")}}, params=(FILE_ID,), errors=(404,), dialect="openai",
     ),
 ]  # fmt: skip
 
@@ -472,6 +506,7 @@ SESSION_OPERATIONS = [
 OPERATIONS: list[Operation] = [
     *OPENAI_OPERATIONS,
     *RESPONSES_OPERATIONS,
+    *FILES_OPERATIONS,
     *ANTHROPIC_OPERATIONS,
     *SYSTEM_OPERATIONS,
     *IDENTITY_OPERATIONS,

@@ -76,7 +76,7 @@ def openai_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
     created = _count(usage.get("cache_creation_input_tokens"))
     completion = _count(usage.get("output_tokens"))
     prompt = fresh + read + created
-    return {
+    out: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
@@ -84,9 +84,25 @@ def openai_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
         "cache_read_input_tokens": read,
         "cache_creation_input_tokens": created,
     }
+    breakdown = cache_creation_breakdown(usage)
+    if breakdown is not None:
+        out["cache_creation"] = breakdown
+    return out
 
 
-def anthropic_usage(usage: dict[str, Any] | None) -> dict[str, int]:
+def cache_creation_breakdown(usage: dict[str, Any]) -> dict[str, int] | None:
+    """Anthropic's ``cache_creation`` object (cache writes by TTL: 5 minutes, 1 hour), when the
+    usage has one; the two TTLs are priced differently (docs/LEDGER.md)."""
+    breakdown = usage.get("cache_creation")
+    if not isinstance(breakdown, dict):
+        return None
+    return {
+        "ephemeral_5m_input_tokens": _count(breakdown.get("ephemeral_5m_input_tokens")),
+        "ephemeral_1h_input_tokens": _count(breakdown.get("ephemeral_1h_input_tokens")),
+    }
+
+
+def anthropic_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
     """OpenAI usage -> Anthropic usage (the inverse of ``openai_usage``)."""
     usage = usage or {}
     details = usage.get("prompt_tokens_details")
@@ -94,12 +110,16 @@ def anthropic_usage(usage: dict[str, Any] | None) -> dict[str, int]:
     read = read or _count(usage.get("cache_read_input_tokens"))
     created = _count(usage.get("cache_creation_input_tokens"))
     fresh = max(0, _count(usage.get("prompt_tokens")) - read - created)
-    return {
+    out: dict[str, Any] = {
         "input_tokens": fresh,
         "output_tokens": _count(usage.get("completion_tokens")),
         "cache_read_input_tokens": read,
         "cache_creation_input_tokens": created,
     }
+    breakdown = cache_creation_breakdown(usage)
+    if breakdown is not None:
+        out["cache_creation"] = breakdown
+    return out
 
 
 def new_message_id() -> str:

@@ -21,7 +21,14 @@ from bastion.errors import InvalidRequest
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: Prompt tokens read from the provider's prompt cache (OpenAI's ``cached_tokens``,
+    #: Anthropic's ``cache_read_input_tokens``); part of ``prompt_tokens``.
     cached_tokens: int = 0
+    #: Prompt tokens written to the prompt cache (Anthropic's ``cache_creation_input_tokens``);
+    #: part of ``prompt_tokens``.
+    cache_creation_tokens: int = 0
+    #: Of ``cache_creation_tokens``, those written with the 1-hour TTL (the rest: 5 minutes).
+    cache_creation_1h_tokens: int = 0
     #: True when counted by Bastion's tokenizer because the provider reported none.
     estimated: bool = False
 
@@ -37,18 +44,38 @@ class Usage:
         }
         if self.cached_tokens:
             usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        if self.cache_creation_tokens:
+            # LiteLLM's extra keys, as the Anthropic provider reports them (``openai_usage``).
+            usage["cache_read_input_tokens"] = self.cached_tokens
+            usage["cache_creation_input_tokens"] = self.cache_creation_tokens
+            if self.cache_creation_1h_tokens:
+                usage["cache_creation"] = {
+                    "ephemeral_5m_input_tokens": self.cache_creation_tokens - self.cache_creation_1h_tokens,
+                    "ephemeral_1h_input_tokens": self.cache_creation_1h_tokens,
+                }
         return usage
 
     @classmethod
     def from_openai(cls, usage: dict[str, Any] | None) -> Usage | None:
+        """OpenAI usage, with the prompt-cache extras an Anthropic upstream's usage carries
+        (``cache_creation_input_tokens`` and its ``cache_creation`` TTL breakdown)."""
         if not isinstance(usage, dict):
             return None
         details = usage.get("prompt_tokens_details") or {}
+        created = _tokens(usage.get("cache_creation_input_tokens"))
+        breakdown = usage.get("cache_creation")
+        hour = _tokens(breakdown.get("ephemeral_1h_input_tokens")) if isinstance(breakdown, dict) else 0
         return cls(
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             cached_tokens=int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
+            cache_creation_tokens=created,
+            cache_creation_1h_tokens=min(hour, created),
         )
+
+
+def _tokens(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 @dataclass(slots=True)

@@ -40,6 +40,8 @@ def _sum(usages: list[Usage | None]) -> Usage | None:
         prompt_tokens=sum(u.prompt_tokens for u in known),
         completion_tokens=sum(u.completion_tokens for u in known),
         cached_tokens=sum(u.cached_tokens for u in known),
+        cache_creation_tokens=sum(u.cache_creation_tokens for u in known),
+        cache_creation_1h_tokens=sum(u.cache_creation_1h_tokens for u in known),
         estimated=any(u.estimated for u in known) or len(known) < len(usages),
     )
 

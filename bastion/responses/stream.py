@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bastion.errors import BastionError
+from bastion.providers.base import Usage
 from bastion.responses.output import failed, finish, function_call_item, message_item, usage_object
 from bastion.responses.request import new_item_id
 
@@ -89,12 +90,9 @@ class _Translator:
     def on_chunk(self, chunk: dict[str, Any]) -> list[Event]:
         events: list[Event] = []
         if chunk.get("usage"):
-            usage = chunk["usage"]
-            details = usage.get("prompt_tokens_details") or {}
+            usage = Usage.from_openai(chunk["usage"]) or Usage()
             self.usage = usage_object(
-                int(usage.get("prompt_tokens") or 0),
-                int(usage.get("completion_tokens") or 0),
-                int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
+                usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens, usage.cache_creation_tokens
             )
         for choice in chunk.get("choices") or ():
             if choice.get("index", 0) != 0:

@@ -23,7 +23,8 @@ def interaction_cost(
     or the model has no price (counted in ``bastion_unpriced_interactions_total``).
 
     A stream cut off before the provider reported usage is priced from an estimate: the prompt
-    counted by the tokenizer and the answer text received so far.
+    counted by the tokenizer and the answer text received so far. Prompt-cache reads and writes
+    are priced apart (``Price.cost_usd``).
     """
     if trace.deployment is None:
         return 0.0
@@ -31,13 +32,17 @@ def interaction_cost(
     if usage is None:
         if not output_text:
             return 0.0  # the upstream failed before answering: nothing to pay
-        prompt, completion, cached = prompt_tokens(body, endpoint), answer_tokens(output_text), 0
-    else:
-        prompt, completion, cached = usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
+        usage = Usage(prompt_tokens=prompt_tokens(body, endpoint), completion_tokens=answer_tokens(output_text))
     if not entry.known:
         entry.unpriced_counter.inc()
         return 0.0
-    cost = entry.price.cost_usd(prompt, completion, cached)
+    cost = entry.price.cost_usd(
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        usage.cached_tokens,
+        usage.cache_creation_tokens,
+        usage.cache_creation_1h_tokens,
+    )
     if cost:
         entry.cost_counter.inc(cost)
     return cost

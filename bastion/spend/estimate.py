@@ -84,6 +84,33 @@ def prompt_tokens(body: dict[str, Any], endpoint: str = "chat") -> int:
     return total
 
 
+def _marks(value: Any) -> tuple[bool, bool]:
+    control = value.get("cache_control") if isinstance(value, dict) else None
+    if not isinstance(control, dict):
+        return False, False
+    return True, control.get("ttl") == "1h"
+
+
+def cache_breakpoints(body: dict[str, Any]) -> tuple[bool, bool]:
+    """Whether a chat body marks prompt-cache breakpoints (``cache_control`` on the body, a
+    message, a content part or a tool), and whether one asks for the 1-hour TTL. Such a prompt may
+    be written to the cache, which costs more than input (1.25x, 2x for the hour), so the
+    pre-flight prices it as a write: the most it can cost."""
+    marked, hour = _marks(body)
+    candidates: list[Any] = list(body.get("tools") or ())
+    for message in body.get("messages") or ():
+        candidates.append(message)
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            candidates.extend(content)
+    for candidate in candidates:
+        found, long = _marks(candidate)
+        marked, hour = marked or found, hour or long
+        if hour:
+            break
+    return marked, hour
+
+
 def completion_tokens(body: dict[str, Any], price: Price, default: int, endpoint: str = "chat") -> int:
     """The most the answer may cost: max_completion_tokens, else max_tokens, else the model's
     maximum output from the price table, else ``default``; times ``n``, the choices asked for

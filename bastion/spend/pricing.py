@@ -31,15 +31,29 @@ _VERSION_SUFFIXES = (
 )
 
 
+#: Prompt-cache prices as multiples of the input price, where a price names none of its own
+#: (Anthropic's list prices: a write costs 1.25x for the 5-minute TTL and 2x for the 1-hour TTL,
+#: a read 0.1x).
+CACHE_WRITE_5M_FACTOR = 1.25
+CACHE_WRITE_1H_FACTOR = 2.0
+CACHE_READ_FACTOR = 0.1
+
+
 @dataclass(frozen=True, slots=True)
 class Price:
-    """USD per million tokens. ``name`` is the table entry it came from (None: not in the table)."""
+    """USD per million tokens. ``name`` is the table entry it came from (None: not in the table).
+
+    ``cached_input_per_mtok`` is the price of a prompt-cache read, ``cache_write_per_mtok`` and
+    ``cache_write_1h_per_mtok`` of a cache write with the 5-minute and the 1-hour TTL; each
+    defaults to its ``CACHE_*_FACTOR`` times the input price."""
 
     input_per_mtok: float = 0.0
     output_per_mtok: float = 0.0
     cached_input_per_mtok: float | None = None
     max_output_tokens: int | None = None
     name: str | None = None
+    cache_write_per_mtok: float | None = None
+    cache_write_1h_per_mtok: float | None = None
 
     @classmethod
     def from_settings(cls, settings: PriceSettings, name: str) -> Price:
@@ -49,32 +63,77 @@ class Price:
             cached_input_per_mtok=settings.cached_input_per_mtok,
             max_output_tokens=settings.max_output_tokens,
             name=name,
+            cache_write_per_mtok=settings.cache_write_per_mtok,
+            cache_write_1h_per_mtok=settings.cache_write_1h_per_mtok,
         )
 
     @property
     def is_free(self) -> bool:
-        return self.input_per_mtok == 0.0 and self.output_per_mtok == 0.0 and not self.cached_input_per_mtok
-
-    def cost_usd(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
-        """(prompt - cached) * input + cached * cached_input + completion * output, per million."""
-        cached = min(max(cached_tokens, 0), max(prompt_tokens, 0))
-        cached_price = self.input_per_mtok if self.cached_input_per_mtok is None else self.cached_input_per_mtok
         return (
-            (prompt_tokens - cached) * self.input_per_mtok
-            + cached * cached_price
+            self.input_per_mtok == 0.0
+            and self.output_per_mtok == 0.0
+            and not self.cached_input_per_mtok
+            and not self.cache_write_per_mtok
+            and not self.cache_write_1h_per_mtok
+        )
+
+    @property
+    def cache_read_price(self) -> float:
+        if self.cached_input_per_mtok is not None:
+            return self.cached_input_per_mtok
+        return self.input_per_mtok * CACHE_READ_FACTOR
+
+    @property
+    def cache_write_price(self) -> float:
+        if self.cache_write_per_mtok is not None:
+            return self.cache_write_per_mtok
+        return self.input_per_mtok * CACHE_WRITE_5M_FACTOR
+
+    @property
+    def cache_write_1h_price(self) -> float:
+        if self.cache_write_1h_per_mtok is not None:
+            return self.cache_write_1h_per_mtok
+        return self.input_per_mtok * CACHE_WRITE_1H_FACTOR
+
+    def cost_usd(
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cached_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        cache_write_1h_tokens: int = 0,
+    ) -> float:
+        """USD per million tokens of each kind: the prompt's uncached tokens at the input price,
+        cache reads (``cached_tokens``) and cache writes (5-minute and 1-hour TTL) at theirs,
+        the completion at the output price. Cache reads and writes are part of ``prompt_tokens``
+        (OpenAI's convention); counts a provider over-reports are clipped, never negative."""
+        prompt = max(prompt_tokens, 0)
+        cached = min(max(cached_tokens, 0), prompt)
+        written = min(max(cache_write_tokens, 0), prompt - cached)
+        written_1h = min(max(cache_write_1h_tokens, 0), written)
+        return (
+            (prompt - cached - written) * self.input_per_mtok
+            + cached * self.cache_read_price
+            + (written - written_1h) * self.cache_write_price
+            + written_1h * self.cache_write_1h_price
             + max(completion_tokens, 0) * self.output_per_mtok
         ) / _PER_MTOK
 
     def most_expensive(self, other: Price) -> Price:
         """Each component's maximum: a conservative price when the deployment is not known yet."""
-        cached = [p for p in (self.cached_input_per_mtok, other.cached_input_per_mtok) if p is not None]
-        outputs = [p for p in (self.max_output_tokens, other.max_output_tokens) if p is not None]
+
+        def highest(a: float | int | None, b: float | int | None) -> Any:
+            known = [p for p in (a, b) if p is not None]
+            return max(known) if known else None
+
         return Price(
             input_per_mtok=max(self.input_per_mtok, other.input_per_mtok),
             output_per_mtok=max(self.output_per_mtok, other.output_per_mtok),
-            cached_input_per_mtok=max(cached) if cached else None,
-            max_output_tokens=max(outputs) if outputs else None,
+            cached_input_per_mtok=highest(self.cached_input_per_mtok, other.cached_input_per_mtok),
+            max_output_tokens=highest(self.max_output_tokens, other.max_output_tokens),
             name=self.name or other.name,
+            cache_write_per_mtok=highest(self.cache_write_per_mtok, other.cache_write_per_mtok),
+            cache_write_1h_per_mtok=highest(self.cache_write_1h_per_mtok, other.cache_write_1h_per_mtok),
         )
 
 

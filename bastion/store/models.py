@@ -123,7 +123,12 @@ class Interaction(Base):
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    #: Prompt tokens read from the provider's prompt cache (OpenAI's cached_tokens, Anthropic's
+    #: cache_read_input_tokens); writes to it (cache_creation_input_tokens), and of those the
+    #: ones with the 1-hour TTL. All three are part of prompt_tokens.
     cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cache_creation_input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cache_creation_1h_input_tokens: Mapped[int] = mapped_column(Integer, default=0)
     tokens_estimated: Mapped[bool] = mapped_column(Boolean, default=False)
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)

@@ -109,5 +109,5 @@ class Walk:
     ) -> httpx.Response:
         names = {name: kwargs.pop(name) for name in list(kwargs) if "{" + name + "}" in template}
         path = template.format(**names) + query
-        headers = {} if anonymous else self.admin
+        headers = {**({} if anonymous else self.admin), **kwargs.pop("headers", {})}
         return self.checker.check(template, await self.client.request(method, path, headers=headers, **kwargs))

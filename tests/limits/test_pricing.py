@@ -88,12 +88,38 @@ def test_cost_formula_prices_cached_input_apart() -> None:
     price = Price(input_per_mtok=2.5, output_per_mtok=10.0, cached_input_per_mtok=1.25)
     # (1000 - 400) x 2.5 + 400 x 1.25 + 200 x 10, per million.
     assert price.cost_usd(1000, 200, 400) == pytest.approx((600 * 2.5 + 400 * 1.25 + 200 * 10) / 1e6)
-    # Without a cached price, cached tokens cost the input price.
+    # Without a cached price, a cache read costs a tenth of the input price.
     plain = Price(input_per_mtok=2.5, output_per_mtok=10.0)
-    assert plain.cost_usd(1000, 200, 400) == pytest.approx((1000 * 2.5 + 200 * 10) / 1e6)
+    assert plain.cost_usd(1000, 200, 400) == pytest.approx((600 * 2.5 + 400 * 0.25 + 200 * 10) / 1e6)
     # More cached than prompt tokens (a provider quirk) never makes a negative cost.
     assert price.cost_usd(10, 0, 50) == pytest.approx(10 * 1.25 / 1e6)
     assert to_micros(Price(output_per_mtok=10_000).cost_usd(0, 3)) == 30_000  # rounded, not 30,001
+
+
+def test_cache_writes_cost_more_than_input_by_their_ttl() -> None:
+    price = Price(input_per_mtok=3.0, output_per_mtok=15.0)
+    # 10,000 prompt tokens: 2,000 read, 5,000 written (1,000 of them for an hour), 3,000 plain.
+    assert price.cost_usd(10_000, 100, 2_000, 5_000, 1_000) == pytest.approx(
+        (3_000 * 3.0 + 2_000 * 0.3 + 4_000 * 3.75 + 1_000 * 6.0 + 100 * 15.0) / 1e6
+    )
+    # Explicit prices win over the multipliers.
+    priced = Price(input_per_mtok=3.0, cached_input_per_mtok=0.5, cache_write_per_mtok=4.0, cache_write_1h_per_mtok=7)
+    assert priced.cost_usd(1_000, 0, 100, 300, 100) == pytest.approx((600 * 3 + 100 * 0.5 + 200 * 4 + 100 * 7) / 1e6)
+    # Over-reported counts are clipped to the prompt, never a negative or doubled charge.
+    assert price.cost_usd(100, 0, 60, 80, 500) == pytest.approx((60 * 0.3 + 40 * 6.0) / 1e6)
+    # The conservative price of an alias takes the highest of each.
+    both = priced.most_expensive(Price(input_per_mtok=1.0, cache_write_per_mtok=9.0))
+    assert (both.cache_write_per_mtok, both.cache_write_1h_per_mtok, both.cached_input_per_mtok) == (9.0, 7, 0.5)
+
+
+def test_the_worked_example_of_prompt_caching() -> None:
+    """100 requests sharing a 10,000-token prefix, 500 unique tokens each, at $3/MTok input."""
+    price = Price(input_per_mtok=3.0)
+    uncached = sum(price.cost_usd(10_500, 0) for _ in range(100))
+    first = price.cost_usd(10_500, 0, cache_write_tokens=10_000)
+    rest = sum(price.cost_usd(10_500, 0, cached_tokens=10_000) for _ in range(99))
+    assert round(uncached, 6) == 3.15
+    assert round(first + rest, 6) == 0.4845
 
 
 def test_configuration_overrides_and_extends_the_table() -> None:

@@ -210,3 +210,25 @@ async def test_budgets_are_seeded_from_the_ledger(database: Database) -> None:
             svc,
             context("mini", {**body, "max_tokens": 200_000}, who=principal(key="k3", key_settings={"daily_usd": 1.0})),
         )
+
+
+@pytest.mark.parametrize(
+    ("control", "input_factor"),
+    [(None, 1.0), ({"type": "ephemeral"}, 1.25), ({"type": "ephemeral", "ttl": "1h"}, 2.0)],
+)
+async def test_a_prompt_marked_for_the_cache_is_estimated_as_a_cache_write(
+    control: dict[str, str] | None, input_factor: float
+) -> None:
+    """Writing the prompt to the cache costs more than input: the pre-flight prices the most it can cost."""
+    svc = service()
+    text = "x" * 30_000  # 10,000 tokens by the pre-flight's measure (3 bytes a token)
+    part: dict[str, Any] = {"type": "text", "text": text, **({"cache_control": control} if control else {})}
+    body = {"model": "opus", "max_tokens": 1, "messages": [{"role": "system", "content": [part]}, {"role": "user"}]}
+    ctx = context("opus", body)
+    ctx.principal = principal(key_settings={"daily_usd": 5.0})
+    await admit(svc, ctx)
+    assert ctx.limits is not None
+    tokens = ctx.limits.admission.tokens
+    assert tokens > 10_000
+    # claude-3-opus: $15/M input, $75/M output; estimates are in micro-dollars.
+    assert {charge.estimate for charge in ctx.limits.admission.charges} == {round(tokens * 15 * input_factor + 75)}

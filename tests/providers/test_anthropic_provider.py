@@ -225,7 +225,9 @@ async def test_chat_sends_anthropic_request_and_translates_answer(
     assert body["usage"]["prompt_tokens"] == 1212
     assert body["usage"]["prompt_tokens_details"] == {"cached_tokens": 1000}
     assert body["usage"]["cache_creation_input_tokens"] == 200
-    assert response.usage == Usage(prompt_tokens=1212, completion_tokens=30, cached_tokens=1000)
+    assert response.usage == Usage(
+        prompt_tokens=1212, completion_tokens=30, cached_tokens=1000, cache_creation_tokens=200
+    )
 
 
 async def test_stream_translates_events_to_chunks(

@@ -28,6 +28,9 @@ Behaviour specs (strings, parsed by ``Behaviour.parse``):
                     upstreams do (``Authorization`` bearer value or ``x-api-key``)
 ``stream_error``    a stream that sends two content chunks and then an error event (OpenAI
                     ``data: {"error": ...}``, Anthropic ``event: error``) quoting that credential
+``prompt_cache``    a normal answer whose usage reports prompt caching as the upstream would
+                    (``fake_cache.py``: Anthropic's cache_control prefixes, OpenAI's cached_tokens;
+                    tokens are words)
 ``tools``           (OpenAI dialect) a tool-calling model: while the request's last message is
                     not a tool result, it calls the request's first tool (string arguments
                     ``"test"``, numbers ``1``; streamed as argument fragments); after a tool
@@ -58,6 +61,7 @@ import orjson
 from aiohttp import web
 
 from tests.support import fake_responses
+from tests.support.fake_cache import PromptCache
 from tests.support.fake_wire import (  # the values tests compare against are re-exported
     Dialect,
     Received,
@@ -101,10 +105,29 @@ LONG_STREAM_CHUNKS = 200_000
 
 
 Kind = Literal[
-    "ok", "error", "timeout", "malformed", "cut", "slow_stream", "long_stream", "reject_key", "stream_error", "tools"
+    "ok",
+    "error",
+    "timeout",
+    "malformed",
+    "cut",
+    "slow_stream",
+    "long_stream",
+    "reject_key",
+    "stream_error",
+    "tools",
+    "prompt_cache",
 ]
 #: Behaviours whose spec is their kind alone, without an argument.
-_PLAIN_KINDS: tuple[Kind, ...] = ("timeout", "malformed", "cut", "slow_stream", "reject_key", "stream_error", "tools")
+_PLAIN_KINDS: tuple[Kind, ...] = (
+    "timeout",
+    "malformed",
+    "cut",
+    "slow_stream",
+    "reject_key",
+    "stream_error",
+    "tools",
+    "prompt_cache",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +184,7 @@ class FakeUpstream:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.prompt_cache = PromptCache()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -237,6 +261,7 @@ class FakeUpstream:
             self._scripts.clear()
             self._defaults.clear()
             self._received.clear()
+        self.prompt_cache.reset()
 
     def requests(self, model: str | None = None) -> list[Received]:
         with self._lock:
@@ -357,6 +382,12 @@ class FakeUpstream:
                     return await self._write_events(request, openai_tool_call_events(entry, call))
                 return json_response(openai_tool_call_completion(entry, call))
         text_parts = _answer_parts(entry.model, behaviour)
+        if behaviour.kind == "prompt_cache" and isinstance(entry.body, dict):
+            cache = self.prompt_cache
+            if dialect == "anthropic":
+                entry.usage = cache.anthropic_usage(entry.body)
+            else:
+                entry.usage = cache.openai_usage(entry.body, len(text_parts))
         if behaviour.kind == "tools" and isinstance(entry.body, dict) and entry.body.get("messages"):
             last = entry.body["messages"][-1]
             if last.get("role") == "tool":

@@ -34,6 +34,9 @@ class Received:
     at: float = field(default_factory=time.monotonic)
     disconnected_at: float | None = None
     finished_at: float | None = None
+    #: The usage the answer reports instead of the default (the ``prompt_cache`` behaviour's:
+    #: OpenAI usage, or Anthropic's input counts, to which the answer adds ``output_tokens``).
+    usage: dict[str, Any] | None = None
 
 
 def fake_vector(text: str, dims: int = 8) -> list[float]:
@@ -180,7 +183,9 @@ def openai_completion(entry: Received, parts: list[str], with_usage: bool) -> di
             }
         ],
     }
-    if with_usage:
+    if entry.usage is not None:
+        body["usage"] = entry.usage
+    elif with_usage:
         body["usage"] = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -212,7 +217,7 @@ def openai_events(entry: Received, parts: list[str], with_usage: bool) -> Iterab
     options = entry.body.get("stream_options") if isinstance(entry.body, dict) else None
     if with_usage and isinstance(options, dict) and options.get("include_usage"):
         prompt_tokens = _prompt_tokens(entry)
-        usage = {
+        usage = entry.usage or {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": len(parts),
             "total_tokens": prompt_tokens + len(parts),
@@ -230,7 +235,9 @@ def anthropic_message(entry: Received, parts: list[str], with_usage: bool) -> di
         "content": [{"type": "text", "text": "".join(parts)}],
         "stop_reason": "end_turn",
         "stop_sequence": None,
-        "usage": {
+        "usage": {**entry.usage, "output_tokens": len(parts)}
+        if entry.usage is not None
+        else {
             "input_tokens": _prompt_tokens(entry) if with_usage else 0,
             "output_tokens": len(parts) if with_usage else 0,
         },
@@ -243,6 +250,8 @@ def anthropic_events(entry: Received, parts: list[str], with_usage: bool) -> Ite
 
     message = {**anthropic_message(entry, [], with_usage), "content": [], "stop_reason": None}
     message["usage"] = {"input_tokens": _prompt_tokens(entry) if with_usage else 0, "output_tokens": 1}
+    if entry.usage is not None:
+        message["usage"] = {**entry.usage, "output_tokens": 1}
     yield "meta", event("message_start", {"type": "message_start", "message": message})
     yield (
         "meta",
@@ -268,7 +277,8 @@ def anthropic_events(entry: Received, parts: list[str], with_usage: bool) -> Ite
             {
                 "type": "message_delta",
                 "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                "usage": {"output_tokens": len(parts) if with_usage else 0},
+                # Anthropic's message_delta repeats the input counts (cumulative usage).
+                "usage": {**(entry.usage or {}), "output_tokens": len(parts) if with_usage else 0},
             },
         ),
     )

@@ -49,6 +49,8 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
 class RunningGateway:
     gateway: Gateway
     client: httpx.AsyncClient
+    #: The ASGI app, for clients of other HTTP libraries (the SDKs' ``httpx2``).
+    app: Any = None
 
 
 @contextlib.asynccontextmanager
@@ -72,7 +74,7 @@ async def running_gateway(
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://bastion.test", timeout=timeout_s) as client:
-            yield RunningGateway(gateway, client)
+            yield RunningGateway(gateway, client, app)
     finally:
         await gateway.stop()
 

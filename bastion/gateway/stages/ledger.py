@@ -56,6 +56,8 @@ def build_record(ctx: RequestContext, mode: str) -> dict[str, Any]:
         "prompt_tokens": usage.prompt_tokens if usage is not None else 0,
         "completion_tokens": usage.completion_tokens if usage is not None else 0,
         "cached_tokens": usage.cached_tokens if usage is not None else 0,
+        "cache_creation_input_tokens": usage.cache_creation_tokens if usage is not None else 0,
+        "cache_creation_1h_input_tokens": usage.cache_creation_1h_tokens if usage is not None else 0,
         "tokens_estimated": usage.estimated if usage is not None else False,
         "cost_usd": ctx.cost_usd,
         "latency_ms": (finished - started) * 1000.0,
