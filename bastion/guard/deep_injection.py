@@ -26,7 +26,8 @@ import numpy.typing as npt
 from bastion.guard.injection_model import MODEL_DIR
 
 DEEP_MODEL_NAME = "injection_deep"
-#: Texts longer than this are embedded by their head: MiniLM reads 256 word pieces at most (about 1,000-1,200 characters of English).
+#: Texts longer than this are embedded by their head: MiniLM reads 256 word pieces at most (about
+#: 1,000-1,200 characters of English).
 MAX_EMBED_CHARS = 1200
 
 #: ``texts -> unit vectors`` (async), supplied by whoever owns the embedding model.
