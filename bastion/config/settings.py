@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
+from bastion.config.cache_settings import CacheSettings, ModelCacheSettings
+
 ProviderName = Literal["openai", "anthropic", "local"]
 
 
@@ -77,6 +79,8 @@ class ModelSettings(Strict):
     deployments: list[DeploymentSettings] = Field(..., min_length=1)
     aliases: list[str] = Field(default_factory=list, description="Other names for the same model.")
     kind: Literal["chat", "embedding"] = "chat"
+    #: The response caches for this alias (docs/CACHES.md): exact on by default, semantic opt-in.
+    cache: ModelCacheSettings = Field(default_factory=ModelCacheSettings)
 
 
 class BreakerSettings(Strict):
@@ -383,6 +387,7 @@ class Settings(Strict):
     sessions: SessionSettings = Field(default_factory=SessionSettings)  # agent sessions (bastion/sessions)
     guard: GuardSettings = Field(default_factory=GuardSettings)  # the guard stages (docs/GUARD.md)
     responses: ResponsesSettings = Field(default_factory=ResponsesSettings)  # /v1/responses (docs/RESPONSES.md)
+    cache: CacheSettings = Field(default_factory=CacheSettings)  # the response caches (docs/CACHES.md)
 
     #: Configuration keys that were read but have no effect (a LiteLLM file's), for warnings.
     _ignored_keys: list[str] = PrivateAttr(default_factory=list)

@@ -26,6 +26,7 @@ from bastion.errors import BastionError
 from bastion.gateway.context import RequestContext
 from bastion.gateway.stage import Chunks, Stage
 from bastion.providers.base import ChatRequest, ChatResponse, ChunkStream, EmbeddingResponse
+from bastion.providers.replay import response_chunks
 from bastion.routing.trace import RouteTrace
 
 log = structlog.get_logger("bastion.pipeline")
@@ -72,8 +73,12 @@ class Pipeline:
                 text_completion=ctx.text_completion,
                 passthrough=ctx.passthrough,
             )
-            if ctx.stream and ctx.response is None:
-                chunks: Chunks = await self.router.stream(request, ctx.model, ctx.trace)
+            if ctx.stream:
+                chunks: Chunks
+                if ctx.response is None:
+                    chunks = await self.router.stream(request, ctx.model, ctx.trace)
+                else:  # a stage answered (a cache hit): the answer as a stream
+                    chunks = response_chunks(ctx.response)
                 for stage in self._on_stream:
                     chunks = stage.on_stream(ctx, chunks)
                 return chunks
@@ -83,7 +88,7 @@ class Pipeline:
             ctx.response = response
             return response
 
-        result = await self._run(ctx, call, completes_later=ctx.stream and ctx.response is None)
+        result = await self._run(ctx, call, completes_later=ctx.stream)
         if isinstance(result, ChatResponse):
             return result
         return self._completing(ctx, result)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bastion.auth.authenticator import Authenticator
+from bastion.cache.service import ResponseCache
 from bastion.config.settings import Settings
 from bastion.guard.service import GuardService
 from bastion.ledger.writer import LedgerWriter
@@ -49,3 +50,5 @@ class Services:
     limits: LimitsService | None
     #: None: ``ledger.enabled`` is false.
     ledger: LedgerWriter | None
+    #: The response caches; None: ``cache.enabled`` is false.
+    cache: ResponseCache | None = None
