@@ -31,7 +31,7 @@ DIMENSIONS = 384
 
 
 async def fake_embed(texts: list[str]) -> tuple[list[list[float]], int]:
-    """Bag-of-words vectors that ignore polarity words, punctuation and case: "turn on dark mode"
+    """Bag-of-words vectors that ignore polarity words, negations, punctuation and case: "turn on dark mode"
     and "turn off dark mode" are identical to it (cosine 1.0), so only the polarity check can
     keep them apart."""
     vectors = []
@@ -41,12 +41,20 @@ async def fake_embed(texts: list[str]) -> tuple[list[list[float]], int]:
         words = re.findall(r"[a-z0-9']+", text.lower())
         tokens += len(words)
         for word in words:
-            if word in _POLARITY:
+            if word in _POLARITY or word in ("not", "no", "never") or word.endswith("n't"):
                 continue
             vector[int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "big") % DIMENSIONS] += 1.0
         norm = float(np.linalg.norm(vector)) or 1.0
         vectors.append((vector / norm).tolist())
     return vectors, tokens
+
+
+def fake_embedder(gateway: Gateway) -> None:
+    """Give the gateway's semantic cache ``fake_embed`` (before it starts: MiniLM is never loaded)."""
+    cache = gateway.services.cache
+    if cache is not None and cache.index is not None:
+        cache.index.embed = fake_embed
+        cache._embed = fake_embed
 
 
 def cache_settings(database_url: str, data_dir: Path, fake: GuardFake, **overrides: Any) -> Any:
@@ -105,13 +113,6 @@ async def cache_env(
     database: Database, database_url: str, tmp_path: Path, guard_fake: GuardFake, cache_overrides: dict[str, Any]
 ) -> AsyncIterator[CacheEnv]:
     settings = cache_settings(database_url, tmp_path / "data", guard_fake, **cache_overrides)
-
-    def fake_embedder(gateway: Gateway) -> None:
-        cache = gateway.services.cache
-        if cache is not None and cache.index is not None:
-            cache.index.embed = fake_embed
-            cache._embed = fake_embed
-
     async with running_gateway(settings, before_start=fake_embedder) as env:
         yield CacheEnv(env.gateway, env.client, database)
 
