@@ -126,6 +126,7 @@ class ResponseCache:
         self.index = SemanticIndex(embed, settings.semantic) if uses_semantic and embed is not None else None
         self._warm: asyncio.Task[None] | None = None
         self._embed = embed
+        self._embed_failure_logged = False
 
     @classmethod
     def from_settings(cls, settings: Settings, embed: Embed | None = None) -> ResponseCache:
@@ -214,7 +215,9 @@ class ResponseCache:
             query = await index.query(text)
         except Exception as exc:  # the embedder failed or is not installed: a miss
             CACHE_ERRORS.labels(store="embedder", operation="embed").inc()
-            log.warning("semantic_cache_embed_failed", error=str(exc)[:200])
+            if not self._embed_failure_logged:  # once per process: it fails the same way every time
+                self._embed_failure_logged = True
+                log.warning("semantic_cache_embed_failed", error=str(exc)[:200])
             return None
         if query is None:
             return None

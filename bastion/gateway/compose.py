@@ -58,8 +58,9 @@ def model_resolver(router: Router) -> Callable[[str], str | None]:
 def build_cache(settings: Settings) -> ResponseCache | None:
     if not settings.cache.enabled:
         return None
-    # The embedder loads (torch, MiniLM) only when a model opts in to the semantic cache.
-    return ResponseCache.from_settings(settings, get_embedder(settings.local).embed)
+    # The embedder (torch, MiniLM) is used only when a model opts in to the semantic cache.
+    semantic = any(model.cache.semantic for model in settings.models)
+    return ResponseCache.from_settings(settings, get_embedder(settings.local).embed if semantic else None)
 
 
 def build_services(settings: Settings) -> Services:

@@ -127,6 +127,12 @@ async def test_cache_control_no_store_and_no_cache(cache_env: CacheEnv, guard_fa
     assert guard_fake.attempts(UPSTREAM) == 4
     assert (await cache_env.chat(caller, chat())).headers["x-bastion-cache"] == "hit"
     assert guard_fake.attempts(UPSTREAM) == 4
+    # max-age: an answer older than the client accepts is not served (and the fresh one is stored).
+    for max_age, outcome in (("max-age=0", "miss"), ("max-age=3600", "hit")):
+        headers = {**caller.headers(), "cache-control": max_age}
+        response = await cache_env.client.post("/v1/chat/completions", json=chat(), headers=headers)
+        assert response.headers["x-bastion-cache"] == outcome, max_age
+    assert guard_fake.attempts(UPSTREAM) == 5
 
 
 async def test_tenant_isolation(cache_env: CacheEnv, guard_fake: GuardFake) -> None:
