@@ -111,3 +111,25 @@ async def test_tool_calls_survive_the_round_trip(cache_env: CacheEnv, guard_fake
     calls = [c for e in replayed for ch in e["choices"] for c in (ch.get("delta") or {}).get("tool_calls") or ()]
     assert calls[0]["id"] == call["id"] and calls[0]["function"]["arguments"] == call["function"]["arguments"]
     assert guard_fake.attempts(UPSTREAM) == 1
+
+
+async def test_legacy_completions_and_the_responses_api_are_served_from_the_cache(
+    cache_env: CacheEnv, guard_fake: GuardFake
+) -> None:
+    caller = await cache_env.tenant()
+    guard_fake.answer(UPSTREAM, ANSWER)
+    completion = {"model": MODEL, "prompt": "The sea is", "temperature": 0, "max_tokens": 16}
+    first = await cache_env.client.post("/v1/completions", json=completion, headers=caller.headers())
+    assert first.status_code == 200, first.text
+    assert first.headers["x-bastion-cache"] == "miss"
+    response, events = await cache_env.stream(caller, "/v1/completions", {**completion, "stream": True})
+    assert response.headers["x-bastion-cache"] == "hit"
+    assert "".join(c["text"] for e in events for c in e["choices"]) == first.json()["choices"][0]["text"] == ANSWER
+
+    request = {"model": MODEL, "input": "Describe the sea.", "temperature": 0}
+    stored = await cache_env.client.post("/v1/responses", json=request, headers=caller.headers())
+    assert stored.status_code == 200, stored.text
+    again = await cache_env.client.post("/v1/responses", json=request, headers=caller.headers())
+    assert (stored.headers["x-bastion-cache"], again.headers["x-bastion-cache"]) == ("miss", "hit")
+    assert again.json()["output"][0]["content"][0]["text"] == ANSWER
+    assert guard_fake.attempts(UPSTREAM) == 2
