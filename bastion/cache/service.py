@@ -180,7 +180,11 @@ class ResponseCache:
         if state.reason is not None:
             return state
         semantic = route.semantic and semantic_allowed and self.index is not None
-        state.keys = request_keys(material, semantic=semantic)
+        try:
+            state.keys = request_keys(material, semantic=semantic)
+        except TypeError:  # not encodable as canonical JSON (nested deeper than orjson goes): not cached
+            state.reason = "unkeyable"
+            return state
         state.semantic = semantic and state.keys.scope is not None
         state.threshold = route.threshold
         state.ttl_s = route.ttl_s

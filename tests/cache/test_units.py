@@ -239,3 +239,15 @@ async def test_texts_the_model_would_cut_are_never_matched() -> None:
     assert await index.query("word " * 19) is not None
     long_index = SemanticIndex(fake_embed, SemanticCacheSettings())
     assert await long_index.query("word " * 300) is None  # over the model's 256 word pieces
+
+
+def test_a_body_too_deep_to_key_is_bypassed_not_an_error() -> None:
+    from bastion.cache.service import CacheControl, ResponseCache
+    from bastion.config.cache_settings import CacheSettings
+
+    nested: Any = "leaf"
+    for _ in range(300):  # deeper than orjson encodes
+        nested = [nested]
+    cache = ResponseCache(CacheSettings(), {}, MemoryStore(10, 1024))
+    state = cache.plan(KeyMaterial("t", "m", {**BASE, "extra": nested}), control=CacheControl(), layers=[])
+    assert (state.outcome, state.reason) == ("bypass", "unkeyable")
