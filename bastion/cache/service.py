@@ -260,7 +260,10 @@ class ResponseCache:
         keys = state.keys
         if keys is None or not state.store or not answers.storable(body):
             return False
-        value = answers.encode(body)
+        try:
+            value = answers.encode(body)
+        except TypeError:  # an answer orjson cannot encode is simply not kept
+            return False
         if len(value) > self.settings.max_entry_bytes:
             return False
         try:
