@@ -235,3 +235,26 @@ async def test_an_error_response_says_what_the_cache_did(cache_env: CacheEnv, gu
     response = await cache_env.chat(caller, chat())
     assert response.status_code == 502
     assert response.headers["x-bastion-cache"] == "miss"
+
+
+async def test_hit_latency_is_measured(cache_env: CacheEnv, guard_fake: GuardFake) -> None:
+    """Median latency of 30 hits against 30 misses (each a new question) through the whole in-process
+    gateway; the figures are printed (``-s``), and a hit must be the faster."""
+    import statistics
+    import time
+
+    caller = await cache_env.tenant()
+    assert (await cache_env.chat(caller, chat())).headers["x-bastion-cache"] == "miss"
+
+    async def timed(body: dict[str, Any], outcome: str) -> float:
+        started = time.perf_counter()
+        response = await cache_env.chat(caller, body)
+        elapsed = time.perf_counter() - started
+        assert response.headers["x-bastion-cache"] == outcome
+        return elapsed * 1000
+
+    hits = [await timed(chat(), "hit") for _ in range(30)]
+    misses = [await timed(chat(messages=[{"role": "user", "content": f"Question {i}"}]), "miss") for i in range(30)]
+    hit_ms, miss_ms = statistics.median(hits), statistics.median(misses)
+    print(f"\nin-process median latency: hit {hit_ms:.2f} ms, miss {miss_ms:.2f} ms")
+    assert hit_ms < miss_ms
