@@ -12,19 +12,21 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from bastion.cache import answers
 from bastion.cache.keys import KeyMaterial, request_keys, samples_randomly
 from bastion.cache.metrics import CACHE_ERRORS, CACHE_LOOKUPS, CACHE_STORED, SEMANTIC_REJECTIONS
-from bastion.cache.semantic import Embed, SemanticIndex
 from bastion.cache.state import CacheState
 from bastion.cache.store import CacheStore, MemoryStore, RedisStore
 from bastion.config.cache_settings import CacheOverride, CacheSettings, ModelCacheSettings
 from bastion.config.errors import ConfigError
 from bastion.config.settings import Settings
+
+if TYPE_CHECKING:  # numpy comes with the semantic index, imported only where a model uses it
+    from bastion.cache.semantic import Embed, SemanticIndex
 
 log = structlog.get_logger("bastion.cache")
 
@@ -122,8 +124,11 @@ class ResponseCache:
             for name, model in models.items()
         }
         self._default = Route(True, False, settings.semantic.threshold, settings.ttl_s)
-        uses_semantic = any(route.semantic for route in self._routes.values())
-        self.index = SemanticIndex(embed, settings.semantic) if uses_semantic and embed is not None else None
+        self.index: SemanticIndex | None = None
+        if embed is not None and any(route.semantic for route in self._routes.values()):
+            from bastion.cache.semantic import SemanticIndex
+
+            self.index = SemanticIndex(embed, settings.semantic)
         self._warm: asyncio.Task[None] | None = None
         self._embed = embed
         self._embed_failure_logged = False
