@@ -9,7 +9,9 @@ budgets and the ledger at their defaults, the memory store. Modes (``bench/wrk_c
 - ``hit``: the same temperature-0 request every time: answered from the cache, no upstream call;
 - ``miss``: a different user message on every request: a lookup that misses, the upstream call
   and storing the answer;
-- ``bypass``: temperature 0.2, which the cache does not touch (the path before the cache existed).
+- ``bypass``: temperature 0.2, which the cache does not touch (the path before the cache existed);
+- ``fresh``: temperature 0.2 and a different user message on every request: the baseline of a miss
+  (a new message also misses the input guard's memo of scanned messages).
 
 For each mode: req/s with 16 connections and the gateway's CPU time per request during that run
 (the steadier figure on a busy machine), p50/p99 latency with one connection, and the median
@@ -44,7 +46,7 @@ LUA = BENCH_DIR / "wrk_cache.lua"
 NGINX_TEMPLATE = BENCH_DIR / "mock_upstream.nginx.conf"
 BASTION = Path(sys.executable).with_name("bastion")
 GATEWAY_CPU, LOAD_CPU = "0", "1"
-MODES = ("bypass", "miss", "hit")
+MODES = ("bypass", "fresh", "miss", "hit")
 LOCK_FILE = Path(tempfile.gettempdir()) / "bastion-gateway-bench.lock"
 #: ``nice -n N`` before every command (``--nice``): other work on a shared machine disturbs less.
 NICE: list[str] = []
@@ -121,7 +123,7 @@ def overhead_ms(url: str, mode: str, requests: int = 300) -> tuple[float, str]:
     with httpx.Client(base_url=url, timeout=10) as client:
         for index in range(requests):
             question = "Summarize the benefits of connection pooling for an HTTP client."
-            if mode == "miss":
+            if mode in ("miss", "fresh"):
                 question += f" (overhead {time.time_ns()}-{index})"
             body = {
                 "model": "bench-model",
@@ -130,7 +132,7 @@ def overhead_ms(url: str, mode: str, requests: int = 300) -> tuple[float, str]:
                     {"role": "user", "content": question},
                 ],
                 "max_tokens": 64,
-                "temperature": 0.2 if mode == "bypass" else 0,
+                "temperature": 0.2 if mode in ("bypass", "fresh") else 0,
             }
             response = client.post("/v1/chat/completions", content=orjson.dumps(body))
             response.raise_for_status()

@@ -5,6 +5,8 @@
 --           storing the answer
 --   bypass  temperature 0.2: the cache decides "random sampling" and stays out of the way (the
 --           path every request took before the cache existed)
+--   fresh   temperature 0.2 and a different user message every request: what a miss costs without
+--           the cache (a new message is also new to the input guard's memo)
 -- Responses are checked like bench/wrk_openai.lua: non-2xx and bodies without "choices" are
 -- counted and reported in the BENCHRESULT line.
 
@@ -13,9 +15,9 @@ local thread_id = 0
 local counter = 0
 
 local function body(n)
-  local temperature = (mode == "bypass") and "0.2" or "0"
+  local temperature = (mode == "bypass" or mode == "fresh") and "0.2" or "0"
   local question = "Summarize the benefits of connection pooling for an HTTP client."
-  if mode == "miss" then
+  if mode == "miss" or mode == "fresh" then
     question = question .. " (variant " .. thread_id .. "-" .. n .. ")"
   end
   return '{"model":"bench-model","messages":['
