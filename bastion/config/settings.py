@@ -130,7 +130,13 @@ class CorsSettings(Strict):
         "their own, and credentials travel in headers, never cookies, so the origin list is the control).",
     )
     expose_headers: list[str] = Field(
-        default_factory=lambda: ["x-request-id", "x-bastion-overhead-ms", "retry-after"],
+        default_factory=lambda: [
+            "x-request-id",
+            "x-bastion-overhead-ms",
+            "retry-after",
+            "x-bastion-cache",
+            "x-bastion-cache-similarity",
+        ],
         description="Response headers the browser application may read.",
     )
     max_age_s: int = Field(600, ge=0, description="How long a browser may cache a preflight answer.")

@@ -4,10 +4,15 @@ prompt and parameters, never answering the opposite request."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from tests.cache.support import MODEL, SEMANTIC, SEMANTIC_UPSTREAM, UPSTREAM, CacheEnv, metric
+import pytest
+
+from bastion.store.db import Database
+from tests.cache.support import MODEL, SEMANTIC, SEMANTIC_UPSTREAM, UPSTREAM, CacheEnv, cache_settings, metric
 from tests.guard_stages.support import GuardFake
+from tests.support.harness import running_gateway
 
 
 def ask(text: str, *, model: str = SEMANTIC, system: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -81,3 +86,22 @@ async def test_semantic_matching_is_opt_in_per_model_and_per_scope(cache_env: Ca
     assert (await cache_env.chat(exact_only, ask("How do I reset my password?"))).headers["x-bastion-cache"] == "miss"
     assert (await cache_env.chat(exact_only, ask("how do I reset my password"))).headers["x-bastion-cache"] == "miss"
     assert (await cache_env.chat(exact_only, ask("How do I reset my password?"))).headers["x-bastion-cache"] == "hit"
+
+
+@pytest.mark.local_model("embedder")
+async def test_the_embedded_model_end_to_end(
+    database: Database, database_url: str, tmp_path: Path, guard_fake: GuardFake
+) -> None:
+    """The real MiniLM embedder (in its worker thread) behind the gateway: a rephrased question is a
+    semantic hit, the opposite one is not."""
+    settings = cache_settings(database_url, tmp_path / "data", guard_fake, ledger={"enabled": False})
+    async with running_gateway(settings) as running:
+        env = CacheEnv(running.gateway, running.client, database)
+        caller = await env.tenant()
+        assert (await env.chat(caller, ask("How do I turn on dark mode?"))).headers["x-bastion-cache"] == "miss"
+        rephrased = await env.chat(caller, ask("How can I turn on dark mode?"))
+        assert rephrased.headers["x-bastion-cache"] == "semantic-hit"
+        assert float(rephrased.headers["x-bastion-cache-similarity"]) >= 0.95
+        opposite = await env.chat(caller, ask("How can I turn off dark mode?"))
+        assert opposite.headers["x-bastion-cache"] == "miss"
+    assert guard_fake.attempts(SEMANTIC_UPSTREAM) == 2
