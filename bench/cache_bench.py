@@ -13,6 +13,7 @@ budgets and the ledger at their defaults, the memory store. Modes (``bench/wrk_c
 - ``fresh``: temperature 0.2 and a different user message on every request: the baseline of a miss
   (a new message also misses the input guard's memo of scanned messages).
 
+Each mode runs ``--rounds`` times (default 3, the modes interleaved) and the best round is shown.
 For each mode: req/s with 16 connections and the gateway's CPU time per request during that run
 (the steadier figure on a busy machine), p50/p99 latency with one connection, and the median
 ``x-bastion-overhead-ms`` the gateway reports (its own time, upstream waits excluded) over 300
@@ -201,6 +202,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over the modes; the best of each is shown")
     parser.add_argument("--nice", type=int, default=None, help="run every process at this priority (e.g. -10 as root)")
     options = parser.parse_args()
     global NICE
@@ -239,7 +241,6 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
     mock_args = ["taskset", "-c", LOAD_CPU, "nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf")]
     gateway_args = ["taskset", "-c", GATEWAY_CPU, str(BASTION), "serve", "--config", str(tmp / "bastion.yaml")]
-    rows = []
     with (
         started([*mock_args, "-g", "daemon off;"], tmp / "nginx.log") as mock,
         started([*gateway_args, "--port", str(gateway_port), "--workers", "1"], tmp / "gateway.log", env) as gateway,
@@ -247,15 +248,29 @@ def main() -> None:
         wait_http(f"http://127.0.0.1:{mock_port}/healthz", mock)
         url = f"http://127.0.0.1:{gateway_port}"
         wait_http(url + "/healthz", gateway)
-        for mode in MODES:
-            wrk(url, mode, options.connections, options.warmup)
-            cpu_before = session_cpu_s(gateway.pid)
-            throughput = wrk(url, mode, options.connections, options.duration)
-            throughput["cpu_us"] = (session_cpu_s(gateway.pid) - cpu_before) / max(1.0, throughput["requests"]) * 1e6
-            latency = wrk(url, mode, 1, options.duration, latency=True)
-            overhead, outcome = overhead_ms(url, mode)
-            rows.append((mode, outcome, throughput, latency, overhead))
-    print(f"bastion serve --workers 1 on CPU {GATEWAY_CPU}; wrk -t1 and nginx on CPU {LOAD_CPU}; {os.cpu_count()} CPUs")
+        best: dict[str, tuple[str, dict[str, float], dict[str, float], float]] = {}
+        for _ in range(options.rounds):  # modes interleaved, best of the rounds: other work on the machine
+            for mode in MODES:
+                wrk(url, mode, options.connections, options.warmup)
+                cpu_before = session_cpu_s(gateway.pid)
+                throughput = wrk(url, mode, options.connections, options.duration)
+                cpu = session_cpu_s(gateway.pid) - cpu_before
+                throughput["cpu_us"] = cpu / max(1.0, throughput["requests"]) * 1e6
+                latency = wrk(url, mode, 1, options.duration, latency=True)
+                overhead, outcome = overhead_ms(url, mode)
+                if mode in best:
+                    _, kept_throughput, kept_latency, kept_overhead = best[mode]
+                    if kept_throughput["rps"] > throughput["rps"]:
+                        throughput = kept_throughput
+                    if kept_latency["p50_us"] < latency["p50_us"]:
+                        latency = kept_latency
+                    overhead = min(overhead, kept_overhead)
+                best[mode] = (outcome, throughput, latency, overhead)
+        rows = [(mode, *best[mode]) for mode in MODES]
+    print(
+        f"bastion serve --workers 1 on CPU {GATEWAY_CPU}; wrk -t1 and nginx on CPU {LOAD_CPU}; {os.cpu_count()} CPUs; "
+        f"best of {options.rounds} rounds of {options.duration} s; load average {os.getloadavg()[0]:.1f}"
+    )
     header = (
         "mode",
         "x-bastion-cache",
