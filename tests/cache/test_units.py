@@ -251,3 +251,20 @@ def test_a_body_too_deep_to_key_is_bypassed_not_an_error() -> None:
     cache = ResponseCache(CacheSettings(), {}, MemoryStore(10, 1024))
     state = cache.plan(KeyMaterial("t", "m", {**BASE, "extra": nested}), control=CacheControl(), layers=[])
     assert (state.outcome, state.reason) == ("bypass", "unkeyable")
+
+
+def test_a_litellm_model_list_carries_the_cache_settings() -> None:
+    from bastion.config.litellm_compat import convert, ignored_keys
+
+    raw = {
+        "model_list": [
+            {
+                "model_name": "support",
+                "litellm_params": {"model": "openai/gpt-4o-mini"},
+                "model_info": {"cache": {"semantic": True, "similarity_threshold": 0.97}},
+            }
+        ]
+    }
+    [model] = convert(raw)["models"]
+    assert model["cache"] == {"semantic": True, "similarity_threshold": 0.97}
+    assert ignored_keys(raw) == []
