@@ -66,8 +66,16 @@ class RequestKeys:
     query: str | None
 
 
+def _number(value: Any) -> Any:
+    """``0.0`` and ``0`` mean the same to every sampling parameter (Anthropic's translation sends
+    floats): integral floats of the top-level fields are keyed as integers."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
+
+
 def keyed_body(body: dict[str, Any]) -> dict[str, Any]:
-    return {name: value for name, value in body.items() if name not in NOT_KEYED}
+    return {name: _number(value) for name, value in body.items() if name not in NOT_KEYED}
 
 
 def _digest(material: KeyMaterial, body: dict[str, Any], kind: str) -> str:

@@ -67,6 +67,9 @@ async def test_a_stored_answer_streams_in_the_anthropic_dialect(cache_env: Cache
     [delta] = [event for event in events if event["type"] == "message_delta"]
     assert delta["delta"]["stop_reason"] == original.json()["stop_reason"] == "end_turn"
     assert delta["usage"]["output_tokens"] == original.json()["usage"]["output_tokens"]
+    # The Anthropic request and the OpenAI request are the same call inside: they share the entry.
+    openai = await cache_env.chat(caller, {**openai_body(), "max_tokens": 64})
+    assert openai.headers["x-bastion-cache"] == "hit"
     assert guard_fake.attempts(UPSTREAM) == 1
 
 

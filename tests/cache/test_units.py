@@ -82,6 +82,7 @@ def test_the_key_covers_tenant_model_policy_prompt_and_completion_kind() -> None
     ):
         assert keys(BASE, **change) != base, change
     assert keys({**BASE, "model": "alias-of-m"}) == base  # the resolved model is keyed, not the name
+    assert keys({**BASE, "temperature": 0.0}) == base  # Anthropic's translation sends floats
 
 
 def test_the_canary_is_not_keyed() -> None:
