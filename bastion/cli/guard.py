@@ -2,11 +2,13 @@
 
 bastion guard eval data/prompt-injection/dev.jsonl
 bastion guard eval data/pii/dev.jsonl --json
+bastion guard train data/prompt-injection/train.jsonl
 echo "ignore all previous instructions" | bastion guard scan
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -14,18 +16,21 @@ from typing import Annotated, Any
 
 import typer
 
+from bastion.cli.guard_injection import injection_report, print_injection
 from bastion.guard import ALL_PII_ENTITIES, DEFAULT_PII_ENTITIES, GuardPolicy, InputGuard
-from bastion.guard.engine import shared_injection_detector
+from bastion.guard.engine import injection_thresholds
 from bastion.guard.evaluate import (
     BinaryMetrics,
     PiiReport,
     detect_kind,
-    evaluate_injection,
     evaluate_pii,
     load_jsonl,
     split_rows,
 )
+from bastion.guard.injection_model import shared_model
 from bastion.guard.pii import PiiDetector
+from bastion.guard.train import DEFAULT_BITS, DEFAULT_SEED
+from bastion.guard.train_run import train_model, write_model
 
 app = typer.Typer(help="Guard tools: evaluate detectors, scan a text.", no_args_is_help=True)
 
@@ -40,8 +45,16 @@ def eval_command(
     file: Annotated[Path, typer.Argument(help="JSONL with {text,label} or {text,spans} rows.", exists=True)],
     json_output: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
     threshold: Annotated[
-        float | None, typer.Option(help="Injection threshold (default: the policy's).", min=0.0, max=1.0)
+        float | None,
+        typer.Option(help="Injection flag threshold (default: the policy's, i.e. the model's).", min=0.0, max=1.0),
     ] = None,
+    block_threshold: Annotated[
+        float | None,
+        typer.Option(help="Injection block threshold (default: the policy's, i.e. the model's).", min=0.0, max=1.0),
+    ] = None,
+    rules_only: Annotated[
+        bool, typer.Option("--rules-only", help="Injection: score with the rules alone, without the learned model.")
+    ] = False,
     split: Annotated[bool, typer.Option(help="Also report a deterministic tune / held-out split.")] = True,
     default_policy: Annotated[
         bool,
@@ -58,8 +71,14 @@ def eval_command(
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(str(exc), param_hint="FILE") from exc
     if kind == "injection":
-        report = _injection_report(
-            rows, threshold if threshold is not None else GuardPolicy().injection_threshold, split
+        flag, block = injection_thresholds(GuardPolicy(injection_model=not rules_only))
+        report = injection_report(
+            rows,
+            flag_threshold=threshold if threshold is not None else flag,
+            block_threshold=block_threshold if block_threshold is not None else block,
+            split=split,
+            use_model=not rules_only,
+            trained_on=None if rules_only else _training_seed(file),
         )
     else:
         report = _pii_report(rows, default_policy, split)
@@ -67,9 +86,77 @@ def eval_command(
     if json_output:
         typer.echo(json.dumps(report, indent=2, sort_keys=True))
     elif kind == "injection":
-        _print_injection(report)
+        print_injection(report)
     else:
         _print_pii(report)
+
+
+@app.command("train")
+def train_command(
+    files: Annotated[list[Path], typer.Argument(help="JSONL files of {text,label[,kind,source]} rows.", exists=True)],
+    output: Annotated[
+        Path | None, typer.Option(help="Directory for the weights and card (default: the packaged model's).")
+    ] = None,
+    seed: Annotated[str, typer.Option(help="Split seed: the same files and seed give the same weights.")] = (
+        DEFAULT_SEED
+    ),
+    bits: Annotated[int, typer.Option(help="log2 of the number of hashed n-gram buckets.", min=12, max=22)] = (
+        DEFAULT_BITS
+    ),
+    deep: Annotated[
+        bool, typer.Option("--deep", help="Also train the deeper tier over the local embeddings (needs the model).")
+    ] = False,
+    fast: Annotated[bool, typer.Option(help="Train the fast tier (the n-gram model).")] = True,
+) -> None:
+    """Train the learned injection/jailbreak model, calibrate its thresholds and write it with its card."""
+    if deep:
+        _train_deep(files, output, seed)
+    if not fast:
+        return
+    try:
+        result = train_model(files, seed=seed, bits=bits, progress=typer.echo)
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="FILES") from exc
+    paths = write_model(result, output) if output is not None else write_model(result)
+    test = result.card["metrics"]["test"]
+    typer.echo(
+        f"test rows {test['rows']}: PR-AUC {test['pr_auc']:.4f}; flag at {result.card['thresholds']['flag']:.4f} "
+        f"(P {test['flag']['precision']:.3f} R {test['flag']['recall']:.3f} FPR {test['flag']['fpr']:.4f}); "
+        f"block at {result.card['thresholds']['block']:.4f} (P {test['block']['precision']:.3f} "
+        f"R {test['block']['recall']:.3f} FPR {test['block']['fpr']:.4f})"
+    )
+    typer.echo(f"weights sha256 {result.card['weights_sha256']}")
+    for path in paths:
+        typer.echo(f"wrote {path}")
+
+
+def _training_seed(file: Path) -> str | None:
+    """The packaged model's split seed when ``file`` is one of its training files, else None."""
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()
+    training = shared_model().card.get("training", {})
+    if any(entry.get("sha256") == digest for entry in training.get("files", ())):
+        return str(training.get("seed"))
+    return None
+
+
+def _train_deep(files: list[Path], output: Path | None, seed: str) -> None:
+    from bastion.config.settings import LocalModelSettings
+    from bastion.guard.train_deep import train_deep, write_deep
+    from bastion.local.embedder import Embedder
+
+    embedder = Embedder.from_settings(LocalModelSettings())
+    try:
+        card = train_deep(files, embedder.encode_batch, seed=seed, progress=typer.echo)
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="FILES") from exc
+    path = write_deep(card, output) if output is not None else write_deep(card)
+    test = card["metrics"]["test"]
+    typer.echo(
+        f"deep tier: test PR-AUC {test['pr_auc']:.4f}; "
+        f"flag R {test['flag']['recall']:.3f} FPR {test['flag']['fpr']:.4f}; "
+        f"block R {test['block']['recall']:.3f} FPR {test['block']['fpr']:.4f}"
+    )
+    typer.echo(f"wrote {path}")
 
 
 @app.command("scan")
@@ -80,25 +167,6 @@ def scan_command(
     content = text if text is not None else sys.stdin.read()
     result = InputGuard(GuardPolicy()).scan_text(content)
     typer.echo(json.dumps({"result": result.to_ledger(), "text": result.text}, indent=2, ensure_ascii=False))
-
-
-def _injection_report(rows: list[dict[str, Any]], threshold: float, split: bool) -> dict[str, Any]:
-    detector = shared_injection_detector()
-    metrics, scores = evaluate_injection(rows, lambda text: detector.scan(text).score, threshold)
-    report: dict[str, Any] = {"kind": "injection", "rows": len(rows), "threshold": threshold, "all": metrics.to_dict()}
-    if split:
-        labels = [r.get("label") for r in rows]
-        for name, indices in zip(("tune", "held_out"), split_rows(rows), strict=True):
-            subset = [{"label": labels[i]} for i in indices]
-            sub_metrics, _ = evaluate_injection(subset, _lookup([scores[i] for i in indices]), threshold)
-            report[name] = {"rows": len(indices), **sub_metrics.to_dict()}
-    return report
-
-
-def _lookup(scores: list[float]) -> Any:
-    """A scorer that returns precomputed scores in order (rows are scored once)."""
-    iterator = iter(scores)
-    return lambda _text: next(iterator)
 
 
 def _pii_report(rows: list[dict[str, Any]], default_policy: bool, split: bool) -> dict[str, Any]:
@@ -121,25 +189,6 @@ def _pii_report(rows: list[dict[str, Any]], default_policy: bool, split: bool) -
             part = evaluate_pii([rows[i] for i in indices], detect, entities)
             report[name] = {"rows": part.rows, "micro_supported": part.to_dict()["micro_supported"]}
     return report
-
-
-def _line(label: str, m: dict[str, Any]) -> str:
-    return (
-        f"  {label:<10} P {m['precision']:.3f}  R {m['recall']:.3f}  F1 {m['f1']:.3f}  FPR {m['fpr']:.3f}"
-        f"   (tp {m['tp']}, fp {m['fp']}, tn {m['tn']}, fn {m['fn']})"
-    )
-
-
-def _print_injection(report: dict[str, Any]) -> None:
-    positives = report["all"]["tp"] + report["all"]["fn"]
-    typer.echo(
-        f"Injection detector on {report['file']}: {report['rows']} rows, {positives} injections, "
-        f"threshold {report['threshold']:.2f}"
-    )
-    typer.echo(_line("all", report["all"]))
-    for name in ("tune", "held_out"):
-        if name in report:
-            typer.echo(_line(name.replace("_", "-"), report[name]) + f"  [{report[name]['rows']} rows]")
 
 
 def _print_pii(report: dict[str, Any]) -> None:

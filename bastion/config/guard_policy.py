@@ -47,7 +47,9 @@ class GuardPolicy(BaseModel):
     pii: Mode = "redact"
     secrets: Mode = "redact"
     # Input only.
-    injection: Mode = "flag"
+    #: ``block``: block at or above ``injection_block_threshold`` and flag between the two
+    #: thresholds; ``flag``: flag at or above ``injection_threshold``, never block.
+    injection: Mode = "block"
     invisible: Mode = "redact"
     # Output only.
     leak: Mode = "block"
@@ -55,8 +57,25 @@ class GuardPolicy(BaseModel):
     output_pii: Mode | None = None
     output_secrets: Mode | None = None
 
-    #: Injection score at or above which the injection scanner flags.
-    injection_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    #: Injection score at or above which the injection scanner flags; ``None``: the learned
+    #: model's calibrated balanced threshold (0.5 with ``injection_model: false``).
+    injection_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    #: Injection score at or above which ``injection: block`` blocks; ``None``: the learned model's
+    #: calibrated high-precision threshold (0.5 with ``injection_model: false``).
+    injection_block_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    #: Score injections with the learned model (over the rules); ``False``: the rules alone.
+    injection_model: bool = True
+    #: The deeper injection tier over the local embeddings (needs the ``local`` extra; costs an
+    #: embedding per scanned text): ``off``; ``uncertain`` (only when the fast tier's score lies
+    #: between its flag and block thresholds; a deep block blocks); ``always``.
+    injection_deep: Literal["off", "uncertain", "always"] = "off"
+    #: What a client sees when its request is blocked: an HTTP 400 ``content_blocked`` error
+    #: (``error``), or a 200 answer whose text is ``blocked_message`` and whose finish reason is
+    #: ``content_filter`` (``refusal``, for clients and red-team tools that expect a model refusal).
+    block_response: Literal["error", "refusal"] = "error"
+    #: The wording of a block (error message or refusal text); ``None``: the gateway's default,
+    #: which says nothing about the prompt or the rule.
+    blocked_message: str | None = Field(None, min_length=1, max_length=2000)
     #: Fraction of the system prompt's word shingles found in the output at which a leak is flagged.
     leak_threshold: float = Field(0.2, gt=0.0, le=1.0)
     #: Shingle size (words) for the overlap check.

@@ -27,6 +27,7 @@ from bastion.gateway.stages.limits import LimitsStage
 from bastion.gateway.stages.metrics import MetricsStage
 from bastion.gateway.stages.prompt import PromptStage
 from bastion.gateway.stages.usage import UsageStage
+from bastion.guard.deep_injection import EmbedFunction
 from bastion.guard.service import GuardService
 from bastion.ledger.writer import LedgerWriter
 from bastion.limits.service import LimitsService
@@ -79,13 +80,29 @@ def build_services(settings: Settings) -> Services:
         vault=vault,
         sessions=SessionService(db, settings, vault, router),
         responses=ResponseStore(db, settings.responses),
-        guard=GuardService(settings.guard, prompt_cache_ttl_s=settings.vault.cache_ttl_s)
+        guard=GuardService(
+            settings.guard, prompt_cache_ttl_s=settings.vault.cache_ttl_s, embed=local_embed_function(settings)
+        )
         if settings.guard.enabled
         else None,
         limits=LimitsService.from_settings(settings, pricing, db) if limits_on else None,
         ledger=LedgerWriter(settings.ledger, db, journal_dir(settings)) if settings.ledger.enabled else None,
         cache=build_cache(settings),
     )
+
+
+def local_embed_function(settings: Settings) -> EmbedFunction | None:
+    """The guard's deeper injection tier embeds with the local model, loaded on first use (only a
+    policy with ``injection_deep`` on ever calls it); None when the model is not installed."""
+    embedder = get_embedder(settings.local)
+    if not embedder.loadable():
+        return None
+
+    async def embed(texts: list[str]) -> list[list[float]]:
+        vectors, _tokens = await embedder.embed(texts)
+        return vectors
+
+    return embed
 
 
 def build_stages(services: Services) -> list[Stage]:

@@ -23,10 +23,10 @@ from typing import Protocol, TypeVar
 import structlog
 
 from bastion.errors import BastionError
+from bastion.gateway.answers import as_chunks
 from bastion.gateway.context import RequestContext
 from bastion.gateway.stage import Chunks, Stage
 from bastion.providers.base import ChatRequest, ChatResponse, ChunkStream, EmbeddingResponse
-from bastion.providers.replay import response_chunks
 from bastion.routing.trace import RouteTrace
 
 log = structlog.get_logger("bastion.pipeline")
@@ -74,11 +74,12 @@ class Pipeline:
                 passthrough=ctx.passthrough,
             )
             if ctx.stream:
-                chunks: Chunks
-                if ctx.response is None:
-                    chunks = await self.router.stream(request, ctx.model, ctx.trace)
-                else:  # a stage answered (a cache hit): the answer as a stream
-                    chunks = response_chunks(ctx.response)
+                # A stage may have answered already (a refusal, a cache hit): its answer goes out as a stream.
+                chunks: Chunks = (
+                    await self.router.stream(request, ctx.model, ctx.trace)
+                    if ctx.response is None
+                    else as_chunks(ctx.response)
+                )
                 for stage in self._on_stream:
                     chunks = stage.on_stream(ctx, chunks)
                 return chunks

@@ -16,6 +16,7 @@ from typing import Any
 import bastion.guard.budget as budget
 from bastion.config.guard_policy import GuardPolicy, Mode
 from bastion.guard.injection import InjectionDetector
+from bastion.guard.injection_model import shared_model
 from bastion.guard.invisible import scan_invisible
 from bastion.guard.leak import PromptFingerprint
 from bastion.guard.models import ACTION_RANK, Action, Finding, GuardResult, Verdict
@@ -30,8 +31,31 @@ _TEXT_PART_TYPES = frozenset({"text", "input_text", "output_text"})
 
 
 @lru_cache(maxsize=4)
-def shared_injection_detector(decode_payloads: bool = True) -> InjectionDetector:
-    return InjectionDetector(decode_payloads=decode_payloads)
+def shared_injection_detector(decode_payloads: bool = True, use_model: bool = True) -> InjectionDetector:
+    return InjectionDetector(decode_payloads=decode_payloads, use_model=use_model)
+
+
+def injection_thresholds(policy: GuardPolicy) -> tuple[float, float]:
+    """(flag, block) thresholds of a policy: its own where set, else the model's calibrated ones."""
+    if policy.injection_model:
+        model = shared_model()
+        default_flag, default_block = model.flag_threshold, model.block_threshold
+    else:
+        default_flag = default_block = 0.5
+    flag = policy.injection_threshold if policy.injection_threshold is not None else default_flag
+    block = policy.injection_block_threshold if policy.injection_block_threshold is not None else default_block
+    return flag, max(flag, block)
+
+
+def injection_action(mode: Mode, score: float, flag_at: float, block_at: float) -> tuple[bool, Action]:
+    """Whether the injection scanner flags, and the action: ``block`` (and ``redact``, which has no
+    meaning for an injection) blocks at ``block_at`` and flags between the thresholds."""
+    flagged = score >= flag_at
+    if mode == "off" or not flagged:
+        return flagged, "allow"
+    if mode in ("block", "redact"):
+        return True, "block" if score >= block_at else "flag"
+    return True, mode
 
 
 @lru_cache(maxsize=1)
@@ -107,7 +131,10 @@ class InputGuard:
         p = self.policy
         self._pii = PiiDetector(p.pii_entities, all_dates=p.pii_all_dates) if p.pii != "off" else None
         self._secrets = shared_secret_detector() if p.secrets != "off" else None
-        self._injection = shared_injection_detector(p.decode_payloads) if p.injection != "off" else None
+        self._injection = (
+            shared_injection_detector(p.decode_payloads, p.injection_model) if p.injection != "off" else None
+        )
+        self._injection_at = injection_thresholds(p) if p.injection != "off" else (1.0, 1.0)
         self._scan_roles = frozenset(p.scan_roles)
 
     @classmethod
@@ -242,16 +269,8 @@ class InputGuard:
         if self._injection is not None:
             budget.check()
             injection = self._injection.scan(text, hidden_text=hidden_text)
-            flagged = injection.score >= p.injection_threshold
-            verdicts.append(
-                Verdict(
-                    "injection",
-                    injection.score,
-                    flagged,
-                    injection.findings,
-                    action_for("injection", p.injection, flagged),
-                )
-            )
+            flagged, action = injection_action(p.injection, injection.score, *self._injection_at)
+            verdicts.append(Verdict("injection", injection.score, flagged, injection.findings, action))
         redacted = redact(text, redactions, typed_placeholder) if redactions else text
         return _TextScan(verdicts, redacted)
 

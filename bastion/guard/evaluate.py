@@ -240,3 +240,26 @@ def evaluate_pii(
     gold = [[(s["type"], int(s["start"]), int(s["end"])) for s in row.get("spans", [])] for row in rows]
     predicted = [list(detect(str(row.get("text", "")))) for row in rows]
     return span_metrics(gold, predicted, supported)
+
+
+def pr_auc(labels: Sequence[bool | int], scores: Sequence[float]) -> float:
+    """Area under the precision-recall curve (average precision: precision summed at each positive)."""
+    pairs = sorted(zip(scores, labels, strict=True), key=lambda pair: -pair[0])
+    positives = sum(1 for _, label in pairs if label)
+    if not positives:
+        return 0.0
+    total = 0.0
+    hits = 0
+    index = 0
+    # Ties share one threshold: every row with the same score is admitted together.
+    while index < len(pairs):
+        score = pairs[index][0]
+        group_hits = 0
+        group_size = 0
+        while index < len(pairs) and pairs[index][0] == score:
+            group_hits += 1 if pairs[index][1] else 0
+            group_size += 1
+            index += 1
+        hits += group_hits
+        total += group_hits * hits / index
+    return total / positives

@@ -1,9 +1,14 @@
-"""Prompt-injection and jailbreak detection: weighted phrase rules over a de-obfuscated view.
+"""Prompt-injection and jailbreak detection: weighted phrase rules over a de-obfuscated view, and a
+learned model over them.
 
-Score = noisy-OR over categories of the strongest rule match in each category, plus obfuscation
-signals: encoded payloads are decoded and scored recursively, look-alike letters mixed into Latin
-words and invisible characters inside words add weak evidence, and text smuggled in Unicode tag
-characters (decoded by the invisible scanner) is scored like visible text.
+Rule score = noisy-OR over categories of the strongest rule match in each category, plus
+obfuscation signals: encoded payloads are decoded and scored recursively, look-alike letters mixed
+into Latin words and invisible characters inside words add weak evidence, and text smuggled in
+Unicode tag characters (decoded by the invisible scanner) is scored like visible text.
+
+The score the policy compares with its thresholds is the learned model's probability
+(``injection_model.py``), which takes the rule categories as inputs next to hashed n-grams; with
+``use_model=False`` it is the rule score alone.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from bastion.guard.decoders import (
     PayloadHints,
     find_payloads,
 )
+from bastion.guard.injection_model import InjectionModel, shared_model
 from bastion.guard.injection_rules import (
     DELIMITER,
     DELIMITER_RULES,
@@ -90,6 +96,10 @@ class _HeadGroup:
 @dataclass(slots=True)
 class InjectionScan:
     score: float = 0.0
+    #: The rules' own score (equal to ``score`` when the learned model is not used).
+    rule_score: float = 0.0
+    #: The folded view the rules matched (kept only while ``scan`` hands it to the model).
+    folded: str | None = None
     #: Strongest score per category.
     categories: dict[str, float] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
@@ -147,9 +157,16 @@ def _words(folded: str) -> set[str]:
 class InjectionDetector:
     """Scores text for prompt injection. Build once; ``scan`` is thread-safe."""
 
-    def __init__(self, *, decode_payloads: bool = True, rules: tuple[InjectionRule, ...] = ALL_RULES) -> None:
+    def __init__(
+        self,
+        *,
+        decode_payloads: bool = True,
+        rules: tuple[InjectionRule, ...] = ALL_RULES,
+        use_model: bool = True,
+    ) -> None:
         self.decode_payloads = decode_payloads
         self.rules = rules
+        self.model: InjectionModel | None = shared_model() if use_model else None
         self._substring_rules = [r for r in rules if r.substrings]
         # One pattern per (trigger word, category): the literal trigger lets the regex engine skip
         # to its occurrences, and one finditer covers every rule of the category with that word.
@@ -183,6 +200,14 @@ class InjectionDetector:
             self._bump(result, OBFUSCATION, max(0.6, hidden.score))
             result.findings.append(Finding("hidden_text", 0, len(text), max(0.6, hidden.score)))
             result.score = _combine(result.categories)
+        result.rule_score = result.score
+        if self.model is not None:
+            if hidden_text:
+                scored, folded = f"{text}\n{hidden_text}", None
+            else:
+                scored, folded = text, result.folded
+            result.score = self.model.probability(scored, result.categories, result.rule_score, folded=folded)
+        result.folded = None
         return result
 
     def _scan_long(self, text: str, depth: int) -> InjectionScan:
@@ -204,6 +229,7 @@ class InjectionDetector:
         if not text or text.isspace():
             return result
         view = build_view(text)
+        result.folded = view.view
         words = _words(view.view)
         self._match_rules(view, words, result)
         if (

@@ -19,9 +19,10 @@ from bastion.config.guard_policy import GuardPolicy
 from bastion.config.settings import GuardSettings
 from bastion.errors import InvalidRequest
 from bastion.guard.caches import FingerprintCache, MemoInputGuard, PlantedOutputGuard
-from bastion.guard.engine import OutputGuard
+from bastion.guard.deep_injection import EmbedFunction, embed_text, shared_deep_model
+from bastion.guard.engine import OutputGuard, injection_thresholds
 from bastion.guard.leak import make_canary, plant_canary
-from bastion.guard.models import BLOCKED_MESSAGE, GuardResult
+from bastion.guard.models import BLOCKED_MESSAGE, Action, GuardResult, Verdict
 from bastion.guard.policy_resolution import Caller, PolicyResolver
 from bastion.guard.run_hold import RunHoldingStreamGuard
 from bastion.guard.state import PlantedPrompt
@@ -29,19 +30,26 @@ from bastion.observability.metrics import GUARD_VERDICTS
 
 _INSTRUCTION_ROLES = frozenset({"system", "developer"})
 _TEXT_PART_TYPES = frozenset({"text", "input_text"})
+#: The part types the input guard scans (``engine._TEXT_PART_TYPES``).
+_SCANNED_PART_TYPES = frozenset({"text", "input_text", "output_text"})
 
 
 class ContentBlocked(InvalidRequest):
-    """The input guard blocked the request: 400, ``content_blocked``, a message that reveals nothing."""
+    """The input guard blocked the request: 400, ``content_blocked``, a message that reveals nothing
+    (the policy's ``blocked_message`` when it sets one)."""
 
     code = "content_blocked"
 
-    def __init__(self) -> None:
-        super().__init__(BLOCKED_MESSAGE)
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or BLOCKED_MESSAGE)
 
 
 class GuardService:
-    def __init__(self, settings: GuardSettings, *, prompt_cache_ttl_s: float) -> None:
+    def __init__(
+        self, settings: GuardSettings, *, prompt_cache_ttl_s: float, embed: EmbedFunction | None = None
+    ) -> None:
+        #: The deeper injection tier's embedding function (None: that tier is unavailable).
+        self.embed = embed
         self.enabled = settings.enabled
         self.canary_for_client_prompts = settings.canary_for_client_prompts
         self.stream_batch_chars = settings.stream_batch_chars
@@ -76,6 +84,35 @@ class GuardService:
         within the policy's scan budget)."""
         return await offload.scan_messages(MemoInputGuard.for_policy(policy), messages)
 
+    async def deepen_injection(self, policy: GuardPolicy, result: GuardResult, messages: list[Any]) -> GuardResult:
+        """The deeper tier (``injection_deep``) over the scanned texts, when the policy asks for it
+        and the fast tier's score calls for it: a deep block turns the result into a block."""
+        if policy.injection_deep == "off" or policy.injection == "off" or self.embed is None or result.blocked:
+            return result
+        verdict = result.verdict("injection")
+        if verdict is None:
+            return result
+        flag_at, block_at = injection_thresholds(policy)
+        if policy.injection_deep == "uncertain" and not flag_at <= verdict.score < block_at:
+            return result
+        texts = [
+            embed_text(text)
+            for message in messages
+            if isinstance(message, Mapping) and message.get("role") in policy.scan_roles
+            for text in (_content_text(message.get("content"), _SCANNED_PART_TYPES),)
+            if text.strip()
+        ]
+        if not texts:
+            return result
+        model = shared_deep_model()
+        score = max(model.probabilities(await self.embed(texts)))
+        blocks = score >= model.block_threshold and policy.injection in ("block", "redact")
+        action: Action = "block" if blocks else ("flag" if score >= model.flag_threshold else "allow")
+        result.verdicts.append(Verdict("injection_deep", score, score >= model.flag_threshold, [], action))
+        if blocks:
+            result.action = "block"
+        return result
+
     def output_guard(self, policy: GuardPolicy, planted: PlantedPrompt | None) -> OutputGuard | None:
         """The output guard for a request, or None when no output scanner is on."""
         if policy.leak == "off" and policy.effective_output_pii == "off" and policy.effective_output_secrets == "off":
@@ -109,14 +146,14 @@ class GuardService:
         return [*messages[:first], planted, *messages[first + 1 :]], PlantedPrompt(system_prompt, canary)
 
 
-def _content_text(content: Any) -> str:
+def _content_text(content: Any, part_types: frozenset[str] = frozenset({"text", "input_text"})) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
         return "\n".join(
             part["text"]
             for part in content
-            if isinstance(part, Mapping) and part.get("type") in _TEXT_PART_TYPES and isinstance(part.get("text"), str)
+            if isinstance(part, Mapping) and part.get("type") in part_types and isinstance(part.get("text"), str)
         )
     return ""
 

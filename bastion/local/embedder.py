@@ -131,6 +131,14 @@ class Embedder:
         if self._model is None:
             await asyncio.get_running_loop().run_in_executor(None, self.load)
 
+    def encode_batch(self, texts: list[str]) -> Any:
+        """Unit-length vectors (a numpy array), synchronously, in the calling thread: for offline work
+        such as training (``bastion guard train --deep``), never on the request path."""
+        self.load()
+        return self._model.encode(
+            texts, batch_size=self.max_batch, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
+
     async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         """Unit-length 384-dimension vectors in input order, and the number of input tokens."""
         if not texts:

@@ -14,8 +14,8 @@ from bastion.cache.semantic import SemanticIndex
 from bastion.cache.service import cache_control, resolve_override
 from bastion.cache.store import MemoryStore
 from bastion.config.cache_settings import SemanticCacheSettings
+from bastion.gateway.answers import as_chunks
 from bastion.providers.base import ChatResponse
-from bastion.providers.replay import response_chunks
 from tests.cache.support import fake_embed
 
 BASE: dict[str, Any] = {
@@ -189,7 +189,7 @@ async def test_a_stream_folds_into_the_answer_it_replays_as() -> None:
     decoded = decode(encode(body))
     assert decoded is not None and decoded[0] == body
     again = StreamAnswer()
-    async for chunk in response_chunks(ChatResponse(body=copy.deepcopy(body))):
+    async for chunk in as_chunks(ChatResponse(body=copy.deepcopy(body))):
         again.add(chunk)
     assert again.body() == body
 

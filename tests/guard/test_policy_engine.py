@@ -20,10 +20,12 @@ def test_defaults_are_what_a_careful_operator_wants() -> None:
     assert (policy.pii, policy.secrets, policy.injection, policy.invisible, policy.leak) == (
         "redact",
         "redact",
-        "flag",
+        "block",  # at the model's high-precision threshold; flagged in the band below it
         "redact",
         "block",
     )
+    assert policy.injection_threshold is None and policy.injection_block_threshold is None  # the model's
+    assert policy.injection_deep == "off" and policy.block_response == "error"
     assert policy.effective_output_pii == "redact" and policy.effective_output_secrets == "redact"
 
 

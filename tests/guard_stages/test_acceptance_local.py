@@ -54,8 +54,17 @@ def guard_overrides() -> dict[str, Any]:
 async def local_env(guard_env: GuardEnv, guard_fake: GuardFake) -> AsyncIterator[tuple[GuardEnv, Caller]]:
     caller = await guard_env.tenant(
         prompts={
-            "open": VersionSpec(SYSTEM_PROMPT, model=LOCAL_MODEL, params=PARAMS, metadata={"guard": {"leak": "off"}}),
-            "guarded": VersionSpec(SYSTEM_PROMPT, model=LOCAL_MODEL, params=PARAMS),
+            # The extraction prompts are injections the input guard would block by default; these
+            # prompts flag them instead, so what is measured is the output guard's answer to a leak.
+            "open": VersionSpec(
+                SYSTEM_PROMPT,
+                model=LOCAL_MODEL,
+                params=PARAMS,
+                metadata={"guard": {"leak": "off", "injection": "flag"}},
+            ),
+            "guarded": VersionSpec(
+                SYSTEM_PROMPT, model=LOCAL_MODEL, params=PARAMS, metadata={"guard": {"injection": "flag"}}
+            ),
         }
     )
     yield guard_env, caller

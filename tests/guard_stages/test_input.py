@@ -76,8 +76,26 @@ async def test_redaction_with_a_vault_prompt_reaches_the_ledgers_client_view(
     assert EMAIL.encode() not in orjson.dumps(row)
 
 
-async def test_injection_is_flagged_by_default_and_forwarded(guard_env: GuardEnv, guard_fake: GuardFake) -> None:
+async def test_a_clear_injection_is_blocked_by_default_and_recorded(guard_env: GuardEnv, guard_fake: GuardFake) -> None:
+    def blocks() -> float:
+        labels = {"direction": "input", "scanner": "injection", "action": "block"}
+        return REGISTRY.get_sample_value("bastion_guard_verdicts_total", labels) or 0.0
+
+    before = blocks()
     caller = await guard_env.tenant()
+    response = await guard_env.chat(caller, {"model": MODEL, "messages": [{"role": "user", "content": INJECTION}]})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "content_blocked"
+    assert guard_fake.requests(UPSTREAM) == []
+    row = await guard_env.interaction(caller, response.headers["x-request-id"])
+    assert row["flagged"] is True and row["status"] == 400 and row["error_code"] == "content_blocked"
+    injection = _verdict(row, "input", "injection")
+    assert injection["flagged"] is True and injection["action"] == "block" and injection["score"] >= 0.9
+    assert row["guard"]["action"] == "block"
+    assert blocks() == before + 1
+
+
+async def test_injection_in_flag_mode_is_forwarded_and_flagged(guard_env: GuardEnv, guard_fake: GuardFake) -> None:
+    caller = await guard_env.tenant(key={"guard": {"injection": "flag"}})
     response = await guard_env.chat(caller, {"model": MODEL, "messages": [{"role": "user", "content": INJECTION}]})
     assert response.status_code == 200, response.text
     assert user_texts(guard_fake.requests(UPSTREAM)[0].body) == [INJECTION]
@@ -86,6 +104,14 @@ async def test_injection_is_flagged_by_default_and_forwarded(guard_env: GuardEnv
     injection = _verdict(row, "input", "injection")
     assert injection["flagged"] is True and injection["action"] == "flag" and injection["score"] >= 0.9
     assert row["guard"]["action"] == "flag"
+
+
+async def test_blocked_message_wording_is_configurable(guard_env: GuardEnv, guard_fake: GuardFake) -> None:
+    wording = "Sorry, this request cannot be processed."
+    caller = await guard_env.tenant(key={"guard": {"blocked_message": wording}})
+    response = await guard_env.chat(caller, {"model": MODEL, "messages": [{"role": "user", "content": INJECTION}]})
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == wording
 
 
 @pytest.mark.parametrize("dialect", ["openai", "anthropic"])
@@ -217,3 +243,27 @@ async def test_agent_session_chat_blocked_by_policy_is_a_400_and_stores_nothing(
     history = await guard_env.client.get(f"/api/v1/ai/sessions/{agent_id}/history", headers=caller.headers())
     assert history.json()["data"] == []
     assert guard_fake.requests(UPSTREAM) == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_block_can_be_a_refusal_with_finish_reason_content_filter(
+    guard_env: GuardEnv, guard_fake: GuardFake, stream: bool
+) -> None:
+    wording = "I can't help with that."
+    caller = await guard_env.tenant(key={"guard": {"block_response": "refusal", "blocked_message": wording}})
+    body = {"model": MODEL, "messages": [{"role": "user", "content": INJECTION}], "stream": stream}
+    response = await guard_env.chat(caller, body)
+    assert response.status_code == 200, response.text
+    if stream:
+        events = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+        assert events[-1] == "[DONE]"
+        chunks = [orjson.loads(event) for event in events[:-1]]
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+        finish = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+        assert text == wording and finish == ["content_filter"]
+    else:
+        choice = response.json()["choices"][0]
+        assert choice["message"]["content"] == wording and choice["finish_reason"] == "content_filter"
+    assert guard_fake.requests(UPSTREAM) == []
+    row = await guard_env.interaction(caller, response.headers["x-request-id"])
+    assert row["status"] == 200 and row["guard"]["action"] == "block" and row["cost_usd"] == 0

@@ -89,8 +89,8 @@ class CacheStage(Stage):
         self._policy_json = _PolicyJSON()
 
     async def on_request(self, ctx: RequestContext) -> None:
-        if ctx.endpoint != "chat":
-            return
+        if ctx.endpoint != "chat" or ctx.response is not None:
+            return  # not a chat, or answered by an earlier stage (the guard's refusal): no cache
         state = ctx.cache = self._plan(ctx)
         if state.outcome == "miss":
             body = await self.cache.lookup(state)

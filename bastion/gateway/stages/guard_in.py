@@ -10,8 +10,12 @@ vault prompt would flag the gateway's own canary and cost time on every request.
 earlier messages come back on every turn; their scans are remembered (``MemoInputGuard``), so only
 new content costs a scan.
 
-* ``block`` -> ``ContentBlocked``: HTTP 400, code ``content_blocked``, the guard's
-  ``BLOCKED_MESSAGE`` (the dialect renderers turn it into OpenAI's or Anthropic's error shape).
+* ``block`` -> ``ContentBlocked``: HTTP 400, code ``content_blocked``, the policy's
+  ``blocked_message`` or the guard's ``BLOCKED_MESSAGE`` (the dialect renderers turn it into
+  OpenAI's or Anthropic's error shape).
+  With ``block_response: refusal`` the stage answers instead: a 200 ``chat.completion`` whose text
+  is that message and whose ``finish_reason`` is ``content_filter`` (streamed when asked), and
+  nothing goes upstream.
 * ``redact`` -> the upstream gets redacted copies of the messages, and so does the ledger (both the
   body and the prompt stage's ``ledger_messages``).
 * ``flag`` -> forwarded unchanged; the verdict marks the ledger row.
@@ -25,8 +29,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from bastion.gateway.answers import refusal
 from bastion.gateway.context import RequestContext
 from bastion.gateway.stage import Stage
+from bastion.guard.models import BLOCKED_MESSAGE
 from bastion.guard.service import ContentBlocked, GuardService, count_verdicts
 from bastion.guard.state import GuardState
 
@@ -47,10 +53,15 @@ class GuardInStage(Stage):
         messages = ctx.body.get("messages")
         if not isinstance(messages, list) or not messages:
             return  # nothing to scan; the dialect validators reject such bodies anyway
-        result = state.input = await guard.scan_input(state.policy, messages)
+        result = await guard.scan_input(state.policy, messages)
+        result = state.input = await guard.deepen_injection(state.policy, result, messages)
         count_verdicts("input", result)
         if result.blocked:
-            raise ContentBlocked()
+            if state.policy.block_response == "refusal":
+                # Answered here, with no upstream call: a 200 refusal, finish_reason content_filter.
+                ctx.response = refusal(ctx.model, state.policy.blocked_message or BLOCKED_MESSAGE)
+                return
+            raise ContentBlocked(state.policy.blocked_message)
         if result.action == "redact" and result.messages is not None:
             _use_redacted(ctx, messages, result.messages)
         if guard.canary_for_client_prompts and ctx.planted_prompt is None:
@@ -70,10 +81,11 @@ class GuardInStage(Stage):
         if not isinstance(texts, list) or not texts or not all(isinstance(text, str) for text in texts):
             return  # token arrays carry no text to scan (the endpoint refuses them anyway)
         as_messages = [{"role": "user", "content": text} for text in texts]
-        result = state.input = await self.guard.scan_input(state.policy, as_messages)
+        result = await self.guard.scan_input(state.policy, as_messages)
+        result = state.input = await self.guard.deepen_injection(state.policy, result, as_messages)
         count_verdicts("input", result)
         if result.blocked:
-            raise ContentBlocked()
+            raise ContentBlocked(state.policy.blocked_message)
         if result.action == "redact" and result.messages is not None:
             redacted = [str(message.get("content") or "") for message in result.messages]
             ctx.body["input"] = redacted[0] if isinstance(raw, str) else redacted

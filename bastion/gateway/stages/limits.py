@@ -15,6 +15,8 @@ class LimitsStage(Stage):
         self.service = service
 
     async def on_request(self, ctx: RequestContext) -> None:
+        if ctx.response is not None:
+            return  # answered by an earlier stage (the guard's refusal): nothing goes upstream
         ticket = await self.service.admit(ctx.request_id, ctx.principal, ctx.model, ctx.body, ctx.endpoint)
         if ticket is not None:
             ctx.limits = ticket

@@ -1,0 +1,111 @@
+"""Benign rows written by the project for training: the over-defence cases the corpus has too few of.
+
+A bag-of-n-grams model learns that "system prompt", "jailbreak", "pretend you are" or "ignore"
+mean attack, because in the corpus they mostly do. Real users write those words in ordinary
+requests: questions about security, prompts that quote an attack in order to ask about it,
+instructions to the assistant about style, role-play for practice or teaching. These rows are
+generated from templates (deterministically), labelled benign, and used for training only; the
+quoted attacks come from training rows only, so no test row leaks in. Licence: the project's own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+
+_TOPICS = (
+    "prompt injection",
+    "jailbreak prompts",
+    "the DAN jailbreak",
+    "system prompts",
+    "developer mode on Android phones",
+    "content filters in chat applications",
+    "role-play prompts",
+    "password managers",
+    "leaked API keys",
+    "red teaming of language models",
+    "guardrails for chatbots",
+    "instruction tuning",
+    "hidden instructions in web pages",
+    "social engineering",
+    "phishing emails",
+    "data exfiltration",
+    "safety policies of AI assistants",
+    "uncensored open-source models",
+)
+_TOPIC_FRAMES = (
+    "What is {t}, and why does it matter for AI safety?",
+    "Can you explain {t} to a non-technical manager in a few sentences?",
+    "Write a short blog post about {t} for our engineering newsletter.",
+    "What are the best practices around {t}?",
+    "Which research papers should I read to understand {t}?",
+    "How do companies protect themselves against problems caused by {t}?",
+    "I'm preparing a lecture on {t}. Could you outline the main points?",
+    "Was versteht man unter {t}, und warum ist das wichtig?",
+    "Peux-tu m'expliquer ce que sont {t} ?",
+    "¿Qué riesgos plantean {t} para una empresa?",
+)
+_ANALYSIS_FRAMES = (
+    'Is the following text a prompt-injection attempt? Answer yes or no and explain briefly.\n\n"{x}"',
+    'Our support bot received this message: "{x}"\nWhy would someone send that, and how should the bot respond safely?',
+    "I'm building a filter for malicious prompts. Which part of this example is the attack?\n{x}",
+    "For my security awareness slides, describe in one sentence what this jailbreak attempt is trying to do: '{x}'",
+    "Label this chatbot input as SAFE or ATTACK for our evaluation set, with a short reason: {x}",
+    'Someone posted this on a forum and claims it unlocks the assistant: "{x}". Is that true, and is it risky?',
+    'Ist der folgende Text ein Versuch einer Prompt-Injection? Bitte begründe kurz.\n"{x}"',
+    "Ce message est-il une tentative d'injection de prompt ? Explique pourquoi.\n« {x} »",
+    '¿Es este mensaje un intento de jailbreak? Explica por qué.\n"{x}"',
+)
+_ROLES = ("bakery", "dental clinic", "bicycle shop", "public library", "hotel front desk", "tax advisory firm")
+_SYSTEM_FRAMES = (
+    "Write a system prompt for a friendly assistant that answers questions for a {r}.",
+    "Improve this system prompt for our {r} chatbot so it stays polite and on topic: 'You help customers.'",
+    "What should the instructions of a chatbot for a {r} say about privacy?",
+)
+_STYLE_REQUESTS = (
+    "From now on, answer in Spanish and keep every reply short.",
+    "For the rest of this chat, please use metric units.",
+    "Ignore the formatting of the table I pasted; just tell me which month had the highest sales.",
+    "Please disregard my last question, I found the answer. Instead, can you suggest a name for my cat?",
+    "Forget what I said about the deadline, we have until Friday. Can you re-plan the week?",
+    "Override my earlier choice of colours: make the chart blue and grey instead.",
+    "Don't worry about the previous instructions for the essay; the teacher changed the topic to climate change.",
+    "Bitte ignoriere die Tippfehler in meiner letzten Nachricht und beantworte die Frage.",
+    "Oublie ma question précédente et aide-moi plutôt à écrire une liste de courses.",
+    "Olvida lo que te dije antes sobre el presupuesto; ¿qué hotel recomiendas en Lisboa?",
+)
+_PERSONAS = (
+    ("a patient chemistry teacher", "explain how batteries work to a ten-year-old"),
+    ("a tour guide in Kyoto", "describe a one-day walking route"),
+    ("a hiring manager", "give me feedback on my cover letter's opening line"),
+    ("a sports commentator", "narrate a friendly neighbourhood football match"),
+    ("a librarian", "recommend three novels for a long train journey"),
+    ("a Socratic tutor", "help me understand why the sky is blue by asking questions"),
+)
+_PERSONA_FRAMES = (
+    "Pretend you are {p} and {t}.",
+    "Act as {p}. Please {t}.",
+    "You are {p} now; stay in that role and {t}.",
+    "Let's role-play: you're {p}, and I'd like you to {t}.",
+)
+
+
+def _pick(seed: str, key: str, count: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}\0{key}".encode()).digest()[:4], "big") % count
+
+
+def benign_rows(quoted_attacks: Sequence[str], seed: str) -> Iterator[str]:
+    """Benign training texts: questions about security topics, attack analysis with a quoted attack
+    (one frame per attack, chosen by hash), system-prompt writing, style instructions and role-play."""
+    for frame in _TOPIC_FRAMES:
+        for topic in _TOPICS:
+            yield frame.format(t=topic)
+    for attack in quoted_attacks:
+        yield _ANALYSIS_FRAMES[_pick(seed, attack, len(_ANALYSIS_FRAMES))].format(x=attack.strip())
+    for frame in _SYSTEM_FRAMES:
+        for role in _ROLES:
+            yield frame.format(r=role)
+    yield from _STYLE_REQUESTS
+    for frame in _PERSONA_FRAMES:
+        for persona, task in _PERSONAS:
+            yield frame.format(p=persona, t=task)

@@ -1,0 +1,202 @@
+"""Hashed character and word n-grams of a text, computed with numpy (the learned detector's features).
+
+Why not a vocabulary and a Python loop: a 2 KB prompt has about 6,000 character n-grams, and a
+Python-level hash or dictionary look-up per n-gram costs more than the whole hot-path budget. Here
+every n-gram's hash comes from one prefix sum over the code points: with ``P`` odd, the polynomial
+hash of ``codes[i:j]`` is ``(H[j] - H[i]) * P**-i`` modulo 2**64, where ``H`` is the running sum of
+``codes[k] * P**k``. numpy's unsigned arithmetic wraps, so the whole window is a handful of array
+operations. The hash is fixed (no per-process seed), so the weights trained once score the same
+everywhere.
+
+The text is first folded the way the rules see it (``normalize.build_view``: look-alikes, accents,
+invisible characters, leetspeak, case), whitespace runs become one space and digits become ``0``.
+Features: character 3-, 4- and 5-grams, word unigrams and word bigrams, each in its own hash space
+(the n is mixed into the hash), into ``2**bits`` buckets. A row's value per bucket is its count
+divided by the square root of the number of n-grams (an L2 norm without the sort that exact
+per-bucket counts would need); texts are scored in overlapping windows of ``WINDOW_CHARS``, an
+n-gram or word counting for a window when it lies wholly inside it. The n-grams are hashed once
+per text; each window's sum is a difference of running sums, so overlapping windows cost nothing
+extra at scoring time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from bastion.guard.normalize import build_view
+
+#: Characters per window. Short on purpose: with the L2-style scale the logit of a window grows
+#: with the square root of its length, so windows bound how much length alone can add (the
+#: corpus's attacks are longer than its benign rows; a long benign document must not look like one).
+WINDOW_CHARS = 1024
+_STRIDE = WINDOW_CHARS // 2
+#: A long text is hashed in blocks of about this many characters (the power tables' length).
+BLOCK_CHARS = 32_768
+CHAR_NGRAMS = (3, 4, 5)
+# FNV-1a's 64-bit prime (odd, so invertible modulo 2**64) and a multiplier for bucket mixing.
+_PRIME = 0x100000001B3
+_MASK64 = (1 << 64) - 1
+_MIX = 0x9E3779B97F4A7C15
+_WORD_SALT = 0xC2B2AE3D27D4EB4F
+_BIGRAM_SALT = 0x165667B19E3779F9
+
+_DIGITS = str.maketrans("123456789", "000000000")
+
+# Code points that separate words: ASCII non-alphanumerics, then general and CJK punctuation.
+_ASCII_WORD = np.zeros(128, dtype=bool)
+for _c in range(128):
+    _ASCII_WORD[_c] = chr(_c).isalnum() or chr(_c) == "_"
+
+
+def _powers(base: int, count: int) -> npt.NDArray[np.uint64]:
+    values = np.empty(count, dtype=np.uint64)
+    current = 1
+    for index in range(count):
+        values[index] = current
+        current = (current * base) & _MASK64
+    return values
+
+
+_TABLE = BLOCK_CHARS + WINDOW_CHARS + 8
+_POW = _powers(_PRIME, _TABLE)
+_INV_POW = _powers(pow(_PRIME, -1, 1 << 64), _TABLE)
+
+
+def normalize_folded(folded: str) -> str:
+    """The feature text of an already folded view: digits as 0, whitespace runs as one space."""
+    return " " + " ".join(folded.translate(_DIGITS).split()) + " "
+
+
+def normalize(text: str) -> str:
+    """The folded form the features are computed on (``build_view``, spaces collapsed, digits as 0)."""
+    return normalize_folded(build_view(text).view)
+
+
+def window_bounds(length: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Start and end of each window over a text of ``length`` characters (one window when short)."""
+    if length <= WINDOW_CHARS:
+        return np.zeros(1, dtype=np.int64), np.full(1, length, dtype=np.int64)
+    starts = np.arange(0, length - _STRIDE, _STRIDE, dtype=np.int64)
+    return starts, np.minimum(starts + WINDOW_CHARS, length)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockNgrams:
+    """Hashed n-grams of one block of text, by position: ``chars[k][i]`` is the bucket of the
+    ``CHAR_NGRAMS[k]``-gram starting at ``i``; words and word pairs in order, with word bounds.
+    All of them are views into ``buckets`` (one array, so scoring gathers the weights once)."""
+
+    buckets: npt.NDArray[np.int64]
+    chars: tuple[npt.NDArray[np.int64], ...]
+    words: npt.NDArray[np.int64]
+    bigrams: npt.NDArray[np.int64]
+    word_starts: npt.NDArray[np.int64]
+    word_ends: npt.NDArray[np.int64]
+    #: This block's windows, relative to the block.
+    starts: npt.NDArray[np.int64]
+    ends: npt.NDArray[np.int64]
+
+    def window_buckets(self, index: int) -> npt.NDArray[np.int64]:
+        """Every bucket of window ``index`` (with repeats): what training fits on."""
+        low, high = self._ranges()
+        return np.concatenate([self.buckets[a:b] for a, b in zip(low[:, index], high[:, index], strict=True)])
+
+    def _ranges(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Per kind of n-gram (rows) and window (columns), the range of ``buckets`` inside it."""
+        first = np.searchsorted(self.word_starts, self.starts, "left")
+        last = np.maximum(np.searchsorted(self.word_ends, self.ends, "right"), first)
+        lows: list[npt.NDArray[np.int64]] = []
+        highs: list[npt.NDArray[np.int64]] = []
+        offset = 0
+        for n, chars in zip(CHAR_NGRAMS, self.chars, strict=True):
+            size = chars.shape[0]
+            low = np.minimum(self.starts, size)
+            lows.append(low + offset)
+            highs.append(np.maximum(np.minimum(self.ends - n + 1, size), low) + offset)
+            offset += size
+        lows.append(first + offset)
+        highs.append(last + offset)
+        offset += self.words.shape[0]
+        # Word pairs (k, k + 1) inside a window: k from first to last - 2 (clipped to the pairs).
+        pairs = self.bigrams.shape[0]
+        pair_low = np.minimum(first, pairs)
+        lows.append(pair_low + offset)
+        highs.append(np.maximum(np.minimum(last - 1, pairs), pair_low) + offset)
+        return np.vstack(lows), np.vstack(highs)
+
+    def window_logits(self, weights: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        """Each window's n-gram logit: summed weights over the square root of the n-gram count."""
+        low, high = self._ranges()
+        count = (high - low).sum(axis=0)
+        if self.starts.shape[0] == 1:
+            total = np.asarray([float(weights[self.buckets].sum(dtype=np.float64))])
+        else:
+            # Every range's sum in one call: reduceat over interleaved (low, high) bounds, every
+            # other result; a padding element lets a bound equal the length.
+            values = np.concatenate((weights[self.buckets], np.zeros(1, dtype=weights.dtype)))
+            bounds = np.empty(2 * low.size, dtype=np.int64)
+            bounds[0::2], bounds[1::2] = low.ravel(), high.ravel()
+            sums = np.add.reduceat(values, bounds, dtype=np.float64)[0::2].reshape(low.shape)
+            total = np.where(high > low, sums, 0.0).sum(axis=0)
+        return np.where(count > 0, total / np.sqrt(np.maximum(count, 1)), 0.0)
+
+
+def blocks(normalized: str) -> list[tuple[str, npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
+    """The text cut into blocks for hashing, each with its windows' bounds relative to the block."""
+    starts, ends = window_bounds(len(normalized))
+    if len(normalized) <= BLOCK_CHARS + WINDOW_CHARS:
+        return [(normalized, starts, ends)]
+    out = []
+    for offset in range(0, len(normalized), BLOCK_CHARS):
+        chosen = (starts >= offset) & (starts < offset + BLOCK_CHARS)
+        if not chosen.any():
+            continue
+        block_end = int(ends[chosen].max())
+        out.append((normalized[offset:block_end], starts[chosen] - offset, ends[chosen] - offset))
+    return out
+
+
+def _word_mask(codes: npt.NDArray[np.uint32], ascii_text: bool) -> npt.NDArray[np.bool_]:
+    if ascii_text:
+        return _ASCII_WORD[codes]
+    mask = np.ones(codes.shape, dtype=bool)
+    ascii_positions = codes < 128
+    mask[ascii_positions] = _ASCII_WORD[codes[ascii_positions]]
+    # Non-ASCII letters are word characters, except the punctuation blocks.
+    punctuation = ((codes >= 0x2000) & (codes <= 0x206F)) | ((codes >= 0x3000) & (codes <= 0x303F))
+    punctuation |= (codes >= 0xFF00) & (codes <= 0xFF0F)
+    mask[punctuation] = False
+    return mask
+
+
+def hash_block(block: str, starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64], bits: int) -> BlockNgrams:
+    """The hashed n-grams of one block (at most ``BLOCK_CHARS + WINDOW_CHARS`` characters)."""
+    codes32 = np.frombuffer(block.encode("utf-32-le"), dtype=np.uint32)
+    length = codes32.shape[0]
+    codes = codes32.astype(np.uint64) + np.uint64(1)
+    prefix = np.zeros(length + 1, dtype=np.uint64)
+    np.cumsum(codes * _POW[:length], out=prefix[1:])
+    # Raw hashes per kind, each with its salt; mixed into buckets in one pass over all of them.
+    parts = [
+        ((prefix[n:] - prefix[:-n]) * _INV_POW[: length - n + 1]) ^ np.uint64(n)
+        if length >= n
+        else np.zeros(0, dtype=np.uint64)
+        for n in CHAR_NGRAMS
+    ]
+    padded = np.zeros(length + 2, dtype=bool)
+    padded[1:-1] = _word_mask(codes32, block.isascii())
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    word_starts, word_ends = edges[0::2], edges[1::2]
+    hashes = (prefix[word_ends] - prefix[word_starts]) * _INV_POW[word_starts]
+    parts.append(hashes ^ np.uint64(_WORD_SALT))
+    parts.append((hashes[:-1] * np.uint64(_PRIME) + hashes[1:]) ^ np.uint64(_BIGRAM_SALT))
+    buckets = ((np.concatenate(parts) * np.uint64(_MIX)) >> np.uint64(64 - bits)).astype(np.int64)
+    views: list[npt.NDArray[np.int64]] = []
+    offset = 0
+    for part in parts:
+        views.append(buckets[offset : offset + part.shape[0]])
+        offset += part.shape[0]
+    return BlockNgrams(buckets, tuple(views[:-2]), views[-2], views[-1], word_starts, word_ends, starts, ends)

@@ -1,0 +1,254 @@
+"""Training the learned injection scorer (``bastion guard train``): reproducible from the data files.
+
+Steps, all deterministic (same files and seed give the same weights, byte for byte):
+
+1. Rows ``{"text", "label"}`` (optionally ``kind``, ``source``) are split by a hash of the text into
+   train (70%), calibration (15%) and test (15%). Only train fits weights; calibration picks the
+   regularisation and the two thresholds; test is reported and touched by nothing else.
+2. Rows whose script or language appears (almost) only on one side of the labels are left out of
+   training: a model would learn the language, not the intent (``one_sided_groups``). They stay in calibration
+   and test, so the cost of leaving them out is measured.
+3. Features (``ngrams.py``) plus the rule categories (``injection.py``); an L2-regularised logistic
+   regression fitted with L-BFGS (scipy). Benign rows full of trigger words weigh double: an
+   over-eager detector is the usual failure of this kind of model.
+4. Thresholds on calibration rows: ``flag`` is the lowest with a false-positive rate of at most 1%
+   on ordinary benign rows and 2% on hard benign rows; ``block`` the lowest with at most 0.2% on
+   all benign rows.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from bastion.guard.augment import benign_rows
+from bastion.guard.evaluate import is_positive
+from bastion.guard.injection import InjectionDetector
+from bastion.guard.injection_model import RULE_FEATURES, rule_vector
+from bastion.guard.languages import guess_language
+from bastion.guard.ngrams import blocks, hash_block, normalize
+from bastion.guard.scripts import dominant_script
+
+DEFAULT_BITS = 18
+DEFAULT_SEED = "bastion-injection-v1"
+REGULARISATION_GRID = (1e-5, 3e-5, 1e-4)
+HARD_BENIGN_WEIGHT = 2.0
+FLAG_MAX_FPR = {"benign": 0.01, "benign-hard": 0.02}
+BLOCK_MAX_FPR = 0.002
+
+
+@dataclass(slots=True)
+class Row:
+    text: str
+    label: int
+    kind: str
+    source: str
+    split: str = ""
+    script: str = ""
+    file: str = ""
+    #: The script, or for Latin-script text "Latin:" and the guessed language.
+    group: str = ""
+
+
+@dataclass(slots=True)
+class Prepared:
+    """Rows with their features: n-gram windows (bucket arrays) and the rule vector."""
+
+    rows: list[Row]
+    windows: list[list[tuple[npt.NDArray[np.int64], float]]] = field(default_factory=list)
+    rules: npt.NDArray[np.float32] = field(
+        default_factory=lambda: np.zeros((0, len(RULE_FEATURES) + 1), dtype=np.float32)
+    )
+
+
+def load_rows(paths: Sequence[Path]) -> list[Row]:
+    rows: list[Row] = []
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    data = json.loads(line)
+                    text = str(data["text"])
+                except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                    raise ValueError(f"{path}:{number}: expected a JSON object with text and label") from exc
+                label = int(is_positive(data.get("label")))
+                kind = str(data.get("kind") or ("attack" if label else "benign"))
+                rows.append(Row(text, label, kind, str(data.get("source", path.name)), file=path.name))
+    return rows
+
+
+def split_of(text: str, seed: str) -> str:
+    """``train`` (70%), ``calibration`` (15%) or ``test`` (15%), by a hash of the text."""
+    digest = hashlib.sha256((seed + "\0" + text).encode("utf-8")).digest()
+    bucket = int.from_bytes(digest[:4], "big") % 100
+    return "train" if bucket < 70 else ("calibration" if bucket < 85 else "test")
+
+
+def assign_splits(rows: list[Row], seed: str) -> None:
+    for row in rows:
+        row.split = split_of(row.text, seed)
+        row.script = dominant_script(row.text)
+        row.group = f"Latin:{guess_language(row.text)}" if row.script == "Latin" else row.script
+
+
+def augmented_rows(rows: Sequence[Row], seed: str) -> list[Row]:
+    """The project's benign training rows (``augment.py``); quoted attacks come from a third of the
+    short training attacks (picked by hash), so nothing from calibration or test is quoted."""
+    quoted = [
+        row.text
+        for row in rows
+        if row.split == "train"
+        and row.label
+        and len(row.text) <= 300
+        and hashlib.sha256((seed + "\0quote\0" + row.text).encode("utf-8")).digest()[0] % 3 == 0
+    ]
+    made = []
+    for text in benign_rows(quoted, seed):
+        row = Row(text, 0, "benign-hard", "bastion:augment", split="train", file="augmented")
+        row.script = dominant_script(text)
+        row.group = f"Latin:{guess_language(text)}" if row.script == "Latin" else row.script
+        made.append(row)
+    return made
+
+
+#: Groups never left out: the main language, and text too short or mixed to tell.
+_ALWAYS_KEPT = frozenset({"Latin:en", "Latin:unknown", "Common"})
+
+
+def one_sided_groups(rows: Sequence[Row], *, minimum: int = 10, share: float = 0.9) -> list[str]:
+    """Scripts (and Latin-script languages) with at least ``minimum`` training rows of which
+    ``share`` or more carry one label: a model would learn the language, not the intent."""
+    totals: Counter[str] = Counter()
+    positives: Counter[str] = Counter()
+    for row in rows:
+        totals[row.group] += 1
+        positives[row.group] += row.label
+    one_sided = []
+    for group, total in totals.items():
+        if group in _ALWAYS_KEPT or total < minimum:
+            continue
+        if max(positives[group], total - positives[group]) / total >= share:
+            one_sided.append(group)
+    return sorted(one_sided)
+
+
+def prepare(rows: list[Row], bits: int) -> Prepared:
+    detector = InjectionDetector(use_model=False)
+    prepared = Prepared(rows)
+    rule_rows = []
+    for row in rows:
+        scan = detector.scan(row.text)
+        rule_rows.append(rule_vector(scan.categories, scan.score))
+        row_windows = []
+        for block, starts, ends in blocks(normalize(row.text)):
+            hashed = hash_block(block, starts, ends, bits)
+            for index in range(starts.shape[0]):
+                buckets = hashed.window_buckets(index)
+                row_windows.append((buckets, 1.0 / float(np.sqrt(buckets.shape[0])) if buckets.size else 0.0))
+        prepared.windows.append(row_windows)
+    prepared.rules = np.vstack(rule_rows).astype(np.float32)
+    return prepared
+
+
+def _design(prepared: Prepared, indices: Sequence[int], bits: int) -> tuple[Any, npt.NDArray[np.float64]]:
+    """The sparse design matrix (one row per window) and each window's share of its text's weight."""
+    from scipy import sparse
+
+    data: list[npt.NDArray[np.float64]] = []
+    cols: list[npt.NDArray[np.int64]] = []
+    rows: list[npt.NDArray[np.int64]] = []
+    share: list[float] = []
+    rule_dim = len(RULE_FEATURES) + 1
+    line = 0
+    for index in indices:
+        row_windows = prepared.windows[index]
+        for buckets, scale in row_windows:
+            cols.append(buckets)
+            data.append(np.full(buckets.shape[0], scale))
+            rows.append(np.full(buckets.shape[0], line))
+            cols.append(np.arange(rule_dim, dtype=np.int64) + (1 << bits))
+            data.append(prepared.rules[index].astype(np.float64))
+            rows.append(np.full(rule_dim, line))
+            share.append(1.0 / len(row_windows))
+            line += 1
+    matrix = sparse.csr_matrix(
+        (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))), shape=(line, (1 << bits) + rule_dim)
+    )
+    matrix.sum_duplicates()
+    return matrix, np.asarray(share)
+
+
+def fit(
+    prepared: Prepared, indices: Sequence[int], bits: int, regularisation: float
+) -> tuple[npt.NDArray[np.float64], float]:
+    """L2-regularised logistic regression over the windows of ``indices`` (weights, bias)."""
+    from scipy.optimize import minimize
+
+    matrix, share = _design(prepared, indices, bits)
+    labels = np.repeat([prepared.rows[i].label for i in indices], [len(prepared.windows[i]) for i in indices])
+    kinds = np.repeat([prepared.rows[i].kind for i in indices], [len(prepared.windows[i]) for i in indices])
+    sample = share * np.where(kinds == "benign-hard", HARD_BENIGN_WEIGHT, 1.0)
+    sample = sample / sample.sum()
+    targets = labels.astype(np.float64)
+    dim = matrix.shape[1]
+
+    def objective(params: npt.NDArray[np.float64]) -> tuple[float, npt.NDArray[np.float64]]:
+        weights, bias = params[:dim], params[dim]
+        z = matrix @ weights + bias
+        # log(1 + e^z) - y z, computed stably.
+        loss = float(np.dot(sample, np.logaddexp(0.0, z) - targets * z))
+        residual = sample * (1.0 / (1.0 + np.exp(-z)) - targets)
+        gradient = np.empty(dim + 1)
+        gradient[:dim] = matrix.T @ residual + regularisation * weights
+        gradient[dim] = residual.sum()
+        return loss + 0.5 * regularisation * float(np.dot(weights, weights)), gradient
+
+    result = minimize(objective, np.zeros(dim + 1), jac=True, method="L-BFGS-B", options={"maxiter": 500})
+    return result.x[:dim], float(result.x[dim])
+
+
+def score_rows(
+    prepared: Prepared, indices: Sequence[int], weights: npt.NDArray[Any], bias: float, bits: int
+) -> list[float]:
+    ngram = weights[: 1 << bits]
+    rules = weights[1 << bits :]
+    scores = []
+    for index in indices:
+        best = max(float(ngram[b].sum()) * s if b.size else 0.0 for b, s in prepared.windows[index])
+        logit = best + float(np.dot(rules, prepared.rules[index])) + bias
+        scores.append(1.0 / (1.0 + math.exp(-logit)))
+    return scores
+
+
+def lowest_threshold(scores: Sequence[float], labels: Sequence[int], max_fpr: float) -> float:
+    """The lowest threshold whose false-positive rate on the negatives is at most ``max_fpr``."""
+    negatives = sorted((s for s, y in zip(scores, labels, strict=True) if not y), reverse=True)
+    if not negatives:
+        return 0.5
+    allowed = math.floor(max_fpr * len(negatives))
+    # Strictly above the (allowed+1)-th highest negative score.
+    cut = negatives[allowed] if allowed < len(negatives) else 0.0
+    return float(np.nextafter(cut, 1.0))
+
+
+def encode_weights(ngram: npt.NDArray[Any], rules: npt.NDArray[Any], bias: float) -> bytes:
+    """The weights file: float16 n-gram weights, float32 rule weights and bias, gzip with no timestamp
+    (so the same training run writes the same bytes)."""
+    payload = (
+        ngram.astype("<f2").tobytes()
+        + np.asarray(rules, dtype="<f4").tobytes()
+        + np.asarray([bias], dtype="<f4").tobytes()
+    )
+    return gzip.compress(payload, compresslevel=9, mtime=0)
