@@ -2,8 +2,9 @@
 
 Where it sits: after auth, prompt, guard in and limits, before cost, usage and guard out.
 
-- After **guard in**: a blocked request is refused before the cache is consulted, so a blocked
-  prompt is never answered from the cache; a redacted one is keyed on what would go upstream.
+- After **guard in**: a blocked request is refused (or answered with the guard's refusal, which
+  the stage leaves alone) before the cache is consulted, so a blocked prompt is never answered
+  from the cache; a redacted one is keyed on what would go upstream.
 - After **limits**: a hit still counts as a request (and its tokens) for rate limits, but it costs
   nothing: no deployment answered, so the cost stage prices it at 0 and the budget settles at 0.
 - Before **usage** and **guard out** in the list, so on the way out it sees an answer after both:
