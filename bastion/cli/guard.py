@@ -107,6 +107,10 @@ def train_command(
         bool, typer.Option("--deep", help="Also train the deeper tier over the local embeddings (needs the model).")
     ] = False,
     fast: Annotated[bool, typer.Option(help="Train the fast tier (the n-gram model).")] = True,
+    file_weight: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=WEIGHT: weigh the rows of the file NAME (e.g. dev.jsonl=3) in training."),
+    ] = None,
 ) -> None:
     """Train the learned injection/jailbreak model, calibrate its thresholds and write it with its card."""
     if deep:
@@ -114,7 +118,8 @@ def train_command(
     if not fast:
         return
     try:
-        result = train_model(files, seed=seed, bits=bits, progress=typer.echo)
+        weights = {name: float(value) for name, _, value in (item.partition("=") for item in file_weight or ())}
+        result = train_model(files, seed=seed, bits=bits, file_weights=weights, progress=typer.echo)
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(str(exc), param_hint="FILES") from exc
     paths = write_model(result, output) if output is not None else write_model(result)

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from bastion.cli import db, guard, keys, ledger, prompts, tenants, users, vault
+from bastion.cli import db, guard, jobs, keys, ledger, prompts, tenants, users, vault
 from bastion.cli.options import ConfigOption, DataDirOption, describe_data_dir, use_data_dir
 from bastion.config.errors import ConfigError
 from bastion.config.loader import check_environment, load_settings
@@ -120,6 +120,39 @@ def serve(
     sys.exit(run(uvicorn_config, listener))
 
 
+@app.command()
+def worker(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=1000, help="Jobs each worker process runs at once.")] = 4,
+    processes: Annotated[int, typer.Option(min=1, max=256, help="Worker processes to run.")] = 1,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve /metrics of this process on 127.0.0.1:PORT (one process only).")
+    ] = None,
+) -> None:
+    """Run background jobs (no HTTP), until SIGTERM or Ctrl-C.
+
+    With Redis (redis_url) workers take jobs from a Redis stream; on the embedded default they
+    find them in the job table, which they poll. Use the same configuration and data directory
+    (or database) as the gateway. Jobs under way at a stop go back to the queue."""
+    from bastion.server.worker import supervise, worker_main
+
+    if config is not None:
+        os.environ["BASTION_CONFIG"] = str(config.resolve())
+    settings = _load(config, data_dir)
+    _warn_ignored(settings)
+    try:
+        check_environment(settings)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    if processes > 1:
+        if metrics_port is not None:
+            raise _fail("--metrics-port needs --processes 1 (each process has its own metrics)")
+        argv = [sys.argv[0], "worker", "--concurrency", str(concurrency), "--processes", "1"]
+        sys.exit(supervise(argv, processes))
+    worker_main(settings, concurrency, metrics_port)
+
+
 @app.command("check-config")
 def check_config(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Validate the configuration (environment variables it references included) and print the
@@ -147,3 +180,4 @@ app.add_typer(ledger.app, name="ledger")
 app.add_typer(prompts.app, name="prompts")
 app.add_typer(vault.app, name="vault")
 app.add_typer(guard.app, name="guard", help="Guard tools: evaluate detectors.")
+app.add_typer(jobs.app, name="jobs")

@@ -337,6 +337,49 @@ class ResponsesSettings(Strict):
     sweep_interval_s: float = Field(3600.0, gt=0, description="How often expired stored responses are deleted.")
 
 
+class JobsSettings(Strict):
+    """Background jobs (``bastion/jobs``, docs/JOBS.md): workers, leases, the sweeper."""
+
+    inprocess_workers: int | None = Field(
+        None,
+        ge=0,
+        description="Jobs `bastion serve` runs at once in each of its processes (0: none, leave them to "
+        "`bastion worker`). Unset: 2 on the embedded default (no redis_url), 0 when redis_url is set.",
+    )
+    lease_ttl_s: float = Field(
+        30.0, gt=0, description="A running job whose worker sent no heartbeat for this long is handed out again."
+    )
+    heartbeat_interval_s: float = Field(
+        5.0, gt=0, description="How often a worker renews the lease of each job it runs (keep well under lease_ttl_s)."
+    )
+    cancel_poll_s: float = Field(
+        0.5, gt=0, le=1.0, description="How often a worker checks whether a running job was asked to stop."
+    )
+    sweep_interval_s: float = Field(
+        2.0, gt=0, description="How often expired leases are re-queued and long-unclaimed jobs handed out again."
+    )
+    poll_interval_s: float = Field(
+        1.0,
+        gt=0,
+        description="Without Redis: how often a worker looks in the job table for queued jobs (what other "
+        "processes queued; the embedded broker cannot cross processes).",
+    )
+    requeue_unclaimed_s: float = Field(
+        60.0, gt=0, description="A queued job nobody claimed for this long is handed to the broker again."
+    )
+    max_attempts: int = Field(3, ge=1, le=100, description="Attempts of a job before it fails (unless its kind says).")
+    metrics_interval_s: float = Field(
+        5.0, gt=0, description="How often the queued and running gauges are read from the job table."
+    )
+    redis_stream: str = Field("bastion:jobs", min_length=1, description="Redis stream the jobs are handed out on.")
+    redis_group: str = Field("bastion-workers", min_length=1, description="Consumer group of the workers.")
+    handler_modules: list[str] = Field(
+        default_factory=list,
+        description="Python modules with job kinds of their own: each defines `register(registry)`, "
+        "imported when the gateway or a worker starts.",
+    )
+
+
 class GuardSettings(Strict):
     """The guard on the request path (``bastion/gateway/stages/guard_in.py`` / ``guard_out.py``, docs/GUARD.md).
 
@@ -393,6 +436,7 @@ class Settings(Strict):
     sessions: SessionSettings = Field(default_factory=SessionSettings)  # agent sessions (bastion/sessions)
     guard: GuardSettings = Field(default_factory=GuardSettings)  # the guard stages (docs/GUARD.md)
     responses: ResponsesSettings = Field(default_factory=ResponsesSettings)  # /v1/responses (docs/RESPONSES.md)
+    jobs: JobsSettings = Field(default_factory=JobsSettings)  # background jobs and workers (docs/JOBS.md)
     cache: CacheSettings = Field(default_factory=CacheSettings)  # the response caches (docs/CACHES.md)
 
     #: Configuration keys that were read but have no effect (a LiteLLM file's), for warnings.

@@ -29,6 +29,7 @@ from bastion.gateway.stages.prompt import PromptStage
 from bastion.gateway.stages.usage import UsageStage
 from bastion.guard.deep_injection import EmbedFunction
 from bastion.guard.service import GuardService
+from bastion.jobs.service import JobService
 from bastion.ledger.writer import LedgerWriter
 from bastion.limits.service import LimitsService
 from bastion.local.embedder import get_embedder
@@ -64,8 +65,10 @@ def build_cache(settings: Settings) -> ResponseCache | None:
     return ResponseCache.from_settings(settings, get_embedder(settings.local).embed if semantic else None)
 
 
-def build_services(settings: Settings) -> Services:
-    """Every shared service, built once; none does I/O before ``start``."""
+def build_services(settings: Settings, *, job_workers: int | None = None) -> Services:
+    """Every shared service, built once; none does I/O before ``start``. ``job_workers``: jobs
+    this process runs at once (None: ``jobs.inprocess_workers`` or its default; ``bastion worker``
+    passes its ``--concurrency``)."""
     db = Database.from_settings(settings)
     router = build_router(settings)
     pricing = RoutePricing.from_settings(settings, router)
@@ -87,6 +90,7 @@ def build_services(settings: Settings) -> Services:
         else None,
         limits=LimitsService.from_settings(settings, pricing, db) if limits_on else None,
         ledger=LedgerWriter(settings.ledger, db, journal_dir(settings)) if settings.ledger.enabled else None,
+        jobs=JobService.from_settings(settings, db, workers=job_workers),
         cache=build_cache(settings),
     )
 
@@ -103,6 +107,12 @@ def local_embed_function(settings: Settings) -> EmbedFunction | None:
         return vectors
 
     return embed
+
+
+def register_job_kinds(services: Services) -> None:
+    """Every job kind the product runs, in the registry the workers read (``jobs.handler_modules``
+    add theirs when the job service starts). None is built in yet; a feature that runs in the
+    background registers its kind here: ``services.jobs.registry.register("kind", handler)``."""
 
 
 def build_stages(services: Services) -> list[Stage]:
@@ -146,11 +156,14 @@ def lifecycles(services: Services) -> list[Lifecycle]:
         services.sessions,
         services.responses,
         services.router,
+        services.jobs,  # after the router: handlers may call models; stopped first
     ]
 
 
-def build_gateway(settings: Settings, *, stages: list[Stage] | None = None) -> Gateway:
-    """The gateway of one process; ``stages`` replaces the default pipeline (tests)."""
-    services = build_services(settings)
+def build_gateway(settings: Settings, *, stages: list[Stage] | None = None, job_workers: int | None = None) -> Gateway:
+    """The gateway of one process; ``stages`` replaces the default pipeline (tests); ``job_workers``
+    as for ``build_services``."""
+    services = build_services(settings, job_workers=job_workers)
+    register_job_kinds(services)
     pipeline = Pipeline(build_stages(services) if stages is None else stages, services.router)
     return Gateway(services, pipeline, lifecycles(services))

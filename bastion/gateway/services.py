@@ -14,6 +14,7 @@ from bastion.auth.authenticator import Authenticator
 from bastion.cache.service import ResponseCache
 from bastion.config.settings import Settings
 from bastion.guard.service import GuardService
+from bastion.jobs.service import JobService
 from bastion.ledger.writer import LedgerWriter
 from bastion.limits.service import LimitsService
 from bastion.responses.store import ResponseStore
@@ -50,5 +51,7 @@ class Services:
     limits: LimitsService | None
     #: None: ``ledger.enabled`` is false.
     ledger: LedgerWriter | None
+    #: Background jobs: submit, read, cancel, retry; the in-process workers, if any.
+    jobs: JobService
     #: The response caches; None: ``cache.enabled`` is false.
     cache: ResponseCache | None = None

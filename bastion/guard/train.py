@@ -66,6 +66,8 @@ class Prepared:
 
     rows: list[Row]
     windows: list[list[tuple[npt.NDArray[np.int64], float]]] = field(default_factory=list)
+    #: Training weight per file name (default 1).
+    file_weights: dict[str, float] = field(default_factory=dict)
     rules: npt.NDArray[np.float32] = field(
         default_factory=lambda: np.zeros((0, len(RULE_FEATURES) + 1), dtype=np.float32)
     )
@@ -199,7 +201,9 @@ def fit(
     matrix, share = _design(prepared, indices, bits)
     labels = np.repeat([prepared.rows[i].label for i in indices], [len(prepared.windows[i]) for i in indices])
     kinds = np.repeat([prepared.rows[i].kind for i in indices], [len(prepared.windows[i]) for i in indices])
-    sample = share * np.where(kinds == "benign-hard", HARD_BENIGN_WEIGHT, 1.0)
+    files = np.repeat([prepared.rows[i].file for i in indices], [len(prepared.windows[i]) for i in indices])
+    file_weight = np.asarray([prepared.file_weights.get(name, 1.0) for name in files])
+    sample = share * np.where(kinds == "benign-hard", HARD_BENIGN_WEIGHT, 1.0) * file_weight
     sample = sample / sample.sum()
     targets = labels.astype(np.float64)
     dim = matrix.shape[1]

@@ -88,6 +88,7 @@ def train_model(
     bits: int = DEFAULT_BITS,
     augment: bool = True,
     regularisation_grid: Sequence[float] = REGULARISATION_GRID,
+    file_weights: dict[str, float] | None = None,
     progress: Callable[[str], None] = lambda _message: None,
 ) -> TrainResult:
     rows = load_rows(paths)
@@ -103,6 +104,7 @@ def train_model(
     if skipped_groups:
         progress(f"left out of training (one-sided scripts or languages): {', '.join(skipped_groups)}")
     prepared = prepare(rows, bits)
+    prepared.file_weights = dict(file_weights or {})
     calib_labels = [rows[i].label for i in calib_idx]
 
     best: tuple[float, float, np.ndarray[Any, Any], float] | None = None
@@ -193,6 +195,7 @@ def train_model(
             "regularisation": regularisation,
             "regularisation_grid_calibration_pr_auc": grid,
             "hard_benign_weight": HARD_BENIGN_WEIGHT,
+            "file_weights": dict(file_weights or {}),
             "flag_max_fpr": FLAG_MAX_FPR,
             "block_max_fpr": BLOCK_MAX_FPR,
         },

@@ -130,6 +130,46 @@ class AuditEventList(_Page):
     data: list[AuditEventView]
 
 
+# -- jobs ------------------------------------------------------------------------------------------
+
+
+class JobProgress(_Closed):
+    done: int
+    total: int | None
+
+
+class JobLease(_Closed):
+    owner: str | None = Field(description="The worker holding the job while it runs.")
+    expires_at: datetime | None
+    heartbeat_at: datetime | None
+
+
+class JobView(_Closed):
+    object: Literal["job"]
+    id: str
+    kind: str
+    tenant_id: str | None
+    key_id: str | None
+    user_id: str | None
+    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    attempts: int
+    max_attempts: int
+    cancel_requested: bool
+    progress: JobProgress
+    lease: JobLease
+    error: str | None
+    result: Any
+    result_ref: str | None
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    payload: Any = Field(None, description="What the job was submitted with (the single-job route only).")
+
+
+class JobList(_Page):
+    data: list[JobView]
+
+
 # -- prompt vault ----------------------------------------------------------------------------------
 
 PromptId = Annotated[str, Field(pattern=PROMPT_ID.pattern)]
@@ -346,6 +386,8 @@ ADMIN_MODELS: tuple[type[BaseModel], ...] = (
     KeyList,
     KeyCreated,
     AuditEventList,
+    JobView,
+    JobList,
     PromptCreate,
     PromptVersionCreate,
     LabelMove,

@@ -84,6 +84,7 @@ TAGS = [
     {"name": "System", "description": "Liveness, readiness, metrics, this document."},
     {"name": "Admin: identity", "description": "Tenants, users, API keys and the audit log (docs/AUTH.md)."},
     {"name": "Admin: ledger", "description": "Recorded interactions (docs/LEDGER.md)."},
+    {"name": "Admin: jobs", "description": "Background jobs: list, inspect, cancel, retry (docs/JOBS.md)."},
     {"name": "Admin: prompts", "description": "The prompt vault (docs/VAULT.md)."},
     {"name": "Agent sessions", "description": "Conversations on vault prompts (docs/SESSIONS.md)."},
 ]

@@ -103,6 +103,7 @@ P = "/api/v1/admin/ai/prompts"
 S = "/api/v1/ai"
 
 IDENTITY, LEDGER, PROMPTS, SESSIONS = "Admin: identity", "Admin: ledger", "Admin: prompts", "Agent sessions"
+JOBS = "Admin: jobs"
 
 OPENAI_OPERATIONS = [
     Operation(
@@ -344,6 +345,36 @@ LEDGER_OPERATIONS = [
     ),
 ]  # fmt: skip
 
+JOB_ID_PARAM = path("job_id", {"type": "string", "minLength": 1, "maxLength": 64})
+JOB_ACCESS = "Needs `tenant:manage` (a tenant's admin: the tenant's jobs; a platform admin: every tenant's)."
+
+JOB_OPERATIONS = [
+    Operation(
+        "get", f"{A}/jobs", "listJobs", "Background jobs, newest first (no payload)", JOBS, {200: json("JobList")},
+        params=(
+            query("state", {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]}),
+            query("kind", {"type": "string", "maxLength": 64}),
+            query("tenant_id", {"type": "string", "maxLength": 32}, "A platform admin's filter."),
+            query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "Page size (default 50)."),
+            query("cursor", {"type": "string", "maxLength": 512}, "The `next_cursor` of the previous page."),
+        ),
+        errors=(400,), description=JOB_ACCESS,
+    ),
+    Operation(
+        "get", f"{A}/jobs/{{job_id}}", "getJob", "One job, with its payload", JOBS, {200: json("JobView")},
+        params=(JOB_ID_PARAM,), errors=(404,), description=JOB_ACCESS,
+    ),
+    Operation(
+        "post", f"{A}/jobs/{{job_id}}/cancel", "cancelJob",
+        "Cancel a job (queued: at once; running: its worker stops it within about a second)", JOBS,
+        {200: json("JobView")}, params=(JOB_ID_PARAM,), errors=(404, 409), description=JOB_ACCESS,
+    ),
+    Operation(
+        "post", f"{A}/jobs/{{job_id}}/retry", "retryJob", "Queue a failed or cancelled job again", JOBS,
+        {200: json("JobView")}, params=(JOB_ID_PARAM,), errors=(404, 409), description=JOB_ACCESS,
+    ),
+]  # fmt: skip
+
 PROMPT_OPERATIONS = [
     Operation(
         "get", P, "listPrompts", "The tenant's prompts (metadata)", PROMPTS, {200: json("PromptList")},
@@ -445,6 +476,7 @@ OPERATIONS: list[Operation] = [
     *SYSTEM_OPERATIONS,
     *IDENTITY_OPERATIONS,
     *LEDGER_OPERATIONS,
+    *JOB_OPERATIONS,
     *PROMPT_OPERATIONS,
     *SESSION_OPERATIONS,
 ]

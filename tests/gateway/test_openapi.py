@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from bastion.api.app import create_app
 from bastion.config.settings import Settings
+from bastion.jobs.model import NewJob
 from bastion.openapi.document import CREDENTIALS, DocumentOptions, build_document
 from bastion.openapi.operations import OPERATIONS
 from tests.gateway.openapi_support import (
@@ -222,6 +223,16 @@ async def test_every_operation_answers_as_documented(tmp_path: Path, fake: FakeU
         assert (await call("GET", f"{admin}/interactions", query="?flagged=false")).json()["data"]
         interaction_id = chat.headers["x-request-id"]
         await call("GET", f"{admin}/interactions/{{interaction_id}}", interaction_id=interaction_id)
+
+        # -- jobs: one of a kind no worker runs, so it waits in the queue for the calls below
+        submitted = await gw.gateway.services.jobs.submit(NewJob("openapi.example", payload={"n": 1}))
+        await call("GET", f"{admin}/jobs", query="?state=queued&limit=5")
+        await call("GET", f"{admin}/jobs/{{job_id}}", job_id=submitted.id)
+        assert (await call("POST", f"{admin}/jobs/{{job_id}}/cancel", job_id=submitted.id)).json()[
+            "state"
+        ] == "cancelled"
+        assert (await call("POST", f"{admin}/jobs/{{job_id}}/retry", job_id=submitted.id)).json()["state"] == "queued"
+        assert (await call("POST", f"{admin}/jobs/{{job_id}}/retry", job_id=submitted.id)).status_code == 409
 
         # -- prompts
         prompts, prompt = f"{admin}/ai/prompts", f"{admin}/ai/prompts/{{prompt_id}}"

@@ -11,7 +11,10 @@ from sqlalchemy.pool import NullPool
 
 from bastion.responses import models as response_models  # noqa: F401  (registers the stored-responses table)
 from bastion.sessions import models as session_models  # noqa: F401  (registers the session tables)
-from bastion.store import models_vault  # noqa: F401  (registers the prompt vault tables for autogenerate)
+from bastion.store import (
+    models_jobs,  # noqa: F401  (registers the job tables for autogenerate)
+    models_vault,  # noqa: F401  (registers the prompt vault tables for autogenerate)
+)
 from bastion.store.models import Base
 
 config = context.config
