@@ -8,7 +8,8 @@ is what the limits and spend stages read from ``Principal.{tenant,user,key}_sett
     daily_usd, monthly_usd, max_request_usd   budgets in US dollars
 
 Every scope may also carry ``guard`` (a guard policy override, validated against the guard's own
-model when it is installed); a tenant's settings add ``ledger_mode`` (full / redacted / metadata).
+model when it is installed) and ``cache`` (``{"enabled": false}`` / ``{"semantic": false}``: the
+response caches, docs/CACHES.md); a tenant's settings add ``ledger_mode`` (full / redacted / metadata).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from bastion.auth.principal import Role
+from bastion.config.cache_settings import CacheOverride
 from bastion.errors import InvalidRequest
 
 TenantName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
@@ -41,6 +43,8 @@ class LimitSettings(_Strict):
     # A guard policy override at every scope (tenant <- user <- key, later wins field by field; see
     # bastion/guard/policy_resolution.py), validated against the guard's own model.
     guard: dict[str, Any] | None = None
+    # A response-cache override at every scope (``{"enabled": false}`` opts out; docs/CACHES.md).
+    cache: CacheOverride | None = None
 
     @field_validator("guard")
     @classmethod

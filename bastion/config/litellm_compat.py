@@ -50,7 +50,8 @@ _HONOURED_PARAMS = {
     "model", "api_base", "base_url", "api_key", "rpm", "tpm", "weight", "max_parallel_requests", "timeout",
     "stream_timeout",
 }  # fmt: skip
-_HONOURED_MODEL_INFO = {"id", "mode"}
+#: ``cache``: Bastion's own per-model cache settings (``models[].cache``, docs/CACHES.md).
+_HONOURED_MODEL_INFO = {"id", "mode", "cache"}
 _HONOURED_ROUTER = {"routing_strategy", "num_retries", "timeout", "fallbacks", "cooldown_time", "allowed_fails"}
 _HONOURED_LITELLM = {"num_retries", "request_timeout", "fallbacks"}
 _HONOURED_GENERAL = {"master_key"}
@@ -124,7 +125,10 @@ def convert(raw: dict[str, Any]) -> dict[str, Any]:
             deployment["id"] = str(model_info["id"])
         kind = "embedding" if isinstance(model_info, dict) and model_info.get("mode") == "embedding" else "chat"
         name = entry["model_name"]
-        models.setdefault(name, {"name": name, "deployments": [], "kind": kind})["deployments"].append(deployment)
+        model = models.setdefault(name, {"name": name, "deployments": [], "kind": kind})
+        model["deployments"].append(deployment)
+        if isinstance(model_info, dict) and model_info.get("cache") is not None:
+            model["cache"] = model_info["cache"]
 
     router: dict[str, Any] = {}
     router_settings = raw.get("router_settings") or {}

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
+from bastion.config.cache_settings import CacheSettings, ModelCacheSettings
+
 ProviderName = Literal["openai", "anthropic", "local"]
 
 
@@ -77,6 +79,8 @@ class ModelSettings(Strict):
     deployments: list[DeploymentSettings] = Field(..., min_length=1)
     aliases: list[str] = Field(default_factory=list, description="Other names for the same model.")
     kind: Literal["chat", "embedding"] = "chat"
+    #: The response caches for this alias (docs/CACHES.md): exact on by default, semantic opt-in.
+    cache: ModelCacheSettings = Field(default_factory=ModelCacheSettings)
 
 
 class BreakerSettings(Strict):
@@ -126,7 +130,13 @@ class CorsSettings(Strict):
         "their own, and credentials travel in headers, never cookies, so the origin list is the control).",
     )
     expose_headers: list[str] = Field(
-        default_factory=lambda: ["x-request-id", "x-bastion-overhead-ms", "retry-after"],
+        default_factory=lambda: [
+            "x-request-id",
+            "x-bastion-overhead-ms",
+            "retry-after",
+            "x-bastion-cache",
+            "x-bastion-cache-similarity",
+        ],
         description="Response headers the browser application may read.",
     )
     max_age_s: int = Field(600, ge=0, description="How long a browser may cache a preflight answer.")
@@ -447,6 +457,7 @@ class Settings(Strict):
     responses: ResponsesSettings = Field(default_factory=ResponsesSettings)  # /v1/responses (docs/RESPONSES.md)
     jobs: JobsSettings = Field(default_factory=JobsSettings)  # background jobs and workers (docs/JOBS.md)
     files: FilesSettings = Field(default_factory=FilesSettings)  # /v1/files (docs/FILES.md)
+    cache: CacheSettings = Field(default_factory=CacheSettings)  # the response caches (docs/CACHES.md)
 
     #: Configuration keys that were read but have no effect (a LiteLLM file's), for warnings.
     _ignored_keys: list[str] = PrivateAttr(default_factory=list)

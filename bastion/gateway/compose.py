@@ -6,10 +6,12 @@ Adding a stage is one module in ``bastion/gateway/stages/`` plus one line in ``b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from bastion.auth.authenticator import Authenticator
 from bastion.auth.lookup import DefaultTenantId
+from bastion.cache.service import ResponseCache
 from bastion.config.settings import Settings
 from bastion.files.service import FileService
 from bastion.gateway.pipeline import Pipeline
@@ -17,6 +19,7 @@ from bastion.gateway.service import Gateway, VaultStartup
 from bastion.gateway.services import Lifecycle, Services
 from bastion.gateway.stage import Stage
 from bastion.gateway.stages.auth import AuthStage
+from bastion.gateway.stages.cache import CacheStage
 from bastion.gateway.stages.cost import CostStage
 from bastion.gateway.stages.guard_in import GuardInStage
 from bastion.gateway.stages.guard_out import GuardOutStage
@@ -33,6 +36,7 @@ from bastion.limits.service import LimitsService
 from bastion.local.embedder import get_embedder
 from bastion.responses.store import ResponseStore
 from bastion.routing.build import build_router
+from bastion.routing.router import Router
 from bastion.sessions.service import SessionService
 from bastion.spend.routes import RoutePricing
 from bastion.store.db import Database
@@ -41,6 +45,25 @@ from bastion.vault.service import VaultService
 
 def journal_dir(settings: Settings) -> Path:
     return Path(settings.ledger.journal_dir or Path(settings.data_dir) / "journal").resolve()
+
+
+def model_resolver(router: Router) -> Callable[[str], str | None]:
+    """A model name -> the chat alias group it routes to (None: unknown or not a chat model)."""
+    groups = router.groups
+
+    def resolve(name: str) -> str | None:
+        group = groups.get(name)
+        return group.name if group is not None and group.kind == "chat" else None
+
+    return resolve
+
+
+def build_cache(settings: Settings) -> ResponseCache | None:
+    if not settings.cache.enabled:
+        return None
+    # The embedder (torch, MiniLM) is used only when a model opts in to the semantic cache.
+    semantic = any(model.cache.semantic for model in settings.models)
+    return ResponseCache.from_settings(settings, get_embedder(settings.local).embed if semantic else None)
 
 
 def build_services(settings: Settings, *, job_workers: int | None = None) -> Services:
@@ -70,6 +93,7 @@ def build_services(settings: Settings, *, job_workers: int | None = None) -> Ser
         limits=LimitsService.from_settings(settings, pricing, db) if limits_on else None,
         ledger=LedgerWriter(settings.ledger, db, journal_dir(settings)) if settings.ledger.enabled else None,
         jobs=JobService.from_settings(settings, db, workers=job_workers),
+        cache=build_cache(settings),
     )
 
 
@@ -111,6 +135,10 @@ def build_stages(services: Services) -> list[Stage]:
         GuardInStage(services.guard) if services.guard is not None else None,
         # Admits rate limits and budgets; settles with the real cost.
         LimitsStage(services.limits) if services.limits is not None else None,
+        # After guard in (a blocked request is never answered from the cache) and limits (a hit
+        # counts as a request, priced at 0); before usage and guard out, so it stores only what the
+        # output guard let through and a hit still passes both.
+        CacheStage(services.cache, model_resolver(services.router)) if services.cache is not None else None,
         CostStage(services.pricing),  # prices the usage (completes before limits settle)
         UsageStage(),  # token counts and answer text, from the provider or our tokenizer
         # Listed after usage so it sees the answer first (and wraps the stream innermost): usage, the
@@ -122,7 +150,7 @@ def build_stages(services: Services) -> list[Stage]:
 
 def lifecycles(services: Services) -> list[Lifecycle]:
     """What starts with the gateway, in start order (stopped in reverse)."""
-    optional: list[Lifecycle | None] = [services.ledger, services.guard, services.limits]
+    optional: list[Lifecycle | None] = [services.ledger, services.guard, services.limits, services.cache]
     return [
         services.authenticator,
         VaultStartup(services.vault),

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bastion.auth.principal import Principal
+from bastion.cache.state import CacheState
 from bastion.dialects.errors import Dialect
 from bastion.dialects.extension import BastionExtension
 from bastion.errors import BastionError
@@ -85,6 +86,8 @@ class RequestContext:
     flag_reason: str | None = None
     #: Merged into the ledger's ``extra`` column (experiment arm, cache hit, ...).
     ledger_extra: dict[str, Any] | None = None
+    #: What the response cache decided (the cache stage): bypass, miss, hit, semantic hit.
+    cache: CacheState | None = None
     #: A Responses request as the client sent it, for a ``responses: native`` deployment to pass
     #: through. A stage that changes what goes upstream (a vault prompt, a canary, redacted text)
     #: clears it with ``body_rewritten``: the deployment then gets the translated ``body``.

@@ -74,7 +74,7 @@ class Pipeline:
                 passthrough=ctx.passthrough,
             )
             if ctx.stream:
-                # A stage may have answered already (a refusal): its answer goes out as a stream.
+                # A stage may have answered already (a refusal, a cache hit): its answer goes out as a stream.
                 chunks: Chunks = (
                     await self.router.stream(request, ctx.model, ctx.trace)
                     if ctx.response is None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bastion.auth.authenticator import Authenticator
+from bastion.cache.service import ResponseCache
 from bastion.config.settings import Settings
 from bastion.files.service import FileService
 from bastion.guard.service import GuardService
@@ -55,3 +56,5 @@ class Services:
     ledger: LedgerWriter | None
     #: Background jobs: submit, read, cancel, retry; the in-process workers, if any.
     jobs: JobService
+    #: The response caches; None: ``cache.enabled`` is false.
+    cache: ResponseCache | None = None

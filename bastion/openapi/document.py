@@ -117,17 +117,34 @@ HEADERS = {
         "schema": {"type": "string"},
     },
     "RetryAfter": {"description": "Seconds to wait before retrying.", "schema": {"type": "string"}},
+    "Cache": {
+        "description": "What the response cache did (docs/CACHES.md); absent when the request was refused "
+        "before the cache was consulted, or the cache is off.",
+        "schema": {"type": "string", "enum": ["hit", "semantic-hit", "miss", "bypass"]},
+    },
+    "CacheSimilarity": {
+        "description": "For a semantic-hit: the cosine similarity of the stored request that answered.",
+        "schema": {"type": "string"},
+    },
 }
+#: Operations answered through the response cache (they may carry ``x-bastion-cache``).
+CACHED_PATHS = frozenset(
+    {"/v1/chat/completions", "/chat/completions", "/v1/completions", "/completions", "/v1/messages", "/v1/responses"}
+)
 
 
 def _header(name: str) -> dict[str, str]:
     return {"$ref": "#/components/headers/" + name}
 
 
-def _header_refs(status: int) -> dict[str, Any]:
+def _header_refs(status: int, cached: bool = False) -> dict[str, Any]:
     headers = {"x-request-id": _header("RequestId"), "x-bastion-overhead-ms": _header("Overhead")}
     if status in (429, 503):
         headers["retry-after"] = _header("RetryAfter")
+    if cached:
+        headers["x-bastion-cache"] = _header("Cache")
+        if status == 200:
+            headers["x-bastion-cache-similarity"] = _header("CacheSimilarity")
     return headers
 
 
@@ -218,7 +235,11 @@ def _responses(operation: Operation, error_statuses: set[int]) -> dict[str, Any]
         else:
             responses[status] = {"content": {"application/json": {"schema": error}}}
     return {
-        str(status): {"description": STATUS_TEXT[status], "headers": _header_refs(status), **responses[status]}
+        str(status): {
+            "description": STATUS_TEXT[status],
+            "headers": _header_refs(status, operation.path in CACHED_PATHS),
+            **responses[status],
+        }
         for status in sorted(responses)
     }
 

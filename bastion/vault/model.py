@@ -108,6 +108,8 @@ class PromptInUse:
     label: str | None = None
     #: The version's own guard policy (``metadata.guard``), the most specific policy layer.
     guard_policy: dict[str, Any] | None = None
+    #: The version's response-cache override (``metadata.cache``, e.g. ``{"enabled": false}``).
+    cache: Any = None
 
 
 @dataclass(frozen=True, slots=True)

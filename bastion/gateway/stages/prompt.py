@@ -118,7 +118,8 @@ class PromptStage(Stage):
         self._apply(ctx, resolved, variables)
         ctx.body_rewritten()
         guard_policy = resolved.metadata.get("guard")
-        ctx.prompt = PromptInUse(prompt_id, resolved.version, label, guard_policy or None)
+        cache = resolved.metadata.get("cache")
+        ctx.prompt = PromptInUse(prompt_id, resolved.version, label, guard_policy or None, cache)
 
     def _apply(self, ctx: RequestContext, resolved: ResolvedPrompt, variables: dict[str, Any]) -> None:
         body = ctx.body
