@@ -386,6 +386,8 @@ class JobsSettings(Strict):
         description="Python modules with job kinds of their own: each defines `register(registry)`, "
         "imported when the gateway or a worker starts.",
     )
+
+
 class FilesSettings(Strict):
     """The OpenAI Files API (``/v1/files``, docs/FILES.md): where uploads are kept, how large they may be."""
 
