@@ -12,8 +12,8 @@ The text is first folded the way the rules see it (``normalize.build_view``: loo
 invisible characters, leetspeak, case), whitespace runs become one space and digits become ``0``.
 Features: character 3-, 4- and 5-grams, word unigrams and word bigrams, each in its own hash space
 (the n is mixed into the hash), into ``2**bits`` buckets. A row's value per bucket is its count
-divided by the square root of the number of n-grams (an L2 norm without the sort that exact
-per-bucket counts would need); texts are scored in overlapping windows of ``WINDOW_CHARS``, an
+divided by the L2 norm of the window's counts (``count_norm``: repeating a phrase does not make
+it weigh more); texts are scored in overlapping windows of ``WINDOW_CHARS``, an
 n-gram or word counting for a window when it lies wholly inside it. The n-grams are hashed once
 per text; each window's sum is a difference of running sums, so overlapping windows cost nothing
 extra at scoring time.
@@ -128,9 +128,14 @@ class BlockNgrams:
         return np.vstack(lows), np.vstack(highs)
 
     def window_logits(self, weights: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-        """Each window's n-gram logit: summed weights over the square root of the n-gram count."""
+        """Each window's n-gram logit: the weights of its n-gram counts, L2-normalised."""
         low, high = self._ranges()
-        count = (high - low).sum(axis=0)
+        norms = np.asarray(
+            [
+                count_norm(np.concatenate([self.buckets[a:b] for a, b in zip(low[:, j], high[:, j], strict=True)]))
+                for j in range(low.shape[1])
+            ]
+        )
         if self.starts.shape[0] == 1:
             total = np.asarray([float(weights[self.buckets].sum(dtype=np.float64))])
         else:
@@ -141,7 +146,18 @@ class BlockNgrams:
             bounds[0::2], bounds[1::2] = low.ravel(), high.ravel()
             sums = np.add.reduceat(values, bounds, dtype=np.float64)[0::2].reshape(low.shape)
             total = np.where(high > low, sums, 0.0).sum(axis=0)
-        return np.where(count > 0, total / np.sqrt(np.maximum(count, 1)), 0.0)
+        return np.where(norms > 0, total / np.maximum(norms, 1.0), 0.0)
+
+
+def count_norm(buckets: npt.NDArray[np.int64]) -> float:
+    """The L2 norm of a window's bucket counts, sqrt(sum of count squared): a window of one n-gram
+    repeated a thousand times weighs what that n-gram weighs once, not thirty times more."""
+    if buckets.shape[0] == 0:
+        return 0.0
+    ordered = np.sort(buckets)
+    edges = np.flatnonzero(ordered[1:] != ordered[:-1])
+    counts = np.diff(np.concatenate(([-1], edges, [ordered.shape[0] - 1])))
+    return float(np.sqrt(np.dot(counts, counts)))
 
 
 def blocks(normalized: str) -> list[tuple[str, npt.NDArray[np.int64], npt.NDArray[np.int64]]]:

@@ -36,7 +36,7 @@ from bastion.guard.evaluate import is_positive
 from bastion.guard.injection import InjectionDetector
 from bastion.guard.injection_model import RULE_FEATURES, rule_vector
 from bastion.guard.languages import guess_language
-from bastion.guard.ngrams import blocks, hash_block, normalize
+from bastion.guard.ngrams import blocks, count_norm, hash_block, normalize
 from bastion.guard.scripts import dominant_script
 
 DEFAULT_BITS = 18
@@ -158,7 +158,8 @@ def prepare(rows: list[Row], bits: int) -> Prepared:
             hashed = hash_block(block, starts, ends, bits)
             for index in range(starts.shape[0]):
                 buckets = hashed.window_buckets(index)
-                row_windows.append((buckets, 1.0 / float(np.sqrt(buckets.shape[0])) if buckets.size else 0.0))
+                norm = count_norm(buckets)
+                row_windows.append((buckets, 1.0 / norm if norm else 0.0))
         prepared.windows.append(row_windows)
     prepared.rules = np.vstack(rule_rows).astype(np.float32)
     return prepared

@@ -14,7 +14,7 @@ import pytest
 from bastion.guard import GuardPolicy, InputGuard
 from bastion.guard.engine import injection_thresholds
 from bastion.guard.injection_model import MODEL_DIR, InjectionModel
-from bastion.guard.ngrams import WINDOW_CHARS, blocks, hash_block, normalize
+from bastion.guard.ngrams import WINDOW_CHARS, blocks, count_norm, hash_block, normalize
 from bastion.guard.train_run import train_model, write_model
 
 from .corpus import ATTACKS, BENIGN
@@ -92,11 +92,14 @@ def test_features_are_deterministic_and_windowed() -> None:
     logits = hashed.window_logits(model.ngram_weights)
     for index in range(starts.shape[0]):
         window = hashed.window_buckets(index)
-        expected = float(model.ngram_weights[window].astype(np.float64).sum()) / np.sqrt(window.shape[0])
+        expected = float(model.ngram_weights[window].astype(np.float64).sum()) / count_norm(window)
         assert logits[index] == pytest.approx(expected, rel=1e-6, abs=1e-6)
-    # Repeating a text does not make it look more like an attack than the text itself, by much.
+    # Repeating a text does not make it look more like an attack than the text itself, by much,
+    # and a window of one token repeated weighs what the token weighs.
     once = model.ngram_logit("Please ignore the typos in my message.")
     assert model.ngram_logit("Please ignore the typos in my message. " * 40) < once + 2.0
+    for token in ("u5 ", "w ", "ok "):
+        assert abs(model.ngram_logit(token * 500)) < 6.0
 
 
 def test_a_long_text_is_hashed_in_blocks_and_scored_like_its_windows() -> None:
