@@ -14,18 +14,18 @@ from typing import Annotated, Any
 
 import typer
 
-from bastion.guard import ALL_PII_ENTITIES, DEFAULT_PII_ENTITIES, GuardPolicy, InputGuard
+import bastion.cli.guard_pii as guard_pii
+from bastion.guard import GuardPolicy, InputGuard
 from bastion.guard.engine import shared_injection_detector
 from bastion.guard.evaluate import (
     BinaryMetrics,
     PiiReport,
     detect_kind,
     evaluate_injection,
-    evaluate_pii,
     load_jsonl,
     split_rows,
 )
-from bastion.guard.pii import PiiDetector
+from bastion.guard.ner import NerUnavailable
 
 app = typer.Typer(help="Guard tools: evaluate detectors, scan a text.", no_args_is_help=True)
 
@@ -50,6 +50,13 @@ def eval_command(
             help="PII: evaluate only the types the default policy enables (default: every supported type).",
         ),
     ] = False,
+    use_ner: Annotated[
+        bool | None,
+        typer.Option(
+            "--ner/--no-ner",
+            help="PII: include the named-entity tier (names, places, addresses); default: when its model is installed.",
+        ),
+    ] = None,
 ) -> None:
     """Precision, recall, F1 (and FPR for injection) of the guard on a labelled file."""
     try:
@@ -62,14 +69,17 @@ def eval_command(
             rows, threshold if threshold is not None else GuardPolicy().injection_threshold, split
         )
     else:
-        report = _pii_report(rows, default_policy, split)
+        try:
+            report = guard_pii.pii_report(rows, default_policy, split, use_ner)
+        except NerUnavailable as exc:
+            raise typer.BadParameter(str(exc), param_hint="--ner") from exc
     report["file"] = str(file)
     if json_output:
         typer.echo(json.dumps(report, indent=2, sort_keys=True))
     elif kind == "injection":
         _print_injection(report)
     else:
-        _print_pii(report)
+        guard_pii.print_pii(report)
 
 
 @app.command("scan")
@@ -101,28 +111,6 @@ def _lookup(scores: list[float]) -> Any:
     return lambda _text: next(iterator)
 
 
-def _pii_report(rows: list[dict[str, Any]], default_policy: bool, split: bool) -> dict[str, Any]:
-    entities = DEFAULT_PII_ENTITIES if default_policy else ALL_PII_ENTITIES
-    detector = PiiDetector(entities, all_dates=not default_policy)
-
-    def detect(text: str) -> list[tuple[str, int, int]]:
-        return [(f.type, f.start, f.end) for f in detector.scan(text)]
-
-    full = evaluate_pii(rows, detect, entities)
-    report: dict[str, Any] = {
-        "kind": "pii",
-        "profile": "default-policy" if default_policy else "all-supported-types",
-        "supported": sorted(entities),
-        "off_by_default": sorted(set(ALL_PII_ENTITIES) - set(DEFAULT_PII_ENTITIES)),
-        **full.to_dict(),
-    }
-    if split:
-        for name, indices in zip(("tune", "held_out"), split_rows(rows), strict=True):
-            part = evaluate_pii([rows[i] for i in indices], detect, entities)
-            report[name] = {"rows": part.rows, "micro_supported": part.to_dict()["micro_supported"]}
-    return report
-
-
 def _line(label: str, m: dict[str, Any]) -> str:
     return (
         f"  {label:<10} P {m['precision']:.3f}  R {m['recall']:.3f}  F1 {m['f1']:.3f}  FPR {m['fpr']:.3f}"
@@ -140,35 +128,6 @@ def _print_injection(report: dict[str, Any]) -> None:
     for name in ("tune", "held_out"):
         if name in report:
             typer.echo(_line(name.replace("_", "-"), report[name]) + f"  [{report[name]['rows']} rows]")
-
-
-def _print_pii(report: dict[str, Any]) -> None:
-    typer.echo(f"PII detector on {report['file']}: {report['rows']} rows ({report['profile']})")
-    header = f"  {'type':<18}{'support':>8}   {'exact P/R/F1':<22}{'overlap P/R/F1':<22}"
-    typer.echo(header)
-    supported = set(report["supported"])
-    for entity, data in report["per_type"].items():
-        if entity not in supported:
-            continue
-        exact, overlap = data["exact"], data["overlap"]
-        note = "  (off by default)" if entity in report["off_by_default"] else ""
-        typer.echo(f"  {entity:<18}{data['support']:>8}   {_prf(exact):<22}{_prf(overlap):<22}fp {overlap['fp']}{note}")
-    micro = report["micro_supported"]
-    typer.echo(f"  {'micro (supported)':<26}   {_prf(micro['exact']):<22}{_prf(micro['overlap']):<22}")
-    for name in ("tune", "held_out"):
-        if name in report:
-            part = report[name]["micro_supported"]
-            typer.echo(
-                f"  {'micro ' + name.replace('_', '-'):<26}   {_prf(part['exact']):<22}{_prf(part['overlap']):<22}"
-                f"[{report[name]['rows']} rows]"
-            )
-    if report["unsupported"]:
-        missing = ", ".join(f"{t} ({n})" for t, n in report["unsupported"].items())
-        typer.echo(f"  not detected (recall 0): {missing}")
-
-
-def _prf(counts: dict[str, Any]) -> str:
-    return f"{counts['precision']:.3f}/{counts['recall']:.3f}/{counts['f1']:.3f}"
 
 
 __all__ = ["BinaryMetrics", "PiiReport", "app"]

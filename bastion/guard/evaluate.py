@@ -240,3 +240,14 @@ def evaluate_pii(
     gold = [[(s["type"], int(s["start"]), int(s["end"])) for s in row.get("spans", [])] for row in rows]
     predicted = [list(detect(str(row.get("text", "")))) for row in rows]
     return span_metrics(gold, predicted, supported)
+
+
+def micro_over(report: PiiReport, types: Iterable[str]) -> dict[str, SpanCounts]:
+    """Micro-averaged counts over ``types`` (a type the detector never reports counts its misses)."""
+    wanted = set(types)
+    micro = {"exact": SpanCounts(), "overlap": SpanCounts()}
+    for entity, modes in report.per_type.items():
+        if entity in wanted:
+            for mode, counts in modes.items():
+                micro[mode].add(counts)
+    return micro
