@@ -106,9 +106,13 @@ class _SharedModel:
 
     def entities(self, text: str) -> list[tuple[str, int, int]]:
         """(spaCy label, start, end) of the entities in ``text``."""
+        if self._nlp is None:
+            # Loading (or waiting for another thread to load) is the process's cost, not the
+            # request's: it does not count against the scan budget.
+            with budget.NotCounted(), self._lock:
+                if self._nlp is None:
+                    self._nlp = self._load()
         with self._lock:
-            if self._nlp is None:
-                self._nlp = self._load()
             doc = self._nlp(text)
             return [(ent.label_, ent.start_char, ent.end_char) for ent in doc.ents]
 

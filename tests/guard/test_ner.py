@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import os
 import socket
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 import regex
 
+import bastion.guard.budget as budget
 import bastion.guard.ner_rules as ner_rules
 from bastion.cli.guard_pii import STRUCTURED_ENTITIES
 from bastion.config.guard_policy import DEFAULT_PII_ENTITIES, NER_PII_ENTITIES
@@ -276,3 +278,22 @@ def test_structured_precision_on_the_dev_file_is_unchanged_with_names() -> None:
         return resolve(STRUCTURED.scan(text), NAMED.scan(text))
 
     assert _structured_micro_f1(both) >= 0.98
+
+
+def test_loading_the_model_does_not_count_against_the_scan_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    class FakePipeline:
+        def __call__(self, text: str) -> Any:
+            return type("Doc", (), {"ents": []})()
+
+    def slow_load() -> FakePipeline:
+        started = time.monotonic()
+        while time.monotonic() - started < 0.05:  # a load that takes longer than the whole budget
+            pass
+        return FakePipeline()
+
+    model = ner_module._SharedModel()
+    monkeypatch.setattr(model, "_load", slow_load)
+    with budget.ScanDeadline(20):
+        assert model.entities("Ada Lovelace") == []
+        budget.check()  # the load's 50 ms were not charged to this scan
+    assert model.loaded()
