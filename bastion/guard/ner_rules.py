@@ -128,15 +128,23 @@ _STATE_ZIP_RE = regex.compile(r"(?<=,[ \t]?[A-Z]{2}[ \t])(?P<zip>\d{5}(?:-\d{4})
 # Words that say a name follows (or, for the second pattern, precedes). Only a capitalised run of
 # one to three words right after (before) them counts; the model's reading of that run as a place
 # or an organisation is overridden.
-_NOT_NAMES = r"(?:Apt|Apartment|Suite|Unit|Flat|Street|Road|Avenue|And|The)(?![\p{L}])"
+_NOT_NAMES = (
+    r"(?:Apt|Apartment|Suite|Unit|Flat|Street|Road|Avenue|And|The|Mr|Mrs|Ms|Mx|Miss|Dr|Prof|Sir|Dame)(?![\p{L}])"
+)
 _NAME_WORD = rf"(?!{_NOT_NAMES}){_UPPER}[\p{{Ll}}\p{{M}}'\u2019-]{{1,30}}"
 _NAME_RUN = rf"{_NAME_WORD}(?:\s(?:{_UPPER}\.|{_NAME_WORD})){{0,2}}"
-_PERSON_BEFORE_RE = regex.compile(
-    rf"(?:(?i:\bmy\s+name\s+is|\bname\s*:|\bnamed|\bcalled|\bsigned|\bregards,|\bsincerely,|\bdear)"
-    rf"|\b(?i:my|our|his|her)\s+(?i:son|daughter|kid|child|wife|husband|partner|mother|father|mom|mum|dad|"
-    rf"brother|sister|friend|colleague|boss|manager|neighbou?r|grandson|granddaughter|uncle|aunt|cousin)"
-    rf"|(?<![\p{{L}}])(?:Mr|Mrs|Ms|Mx|Miss|Dr|Prof|Sir|Dame)\.?)"
-    rf"\s+(?P<name>{_NAME_RUN})(?![\p{{L}}])"
+_NAME_AFTER = rf"\s+(?P<name>{_NAME_RUN})(?![\p{{L}}])"
+# One pattern per kind of cue: an alternation of all three scans several times slower.
+_PERSON_BEFORE_RES = (
+    regex.compile(
+        rf"(?i:\bmy\s+name\s+is|\bname\s*:|\bnamed|\bcalled|\bsigned|\bregards,|\bsincerely,|\bdear){_NAME_AFTER}"
+    ),
+    regex.compile(
+        rf"\b(?i:my|our|his|her)\s+(?i:son|daughter|kid|child|wife|husband|partner|mother|father|mom|mum|dad|"
+        rf"brother|sister|friend|colleague|boss|manager|neighbou?r|grandson|granddaughter|uncle|aunt|cousin)"
+        rf"{_NAME_AFTER}"
+    ),
+    regex.compile(rf"(?<![\p{{L}}])(?:Mr|Mrs|Ms|Mx|Miss|Dr|Prof|Sir|Dame)\.?{_NAME_AFTER}"),
 )
 _PERSON_AFTER_RE = regex.compile(
     rf"(?<![\p{{L}}])(?P<name>{_NAME_RUN})\s+(?:lives\s+(?:at|in|on)|was\s+born|is\s+from|moved\s+to)\b"
@@ -145,7 +153,7 @@ _PERSON_AFTER_RE = regex.compile(
 
 def person_cues(text: str) -> Iterable[Finding]:
     """Names marked by the words around them ("my name is ...", "Mrs. ...", "... lives at")."""
-    for pattern in (_PERSON_BEFORE_RE, _PERSON_AFTER_RE):
+    for pattern in (*_PERSON_BEFORE_RES, _PERSON_AFTER_RE):
         for match in pattern.finditer(text):
             yield Finding("PERSON", match.start("name"), match.end("name"), 0.8)
 
