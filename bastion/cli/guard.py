@@ -85,10 +85,13 @@ def eval_command(
 @app.command("scan")
 def scan_command(
     text: Annotated[str | None, typer.Argument(help="Text to scan (default: read standard input).")] = None,
+    use_ner: Annotated[
+        bool, typer.Option("--ner", help="Also find names, places, organisations and addresses (pii_ner).")
+    ] = False,
 ) -> None:
     """Scan one text with the default input policy and print the ledger summary and redacted text."""
     content = text if text is not None else sys.stdin.read()
-    result = InputGuard(GuardPolicy()).scan_text(content)
+    result = InputGuard(GuardPolicy(pii_ner=use_ner)).scan_text(content)
     typer.echo(json.dumps({"result": result.to_ledger(), "text": result.text}, indent=2, ensure_ascii=False))
 
 

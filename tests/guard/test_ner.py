@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import socket
 import time
@@ -15,7 +16,9 @@ from typing import Any
 
 import pytest
 import regex
+from typer.testing import CliRunner
 
+import bastion.cli.guard as guard_cli
 import bastion.guard.budget as budget
 import bastion.guard.ner_rules as ner_rules
 from bastion.cli.guard_pii import STRUCTURED_ENTITIES
@@ -308,3 +311,13 @@ def test_loading_the_model_does_not_count_against_the_scan_budget(monkeypatch: p
         assert model.entities("Ada Lovelace") == []
         budget.check()  # the load's 50 ms were not charged to this scan
     assert model.loaded()
+
+
+@needs_model
+def test_the_scan_command_can_include_names() -> None:
+    text = "Ask Margaret Hamilton at 14 Crown Street"
+    plain = CliRunner().invoke(guard_cli.app, ["scan", text])
+    assert plain.exit_code == 0 and "Margaret Hamilton" in plain.output
+    named = CliRunner().invoke(guard_cli.app, ["scan", "--ner", text])
+    assert named.exit_code == 0, named.output
+    assert json.loads(named.output)["text"] == "Ask [PERSON] at [STREET_ADDRESS]"
