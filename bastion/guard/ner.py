@@ -197,22 +197,22 @@ class NamedEntityDetector:
                 kind = labels.get(label)
                 if kind is None:
                     continue
-                span = _trim(text, chunk_start + start, chunk_start + end)
+                span = _trim(text, chunk_start + start, chunk_start + end, article=kind == "ORGANIZATION")
                 if span is not None:
                     yield Finding(kind, span[0], span[1], MODEL_SCORE)
 
 
-def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:
-    """The entity without surrounding spaces, quotes and a possessive "'s"; None if nothing is left
-    or it is a word such as "SSN" (the model sometimes takes the name of an identifier for an
-    organisation)."""
+def _trim(text: str, start: int, end: int, *, article: bool = False) -> tuple[int, int] | None:
+    """The entity without surrounding spaces, quotes and a possessive "'s" (and, for an organisation,
+    a leading "the"); None if nothing is left or it is a word such as "SSN" (the model sometimes
+    takes the name of an identifier for an organisation)."""
     while end > start and not text[end - 1].isalnum():
         end -= 1
     if text[end - 2 : end] in ("'s", "\u2019s") and end - 2 > start:
         end -= 2
     while start < end and not text[start].isalnum():
         start += 1
-    if text[start : start + 4].lower() == "the " and end - start > 4:
+    if article and text[start : start + 4].lower() == "the " and end - start > 4:
         start += 4  # "the World Bank": the article is not part of the name
     while end > start and not text[end - 1].isalnum():
         end -= 1
