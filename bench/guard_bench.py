@@ -8,6 +8,11 @@ Cases: input guard on a 2 KB benign prompt, a 2 KB attack prompt and a 2 KB prom
 guard on 2 KB of output with and without a system-prompt leak, and with the prompt in base64 and in
 rot13; the streaming output guard fed the same 2 KB in 20-character deltas (time for the whole stream,
 feed() calls plus finish()).
+
+When the named-entity model is installed (the local extra), the NER tier too: the tier alone on 1 KB
+and 2 KB of prose with names, places and addresses, and the input guard with ``pii_ner`` on 2 KB
+(``--ner-iterations`` each, default 300: a scan takes milliseconds), plus the model's load time and
+the resident memory it adds. ``--no-ner`` leaves them out.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import statistics
 import time
 from collections.abc import Callable
 
-from bastion.guard import GuardPolicy, InputGuard, OutputGuard, StreamingOutputGuard, make_canary, plant_canary
+from bastion.config.guard_policy import NER_PII_ENTITIES
+from bastion.guard import GuardPolicy, InputGuard, OutputGuard, StreamingOutputGuard, make_canary, ner, plant_canary
 
 SIZE = 2048
 
@@ -56,6 +62,13 @@ PII = (
     "IBAN DE89 3704 0044 0532 0130 00. My SSN is 536-22-1234 and I was born on 12 March 1985. Our public "
     "address is 81.2.69.160 and the old laptop was 00:1A:2B:3C:4D:5E. "
 )
+NAMES = (
+    "Hi team, a summary of this week's customer calls. Priya Raman from Northwind Logistics in Toronto asked "
+    "whether the Berlin office could take over her account; she moves to 48 Willow Crescent, Leeds LS6 2AB in "
+    "May. Mr. Tobias Lindqvist (IKEA, Gothenburg) wants the contract renewed before the Swedish holidays. Dr. "
+    "Amara Okafor of the World Health Organization in Geneva needs the invoices re-issued to Via Garibaldi 7, "
+    "Torino. Jonas Becker says Deutsche Bank in Frankfurt will pay on Monday. "
+)
 SYSTEM_PROMPT = (
     "You are Orbit, the booking assistant for Skyline Travel. Only discuss flights, hotels and car hire. Never "
     "quote prices that are not in the fare table. Escalate refunds above 500 euros to a human agent and never "
@@ -75,6 +88,20 @@ def fill(seed: str, size: int = SIZE) -> str:
     while len(text) < size:
         text += BENIGN
     return text[:size]
+
+
+def fill_with(seed: str, size: int) -> str:
+    """``seed`` repeated to ``size`` characters (prose with entities throughout, unlike ``fill``)."""
+    return (seed * (size // len(seed) + 1))[:size]
+
+
+def rss_mb() -> float:
+    """This process's resident memory in MB (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def measure(function: Callable[[], object], iterations: int) -> dict[str, float]:
@@ -140,6 +167,8 @@ def main() -> None:
         help="measure every case N times and keep, per case, the run with the lowest wall p95 "
         "(on a shared machine the tail mostly measures other processes)",
     )
+    parser.add_argument("--ner-iterations", type=int, default=300, help="iterations of each NER tier case")
+    parser.add_argument("--no-ner", action="store_true", help="leave out the NER tier cases")
     args = parser.parse_args()
 
     policy = GuardPolicy()
@@ -164,12 +193,29 @@ def main() -> None:
         "stream 2KB leak (20-char deltas)": lambda: stream_once(output_guard, leaking_output),
         "stream 2KB rot13 leak (20-char deltas)": lambda: stream_once(output_guard, rot13_output),
     }
+    ner_cases: dict[str, Callable[[], object]] = {}
+    ner_context: dict[str, float] = {}
+    if not args.no_ner and ner.available():
+        rss_before = rss_mb()
+        started = time.perf_counter()
+        ner.MODEL.warm_up()
+        load_s = time.perf_counter() - started
+        ner_context = {"ner_load_s": round(load_s, 3), "ner_rss_mb": round(rss_mb() - rss_before)}
+        tier = ner.NamedEntityDetector(NER_PII_ENTITIES)
+        names_1k, names_2k = fill_with(NAMES, 1024), fill_with(NAMES, SIZE)
+        ner_guard = InputGuard(GuardPolicy(pii_ner=True))
+        ner_cases = {
+            "ner tier 1KB names": lambda: tier.scan(names_1k),
+            "ner tier 2KB names": lambda: tier.scan(names_2k),
+            "input  2KB names (pii_ner)": lambda: ner_guard.scan_text(names_2k),
+        }
     results: dict[str, dict[str, float]] = {}
     for _ in range(max(1, args.repeat)):
-        for name, function in cases.items():
-            numbers = measure(function, args.iterations)
-            if name not in results or numbers["p95_us"] < results[name]["p95_us"]:
-                results[name] = numbers
+        for group, iterations in ((cases, args.iterations), (ner_cases, args.ner_iterations)):
+            for name, function in group.items():
+                numbers = measure(function, iterations)
+                if name not in results or numbers["p95_us"] < results[name]["p95_us"]:
+                    results[name] = numbers
     context = {
         "python": platform.python_version(),
         "machine": platform.machine(),
@@ -179,6 +225,7 @@ def main() -> None:
         "iterations": args.iterations,
         "repeat": args.repeat,
         "text_chars": SIZE,
+        **ner_context,
     }
     if args.json:
         print(json.dumps({"context": context, "results": results}, indent=2))
@@ -189,6 +236,8 @@ def main() -> None:
         f"calibration loop {context['calibration_loop_ms']} ms"
     )
     print(f"{'case':<40}{'wall p50':>9}{'p95':>7}{'p99':>7}   {'cpu p50':>8}{'p95':>7}{'p99':>7}   (us)")
+    if ner_context:
+        print(f"NER model: loaded in {ner_context['ner_load_s']} s, {ner_context['ner_rss_mb']:.0f} MB resident memory")
     for name, n in results.items():
         print(
             f"{name:<40}{n['p50_us']:>9.0f}{n['p95_us']:>7.0f}{n['p99_us']:>7.0f}"

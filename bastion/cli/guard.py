@@ -12,23 +12,17 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+import bastion.cli.guard_pii as guard_pii
 from bastion.cli.guard_injection import injection_report, print_injection
-from bastion.guard import ALL_PII_ENTITIES, DEFAULT_PII_ENTITIES, GuardPolicy, InputGuard
+from bastion.guard import GuardPolicy, InputGuard
 from bastion.guard.engine import injection_thresholds
-from bastion.guard.evaluate import (
-    BinaryMetrics,
-    PiiReport,
-    detect_kind,
-    evaluate_pii,
-    load_jsonl,
-    split_rows,
-)
+from bastion.guard.evaluate import BinaryMetrics, PiiReport, detect_kind, load_jsonl
 from bastion.guard.injection_model import shared_model
-from bastion.guard.pii import PiiDetector
+from bastion.guard.ner import NerUnavailable
 from bastion.guard.train import DEFAULT_BITS, DEFAULT_SEED
 from bastion.guard.train_run import train_model, write_model
 
@@ -55,6 +49,13 @@ def eval_command(
     rules_only: Annotated[
         bool, typer.Option("--rules-only", help="Injection: score with the rules alone, without the learned model.")
     ] = False,
+    use_ner: Annotated[
+        bool | None,
+        typer.Option(
+            "--ner/--no-ner",
+            help="PII: include the named-entity tier (names, places, addresses); default: when its model is installed.",
+        ),
+    ] = None,
     split: Annotated[bool, typer.Option(help="Also report a deterministic tune / held-out split.")] = True,
     default_policy: Annotated[
         bool,
@@ -81,14 +82,17 @@ def eval_command(
             trained_on=None if rules_only else _training_seed(file),
         )
     else:
-        report = _pii_report(rows, default_policy, split)
+        try:
+            report = guard_pii.pii_report(rows, default_policy, split, use_ner)
+        except NerUnavailable as exc:
+            raise typer.BadParameter(str(exc), param_hint="--ner") from exc
     report["file"] = str(file)
     if json_output:
         typer.echo(json.dumps(report, indent=2, sort_keys=True))
     elif kind == "injection":
         print_injection(report)
     else:
-        _print_pii(report)
+        guard_pii.print_pii(report)
 
 
 @app.command("train")
@@ -167,62 +171,14 @@ def _train_deep(files: list[Path], output: Path | None, seed: str) -> None:
 @app.command("scan")
 def scan_command(
     text: Annotated[str | None, typer.Argument(help="Text to scan (default: read standard input).")] = None,
+    use_ner: Annotated[
+        bool, typer.Option("--ner", help="Also find names, places, organisations and addresses (pii_ner).")
+    ] = False,
 ) -> None:
     """Scan one text with the default input policy and print the ledger summary and redacted text."""
     content = text if text is not None else sys.stdin.read()
-    result = InputGuard(GuardPolicy()).scan_text(content)
+    result = InputGuard(GuardPolicy(pii_ner=use_ner)).scan_text(content)
     typer.echo(json.dumps({"result": result.to_ledger(), "text": result.text}, indent=2, ensure_ascii=False))
-
-
-def _pii_report(rows: list[dict[str, Any]], default_policy: bool, split: bool) -> dict[str, Any]:
-    entities = DEFAULT_PII_ENTITIES if default_policy else ALL_PII_ENTITIES
-    detector = PiiDetector(entities, all_dates=not default_policy)
-
-    def detect(text: str) -> list[tuple[str, int, int]]:
-        return [(f.type, f.start, f.end) for f in detector.scan(text)]
-
-    full = evaluate_pii(rows, detect, entities)
-    report: dict[str, Any] = {
-        "kind": "pii",
-        "profile": "default-policy" if default_policy else "all-supported-types",
-        "supported": sorted(entities),
-        "off_by_default": sorted(set(ALL_PII_ENTITIES) - set(DEFAULT_PII_ENTITIES)),
-        **full.to_dict(),
-    }
-    if split:
-        for name, indices in zip(("tune", "held_out"), split_rows(rows), strict=True):
-            part = evaluate_pii([rows[i] for i in indices], detect, entities)
-            report[name] = {"rows": part.rows, "micro_supported": part.to_dict()["micro_supported"]}
-    return report
-
-
-def _print_pii(report: dict[str, Any]) -> None:
-    typer.echo(f"PII detector on {report['file']}: {report['rows']} rows ({report['profile']})")
-    header = f"  {'type':<18}{'support':>8}   {'exact P/R/F1':<22}{'overlap P/R/F1':<22}"
-    typer.echo(header)
-    supported = set(report["supported"])
-    for entity, data in report["per_type"].items():
-        if entity not in supported:
-            continue
-        exact, overlap = data["exact"], data["overlap"]
-        note = "  (off by default)" if entity in report["off_by_default"] else ""
-        typer.echo(f"  {entity:<18}{data['support']:>8}   {_prf(exact):<22}{_prf(overlap):<22}fp {overlap['fp']}{note}")
-    micro = report["micro_supported"]
-    typer.echo(f"  {'micro (supported)':<26}   {_prf(micro['exact']):<22}{_prf(micro['overlap']):<22}")
-    for name in ("tune", "held_out"):
-        if name in report:
-            part = report[name]["micro_supported"]
-            typer.echo(
-                f"  {'micro ' + name.replace('_', '-'):<26}   {_prf(part['exact']):<22}{_prf(part['overlap']):<22}"
-                f"[{report[name]['rows']} rows]"
-            )
-    if report["unsupported"]:
-        missing = ", ".join(f"{t} ({n})" for t, n in report["unsupported"].items())
-        typer.echo(f"  not detected (recall 0): {missing}")
-
-
-def _prf(counts: dict[str, Any]) -> str:
-    return f"{counts['precision']:.3f}/{counts['recall']:.3f}/{counts['f1']:.3f}"
 
 
 __all__ = ["BinaryMetrics", "PiiReport", "app"]

@@ -33,9 +33,23 @@ DEFAULT_PII_ENTITIES: tuple[str, ...] = (
     "DATE_TIME",
 )
 
+#: Types of the named-entity tier (``bastion/guard/ner.py``): a model for names, organisations and
+#: places, rules for addresses, titles and postcodes. Detected only where that tier runs (``pii_ner``).
+NER_PII_ENTITIES: tuple[str, ...] = (
+    "PERSON",
+    "ORGANIZATION",
+    "GPE",
+    "LOCATION",
+    "NRP",
+    "STREET_ADDRESS",
+    "TITLE",
+    "ZIP_CODE",
+)
+
 #: Every PII type the guard can detect. The extra ones are off by default because redacting them
-#: usually breaks the task more than it protects anyone (a URL, a person's age).
-ALL_PII_ENTITIES: tuple[str, ...] = (*DEFAULT_PII_ENTITIES, "AGE", "DOMAIN_NAME")
+#: usually breaks the task more than it protects anyone (a URL, a person's age, the names of the
+#: people, companies and places a request is about).
+ALL_PII_ENTITIES: tuple[str, ...] = (*DEFAULT_PII_ENTITIES, "AGE", "DOMAIN_NAME", *NER_PII_ENTITIES)
 
 
 class GuardPolicy(BaseModel):
@@ -85,6 +99,11 @@ class GuardPolicy(BaseModel):
     #: ``False``: DATE_TIME only reports dates of birth (a date with birth context). ``True``: every
     #: explicit calendar date or timestamp.
     pii_all_dates: bool = False
+    #: Run the named-entity tier on the input (names, organisations, places, street addresses, titles,
+    #: postcodes; see ``NER_PII_ENTITIES``): the types of it listed in ``pii_entities``, or all of them
+    #: when none is listed. It costs milliseconds per kilobyte (docs/GUARD.md, "Named entities") and
+    #: needs the ``local`` extra.
+    pii_ner: bool = False
     #: Message roles whose content is scanned on input; system/developer content is trusted.
     scan_roles: tuple[str, ...] = ("user", "tool", "function")
     #: Decode base64 / hex / rot13 / reversed / spaced payloads and rescan them for injection.
@@ -104,6 +123,14 @@ class GuardPolicy(BaseModel):
         if unknown:
             raise ValueError(f"unknown PII entity types: {', '.join(unknown)}")
         return value
+
+    @property
+    def ner_entities(self) -> tuple[str, ...]:
+        """The named-entity types the input guard looks for: none unless ``pii_ner`` is on."""
+        if not self.pii_ner:
+            return ()
+        listed = tuple(entity for entity in self.pii_entities if entity in NER_PII_ENTITIES)
+        return listed or NER_PII_ENTITIES
 
     @property
     def effective_output_pii(self) -> Mode:

@@ -294,6 +294,12 @@ class LedgerSettings(Strict):
         description="The caller's own system and developer messages in full mode (the guard does not scan them): "
         "PII and secrets redacted, left out, or kept as sent. Vault prompts are never recorded.",
     )
+    redact_names: bool = Field(
+        True,
+        description="In redacted mode, also redact person names, organisations, places, street addresses, "
+        "titles and postcodes with the named-entity model (the local extra; in the background writer's own "
+        "thread, never on the request path). Off: only structured PII and secrets are redacted.",
+    )
     journal_dir: Path | None = Field(None, description="Defaults to <data_dir>/journal.")
     queue_size: int = Field(10_000, ge=1)
     queue_max_bytes: int = Field(

@@ -68,6 +68,24 @@ class ScanDeadline:
             self._token = None
 
 
+class NotCounted:
+    """``with NotCounted():`` the time spent in the block is added to the current deadline: for a
+    one-off cost of the process (loading a model on first use) that no request should pay for."""
+
+    __slots__ = ("_started",)
+
+    def __init__(self) -> None:
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._started = time.monotonic()
+
+    def __exit__(self, *exc_info: object) -> None:
+        deadline = _deadline.get()
+        if deadline is not None:
+            _deadline.set(deadline + time.monotonic() - self._started)
+
+
 def budget_verdict(action: Action, at: int = 0, **where: int | None) -> Verdict:
     """The verdict of a scan that ran out of budget (``at``: where in the text it stopped)."""
     return Verdict(BUDGET_SCANNER, 1.0, True, [Finding(BUDGET_FINDING, at, at, 1.0, **where)], action)

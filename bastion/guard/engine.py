@@ -20,6 +20,7 @@ from bastion.guard.injection_model import shared_model
 from bastion.guard.invisible import scan_invisible
 from bastion.guard.leak import PromptFingerprint
 from bastion.guard.models import ACTION_RANK, Action, Finding, GuardResult, Verdict
+from bastion.guard.ner import NamedEntityDetector, resolve
 from bastion.guard.pii import PiiDetector
 from bastion.guard.secrets import SecretDetector
 from bastion.guard.spans import drop_overlapping
@@ -130,6 +131,8 @@ class InputGuard:
         self.policy = policy or GuardPolicy()
         p = self.policy
         self._pii = PiiDetector(p.pii_entities, all_dates=p.pii_all_dates) if p.pii != "off" else None
+        # Names, places, addresses: only when the policy asks (pii_ner), it costs milliseconds.
+        self._ner = NamedEntityDetector(p.ner_entities) if p.pii != "off" and p.ner_entities else None
         self._secrets = shared_secret_detector() if p.secrets != "off" else None
         self._injection = (
             shared_injection_detector(p.decode_payloads, p.injection_model) if p.injection != "off" else None
@@ -265,6 +268,8 @@ class InputGuard:
         if self._pii is not None:
             budget.check()
             pii_findings = drop_overlapping(self._pii.scan(text), secret_findings)
+            if self._ner is not None:
+                pii_findings = resolve(pii_findings, drop_overlapping(self._ner.scan(text), secret_findings))
             verdicts.append(_entity_verdict("pii", p.pii, pii_findings, redactions))
         if self._injection is not None:
             budget.check()

@@ -263,3 +263,14 @@ def pr_auc(labels: Sequence[bool | int], scores: Sequence[float]) -> float:
         hits += group_hits
         total += group_hits * hits / index
     return total / positives
+
+
+def micro_over(report: PiiReport, types: Iterable[str]) -> dict[str, SpanCounts]:
+    """Micro-averaged counts over ``types`` (a type the detector never reports counts its misses)."""
+    wanted = set(types)
+    micro = {"exact": SpanCounts(), "overlap": SpanCounts()}
+    for entity, modes in report.per_type.items():
+        if entity in wanted:
+            for mode, counts in modes.items():
+                micro[mode].add(counts)
+    return micro

@@ -41,10 +41,10 @@ def _pool() -> ThreadPoolExecutor:
         return _executor
 
 
-async def run_scan(work: Callable[[], T], *, chars: int, budget_ms: float) -> T:
+async def run_scan(work: Callable[[], T], *, chars: int, budget_ms: float, slow: bool = False) -> T:
     """Run ``work`` (a scan of ``chars`` characters) under a ``budget_ms`` deadline: inline when
-    small, in a guard worker thread otherwise."""
-    if chars <= INLINE_MAX_CHARS:
+    small, in a guard worker thread when large or ``slow`` (a scan that runs a model)."""
+    if chars <= INLINE_MAX_CHARS and not slow:
         return work()  # the guard's scan sets the deadline itself; here it would start at the same time
     started = time.monotonic()
 
@@ -64,7 +64,14 @@ async def scan_messages(guard: InputGuard, messages: Sequence[Mapping[str, Any]]
             content = message.get("content")
             # Plain text is the common case; parts and other shapes are walked.
             chars += len(content) if type(content) is str else text_chars(content)
-    return await run_scan(lambda: guard.scan_messages(messages), chars=chars, budget_ms=guard.policy.scan_budget_ms)
+    policy = guard.policy
+    # The named-entity tier takes milliseconds even for a short text: never on the event loop.
+    return await run_scan(
+        lambda: guard.scan_messages(messages),
+        chars=chars,
+        budget_ms=policy.scan_budget_ms,
+        slow=bool(policy.ner_entities),
+    )
 
 
 async def scan_text(guard: OutputGuard, text: str) -> GuardResult:

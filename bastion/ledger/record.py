@@ -159,9 +159,16 @@ INSTRUCTION_ROLES: Final = frozenset({"system", "developer"})
 
 
 class Redactor(Protocol):
+    """``text``/``messages``: structured PII and secrets; ``content``/``content_messages``: what
+    ``redacted`` mode keeps (named entities too, when the ledger redacts names)."""
+
     def text(self, value: str) -> str: ...
 
     def messages(self, value: Any) -> Any: ...
+
+    def content(self, value: str) -> str: ...
+
+    def content_messages(self, value: Any) -> Any: ...
 
 
 def apply_content_mode(
@@ -182,9 +189,9 @@ def apply_content_mode(
             if isinstance(value, str) and value:
                 record[name] = redact.text(value)
     if mode == REDACTED and redact is not None:
-        record["request_messages"] = redact.messages(record.get("request_messages"))
+        record["request_messages"] = redact.content_messages(record.get("request_messages"))
         if record.get("response_text") is not None:
-            record["response_text"] = redact.text(record["response_text"])
+            record["response_text"] = redact.content(record["response_text"])
     elif mode == FULL:
         record["request_messages"] = _instructions(record.get("request_messages"), redact, system_messages)
     elif mode != REDACTED:

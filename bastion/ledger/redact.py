@@ -4,6 +4,12 @@ client fills freely and (per ``ledger.system_messages``) the caller's own system
 It runs in the background writer, never on the request path. The guard's detectors are used when
 the guard package is installed (they validate check digits and know many more secret formats); a
 small regex redactor of our own covers the common cases otherwise.
+
+With ``names`` (``ledger.redact_names``), the content of ``redacted``-mode records also loses person
+names, organisations, places, street addresses, titles and postcodes (the guard's named-entity tier,
+``bastion.guard.redaction``). That costs milliseconds per kilobyte, so the writer runs it in a
+worker thread of its own; the client fields and system messages, short and kept for debugging, get
+the structured redaction only.
 """
 
 from __future__ import annotations
@@ -58,6 +64,29 @@ def regex_redact(text: str) -> str:
     return text
 
 
+def _names_redactor() -> TextRedactor | None:
+    """Structured PII, secrets and named entities (``bastion.guard.redaction``); None if the guard or
+    its entity model is not installed, or the redactor fails its self-check."""
+    try:
+        from bastion.guard import ner  # the model costs half a second to load: on first use
+        from bastion.guard.redaction import redact_pii
+
+        if not ner.available():
+            raise ner.NerUnavailable(f"{ner.MODEL_PACKAGE} is not installed")
+        probe = "Ask Margaret Hamilton at 14 Crown Street or alice.smith@corp-mail.io"
+        out = redact_pii(probe)
+        if "Crown Street" in out or "alice.smith@corp-mail.io" in out:
+            raise ValueError("named-entity redaction did not redact the probe text")
+    except Exception as exc:  # names are a bonus on top of the structured redaction, which still runs
+        log.warning("ledger_name_redaction_unavailable", error=str(exc))
+        return None
+
+    def redact(text: str) -> str:
+        return redact_secret_text(redact_pii(text))
+
+    return redact
+
+
 def _guard_redactor() -> TextRedactor | None:
     """The guard's redaction (PII and secrets, redact mode); None if it fails its self-check."""
     from bastion.guard import GuardPolicy, InputGuard  # the guard's detectors cost a second to build: on first use
@@ -83,44 +112,73 @@ def _guard_redactor() -> TextRedactor | None:
 class ContentRedactor:
     """Redacts message contents and answer text in the shapes the ledger stores.
 
+    ``text``/``messages``: the structured redaction (PII with check digits, secrets).
+    ``content``/``content_messages``: what ``redacted`` mode stores; the same plus named entities
+    when built with ``names`` (and the entity model is installed), else the same as ``text``.
+
     Short texts come back again and again (user agents, model names, a client's system prompt):
     their redactions are remembered, a bounded number of them."""
 
     MEMO_MAX_CHARS = 2048
     MEMO_ENTRIES = 2048
 
-    def __init__(self, text_redactor: TextRedactor | None = None) -> None:
+    def __init__(self, text_redactor: TextRedactor | None = None, *, names: bool = False) -> None:
         self._text = text_redactor or _guard_redactor() or regex_redact
-        self._memo: OrderedDict[str, str] = OrderedDict()
+        #: Content redaction may run the named-entity model (slow: keep it off the event loop). The
+        #: model is loaded when content is first redacted, not before.
+        self.names = names
+        self._content: TextRedactor | None = None
+        self._memo: OrderedDict[tuple[bool, str], str] = OrderedDict()
 
     def text(self, value: str) -> str:
+        return self._memoized(value, False)
+
+    def content(self, value: str) -> str:
+        return self._memoized(value, self.names)
+
+    def _memoized(self, value: str, names: bool) -> str:
         if not value:
             return value
+        redactor = self._text if not names else self._content or self._names_redactor()
         if len(value) > self.MEMO_MAX_CHARS:
-            return self._text(value)
+            return redactor(value)
         memo = self._memo
-        done = memo.get(value)
+        key = (names, value)
+        done = memo.get(key)
         if done is None:
-            done = memo[value] = self._text(value)
+            done = memo[key] = redactor(value)
             if len(memo) > self.MEMO_ENTRIES:
                 memo.popitem(last=False)
         else:
-            memo.move_to_end(value)
+            memo.move_to_end(key)
         return done
+
+    def _names_redactor(self) -> TextRedactor:
+        self._content = _names_redactor() or self._text
+        if self._content is self._text:
+            self.names = False  # not installed or failed its self-check: logged once, not retried
+        return self._content
 
     def messages(self, value: Any) -> Any:
         """Chat messages (OpenAI shape), embedding input (a string or list of strings), or anything."""
+        return self._walk(value, False)
+
+    def content_messages(self, value: Any) -> Any:
+        """``messages`` with the content redaction (named entities too, when on)."""
+        return self._walk(value, self.names)
+
+    def _walk(self, value: Any, names: bool) -> Any:
         if isinstance(value, str):
-            return self.text(value)
+            return self._memoized(value, names)
         if isinstance(value, list):
-            return [self.messages(item) for item in value]
+            return [self._walk(item, names) for item in value]
         if isinstance(value, dict):
             out = dict(value)
             for name in ("content", "text", "arguments", "input"):
                 if name in out:
-                    out[name] = self.messages(out[name])
+                    out[name] = self._walk(out[name], names)
             for name in ("tool_calls", "function", "function_call"):
                 if name in out:
-                    out[name] = self.messages(out[name])
+                    out[name] = self._walk(out[name], names)
             return out
         return value

@@ -24,6 +24,7 @@ import contextlib
 import os
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ import structlog
 
 from bastion.config.settings import LedgerSettings
 from bastion.ledger.journal import Journal, Orphan, Segment, claim_orphans
-from bastion.ledger.record import apply_content_mode, encode_record
+from bastion.ledger.record import REDACTED, apply_content_mode, encode_record
 from bastion.ledger.redact import ContentRedactor
 from bastion.ledger.store import RowInserter, is_row_error
 from bastion.observability.metrics import (
@@ -74,6 +75,8 @@ class LedgerWriter:
         self._cursor_segment: Segment | None = None
         self._cursor = 0
         self._redactor: ContentRedactor | None = None
+        #: Where batches with named-entity redaction are prepared (a model: milliseconds per record).
+        self._redaction_thread: ThreadPoolExecutor | None = None
         self._inserter = RowInserter(db)
         #: The last batch was full: more is waiting, so do not pause before the next.
         self._backlog = False
@@ -91,7 +94,10 @@ class LedgerWriter:
     async def start(self) -> None:
         if self._redactor is None:
             # Building the guard's detectors costs about a second of CPU: not on the event loop.
-            self._redactor = await asyncio.get_running_loop().run_in_executor(None, ContentRedactor)
+            names = self.settings.redact_names
+            self._redactor = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: ContentRedactor(names=names)
+            )
         self.journal.open()
         self._cursor_segment = self.journal.current
         self._stopping = False
@@ -117,6 +123,9 @@ class LedgerWriter:
             log.exception("ledger_writer_failed")
         self._task = None
         self.journal.close()
+        if self._redaction_thread is not None:
+            self._redaction_thread.shutdown(wait=False)
+            self._redaction_thread = None
 
     # -- the request path ------------------------------------------------------------------------
 
@@ -282,7 +291,27 @@ class LedgerWriter:
         """Driver parameters for each record (content mode applied); unusable records are set aside.
 
         This runs on the event loop that also serves requests, and redaction can take a fraction
-        of a millisecond per record: the loop is given back every ``_SLICE_S`` of work."""
+        of a millisecond per record: the loop is given back every ``_SLICE_S`` of work. A batch with
+        ``redacted`` records whose names are redacted too (``ledger.redact_names``) runs the
+        named-entity model, milliseconds per record: it is prepared in a thread of its own instead."""
+        redactor = self._redactor
+        if redactor is not None and redactor.names and any(r.get("content_mode") == REDACTED for r in records):
+            if self._redaction_thread is None:
+                self._redaction_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bastion-ledger-redact")
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._redaction_thread, self._prepare, records)
+        return await self._prepare_sliced(records)
+
+    def _prepare(self, records: list[dict[str, Any]]) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]]]:
+        params: list[tuple[Any, ...]] = []
+        kept: list[dict[str, Any]] = []
+        for record in records:
+            self._prepare_one(record, params, kept)
+        return params, kept
+
+    async def _prepare_sliced(
+        self, records: list[dict[str, Any]]
+    ) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]]]:
         params: list[tuple[Any, ...]] = []
         kept: list[dict[str, Any]] = []
         slice_end = time.perf_counter() + _SLICE_S
@@ -290,15 +319,18 @@ class LedgerWriter:
             if time.perf_counter() > slice_end:
                 await asyncio.sleep(0)
                 slice_end = time.perf_counter() + _SLICE_S
-            try:
-                row = apply_content_mode(record, self._redactor, self.settings.system_messages)
-                params.append(self._inserter.params(row))
-            except Exception:
-                log.exception("ledger_record_invalid", request_id=str(record.get("id"))[:64])
-                self._reject([record])
-                continue
-            kept.append(record)
+            self._prepare_one(record, params, kept)
         return params, kept
+
+    def _prepare_one(self, record: dict[str, Any], params: list[tuple[Any, ...]], kept: list[dict[str, Any]]) -> None:
+        try:
+            row = apply_content_mode(record, self._redactor, self.settings.system_messages)
+            params.append(self._inserter.params(row))
+        except Exception:
+            log.exception("ledger_record_invalid", request_id=str(record.get("id"))[:64])
+            self._reject([record])
+            return
+        kept.append(record)
 
     async def _insert_one_by_one(self, params: list[tuple[Any, ...]], records: list[dict[str, Any]]) -> None:
         """Find the rows the database refuses; keep them in ``rejected.jsonl``, insert the rest."""

@@ -107,12 +107,16 @@ def test_cli_pii_eval(tmp_path: Path) -> None:
             }
         ],
     )
-    result = CliRunner().invoke(app, ["eval", str(file)])
+    result = CliRunner().invoke(app, ["eval", str(file), "--no-ner"])
     assert result.exit_code == 0, result.output
     assert "EMAIL_ADDRESS" in result.output and "not detected (recall 0): PERSON (1)" in result.output
-    report = json.loads(CliRunner().invoke(app, ["eval", str(file), "--json"]).output)
+    # A type nothing reports still gets its row, with zeros and its support.
+    assert "PERSON                   1   0.000/0.000/0.000" in result.output
+    report = json.loads(CliRunner().invoke(app, ["eval", str(file), "--json", "--no-ner"]).output)
     assert report["per_type"]["EMAIL_ADDRESS"]["exact"]["f1"] == 1.0
     assert report["unsupported"] == {"PERSON": 1}
+    assert report["micro_structured"]["exact"]["f1"] == 1.0
+    assert report["micro_all"]["exact"]["recall"] == 0.5
 
 
 def test_cli_errors_and_scan(tmp_path: Path) -> None:

