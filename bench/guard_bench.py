@@ -9,6 +9,9 @@ guard on 2 KB of output with and without a system-prompt leak, and with the prom
 rot13; the streaming output guard fed the same 2 KB in 20-character deltas (time for the whole stream,
 feed() calls plus finish()).
 
+When the local embedding model is installed, the deeper injection tier too (``--deep-iterations``,
+default 100; ``--no-deep`` leaves it out): one embedding and the score, single-threaded.
+
 When the named-entity model is installed (the local extra), the NER tier too: the tier alone on 1 KB
 and 2 KB of prose with names, places and addresses, and the input guard with ``pii_ner`` on 2 KB
 (``--ner-iterations`` each, default 300: a scan takes milliseconds), plus the model's load time and
@@ -156,6 +159,22 @@ def stream_once(guard: OutputGuard, text: str, delta: int = 20) -> str:
     return "".join(out)
 
 
+def deep_tier_cases(text: str) -> dict[str, Callable[[], object]]:
+    """The deeper injection tier on 2 KB: one MiniLM embedding of the text's head (in this thread,
+    as the embedder's worker runs it) and the logistic score. Empty when the model is not installed."""
+    from bastion.config.settings import LocalModelSettings
+    from bastion.guard.deep_injection import embed_text, shared_deep_model
+    from bastion.local.embedder import Embedder
+
+    embedder = Embedder.from_settings(LocalModelSettings(threads=1))
+    if not embedder.loadable():
+        return {}
+    embedder.load()
+    model = shared_deep_model()
+    head = embed_text(text)
+    return {"deep tier 2KB (one embedding)": lambda: model.probabilities(embedder.encode_batch([head]).tolist())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=2000)
@@ -169,6 +188,8 @@ def main() -> None:
     )
     parser.add_argument("--ner-iterations", type=int, default=300, help="iterations of each NER tier case")
     parser.add_argument("--no-ner", action="store_true", help="leave out the NER tier cases")
+    parser.add_argument("--deep-iterations", type=int, default=100, help="iterations of the deep injection tier case")
+    parser.add_argument("--no-deep", action="store_true", help="leave out the deep injection tier case")
     args = parser.parse_args()
 
     policy = GuardPolicy()
@@ -209,9 +230,11 @@ def main() -> None:
             "ner tier 2KB names": lambda: tier.scan(names_2k),
             "input  2KB names (pii_ner)": lambda: ner_guard.scan_text(names_2k),
         }
+    deep_cases = {} if args.no_deep else deep_tier_cases(attack)
     results: dict[str, dict[str, float]] = {}
     for _ in range(max(1, args.repeat)):
-        for group, iterations in ((cases, args.iterations), (ner_cases, args.ner_iterations)):
+        groups = ((cases, args.iterations), (ner_cases, args.ner_iterations), (deep_cases, args.deep_iterations))
+        for group, iterations in groups:
             for name, function in group.items():
                 numbers = measure(function, iterations)
                 if name not in results or numbers["p95_us"] < results[name]["p95_us"]:

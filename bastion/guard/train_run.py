@@ -317,7 +317,8 @@ text length alone PR-AUC {baselines["length_only"]["pr_auc"]:.4f}; script alone 
   attack phrased in words the training data never paired with attacks, or an attack in a language
   left out of training, is scored by its remaining n-grams and the rules, often low.
 - Prompts about attacks that quote one verbatim can still score high; the rules' quoted-mention
-  check and the augmented analysis rows lower them, not to zero.
+  check and the augmented analysis rows lower them, not to zero. A task over a carrier that looks
+  like the corpus's e-mail-borne attacks (classify or summarise a scam e-mail) can be blocked.
 - Role-play requests sit between the data sets' labels (some label "you are X now" an attack); the
   model lets ordinary role-play through and is less sure about personas that shed rules.
 - Thresholds are calibrated on this corpus; other traffic shifts the false-positive rate, so watch
