@@ -12,7 +12,6 @@ metadata in the ``files`` table (``models.py``). Objects are in OpenAI's ``file`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import uuid
 from collections.abc import Callable, Iterable
@@ -31,6 +30,7 @@ from bastion.files.batch_input import validate_batch_input
 from bastion.files.models import StoredFile
 from bastion.files.storage import FileStorage, PendingUpload
 from bastion.store.db import Database
+from bastion.store.periodic import PeriodicSweep
 
 log = structlog.get_logger("bastion.files")
 
@@ -143,7 +143,7 @@ class FileService:
         self.storage = FileStorage(Path(directory).resolve(), settings.max_bytes)
         #: UTC "now"; tests replace it to move time without sleeping.
         self.clock = clock
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = PeriodicSweep("files", lambda: self.settings.sweep_interval_s, self.sweep, "bastion.files")
 
     @property
     def max_bytes(self) -> int:
@@ -156,26 +156,10 @@ class FileService:
             await asyncio.to_thread(self.storage.prepare)
         except OSError as exc:  # the rest of the gateway works without it; uploads will say why not
             log.warning("files_directory_unavailable", directory=str(self.storage.directory), error=str(exc)[:300])
-        if self._sweeper is None:
-            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_loop(), name="files-sweep")
+        self._sweeper.start()
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
-
-    async def _sweep_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.sweep_interval_s)
-            try:
-                deleted = await self.sweep()
-            except Exception as exc:  # database down or not migrated yet: try again next round
-                log.warning("files_sweep_failed", error=f"{type(exc).__name__}: {exc}"[:300])
-            else:
-                if deleted:
-                    log.info("files_expired", count=deleted)
+        await self._sweeper.stop()
 
     async def sweep(self) -> int:
         """Delete every file past its expiry (row and bytes); how many this call deleted."""

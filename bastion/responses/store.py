@@ -9,8 +9,6 @@ deleted, but not continued.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +23,7 @@ from bastion.ledger.record import FULL, METADATA, REDACTED
 from bastion.ledger.redact import ContentRedactor
 from bastion.responses.models import StoredResponse
 from bastion.store.db import Database
+from bastion.store.periodic import PeriodicSweep
 
 log = structlog.get_logger("bastion.responses")
 
@@ -47,31 +46,17 @@ class ResponseStore:
         #: UTC "now"; tests replace it to move time without sleeping.
         self.clock = clock
         self._redactor: ContentRedactor | None = None
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = PeriodicSweep(
+            "responses", lambda: self.settings.sweep_interval_s, self.sweep, "bastion.responses"
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._sweeper is None:
-            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_loop(), name="responses-sweep")
+        self._sweeper.start()
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
-
-    async def _sweep_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.sweep_interval_s)
-            try:
-                deleted = await self.sweep()
-            except Exception as exc:  # database down or not migrated yet: try again next round
-                log.warning("responses_sweep_failed", error=f"{type(exc).__name__}: {exc}"[:300])
-            else:
-                if deleted:
-                    log.info("responses_expired", count=deleted)
+        await self._sweeper.stop()
 
     async def sweep(self) -> int:
         """Delete every stored response past its retention; how many this call deleted."""

@@ -9,8 +9,6 @@ message limits, the history window, and storing the exchange.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from bastion.sessions.models import ACTIVE, ENDED, EXPIRED, AgentSession, Sessio
 from bastion.sessions.window import fit, message_tokens, window_budget
 from bastion.store.db import Database
 from bastion.store.models import utcnow
+from bastion.store.periodic import PeriodicSweep
 from bastion.usage.tokenizer import count_text
 from bastion.vault.model import ResolvedPrompt
 from bastion.vault.render import check_variables, render
@@ -144,33 +143,19 @@ class SessionService:
         self.clock = clock
         self.limiter = SessionLimiter.build(settings)
         self._plans: dict[tuple[str, str, int, str | None], PromptPlan] = {}
-        self._cleanup: asyncio.Task[None] | None = None
+        self._cleanup = PeriodicSweep(
+            "sessions", lambda: self.settings.cleanup_interval_s, self.sweep, "bastion.sessions"
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
         await self.limiter.start()
-        if self._cleanup is None:
-            self._cleanup = asyncio.get_running_loop().create_task(self._cleanup_loop(), name="sessions-cleanup")
+        self._cleanup.start()
 
     async def stop(self) -> None:
-        if self._cleanup is not None:
-            self._cleanup.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._cleanup
-            self._cleanup = None
+        await self._cleanup.stop()
         await self.limiter.stop()
-
-    async def _cleanup_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.cleanup_interval_s)
-            try:
-                expired = await self.sweep()
-            except Exception as exc:  # database down or not migrated yet: try again next round
-                log.warning("sessions_cleanup_failed", error=f"{type(exc).__name__}: {exc}"[:300])
-            else:
-                if expired:
-                    log.info("sessions_expired", count=expired)
 
     async def sweep(self) -> int:
         """Mark every stale active session expired; how many this call marked."""
