@@ -218,18 +218,8 @@ class JobStore:
         """Renew the lease (and record progress); False: the job is no longer this worker's."""
         now = self.clock()
         values: dict[str, Any] = {"lease_expires_at": now + timedelta(seconds=lease_s), "heartbeat_at": now}
-        if done is not None:
-            values["progress_done"] = done
-        if total is not None:
-            values["progress_total"] = total
-        async with self.db.transaction() as session:
-            result = await session.execute(
-                update(Job)
-                .where(self._held(job_id, owner))
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-        return _rowcount(result) == 1
+        values.update(_progress(done, total))
+        return await self._update_held(job_id, owner, values)
 
     async def watch(self, job_id: str, owner: str) -> tuple[bool, bool]:
         """(still this worker's, cancel requested)."""
@@ -265,18 +255,8 @@ class JobStore:
         if state == SUCCEEDED:
             values["result"] = result
             values["result_ref"] = result_ref
-        if done is not None:
-            values["progress_done"] = done
-        if total is not None:
-            values["progress_total"] = total
-        async with self.db.transaction() as session:
-            outcome = await session.execute(
-                update(Job)
-                .where(self._held(job_id, owner))
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-        return _rowcount(outcome) == 1
+        values.update(_progress(done, total))
+        return await self._update_held(job_id, owner, values)
 
     async def release(
         self, job_id: str, owner: str, *, error: str | None, count_attempt: bool = True, done: int | None = None
@@ -292,16 +272,19 @@ class JobStore:
         }
         if not count_attempt:
             values["attempts"] = Job.attempts - 1
-        if done is not None:
-            values["progress_done"] = done
+        values.update(_progress(done, None))
+        return await self._update_held(job_id, owner, values)
+
+    async def _update_held(self, job_id: str, owner: str, values: dict[str, Any]) -> bool:
+        """Apply ``values`` if this worker still holds the job (running, its lease); False otherwise."""
         async with self.db.transaction() as session:
-            outcome = await session.execute(
+            result = await session.execute(
                 update(Job)
                 .where(self._held(job_id, owner))
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
-        return _rowcount(outcome) == 1
+        return _rowcount(result) == 1
 
     # -- the sweeper -------------------------------------------------------------------------------
 
@@ -470,3 +453,13 @@ class JobStore:
         async with self.db.session() as session:
             rows = (await session.scalars(query)).all()
         return [ItemView(r.item_key, r.status, r.result, r.error, r.created_at) for r in rows]
+
+
+def _progress(done: int | None, total: int | None) -> dict[str, int]:
+    """The progress columns to set: only those given."""
+    values: dict[str, int] = {}
+    if done is not None:
+        values["progress_done"] = done
+    if total is not None:
+        values["progress_total"] = total
+    return values
