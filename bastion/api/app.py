@@ -27,8 +27,10 @@ from bastion.api import admin_jobs as admin_jobs_api  # background jobs: list, i
 from bastion.api import admin_ledger as admin_ledger_api  # ledger: interactions
 from bastion.api import admin_prompts as admin_prompts_api  # prompt vault admin routes
 from bastion.api import anthropic as anthropic_api
+from bastion.api import batches as batches_api  # OpenAI Batch API: /v1/batches
 from bastion.api import completions as completions_api  # legacy /v1/completions
 from bastion.api import files as files_api  # OpenAI Files API: /v1/files
+from bastion.api import message_batches as message_batches_api  # Anthropic: /v1/messages/batches
 from bastion.api import moderations as moderations_api  # /v1/moderations, answered by the guard
 from bastion.api import openai as openai_api
 from bastion.api import openapi as openapi_api  # GET /openapi.json
@@ -238,6 +240,8 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
             *openai_api.routes,
             *responses_api.routes,
             *files_api.routes,
+            *batches_api.routes,
+            *message_batches_api.routes,
             *anthropic_api.routes,
             *completions_api.routes,
             *moderations_api.routes,

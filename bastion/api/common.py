@@ -8,6 +8,7 @@ from starlette.requests import Request
 
 from bastion.auth.principal import Permission, Principal, require
 from bastion.dialects.errors import Dialect
+from bastion.errors import InvalidRequest
 from bastion.gateway.context import Endpoint, RequestContext, Timing, new_request_id
 from bastion.gateway.service import Gateway
 
@@ -74,3 +75,17 @@ def upstream_model_header(ctx: RequestContext) -> dict[str, str] | None:
     if model is None:
         return ctx.response_headers
     return {**(ctx.response_headers or {}), UPSTREAM_MODEL_HEADER: model}
+
+
+def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter from ``low`` to ``high`` (400 otherwise); ``default`` if absent."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise InvalidRequest(f"Invalid request: {name} must be an integer from {low} to {high}.", param=name)
+    return value

@@ -10,16 +10,15 @@ Every route needs ``models:call`` and sees only the caller's files (the tenant's
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import BinaryIO, Final
+from typing import Final
 from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from bastion.api.common import authenticate_request, gateway
-from bastion.api.http import json_response
+from bastion.api.common import authenticate_request, gateway, query_int
+from bastion.api.http import file_chunks, json_response
 from bastion.api.multipart import Sink, read_upload
 from bastion.auth.principal import Permission, Principal
 from bastion.errors import InvalidRequest, PayloadTooLarge
@@ -75,19 +74,6 @@ async def create_file(request: Request) -> Response:
     return json_response(created)
 
 
-def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        raise InvalidRequest(f"Invalid request: {name} must be an integer from {low} to {high}.", param=name)
-    return value
-
-
 async def list_files(request: Request) -> Response:
     principal = await _caller(request)
     order = request.query_params.get("order") or "desc"
@@ -96,7 +82,7 @@ async def list_files(request: Request) -> Response:
     listing = await _files(request).list_files(
         principal,
         purpose=request.query_params.get("purpose") or None,
-        limit=_int(request, "limit", MAX_LIST, 1, MAX_LIST),
+        limit=query_int(request, "limit", MAX_LIST, 1, MAX_LIST),
         after=request.query_params.get("after") or None,
         order=order,
     )
@@ -113,14 +99,6 @@ async def delete_file(request: Request) -> Response:
     return json_response(await _files(request).delete(principal, request.path_params["file_id"]))
 
 
-async def _chunks(handle: BinaryIO) -> AsyncIterator[bytes]:
-    try:
-        while chunk := await asyncio.to_thread(handle.read, CONTENT_CHUNK):
-            yield chunk
-    finally:
-        await asyncio.to_thread(handle.close)
-
-
 async def file_content(request: Request) -> Response:
     principal = await _caller(request)
     info, handle = await _files(request).open_content(principal, request.path_params["file_id"])
@@ -128,7 +106,7 @@ async def file_content(request: Request) -> Response:
         "content-length": str(info["bytes"]),
         "content-disposition": f"attachment; filename*=UTF-8''{quote(info['filename'], safe='')}",
     }
-    return StreamingResponse(_chunks(handle), media_type="application/octet-stream", headers=headers)
+    return StreamingResponse(file_chunks(handle), media_type="application/octet-stream", headers=headers)
 
 
 routes = [

@@ -4,9 +4,9 @@ the work of a request whose client has gone away."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 import structlog
@@ -203,3 +203,12 @@ class SSEResponse:
 
 #: What an endpoint answers with: a Starlette response, or a stream of server-sent events.
 Answer = Response | SSEResponse
+
+
+async def file_chunks(handle: BinaryIO, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
+    """A file's bytes for a streaming response, read in a thread; the file is closed at the end."""
+    try:
+        while chunk := await asyncio.to_thread(handle.read, chunk_size):
+            yield chunk
+    finally:
+        await asyncio.to_thread(handle.close)

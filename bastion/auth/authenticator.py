@@ -21,9 +21,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bastion.auth.cache import CachedCredential, CredentialCache
 from bastion.auth.epoch import UNKNOWN, FileEpoch, RedisEpoch, epoch_file
 from bastion.auth.keys import KEY_PREFIX, hash_key, is_well_formed
-from bastion.auth.lookup import Resolution, admin_key_exists, ensure_tenant, resolve_key, resolve_token_user
+from bastion.auth.lookup import (
+    Resolution,
+    admin_key_exists,
+    ensure_tenant,
+    resolve_key,
+    resolve_key_id,
+    resolve_token_user,
+    resolve_user_id,
+)
 from bastion.auth.metrics import CACHE_MISSES, REFUSED
-from bastion.auth.principal import Principal, Role
+from bastion.auth.principal import Identity, Principal, Role
 from bastion.auth.tokens import TokenVerifier, looks_like_jwt
 from bastion.config.secret_refs import resolve_secret
 from bastion.config.settings import Settings
@@ -292,16 +300,7 @@ class Authenticator:
                     tenant = await ensure_tenant(session, self.default_tenant)
             except Exception as exc:
                 raise self._unavailable(exc) from None
-            # LiteLLM's master key administers the whole proxy: a platform admin, in the default tenant.
-            principal = Principal(
-                tenant_id=tenant.id,
-                tenant_name=tenant.name,
-                role=Role.ADMIN,
-                platform_admin=True,
-                method="master_key",
-                tenant_settings=dict(tenant.settings or {}),
-            )
-            return Resolution(principal=principal)
+            return Resolution(principal=self._master_principal(tenant.id, tenant.name, dict(tenant.settings or {})))
         if credential.startswith(KEY_PREFIX):
             if not is_well_formed(credential):
                 return Resolution(refusal=MALFORMED_KEY)
@@ -323,6 +322,44 @@ class Authenticator:
             except Exception as exc:
                 raise self._unavailable(exc) from None
         return Resolution(refusal=UNRECOGNISED)
+
+    async def principal_of(self, identity: Identity) -> Principal:
+        """The principal a stored identity stands for now (a batch runs as its owner): a key
+        revoked or a user disabled since is refused (401), as its next live request would be."""
+        if identity.method == "anonymous":
+            return await self.anonymous()
+        try:
+            async with self.db.session() as session:
+                if identity.method == "master_key":
+                    if self._master_digest is None:
+                        raise _refuse("invalid", "The master key that owns this work is no longer configured.")
+                    tenant = await ensure_tenant(session, self.default_tenant)
+                    return self._master_principal(tenant.id, tenant.name, dict(tenant.settings or {}))
+                if identity.key_id is not None:
+                    resolution = await resolve_key_id(session, identity.tenant_id, identity.key_id)
+                elif identity.user_id is not None:
+                    resolution = await resolve_user_id(session, identity.tenant_id, identity.user_id)
+                else:
+                    resolution = Resolution(refusal=UNRECOGNISED)
+        except BastionError:
+            raise
+        except Exception as exc:
+            raise self._unavailable(exc) from None
+        if resolution.principal is None:
+            raise _refuse("invalid", resolution.refusal or UNRECOGNISED)
+        return resolution.principal
+
+    @staticmethod
+    def _master_principal(tenant_id: str, tenant_name: str, settings: dict[str, object]) -> Principal:
+        # LiteLLM's master key administers the whole proxy: a platform admin, in the default tenant.
+        return Principal(
+            tenant_id=tenant_id,
+            tenant_name=tenant_name,
+            role=Role.ADMIN,
+            platform_admin=True,
+            method="master_key",
+            tenant_settings=settings,
+        )
 
     @staticmethod
     def _unavailable(exc: Exception) -> AuthUnavailable:

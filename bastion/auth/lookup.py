@@ -83,6 +83,48 @@ async def resolve_key(session: AsyncSession, key_hash: str, now: datetime | None
     return Resolution(principal=principal_for_key(key, tenant, user), expires_at=expires_at)
 
 
+async def resolve_key_id(session: AsyncSession, tenant_id: str, key_id: str) -> Resolution:
+    """A key by id (work stored on its behalf): the same checks as ``resolve_key``."""
+    row = (
+        await session.execute(select(ApiKey.key_hash).where(ApiKey.id == key_id, ApiKey.tenant_id == tenant_id))
+    ).first()
+    if row is None:
+        return Resolution(refusal="The API key that owns this work no longer exists.")
+    return await resolve_key(session, row[0])
+
+
+async def resolve_user_id(session: AsyncSession, tenant_id: str, user_id: str) -> Resolution:
+    """A user by id (work stored on behalf of a bearer token's user)."""
+    row = (
+        await session.execute(
+            select(User, Tenant)
+            .join(Tenant, Tenant.id == User.tenant_id)
+            .where(User.id == user_id, Tenant.id == tenant_id)
+        )
+    ).first()
+    if row is None:
+        return Resolution(refusal=UNKNOWN_USER)
+    user, tenant = row
+    if tenant.disabled:
+        return Resolution(refusal=DISABLED_TENANT)
+    if user.disabled:
+        return Resolution(refusal=DISABLED_USER)
+    return Resolution(principal=_user_principal(tenant, user))
+
+
+def _user_principal(tenant: Tenant, user: User) -> Principal:
+    return Principal(
+        tenant_id=tenant.id,
+        tenant_name=tenant.name,
+        role=_role(user.role),
+        user_id=user.id,
+        method="jwt",
+        user_email=user.email,
+        tenant_settings=dict(tenant.settings or {}),
+        user_settings=dict(user.settings or {}),
+    )
+
+
 async def resolve_token_user(session: AsyncSession, claims: TokenClaims) -> Resolution:
     """The user a verified JWT names: by id or by email, within the tenant the token names."""
     tenant = (await session.execute(select(Tenant).where(Tenant.name == claims.tenant))).scalar_one_or_none()
@@ -96,17 +138,7 @@ async def resolve_token_user(session: AsyncSession, claims: TokenClaims) -> Reso
         return Resolution(refusal=DISABLED_TENANT)
     if user.disabled:
         return Resolution(refusal=DISABLED_USER)
-    principal = Principal(
-        tenant_id=tenant.id,
-        tenant_name=tenant.name,
-        role=_role(user.role),
-        user_id=user.id,
-        method="jwt",
-        user_email=user.email,
-        tenant_settings=dict(tenant.settings or {}),
-        user_settings=dict(user.settings or {}),
-    )
-    return Resolution(principal=principal, expires_at=claims.expires_at)
+    return Resolution(principal=_user_principal(tenant, user), expires_at=claims.expires_at)
 
 
 async def ensure_tenant(session: AsyncSession, name: str) -> Tenant:

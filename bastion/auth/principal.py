@@ -59,6 +59,17 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 
 
 @dataclass(frozen=True, slots=True)
+class Identity:
+    """A principal as stored (no settings, no secret): background work that runs on a caller's
+    behalf resolves it again when it runs, so a key revoked meanwhile stops the work."""
+
+    tenant_id: str
+    method: str
+    key_id: str | None = None
+    user_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
     tenant_id: str
     tenant_name: str
@@ -79,6 +90,11 @@ class Principal:
 
     def can(self, permission: Permission) -> bool:
         return permission in ROLE_PERMISSIONS[self.role]
+
+    @property
+    def identity(self) -> Identity:
+        """Who this is, as stored with work done later on its behalf (a batch)."""
+        return Identity(self.tenant_id, self.method, self.key_id, self.user_id)
 
     @property
     def actor(self) -> str:

@@ -407,6 +407,23 @@ class FilesSettings(Strict):
     sweep_interval_s: float = Field(3600.0, gt=0, description="How often expired files are deleted.")
 
 
+class BatchesSettings(Strict):
+    """The OpenAI and Anthropic batch APIs (docs/BATCHES.md): how batch lines are run."""
+
+    concurrency: int = Field(
+        8, ge=1, le=256, description="Lines of one batch in flight at once (each is one request through the pipeline)."
+    )
+    max_rate_limit_wait_s: float = Field(
+        60.0,
+        ge=0,
+        description="A line refused by the deployment's rate limits (429) waits its Retry-After, at most this "
+        "long per try, and is tried again until the batch's completion window ends; 0: not retried.",
+    )
+    status_poll_s: float = Field(
+        1.0, gt=0, description="How often a running batch looks for a cancel request and its expiry."
+    )
+
+
 class GuardSettings(Strict):
     """The guard on the request path (``bastion/gateway/stages/guard_in.py`` / ``guard_out.py``, docs/GUARD.md).
 
@@ -465,6 +482,7 @@ class Settings(Strict):
     responses: ResponsesSettings = Field(default_factory=ResponsesSettings)  # /v1/responses (docs/RESPONSES.md)
     jobs: JobsSettings = Field(default_factory=JobsSettings)  # background jobs and workers (docs/JOBS.md)
     files: FilesSettings = Field(default_factory=FilesSettings)  # /v1/files (docs/FILES.md)
+    batches: BatchesSettings = Field(default_factory=BatchesSettings)  # /v1/batches, /v1/messages/batches
     cache: CacheSettings = Field(default_factory=CacheSettings)  # the response caches (docs/CACHES.md)
 
     #: Configuration keys that were read but have no effect (a LiteLLM file's), for warnings.

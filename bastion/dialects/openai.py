@@ -22,7 +22,7 @@ import orjson
 from bastion.dialects.errors import openai_error
 from bastion.errors import BastionError
 from bastion.providers.anthropic_common import STOP_SEQUENCE
-from bastion.providers.base import ChunkStream
+from bastion.providers.base import ChunkStream, EmbeddingResponse
 
 DONE = b"data: [DONE]\n\n"
 
@@ -99,3 +99,18 @@ def base64_floats(vector: Sequence[float]) -> str:
     if sys.byteorder == "big":
         floats.byteswap()
     return base64.b64encode(floats.tobytes()).decode("ascii")
+
+
+def embeddings_body(result: EmbeddingResponse, model: str, encoding_format: str | None) -> dict[str, Any]:
+    """An embeddings answer (``object: list``), vectors as floats or base64 as asked."""
+    prompt_tokens = result.usage.prompt_tokens if result.usage else 0
+    base64_wanted = encoding_format == "base64"
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": base64_floats(vector) if base64_wanted else vector}
+            for i, vector in enumerate(result.vectors)
+        ],
+        "model": model,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    }

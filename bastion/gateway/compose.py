@@ -11,9 +11,14 @@ from pathlib import Path
 
 from bastion.auth.authenticator import Authenticator
 from bastion.auth.lookup import DefaultTenantId
+from bastion.batches.model import JOB_KIND as BATCH_JOB
+from bastion.batches.run import BatchRun
+from bastion.batches.service import BatchService
+from bastion.batches.store import BatchStore
 from bastion.cache.service import ResponseCache
 from bastion.config.settings import Settings
 from bastion.files.service import FileService
+from bastion.gateway.batch_lines import PipelineLines
 from bastion.gateway.pipeline import Pipeline
 from bastion.gateway.service import Gateway, VaultStartup
 from bastion.gateway.services import Lifecycle, Services
@@ -75,6 +80,8 @@ def build_services(settings: Settings, *, job_workers: int | None = None) -> Ser
     pricing = RoutePricing.from_settings(settings, router)
     vault = VaultService(db, settings)
     limits_on = settings.limits.enabled or settings.budgets.enabled
+    files = FileService(db, settings.files, settings.data_dir)
+    jobs = JobService.from_settings(settings, db, workers=job_workers)
     return Services(
         settings=settings,
         db=db,
@@ -84,7 +91,7 @@ def build_services(settings: Settings, *, job_workers: int | None = None) -> Ser
         vault=vault,
         sessions=SessionService(db, settings, vault, router),
         responses=ResponseStore(db, settings.responses),
-        files=FileService(db, settings.files, settings.data_dir),
+        files=files,
         guard=GuardService(
             settings.guard, prompt_cache_ttl_s=settings.vault.cache_ttl_s, embed=local_embed_function(settings)
         )
@@ -92,7 +99,8 @@ def build_services(settings: Settings, *, job_workers: int | None = None) -> Ser
         else None,
         limits=LimitsService.from_settings(settings, pricing, db) if limits_on else None,
         ledger=LedgerWriter(settings.ledger, db, journal_dir(settings)) if settings.ledger.enabled else None,
-        jobs=JobService.from_settings(settings, db, workers=job_workers),
+        jobs=jobs,
+        batches=BatchService(BatchStore(db), files, jobs),
         cache=build_cache(settings),
     )
 
@@ -111,10 +119,13 @@ def local_embed_function(settings: Settings) -> EmbedFunction | None:
     return embed
 
 
-def register_job_kinds(services: Services) -> None:
+def register_job_kinds(services: Services, pipeline: Pipeline) -> None:
     """Every job kind the product runs, in the registry the workers read (``jobs.handler_modules``
-    add theirs when the job service starts). None is built in yet; a feature that runs in the
-    background registers its kind here: ``services.jobs.registry.register("kind", handler)``."""
+    add theirs when the job service starts): ``services.jobs.registry.register("kind", handler)``."""
+    settings = services.settings
+    lines = PipelineLines(pipeline, services.authenticator, principal_ttl_s=settings.auth.cache_ttl_s)
+    batches = BatchRun(services.batches.store, services.files, lines, settings.batches)
+    services.jobs.registry.register(BATCH_JOB, batches.run)
 
 
 def build_stages(services: Services) -> list[Stage]:
@@ -167,6 +178,6 @@ def build_gateway(settings: Settings, *, stages: list[Stage] | None = None, job_
     """The gateway of one process; ``stages`` replaces the default pipeline (tests); ``job_workers``
     as for ``build_services``."""
     services = build_services(settings, job_workers=job_workers)
-    register_job_kinds(services)
     pipeline = Pipeline(build_stages(services) if stages is None else stages, services.router)
+    register_job_kinds(services, pipeline)
     return Gateway(services, pipeline, lifecycles(services))

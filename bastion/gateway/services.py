@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bastion.auth.authenticator import Authenticator
+from bastion.batches.service import BatchService
 from bastion.cache.service import ResponseCache
 from bastion.config.settings import Settings
 from bastion.files.service import FileService
@@ -56,5 +57,7 @@ class Services:
     ledger: LedgerWriter | None
     #: Background jobs: submit, read, cancel, retry; the in-process workers, if any.
     jobs: JobService
+    #: The OpenAI and Anthropic batch APIs (their lines run as jobs of kind ``batch``).
+    batches: BatchService
     #: The response caches; None: ``cache.enabled`` is false.
     cache: ResponseCache | None = None

@@ -44,6 +44,8 @@ class NewJob:
     #: None: the kind's, else ``jobs.max_attempts``.
     max_attempts: int | None = None
     progress_total: int | None = None
+    #: Chosen by the caller when it must record the id before the job can run (None: a new one).
+    id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

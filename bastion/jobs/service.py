@@ -165,6 +165,10 @@ class JobService:
             log.info("job_cancel_requested", job_id=job_id)
         return job
 
+    async def cancel_queued(self, job_id: str) -> bool:
+        """Cancel a job no worker has started; False if one has (or it is finished)."""
+        return await self.store.cancel_queued(job_id)
+
     async def retry(self, job_id: str, tenant_id: str | None = None) -> JobView:
         job = await self.store.retry(job_id, tenant_id)
         await self.enqueue([job.id])

@@ -103,7 +103,7 @@ class JobStore:
     async def create(self, job: NewJob, max_attempts: int) -> JobView:
         now = self.clock()
         row = Job(
-            id=new_job_id(),
+            id=job.id or new_job_id(),
             kind=job.kind,
             tenant_id=job.tenant_id,
             key_id=job.key_id,
@@ -380,6 +380,17 @@ class JobStore:
         if job.state not in (CANCELLED, RUNNING):
             raise Conflict(f"Job {job_id} has already {job.state}; there is nothing to cancel.")
         return job
+
+    async def cancel_queued(self, job_id: str) -> bool:
+        """queued -> cancelled, only if no worker has it: True if this call cancelled it."""
+        async with self.db.transaction() as session:
+            done = await session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.state == QUEUED)
+                .values(state=CANCELLED, cancel_requested=True, finished_at=self.clock())
+                .execution_options(synchronize_session=False)
+            )
+        return _rowcount(done) == 1
 
     async def retry(self, job_id: str, tenant_id: str | None = None) -> JobView:
         """failed | cancelled -> queued, with its attempts reset; items already done stay done."""

@@ -1,4 +1,5 @@
-"""Auth stage: resolves every request to a principal (API key or JWT) before anything else."""
+"""Auth stage: resolves every request to a principal (API key or JWT) before anything else; a
+batch line comes with its owner's principal, resolved again when the batch runs."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ class AuthStage(Stage):
         self.authenticator = authenticator
 
     async def on_request(self, ctx: RequestContext) -> None:
-        principal = await self.authenticator.authenticate(ctx.headers)
+        # A batch line arrives with its owner already resolved (``Authenticator.principal_of``):
+        # there are no headers to read, and the role is checked all the same.
+        principal = ctx.principal or await self.authenticator.authenticate(ctx.headers)
         if not principal.can(_CALL_MODELS):
             raise PermissionDenied(
                 f"This {principal.method.replace('_', ' ')} has the {principal.role.value} role, "

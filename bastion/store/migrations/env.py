@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from bastion.batches import models as batch_models  # noqa: F401  (registers the batches table)
 from bastion.files import models as file_models  # noqa: F401  (registers the files table)
 from bastion.responses import models as response_models  # noqa: F401  (registers the stored-responses table)
 from bastion.sessions import models as session_models  # noqa: F401  (registers the session tables)
