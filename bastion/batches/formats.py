@@ -26,9 +26,25 @@ def _rfc3339(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+#: Fields of OpenAI's batch object left out while they have no value (its OpenAPI document
+#: types them without null).
+_OPENAI_OPTIONAL = (
+    "errors",
+    "output_file_id",
+    "error_file_id",
+    "in_progress_at",
+    "finalizing_at",
+    "completed_at",
+    "failed_at",
+    "expired_at",
+    "cancelling_at",
+    "cancelled_at",
+)
+
+
 def openai_batch(view: BatchView) -> dict[str, Any]:
     counts = view.counts
-    return {
+    out = {
         "id": view.id,
         "object": "batch",
         "endpoint": view.endpoint,
@@ -50,6 +66,10 @@ def openai_batch(view: BatchView) -> dict[str, Any]:
         "request_counts": {"total": counts.total, "completed": counts.completed, "failed": counts.failed},
         "metadata": view.metadata,
     }
+    for name in _OPENAI_OPTIONAL:
+        if out[name] is None:
+            del out[name]
+    return out
 
 
 def anthropic_processing_status(status: str) -> str:

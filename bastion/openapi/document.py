@@ -22,6 +22,7 @@ from bastion.dialects.moderations import ModerationRequest
 from bastion.dialects.openai_schema import ChatCompletionRequest, EmbeddingRequest
 from bastion.ledger.store import LIST_COLUMNS
 from bastion.openapi.admin_models import ADMIN_MODELS
+from bastion.openapi.batch_operations import batch_components
 from bastion.openapi.components import pydantic_components, ref, table_schema
 from bastion.openapi.files_models import files_components
 from bastion.openapi.model_responses import ANTHROPIC_RESPONSE_MODELS, RESPONSE_MODELS
@@ -162,6 +163,7 @@ def components() -> dict[str, Any]:
         stream_components(),
         responses_components(),
         files_components(),
+        batch_components(),
     ]
     schemas: dict[str, Any] = {}
     for group in groups:

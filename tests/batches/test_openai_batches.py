@@ -19,6 +19,7 @@ from tests.batches.support import (
 )
 from tests.support.fake_upstream import Behaviour
 from tests.support.harness import wait_until
+from tests.support.openai_spec import validate
 
 
 async def test_a_chat_batch_runs_to_completion_with_an_output_file(batch_env: BatchEnv) -> None:
@@ -45,6 +46,11 @@ async def test_a_chat_batch_runs_to_completion_with_an_output_file(batch_env: Ba
         assert response["body"]["object"] == "chat.completion" and response["body"]["model"] == "gpt-4o-mini"
     output = await client.files.retrieve(done.output_file_id)
     assert output.purpose == "batch_output"
+    # The batch object and its list, as OpenAI's own OpenAPI document defines them.
+    raw = await batch_env.client.get(f"/v1/batches/{batch.id}", headers=batch_env.auth("ann"))
+    validate("Batch", raw.json())
+    listed = await batch_env.client.get("/v1/batches", headers=batch_env.auth("ann"))
+    validate("ListBatchesResponse", listed.json())
     assert len(batch_env.fake.requests(CHAT_UPSTREAM)) == 5
 
 

@@ -206,6 +206,45 @@ async def test_every_operation_answers_as_documented(tmp_path: Path, fake: FakeU
         await call("DELETE", "/v1/files/{file_id}", file_id=uploaded["id"])
         assert (await call("GET", "/v1/files/{file_id}", file_id=uploaded["id"])).status_code == 404
 
+        # -- the batch APIs (the lines run in the gateway's own workers)
+        line = {
+            "custom_id": "a",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": example["createChatCompletion"],
+        }
+        batch_input = (await call("POST", "/v1/files", **_multipart("batch", json.dumps(line).encode()))).json()
+        batch_body = {
+            "input_file_id": batch_input["id"],
+            "endpoint": "/v1/chat/completions",
+            "completion_window": "24h",
+        }
+        batch = (await call("POST", "/v1/batches", json=batch_body)).json()
+        await call("GET", "/v1/batches", query="?limit=1")
+        second = (await call("POST", "/v1/batches", json=batch_body)).json()
+        await call("POST", "/v1/batches/{batch_id}/cancel", batch_id=second["id"])
+
+        async def ended(path: str, batch_id: str, field: str, value: str) -> bool:
+            answer = await gw.client.get(f"{path}/{batch_id}", headers=gw.admin)
+            return bool(answer.json()[field] == value)
+
+        await eventually(lambda: ended("/v1/batches", batch["id"], "status", "completed"), what="the batch ran")
+        await call("GET", "/v1/batches/{batch_id}", batch_id=batch["id"])
+        message_batch = (await call("POST", "/v1/messages/batches", json=example["createMessageBatch"])).json()
+        await call("GET", "/v1/messages/batches", query="?limit=1")
+        await eventually(
+            lambda: ended("/v1/messages/batches", message_batch["id"], "processing_status", "ended"),
+            what="the message batch ran",
+        )
+        await call("GET", "/v1/messages/batches/{batch_id}", batch_id=message_batch["id"])
+        await call("GET", "/v1/messages/batches/{batch_id}/results", batch_id=message_batch["id"])
+        other = (await call("POST", "/v1/messages/batches", json=example["createMessageBatch"])).json()
+        await call("POST", "/v1/messages/batches/{batch_id}/cancel", batch_id=other["id"])
+        await eventually(
+            lambda: ended("/v1/messages/batches", other["id"], "processing_status", "ended"), what="it ended"
+        )
+        await call("DELETE", "/v1/messages/batches/{batch_id}", batch_id=other["id"])
+
         # -- identity
         admin = "/api/v1/admin"
         await call("GET", f"{admin}/me")
