@@ -26,7 +26,8 @@ from bastion.openapi.batch_operations import batch_components
 from bastion.openapi.components import pydantic_components, ref, table_schema
 from bastion.openapi.files_models import files_components
 from bastion.openapi.model_responses import ANTHROPIC_RESPONSE_MODELS, RESPONSE_MODELS
-from bastion.openapi.operations import CHAT_MODEL, EMBEDDING_MODEL, OPERATIONS, Operation, Param
+from bastion.openapi.operation import CHAT_MODEL, EMBEDDING_MODEL, Operation, Param
+from bastion.openapi.operations import OPERATIONS
 from bastion.openapi.responses_models import responses_components
 from bastion.openapi.streams import stream_components
 from bastion.responses.request import ResponsesRequest

@@ -10,13 +10,10 @@ from __future__ import annotations
 from bastion.openapi.admin_models import LABEL_SCHEMA
 from bastion.openapi.batch_operations import BATCH_OPERATIONS
 from bastion.openapi.components import ref
-from bastion.openapi.operation import (  # noqa: F401  (re-exported: the document and tests read them here)
+from bastion.openapi.operation import (
     CHAT_MODEL,
     EMBEDDING_MODEL,
-    Access,
-    Dialect,
     Operation,
-    Param,
     json,
     json_or_stream,
     page_params,
