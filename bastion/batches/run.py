@@ -173,11 +173,13 @@ class BatchRun:
                 async for custom_id, url, body in _requests(view, handle):
                     if custom_id in done:
                         continue
-                    if time.monotonic() - checked >= self.settings.status_poll_s:
+                    # The window is a clock read, checked every line; a cancel needs a query.
+                    stopping = self._expired(view)
+                    if stopping is None and time.monotonic() - checked >= self.settings.status_poll_s:
                         checked = time.monotonic()
                         stopping = await self._should_stop(job, view)
-                        if stopping is not None:
-                            break
+                    if stopping is not None:
+                        break
                     await gate.acquire()
                     line = LineRequest(view.owner, _dialect(view), url, body, view.id, custom_id)
                     group.create_task(self._line(job, view, line, gate, done))
