@@ -27,6 +27,7 @@ import structlog
 from bastion.batches import formats
 from bastion.batches.lines import LineDialect, LineOutcome, LineRequest, LineRunner
 from bastion.batches.model import (
+    ANTHROPIC_RESULTS_S,
     CANCELLED,
     CANCELLING,
     COMPLETED,
@@ -307,7 +308,7 @@ class BatchRun:
                 for custom_id in unrun_ids():
                     yield formats.anthropic_unrun_line(custom_id, ending)
 
-            return {"results_file_id": await keep(results(), f"{view.id}_results.jsonl", BATCH_EXPIRY_S)}
+            return {"results_file_id": await keep(results(), f"{view.id}_results.jsonl", ANTHROPIC_RESULTS_S)}
 
         def output() -> Iterator[dict[str, Any]]:
             for item in items("succeeded"):
