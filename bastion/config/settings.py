@@ -424,6 +424,21 @@ class BatchesSettings(Strict):
     )
 
 
+class KnowledgeSettings(Strict):
+    """Knowledge collections and retrieval (docs/KNOWLEDGE.md)."""
+
+    chunk_size: int = Field(
+        200, ge=16, le=254, description="Default chunk size of a new collection, in the embedder's word pieces."
+    )
+    chunk_overlap: int = Field(40, ge=0, description="Default word pieces consecutive chunks share (whole sentences).")
+    bm25_k1: float = Field(1.2, gt=0, description="BM25 term-frequency saturation (PostgreSQL; FTS5 fixes 1.2).")
+    bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation (PostgreSQL; FTS5 fixes 0.75).")
+    fetch_k: int = Field(50, ge=1, le=1000, description="Candidates each retriever gives hybrid fusion and MMR.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank fusion's k.")
+    max_document_bytes: int = Field(10 * 1024 * 1024, ge=1, description="The largest document accepted, in bytes.")
+    embed_batch: int = Field(256, ge=1, description="Chunks embedded per call during ingestion.")
+
+
 class GuardSettings(Strict):
     """The guard on the request path (``bastion/gateway/stages/guard_in.py`` / ``guard_out.py``, docs/GUARD.md).
 
@@ -484,6 +499,9 @@ class Settings(Strict):
     files: FilesSettings = Field(default_factory=FilesSettings)  # /v1/files (docs/FILES.md)
     batches: BatchesSettings = Field(default_factory=BatchesSettings)  # /v1/batches, /v1/messages/batches
     cache: CacheSettings = Field(default_factory=CacheSettings)  # the response caches (docs/CACHES.md)
+    knowledge: KnowledgeSettings = Field(
+        default_factory=KnowledgeSettings
+    )  # collections, retrieval (docs/KNOWLEDGE.md)
 
     #: Configuration keys that were read but have no effect (a LiteLLM file's), for warnings.
     _ignored_keys: list[str] = PrivateAttr(default_factory=list)

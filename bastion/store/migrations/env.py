@@ -11,6 +11,7 @@ from sqlalchemy.pool import NullPool
 
 from bastion.batches import models as batch_models  # noqa: F401  (registers the batches table)
 from bastion.files import models as file_models  # noqa: F401  (registers the files table)
+from bastion.knowledge import models as knowledge_models  # noqa: F401  (registers the knowledge tables)
 from bastion.responses import models as response_models  # noqa: F401  (registers the stored-responses table)
 from bastion.sessions import models as session_models  # noqa: F401  (registers the session tables)
 from bastion.store import (
