@@ -36,6 +36,9 @@ from bastion.gateway.stages.usage import UsageStage
 from bastion.guard.deep_injection import EmbedFunction
 from bastion.guard.service import GuardService
 from bastion.jobs.service import JobService
+from bastion.knowledge.ingest_job import JOB_KIND as KNOWLEDGE_INGEST_JOB
+from bastion.knowledge.ingest_job import IngestJob
+from bastion.knowledge.service import KnowledgeService
 from bastion.ledger.writer import LedgerWriter
 from bastion.limits.service import LimitsService
 from bastion.local.embedder import get_embedder
@@ -102,7 +105,20 @@ def build_services(settings: Settings, *, job_workers: int | None = None) -> Ser
         jobs=jobs,
         batches=BatchService(BatchStore(db), files, jobs),
         cache=build_cache(settings),
+        knowledge=build_knowledge(settings, db),
     )
+
+
+def build_knowledge(settings: Settings, db: Database) -> KnowledgeService:
+    """Knowledge retrieval embeds with the local MiniLM, loaded on first use (ingestion or a
+    dense search), never at start-up."""
+    embedder = get_embedder(settings.local)
+
+    async def embed(texts: list[str]) -> list[list[float]]:
+        vectors, _tokens = await embedder.embed(texts)
+        return vectors
+
+    return KnowledgeService(db, settings.knowledge, embed)
 
 
 def local_embed_function(settings: Settings) -> EmbedFunction | None:
@@ -126,6 +142,8 @@ def register_job_kinds(services: Services, pipeline: Pipeline) -> None:
     lines = PipelineLines(pipeline, services.authenticator, principal_ttl_s=settings.auth.cache_ttl_s)
     batches = BatchRun(services.batches.store, services.files, lines, settings.batches)
     services.jobs.registry.register(BATCH_JOB, batches.run)
+    if services.knowledge is not None:
+        services.jobs.registry.register(KNOWLEDGE_INGEST_JOB, IngestJob(services.knowledge).run)
 
 
 def build_stages(services: Services) -> list[Stage]:

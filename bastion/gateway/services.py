@@ -17,6 +17,7 @@ from bastion.config.settings import Settings
 from bastion.files.service import FileService
 from bastion.guard.service import GuardService
 from bastion.jobs.service import JobService
+from bastion.knowledge.service import KnowledgeService
 from bastion.ledger.writer import LedgerWriter
 from bastion.limits.service import LimitsService
 from bastion.responses.store import ResponseStore
@@ -61,3 +62,5 @@ class Services:
     batches: BatchService
     #: The response caches; None: ``cache.enabled`` is false.
     cache: ResponseCache | None = None
+    #: Knowledge collections and retrieval (ingestion runs as ``knowledge_ingest`` jobs).
+    knowledge: KnowledgeService | None = None

@@ -47,6 +47,8 @@ class _Unit:
     paragraph: int
     #: Cut inside a word: the chunk holding it is re-measured on its own text.
     glued: bool = False
+    #: Starts a page: no chunk spans a page break (a chunk has one page).
+    hard: bool = False
 
 
 def _spans(text: str, pattern: re.Pattern[str], start: int, end: int) -> list[tuple[int, int]]:
@@ -98,8 +100,8 @@ class Chunker:
         self, text: str, offsets: list[tuple[int, int]], markdown: bool, pages: list[tuple[int, int]]
     ) -> list[_Unit]:
         paragraphs = _spans(text, _PARAGRAPH, 0, len(text))
-        if pages:  # a page break is a paragraph break
-            cuts = sorted({start for start, _ in pages if start > 0})
+        cuts = sorted({start for start, _ in pages if start > 0})
+        if cuts:  # a page break is a paragraph break
             split: list[tuple[int, int]] = []
             for a, b in paragraphs:
                 inner = [cut for cut in cuts if a < cut < b]
@@ -107,14 +109,19 @@ class Chunker:
                     split.extend(_spans(text, _NEVER, x, y))
             paragraphs = split
         units: list[_Unit] = []
+        page = 0
         for number, (p_start, p_end) in enumerate(paragraphs):
+            new_page = bisect.bisect_right(cuts, p_start)
+            hard, page = new_page != page, new_page
             lines = _spans(text, _MARKDOWN_LINE, p_start, p_end) if markdown else [(p_start, p_end)]
             for l_start, l_end in lines:
                 for s_start, s_end in _spans(text, _SENTENCE_END, l_start, l_end):
-                    units.extend(self._measure(s_start, s_end, offsets, number))
+                    for unit in self._measure(text, s_start, s_end, offsets, number):
+                        units.append(_Unit(unit.start, unit.end, unit.tokens, number, unit.glued, hard))
+                        hard = False
         return units
 
-    def _measure(self, start: int, end: int, offsets: list[tuple[int, int]], paragraph: int) -> list[_Unit]:
+    def _measure(self, text: str, start: int, end: int, offsets: list[tuple[int, int]], paragraph: int) -> list[_Unit]:
         """The unit [start, end), or pieces of it of at most ``size`` tokens, cut at token starts."""
         starts = _Starts(offsets)
         first = bisect.bisect_left(starts, start)
@@ -132,7 +139,10 @@ class Chunker:
                 if offsets[candidate][0] > offsets[candidate - 1][1]:
                     cut, glued = candidate, False
                     break
-            pieces.append(_Unit(cursor, starts[cut], cut - index, paragraph, glued))
+            stop = starts[cut]
+            while stop > cursor and text[stop - 1].isspace():
+                stop -= 1
+            pieces.append(_Unit(cursor, stop, cut - index, paragraph, glued))
             cursor, index = starts[cut], cut
         pieces.append(_Unit(cursor, end, last - index, paragraph, pieces[-1].glued))
         return pieces
@@ -147,6 +157,8 @@ class Chunker:
         while i < len(units):
             j, total = i, 0
             while j < len(units) and total + units[j].tokens <= self.size:
+                if j > i and units[j].hard:
+                    break
                 if (
                     j > i
                     and units[j].paragraph != units[j - 1].paragraph
@@ -163,7 +175,7 @@ class Chunker:
                 break
             # The next chunk repeats the last whole units that fit in the overlap.
             back, carried = j, 0
-            while back - 1 > i and carried + units[back - 1].tokens <= self.overlap:
+            while back - 1 > i and not units[back].hard and carried + units[back - 1].tokens <= self.overlap:
                 back -= 1
                 carried += units[back].tokens
             i = back

@@ -224,13 +224,14 @@ class KnowledgeService:
             if existing is not None and existing.content_hash == digest:
                 if existing.document_metadata == spec.metadata and (spec.title is None or spec.title == existing.title):
                     return IngestResult(key, "unchanged", existing.id, existing.version, existing.chunk_count)
-                async with session.begin():
-                    existing.document_metadata = dict(spec.metadata)
-                    existing.title = spec.title or existing.title
-                    existing.uri = spec.uri or existing.uri
-                    existing.version += 1
-                    existing.updated_at = utcnow()
-                    await store.bump_version(session, col.id)
+                # The transaction begun by the read above: metadata only, nothing re-embedded.
+                existing.document_metadata = dict(spec.metadata)
+                existing.title = spec.title or existing.title
+                existing.uri = spec.uri or existing.uri
+                existing.version += 1
+                existing.updated_at = utcnow()
+                await store.bump_version(session, col.id)
+                await session.commit()
                 return IngestResult(key, "metadata", existing.id, existing.version, existing.chunk_count)
             reusable = await store.chunk_vectors(session, existing.id) if existing is not None else {}
         extracted = extractor_for(spec.format).extract(spec.content)
