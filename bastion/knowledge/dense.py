@@ -111,6 +111,12 @@ class DenseIndex:
         k = min(k, n)
         if k == 0:
             return []
-        top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-        top = top[np.argsort(-scores[top], kind="stable")]
+        if k < len(scores):
+            # Every chunk scoring at least the k-th best, so ties at the cut are all considered.
+            kth = scores[np.argpartition(-scores, k - 1)[k - 1]]
+            top = np.flatnonzero(scores >= kth)
+        else:
+            top = np.arange(len(scores))
+        # Best first; equal scores in chunk id order, so a ranking is repeatable.
+        top = top[np.lexsort((matrix.ids[top], -scores[top]))][:k]
         return [(int(matrix.ids[i]), float(scores[i])) for i in top if np.isfinite(scores[i])]

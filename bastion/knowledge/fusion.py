@@ -38,13 +38,10 @@ def linear(lists: Sequence[Ranked], weights: Sequence[float]) -> list[tuple[int,
 def mmr(ranked: Ranked, similarity: Callable[[int, int], float], k: int, lambda_: float) -> list[tuple[int, float]]:
     """Maximal marginal relevance: repeatedly take the candidate maximising
     ``lambda * relevance - (1 - lambda) * max similarity to those taken``; relevance is the
-    candidate's score min-max normalised over the candidates. Lambda 1 keeps the input order."""
+    candidate's score over the best one's (see ``_relevance``). Lambda 1 keeps the input order."""
     if not ranked:
         return []
-    scores = [score for _item, score in ranked]
-    low, high = min(scores), max(scores)
-    span = high - low
-    relevance = {item: (score - low) / span if span > 0 else 1.0 for item, score in ranked}
+    relevance = _relevance(ranked)
     order = {item: index for index, (item, _score) in enumerate(ranked)}
     remaining = [item for item, _score in ranked]
     chosen: list[int] = []
@@ -63,3 +60,15 @@ def mmr(ranked: Ranked, similarity: Callable[[int, int], float], k: int, lambda_
         for item in remaining:
             closest[item] = max(closest[item], similarity(item, best))
     return [(item, original[item]) for item in chosen]
+
+
+def _relevance(ranked: Ranked) -> dict[int, float]:
+    """Scores scaled into [0, 1] by the best one (min-max when some are negative). Not min-max
+    always: over a short list that would put the last candidate at 0 however relevant it is, and
+    any near-duplicate of the first would then beat it."""
+    scores = [score for _item, score in ranked]
+    low, high = min(scores), max(scores)
+    if low >= 0:
+        return {item: score / high if high > 0 else 1.0 for item, score in ranked}
+    span = high - low
+    return {item: (score - low) / span if span > 0 else 1.0 for item, score in ranked}

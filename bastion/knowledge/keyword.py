@@ -94,7 +94,7 @@ class KeywordIndex:
             statement = statement.join(KnowledgeDocument, KnowledgeDocument.id == KnowledgeChunk.document_id).where(
                 condition
             )
-        rows = (await session.execute(statement.order_by(score).limit(k))).all()
+        rows = (await session.execute(statement.order_by(score, KnowledgeChunk.id).limit(k))).all()
         return [(int(row[0]), -float(row[1])) for row in rows]  # FTS5: lower is better
 
     async def _collection_stats(self, session: AsyncSession, collection_id: str, version: int) -> tuple[int, float]:
@@ -151,7 +151,7 @@ class KeywordIndex:
             statement = statement.join(KnowledgeDocument, KnowledgeDocument.id == KnowledgeChunk.document_id).where(
                 condition
             )
-        statement = statement.group_by(posting.chunk_id).order_by(score.desc()).limit(k)
+        statement = statement.group_by(posting.chunk_id).order_by(score.desc(), posting.chunk_id).limit(k)
         rows = (await session.execute(statement)).all()
         return [(int(row[0]), float(row[1])) for row in rows]
 

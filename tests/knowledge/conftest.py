@@ -16,11 +16,11 @@ from bastion.store.db import Database
 from bastion.store.models import Tenant
 from tests.support.db import *  # noqa: F403  (database, database_url, pg_database_url, sqlite_database_url)
 
-DIMENSIONS = 64
+DIMENSIONS = 256
 
 
 class FakeEmbedder:
-    """Bag-of-words vectors: each word hashed to a few dimensions, summed, unit-normalised. Texts
+    """Bag-of-words vectors: each word hashed to one dimension, summed, unit-normalised. Texts
     sharing words are similar, identical texts identical; ``texts`` counts every text embedded."""
 
     def __init__(self) -> None:
@@ -31,8 +31,7 @@ class FakeEmbedder:
         out = np.zeros(DIMENSIONS, dtype=np.float64)
         for word in re.findall(r"\w+", text.lower()):
             digest = hashlib.sha256(word.encode()).digest()
-            out[digest[0] % DIMENSIONS] += 1.0
-            out[digest[1] % DIMENSIONS] += 0.5
+            out[int.from_bytes(digest[:4], "big") % DIMENSIONS] += 1.0
         norm = float(np.linalg.norm(out))
         if norm == 0:
             out[0] = 1.0
