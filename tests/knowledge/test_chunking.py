@@ -21,7 +21,8 @@ SENTENCES = [
 
 PLAIN = "\n\n".join(" ".join(SENTENCES[(i + j) % 5] for j in range(1 + i % 4)) for i in range(40))
 
-MARKDOWN = """# Guide to the gateway
+MARKDOWN = (
+    """# Guide to the gateway
 
 Intro paragraph. It has two sentences.
 
@@ -37,7 +38,9 @@ code block line
 ```
 
 > A quote that is a paragraph on its own, long enough to matter.
-""" * 6
+"""
+    * 6
+)
 
 LONG_WORDS = "x" * 3000 + " tail words after a very long token run " + "ab" * 800
 

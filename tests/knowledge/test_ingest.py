@@ -130,9 +130,7 @@ async def test_tenants_see_only_their_own_collections(
     assert [d.external_id for d in await service.list_documents(tenant, "kb")] == ["secret"]
 
 
-async def test_a_bad_document_is_reported_and_the_others_are_ingested(
-    service: KnowledgeService, tenant: str
-) -> None:
+async def test_a_bad_document_is_reported_and_the_others_are_ingested(service: KnowledgeService, tenant: str) -> None:
     await service.create_collection(tenant, "kb")
     results = await service.ingest(
         tenant,
