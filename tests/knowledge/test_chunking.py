@@ -3,6 +3,7 @@ the model's window, the configured overlap, no text lost, sentence and paragraph
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -67,7 +68,7 @@ def _check(text: str, chunks: list[Chunk], size: int, tokenizer) -> None:  # typ
     lost = [i for i, ch in enumerate(text) if not ch.isspace() and not covered[i]]
     assert lost == []
     # In order, each starting after the previous one's start.
-    assert all(b.start > a.start for a, b in zip(chunks, chunks[1:], strict=False))
+    assert all(b.start > a.start for a, b in itertools.pairwise(chunks))
     assert [c.ordinal for c in chunks] == list(range(len(chunks)))
 
 
@@ -84,7 +85,7 @@ def test_overlap_is_whole_sentences_within_the_configured_tokens(tokenizer) -> N
     size, overlap = 80, 24
     chunks = Chunker(tokenizer, size, overlap).chunk(Extracted(PLAIN))
     overlapping = 0
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         if b.start < a.end:
             overlapping += 1
             shared = a.text[b.start - a.start :]
@@ -97,7 +98,7 @@ def test_overlap_is_whole_sentences_within_the_configured_tokens(tokenizer) -> N
 
 def test_no_overlap_when_zero(tokenizer) -> None:  # type: ignore[no-untyped-def]
     chunks = Chunker(tokenizer, 60, 0).chunk(Extracted(PLAIN))
-    assert all(b.start >= a.end for a, b in zip(chunks, chunks[1:], strict=False))
+    assert all(b.start >= a.end for a, b in itertools.pairwise(chunks))
 
 
 def test_chunks_end_on_sentence_boundaries_when_sentences_fit(tokenizer) -> None:  # type: ignore[no-untyped-def]
