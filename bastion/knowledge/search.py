@@ -8,21 +8,21 @@ MMR re-orders the survivors; the best ``k`` are hydrated with their provenance i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import load_only
 
-from bastion.errors import InvalidRequest
-from bastion.knowledge.dense import Matrix, Vector
+from bastion.errors import InvalidRequest, NotFound
+from bastion.knowledge.dense import DenseIndex, Matrix, Vector
 from bastion.knowledge.filters import metadata_condition
 from bastion.knowledge.fusion import linear, mmr, rrf
-from bastion.knowledge.keyword import ranks
+from bastion.knowledge.keyword import KeywordIndex, ranks
 from bastion.knowledge.model import Hit, RetrieverScore, SearchRequest
 from bastion.knowledge.models import KnowledgeChunk, KnowledgeCollection, KnowledgeDocument
-
-if TYPE_CHECKING:
-    from bastion.knowledge.service import KnowledgeService
+from bastion.knowledge.store import find_collection
+from bastion.store.db import Database
 
 MAX_K = 1000
 
@@ -59,7 +59,14 @@ def _vector_of(matrices: list[Matrix], chunk_id: int) -> Vector | None:
     return None
 
 
-async def run_search(service: KnowledgeService, tenant_id: str, request: SearchRequest) -> list[Hit]:
+async def run_search(
+    db: Database,
+    keyword_index: KeywordIndex,
+    dense_index: DenseIndex,
+    embed_query: Callable[[str], Awaitable[Vector]],
+    tenant_id: str,
+    request: SearchRequest,
+) -> list[Hit]:
     _validate(request)
     condition = metadata_condition(request.filters)
     mode = request.mode
@@ -67,25 +74,27 @@ async def run_search(service: KnowledgeService, tenant_id: str, request: SearchR
     wants_matrix = wants_cosine or request.mmr_lambda is not None
     widen = mode == "hybrid" or request.mmr_lambda is not None or request.threshold is not None
     fetch = max(request.k, request.fetch_k) if widen else request.k
-    query_vector = await service.embed_query(request.query) if wants_cosine else None
-    async with service.db.session() as session:
+    query_vector = await embed_query(request.query) if wants_cosine else None
+    async with db.session() as session:
         collections: dict[str, KnowledgeCollection] = {}
         for ref in request.collections:
-            row = await service._collection(session, tenant_id, ref)
+            row = await find_collection(session, tenant_id, ref)
+            if row is None:
+                raise NotFound(f"no knowledge collection {ref!r}")
             collections[row.id] = row
         matrices: list[Matrix] = []
         keyword_lists: list[list[tuple[int, float]]] = []
         dense_lists: list[list[tuple[int, float]]] = []
         for col in collections.values():
-            matrix = await service.dense.matrix(session, col.id, col.index_version) if wants_matrix else None
+            matrix = await dense_index.matrix(session, col.id, col.index_version) if wants_matrix else None
             if matrix is not None:
                 matrices.append(matrix)
             if mode in ("bm25", "hybrid"):
                 keyword_lists.append(
-                    await service.keyword.search(session, col.id, col.index_version, request.query, fetch, condition)
+                    await keyword_index.search(session, col.id, col.index_version, request.query, fetch, condition)
                 )
             if mode in ("dense", "hybrid") and matrix is not None and query_vector is not None:
-                dense_lists.append(await service.dense.search(session, matrix, col.id, query_vector, fetch, condition))
+                dense_lists.append(await dense_index.search(session, matrix, col.id, query_vector, fetch, condition))
         keyword = _merge(keyword_lists, fetch)
         dense = _merge(dense_lists, fetch)
         if mode == "bm25":

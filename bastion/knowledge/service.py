@@ -368,7 +368,7 @@ class KnowledgeService:
 
     async def search(self, tenant_id: str, request: SearchRequest) -> list[Hit]:
         """Retrieve from the tenant's collections (bastion/knowledge/search.py)."""
-        return await run_search(self, tenant_id, request)
+        return await run_search(self.db, self.keyword, self.dense, self.embed_query, tenant_id, request)
 
     async def embed_query(self, query: str) -> Vector:
         vectors = await self.embed([query])
