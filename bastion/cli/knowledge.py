@@ -1,5 +1,5 @@
-"""``bastion knowledge``: evaluate retrieval on BEIR-format files (and, later, manage collections
-from the terminal with the same service the HTTP API uses)."""
+"""``bastion knowledge``: create collections, ingest files and search from the terminal (the same
+service the HTTP API will use), and evaluate retrieval on BEIR-format files."""
 
 from __future__ import annotations
 
@@ -7,16 +7,17 @@ import asyncio
 import json
 import tempfile
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from time import perf_counter
-from typing import Annotated, cast
+from typing import Annotated, TypeVar, cast
 
 import numpy as np
 import typer
 
 from bastion.cli.access_common import ConfigOption, DataDirOption, fail, load
 from bastion.config.settings import Settings
-from bastion.errors import BastionError
+from bastion.errors import BastionError, NotFound
 from bastion.knowledge.evaluation import (
     EvalReport,
     document_ranking,
@@ -25,14 +26,16 @@ from bastion.knowledge.evaluation import (
     read_queries,
     summarise,
 )
-from bastion.knowledge.model import Mode, SearchRequest
+from bastion.knowledge.model import DocumentInput, Mode, SearchRequest
 from bastion.knowledge.service import EmbedTexts, KnowledgeService
 from bastion.local.embedder import DIMENSIONS, get_embedder
 from bastion.store.db import Database
 from bastion.store.migrate import upgrade
 from bastion.store.models import Tenant
 
-app = typer.Typer(help="Knowledge collections: retrieval evaluation.", no_args_is_help=True)
+T = TypeVar("T")
+
+app = typer.Typer(help="Knowledge collections: create, ingest, search; evaluate retrieval.", no_args_is_help=True)
 
 MODES = ("bm25", "dense", "hybrid")
 #: Chunks retrieved per query; documents are ranked by their best chunk, 100 of them are scored.
@@ -210,3 +213,91 @@ def evaluate(
 
 def vars_of(report: EvalReport) -> dict[str, object]:
     return {name: getattr(report, name) for name in report.__dataclass_fields__}
+
+
+# -- collections from the terminal --------------------------------------------------------------
+
+TenantOption = Annotated[str | None, typer.Option(help="Tenant name (default: auth.default_tenant).")]
+
+
+def _service_call(settings: Settings, tenant: str | None, work: Callable[[KnowledgeService, str], Awaitable[T]]) -> T:
+    """Run ``work`` with the knowledge service on the configured database, as ``tenant``."""
+    from bastion.auth import manage
+    from bastion.cli.access_common import database
+
+    async def main() -> T:
+        async with database(settings) as db:
+            async with db.session() as session:
+                row = await manage.tenant_by_name(session, tenant or settings.auth.default_tenant)
+            if row is None:
+                raise NotFound(f"no tenant named {tenant or settings.auth.default_tenant!r}")
+            service = KnowledgeService(db, settings.knowledge, _local_embed(settings), dimensions=DIMENSIONS)
+            return await work(service, row.id)
+
+    try:
+        return asyncio.run(main())
+    except BastionError as exc:
+        raise fail(exc.message) from None
+
+
+@app.command("create")
+def create(
+    name: str,
+    tenant: TenantOption = None,
+    chunk_size: Annotated[int | None, typer.Option(help="Chunk size in word pieces")] = None,
+    chunk_overlap: Annotated[int | None, typer.Option(help="Chunk overlap in word pieces")] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Create a collection."""
+    settings = load(config, data_dir)
+    view = _service_call(
+        settings,
+        tenant,
+        lambda service, tid: service.create_collection(tid, name, chunk_size=chunk_size, chunk_overlap=chunk_overlap),
+    )
+    typer.echo(f"{view.name} {view.id} chunk_size={view.chunk_size} chunk_overlap={view.chunk_overlap}")
+
+
+@app.command("ingest")
+def ingest(
+    collection: str,
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="Text or Markdown files")],
+    tenant: TenantOption = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Ingest files (identified by their path; .md as Markdown, anything else as text)."""
+    settings = load(config, data_dir)
+    documents = [
+        DocumentInput(
+            path.read_bytes(),
+            uri=str(path.resolve()),
+            format="markdown" if path.suffix.lower() in (".md", ".markdown") else "text",
+        )
+        for path in files
+    ]
+    results = _service_call(settings, tenant, lambda service, tid: service.ingest(tid, collection, documents))
+    for result in results:
+        detail = f" ({result.error})" if result.error else f" chunks={result.chunks} embedded={result.embedded}"
+        typer.echo(f"{result.status:<9} {result.key}{detail}")
+
+
+@app.command("search")
+def search(
+    collection: str,
+    query: str,
+    tenant: TenantOption = None,
+    mode: Annotated[str, typer.Option(help="bm25, dense or hybrid")] = "hybrid",
+    k: Annotated[int, typer.Option(help="Hits")] = 5,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Search a collection and print the hits with their provenance (JSON lines)."""
+    if mode not in MODES:
+        raise fail(f"unknown mode {mode!r} (bm25, dense, hybrid)", 2)
+    settings = load(config, data_dir)
+    request = SearchRequest(query, [collection], k=k, mode=cast(Mode, mode))
+    hits = _service_call(settings, tenant, lambda service, tid: service.search(tid, request))
+    for hit in hits:
+        typer.echo(json.dumps({"rank": hit.rank, "score": hit.score, "text": hit.text, **hit.provenance()}))
