@@ -1,7 +1,7 @@
 """BM25 keyword retrieval, in the database, on either backend.
 
 - SQLite: the FTS5 table ``knowledge_fts`` (porter stemmer) ranks with its built-in ``bm25()``
-  (k1 = 1.2, b = 0.75, IDF over the FTS table).
+  (k1 = 1.2, b = 0.75, IDF over the FTS table); the collection is a term of its own column.
 - PostgreSQL: ``ts_rank`` has no IDF (about 0.46 nDCG@10 on SciFact against 0.68 for BM25), so the
   score is computed here over ``knowledge_postings`` (English-stemmed terms and their counts per
   chunk, kept by a trigger): IDF ``ln(1 + (N - df + 0.5) / (df + 0.5))`` (Lucene's) over the
@@ -82,19 +82,19 @@ class KeywordIndex:
         match = fts_query(query)
         if match is None:
             return []
-        score: Any = literal_column("bm25(knowledge_fts)")
-        statement: Any = (
-            select(KnowledgeChunk.id, score.label("score"))
-            .select_from(_FTS)
-            .join(KnowledgeChunk, KnowledgeChunk.id == _FTS.c.rowid)
-            .where(literal_column("knowledge_fts").op("MATCH")(match))
-            .where(KnowledgeChunk.collection_id == collection_id)
+        # Weight 0 for the collection column: only the text counts in the score.
+        score: Any = literal_column("bm25(knowledge_fts, 1.0, 0.0)")
+        scoped = f'collection : "{collection_id}" AND {{text}} : ({match})'
+        statement: Any = select(_FTS.c.rowid, score.label("score")).where(
+            literal_column("knowledge_fts").op("MATCH")(scoped)
         )
         if condition is not None:
-            statement = statement.join(KnowledgeDocument, KnowledgeDocument.id == KnowledgeChunk.document_id).where(
-                condition
+            statement = (
+                statement.join(KnowledgeChunk, KnowledgeChunk.id == _FTS.c.rowid)
+                .join(KnowledgeDocument, KnowledgeDocument.id == KnowledgeChunk.document_id)
+                .where(condition)
             )
-        rows = (await session.execute(statement.order_by(score, KnowledgeChunk.id).limit(k))).all()
+        rows = (await session.execute(statement.order_by(score, _FTS.c.rowid).limit(k))).all()
         return [(int(row[0]), -float(row[1])) for row in rows]  # FTS5: lower is better
 
     async def _collection_stats(self, session: AsyncSession, collection_id: str, version: int) -> tuple[int, float]:

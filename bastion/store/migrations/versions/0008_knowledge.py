@@ -24,9 +24,12 @@ _JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgre
 _CHUNK_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 _SQLITE = [
-    "CREATE VIRTUAL TABLE knowledge_fts USING fts5(text, tokenize = 'porter unicode61 remove_diacritics 2')",
+    # ``collection`` is indexed too: a search matches ``collection : "<id>" AND {text} : (...)``
+    # inside FTS5, which is much faster than joining every match to its chunk row.
+    "CREATE VIRTUAL TABLE knowledge_fts USING fts5(text, collection, "
+    "tokenize = 'porter unicode61 remove_diacritics 2')",
     "CREATE TRIGGER knowledge_chunks_fts_insert AFTER INSERT ON knowledge_chunks BEGIN "
-    "INSERT INTO knowledge_fts (rowid, text) VALUES (new.id, new.text); END",
+    "INSERT INTO knowledge_fts (rowid, text, collection) VALUES (new.id, new.text, new.collection_id); END",
     "CREATE TRIGGER knowledge_chunks_fts_delete AFTER DELETE ON knowledge_chunks BEGIN "
     "DELETE FROM knowledge_fts WHERE rowid = old.id; END",
 ]
