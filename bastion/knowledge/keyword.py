@@ -137,19 +137,20 @@ class KeywordIndex:
             .cte("df")
         )
         tf = cast(posting.tf, Float)
-        length = cast(KnowledgeChunk.term_count, Float)
+        length = cast(posting.length, Float)
         idf = func.ln(1.0 + (float(count) - df.c.df + 0.5) / (df.c.df + 0.5))
         norm = self.k1 * (1.0 - self.b + self.b * length / avglen)
         score: Any = func.sum(idf * tf * (self.k1 + 1.0) / (tf + norm)).label("score")
         statement: Any = (
             select(posting.chunk_id, score)
             .join(df, df.c.term == posting.term)
-            .join(KnowledgeChunk, KnowledgeChunk.id == posting.chunk_id)
             .where(posting.collection_id == collection_id)
         )
         if condition is not None:
-            statement = statement.join(KnowledgeDocument, KnowledgeDocument.id == KnowledgeChunk.document_id).where(
-                condition
+            statement = (
+                statement.join(KnowledgeChunk, KnowledgeChunk.id == posting.chunk_id)
+                .join(KnowledgeDocument, KnowledgeDocument.id == KnowledgeChunk.document_id)
+                .where(condition)
             )
         statement = statement.group_by(posting.chunk_id).order_by(score.desc(), posting.chunk_id).limit(k)
         rows = (await session.execute(statement)).all()

@@ -102,3 +102,5 @@ class KnowledgePosting(Base):
         _ChunkId, ForeignKey("knowledge_chunks.id", ondelete="CASCADE"), primary_key=True
     )
     tf: Mapped[int] = mapped_column(Integer)
+    #: The chunk's ``term_count`` (BM25's length), copied so scoring needs no join to the chunks.
+    length: Mapped[int] = mapped_column(Integer)

@@ -43,8 +43,8 @@ BEGIN
 END $$""",
     """CREATE FUNCTION knowledge_chunk_postings() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  INSERT INTO knowledge_postings (collection_id, term, chunk_id, tf)
-  SELECT NEW.collection_id, t.lexeme, NEW.id, coalesce(array_length(t.positions, 1), 1)
+  INSERT INTO knowledge_postings (collection_id, term, chunk_id, tf, length)
+  SELECT NEW.collection_id, t.lexeme, NEW.id, coalesce(array_length(t.positions, 1), 1), NEW.term_count
   FROM unnest(to_tsvector('english', NEW.text)) AS t;
   RETURN NULL;
 END $$""",
@@ -120,6 +120,7 @@ def upgrade() -> None:
         sa.Column("term", sa.Text(), nullable=False),
         sa.Column("chunk_id", _CHUNK_ID, nullable=False),
         sa.Column("tf", sa.Integer(), nullable=False),
+        sa.Column("length", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(["chunk_id"], ["knowledge_chunks.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("collection_id", "term", "chunk_id"),
     )
