@@ -49,6 +49,12 @@ def hashed_vector(text: str) -> list[float]:
 
 async def main(args: argparse.Namespace) -> None:
     os.sched_setaffinity(0, {0})
+    try:  # one core: one BLAS thread (two would take turns on it, spin-waiting)
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:
+        print("threadpoolctl is not installed: set OPENBLAS_NUM_THREADS=1 for a one-core figure")
     embedder = get_embedder(LocalModelSettings(threads=2))  # half the budget: one torch thread
     query_vectors: dict[str, list[float]] = {}
 
