@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 
@@ -21,7 +21,6 @@ from bastion.stats.analyze import analyze
 from bastion.stats.errors import StatsError
 from bastion.stats.power import (
     PROPORTION_METHODS,
-    ProportionMethod,
     SampleSize,
     mean_sample_size,
     proportion_sample_size,
@@ -81,9 +80,7 @@ def _sample_size(
         return mean_sample_size(baseline, mde, sd, relative=relative, alpha=alpha, power=power)
     if method not in PROPORTION_METHODS:
         raise StatsError(f"--method must be one of {', '.join(PROPORTION_METHODS)} (got {method!r})")
-    return proportion_sample_size(
-        baseline, mde, relative=relative, alpha=alpha, power=power, method=cast(ProportionMethod, method)
-    )
+    return proportion_sample_size(baseline, mde, relative=relative, alpha=alpha, power=power, method=method)
 
 
 @app.command("sample-size")
