@@ -12,7 +12,9 @@ SDK, which hashes code points, disagrees with its own JavaScript reference).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from array import array
+from collections.abc import Iterable, Sequence
 
 from bastion.stats.errors import StatsError
 
@@ -21,12 +23,20 @@ _FNV_PRIME = 0x01000193
 _MASK = 0xFFFFFFFF
 
 
+_NATIVE_UTF16 = "utf-16-le" if sys.byteorder == "little" else "utf-16-be"
+
+
+def _code_units(text: str) -> Iterable[int]:
+    if text.isascii():
+        return map(ord, text)
+    return array("H", text.encode(_NATIVE_UTF16, "surrogatepass"))
+
+
 def fnv1a32(text: str) -> int:
     """32-bit FNV-1a over the UTF-16 code units of ``text``."""
-    data = text.encode("utf-16-le", "surrogatepass")
     h = _FNV_OFFSET
-    for i in range(0, len(data), 2):
-        h = ((h ^ (data[i] | data[i + 1] << 8)) * _FNV_PRIME) & _MASK
+    for unit in _code_units(text):
+        h = ((h ^ unit) * _FNV_PRIME) & _MASK
     return h
 
 
