@@ -73,8 +73,8 @@ def _weights(samples: FloatArray, top_two: bool, floor: float, inverse: bool) ->
 
 
 def thompson_beta(
-    successes: Sequence[int],
-    trials: Sequence[int],
+    successes: npt.ArrayLike,
+    trials: npt.ArrayLike,
     *,
     seed: int | np.random.Generator,
     draws: int = DEFAULT_DRAWS,

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,7 +33,7 @@ def test_hash_matches_growthbook(seed: str, value: str, version: int, expected: 
 
 
 @pytest.mark.parametrize(("name", "args", "expected"), CASES["getBucketRange"])
-def test_bucket_ranges_match_growthbook(name: str, args: list, expected: list[list[float]]) -> None:
+def test_bucket_ranges_match_growthbook(name: str, args: list[Any], expected: list[list[float]]) -> None:
     count, coverage, weights = args
     ranges = bucket_ranges(count, coverage, weights)
     assert len(ranges) == len(expected), name
@@ -41,12 +42,12 @@ def test_bucket_ranges_match_growthbook(name: str, args: list, expected: list[li
 
 
 @pytest.mark.parametrize(("name", "n", "ranges", "expected"), CASES["chooseVariation"])
-def test_choose_variation_matches_growthbook(name: str, n: float, ranges: list, expected: int) -> None:
+def test_choose_variation_matches_growthbook(name: str, n: float, ranges: list[Any], expected: int) -> None:
     assert choose_variation(n, [tuple(r) for r in ranges]) == expected, name
 
 
 @pytest.mark.parametrize(("name", "unit", "namespace", "expected"), CASES["inNamespace"])
-def test_namespaces_match_growthbook(name: str, unit: str, namespace: list, expected: bool) -> None:
+def test_namespaces_match_growthbook(name: str, unit: str, namespace: list[Any], expected: bool) -> None:
     assert in_namespace(unit, (namespace[0], namespace[1], namespace[2])) is expected, name
 
 
