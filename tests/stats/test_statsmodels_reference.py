@@ -13,8 +13,8 @@ from bastion.stats.summary import ArmStats
 
 pytest.importorskip("statsmodels")
 
-from statsmodels.stats import multitest, power, proportion  # noqa: E402
-from statsmodels.stats.weightstats import CompareMeans, DescrStatsW  # noqa: E402
+from statsmodels.stats import multitest, power, proportion
+from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
 
 def test_arcsine_sample_size_matches_normal_ind_power() -> None:
