@@ -41,7 +41,11 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _print(payload: dict[str, Any]) -> None:
-    typer.echo(json.dumps(payload, indent=2))
+    try:
+        text = json.dumps(payload, indent=2, allow_nan=False)
+    except ValueError:  # a NaN or infinity would make the output invalid JSON
+        raise _fail("the statistics are not finite for this input (check n, sum and sum_squares)") from None
+    typer.echo(text)
 
 
 @app.command("analyze")

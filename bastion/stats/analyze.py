@@ -97,6 +97,8 @@ def _arm(index: int, raw: object, metric: MetricKind) -> Arm:
     if n < 0 or n != int(n):
         raise StatsError(f"arms[{index}].n must be a non-negative integer (got {raw['n']!r})")
     total = _number(raw["sum"], f"arms[{index}].sum")
+    if metric == "binomial" and total != int(total):
+        raise StatsError(f"arms[{index}].sum must be a whole number of conversions for a binomial metric (got {total})")
     squares = raw.get("sum_squares")
     sum_squares = None if squares is None else _number(squares, f"arms[{index}].sum_squares")
     try:

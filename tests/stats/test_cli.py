@@ -98,6 +98,8 @@ def test_a_degenerate_arm_is_reported_not_raised(tmp_path: Path) -> None:
         ({"metric": "binomial", "method": "magic", "arms": ARMS}, "method must be one of"),
         ({"metric": "binomial", "arms": ARMS, "colour": "red"}, "unknown field(s): colour"),
         ({"metric": "binomial", "arms": ARMS, "weights": [0.5, 0.5]}, "one number per arm"),
+        ({"metric": "binomial", "arms": [{"n": 10, "sum": 2.5}, {"n": 10, "sum": 6}]}, "whole number of conversions"),
+        ({"metric": "mean", "arms": [{"n": 10, "sum": 5, "sum_squares": -1}, ARMS[1]]}, "sum_squares must be >= 0"),
     ],
 )
 def test_bad_files_give_one_line_errors(tmp_path: Path, document: object, message: str) -> None:
