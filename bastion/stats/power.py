@@ -126,7 +126,13 @@ def mean_power(n: float, mde: float, sd: float, *, alpha: float = 0.05) -> float
     dof = 2 * n - 2
     noncentrality = abs(mde) / (sd * math.sqrt(2 / n))
     critical = float(sps.t.ppf(1 - alpha / 2, dof))
-    return float(sps.nct.sf(critical, dof, noncentrality) + sps.nct.cdf(-critical, dof, noncentrality))
+    upper = float(sps.nct.sf(critical, dof, noncentrality))
+    lower = float(sps.nct.cdf(-critical, dof, noncentrality))
+    # scipy's noncentral t returns NaN far in a tail (noncentrality above ~30): there the far tail
+    # is 0 and the near one is the normal's to many digits.
+    if not math.isfinite(upper):
+        upper = float(sps.norm.sf(critical - noncentrality))
+    return upper + (lower if math.isfinite(lower) else 0.0)
 
 
 def _smallest_n(power_at: Callable[[int], float], target: float, start: int = 2) -> int:
@@ -235,3 +241,47 @@ def mean_mde(n: int, sd: float, *, alpha: float = 0.05, power: float = 0.8) -> f
     while mean_power(n, high, sd, alpha=alpha) < power:
         high *= 2
     return float(optimize.brentq(lambda d: mean_power(n, d, sd, alpha=alpha) - power, 1e-12 * sd, high, xtol=1e-12))
+
+
+def sequential_mde(
+    n: int,
+    baseline: float,
+    *,
+    sd: float | None = None,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    tuning: float = DEFAULT_TUNING,
+) -> float:
+    """The smallest absolute effect the sequential test detects at a look with ``n`` per arm.
+
+    A proportion when ``sd`` is None (the lift above ``baseline``), else a difference in means.
+    """
+    _z(alpha, power)
+    if n < 2:
+        raise StatsError("need n >= 2 per arm")
+    if sd is not None:
+        if sd <= 0:
+            raise StatsError("the standard deviation must be positive")
+        high = sd
+        while sequential_power(n, high, 2 * sd**2, alpha=alpha, tuning=tuning) < power:
+            high *= 2
+        return float(
+            optimize.brentq(
+                lambda d: sequential_power(n, d, 2 * sd**2, alpha=alpha, tuning=tuning) - power,
+                1e-12 * sd,
+                high,
+                xtol=1e-12,
+            )
+        )
+    if not 0 < baseline < 1:
+        raise StatsError("the baseline must be a proportion in (0, 1)")
+
+    def gap(d: float) -> float:
+        p2 = baseline + d
+        variance = baseline * (1 - baseline) + p2 * (1 - p2)
+        return sequential_power(n, d, variance, alpha=alpha, tuning=tuning) - power
+
+    top = 1 - baseline - 1e-12
+    if gap(top) < 0:
+        raise StatsError(f"no lift is detectable with {n} units per arm")
+    return float(optimize.brentq(gap, 1e-12, top, xtol=1e-12))

@@ -17,6 +17,7 @@ from bastion.stats.power import (
     proportion_mde,
     proportion_power,
     proportion_sample_size,
+    sequential_mde,
     sequential_sample_size,
 )
 from bastion.stats.sequential import sequential_p_value
@@ -91,6 +92,7 @@ def test_mean_power_matches_simulated_t_tests() -> None:
     rejected = (sps.ttest_ind(b, a, axis=1).pvalue < 0.05).mean()
     assert mean_power(64, 0.5, 1.0) == pytest.approx(rejected, abs=0.01)
     assert mean_mde(64, 1.0) == pytest.approx(0.5, abs=0.005)
+    assert mean_power(3000, 2.0, 1.0) == 1.0  # far in the tail, where scipy's noncentral t gives NaN
 
 
 def test_sequential_sample_size_gives_the_power_asked_for() -> None:
@@ -105,6 +107,14 @@ def test_sequential_sample_size_gives_the_power_asked_for() -> None:
     rate = (sequential_p_value(q2 - q1, se, 2 * n, 0.05) < 0.05).mean()
     assert rate == pytest.approx(0.80, abs=0.012)
     assert sequential_sample_size(0.0, 0.5, sd=1.0).per_arm > 64
+
+
+def test_sequential_mde_inverts_the_sample_size() -> None:
+    size = sequential_sample_size(0.10, 0.02)
+    assert sequential_mde(size.per_arm, 0.10) == pytest.approx(0.02, rel=2e-3)
+    means = sequential_sample_size(5.0, 0.3, sd=2.0)
+    assert sequential_mde(means.per_arm, 5.0, sd=2.0) == pytest.approx(0.3, rel=2e-3)
+    assert sequential_mde(means.per_arm, 5.0, sd=2.0) > mean_mde(means.per_arm, 2.0) / 2
 
 
 def test_bad_inputs_are_refused() -> None:
