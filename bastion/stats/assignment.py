@@ -104,9 +104,16 @@ def assign(
     coverage: float = 1.0,
     hash_version: int = 2,
 ) -> int:
-    """The variant index for ``unit_id`` in an experiment of ``count`` variants, or -1 (not in it)."""
-    if count < 1:
-        raise StatsError("an experiment needs at least one variant")
+    """The variant index for ``unit_id`` in an experiment of ``count`` variants, or -1 (not in it).
+
+    As GrowthBook runs an experiment: a unit without an id, or an experiment with fewer than two
+    variants, is not in it; otherwise the unit's hash picks the range it falls in (the seed is the
+    experiment key unless the experiment sets one).
+    """
+    if count < 0:
+        raise StatsError("the number of variants must not be negative")
+    if not unit_id or count < 2:
+        return -1
     n = gb_hash(seed, unit_id, hash_version)
     if n is None:
         raise StatsError(f"unknown hash version {hash_version} (1 or 2)")

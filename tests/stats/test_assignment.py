@@ -56,6 +56,24 @@ def test_equal_weights_match_growthbook(count: int, expected: list[float]) -> No
     assert equal_weights(count) == pytest.approx(expected, abs=1e-8)
 
 
+@pytest.mark.parametrize(("name", "context", "experiment", "value", "in_experiment", "hash_used"), CASES["run"])
+def test_run_experiment_matches_growthbook(
+    name: str, context: dict[str, Any], experiment: dict[str, Any], value: Any, in_experiment: bool, hash_used: bool
+) -> None:
+    unit = context.get("attributes", {}).get(experiment.get("hashAttribute", "id"))
+    variations = experiment["variations"]
+    index = assign(
+        experiment.get("seed", experiment["key"]),
+        "" if unit is None else str(unit),
+        len(variations),
+        weights=experiment.get("weights"),
+        coverage=experiment.get("coverage", 1.0),
+        hash_version=experiment.get("hashVersion", 1),
+    )
+    assert (index != -1) is in_experiment, name
+    assert variations[index if index != -1 else 0] == value, name
+
+
 def test_fnv1a32_reference_vectors() -> None:
     # The published FNV-1a 32-bit test vectors (Fowler/Noll/Vo).
     assert fnv1a32("") == 0x811C9DC5
@@ -109,8 +127,9 @@ def test_assignment_is_the_same_in_another_process() -> None:
     assert json.loads(out.stdout) == here
 
 
-def test_assign_rejects_unknown_hash_versions_and_empty_experiments() -> None:
+def test_assign_rejects_unknown_hash_versions() -> None:
     with pytest.raises(StatsError):
         assign("s", "u", 2, hash_version=3)
     with pytest.raises(StatsError):
-        assign("s", "u", 0)
+        assign("s", "u", -1)
+    assert assign("s", "u", 1) == -1
