@@ -265,3 +265,18 @@ async def test_a_rerun_after_a_crash_runs_only_the_items_not_stored(bulk_env: Bu
     sent = sorted(r.body["messages"][0]["content"] for r in env.fake.requests(CLAUDE_UPSTREAM))
     assert sent == ["Item 1.", "Item 3.", "Item 4."]
     assert [r["answer"] for r in done["results"]][0::2] == ["earlier", "earlier", answer_text(CLAUDE_UPSTREAM)]
+
+
+async def test_a_cancelled_bulk_keeps_what_finished(bulk_env: BulkEnv) -> None:
+    env = bulk_env
+    env.fake.default(CLAUDE_UPSTREAM, "ok:0.1")
+    agent_id = await env.start()
+    bulk_id = await env.submit_ok(agent_id, items(40))
+    await wait_until(lambda: len(env.fake.requests(CLAUDE_UPSTREAM)) >= 3, what="items started")
+    await env.gateway.services.jobs.cancel(bulk_id)
+    done = await env.finished(bulk_id)
+    assert done["status"] == "cancelled"
+    counts = done["counts"]
+    assert counts["succeeded"] >= 1 and counts["pending"] > 0
+    assert counts["succeeded"] + counts["pending"] == 40
+    assert len(env.fake.requests(CLAUDE_UPSTREAM)) < 40
