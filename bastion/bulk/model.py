@@ -119,7 +119,9 @@ def parse_items(value: Any, max_items: int) -> list[BulkItem]:
         if unknown:
             problems.append(f"{where} has an unknown field {unknown[0][:64]!r}")
             continue
-        item_id = raw.get("id", str(index))
+        item_id = raw.get("id")
+        if item_id is None:
+            item_id = str(index)
         operation = raw.get("operation")
         message = raw.get("message")
         if not isinstance(item_id, str) or not _LABEL.fullmatch(item_id):

@@ -9,6 +9,7 @@ items: per-operation aggregates and each item's answer or error, for the owner o
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Any
 
@@ -37,14 +38,7 @@ class BulkService:
         agent_id = parse_agent_id(body.get("agent_id"))
         items = parse_items(body.get("items"), self.settings.max_items)
         row, plan = await self.sessions.bulk_target(principal, agent_id)
-        for index, item in enumerate(items):
-            tokens = message_tokens("user", item.message)
-            if tokens > plan.budget:
-                raise InvalidRequest(
-                    f"Invalid request: items[{index}].message ({tokens} tokens) does not fit the model's context "
-                    f"window ({plan.budget} tokens for the message).",
-                    param=f"items[{index}].message",
-                )
+        await _check_sizes(items, plan.budget)
         owner = owner_of(principal)
         # Last check, so a refused submission takes no place in the limit.
         await self.sessions.limiter.admit_bulk(request_id, owner)
@@ -84,6 +78,24 @@ class BulkService:
                 break
             after = page[-1].key
         return bulk_view(job, payload, stored)
+
+
+async def _check_sizes(items: list[BulkItem], budget: int) -> None:
+    """400 for the first item whose message does not fit the session's window. A message of no
+    more UTF-8 bytes than the budget fits without counting (a byte-level BPE token is at least one
+    byte); the others are counted in a thread, off the event loop."""
+    markup = message_tokens("user", "")
+    unsure = [(index, item) for index, item in enumerate(items) if markup + len(item.message.encode()) > budget]
+    if not unsure:
+        return
+    counts = await asyncio.to_thread(lambda: [message_tokens("user", item.message) for _, item in unsure])
+    for (index, _), tokens in zip(unsure, counts, strict=True):
+        if tokens > budget:
+            raise InvalidRequest(
+                f"Invalid request: items[{index}].message ({tokens} tokens) does not fit the model's context "
+                f"window ({budget} tokens for the message).",
+                param=f"items[{index}].message",
+            )
 
 
 def _zero() -> dict[str, Any]:

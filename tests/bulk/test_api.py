@@ -5,14 +5,15 @@ session's message limits)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bastion.jobs.model import ItemOutcome as StoredItem
 from bastion.jobs.runner import WorkerPool
-from bastion.store.models import Interaction
+from bastion.store.models import ApiKey, Interaction
 from tests.bulk.support import CLAUDE, CLAUDE_UPSTREAM, GPT_UPSTREAM, SECRET, BulkEnv, items
 from tests.support.fake_upstream import answer_text
 from tests.support.harness import wait_until
@@ -241,12 +242,17 @@ async def test_the_status_of_a_queued_bulk_counts_pending_items(bulk_env: BulkEn
     env = bulk_env
     agent_id = await env.start()
     await stop_workers(env)
-    bulk_id = await env.submit_ok(agent_id, items(3, ("a", "b")))
+    sent = [
+        {"operation": "a", "message": "x"},
+        {"id": None, "operation": "b", "message": "y"},
+        {"id": "z", "operation": "a", "message": "w"},
+    ]
+    bulk_id = await env.submit_ok(agent_id, sent)
     answer = (await env.status(bulk_id)).json()
     assert answer["status"] == "queued"
     assert answer["counts"] == {"items": 3, "succeeded": 0, "failed": 0, "pending": 3}
     assert answer["operations"]["a"]["pending"] == 2
-    assert [r["status"] for r in answer["results"]] == ["pending"] * 3
+    assert [(r["id"], r["status"]) for r in answer["results"]] == [("0", "pending"), ("1", "pending"), ("z", "pending")]
 
 
 async def test_a_rerun_after_a_crash_runs_only_the_items_not_stored(bulk_env: BulkEnv) -> None:
@@ -280,3 +286,18 @@ async def test_a_cancelled_bulk_keeps_what_finished(bulk_env: BulkEnv) -> None:
     assert counts["succeeded"] >= 1 and counts["pending"] > 0
     assert counts["succeeded"] + counts["pending"] == 40
     assert len(env.fake.requests(CLAUDE_UPSTREAM)) < 40
+
+
+async def test_a_key_revoked_before_the_run_stops_it(bulk_env: BulkEnv) -> None:
+    env = bulk_env
+    agent_id = await env.start("svc")  # a key without a user owns its sessions
+    pool = await stop_workers(env)
+    bulk_id = await env.submit_ok(agent_id, items(2), "svc")
+    async with env.db.transaction() as session:
+        await session.execute(
+            update(ApiKey).where(ApiKey.name == "svc").values(revoked_at=datetime(2026, 1, 1, tzinfo=UTC))
+        )
+    assert await pool.execute(bulk_id) == "succeeded"
+    job_items = await env.gateway.services.jobs.items(bulk_id)
+    assert [(item.status, item.error["status_code"]) for item in job_items] == [("failed", 401)] * 2
+    assert env.fake.requests(CLAUDE_UPSTREAM) == []
