@@ -149,7 +149,8 @@ class ItemOutcome:
     """One item's outcome as a runner reports it; stored as the job item's result or error."""
 
     status_code: int
-    interaction_id: str
+    #: The ledger's id of the item's exchange; None when the item never reached the pipeline.
+    interaction_id: str | None
     answer: str | None = None
     usage: dict[str, int] | None = None
     cost_usd: float = 0.0

@@ -72,7 +72,7 @@ class BulkRun:
         """No item can run: each gets the reason as its outcome."""
         error = openai_error(exc)["error"]
         outcomes = [
-            StoredItem(item.id, error=ItemOutcome(exc.status, "", error=error).stored(item.operation)) for item in items
+            StoredItem(item.id, error=ItemOutcome(exc.status, None, error=error).stored(item.operation)) for item in items
         ]
         await job.write_items(outcomes)
         job.progress(job.done + len(items))

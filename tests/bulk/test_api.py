@@ -207,6 +207,7 @@ async def test_a_bulk_whose_session_ended_before_it_ran_fails_its_items(bulk_env
     assert done["counts"]["failed"] == 2
     assert {r["error"]["code"] for r in done["results"]} == {"session_ended"}
     assert {r["status_code"] for r in done["results"]} == {410}
+    assert {r["interaction_id"] for r in done["results"]} == {None}  # nothing reached the pipeline
     assert env.fake.requests(CLAUDE_UPSTREAM) == []
 
 
