@@ -70,10 +70,8 @@ class BulkRun:
 
     async def _fail_all(self, job: JobContext, items: Sequence[BulkItem], exc: BastionError) -> None:
         """No item can run: each gets the reason as its outcome."""
-        error = openai_error(exc)["error"]
-        outcomes = [
-            StoredItem(item.id, error=ItemOutcome(exc.status, None, error=error).stored(item.operation)) for item in items
-        ]
+        outcome = ItemOutcome(exc.status, None, error=openai_error(exc)["error"])
+        outcomes = [StoredItem(item.id, error=outcome.stored(item.operation)) for item in items]
         await job.write_items(outcomes)
         job.progress(job.done + len(items))
 

@@ -142,7 +142,7 @@ class PipelineBulk:
 
     def _context(self, principal: Principal, prepared: PreparedBulk, item: BulkItem, request_id: str) -> RequestContext:
         message = {"role": "user", "content": item.message}
-        messages = [prepared.system, message]
+        messages = [_fresh(prepared.system), message]
         if prepared.template is not None:
             messages.append({"role": "user", "content": prepared.template})
         body: dict[str, Any] = {**prepared.params, "model": prepared.model, "messages": messages}
@@ -162,6 +162,12 @@ class PipelineBulk:
         ctx.session_id = prepared.agent_id
         ctx.ledger_extra = {"bulk_id": prepared.bulk_id, "bulk_item": item.id, "operation": item.operation}
         return ctx
+
+
+def _fresh(system: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the shared system message for one item: stages may change an item's messages."""
+    content = system["content"]
+    return {**system, "content": [dict(part) for part in content] if isinstance(content, list) else content}
 
 
 def _answer(response: ChatResponse) -> str:
