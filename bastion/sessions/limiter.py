@@ -9,9 +9,9 @@ store for one process, Redis (exact across processes) when the gateway shares on
 Bulk submissions on sessions (``bulk.per_minute``, seed 000's "bulk operations: 5/minute") are
 counted per owner in the 60 s store too, under keys of their own.
 
-The two message admissions are made in turn, the agent's first. A message the owner's hourly limit refuses
-has then taken one place in the agent's minute (it frees itself within 60 s); the other order
-would let a burst on one agent eat places in the owner's hour, which last an hour.
+The two message admissions are made in turn, the agent's first. A message the owner's hourly
+limit refuses has then taken one place in the agent's minute (it frees itself within 60 s); the
+other order would let a burst on one agent eat places in the owner's hour, which last an hour.
 """
 
 from __future__ import annotations
