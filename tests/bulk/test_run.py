@@ -131,7 +131,7 @@ async def test_the_first_item_runs_alone_then_groups_with_their_first_item_first
 
 async def test_stored_items_are_skipped() -> None:
     runner = Runner()
-    earlier = {"a0": ("succeeded", {}), "b1": ("failed", {})}
+    earlier: dict[str, tuple[str, dict[str, object]]] = {"a0": ("succeeded", {}), "b1": ("failed", {})}
     ctx = Context(payload(SPEC), earlier)
     result = await BulkRun(runner, BulkSettings()).run(ctx)  # type: ignore[arg-type]
     started = [item_id for kind, item_id in runner.events if kind == "start"]
