@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+import bastion.guard.runs as runs
 from bastion.guard.normalize import word_set
 
 MAX_PAYLOADS = 12
@@ -36,7 +37,9 @@ class Payload:
 
 
 _LETTERS_RE = re.compile(r"[^\W\d_]+")
-_B64_RUN_RE = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
+_B64_MIN_RUN = 16
+_B64_RUN_RE = re.compile(rf"[A-Za-z0-9+/_-]{{{_B64_MIN_RUN},}}={{0,2}}")
+_B64_CLASS = runs.class_table(lambda char: char.isascii() and (char.isalnum() or char in "+/_-"))
 _HEX_ESCAPED_RE = re.compile(r"(?:\\x[0-9a-fA-F]{2}){6,}|(?:0x[0-9a-fA-F]{2}[\s,]*){6,}")
 _HEX_SPACED_RE = re.compile(r"[0-9a-fA-F]{2}(?:[ :,-][0-9a-fA-F]{2}){7,}")
 _BINARY_RE = re.compile(r"[01]{8}(?:[ ,]?[01]{8}){5,}")
@@ -122,7 +125,9 @@ def find_payloads(original: str, view: str, hints: PayloadHints) -> list[Payload
     Spans of ``spaced`` payloads are offsets into ``view``.
     """
     payloads: list[Payload] = []
-    for match in _B64_RUN_RE.finditer(original):
+    # Most prompts have no run of 16 base64 characters: a byte scan says so without the regex.
+    runs_of_base64 = runs.has_run(original, _B64_CLASS, _B64_MIN_RUN)
+    for match in _B64_RUN_RE.finditer(original) if runs_of_base64 else ():
         if len(payloads) >= MAX_PAYLOADS:
             break
         run = match.group()[:MAX_PAYLOAD_CHARS]

@@ -167,7 +167,7 @@ class InjectionDetector:
         self.decode_payloads = decode_payloads
         self.rules = rules
         self.model: InjectionModel | None = shared_model() if use_model else None
-        self._substring_rules = [r for r in rules if r.substrings]
+        self._substring_rules = [(r, tuple(dict.fromkeys(s[0] for s in r.substrings))) for r in rules if r.substrings]
         # One pattern per (trigger word, category): the literal trigger lets the regex engine skip
         # to its occurrences, and one finditer covers every rule of the category with that word.
         grouped: dict[tuple[str, str], list[tuple[InjectionRule, str, frozenset[str]]]] = {}
@@ -257,7 +257,7 @@ class InjectionDetector:
         best: dict[str, tuple[InjectionRule, float, int, int]] = {}
         for word in words & self._trigger_words:
             for group in self._by_word[word]:
-                if group.head_words and not any(head <= words for head in group.head_words):
+                if group.head_words and not any(map(words.issuperset, group.head_words)):
                     continue
                 for match in group.pattern.finditer(folded):
                     start = match.start()
@@ -266,9 +266,11 @@ class InjectionDetector:
                     matched = group.rules[match.lastgroup or ""]
                     self._consider(best, matched, folded, start, match.end())
         ascii_text = folded.isascii()
-        for substring_rule in self._substring_rules:
+        for substring_rule, first_chars in self._substring_rules:
             if ascii_text and not substring_rule.substrings[0].isascii():
                 continue  # CJK rules on ASCII text
+            if not any(map(folded.__contains__, first_chars)):
+                continue  # one search per distinct first character ("<", "[") before the substrings
             if substring_rule.compiled is not None and any(s in folded for s in substring_rule.substrings):
                 for match in substring_rule.compiled.finditer(folded):
                     self._consider(best, substring_rule, folded, match.start(), match.end())

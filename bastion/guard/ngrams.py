@@ -45,7 +45,7 @@ _MIX = 0x9E3779B97F4A7C15
 _WORD_SALT = 0xC2B2AE3D27D4EB4F
 _BIGRAM_SALT = 0x165667B19E3779F9
 
-_DIGITS = str.maketrans("123456789", "000000000")
+_DIGITS = bytes.maketrans(b"123456789", b"000000000")
 
 # Code points that separate words: ASCII non-alphanumerics, then general and CJK punctuation.
 _ASCII_WORD = np.zeros(128, dtype=bool)
@@ -74,8 +74,12 @@ _INV_POW = _powers(pow(_PRIME, -1, 1 << 64), _TABLE)
 
 
 def normalize_folded(folded: str) -> str:
-    """The feature text of an already folded view: digits as 0, whitespace runs as one space."""
-    return " " + " ".join(folded.translate(_DIGITS).split()) + " "
+    """The feature text of an already folded view: digits as 0, whitespace runs as one space.
+
+    The digits are replaced in the UTF-8 bytes (``str.translate`` costs about 50 ns a character on
+    non-ASCII text; no byte of a multi-byte character is an ASCII digit, so this is the same)."""
+    zeroed = folded.encode("utf-8", "surrogatepass").translate(_DIGITS).decode("utf-8", "surrogatepass")
+    return " " + " ".join(zeroed.split()) + " "
 
 
 def normalize(text: str) -> str:

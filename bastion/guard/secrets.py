@@ -16,10 +16,11 @@ import binascii
 import math
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import bastion.guard.budget as budget
+import bastion.guard.runs as runs
 from bastion.guard.models import Finding
 from bastion.guard.segments import SEGMENT_CHARS, segment_bounds
 
@@ -279,6 +280,10 @@ class SecretDetector:
     def __init__(self, rules: tuple[SecretRule, ...] = SECRET_RULES) -> None:
         self.rules = rules
         self._all_token_hints = tuple({h for r in rules if not r.hints_case_insensitive for h in r.hints})
+        # The word hints (looked for in the lower-cased text), each looked for once per text however
+        # many rules share it; and the rules that need only those, for texts with no vendor prefix.
+        self._word_hints = tuple(dict.fromkeys(h for r in rules if r.hints_case_insensitive for h in r.hints))
+        self._word_rules = tuple((i, r) for i, r in enumerate(rules) if r.hints_case_insensitive)
 
     def scan(self, text: str) -> list[Finding]:
         if not text:
@@ -300,14 +305,18 @@ class SecretDetector:
         lowered = text.lower()
         # Vendor keys are single long tokens: look for their prefixes in the long tokens only, which
         # is far cheaper than dozens of substring searches over a whole prompt.
-        long_tokens = " ".join(token for token in text.split() if len(token) >= _MIN_KEY_TOKEN)
-        any_vendor_hint = bool(long_tokens) and any(hint in long_tokens for hint in self._all_token_hints)
+        long_tokens = " ".join(runs.long_tokens(text, _MIN_KEY_TOKEN))
+        any_vendor_hint = bool(long_tokens) and any(map(long_tokens.__contains__, self._all_token_hints))
+        word_hints = frozenset(filter(lowered.__contains__, self._word_hints))
         found: list[tuple[int, Finding]] = []
-        for index, rule in enumerate(self.rules):
+        candidates: Iterable[tuple[int, SecretRule]] = (
+            enumerate(self.rules) if any_vendor_hint else self._word_rules if word_hints else ()
+        )
+        for index, rule in candidates:
             if rule.hints_case_insensitive:
-                if not any(hint in lowered for hint in rule.hints):
+                if word_hints.isdisjoint(rule.hints):
                     continue
-            elif not any_vendor_hint or not any(hint in long_tokens for hint in rule.hints):
+            elif not any(hint in long_tokens for hint in rule.hints):
                 continue
             end = len(text)
             if rule.last_anchor is not None:
