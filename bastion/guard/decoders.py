@@ -16,7 +16,7 @@ import binascii
 import codecs
 import html
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -125,9 +125,7 @@ def find_payloads(original: str, view: str, hints: PayloadHints) -> list[Payload
     Spans of ``spaced`` payloads are offsets into ``view``.
     """
     payloads: list[Payload] = []
-    # Most prompts have no run of 16 base64 characters: a byte scan says so without the regex.
-    runs_of_base64 = runs.has_run(original, _B64_CLASS, _B64_MIN_RUN)
-    for match in _B64_RUN_RE.finditer(original) if runs_of_base64 else ():
+    for match in _base64_runs(original):
         if len(payloads) >= MAX_PAYLOADS:
             break
         run = match.group()[:MAX_PAYLOAD_CHARS]
@@ -161,6 +159,19 @@ def find_payloads(original: str, view: str, hints: PayloadHints) -> list[Payload
             letters = re.sub(r"[^a-z]", "", match.group())
             payloads.append(Payload("spaced", match.start(), match.end(), letters))
     return payloads[:MAX_PAYLOADS]
+
+
+def _base64_runs(original: str) -> Iterator[re.Match[str]]:
+    """``_B64_RUN_RE.finditer(original)``, without walking the regex over the whole text.
+
+    A byte scan (``runs``) finds where the runs of at least 16 base64 characters start, usually
+    nowhere, and the regex only matches there: every match of the pattern starts where such a run
+    starts and takes the whole run (plus up to two ``=``, which end a run), so the next match
+    starts at the next run."""
+    for start in runs.run_starts(original, _B64_CLASS, _B64_MIN_RUN):
+        match = _B64_RUN_RE.match(original, start)
+        if match is not None:  # always, by the above
+            yield match
 
 
 def _decode_binary(run: str) -> str | None:
