@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 
 import bastion.guard.budget as budget
+import bastion.guard.runs as runs
 from bastion.guard.decoders import (
     BINARY_HINT_WORDS,
     HEX_HINT_WORDS,
@@ -241,10 +242,12 @@ class InjectionDetector:
             result.findings.append(Finding("escaped_newlines", 0, len(text), 0.5))
         if not text.isascii():
             # Cheap charset scans first; the contact patterns only where those characters occur.
-            if _GREEK_CYRILLIC_RE.search(text) and _MIXED_SCRIPT_RE.search(text):
+            # Both classes are non-ASCII: look inside the non-ASCII runs only, not the whole text.
+            non_ascii = runs.non_ascii_runs(text)
+            if runs.search_runs(_GREEK_CYRILLIC_RE, text, non_ascii) and _MIXED_SCRIPT_RE.search(text):
                 self._bump(result, OBFUSCATION, 0.3)
                 result.findings.append(Finding("mixed_script", 0, len(text), 0.3))
-            if _WORD_SPLITTER_RE.search(text) and _SPLIT_WORD_RE.search(text):
+            if runs.search_runs(_WORD_SPLITTER_RE, text, non_ascii) and _SPLIT_WORD_RE.search(text):
                 self._bump(result, OBFUSCATION, 0.3)
                 result.findings.append(Finding("split_words", 0, len(text), 0.3))
         if self.decode_payloads and depth < MAX_DEPTH:

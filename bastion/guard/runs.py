@@ -70,22 +70,25 @@ def _run_pattern(length: int) -> re.Pattern[bytes]:
     return re.compile(b"a" * length + b"a*")
 
 
-# Not a run class (DEL is not a space): only for ASCII text, below.
+# Space or not, for ``long_tokens``: DEL (any non-ASCII character in ``marked``) counts as not a space.
 _NOT_SPACE = bytes(_IN if code < 128 and not chr(code).isspace() else _OUT for code in range(256))
 
 
 def long_tokens(text: str, length: int) -> list[str]:
-    """``[token for token in text.split() if len(token) >= length]``, faster for ASCII text.
+    """``[token for token in text.split() if len(token) >= length]``, without splitting all of it.
 
-    For ASCII text ``str.split`` splits exactly at the characters ``str.isspace`` accepts, so the
-    runs of non-space bytes are the tokens; other text takes the plain path (``str.split`` also
-    splits at Unicode spaces, which a byte table cannot see)."""
-    if not text.isascii():
-        return [token for token in text.split() if len(token) >= length]
-    mapped = text.encode("ascii").translate(_NOT_SPACE)
+    A token is a run of non-space characters, so it lies inside a run of bytes that
+    ``marked(text)`` has no ASCII space in; only those runs of ``length`` or more are split (again:
+    a non-ASCII space such as U+00A0, a DEL in ``marked``, may still cut them)."""
+    mapped = marked(text).translate(_NOT_SPACE)
     if _needle(length) not in mapped:
         return []
-    return [text[match.start() : match.end()] for match in _run_pattern(length).finditer(mapped)]
+    return [
+        token
+        for match in _run_pattern(length).finditer(mapped)
+        for token in text[match.start() : match.end()].split()
+        if len(token) >= length
+    ]
 
 
 _DEL_RUN_RE = re.compile(b"\x7f\x7f*")  # a literal first: the regex engine skips to it
@@ -101,3 +104,16 @@ def non_ascii_runs(text: str) -> list[tuple[int, int]]:
 
 
 _NON_ASCII_RUN_RE = re.compile(r"[^\x00-\x7f]+")
+
+
+#: Past this many non-ASCII runs (text in another script, where every word is one), a search per
+#: run costs more than one search of the whole text.
+FEW_RUNS = 64
+
+
+def search_runs(pattern: re.Pattern[str], text: str, spans: list[tuple[int, int]]) -> bool:
+    """``pattern.search(text) is not None`` for a pattern that only matches non-ASCII characters,
+    given ``spans = non_ascii_runs(text)``: looked for inside those runs only, when they are few."""
+    if len(spans) > FEW_RUNS:
+        return pattern.search(text) is not None
+    return any(pattern.search(text, start, end) is not None for start, end in spans)
