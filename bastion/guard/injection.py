@@ -82,7 +82,21 @@ _DECODE_REQUEST_RE = re.compile(
     r"\b(?:decode|decipher|translate|convert|interpret|read)\W+(?:\w+\W+){0,6}?(?:and|then)\W+(?:\w+\W+)?"
     r"(?:follow|execute|do|obey|run|act\W+on|carry\W+out|perform|comply)\b"
 )
+# The verbs ``_DECODE_REQUEST_RE`` starts with. It needs one as a whole word (a word boundary before,
+# a non-word character after), so one of them is in the text's word set wherever it matches.
+_DECODE_VERBS = ("decode", "decipher", "translate", "convert", "interpret", "read")
 MAX_DEPTH = 2
+
+
+def _decode_request(folded: str, words: set[str]) -> bool:
+    """``_DECODE_REQUEST_RE.search(folded)``, which starts with a word boundary and so is tried at
+    every position: only when one of its verbs is a word of the text, and from the first place one
+    of them occurs (the boundary test still sees the character before it)."""
+    verbs = [verb for verb in _DECODE_VERBS if verb in words]
+    if not verbs:
+        return False
+    first = min(folded.find(verb) for verb in verbs)
+    return _DECODE_REQUEST_RE.search(folded, first) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,7 +334,7 @@ class InjectionDetector:
         payloads = find_payloads(view.original, view.view, hints)
         if not payloads:
             return
-        if _DECODE_REQUEST_RE.search(view.view):
+        if _decode_request(view.view, words):
             self._bump(result, OBFUSCATION, 0.6)
             result.findings.append(Finding("decode_and_follow", 0, len(view.original), 0.6))
         for payload in payloads:
