@@ -169,9 +169,10 @@ def count_norm(buckets: npt.NDArray[np.int64]) -> float:
     return float(np.sqrt(square_counts(buckets) + NORM_PRIOR))
 
 
-# Per thread: a bucket -> "some position holding this bucket" table (see ``square_counts``).
+# Per thread: a bucket -> "some position holding this bucket" table (see ``square_counts``). int16:
+# a window holds at most about 4,100 n-grams, and at 2**18 buckets the table is 512 KB per thread.
 _LOCAL = threading.local()
-_POSITIONS = np.arange(8 * WINDOW_CHARS, dtype=np.int32)
+_POSITIONS = np.arange(np.iinfo(np.int16).max + 1, dtype=np.int16)
 
 
 def square_counts(buckets: npt.NDArray[np.int64]) -> int:
@@ -182,19 +183,26 @@ def square_counts(buckets: npt.NDArray[np.int64]) -> int:
     bucket; which write survives does not matter, only that all positions of one bucket then read
     the same surviving index back, so ``bincount`` of what they read counts each bucket's
     occurrences (under some representative). The table is never cleared: every slot read was just
-    written. Exact integer arithmetic, so the norms equal the sorted computation's.
+    written. Exact integer arithmetic, so the norms equal the sorted computation's. (More positions
+    than an int16 holds, or buckets past the table, which no window of the model has: by sorting.)
     """
     size = buckets.shape[0]
     if size == 0:
         return 0
-    table: npt.NDArray[np.int32] | None = getattr(_LOCAL, "table", None)
-    top = int(buckets.max()) + 1
-    if table is None or table.shape[0] < top:
-        table = np.zeros(max(top, 1 << 18), dtype=np.int32)
-        _LOCAL.table = table
-    table[buckets] = _POSITIONS[:size] if size <= _POSITIONS.shape[0] else np.arange(size, dtype=np.int32)
-    counts = np.bincount(table[buckets])
+    table: npt.NDArray[np.int16] | None = getattr(_LOCAL, "table", None)
+    if table is None:
+        table = _LOCAL.table = np.zeros(1 << _TABLE_BITS, dtype=np.int16)
+    if size > _POSITIONS.shape[0] or int(buckets.max()) >= table.shape[0]:
+        _, counts = np.unique(buckets, return_counts=True)
+    else:
+        table[buckets] = _POSITIONS[:size]
+        counts = np.bincount(table[buckets])
     return int(np.dot(counts, counts))
+
+
+#: Buckets the per-thread table covers: the packaged model's (a model with more bits still scores,
+#: by the sorting path).
+_TABLE_BITS = 18
 
 
 def blocks(normalized: str) -> list[tuple[str, npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
