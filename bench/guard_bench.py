@@ -3,6 +3,7 @@
     .venv/bin/python bench/guard_bench.py            # default 2000 iterations per case
     .venv/bin/python bench/guard_bench.py --iterations 5000 --json
     .venv/bin/python bench/guard_bench.py --repeat 3    # per case, the run with the lowest p95
+    .venv/bin/python bench/guard_bench.py --only input  # only the cases whose name contains "input"
 
 Cases: input guard on a 2 KB benign prompt, a 2 KB attack prompt and a 2 KB prompt full of PII; output
 guard on 2 KB of output with and without a system-prompt leak, and with the prompt in base64 and in
@@ -190,6 +191,9 @@ def main() -> None:
     parser.add_argument("--no-ner", action="store_true", help="leave out the NER tier cases")
     parser.add_argument("--deep-iterations", type=int, default=100, help="iterations of the deep injection tier case")
     parser.add_argument("--no-deep", action="store_true", help="leave out the deep injection tier case")
+    parser.add_argument(
+        "--only", default="", help="measure only the cases whose name contains this text (e.g. 'input')"
+    )
     args = parser.parse_args()
 
     policy = GuardPolicy()
@@ -231,6 +235,10 @@ def main() -> None:
             "input  2KB names (pii_ner)": lambda: ner_guard.scan_text(names_2k),
         }
     deep_cases = {} if args.no_deep else deep_tier_cases(attack)
+    if args.only:
+        cases, ner_cases, deep_cases = (
+            {k: v for k, v in group.items() if args.only in k} for group in (cases, ner_cases, deep_cases)
+        )
     results: dict[str, dict[str, float]] = {}
     for _ in range(max(1, args.repeat)):
         groups = ((cases, args.iterations), (ner_cases, args.ner_iterations), (deep_cases, args.deep_iterations))

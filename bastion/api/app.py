@@ -28,6 +28,7 @@ from bastion.api import admin_ledger as admin_ledger_api  # ledger: interactions
 from bastion.api import admin_prompts as admin_prompts_api  # prompt vault admin routes
 from bastion.api import anthropic as anthropic_api
 from bastion.api import batches as batches_api  # OpenAI Batch API: /v1/batches
+from bastion.api import bulk as bulk_api  # bulk on agent sessions: /api/v1/ai/batch
 from bastion.api import completions as completions_api  # legacy /v1/completions
 from bastion.api import files as files_api  # OpenAI Files API: /v1/files
 from bastion.api import message_batches as message_batches_api  # Anthropic: /v1/messages/batches
@@ -251,6 +252,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
             *admin_prompts_api.routes,
             *admin_jobs_api.routes,
             *sessions_api.routes,
+            *bulk_api.routes,
             *openapi_api.routes,
         ],
         exception_handlers={HTTPException: _routing_error},

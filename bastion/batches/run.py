@@ -25,6 +25,7 @@ import orjson
 import structlog
 
 from bastion.batches import formats
+from bastion.batches.group_commit import GroupCommit
 from bastion.batches.lines import LineDialect, LineOutcome, LineRequest, LineRunner
 from bastion.batches.model import (
     ANTHROPIC_RESULTS_S,
@@ -45,7 +46,7 @@ from bastion.errors import NotFound
 from bastion.files.batch_input import BatchInputError, parse_batch_line, validate_batch_input
 from bastion.files.service import BATCH_EXPIRY_S, FileService, Owner
 from bastion.jobs.context import JobContext
-from bastion.jobs.model import ItemView
+from bastion.jobs.model import ItemOutcome, ItemView
 
 log = structlog.get_logger("bastion.batches")
 
@@ -166,6 +167,7 @@ class BatchRun:
         total = view.counts.total
         job.progress(len(done), total)
         gate = asyncio.Semaphore(self.settings.concurrency)
+        writer = GroupCommit(job.write_items)
         stopping: str | None = None
         checked = float("-inf")
         _meta, handle = await self.files.open_content(file_owner(view), view.input_file_id)
@@ -183,7 +185,7 @@ class BatchRun:
                         break
                     await gate.acquire()
                     line = LineRequest(view.owner, _dialect(view), url, body, view.id, custom_id)
-                    group.create_task(self._line(job, view, line, gate, done))
+                    group.create_task(self._line(job, view, line, gate, done, writer))
         finally:
             await asyncio.to_thread(handle.close)
         if stopping is None:
@@ -202,7 +204,13 @@ class BatchRun:
         return EXPIRED if self.clock() >= view.expires_at else None
 
     async def _line(
-        self, job: JobContext, view: BatchView, line: LineRequest, gate: asyncio.Semaphore, done: set[str]
+        self,
+        job: JobContext,
+        view: BatchView,
+        line: LineRequest,
+        gate: asyncio.Semaphore,
+        done: set[str],
+        writer: GroupCommit,
     ) -> None:
         try:
             outcome = await self.lines.run(line)
@@ -213,10 +221,10 @@ class BatchRun:
                     break
                 await asyncio.sleep(wait)  # the deployment's limits: pace the batch, do not fail it
                 outcome = await self.lines.run(line)
-            if outcome.ok:
-                await job.write_item(line.custom_id, _stored(outcome))
-            else:
-                await job.write_item(line.custom_id, error=_stored(outcome))
+            stored = _stored(outcome)
+            await writer.write(
+                ItemOutcome(line.custom_id, stored) if outcome.ok else ItemOutcome(line.custom_id, error=stored)
+            )
             done.add(line.custom_id)
             job.progress(len(done))
         finally:

@@ -340,6 +340,28 @@ class SessionSettings(Strict):
     )
 
 
+class BulkSettings(Strict):
+    """Bulk on agent sessions (``/api/v1/ai/batch``, seed 000, docs/BULK.md): the submission limit
+    and how a bulk run's items go upstream."""
+
+    per_minute: int | None = Field(
+        5, ge=1, description="Bulk submissions per minute per owner (user, else key); None: unlimited."
+    )
+    max_items: int = Field(1000, ge=1, le=100_000, description="Items one bulk submission may hold.")
+    concurrency: int = Field(8, ge=1, le=256, description="Items of one bulk run in flight at once.")
+    max_rate_limit_wait_s: float = Field(
+        60.0,
+        ge=0,
+        description="An item refused by the gateway's rate limits (429) waits its Retry-After, at most this long "
+        "per try, and is tried again; 0: not retried.",
+    )
+    prompt_caching: bool = Field(
+        True,
+        description="Mark the shared system prompt with cache_control for models with an Anthropic deployment "
+        "(OpenAI caches the same stable prefix on its own).",
+    )
+
+
 class ResponsesSettings(Strict):
     """The OpenAI Responses API (``/v1/responses``, docs/RESPONSES.md): how long stored responses live."""
 
@@ -493,6 +515,7 @@ class Settings(Strict):
     pricing: dict[str, PriceSettings] = Field(default_factory=dict, description="Overrides of the price table.")
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     sessions: SessionSettings = Field(default_factory=SessionSettings)  # agent sessions (bastion/sessions)
+    bulk: BulkSettings = Field(default_factory=BulkSettings)  # bulk on agent sessions (docs/BULK.md)
     guard: GuardSettings = Field(default_factory=GuardSettings)  # the guard stages (docs/GUARD.md)
     responses: ResponsesSettings = Field(default_factory=ResponsesSettings)  # /v1/responses (docs/RESPONSES.md)
     jobs: JobsSettings = Field(default_factory=JobsSettings)  # background jobs and workers (docs/JOBS.md)

@@ -15,10 +15,13 @@ from bastion.batches.model import JOB_KIND as BATCH_JOB
 from bastion.batches.run import BatchRun
 from bastion.batches.service import BatchService
 from bastion.batches.store import BatchStore
+from bastion.bulk.model import JOB_KIND as BULK_JOB
+from bastion.bulk.run import BulkRun
 from bastion.cache.service import ResponseCache
 from bastion.config.settings import Settings
 from bastion.files.service import FileService
 from bastion.gateway.batch_lines import PipelineLines
+from bastion.gateway.bulk_lines import PipelineBulk
 from bastion.gateway.pipeline import Pipeline
 from bastion.gateway.service import Gateway, VaultStartup
 from bastion.gateway.services import Lifecycle, Services
@@ -142,6 +145,15 @@ def register_job_kinds(services: Services, pipeline: Pipeline) -> None:
     lines = PipelineLines(pipeline, services.authenticator, principal_ttl_s=settings.auth.cache_ttl_s)
     batches = BatchRun(services.batches.store, services.files, lines, settings.batches)
     services.jobs.registry.register(BATCH_JOB, batches.run)
+    bulk = PipelineBulk(
+        pipeline,
+        services.authenticator,
+        services.sessions,
+        services.router,
+        settings.bulk,
+        principal_ttl_s=settings.auth.cache_ttl_s,
+    )
+    services.jobs.registry.register(BULK_JOB, BulkRun(bulk, settings.bulk).run)
     if services.knowledge is not None:
         services.jobs.registry.register(KNOWLEDGE_INGEST_JOB, IngestJob(services.knowledge).run)
 

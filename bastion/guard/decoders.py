@@ -16,10 +16,11 @@ import binascii
 import codecs
 import html
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+import bastion.guard.runs as runs
 from bastion.guard.normalize import word_set
 
 MAX_PAYLOADS = 12
@@ -36,7 +37,9 @@ class Payload:
 
 
 _LETTERS_RE = re.compile(r"[^\W\d_]+")
-_B64_RUN_RE = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
+_B64_MIN_RUN = 16
+_B64_RUN_RE = re.compile(rf"[A-Za-z0-9+/_-]{{{_B64_MIN_RUN},}}={{0,2}}")
+_B64_CLASS = runs.class_table(lambda char: char.isascii() and (char.isalnum() or char in "+/_-"))
 _HEX_ESCAPED_RE = re.compile(r"(?:\\x[0-9a-fA-F]{2}){6,}|(?:0x[0-9a-fA-F]{2}[\s,]*){6,}")
 _HEX_SPACED_RE = re.compile(r"[0-9a-fA-F]{2}(?:[ :,-][0-9a-fA-F]{2}){7,}")
 _BINARY_RE = re.compile(r"[01]{8}(?:[ ,]?[01]{8}){5,}")
@@ -122,7 +125,7 @@ def find_payloads(original: str, view: str, hints: PayloadHints) -> list[Payload
     Spans of ``spaced`` payloads are offsets into ``view``.
     """
     payloads: list[Payload] = []
-    for match in _B64_RUN_RE.finditer(original):
+    for match in _base64_runs(original):
         if len(payloads) >= MAX_PAYLOADS:
             break
         run = match.group()[:MAX_PAYLOAD_CHARS]
@@ -156,6 +159,19 @@ def find_payloads(original: str, view: str, hints: PayloadHints) -> list[Payload
             letters = re.sub(r"[^a-z]", "", match.group())
             payloads.append(Payload("spaced", match.start(), match.end(), letters))
     return payloads[:MAX_PAYLOADS]
+
+
+def _base64_runs(original: str) -> Iterator[re.Match[str]]:
+    """``_B64_RUN_RE.finditer(original)``, without walking the regex over the whole text.
+
+    A byte scan (``runs``) finds where the runs of at least 16 base64 characters start, usually
+    nowhere, and the regex only matches there: every match of the pattern starts where such a run
+    starts and takes the whole run (plus up to two ``=``, which end a run), so the next match
+    starts at the next run."""
+    for start in runs.run_starts(original, _B64_CLASS, _B64_MIN_RUN):
+        match = _B64_RUN_RE.match(original, start)
+        if match is not None:  # always, by the above
+            yield match
 
 
 def _decode_binary(run: str) -> str | None:

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 
 import bastion.guard.budget as budget
+import bastion.guard.runs as runs
 from bastion.guard.decoders import (
     BINARY_HINT_WORDS,
     HEX_HINT_WORDS,
@@ -81,7 +82,21 @@ _DECODE_REQUEST_RE = re.compile(
     r"\b(?:decode|decipher|translate|convert|interpret|read)\W+(?:\w+\W+){0,6}?(?:and|then)\W+(?:\w+\W+)?"
     r"(?:follow|execute|do|obey|run|act\W+on|carry\W+out|perform|comply)\b"
 )
+# The verbs ``_DECODE_REQUEST_RE`` starts with. It needs one as a whole word (a word boundary before,
+# a non-word character after), so one of them is in the text's word set wherever it matches.
+_DECODE_VERBS = ("decode", "decipher", "translate", "convert", "interpret", "read")
 MAX_DEPTH = 2
+
+
+def _decode_request(folded: str, words: set[str]) -> bool:
+    """``_DECODE_REQUEST_RE.search(folded)``, which starts with a word boundary and so is tried at
+    every position: only when one of its verbs is a word of the text, and from the first place one
+    of them occurs (the boundary test still sees the character before it)."""
+    verbs = [verb for verb in _DECODE_VERBS if verb in words]
+    if not verbs:
+        return False
+    first = min(folded.find(verb) for verb in verbs)
+    return _DECODE_REQUEST_RE.search(folded, first) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +182,7 @@ class InjectionDetector:
         self.decode_payloads = decode_payloads
         self.rules = rules
         self.model: InjectionModel | None = shared_model() if use_model else None
-        self._substring_rules = [r for r in rules if r.substrings]
+        self._substring_rules = [(r, tuple(dict.fromkeys(s[0] for s in r.substrings))) for r in rules if r.substrings]
         # One pattern per (trigger word, category): the literal trigger lets the regex engine skip
         # to its occurrences, and one finditer covers every rule of the category with that word.
         grouped: dict[tuple[str, str], list[tuple[InjectionRule, str, frozenset[str]]]] = {}
@@ -241,10 +256,12 @@ class InjectionDetector:
             result.findings.append(Finding("escaped_newlines", 0, len(text), 0.5))
         if not text.isascii():
             # Cheap charset scans first; the contact patterns only where those characters occur.
-            if _GREEK_CYRILLIC_RE.search(text) and _MIXED_SCRIPT_RE.search(text):
+            # Both classes are non-ASCII: look inside the non-ASCII runs only, not the whole text.
+            non_ascii = runs.non_ascii_runs(text)
+            if runs.search_runs(_GREEK_CYRILLIC_RE, text, non_ascii) and _MIXED_SCRIPT_RE.search(text):
                 self._bump(result, OBFUSCATION, 0.3)
                 result.findings.append(Finding("mixed_script", 0, len(text), 0.3))
-            if _WORD_SPLITTER_RE.search(text) and _SPLIT_WORD_RE.search(text):
+            if runs.search_runs(_WORD_SPLITTER_RE, text, non_ascii) and _SPLIT_WORD_RE.search(text):
                 self._bump(result, OBFUSCATION, 0.3)
                 result.findings.append(Finding("split_words", 0, len(text), 0.3))
         if self.decode_payloads and depth < MAX_DEPTH:
@@ -257,7 +274,7 @@ class InjectionDetector:
         best: dict[str, tuple[InjectionRule, float, int, int]] = {}
         for word in words & self._trigger_words:
             for group in self._by_word[word]:
-                if group.head_words and not any(head <= words for head in group.head_words):
+                if group.head_words and not any(map(words.issuperset, group.head_words)):
                     continue
                 for match in group.pattern.finditer(folded):
                     start = match.start()
@@ -266,9 +283,11 @@ class InjectionDetector:
                     matched = group.rules[match.lastgroup or ""]
                     self._consider(best, matched, folded, start, match.end())
         ascii_text = folded.isascii()
-        for substring_rule in self._substring_rules:
+        for substring_rule, first_chars in self._substring_rules:
             if ascii_text and not substring_rule.substrings[0].isascii():
                 continue  # CJK rules on ASCII text
+            if not any(map(folded.__contains__, first_chars)):
+                continue  # one search per distinct first character ("<", "[") before the substrings
             if substring_rule.compiled is not None and any(s in folded for s in substring_rule.substrings):
                 for match in substring_rule.compiled.finditer(folded):
                     self._consider(best, substring_rule, folded, match.start(), match.end())
@@ -315,7 +334,7 @@ class InjectionDetector:
         payloads = find_payloads(view.original, view.view, hints)
         if not payloads:
             return
-        if _DECODE_REQUEST_RE.search(view.view):
+        if _decode_request(view.view, words):
             self._bump(result, OBFUSCATION, 0.6)
             result.findings.append(Finding("decode_and_follow", 0, len(view.original), 0.6))
         for payload in payloads:

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import bastion.guard.budget as budget
+import bastion.guard.runs as runs
 from bastion.guard.models import Finding
 from bastion.guard.normalize import INVISIBLE_CLASS
 from bastion.guard.segments import SEGMENT_CHARS
@@ -128,7 +129,17 @@ def _positions(text: str) -> range:
 def _candidates(text: str) -> Iterator[re.Match[str]]:
     """The runs of candidate characters, searched a segment at a time (one search over megabytes
     holds the interpreter for its whole length) with the scan budget checked in between. A run
-    longer than a segment is reported in pieces."""
+    longer than a segment is reported in pieces.
+
+    Every candidate is a non-ASCII character, so in a text of one segment with few non-ASCII runs
+    (Latin text with some accents) the regex looks inside those runs only."""
+    if len(text) <= SEGMENT_CHARS:
+        spans = runs.non_ascii_runs(text)
+        if len(spans) <= runs.FEW_RUNS:
+            budget.check()
+            for start, end in spans:
+                yield from _CANDIDATE_RE.finditer(text, start, end)
+            return
     for pos in _positions(text):
         budget.check()
         yield from _CANDIDATE_RE.finditer(text, pos, pos + SEGMENT_CHARS)

@@ -21,6 +21,8 @@ extra at scoring time.
 
 from __future__ import annotations
 
+import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +45,7 @@ _MIX = 0x9E3779B97F4A7C15
 _WORD_SALT = 0xC2B2AE3D27D4EB4F
 _BIGRAM_SALT = 0x165667B19E3779F9
 
-_DIGITS = str.maketrans("123456789", "000000000")
+_DIGITS = bytes.maketrans(b"123456789", b"000000000")
 
 # Code points that separate words: ASCII non-alphanumerics, then general and CJK punctuation.
 _ASCII_WORD = np.zeros(128, dtype=bool)
@@ -60,14 +62,24 @@ def _powers(base: int, count: int) -> npt.NDArray[np.uint64]:
     return values
 
 
+_SALTS = {n: np.uint64(n) for n in CHAR_NGRAMS}
+_PRIME_U64 = np.uint64(_PRIME)
+_MIX_U64 = np.uint64(_MIX)
+_WORD_SALT_U64 = np.uint64(_WORD_SALT)
+_BIGRAM_SALT_U64 = np.uint64(_BIGRAM_SALT)
+
 _TABLE = BLOCK_CHARS + WINDOW_CHARS + 8
 _POW = _powers(_PRIME, _TABLE)
 _INV_POW = _powers(pow(_PRIME, -1, 1 << 64), _TABLE)
 
 
 def normalize_folded(folded: str) -> str:
-    """The feature text of an already folded view: digits as 0, whitespace runs as one space."""
-    return " " + " ".join(folded.translate(_DIGITS).split()) + " "
+    """The feature text of an already folded view: digits as 0, whitespace runs as one space.
+
+    The digits are replaced in the UTF-8 bytes (``str.translate`` costs about 50 ns a character on
+    non-ASCII text; no byte of a multi-byte character is an ASCII digit, so this is the same)."""
+    zeroed = folded.encode("utf-8", "surrogatepass").translate(_DIGITS).decode("utf-8", "surrogatepass")
+    return " " + " ".join(zeroed.split()) + " "
 
 
 def normalize(text: str) -> str:
@@ -101,52 +113,45 @@ class BlockNgrams:
 
     def window_buckets(self, index: int) -> npt.NDArray[np.int64]:
         """Every bucket of window ``index`` (with repeats): what training fits on."""
-        low, high = self._ranges()
-        return np.concatenate([self.buckets[a:b] for a, b in zip(low[:, index], high[:, index], strict=True)])
+        return np.concatenate([self.buckets[a:b] for a, b in self._window_ranges()[index]])
 
-    def _ranges(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """Per kind of n-gram (rows) and window (columns), the range of ``buckets`` inside it."""
-        first = np.searchsorted(self.word_starts, self.starts, "left")
-        last = np.maximum(np.searchsorted(self.word_ends, self.ends, "right"), first)
-        lows: list[npt.NDArray[np.int64]] = []
-        highs: list[npt.NDArray[np.int64]] = []
-        offset = 0
-        for n, chars in zip(CHAR_NGRAMS, self.chars, strict=True):
-            size = chars.shape[0]
-            low = np.minimum(self.starts, size)
-            lows.append(low + offset)
-            highs.append(np.maximum(np.minimum(self.ends - n + 1, size), low) + offset)
-            offset += size
-        lows.append(first + offset)
-        highs.append(last + offset)
-        offset += self.words.shape[0]
-        # Word pairs (k, k + 1) inside a window: k from first to last - 2 (clipped to the pairs).
-        pairs = self.bigrams.shape[0]
-        pair_low = np.minimum(first, pairs)
-        lows.append(pair_low + offset)
-        highs.append(np.maximum(np.minimum(last - 1, pairs), pair_low) + offset)
-        return np.vstack(lows), np.vstack(highs)
+    def _window_ranges(self) -> list[list[tuple[int, int]]]:
+        """Per window, the range of ``buckets`` inside it for each kind of n-gram.
+
+        Plain Python integers: a 2 KB text has three windows, and fifteen small ranges cost less
+        as integer arithmetic than as a dozen numpy calls on arrays of three."""
+        first = np.searchsorted(self.word_starts, self.starts, "left").tolist()
+        last = np.searchsorted(self.word_ends, self.ends, "right").tolist()
+        sizes = [chars.shape[0] for chars in self.chars]
+        words, pairs = self.words.shape[0], self.bigrams.shape[0]
+        out: list[list[tuple[int, int]]] = []
+        for start, end, first_word, end_word in zip(self.starts.tolist(), self.ends.tolist(), first, last, strict=True):
+            end_word = max(end_word, first_word)
+            ranges: list[tuple[int, int]] = []
+            offset = 0
+            for n, size in zip(CHAR_NGRAMS, sizes, strict=True):
+                low = min(start, size)
+                ranges.append((offset + low, offset + max(min(end - n + 1, size), low)))
+                offset += size
+            ranges.append((offset + first_word, offset + end_word))
+            offset += words
+            # Word pairs (k, k + 1) inside a window: k from first to last - 2 (clipped to the pairs).
+            pair_low = min(first_word, pairs)
+            ranges.append((offset + pair_low, offset + max(min(end_word - 1, pairs), pair_low)))
+            out.append(ranges)
+        return out
 
     def window_logits(self, weights: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         """Each window's n-gram logit: the weights of its n-gram counts, L2-normalised."""
-        low, high = self._ranges()
-        norms = np.asarray(
-            [
-                count_norm(np.concatenate([self.buckets[a:b] for a, b in zip(low[:, j], high[:, j], strict=True)]))
-                for j in range(low.shape[1])
-            ]
-        )
-        if self.starts.shape[0] == 1:
-            total = np.asarray([float(weights[self.buckets].sum(dtype=np.float64))])
-        else:
-            # Every range's sum in one call: reduceat over interleaved (low, high) bounds, every
-            # other result; a padding element lets a bound equal the length.
-            values = np.concatenate((weights[self.buckets], np.zeros(1, dtype=weights.dtype)))
-            bounds = np.empty(2 * low.size, dtype=np.int64)
-            bounds[0::2], bounds[1::2] = low.ravel(), high.ravel()
-            sums = np.add.reduceat(values, bounds, dtype=np.float64)[0::2].reshape(low.shape)
-            total = np.where(high > low, sums, 0.0).sum(axis=0)
-        return np.where(norms > 0, total / np.maximum(norms, 1.0), 0.0)
+        ranges = self._window_ranges()
+        logits = np.zeros(len(ranges), dtype=np.float64)
+        for index, window in enumerate(ranges):
+            selected = np.concatenate([self.buckets[a:b] for a, b in window])
+            squares = square_counts(selected)
+            if squares:
+                total = float(weights[selected].sum(dtype=np.float64))
+                logits[index] = total / max(math.sqrt(squares + NORM_PRIOR), 1.0)
+        return logits
 
 
 #: Added to a window's sum of squared counts before the square root: a text of a few words has
@@ -161,10 +166,43 @@ def count_norm(buckets: npt.NDArray[np.int64]) -> float:
     of one n-gram repeated a thousand times weighs what that n-gram weighs once, not thirty times more."""
     if buckets.shape[0] == 0:
         return 0.0
-    ordered = np.sort(buckets)
-    edges = np.flatnonzero(ordered[1:] != ordered[:-1])
-    counts = np.diff(np.concatenate(([-1], edges, [ordered.shape[0] - 1])))
-    return float(np.sqrt(np.dot(counts, counts) + NORM_PRIOR))
+    return float(np.sqrt(square_counts(buckets) + NORM_PRIOR))
+
+
+# Per thread: a bucket -> "some position holding this bucket" table (see ``square_counts``). int16:
+# a window holds at most about 4,100 n-grams, and at 2**18 buckets the table is 512 KB per thread.
+_LOCAL = threading.local()
+_POSITIONS = np.arange(np.iinfo(np.int16).max + 1, dtype=np.int16)
+
+
+def square_counts(buckets: npt.NDArray[np.int64]) -> int:
+    """The sum over distinct buckets of (occurrences in ``buckets``) squared, without sorting.
+
+    Why not ``np.sort`` and run lengths: sorting a window's 3,400 buckets costs about 70 µs, three
+    times the rest of its scoring. Instead every position writes its own index into a table slot per
+    bucket; which write survives does not matter, only that all positions of one bucket then read
+    the same surviving index back, so ``bincount`` of what they read counts each bucket's
+    occurrences (under some representative). The table is never cleared: every slot read was just
+    written. Exact integer arithmetic, so the norms equal the sorted computation's. (More positions
+    than an int16 holds, or buckets past the table, which no window of the model has: by sorting.)
+    """
+    size = buckets.shape[0]
+    if size == 0:
+        return 0
+    table: npt.NDArray[np.int16] | None = getattr(_LOCAL, "table", None)
+    if table is None:
+        table = _LOCAL.table = np.zeros(1 << _TABLE_BITS, dtype=np.int16)
+    if size > _POSITIONS.shape[0] or int(buckets.max()) >= table.shape[0]:
+        _, counts = np.unique(buckets, return_counts=True)
+    else:
+        table[buckets] = _POSITIONS[:size]
+        counts = np.bincount(table[buckets])
+    return int(np.dot(counts, counts))
+
+
+#: Buckets the per-thread table covers: the packaged model's (a model with more bits still scores,
+#: by the sorting path).
+_TABLE_BITS = 18
 
 
 def blocks(normalized: str) -> list[tuple[str, npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
@@ -196,30 +234,50 @@ def _word_mask(codes: npt.NDArray[np.uint32], ascii_text: bool) -> npt.NDArray[n
 
 
 def hash_block(block: str, starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64], bits: int) -> BlockNgrams:
-    """The hashed n-grams of one block (at most ``BLOCK_CHARS + WINDOW_CHARS`` characters)."""
+    """The hashed n-grams of one block (at most ``BLOCK_CHARS + WINDOW_CHARS`` characters).
+
+    Written with ``out=`` arguments into one preallocated array: at 2 KB, numpy's per-call cost and
+    the temporaries, not the arithmetic, are what a hash takes."""
     codes32 = np.frombuffer(block.encode("utf-32-le"), dtype=np.uint32)
     length = codes32.shape[0]
-    codes = codes32.astype(np.uint64) + np.uint64(1)
-    prefix = np.zeros(length + 1, dtype=np.uint64)
-    np.cumsum(codes * _POW[:length], out=prefix[1:])
-    # Raw hashes per kind, each with its salt; mixed into buckets in one pass over all of them.
-    parts = [
-        ((prefix[n:] - prefix[:-n]) * _INV_POW[: length - n + 1]) ^ np.uint64(n)
-        if length >= n
-        else np.zeros(0, dtype=np.uint64)
-        for n in CHAR_NGRAMS
-    ]
+    # H[k + 1] = sum of (code + 1) * P**i for i <= k.
+    prefix = np.empty(length + 1, dtype=np.uint64)
+    prefix[0] = 0
+    running = prefix[1:]
+    np.multiply(codes32, _POW[:length], out=running)
+    np.add(running, _POW[:length], out=running)
+    np.cumsum(running, out=running)
     padded = np.zeros(length + 2, dtype=bool)
     padded[1:-1] = _word_mask(codes32, block.isascii())
     edges = np.flatnonzero(padded[1:] != padded[:-1])
     word_starts, word_ends = edges[0::2], edges[1::2]
-    hashes = (prefix[word_ends] - prefix[word_starts]) * _INV_POW[word_starts]
-    parts.append(hashes ^ np.uint64(_WORD_SALT))
-    parts.append((hashes[:-1] * np.uint64(_PRIME) + hashes[1:]) ^ np.uint64(_BIGRAM_SALT))
-    buckets = ((np.concatenate(parts) * np.uint64(_MIX)) >> np.uint64(64 - bits)).astype(np.int64)
+    words = word_starts.shape[0]
+    sizes = [max(length - n + 1, 0) for n in CHAR_NGRAMS] + [words, max(words - 1, 0)]
+    # Raw hashes per kind, each with its salt, written in place; then mixed into buckets in one pass.
+    raw = np.empty(sum(sizes), dtype=np.uint64)
+    offset = 0
+    for n, size in zip(CHAR_NGRAMS, sizes, strict=False):
+        part = raw[offset : offset + size]
+        np.subtract(prefix[n : n + size], prefix[:size], out=part)
+        np.multiply(part, _INV_POW[:size], out=part)
+        np.bitwise_xor(part, _SALTS[n], out=part)
+        offset += size
+    hashes = raw[offset : offset + words]
+    np.subtract(prefix[word_ends], prefix[word_starts], out=hashes)
+    np.multiply(hashes, _INV_POW[word_starts], out=hashes)
+    if words > 1:
+        pairs = raw[offset + words :]
+        np.multiply(hashes[:-1], _PRIME_U64, out=pairs)
+        np.add(pairs, hashes[1:], out=pairs)
+        np.bitwise_xor(pairs, _BIGRAM_SALT_U64, out=pairs)
+    np.bitwise_xor(hashes, _WORD_SALT_U64, out=hashes)
+    np.multiply(raw, _MIX_U64, out=raw)
+    np.right_shift(raw, np.uint64(64 - bits), out=raw)
+    # Below 2**bits, so the same bits read as int64 (no copy).
+    buckets = raw.view(np.int64)
     views: list[npt.NDArray[np.int64]] = []
     offset = 0
-    for part in parts:
-        views.append(buckets[offset : offset + part.shape[0]])
-        offset += part.shape[0]
+    for size in sizes:
+        views.append(buckets[offset : offset + size])
+        offset += size
     return BlockNgrams(buckets, tuple(views[:-2]), views[-2], views[-1], word_starts, word_ends, starts, ends)

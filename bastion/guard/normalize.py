@@ -24,6 +24,8 @@ import unicodedata
 from bisect import bisect_right
 from dataclasses import dataclass
 
+import bastion.guard.runs as runs
+
 # Characters that render as nothing (or steer rendering) and are used to split or hide words.
 # Variation selectors FE00-FE0F are left out: emoji use them legitimately.
 INVISIBLE_CLASS = (
@@ -58,8 +60,6 @@ _LATIN_FOLD_TABLE = str.maketrans({"ß": "ss", "ø": "o", "Ø": "O", "æ": "ae",
 _LEET_TABLE = str.maketrans(
     {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g", "@": "a", "$": "s"}
 )
-# A token that mixes letters with leet symbols: letter next to a leet symbol somewhere inside it.
-_NON_ASCII_RUN_RE = re.compile(r"[^\x00-\x7f]+")
 
 
 @dataclass(slots=True, frozen=True)
@@ -152,12 +152,11 @@ def build_view(text: str, *, fold_leet: bool = True) -> MatchView:
     pieces: list[str] = []
     last = 0
     view_len = 0
-    for match in _NON_ASCII_RUN_RE.finditer(text):
-        start, end = match.span()
+    for start, end in runs.non_ascii_runs(text):
         if start > last:
             pieces.append(text[last:start])
             view_len += start - last
-        run = match.group()
+        run = text[start:end]
         # A look-alike sitting against a Latin letter is a disguise even in non-Latin text.
         touches_latin = (start > 0 and text[start - 1].isalpha()) or (end < len(text) and text[end].isalpha())
         # Genuinely non-Latin text keeps its letters, so Russian or Greek patterns still match it.
@@ -180,36 +179,57 @@ def build_view(text: str, *, fold_leet: bool = True) -> MatchView:
 
 
 def _fold_leet(view: str) -> str:
-    """Fold leetspeak in the tokens around each letter/leet-symbol contact; the rest is untouched."""
-    hint = _LEET_HINT_RE.search(view)
+    """Fold leetspeak in the tokens around each letter/leet-symbol contact; the rest is untouched.
+
+    The contacts are found in a one-byte-per-character copy of the view mapped to classes (``l``
+    for a-z, ``d`` for the leet symbols; see ``runs``), where a literal-led byte regex finds them
+    in a fraction of the time the same test takes on the text, and most texts have none."""
+    classes = runs.marked(view).translate(_LEET_CLASSES)
+    hint = _LEET_HINT_RE.search(classes)
     if hint is None:
         return view
     pieces: list[str] = []
     last = 0
-    length = len(view)
     while hint is not None:
-        start = end = hint.start()
-        while start > 0 and view[start - 1] in _LEET_TOKEN_CHARS:
-            start -= 1
-        while end < length and view[end] in _LEET_TOKEN_CHARS:
-            end += 1
+        start = _token_start(view, hint.start())
+        end = _TOKEN_REST_RE.match(view, hint.start()).end()  # type: ignore[union-attr]  # matches ""
         if start >= last:
             pieces.append(view[last:start])
             pieces.append(_leet_word(view[start:end]))
             last = end
-        hint = _LEET_HINT_RE.search(view, max(end, hint.start() + 1))
+        hint = _LEET_HINT_RE.search(classes, max(end, hint.start() + 1))
     pieces.append(view[last:])
     return "".join(pieces)
 
 
-# Starts with the rare characters so the regex engine can skip to them.
-_LEET_HINT_RE = re.compile(r"[013457@$](?:(?<=[a-z][013457@$])|(?=[a-z]))")
-_LEET_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789@$")
+# A leet symbol next to a letter, in the class bytes: "d" after an "l" or before one.
+_LEET_HINT_RE = re.compile(b"d(?:(?<=ld)|(?=l))")
+_LEET_TOKEN_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789@$"
+# Byte classes for ``_fold_leet``: "l" for a-z, "d" for the leet symbols (they fold to letters).
+_LEET_CLASSES = bytes(
+    ord("l") if 97 <= code <= 122 else ord("d") if chr(code) in "013457@$" else ord(" ") for code in range(256)
+)
+_TOKEN_REST_RE = re.compile(r"[a-z0-9@$]*")
+_NOT_LETTERS = b"0123456789@$"
+# How far back one ``rstrip`` looks for a token's start (a longer token takes another step).
+_STEP = 64
+
+
+def _token_start(view: str, pos: int) -> int:
+    """Where the run of token characters that ends at ``pos`` starts (``str.rstrip`` instead of a
+    Python loop per character: a base64 blob is one long "token")."""
+    while True:
+        low = max(0, pos - _STEP)
+        kept = view[low:pos].rstrip(_LEET_TOKEN_CHARS)
+        if kept or low == 0:
+            return low + len(kept)
+        pos = low
 
 
 def _leet_word(token: str) -> str:
+    """``token`` (letters, digits, ``@`` and ``$`` only) with leet symbols read as letters."""
     # Leave tokens that are mostly digits (versions, ids, "h264") alone; leet words are mostly letters.
-    letters = sum(ch.isalpha() for ch in token)
+    letters = len(token.encode("ascii").translate(None, _NOT_LETTERS))
     if letters * 2 < len(token) - 1 and len(token) > 3:
         return token
     return token.translate(_LEET_TABLE)

@@ -178,7 +178,8 @@ def _ips(text: str) -> Iterable[Finding]:
         if _not_a_host(match.group()):
             continue
         yield Finding("IP_ADDRESS", start, end, 1.0)
-    if text.count(":") < 2:
+    # A candidate needs "::" or seven colons (checked below), so a text with neither has none.
+    if "::" not in text and text.count(":") < 7:
         return
     for match in _IPV6_RE.finditer(text):
         candidate = match.group()

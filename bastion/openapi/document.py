@@ -23,6 +23,7 @@ from bastion.dialects.openai_schema import ChatCompletionRequest, EmbeddingReque
 from bastion.ledger.store import LIST_COLUMNS
 from bastion.openapi.admin_models import ADMIN_MODELS
 from bastion.openapi.batch_operations import batch_components
+from bastion.openapi.bulk_operations import bulk_components
 from bastion.openapi.components import pydantic_components, ref, table_schema
 from bastion.openapi.files_models import files_components
 from bastion.openapi.model_responses import ANTHROPIC_RESPONSE_MODELS, RESPONSE_MODELS
@@ -66,6 +67,7 @@ AUTH_ERRORS = (401, 403, 503)
 STATUS_TEXT = {
     200: "OK",
     201: "Created",
+    202: "Accepted: it runs in the background",
     400: "Invalid request (the message names the field)",
     401: "Missing or invalid credentials",
     402: "A spend budget would be exceeded",
@@ -165,6 +167,7 @@ def components() -> dict[str, Any]:
         responses_components(),
         files_components(),
         batch_components(),
+        bulk_components(),
     ]
     schemas: dict[str, Any] = {}
     for group in groups:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from bastion.openapi.admin_models import LABEL_SCHEMA
 from bastion.openapi.batch_operations import BATCH_OPERATIONS
+from bastion.openapi.bulk_operations import BULK_OPERATIONS
 from bastion.openapi.components import ref
 from bastion.openapi.operation import (
     CHAT_MODEL,
@@ -457,4 +458,5 @@ OPERATIONS: list[Operation] = [
     *JOB_OPERATIONS,
     *PROMPT_OPERATIONS,
     *SESSION_OPERATIONS,
+    *BULK_OPERATIONS,
 ]

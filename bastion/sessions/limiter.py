@@ -6,9 +6,12 @@ for the gateway's own rate limits. A store has one window length, hence two stor
 for the agent and a 3600 s one for the owner. The backend follows ``limits.backend``: the memory
 store for one process, Redis (exact across processes) when the gateway shares one.
 
-The two admissions are made in turn, the agent's first. A message the owner's hourly limit refuses
-has then taken one place in the agent's minute (it frees itself within 60 s); the other order
-would let a burst on one agent eat places in the owner's hour, which last an hour.
+Bulk submissions on sessions (``bulk.per_minute``, seed 000's "bulk operations: 5/minute") are
+counted per owner in the 60 s store too, under keys of their own.
+
+The two message admissions are made in turn, the agent's first. A message the owner's hourly
+limit refuses has then taken one place in the agent's minute (it frees itself within 60 s); the
+other order would let a burst on one agent eat places in the owner's hour, which last an hour.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class SessionLimiter:
     ) -> None:
         self.agent_rpm = settings.sessions.agent_rpm
         self.owner_per_hour = settings.sessions.user_messages_per_hour
+        self.bulk_per_minute = settings.bulk.per_minute
         self.prefix = settings.limits.redis_prefix + "sess:"
         self.agent_store = agent_store
         self.owner_store = owner_store
@@ -92,10 +96,35 @@ class SessionLimiter:
             scope = Scope("user" if owner.kind == "user" else "key", owner.id, owner.tenant_id, owner.label)
             await self._admit(self.owner_store, request_id, scope, self.owner_per_hour, "hour")
 
+    async def admit_bulk(self, request_id: str, owner: Owner) -> None:
+        """Record one bulk submission for its owner, or raise RateLimited (429 + Retry-After)."""
+        if self.bulk_per_minute:
+            scope = Scope("user" if owner.kind == "user" else "key", owner.id, owner.tenant_id, owner.label)
+            await self._admit(
+                self.agent_store,
+                request_id,
+                scope,
+                self.bulk_per_minute,
+                "minute",
+                short="b",
+                name="Bulk",
+                what="bulk submissions",
+            )
+
     async def _admit(
-        self, store: MemoryStore | FailoverStore, request_id: str, scope: Scope, limit: int, per: str
+        self,
+        store: MemoryStore | FailoverStore,
+        request_id: str,
+        scope: Scope,
+        limit: int,
+        per: str,
+        *,
+        short: str | None = None,
+        name: str = "Message",
+        what: str = "messages",
     ) -> None:
-        short = "a" if per == "minute" else f"{scope.kind[0]}"
+        if short is None:
+            short = "a" if per == "minute" else f"{scope.kind[0]}"
         base = f"{self.prefix}{short}:{scope.tenant_id}:{scope.entity}"
         # The stores count ``rpm`` entries per their window: here that is per minute or per hour.
         rule = RateRule(scope, limit, None, base + ":r", base + ":t", base + ":ts")
@@ -103,7 +132,7 @@ class SessionLimiter:
         if decision.outcome is not Outcome.ADMITTED:
             retry = decision.retry_after_s
             raise RateLimited(
-                f"Message limit reached for {scope.label}: {limit} messages per {per}. "
+                f"{name} limit reached for {scope.label}: {limit} {what} per {per}. "
                 f"Please try again in {format_duration(retry)}.",
                 retry_after_s=retry,
             )

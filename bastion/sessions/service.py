@@ -252,14 +252,7 @@ class SessionService:
         """Check the session and the message limits; build the windowed conversation."""
         async with self.db.session() as session:
             row = await self._owned(session, principal, agent_id)
-            if row.status == ENDED:
-                raise SessionGone("This session has ended; start a new one.", code="session_ended")
-            now = self.clock()
-            if row.status != ACTIVE or self._is_stale(row, now):
-                if row.status == ACTIVE:
-                    await store.mark(session, row.id, EXPIRED, now)
-                    await session.commit()
-                raise SessionGone(self._expiry_reason(row, now))
+            await self._check_open(session, row)
             plan = await self._plan(principal.tenant_id, row)
             tokens = message_tokens("user", message)
             if tokens > plan.budget:
@@ -279,6 +272,20 @@ class SessionService:
             row.id, row.agent_id, message, tokens, plan.model, {"model": plan.model, "messages": messages}, extension
         )
 
+    async def bulk_target(
+        self, principal: Principal, agent_id: str, *, check_expiry: bool = True
+    ) -> tuple[AgentSession, PromptPlan]:
+        """The caller's session for a bulk run, and its prompt plan (the token budget of one item).
+        404 if it is not the caller's, 410 once ended; with ``check_expiry`` (on submission) 410 once
+        expired too. Bulk items take no place in the message limits and touch no history."""
+        async with self.db.session() as session:
+            row = await self._owned(session, principal, agent_id)
+            if check_expiry:
+                await self._check_open(session, row)
+            elif row.status == ENDED:
+                raise SessionGone("This session has ended; start a new one.", code="session_ended")
+            return row, await self._plan(principal.tenant_id, row)
+
     async def record(self, chat: PreparedChat, reply: str, interaction_id: str) -> None:
         """Store a finished exchange: the user's message and the assistant's reply."""
         pairs = [
@@ -297,6 +304,17 @@ class SessionService:
         if row is None or (row.tenant_id, row.owner_kind, row.owner_id) != (owner.tenant_id, owner.kind, owner.id):
             raise NotFound("No session with this agent_id.", param="agent_id")
         return row
+
+    async def _check_open(self, session: Any, row: AgentSession) -> None:
+        """410 unless the session is active and fresh; a stale one is marked expired on the way."""
+        if row.status == ENDED:
+            raise SessionGone("This session has ended; start a new one.", code="session_ended")
+        now = self.clock()
+        if row.status != ACTIVE or self._is_stale(row, now):
+            if row.status == ACTIVE:
+                await store.mark(session, row.id, EXPIRED, now)
+                await session.commit()
+            raise SessionGone(self._expiry_reason(row, now))
 
     def _is_stale(self, row: AgentSession, now: datetime) -> bool:
         return row.expires_at <= now or row.last_activity_at <= now - timedelta(seconds=self.settings.idle_timeout_s)

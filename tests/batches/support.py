@@ -18,7 +18,6 @@ from typing import Any, Final
 
 import anthropic
 import httpx
-import httpx2
 import openai
 import orjson
 import pytest
@@ -30,7 +29,7 @@ from bastion.store.db import Database
 from tests.auth.support import seed_key
 from tests.sessions.support import seed_keys
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.harness import make_settings, running_gateway, wait_until
+from tests.support.harness import anthropic_sdk, make_settings, openai_sdk, running_gateway, wait_until
 
 CHAT: Final = "/v1/chat/completions"
 EMBEDDINGS: Final = "/v1/embeddings"
@@ -121,22 +120,12 @@ class BatchEnv:
         return {"authorization": f"Bearer {self.keys[who]}"}
 
     def openai(self, who: str = "ann") -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(
-            base_url="http://bastion.test/v1",
-            api_key=self.keys[who],
-            http_client=self.client,  # type: ignore[arg-type]  # the SDK types its own httpx fork; httpx's client works
-            max_retries=0,
-        )
+        sdk: openai.AsyncOpenAI = openai_sdk(self.client, self.keys[who])
+        return sdk
 
     def anthropic(self, who: str = "ann") -> anthropic.AsyncAnthropic:
-        # The Anthropic SDK brings its own HTTP library (httpx2), with an ASGI transport of its own.
-        transport = httpx2.ASGITransport(app=self.app)
-        return anthropic.AsyncAnthropic(
-            base_url="http://bastion.test",
-            api_key=self.keys[who],
-            http_client=httpx2.AsyncClient(transport=transport, base_url="http://bastion.test", timeout=30),
-            max_retries=0,
-        )
+        sdk: anthropic.AsyncAnthropic = anthropic_sdk(self.app, self.keys[who])
+        return sdk
 
     async def finished(self, batch_id: str, api: BatchApi = "openai", timeout_s: float = 30.0) -> BatchView:
         """Wait for the batch to reach a final status (through the service, as the API reads it)."""

@@ -24,7 +24,7 @@ from bastion.gateway.service import Gateway
 from bastion.store.db import Database
 from tests.auth.support import seed_key
 from tests.sessions.support import MovableClock, seed_keys
-from tests.support.harness import make_settings, running_gateway
+from tests.support.harness import make_settings, openai_sdk, running_gateway
 
 #: The suite's upload limit (the product's default is 200 MB; tests/files/test_server.py has it).
 MAX_BYTES = 8 * 1024 * 1024
@@ -61,12 +61,8 @@ class FilesEnv:
         return {"authorization": f"Bearer {self.keys[who]}"}
 
     def openai(self, who: str = "ann") -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(
-            base_url="http://bastion.test/v1",
-            api_key=self.keys[who],
-            http_client=self.client,  # type: ignore[arg-type]  # the SDK types its own httpx fork; httpx's client works
-            max_retries=0,
-        )
+        sdk: openai.AsyncOpenAI = openai_sdk(self.client, self.keys[who])
+        return sdk
 
     async def upload(self, who: str, content: bytes, purpose: str = "batch", name: str = "in.jsonl") -> httpx.Response:
         """A raw multipart upload (the SDK's own is ``openai(who).files.create``)."""

@@ -138,6 +138,10 @@ def _sse_data(response: httpx.Response) -> list[Any]:
     return [line if line == "[DONE]" else json.loads(line) for line in lines]
 
 
+def said_to(session: dict[str, Any]) -> dict[str, Any]:
+    return {"agent_id": session["agent_id"]}
+
+
 def _multipart(purpose: str, content: bytes) -> dict[str, Any]:
     """An upload's body and content type (read, not streamed: the checker needs the request's bytes)."""
     request = httpx.Request("POST", "/", data={"purpose": purpose}, files={"file": ("notes.txt", content)})
@@ -311,6 +315,14 @@ async def test_every_operation_answers_as_documented(tmp_path: Path, fake: FakeU
         await call("GET", "/api/v1/ai/chat/stream", params=said)
         await call("GET", f"{sessions}/active")
         await call("GET", f"{sessions}/{{agent_id}}/history", agent_id=started["agent_id"], query="?limit=1")
+        bulk = (await call("POST", "/api/v1/ai/batch", json={**example["submitBulk"], **said_to(started)})).json()
+
+        async def bulk_ended() -> bool:
+            answer = await gw.client.get(f"/api/v1/ai/batch/{bulk['id']}/status", headers=gw.admin)
+            return bool(answer.json()["status"] == "succeeded")
+
+        await eventually(bulk_ended, what="the bulk ran")
+        await call("GET", "/api/v1/ai/batch/{batch_id}/status", batch_id=bulk["id"])
         await call("POST", f"{sessions}/end", json={"agent_id": started["agent_id"]})
         assert (await call("POST", "/api/v1/ai/chat", json=said)).status_code == 410  # ended
 

@@ -20,7 +20,6 @@ from typing import Any
 
 import anthropic
 import httpx
-import httpx2
 import openai
 import pytest
 from sqlalchemy import select
@@ -34,7 +33,7 @@ from bastion.store.db import Database
 from bastion.store.models import Interaction
 from tests.auth.support import seed_key
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.harness import make_settings, running_gateway, wait_until
+from tests.support.harness import anthropic_sdk, make_settings, openai_sdk, running_gateway, wait_until
 
 UPSTREAM = "claude-cache-test"
 OPENAI_UPSTREAM = "gpt-cache-test"
@@ -57,22 +56,12 @@ class CacheEnv:
     app: Any
 
     def anthropic(self, who: str = "") -> anthropic.AsyncAnthropic:
-        # The Anthropic SDK brings its own HTTP library (httpx2), with an ASGI transport of its own.
-        transport = httpx2.ASGITransport(app=self.app)
-        return anthropic.AsyncAnthropic(
-            base_url="http://bastion.test",
-            api_key=self.keys.get(who, "unused"),
-            http_client=httpx2.AsyncClient(transport=transport, base_url="http://bastion.test", timeout=30),
-            max_retries=0,
-        )
+        sdk: anthropic.AsyncAnthropic = anthropic_sdk(self.app, self.keys.get(who, "unused"))
+        return sdk
 
     def openai(self, who: str = "") -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(
-            base_url="http://bastion.test/v1",
-            api_key=self.keys.get(who, "unused"),
-            http_client=self.client,  # type: ignore[arg-type]
-            max_retries=0,
-        )
+        sdk: openai.AsyncOpenAI = openai_sdk(self.client, self.keys.get(who, "unused"))
+        return sdk
 
     async def rows(self, model: str) -> list[Interaction]:
         async with self.db.session() as session:

@@ -23,7 +23,7 @@ from bastion.responses.store import ResponseStore
 from bastion.store.db import Database
 from tests.sessions.support import MovableClock, seed_keys
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.harness import make_settings, running_gateway
+from tests.support.harness import make_settings, openai_sdk, running_gateway
 from tests.support.openai_spec import validate
 
 #: Alias -> upstream model name; the fake answers per upstream model (``fake.default``).
@@ -72,12 +72,8 @@ class ResponsesEnv:
         return {"authorization": f"Bearer {self.keys[who]}"}
 
     def openai(self, who: str = "ann") -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(
-            base_url="http://bastion.test/v1",
-            api_key=self.keys[who],
-            http_client=self.client,  # type: ignore[arg-type]  # the SDK types its own httpx fork; httpx's client works
-            max_retries=0,
-        )
+        sdk: openai.AsyncOpenAI = openai_sdk(self.client, self.keys[who])
+        return sdk
 
     async def create(self, who: str = "ann", **body: Any) -> httpx.Response:
         return await self.client.post("/v1/responses", json={"model": MODEL, **body}, headers=self.auth(who))

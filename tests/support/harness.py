@@ -79,6 +79,33 @@ async def running_gateway(
         await gateway.stop()
 
 
+def openai_sdk(client: httpx.AsyncClient, api_key: str) -> Any:
+    """The unmodified async OpenAI SDK over an in-process gateway's ASGI client (no retries)."""
+    import openai
+
+    return openai.AsyncOpenAI(
+        base_url="http://bastion.test/v1",
+        api_key=api_key,
+        http_client=client,  # type: ignore[arg-type]  # the SDK types its own httpx fork; httpx's client works
+        max_retries=0,
+    )
+
+
+def anthropic_sdk(app: Any, api_key: str) -> Any:
+    """The unmodified async Anthropic SDK over an in-process gateway's app. It brings its own HTTP
+    library (httpx2), with an ASGI transport of its own."""
+    import anthropic
+    import httpx2
+
+    transport = httpx2.ASGITransport(app=app)
+    return anthropic.AsyncAnthropic(
+        base_url="http://bastion.test",
+        api_key=api_key,
+        http_client=httpx2.AsyncClient(transport=transport, base_url="http://bastion.test", timeout=30),
+        max_retries=0,
+    )
+
+
 @overload
 async def wait_until(
     probe: Callable[[], Awaitable[T | None]], timeout_s: float = 10.0, what: str = "", interval_s: float = 0.02
