@@ -1,6 +1,6 @@
 """What a bulk on an agent session costs (not collected by pytest).
 
-    /work/main/.venv/bin/python -m bench.bulk_bench [--items 1000] [--postgresql]
+    .venv/bin/python -m bench.bulk_bench [--items 1000] [--postgresql]
 
 The in-process gateway with the default pipeline (auth, ledger, guard, cost, ...) and the fake
 Anthropic upstream that reports prompt caching. One session on a 10,000-token vault prompt; one

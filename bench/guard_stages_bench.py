@@ -1,6 +1,6 @@
 """Per-request cost of the guard stages (not collected by pytest). Prints numbers; asserts nothing.
 
-    /work/main/.venv/bin/python -m bench.guard_stages_bench [--iterations 2000] [--repeat 3]
+    .venv/bin/python -m bench.guard_stages_bench [--iterations 2000] [--repeat 3]
 
 Each case runs a stage hook exactly as the pipeline does (a fresh ``RequestContext`` per request,
 the vault system prompt and canary in it as the prompt stage leaves them), driven without an event

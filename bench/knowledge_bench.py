@@ -38,19 +38,21 @@ from bastion.store.db import Database, database_url
 from bastion.store.migrate import upgrade
 from bastion.store.models import Tenant
 
-SCIFACT = Path("/work/shared/data/retrieval/scifact")
+#: SciFact as the project keeps it: beside the repository, in shared/data (training queries only).
+SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "retrieval" / "scifact"
 
 
 def hashed_vector(text: str) -> list[float]:
     seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
     vector = np.random.default_rng(seed).standard_normal(DIMENSIONS).astype(np.float32)
-    return (vector / np.linalg.norm(vector)).tolist()
+    unit: list[float] = (vector / np.linalg.norm(vector)).tolist()
+    return unit
 
 
 async def main(args: argparse.Namespace) -> None:
     os.sched_setaffinity(0, {0})
     try:  # one core: one BLAS thread (two would take turns on it, spin-waiting)
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
         threadpool_limits(1)
     except ImportError:

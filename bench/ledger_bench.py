@@ -1,6 +1,6 @@
 """Ledger micro-benchmarks (not collected by pytest): the request-path cost and writer throughput.
 
-    /work/main/.venv/bin/python -m bench.ledger_bench [--records 50000]
+    .venv/bin/python -m bench.ledger_bench [--records 50000]
 
 1. ``LedgerStage.on_complete`` per call (build the record, encode it, one ``os.write`` to the
    journal, queue it), with fsync off (the default) and on.

@@ -1,6 +1,6 @@
 """Per-chat cost of the session layer (not collected by pytest).
 
-    /work/main/.venv/bin/python -m bench.sessions_bench [--chats 300] [--postgresql]
+    .venv/bin/python -m bench.sessions_bench [--chats 300] [--postgresql]
 
 The in-process gateway with the default pipeline (auth, prompt, ledger, ...) and a fake upstream.
 It sends the same conversation two ways and compares the gateway's own ``x-bastion-overhead-ms``

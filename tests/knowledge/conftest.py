@@ -36,7 +36,8 @@ class FakeEmbedder:
         if norm == 0:
             out[0] = 1.0
             norm = 1.0
-        return (out / norm).tolist()
+        vector: list[float] = (out / norm).tolist()
+        return vector
 
     async def __call__(self, texts: list[str]) -> list[list[float]]:
         self.calls += 1
