@@ -50,23 +50,20 @@ def document_view(row: KnowledgeDocument) -> DocumentView:
     )
 
 
+async def _named_or_by_id(session: AsyncSession, model: Any, scope: Any, name: Any, ref: str) -> Any:
+    """The row of ``model`` within ``scope`` whose ``name`` is ``ref``, else the one whose id is."""
+    for condition in (name == ref, model.id == ref):
+        row = (await session.execute(select(model).where(scope, condition))).scalar_one_or_none()
+        if row is not None:
+            return row
+    return None
+
+
 async def find_collection(session: AsyncSession, tenant_id: str, ref: str) -> KnowledgeCollection | None:
     """A tenant's collection by name, or by id."""
-    row = (
-        await session.execute(
-            select(KnowledgeCollection).where(
-                KnowledgeCollection.tenant_id == tenant_id, KnowledgeCollection.name == ref
-            )
-        )
-    ).scalar_one_or_none()
-    if row is None:
-        row = (
-            await session.execute(
-                select(KnowledgeCollection).where(
-                    KnowledgeCollection.tenant_id == tenant_id, KnowledgeCollection.id == ref
-                )
-            )
-        ).scalar_one_or_none()
+    row: KnowledgeCollection | None = await _named_or_by_id(
+        session, KnowledgeCollection, KnowledgeCollection.tenant_id == tenant_id, KnowledgeCollection.name, ref
+    )
     return row
 
 
@@ -90,21 +87,9 @@ async def bump_version(session: AsyncSession, collection_id: str) -> None:
 
 async def find_document(session: AsyncSession, collection_id: str, key: str) -> KnowledgeDocument | None:
     """A document by the key it was ingested under, or by its id."""
-    row = (
-        await session.execute(
-            select(KnowledgeDocument).where(
-                KnowledgeDocument.collection_id == collection_id, KnowledgeDocument.external_id == key
-            )
-        )
-    ).scalar_one_or_none()
-    if row is None:
-        row = (
-            await session.execute(
-                select(KnowledgeDocument).where(
-                    KnowledgeDocument.collection_id == collection_id, KnowledgeDocument.id == key
-                )
-            )
-        ).scalar_one_or_none()
+    row: KnowledgeDocument | None = await _named_or_by_id(
+        session, KnowledgeDocument, KnowledgeDocument.collection_id == collection_id, KnowledgeDocument.external_id, key
+    )
     return row
 
 
