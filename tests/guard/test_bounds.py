@@ -44,8 +44,9 @@ def assert_linear(make: Callable[[int], str], scan: Callable[[str], object], siz
     scan(small)  # warm caches
     t_small = best_time(lambda: scan(small))
     t_large = best_time(lambda: scan(large))
-    # Linear: about 4x. Quadratic would be about 16x. Small absolute slack for timer noise.
-    assert t_large < 8 * t_small + 0.02, f"{size} chars: {t_small * 1000:.1f} ms, 4x: {t_large * 1000:.1f} ms"
+    # Linear: about 4x (up to 6x once the larger text outgrows the CPU caches). Quadratic would be
+    # about 16x. 10x leaves room for a machine's hiccup; small absolute slack for timer noise.
+    assert t_large < 10 * t_small + 0.02, f"{size} chars: {t_small * 1000:.1f} ms, 4x: {t_large * 1000:.1f} ms"
 
 
 def repeat(unit: str) -> Callable[[int], str]:
