@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bastion.api.common import authenticate_request, gateway, query_int
-from bastion.api.http import json_response, read_json
+from bastion.api.http import json_response, page_body, read_json
 from bastion.auth.principal import Permission, Principal
 from bastion.batches.formats import openai_batch
 from bastion.batches.service import BatchService
@@ -56,16 +56,7 @@ async def list_batches(request: Request) -> Response:
         query_int(request, "limit", 20, 1, MAX_LIST),
         after=request.query_params.get("after") or None,
     )
-    data = [openai_batch(view) for view in views]
-    return json_response(
-        {
-            "object": "list",
-            "data": data,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-            "has_more": more,
-        }
-    )
+    return json_response({"object": "list", **page_body([openai_batch(view) for view in views], more)})
 
 
 routes = [

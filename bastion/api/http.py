@@ -212,3 +212,14 @@ async def file_chunks(handle: BinaryIO, chunk_size: int = 256 * 1024) -> AsyncIt
             yield chunk
     finally:
         await asyncio.to_thread(handle.close)
+
+
+def page_body(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
+    """A page of a list in the providers' cursor shape: the items, their first and last ids, and
+    whether more follow (OpenAI adds ``object: list``)."""
+    return {
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": has_more,
+    }

@@ -15,7 +15,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from bastion.api.common import authenticate_request, gateway, query_int
-from bastion.api.http import file_chunks, json_response, read_json
+from bastion.api.http import file_chunks, json_response, page_body, read_json
 from bastion.auth.principal import Permission, Principal
 from bastion.batches.formats import anthropic_batch
 from bastion.batches.model import ANTHROPIC_MAX_BYTES, BatchView
@@ -73,15 +73,7 @@ async def list_message_batches(request: Request) -> Response:
         after=request.query_params.get("after_id") or None,
         before=request.query_params.get("before_id") or None,
     )
-    data = [_shown(request, view) for view in views]
-    return json_response(
-        {
-            "data": data,
-            "has_more": more,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-        }
-    )
+    return json_response(page_body([_shown(request, view) for view in views], more))
 
 
 async def message_batch_results(request: Request) -> Response:

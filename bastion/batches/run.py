@@ -136,11 +136,10 @@ class BatchRun:
             await self.store.move(view.id, [VALIDATING, CANCELLING], status=FAILED, errors=errors, failed_at=now)
             return await self._reload(view)
         try:
-            endpoint = None if view.api == "anthropic" else view.endpoint
-            if endpoint is None:
-                total = await asyncio.to_thread(_count_lines, handle)
+            if view.api == "anthropic":  # written by Bastion from checked requests, counted at creation
+                total = view.counts.total
             else:
-                summary = await asyncio.to_thread(validate_batch_input, handle, endpoint=endpoint)
+                summary = await asyncio.to_thread(validate_batch_input, handle, endpoint=view.endpoint)
                 total = summary.requests
         except BatchInputError as exc:
             await self.store.move(
@@ -340,10 +339,6 @@ class BatchRun:
 
 def _dialect(view: BatchView) -> LineDialect:
     return "anthropic" if view.api == "anthropic" else "openai"
-
-
-def _count_lines(handle: IO[bytes]) -> int:
-    return sum(1 for raw in handle if raw.strip())
 
 
 def _custom_ids(view: BatchView, handle: IO[bytes]) -> Iterator[str]:
