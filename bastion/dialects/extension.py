@@ -2,8 +2,9 @@
 
 It names a vault prompt (``prompt_id`` with a ``label`` or a ``version``) and the variables of its
 user template, and may ask for retrieval (``knowledge``: collections, k, filters, mode, query,
-threshold; docs/KNOWLEDGE.md, "Answers with citations"). It is never sent upstream: the endpoint takes it out of the body and hands this
-typed object to the pipeline (``RequestContext.extension``).
+threshold, mmr_lambda; docs/KNOWLEDGE.md, "Answers with citations"). It is never sent upstream:
+the endpoint takes it out of the body and hands this typed object to the pipeline
+(``RequestContext.extension``).
 """
 
 from __future__ import annotations

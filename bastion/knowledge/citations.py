@@ -126,14 +126,14 @@ class CitationStream:
 
     def _run(self, text: str, *, final: bool) -> str:
         self._pending = ""
-        spaces = self._removed
-        if spaces >= 0:
-            if len(text) == spaces and not final:
+        before = self._removed
+        if before >= 0:
+            if len(text) == before and not final:
                 self._pending = text
                 return ""
             self._removed = -1
-            if _drops_spaces(text[spaces : spaces + 1]):
-                text = text[spaces:]
+            if _drops_spaces(text[before : before + 1]):
+                text = text[before:]
         out: list[str] = []
         length = 0  # characters in ``out``
         held = False

@@ -118,7 +118,9 @@ def check_sent_sources(fake: GuardFake) -> None:
     assert "[1] https://docs.test/lava\nLava flows downhill" in sent
     assert "[2] https://docs.test/tides\nThe tides follow the moon" in sent
     assert "dunes" not in sent and sent.endswith("Question:\n" + QUESTION)
-    assert all(message["role"] != "system" or "Sources:" not in message["content"] for message in received.body["messages"])
+    assert all(
+        message["role"] != "system" or "Sources:" not in message["content"] for message in received.body["messages"]
+    )
 
 
 def check_field(field: dict[str, Any]) -> None:
@@ -229,7 +231,9 @@ async def test_a_poisoned_document_is_withheld_from_the_context(env: Env, guard_
 
 
 async def test_a_vault_prompt_configured_with_a_collection(env: Env, guard_fake: GuardFake) -> None:  # noqa: F811
-    spec = VersionSpec(SYSTEM_PROMPT, model=MODEL, metadata={"knowledge": {"collections": ["kb"], "k": 2, "mode": "bm25"}})
+    spec = VersionSpec(
+        SYSTEM_PROMPT, model=MODEL, metadata={"knowledge": {"collections": ["kb"], "k": 2, "mode": "bm25"}}
+    )
     caller = await tenant_with_collection(env, concierge=spec)
     guard_fake.answer(UPSTREAM, ANSWER)
     body = {"model": "prompt:concierge", "messages": [{"role": "user", "content": QUESTION}]}
@@ -264,7 +268,8 @@ async def test_the_sdks_read_cited_answers(env: Env, guard_fake: GuardFake) -> N
         stream_options={"include_usage": True},
         extra_body=ask(),
     )
-    pieces, extras = [], []
+    pieces: list[str] = []
+    extras: list[Any] = []
     async for chunk in stream:
         pieces.extend(choice.delta.content or "" for choice in chunk.choices)
         if chunk.model_extra and "bastion" in chunk.model_extra:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bastion.auth.principal import Principal
+from bastion.auth.principal import Principal, Role
 from bastion.config.settings import GuardSettings
 from bastion.dialects.extension import BastionExtension, KnowledgeRequest, parse_extension
 from bastion.errors import InvalidRequest, NotFound
@@ -48,10 +48,12 @@ async def default_tenant() -> str | None:
 
 
 def principal(tenant: str = "tenant-a") -> Principal:
-    return Principal(tenant_id=tenant, tenant_name=tenant, role="developer")
+    return Principal(tenant_id=tenant, tenant_name=tenant, role=Role.DEVELOPER)
 
 
-def context(knowledge: dict[str, Any] | None, *, messages: list[Any] | None = None, stream: bool = False) -> RequestContext:
+def context(
+    knowledge: dict[str, Any] | None, *, messages: list[Any] | None = None, stream: bool = False
+) -> RequestContext:
     body = {"model": "m", "messages": messages or [{"role": "user", "content": "Where is the lava?"}]}
     ctx = RequestContext(
         request_id="req_test", dialect="openai", endpoint="chat", body=body, model="m", timing=Timing(), stream=stream
@@ -86,9 +88,7 @@ async def collect(chunks: Chunks) -> list[dict[str, Any]]:
 
 
 def stream_text(chunks: list[dict[str, Any]]) -> str:
-    return "".join(
-        choice["delta"].get("content") or "" for item in chunks for choice in item.get("choices") or ()
-    )
+    return "".join(choice["delta"].get("content") or "" for item in chunks for choice in item.get("choices") or ())
 
 
 HITS = [hit(1, "Lava flows downhill."), hit(2, "Tides follow the moon."), hit(3, "Sand dunes move.")]
@@ -139,7 +139,12 @@ async def test_the_query_override_and_the_default_tenant_when_auth_is_off() -> N
     ctx.principal = None
     await stage.on_request(ctx)
     tenant, request = searcher.requests[0]
-    assert (tenant, request.query, request.threshold, request.filters) == ("tenant-a", "lava flows", 0.2, {"year": 2020})
+    assert (tenant, request.query, request.threshold, request.filters) == (
+        "tenant-a",
+        "lava flows",
+        0.2,
+        {"year": 2020},
+    )
 
 
 async def test_a_vault_prompts_setting_applies_unless_the_request_asks_itself() -> None:

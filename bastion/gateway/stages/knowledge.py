@@ -20,7 +20,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from bastion.dialects.extension import KnowledgeRequest
+from bastion.dialects.extension import FIELD, KnowledgeRequest
 from bastion.errors import BastionError, InvalidRequest, NotFound
 from bastion.gateway.context import RequestContext
 from bastion.gateway.stage import Chunks, Stage
@@ -155,8 +155,9 @@ class KnowledgeStage(Stage):
                 text = sources.stream(index if isinstance(index, int) else position).rewrite(message["content"])
                 choice = {**choice, "message": {**message, "content": text}}
             choices.append(choice)
-        extension = body.get("bastion") if isinstance(body.get("bastion"), dict) else {}
-        rewritten = {**body, "choices": choices, "bastion": {**extension, **sources.response_field()}}
+        extension = body.get(FIELD)
+        earlier: dict[str, Any] = extension if isinstance(extension, dict) else {}
+        rewritten = {**body, "choices": choices, FIELD: {**earlier, **sources.response_field()}}
         _record_cited(ctx, sources)
         return dataclasses.replace(response, body=rewritten)
 
@@ -181,7 +182,7 @@ async def _cited_stream(ctx: RequestContext, chunks: Chunks, sources: Sources) -
                 rewritten = [_rewrite_choice(choice, sources, finished) for choice in choices]
                 chunk = {**chunk, "choices": rewritten}
                 if not sent and finished and sources.streams.keys() <= finished:
-                    chunk["bastion"] = sources.response_field()
+                    chunk[FIELD] = sources.response_field()
                     sent = True
             yield chunk
         if not sent:
@@ -198,7 +199,7 @@ async def _cited_stream(ctx: RequestContext, chunks: Chunks, sources: Sources) -
                 "created": last.get("created"),
                 "model": last.get("model"),
                 "choices": tails,
-                "bastion": sources.response_field(),
+                FIELD: sources.response_field(),
             }
     finally:
         await chunks.aclose()
