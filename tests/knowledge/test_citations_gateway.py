@@ -21,19 +21,22 @@ from bastion.gateway.service import Gateway
 from bastion.knowledge.model import DocumentInput
 from bastion.store.db import Database
 from bastion.vault.model import VersionSpec
-from tests.guard_stages.support import (  # noqa: F401  (fixtures)
+from tests.guard_stages import support as guard_support
+from tests.guard_stages.support import (
     MODEL,
     SYSTEM_PROMPT,
     UPSTREAM,
     Caller,
     GuardEnv,
     GuardFake,
-    guard_fake,
-    guard_fake_upstream,
     guard_settings,
     user_texts,
 )
 from tests.support.harness import anthropic_sdk, openai_sdk, running_gateway
+
+#: The guard suite's fake upstream (one per session), reset for each test.
+guard_fake_upstream = guard_support.guard_fake_upstream
+guard_fake = guard_support.guard_fake
 
 ANSWER = "Lava flows downhill [1]. The tides follow the moon [2][7]. Made up [9]."
 CLEAN = "Lava flows downhill [1]. The tides follow the moon [2]. Made up."
@@ -71,7 +74,7 @@ class Env:
 
 
 @pytest.fixture
-async def env(database: Database, database_url: str, tmp_path: Path, guard_fake: GuardFake) -> AsyncIterator[Env]:  # noqa: F811
+async def env(database: Database, database_url: str, tmp_path: Path, guard_fake: GuardFake) -> AsyncIterator[Env]:
     settings = guard_settings(database_url, tmp_path / "data", guard_fake)
 
     def offline_embedder(gateway: Gateway) -> None:
@@ -141,7 +144,7 @@ async def check_ledger(env: Env, caller: Caller, request_id: str, field: dict[st
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
-async def test_openai_answers_cite_only_retrieved_sources(env: Env, guard_fake: GuardFake, stream: bool) -> None:  # noqa: F811
+async def test_openai_answers_cite_only_retrieved_sources(env: Env, guard_fake: GuardFake, stream: bool) -> None:
     caller = await tenant_with_collection(env)
     guard_fake.answer(UPSTREAM, ANSWER, piece_chars=3)  # markers split across chunks
     if stream:
@@ -163,7 +166,7 @@ async def test_openai_answers_cite_only_retrieved_sources(env: Env, guard_fake: 
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
-async def test_anthropic_answers_cite_only_retrieved_sources(env: Env, guard_fake: GuardFake, stream: bool) -> None:  # noqa: F811
+async def test_anthropic_answers_cite_only_retrieved_sources(env: Env, guard_fake: GuardFake, stream: bool) -> None:
     caller = await tenant_with_collection(env)
     guard_fake.answer(UPSTREAM, ANSWER, piece_chars=3)
     if stream:
@@ -186,7 +189,7 @@ async def test_anthropic_answers_cite_only_retrieved_sources(env: Env, guard_fak
 
 
 @pytest.mark.parametrize("dialect", ["openai", "anthropic"])
-async def test_another_tenants_collection_is_a_404(env: Env, guard_fake: GuardFake, dialect: str) -> None:  # noqa: F811
+async def test_another_tenants_collection_is_a_404(env: Env, guard_fake: GuardFake, dialect: str) -> None:
     await tenant_with_collection(env)  # owns "kb"
     stranger = await env.guard.tenant()
     if dialect == "openai":
@@ -200,7 +203,7 @@ async def test_another_tenants_collection_is_a_404(env: Env, guard_fake: GuardFa
     assert guard_fake.requests(UPSTREAM) == []
 
 
-async def test_a_malformed_knowledge_field_is_a_400(env: Env, guard_fake: GuardFake) -> None:  # noqa: F811
+async def test_a_malformed_knowledge_field_is_a_400(env: Env, guard_fake: GuardFake) -> None:
     caller = await tenant_with_collection(env)
     response = await env.guard.chat(caller, openai_body(k=500))
     assert response.status_code == 400 and response.json()["error"]["param"] == "bastion.knowledge.k"
@@ -208,14 +211,14 @@ async def test_a_malformed_knowledge_field_is_a_400(env: Env, guard_fake: GuardF
     assert response.status_code == 400 and "bastion.knowledge.mode" in response.json()["error"]["message"]
 
 
-async def test_the_guard_still_blocks_the_users_input(env: Env, guard_fake: GuardFake) -> None:  # noqa: F811
+async def test_the_guard_still_blocks_the_users_input(env: Env, guard_fake: GuardFake) -> None:
     caller = await tenant_with_collection(env)
     response = await env.guard.chat(caller, openai_body(question=INJECTION))
     assert response.status_code == 400 and response.json()["error"]["code"] == "content_blocked"
     assert guard_fake.requests(UPSTREAM) == []
 
 
-async def test_a_poisoned_document_is_withheld_from_the_context(env: Env, guard_fake: GuardFake) -> None:  # noqa: F811
+async def test_a_poisoned_document_is_withheld_from_the_context(env: Env, guard_fake: GuardFake) -> None:
     caller = await tenant_with_collection(env)
     knowledge = env.gateway.services.knowledge
     assert knowledge is not None
@@ -230,7 +233,7 @@ async def test_a_poisoned_document_is_withheld_from_the_context(env: Env, guard_
     assert len(row["extra"]["knowledge"]["withheld"]) == 1 and row["flagged"] is True
 
 
-async def test_a_vault_prompt_configured_with_a_collection(env: Env, guard_fake: GuardFake) -> None:  # noqa: F811
+async def test_a_vault_prompt_configured_with_a_collection(env: Env, guard_fake: GuardFake) -> None:
     spec = VersionSpec(
         SYSTEM_PROMPT, model=MODEL, metadata={"knowledge": {"collections": ["kb"], "k": 2, "mode": "bm25"}}
     )
@@ -252,7 +255,7 @@ async def test_a_vault_prompt_with_a_malformed_setting_is_refused_at_creation(en
     assert getattr(caught.value, "param", None) == "metadata.knowledge.k"
 
 
-async def test_the_sdks_read_cited_answers(env: Env, guard_fake: GuardFake) -> None:  # noqa: F811
+async def test_the_sdks_read_cited_answers(env: Env, guard_fake: GuardFake) -> None:
     caller = await tenant_with_collection(env)
     guard_fake.answer(UPSTREAM, ANSWER, piece_chars=4)
     client = openai_sdk(env.guard.client, caller.key)
