@@ -63,6 +63,11 @@ async def fake_embed(texts: list[str]) -> list[list[float]]:
     return [embed_vector(text) for text in texts]
 
 
+def offline_embedder(gateway: Gateway) -> None:
+    assert gateway.services.knowledge is not None
+    gateway.services.knowledge.embed = fake_embed
+
+
 @dataclass
 class Env:
     guard: GuardEnv
@@ -76,11 +81,6 @@ class Env:
 @pytest.fixture
 async def env(database: Database, database_url: str, tmp_path: Path, guard_fake: GuardFake) -> AsyncIterator[Env]:
     settings = guard_settings(database_url, tmp_path / "data", guard_fake)
-
-    def offline_embedder(gateway: Gateway) -> None:
-        assert gateway.services.knowledge is not None
-        gateway.services.knowledge.embed = fake_embed
-
     async with running_gateway(settings, before_start=offline_embedder) as running:
         yield Env(GuardEnv(running.gateway, running.client, database), running.app)
 
@@ -285,3 +285,26 @@ async def test_the_sdks_read_cited_answers(env: Env, guard_fake: GuardFake) -> N
         text = "".join([piece async for piece in events.text_stream])
         message = await events.get_final_message()
     assert text == CLEAN and message.stop_reason == "end_turn"
+
+
+@pytest.fixture
+def limited(database: Database, database_url: str, tmp_path: Path, guard_fake: GuardFake) -> Any:
+    return guard_settings(database_url, tmp_path / "data", guard_fake, limits={"enabled": True})
+
+
+async def test_limits_count_the_prompt_with_its_sources(
+    limited: Any, database: Database, guard_fake: GuardFake
+) -> None:
+    async with running_gateway(limited, before_start=offline_embedder) as running:
+        env = Env(GuardEnv(running.gateway, running.client, database), running.app)
+        knowledge = env.gateway.services.knowledge
+        assert knowledge is not None
+        long_text = " ".join(f"Lava flows downhill past marker {i} of the volcano trail." for i in range(12))
+        strict = await env.guard.tenant(key={"tpm": 120})
+        await knowledge.create_collection(strict.tenant_id, "kb")
+        await knowledge.ingest(strict.tenant_id, "kb", [DocumentInput(long_text, id="trail")])
+        plain = {"model": MODEL, "messages": [{"role": "user", "content": QUESTION}]}
+        assert (await env.guard.chat(strict, plain)).status_code == 200  # the question alone fits
+        response = await env.guard.chat(strict, openai_body(k=1))
+        assert response.status_code == 429, response.text  # with its source it does not
+        assert len(guard_fake.requests(UPSTREAM)) == 1
