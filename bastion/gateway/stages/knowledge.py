@@ -5,8 +5,8 @@ does with ``metadata.knowledge`` (the request's own field wins). On the way in t
 the caller's tenant (a collection of another tenant is a 404, as for the search API), scans every
 retrieved chunk as untrusted tool content with the request's guard policy (a chunk the policy would
 block is withheld: indirect injection never reaches the model; redacted text is used redacted),
-and places the rest before the last user message as numbered sources with an instruction to cite
-them by ``[n]``. It runs after guard in (which scans what the caller wrote) and before limits and
+and puts the rest at the start of the last user message as numbered sources with an instruction
+to cite them by ``[n]``. It runs after guard in (which scans what the caller wrote) and before limits and
 the cache (which see the larger prompt). On the way out the answer's markers are rewritten
 (``bastion/knowledge/citations.py``) and the response gets ``bastion.sources`` and
 ``bastion.citations``: on a complete answer's body, and in a stream on the chunk that finishes the
