@@ -158,6 +158,11 @@ async def test_a_vault_prompts_setting_applies_unless_the_request_asks_itself() 
     ctx.prompt = PromptInUse("concierge", 1, knowledge=KnowledgeRequest(("faq",), k=1))
     await stage.on_request(ctx)
     assert searcher.requests[-1][1].collections == ["kb"]
+    ctx = context(None)
+    ctx.prompt = PromptInUse("concierge", 1, knowledge=KnowledgeRequest(("gone",)))
+    with pytest.raises(NotFound) as caught:
+        await stage.on_request(ctx)
+    assert caught.value.param == "metadata.knowledge.collections"
 
 
 async def test_another_tenants_collection_is_a_404_naming_the_field() -> None:

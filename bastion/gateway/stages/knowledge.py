@@ -56,7 +56,7 @@ class KnowledgeStage(Stage):
             prompt = ctx.prompt
             if prompt is None or prompt.knowledge is None:
                 return
-            asked, param = prompt.knowledge, "bastion.prompt_id"
+            asked, param = prompt.knowledge, "metadata.knowledge"  # the prompt version's setting
         if ctx.endpoint != "chat" or ctx.response is not None:
             return  # answered already (a guard refusal): nothing to retrieve for
         messages = ctx.body.get("messages")
@@ -69,7 +69,7 @@ class KnowledgeStage(Stage):
         if not query.strip():
             raise InvalidRequest(
                 "Invalid request: the last user message has no text to search for; set bastion.knowledge.query.",
-                param=f"{param}.query" if param == "bastion.knowledge" else param,
+                param=f"{param}.query" if param == "bastion.knowledge" else "messages",
             )
         hits = await self._search(ctx, asked, query[-MAX_QUERY_CHARS:], param)
         hits, withheld, flagged = await self._screen(ctx, hits)
