@@ -162,7 +162,7 @@ async def _multipart_upload(request: Request, settings: KnowledgeSettings) -> Up
     unknown = sorted(set(fields) - _FORM_FIELDS)
     if unknown:
         raise InvalidRequest(f"Invalid request: unknown form field {unknown[0][:64]!r}.", param=unknown[0][:64])
-    fmt = detect_format(fields.get("format"), form.filename, form.content_type)
+    fmt = detect_format(fields.get("format"), form.filename, form.content_type, buffer.data.getvalue()[:8])
     try:
         metadata = metadata_of(orjson.loads(fields["metadata"])) if fields.get("metadata") else {}
     except orjson.JSONDecodeError:

@@ -131,9 +131,12 @@ def format_name(name: str) -> str:
     return extractor_for(name).formats[0]
 
 
-def detect_format(declared: str | None, filename: str | None = None, content_type: str | None = None) -> str:
+def detect_format(
+    declared: str | None, filename: str | None = None, content_type: str | None = None, head: bytes = b""
+) -> str:
     """The format of an upload: the one declared, else the file name's extension, else a specific
-    content type (``text/plain; charset=utf-8`` counts as ``text``). 415 when none says."""
+    content type (``text/plain; charset=utf-8`` counts as ``text``), else a PDF's signature at the
+    start of the bytes (``head``). 415 when none says."""
     if declared:
         return format_name(declared.strip())
     suffix = PurePosixPath(filename.replace("\\", "/")).suffix.lower() if filename else ""
@@ -142,6 +145,8 @@ def detect_format(declared: str | None, filename: str | None = None, content_typ
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media not in _GENERIC_TYPES and media in _EXTRACTORS:
         return format_name(media)
+    if head.startswith(b"%PDF-"):
+        return "pdf"
     what = f"{filename!r}" if filename else "the upload"
     known = ", ".join(sorted(set(_EXTENSIONS)))
     raise UnsupportedMediaType(

@@ -160,7 +160,7 @@ def document_input(raw: Any, where: str = "the document") -> DocumentInput:
     if declared is not None:
         fmt = format_name(declared)
     elif isinstance(content, bytes):
-        fmt = detect_format(None, uri)
+        fmt = detect_format(None, uri, head=content[:8])
     else:
         fmt = _format_of_uri(uri)
     return DocumentInput(
