@@ -36,6 +36,7 @@ from bastion.knowledge.model import DocumentInput, IngestResult
 from bastion.knowledge.service import KnowledgeService
 from bastion.knowledge.wire import (
     Upload,
+    check_values,
     collection_json,
     document_json,
     document_size,
@@ -77,6 +78,21 @@ def _settings(request: Request) -> KnowledgeSettings:
     return gateway(request).settings.knowledge
 
 
+def _path(request: Request, name: str) -> str:
+    """A path parameter; one no database could hold (a NUL) names nothing: 404."""
+    value: str = request.path_params[name]
+    if "\x00" in value:
+        raise NotFound(f"No {name} {value[:64]!r}.")
+    return value
+
+
+def _query(request: Request, name: str) -> str | None:
+    value = request.query_params.get(name) or None
+    if value is not None:
+        check_values(value, f"Invalid request: {name}")
+    return value
+
+
 async def _json_body(request: Request, max_bytes: int | None = None) -> Any:
     limit = max_bytes if max_bytes is not None else gateway(request).settings.server.max_body_bytes
     return await read_json(request, limit)
@@ -107,7 +123,7 @@ async def list_collections(request: Request) -> Response:
 
 async def get_collection(request: Request) -> Response:
     principal = await _reader(request)
-    service, ref = _service(request), request.path_params["collection"]
+    service, ref = _service(request), _path(request, "collection")
     view = await service.get_collection(principal.tenant_id, ref)
     counts = await service.index_counts(principal.tenant_id, view.id)
     return json_response(collection_json(view, counts))
@@ -115,7 +131,7 @@ async def get_collection(request: Request) -> Response:
 
 async def delete_collection(request: Request) -> Response:
     principal = await _writer(request)
-    service, ref = _service(request), request.path_params["collection"]
+    service, ref = _service(request), _path(request, "collection")
     view = await service.get_collection(principal.tenant_id, ref)
     await service.delete_collection(principal.tenant_id, view.id)
     return json_response({"object": "knowledge.collection.deleted", "id": view.id, "name": view.name, "deleted": True})
@@ -159,6 +175,7 @@ async def _multipart_upload(request: Request, settings: KnowledgeSettings) -> Up
     if not form.has_file:
         raise InvalidRequest("Invalid request: file is required (a multipart file part named file).", param="file")
     fields = form.fields
+    check_values([form.filename or "", form.content_type or "", fields], "Invalid request: the form")
     unknown = sorted(set(fields) - _FORM_FIELDS)
     if unknown:
         raise InvalidRequest(f"Invalid request: unknown form field {unknown[0][:64]!r}.", param=unknown[0][:64])
@@ -191,7 +208,7 @@ def _refusal(result: IngestResult) -> BastionError:
 async def ingest_documents(request: Request) -> Response:
     principal = await _writer(request)
     service, settings = _service(request), _settings(request)
-    ref = request.path_params["collection"]
+    ref = _path(request, "collection")
     collection = await service.get_collection(principal.tenant_id, ref)  # 404 before reading the body
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media == "multipart/form-data":
@@ -252,9 +269,9 @@ async def list_documents(request: Request) -> Response:
     limit = query_int(request, "limit", 100, 1, MAX_DOCUMENTS_PAGE)
     views = await _service(request).list_documents(
         principal.tenant_id,
-        request.path_params["collection"],
+        _path(request, "collection"),
         limit=limit + 1,
-        after=request.query_params.get("after") or None,
+        after=_query(request, "after"),
     )
     data = [document_json(view) for view in views[:limit]]
     return json_response({"object": "list", **page_body(data, len(views) > limit)})
@@ -263,7 +280,7 @@ async def list_documents(request: Request) -> Response:
 async def get_document(request: Request) -> Response:
     principal = await _reader(request)
     view = await _service(request).get_document(
-        principal.tenant_id, request.path_params["collection"], request.path_params["document"]
+        principal.tenant_id, _path(request, "collection"), _path(request, "document")
     )
     return json_response(document_json(view))
 
@@ -271,7 +288,7 @@ async def get_document(request: Request) -> Response:
 async def delete_document(request: Request) -> Response:
     principal = await _writer(request)
     service = _service(request)
-    collection, key = request.path_params["collection"], request.path_params["document"]
+    collection, key = _path(request, "collection"), _path(request, "document")
     view = await service.get_document(principal.tenant_id, collection, key)
     await service.delete_document(principal.tenant_id, collection, view.id)
     return json_response({"object": "knowledge.document.deleted", "id": view.external_id, "deleted": True})
@@ -280,7 +297,7 @@ async def delete_document(request: Request) -> Response:
 async def delete_by_filter(request: Request) -> Response:
     principal = await _writer(request)
     filters = parse_filter(await _json_body(request))
-    count = await _service(request).delete_documents(principal.tenant_id, request.path_params["collection"], filters)
+    count = await _service(request).delete_documents(principal.tenant_id, _path(request, "collection"), filters)
     return json_response({"object": "knowledge.documents.deleted", "deleted": count, "filter": filters})
 
 
@@ -289,7 +306,7 @@ async def delete_by_filter(request: Request) -> Response:
 
 async def _ingest_job(request: Request, principal: Principal) -> str:
     """The job id, if it is a knowledge ingestion of the caller's tenant (404 otherwise)."""
-    job_id: str = request.path_params["job_id"]
+    job_id = _path(request, "job_id")
     if len(job_id) > 64:
         raise NotFound(f"No ingestion job {job_id[:64]!r}.")
     job = await gateway(request).services.jobs.get(job_id, principal.tenant_id)
@@ -307,7 +324,7 @@ async def _job_answer(request: Request, job_id: str, tenant_id: str) -> Response
     out["object"] = "knowledge.ingest_job"
     out["documents"] = [
         {"item": item.key, "status": item.status, "result": item.result, "error": item.error}
-        for item in await jobs.items(job_id, limit=MAX_DOCUMENTS_PAGE, after=request.query_params.get("after"))
+        for item in await jobs.items(job_id, limit=MAX_DOCUMENTS_PAGE, after=_query(request, "after"))
     ]
     return json_response(out)
 

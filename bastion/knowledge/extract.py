@@ -40,11 +40,15 @@ class Extractor(Protocol):
 
 def _decode(data: bytes | str) -> str:
     if isinstance(data, str):
-        return data
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InvalidRequest("the document is not valid UTF-8 text") from None
+        text = data
+    else:
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise InvalidRequest("the document is not valid UTF-8 text") from None
+    if "\x00" in text:  # a binary file sent as text (and PostgreSQL stores no NUL in text)
+        raise InvalidRequest("the document contains NUL characters: is it a binary file?")
+    return text
 
 
 class PlainText:

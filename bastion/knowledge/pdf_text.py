@@ -28,7 +28,7 @@ def pdf_pages(data: bytes) -> list[str]:
             raise InvalidRequest("the PDF is encrypted; upload a copy without a password", code="encrypted_pdf")
         if len(reader.pages) > MAX_PAGES:
             raise InvalidRequest(f"the PDF has over {MAX_PAGES} pages", code="invalid_pdf")
-        pages = [page.extract_text() or "" for page in reader.pages]
+        pages = [(page.extract_text() or "").replace("\x00", "") for page in reader.pages]
     except InvalidRequest:
         raise
     except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:

@@ -33,9 +33,37 @@ _SEARCH_FIELDS = frozenset(
 _COLLECTION_FIELDS = frozenset({"name", "description", "chunk_size", "chunk_overlap", "metadata"})
 
 
+#: Integers the databases compare and store as numbers (64-bit).
+_INT_LIMIT = 2**63
+
+
+def check_values(value: Any, what: str) -> None:
+    """400 for what no backend stores alike: NUL in a string (PostgreSQL refuses it in text and
+    JSON) and integers beyond 64 bits; checked over the whole request before it reaches a query."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidRequest(f"{what} contains a NUL character")
+    elif isinstance(value, bool):
+        return
+    elif isinstance(value, int):
+        if not -_INT_LIMIT <= value < _INT_LIMIT:
+            raise InvalidRequest(f"{what} holds an integer beyond 64 bits")
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise InvalidRequest(f"{what} holds a number that is not finite")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_values(key, what)
+            check_values(item, what)
+    elif isinstance(value, list):
+        for item in value:
+            check_values(item, what)
+
+
 def _object(value: Any, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidRequest(f"{what} must be a JSON object")
+    check_values(value, what)
     return value
 
 
@@ -254,7 +282,7 @@ def parse_filter(raw: Any) -> dict[str, Any]:
 # -- search -------------------------------------------------------------------------------------------
 
 
-def parse_search(raw: Any, fetch_k: int, rrf_k: int) -> SearchRequest:
+def parse_search(raw: Any, fetch_k: int, default_rrf_k: int) -> SearchRequest:
     """``{"query", "collections" (or "collection"), "k", "mode", "filters", "fetch_k", "fusion",
     "rrf_k", "weights": [bm25, dense], "mmr_lambda" (or "mmr": {"lambda", "fetch_k"}), "threshold"}``."""
     body = _object(raw, "the request body")
@@ -283,6 +311,9 @@ def parse_search(raw: Any, fetch_k: int, rrf_k: int) -> SearchRequest:
         or not all(isinstance(w, int | float) and not isinstance(w, bool) for w in weights_raw)
     ):
         raise InvalidRequest("weights are two numbers: [bm25, dense]")
+    rrf_k = _integer(body, "rrf_k")
+    if rrf_k is not None and rrf_k < 1:
+        raise InvalidRequest("rrf_k must be at least 1")
     mmr_lambda = _number(body, "mmr_lambda")
     fetch = _integer(body, "fetch_k")
     mmr = body.get("mmr")
@@ -301,7 +332,7 @@ def parse_search(raw: Any, fetch_k: int, rrf_k: int) -> SearchRequest:
         filters=filters or None,
         fetch_k=fetch_k if fetch is None else fetch,
         fusion=fusion,
-        rrf_k=_integer(body, "rrf_k") or rrf_k,
+        rrf_k=rrf_k if rrf_k is not None else default_rrf_k,
         weights=(float(weights_raw[0]), float(weights_raw[1])),
         mmr_lambda=mmr_lambda,
         threshold=threshold,

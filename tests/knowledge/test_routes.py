@@ -165,8 +165,15 @@ async def test_bad_input_is_a_clear_4xx(kenv: KnowledgeEnv) -> None:
         [],
         [{"id": "a", "text": TEXT}, {"id": "a", "text": TEXT}],
         {"documents": "a"},
+        # NUL: SQLite would store it, PostgreSQL refuses it: refused on both.
+        {"id": "a\x00", "text": TEXT},
+        {"id": "a", "text": "binary\x00text"},
     ):
         error_of(await kenv.post("ann", docs, body), 400)
+    assert "NUL" in error_of(await kenv.upload("ann", "kb", "bin.txt", b"\x00\x01\x02"), 400)["message"]
+    error_of(await kenv.get("ann", docs_path("kb", "/a%00b")), 404)
+    error_of(await kenv.get("ann", f"{COLLECTIONS}/kb%00"), 404)
+    error_of(await kenv.get("ann", docs, params={"after": "a\x00"}), 400)
     error_of(await kenv.client.post(docs, headers={**kenv.auth("ann"), "content-type": "application/json"},
                                     content=b"{not json"), 400)  # fmt: skip
     for body in ({}, {"name": ""}, {"name": "a/b"}, {"name": "x" * 129}, {"name": "kb2", "chunk_size": 9999},
@@ -253,6 +260,8 @@ async def test_search(kenv: KnowledgeEnv) -> None:
         {"query": "x", "collections": ["kb"], "mmr_lambda": 2},
         {"query": "x", "collections": ["kb"], "filters": {"lang": {"$gt": 1}}},
         {"query": "x", "collections": ["kb"], "nonsense": True},
+        {"query": "x", "collections": ["kb"], "rrf_k": 0},
+        {"query": "x\x00", "collections": ["kb"]},
     ):
         error_of(await kenv.post("ann", search, bad), 400)
     error_of(await kenv.post("ann", search, {"query": "x", "collections": ["kb", "missing"]}), 404)
