@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import Any
 
 from tests.knowledge.pdf_fixture import encrypted, pdf_document
 from tests.knowledge.routes_support import COLLECTIONS, MAX_DOCUMENT_BYTES, KnowledgeEnv, error_of
@@ -125,7 +126,8 @@ async def test_delete_by_filter(kenv: KnowledgeEnv) -> None:
     assert counts["chunks"] == counts["keyword"] == counts["vectors"] == 1
     again = await kenv.post("ann", docs_path("kb", "/delete"), {"filter": {"lang": "en"}})
     assert again.json()["deleted"] == 0
-    for bad in ({"filter": {}}, {}, {"filter": {"lang": {"$regex": "e"}}}, {"filter": "lang"}, {"where": {"a": 1}}):
+    bad_filters: list[Any] = [{"filter": {}}, {}, {"filter": {"lang": {"$regex": "e"}}}, {"filter": "lang"}]
+    for bad in [*bad_filters, {"where": {"a": 1}}]:
         error_of(await kenv.post("ann", docs_path("kb", "/delete"), bad), 400)
 
 
@@ -153,7 +155,7 @@ async def test_bad_input_is_a_clear_4xx(kenv: KnowledgeEnv) -> None:
     await kenv.collection("ann", "kb")
     docs = docs_path("kb")
     # 400
-    for body in (
+    bodies: list[Any] = [
         {"text": TEXT},  # no id or uri
         {"id": "a"},  # no content
         {"id": "a", "text": TEXT, "content": TEXT},  # two contents
@@ -168,7 +170,8 @@ async def test_bad_input_is_a_clear_4xx(kenv: KnowledgeEnv) -> None:
         # NUL: SQLite would store it, PostgreSQL refuses it: refused on both.
         {"id": "a\x00", "text": TEXT},
         {"id": "a", "text": "binary\x00text"},
-    ):
+    ]
+    for body in bodies:
         error_of(await kenv.post("ann", docs, body), 400)
     assert "NUL" in error_of(await kenv.upload("ann", "kb", "bin.txt", b"\x00\x01\x02"), 400)["message"]
     error_of(await kenv.get("ann", docs_path("kb", "/a%00b")), 404)
@@ -176,8 +179,8 @@ async def test_bad_input_is_a_clear_4xx(kenv: KnowledgeEnv) -> None:
     error_of(await kenv.get("ann", docs, params={"after": "a\x00"}), 400)
     error_of(await kenv.client.post(docs, headers={**kenv.auth("ann"), "content-type": "application/json"},
                                     content=b"{not json"), 400)  # fmt: skip
-    for body in ({}, {"name": ""}, {"name": "a/b"}, {"name": "x" * 129}, {"name": "kb2", "chunk_size": 9999},
-                 {"name": "kb2", "chunk_size": "big"}, [1]):  # fmt: skip
+    collections: list[Any] = [{}, {"name": ""}, {"name": "a/b"}, {"name": "x" * 129}, [1]]
+    for body in [*collections, {"name": "kb2", "chunk_size": 9999}, {"name": "kb2", "chunk_size": "big"}]:
         error_of(await kenv.post("ann", COLLECTIONS, body), 400)
     error_of(await kenv.get("ann", docs, params={"limit": 0}), 400)
     # An encrypted or damaged PDF.

@@ -66,7 +66,8 @@ async def test_every_route_has_its_command(database: Database, cli: Any) -> None
     await run(cli, "create", "other", "--tenant", "globex")
 
     paths = [str(DATA / name) for name in ("notes.txt", "guide.md", "page.html", "survey.pdf")]
-    ingested = json.loads((await run(cli, "ingest", "files", *paths, "--metadata", '{"src": "disk"}', "--json")).stdout)
+    ingest = ["ingest", "files", *paths, "--metadata", '{"src": "disk"}', "--json"]
+    ingested = json.loads((await run(cli, *ingest)).stdout)
     assert [r["status"] for r in ingested] == ["created"] * 4
     again = (await run(cli, "ingest", "files", paths[0], "--metadata", '{"src": "disk"}')).stdout
     assert again.startswith("unchanged") and "embedded=0" in again
