@@ -9,7 +9,7 @@ import asyncio
 import json
 import tempfile
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from time import perf_counter
 from typing import Annotated, Any, TypeVar, cast
@@ -47,6 +47,7 @@ from bastion.store.migrate import upgrade
 from bastion.store.models import Tenant
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 app = typer.Typer(help="Knowledge collections: create, ingest, search; evaluate retrieval.", no_args_is_help=True)
 
@@ -269,6 +270,15 @@ def _print(payload: Any) -> None:
     typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
 
 
+def _listing(items: Sequence[V], as_json: bool, to_json: Callable[[V], Any], line: Callable[[V], str]) -> None:
+    """Items as a JSON array (the API's shapes), or one line each."""
+    if as_json:
+        _print([to_json(item) for item in items])
+        return
+    for item in items:
+        typer.echo(line(item))
+
+
 @app.command("create")
 def create(
     name: str,
@@ -321,11 +331,12 @@ def list_collections(
 ) -> None:
     """The tenant's collections (GET /v1/knowledge/collections)."""
     views = _service_call(load(config, data_dir), tenant, lambda service, tid: service.list_collections(tid))
-    if as_json:
-        _print([collection_json(view) for view in views])
-        return
-    for view in views:
-        typer.echo(f"{view.name:<24} {view.id} documents={view.documents} chunks={view.chunks}")
+    _listing(
+        views,
+        as_json,
+        collection_json,
+        lambda view: f"{view.name:<24} {view.id} documents={view.documents} chunks={view.chunks}",
+    )
 
 
 @app.command("show")
@@ -413,11 +424,12 @@ def documents(
         tenant,
         lambda service, tid: service.list_documents(tid, collection, limit=limit, after=after),
     )
-    if as_json:
-        _print([document_json(view) for view in views])
-        return
-    for view in views:
-        typer.echo(f"{view.external_id}  format={view.format} version={view.version} chunks={view.chunks}")
+    _listing(
+        views,
+        as_json,
+        document_json,
+        lambda view: f"{view.external_id}  format={view.format} version={view.version} chunks={view.chunks}",
+    )
 
 
 @app.command("document")

@@ -83,21 +83,23 @@ def _string(body: dict[str, Any], name: str, limit: int, what: str) -> str | Non
 
 
 def _integer(body: dict[str, Any], name: str) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidRequest(f"{name} must be an integer")
-    return value
+    value = _numeric(body, name, integer=True)
+    return None if value is None else int(value)
 
 
 def _number(body: dict[str, Any], name: str) -> float | None:
+    value = _numeric(body, name, integer=False)
+    return None if value is None else float(value)
+
+
+def _numeric(body: dict[str, Any], name: str, *, integer: bool) -> int | float | None:
     value = body.get(name)
     if value is None:
         return None
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise InvalidRequest(f"{name} must be a number")
-    return float(value)
+    if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
+        raise InvalidRequest(f"{name} must be {'an integer' if integer else 'a number'}")
+    number: int | float = value
+    return number
 
 
 def metadata_of(value: Any, what: str = "metadata") -> dict[str, Any]:
