@@ -32,16 +32,16 @@ from bastion.errors import BastionError, InvalidRequest, NotFound, PayloadTooLar
 from bastion.jobs.model import job_json
 from bastion.knowledge.extract import detect_format
 from bastion.knowledge.ingest_job import JOB_KIND, submit_ingest
-from bastion.knowledge.model import DocumentInput, IngestResult
+from bastion.knowledge.model import IngestResult
 from bastion.knowledge.service import KnowledgeService
 from bastion.knowledge.wire import (
     Upload,
     check_values,
     collection_json,
+    described_document,
     document_json,
     document_size,
     hit_json,
-    metadata_of,
     parse_collection,
     parse_documents,
     parse_filter,
@@ -179,19 +179,16 @@ async def _multipart_upload(request: Request, settings: KnowledgeSettings) -> Up
     unknown = sorted(set(fields) - _FORM_FIELDS)
     if unknown:
         raise InvalidRequest(f"Invalid request: unknown form field {unknown[0][:64]!r}.", param=unknown[0][:64])
-    fmt = detect_format(fields.get("format"), form.filename, form.content_type, buffer.data.getvalue()[:8])
-    try:
-        metadata = metadata_of(orjson.loads(fields["metadata"])) if fields.get("metadata") else {}
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("Invalid request: metadata must be a JSON object.", param="metadata") from None
-    key = fields.get("id") or None
-    uri = fields.get("uri") or (None if key else form.filename)
-    if key is None and not uri:
-        raise InvalidRequest("Invalid request: name the document (an id or uri field, or a file name).", param="id")
     content = buffer.data.getvalue()
-    if not content:
-        raise InvalidRequest("Invalid request: the file is empty.", param="file")
-    document = DocumentInput(content, id=key, uri=uri, format=fmt, title=fields.get("title") or None, metadata=metadata)
+    described: dict[str, Any] = {name: value for name, value in fields.items() if name != "background" and value}
+    # The format: the field, else the file name, else the part's content type, else the bytes.
+    described["format"] = detect_format(fields.get("format"), form.filename, form.content_type, content[:8])
+    if "metadata" in described:
+        try:
+            described["metadata"] = orjson.loads(described["metadata"])
+        except orjson.JSONDecodeError:
+            raise InvalidRequest("Invalid request: metadata must be a JSON object.", param="metadata") from None
+    document = described_document(content, described, "the uploaded file", form.filename)
     return Upload([document], _flag(fields.get("background"), "background"))
 
 

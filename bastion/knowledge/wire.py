@@ -107,6 +107,7 @@ def metadata_of(value: Any, what: str = "metadata") -> dict[str, Any]:
         return {}
     if not isinstance(value, dict) or not all(isinstance(key, str) and key for key in value):
         raise InvalidRequest(f"{what} must be a JSON object with non-empty string keys")
+    check_values(value, what)
     return value
 
 
@@ -167,12 +168,6 @@ def document_input(raw: Any, where: str = "the document") -> DocumentInput:
     "title", "metadata"}``. The format defaults to the uri's extension, else plain text."""
     body = _object(raw, where)
     _unknown(body, _DOCUMENT_FIELDS, where)
-    key = _string(body, "id", MAX_KEY_CHARS, where)
-    uri = _string(body, "uri", MAX_URI_CHARS, where)
-    if key is None and uri is None:
-        raise InvalidRequest(f"{where} needs an id or a uri (what identifies it for re-ingestion and deletion)")
-    if uri is not None and key is None and len(uri) > MAX_KEY_CHARS:
-        raise InvalidRequest(f"{where}: a uri over {MAX_KEY_CHARS} characters needs an id too")
     sources = [name for name in ("text", "content", "content_base64") if body.get(name) is not None]
     if len(sources) != 1:
         raise InvalidRequest(f"{where} needs exactly one of text, content or content_base64")
@@ -184,22 +179,40 @@ def document_input(raw: Any, where: str = "the document") -> DocumentInput:
             content = base64.b64decode(content, validate=True)
         except (binascii.Error, ValueError):
             raise InvalidRequest(f"{where}: content_base64 is not valid base64") from None
+    return described_document(content, body, where)
+
+
+def described_document(
+    content: bytes | str, fields: dict[str, Any], where: str = "the document", filename: str | None = None
+) -> DocumentInput:
+    """``content`` with what ``fields`` say of it (``id``, ``uri``, ``title``, ``format``,
+    ``metadata``): a JSON document, or a multipart upload's form fields and ``filename`` (the
+    key when neither id nor uri is given; the format's hint)."""
+    key = _string(fields, "id", MAX_KEY_CHARS, where)
+    uri = _string(fields, "uri", MAX_URI_CHARS, where)
+    if key is None and uri is None and filename:
+        uri = _string({"file name": filename}, "file name", MAX_KEY_CHARS, where)
+    if key is None and uri is None:
+        raise InvalidRequest(f"{where} needs an id or a uri (what identifies it for re-ingestion and deletion)")
+    if uri is not None and key is None and len(uri) > MAX_KEY_CHARS:
+        raise InvalidRequest(f"{where}: a uri over {MAX_KEY_CHARS} characters needs an id too")
     if not content:
         raise InvalidRequest(f"{where} is empty")
-    declared = _string(body, "format", 64, where)
+    declared = _string(fields, "format", 64, where)
     if declared is not None:
         fmt = format_name(declared)
     elif isinstance(content, bytes):
-        fmt = detect_format(None, uri, head=content[:8])
+        fmt = detect_format(None, filename or uri, head=content[:8])
     else:
         fmt = _format_of_uri(uri)
+    metadata = fields.get("metadata")
     return DocumentInput(
         content,
         id=key,
         uri=uri,
         format=fmt,
-        title=_string(body, "title", 1024, where),
-        metadata=metadata_of(body.get("metadata"), f"{where}: metadata"),
+        title=_string(fields, "title", 1024, where),
+        metadata=metadata_of(metadata, f"{where}: metadata"),
     )
 
 

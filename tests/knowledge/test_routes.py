@@ -173,6 +173,11 @@ async def test_bad_input_is_a_clear_4xx(kenv: KnowledgeEnv) -> None:
     ]
     for body in bodies:
         error_of(await kenv.post("ann", docs, body), 400)
+    error_of(await kenv.upload("ann", "kb", "n" * 600 + ".txt", b"Long name."), 400)  # a key over 512 characters
+    error_of(await kenv.upload("ann", "kb", "a.txt", b"Text.", id="i" * 513), 400)
+    error_of(await kenv.upload("ann", "kb", "a.txt", b"Text.", metadata="[1]"), 400)
+    error_of(await kenv.upload("ann", "kb", "a.txt", b"Text.", metadata="{bad"), 400)
+    error_of(await kenv.upload("ann", "kb", "a.txt", b""), 400)
     assert "NUL" in error_of(await kenv.upload("ann", "kb", "bin.txt", b"\x00\x01\x02"), 400)["message"]
     error_of(await kenv.get("ann", docs_path("kb", "/a%00b")), 404)
     error_of(await kenv.get("ann", f"{COLLECTIONS}/kb%00"), 404)
