@@ -22,6 +22,7 @@ other work the wall time includes waiting for the core, the CPU time is what one
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -38,14 +39,24 @@ from bastion.usage import tokenizer_name
 PRODUCTS = ["router", "modem", "mesh extender", "smart plug", "camera", "doorbell", "thermostat", "hub", "sensor"]
 ADJECTIVES = ["compact", "outdoor", "premium", "basic", "wireless", "dual-band", "weatherproof", "refurbished"]
 ISSUES = [
-    "does not power on", "drops the connection every few hours", "shows a red light", "cannot be paired with the app",
-    "reports the wrong temperature", "records only at night", "is slower than the plan promises", "beeps at random",
+    "does not power on",
+    "drops the connection every few hours",
+    "shows a red light",
+    "cannot be paired with the app",
+    "reports the wrong temperature",
+    "records only at night",
+    "is slower than the plan promises",
+    "beeps at random",
 ]
 STEPS = [
-    "ask for the serial number printed under the device", "check the firmware version in the app",
-    "ask the customer to restart the device and wait two minutes", "confirm the plan on the customer's account",
-    "check the outage map for the customer's postcode", "offer a replacement if the warranty is still valid",
-    "escalate to the second-line team with the diagnostic code", "send the reset guide by email",
+    "ask for the serial number printed under the device",
+    "check the firmware version in the app",
+    "ask the customer to restart the device and wait two minutes",
+    "confirm the plan on the customer's account",
+    "check the outage map for the customer's postcode",
+    "offer a replacement if the warranty is still valid",
+    "escalate to the second-line team with the diagnostic code",
+    "send the reset guide by email",
 ]
 
 
@@ -137,10 +148,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
-        try:
+        with contextlib.suppress(OSError):
             os.sched_setaffinity(0, {args.cpu})
-        except OSError:
-            pass
     started = time.perf_counter()
     tokenizer_name()  # loads the tokenizer (once per process)
     count_tokens("warm up")

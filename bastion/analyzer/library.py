@@ -78,7 +78,7 @@ def _segments(value: Any, where: str) -> str:
 def _example(value: Any, where: str) -> PromptText:
     if isinstance(value, str):
         return PromptText(system=value)
-    if not isinstance(value, dict) or "system" not in value and "template" not in value:
+    if not isinstance(value, dict) or ("system" not in value and "template" not in value):
         raise LibraryError(f"{where}: an example is a string or an object with system and/or template")
     unknown = set(value) - {"system", "template", "variables", "model"}
     if unknown:

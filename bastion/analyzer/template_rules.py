@@ -30,9 +30,45 @@ _FOREIGN = re.compile(
 _DYNAMIC_SYSTEM = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|(?<![{\w$])\{[A-Za-z_]\w*\}(?!\})", re.DOTALL)
 _DYNAMIC_TEMPLATE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
 _KEYWORDS = frozenset(
-    "if else elif endif for endfor in not and or is set endset true false none True False None loop "
-    "block endblock macro endmacro call endcall filter endfilter with endwith raw endraw include import "
-    "from as recursive".split()
+    [
+        "if",
+        "else",
+        "elif",
+        "endif",
+        "for",
+        "endfor",
+        "in",
+        "not",
+        "and",
+        "or",
+        "is",
+        "set",
+        "endset",
+        "true",
+        "false",
+        "none",
+        "True",
+        "False",
+        "None",
+        "loop",
+        "block",
+        "endblock",
+        "macro",
+        "endmacro",
+        "call",
+        "endcall",
+        "filter",
+        "endfilter",
+        "with",
+        "endwith",
+        "raw",
+        "endraw",
+        "include",
+        "import",
+        "from",
+        "as",
+        "recursive",
+    ]
 )
 
 

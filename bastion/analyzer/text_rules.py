@@ -13,14 +13,91 @@ from bastion.analyzer.rules import MAX_SPANS, Rule, builtin
 from bastion.analyzer.scan import Scan, finding
 
 _STOPWORDS = frozenset(
-    "a an the and or but of to in on at for with by from as is are be been being it its this that these those "
-    "you your yours i we our they them their he she his her please also just so then there here which who what "
-    "when where how all any each every very really".split()
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "but",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "for",
+        "with",
+        "by",
+        "from",
+        "as",
+        "is",
+        "are",
+        "be",
+        "been",
+        "being",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "you",
+        "your",
+        "yours",
+        "i",
+        "we",
+        "our",
+        "they",
+        "them",
+        "their",
+        "he",
+        "she",
+        "his",
+        "her",
+        "please",
+        "also",
+        "just",
+        "so",
+        "then",
+        "there",
+        "here",
+        "which",
+        "who",
+        "what",
+        "when",
+        "where",
+        "how",
+        "all",
+        "any",
+        "each",
+        "every",
+        "very",
+        "really",
+    ]
 )
 #: Words that make a sentence an instruction but not which one (dropped from its signature).
 _IGNORED = _STOPWORDS | frozenset(
-    "must should shall always ensure make sure need needs have required require important remember do dont "
-    "never not no".split()
+    [
+        "must",
+        "should",
+        "shall",
+        "always",
+        "ensure",
+        "make",
+        "sure",
+        "need",
+        "needs",
+        "have",
+        "required",
+        "require",
+        "important",
+        "remember",
+        "do",
+        "dont",
+        "never",
+        "not",
+        "no",
+    ]
 )
 _NEGATION = re.compile(r"\b(?:do not|don't|never|must not|should not|no)\b")
 _INSTRUCTION = re.compile(

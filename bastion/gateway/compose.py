@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from bastion.analyzer.service import AnalyzerService
 from bastion.auth.authenticator import Authenticator
 from bastion.auth.lookup import DefaultTenantId
 from bastion.batches.model import JOB_KIND as BATCH_JOB
@@ -23,6 +24,7 @@ from bastion.files.service import FileService
 from bastion.gateway.batch_lines import PipelineLines
 from bastion.gateway.bulk_lines import PipelineBulk
 from bastion.gateway.pipeline import Pipeline
+from bastion.gateway.prompt_chat import PipelineChat
 from bastion.gateway.service import Gateway, VaultStartup
 from bastion.gateway.services import Lifecycle, Services
 from bastion.gateway.stage import Stage
@@ -109,6 +111,25 @@ def build_services(settings: Settings, *, job_workers: int | None = None) -> Ser
         batches=BatchService(BatchStore(db), files, jobs),
         cache=build_cache(settings),
         knowledge=build_knowledge(settings, db),
+    )
+
+
+def exact_tokenizer_models(router: Router) -> Callable[[str | None], bool]:
+    """A model name -> whether every deployment behind it is the embedded model, whose tokenizer
+    is the one the analyzer counts with (its counts are then exact, not estimates)."""
+
+    def exact(name: str | None) -> bool:
+        group = router.groups.get(name) if name else None
+        return (
+            group is not None and bool(group.targets) and all(t.deployment.provider == "local" for t in group.targets)
+        )
+
+    return exact
+
+
+def build_analyzer(services: Services, pipeline: Pipeline) -> AnalyzerService:
+    return AnalyzerService(
+        services.vault, chat=PipelineChat(pipeline), exact_model=exact_tokenizer_models(services.router)
     )
 
 
@@ -210,4 +231,5 @@ def build_gateway(settings: Settings, *, stages: list[Stage] | None = None, job_
     services = build_services(settings, job_workers=job_workers)
     pipeline = Pipeline(build_stages(services) if stages is None else stages, services.router)
     register_job_kinds(services, pipeline)
+    services.analyzer = build_analyzer(services, pipeline)
     return Gateway(services, pipeline, lifecycles(services))

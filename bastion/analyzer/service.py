@@ -1,0 +1,177 @@
+"""The analyzer as a service: analysis of a text, or of a vault prompt server-side, and the
+LLM-assisted rewrite offered as a new draft version.
+
+Who may see what: analysing a vault prompt needs only ``prompts:read`` (metadata); the result
+carries spans (offsets), rationale and counts, never the prompt's words. Excerpts are cut from the
+text only for a principal who may read the prompt (``prompts:read_plaintext``), and that read is
+audited like the plaintext route. The rewrite runs as the caller, through the gateway's pipeline
+(its budgets, limits, guard, ledger), with a callable the composition root provides; its result is
+a new version without labels (a draft: never served until someone moves a label to it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bastion.analyzer.engine import Analyzer, default_analyzer
+from bastion.analyzer.model import Analysis, PromptText
+from bastion.analyzer.rewrite import read_rewrite, rewrite_messages
+from bastion.auth.principal import Permission, Principal
+from bastion.errors import BastionError, InvalidRequest
+from bastion.vault.model import ResolvedPrompt, VersionInfo, VersionSpec
+from bastion.vault.service import VaultService
+
+#: (caller, model, chat messages, what to record with the call) -> the answer's text.
+ChatFunction = Callable[[Principal, str, list[dict[str, Any]], dict[str, Any]], Awaitable[str]]
+#: A model name -> whether its tokenizer is the one we count with (exact counts).
+ExactModel = Callable[[str | None], bool]
+#: The version metadata key where an author declares the variables the application sends.
+INPUTS_KEY = "inputs"
+
+
+class RewriteUnavailable(BastionError):
+    status = 503
+    code = "rewrite_unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class PromptAnalysis:
+    prompt_id: str
+    version: int
+    label: str | None
+    analysis: Analysis
+    #: The text, for excerpts; None when the caller may not read the prompt.
+    readable: PromptText | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"prompt_id": self.prompt_id, "version": self.version, "label": self.label} | self.analysis.to_json(
+            self.readable
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Rewrite:
+    draft: VersionInfo
+    before: Analysis
+    after: Analysis
+    model: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "object": "prompt.rewrite",
+            "draft": self.draft.to_json(),
+            "model": self.model,
+            "before": _brief(self.before),
+            "after": _brief(self.after),
+        }
+
+
+def _brief(analysis: Analysis) -> dict[str, Any]:
+    return {
+        "tokens": analysis.tokens.total,
+        "findings": len(analysis.findings),
+        "pattern_ids": [finding.pattern_id for finding in analysis.findings],
+    }
+
+
+def check_declared(value: Any, param: str = "variables") -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) and 0 < len(v) <= 128 for v in value):
+        raise InvalidRequest(f"{param} must be a list of variable names.", param=param)
+    if len(value) > 100:
+        raise InvalidRequest(f"{param} may name at most 100 variables.", param=param)
+    return tuple(value)
+
+
+class AnalyzerService:
+    def __init__(
+        self,
+        vault: VaultService,
+        *,
+        chat: ChatFunction | None = None,
+        exact_model: ExactModel | None = None,
+        analyzer: Analyzer | None = None,
+    ) -> None:
+        self.vault = vault
+        self.chat = chat
+        self.exact_model = exact_model or (lambda _model: False)
+        self.analyzer = analyzer or default_analyzer()
+
+    def analyze_text(self, prompt: PromptText) -> Analysis:
+        return self.analyzer.analyze(prompt, exact_model=self.exact_model(prompt.model))
+
+    async def _resolve(
+        self, principal: Principal, prompt_id: str, version: int | None, label: str | None
+    ) -> tuple[ResolvedPrompt, str | None]:
+        if version is not None and label is not None:
+            raise InvalidRequest("Give a version or a label, not both.", param="version")
+        return await self.vault.resolve(principal.tenant_id, prompt_id, label=label, version=version)
+
+    @staticmethod
+    def _text(resolved: ResolvedPrompt, declared: Sequence[str] | None, model: str | None) -> PromptText:
+        inputs = resolved.metadata.get(INPUTS_KEY)
+        if declared is None and isinstance(inputs, list) and all(isinstance(v, str) for v in inputs):
+            declared = tuple(inputs)
+        return PromptText(
+            system=resolved.secret.system,
+            template=resolved.secret.template,
+            declared=tuple(declared) if declared is not None else None,
+            model=model or resolved.model,
+        )
+
+    async def analyze_prompt(
+        self,
+        principal: Principal,
+        prompt_id: str,
+        *,
+        version: int | None = None,
+        label: str | None = None,
+        declared: Sequence[str] | None = None,
+        model: str | None = None,
+    ) -> PromptAnalysis:
+        """A vault prompt's analysis (``production`` unless a version or label is named)."""
+        resolved, used_label = await self._resolve(principal, prompt_id, version, label)
+        prompt = self._text(resolved, declared, model)
+        analysis = self.analyze_text(prompt)
+        readable = None
+        if principal.can(Permission.READ_PROMPT_PLAINTEXT):
+            # Excerpts are a read of the text: audited as one.
+            await self.vault.read_plaintext(principal.tenant_id, prompt_id, resolved.version, actor=principal.actor)
+            readable = prompt
+        return PromptAnalysis(prompt_id, resolved.version, used_label, analysis, readable)
+
+    async def rewrite(
+        self,
+        principal: Principal,
+        prompt_id: str,
+        *,
+        model: str,
+        version: int | None = None,
+        label: str | None = None,
+        declared: Sequence[str] | None = None,
+        instructions: str | None = None,
+    ) -> Rewrite:
+        """Ask ``model`` (through the gateway, as ``principal``) for a rewrite of the system prompt
+        that resolves the findings, and store it as a new version with no label."""
+        if self.chat is None:
+            raise RewriteUnavailable("Rewrites are not available in this process.")
+        resolved, _ = await self._resolve(principal, prompt_id, version, label)
+        prompt = self._text(resolved, declared, model)
+        before = self.analyze_text(prompt)
+        purpose = {"purpose": "prompt_rewrite", "prompt_id": prompt_id, "prompt_version": resolved.version}
+        answer = await self.chat(principal, model, rewrite_messages(prompt.system, before, instructions), purpose)
+        rewritten = read_rewrite(answer)
+        metadata = {key: value for key, value in resolved.metadata.items() if key != "variables"}
+        metadata["draft"] = {
+            "source_version": resolved.version,
+            "rewrite_model": model,
+            "library_version": before.library_version,
+            "addressed": [finding.pattern_id for finding in before.findings],
+        }
+        spec = VersionSpec(rewritten, resolved.secret.template, resolved.model, dict(resolved.params), metadata)
+        draft = await self.vault.new_version(principal.tenant_id, prompt_id, spec, actor=principal.actor, labels=[])
+        after = self.analyze_text(PromptText(rewritten, prompt.template, prompt.declared, prompt.model))
+        return Rewrite(draft, before, after, model)
