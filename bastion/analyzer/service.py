@@ -132,14 +132,35 @@ class AnalyzerService:
         declared: Sequence[str] | None = None,
         model: str | None = None,
     ) -> PromptAnalysis:
-        """A vault prompt's analysis (``production`` unless a version or label is named)."""
-        resolved, used_label = await self._resolve(principal, prompt_id, version, label)
+        """A vault prompt's analysis (``production`` unless a version or label is named); with
+        excerpts only if ``principal`` may read prompt text."""
+        if version is not None and label is not None:
+            raise InvalidRequest("Give a version or a label, not both.", param="version")
+        reader = principal.actor if principal.can(Permission.READ_PROMPT_PLAINTEXT) else None
+        return await self.analyze_vault_prompt(
+            principal.tenant_id, prompt_id, version=version, label=label, declared=declared, model=model, reader=reader
+        )
+
+    async def analyze_vault_prompt(
+        self,
+        tenant_id: str,
+        prompt_id: str,
+        *,
+        version: int | None = None,
+        label: str | None = None,
+        declared: Sequence[str] | None = None,
+        model: str | None = None,
+        reader: str | None = None,
+    ) -> PromptAnalysis:
+        """The analysis; ``reader``: who gets excerpts (the read is audited under that actor), None
+        for none."""
+        resolved, used_label = await self.vault.resolve(tenant_id, prompt_id, label=label, version=version)
         prompt = self._text(resolved, declared, model)
         analysis = self.analyze_text(prompt)
         readable = None
-        if principal.can(Permission.READ_PROMPT_PLAINTEXT):
+        if reader is not None:
             # Excerpts are a read of the text: audited as one.
-            await self.vault.read_plaintext(principal.tenant_id, prompt_id, resolved.version, actor=principal.actor)
+            await self.vault.read_plaintext(tenant_id, prompt_id, resolved.version, actor=reader)
             readable = prompt
         return PromptAnalysis(prompt_id, resolved.version, used_label, analysis, readable)
 
