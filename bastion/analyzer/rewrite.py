@@ -1,8 +1,7 @@
 """The LLM-assisted rewrite: what the model is asked, and how its answer is read.
 
 Only the system prompt is rewritten (the user template and its variables stay as they are).
-The model gets the prompt and the findings' titles and suggestions, never anything from another
-prompt; its answer is read between ``<prompt>`` tags. What comes back is only ever offered as a
+The model gets the prompt and the findings' titles and suggestions, nothing else; its answer is read between ``<prompt>`` tags. What comes back is only ever offered as a
 new draft version, never applied or labelled (``AnalyzerService.rewrite``).
 """
 
@@ -21,6 +20,7 @@ INSTRUCTIONS = (
     "{{ name }}) exactly as written, add no new policies or facts, and do not shorten lists of data. "
     "Return only the rewritten system prompt between <prompt> and </prompt>, with nothing before or after."
 )
+REQUEST = "Rewrite the prompt as instructed."
 _ANSWER = re.compile(r"<prompt>\s*(.*?)\s*</prompt>", re.DOTALL)
 _FENCE = re.compile(r"^```[\w-]*\n(.*?)\n```$", re.DOTALL)
 #: Findings named in the request at most (the most confident first).
@@ -28,16 +28,18 @@ MAX_FINDINGS = 20
 
 
 def rewrite_messages(system_prompt: str, analysis: Analysis, extra: str | None = None) -> list[dict[str, Any]]:
-    """The chat the model is given."""
+    """The chat the model is given. The prompt and the findings travel in the system message, as
+    the prompt itself does when it is served (the input guard scans what users send, and an
+    author's prompt is not that); the user message only asks for the rewrite."""
     findings = [
         f"- {finding.title} ({finding.pattern_id}, confidence {finding.confidence:.2f}): {finding.suggestion}"
         for finding in analysis.findings[:MAX_FINDINGS]
     ]
-    lines = ["Findings:", *(findings or ["- none; tighten wording only where it saves tokens"])]
+    lines = [INSTRUCTIONS, "", "Findings:", *(findings or ["- none; tighten wording only where it saves tokens"])]
     if extra:
         lines += ["", "Also: " + extra.strip()]
-    lines += ["", "System prompt:", "<prompt>", system_prompt, "</prompt>"]
-    return [{"role": "system", "content": INSTRUCTIONS}, {"role": "user", "content": "\n".join(lines)}]
+    lines += ["", "The prompt:", "<prompt>", system_prompt, "</prompt>"]
+    return [{"role": "system", "content": "\n".join(lines)}, {"role": "user", "content": REQUEST}]
 
 
 def read_rewrite(answer: str) -> str:

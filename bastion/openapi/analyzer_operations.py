@@ -7,10 +7,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bastion.openapi.admin_models import PromptVersionView
+from bastion.openapi.admin_models import Label, PromptVersionView
 from bastion.openapi.components import pydantic_components
 from bastion.openapi.operation import CHAT_MODEL, Operation, json, path
-from bastion.vault.model import LABEL, MAX_TEXT_CHARS, PROMPT_ID
+from bastion.vault.model import MAX_TEXT_CHARS, PROMPT_ID
 
 _TAG = "Admin: prompts"
 _P = "/api/v1/admin/ai/prompts"
@@ -26,7 +26,7 @@ class PromptAnalyze(_Closed):
     """Which version (default: the one labelled production) and how to read it."""
 
     version: Annotated[int, Field(ge=1, le=999_999_999)] | None = None
-    label: Annotated[str, Field(pattern=LABEL.pattern)] | None = None
+    label: Label | None = None
     variables: _NAMES | None = Field(
         None, description="Variable names the application sends (default: the version's metadata.inputs)."
     )
