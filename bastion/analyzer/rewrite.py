@@ -1,8 +1,9 @@
 """The LLM-assisted rewrite: what the model is asked, and how its answer is read.
 
 Only the system prompt is rewritten (the user template and its variables stay as they are).
-The model gets the prompt and the findings' titles and suggestions, nothing else; its answer is read between ``<prompt>`` tags. What comes back is only ever offered as a
-new draft version, never applied or labelled (``AnalyzerService.rewrite``).
+The model gets the prompt and the findings' titles and suggestions, nothing else; its answer is
+read between ``<prompt>`` tags. What comes back is only ever offered as a new draft version,
+never applied or labelled (``AnalyzerService.rewrite``).
 """
 
 from __future__ import annotations

@@ -313,7 +313,11 @@ def analyze(
     if file is not None:
         if file == "-" and template_file == "-":
             raise typer.BadParameter("only one of FILE and --template-file can read standard input")
-        text = PromptText(_read_text(file), _read_text(template_file) if template_file else None, declared, model)
+        try:
+            text = PromptText(_read_text(file), _read_text(template_file) if template_file else None, declared, model)
+        except InvalidRequest as exc:
+            typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
         result = default_analyzer().analyze(text).to_json(text)
     else:
         if tenant is None:

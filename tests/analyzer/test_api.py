@@ -134,13 +134,23 @@ async def test_bad_input_is_a_400_naming_the_field(
 
 async def test_a_text_is_analysed_with_excerpts(vault_gateway: VaultGateway) -> None:
     env = vault_gateway
-    body = {"system_prompt": "Please note that you answer, etc.", "user_template": "{{ a }} {{ b }}", "variables": ["a"]}
+    body = {
+        "system_prompt": "Please note that you answer, etc.",
+        "user_template": "{{ a }} {{ b }}",
+        "variables": ["a"],
+    }
     response = await env.client.post(ANALYZE_TEXT, json=body, headers=env.auth("acme-viewer"))
     assert response.status_code == 200, response.text
     found = {f["pattern_id"]: f for f in response.json()["findings"]}
     assert found["efficiency.filler-phrase"]["spans"][0]["excerpt"] == "Please note that "
     assert found["template.undeclared-variable"]["spans"][0]["excerpt"] == "b"
-    for bad in ({"system_prompt": "  "}, {"system_prompt": "x", "user_template": 3}, {"user_template": "x"}, []):
+    bad_bodies: list[Any] = [
+        {"system_prompt": "  "},
+        {"system_prompt": "x", "user_template": 3},
+        {"user_template": "x"},
+        [],
+    ]
+    for bad in bad_bodies:
         response = await env.client.post(ANALYZE_TEXT, json=bad, headers=env.auth("acme-viewer"))
         assert response.status_code == 400, response.text
 
@@ -182,7 +192,9 @@ async def test_the_rewrite_becomes_an_unlabelled_draft_version(vault_gateway: Va
     assert "ZEBRA-PLUM-7731" not in json.dumps([r.request_messages for r in rows])
 
 
-async def test_the_rewrite_needs_write_access_and_a_working_model(vault_gateway: VaultGateway, fake: FakeUpstream) -> None:
+async def test_the_rewrite_needs_write_access_and_a_working_model(
+    vault_gateway: VaultGateway, fake: FakeUpstream
+) -> None:
     env = vault_gateway
     await _create(env)
     response = await env.admin("POST", "/bot/rewrite", who="acme-viewer", json={"model": "vault-model"})

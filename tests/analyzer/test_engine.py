@@ -99,7 +99,9 @@ def test_token_counts_exact_for_our_tokenizer_else_an_estimate_with_its_bound() 
 
 
 def test_long_texts_are_counted_in_pieces_that_add_up_to_the_whole() -> None:
-    text = " ".join(f"Policy {i}: returns within {i % 60} days, item unused; ask for receipt #{i * 37}." for i in range(900))
+    text = " ".join(
+        f"Policy {i}: returns within {i % 60} days, item unused; ask for receipt #{i * 37}." for i in range(900)
+    )
     assert len(text) > 4 * PIECE_CHARS
     pieces = count_tokens(text)
     whole = usage_tokenizer._get_backend().count(text)

@@ -102,5 +102,5 @@ def test_an_unknown_builtin_is_refused(tmp_path: Path) -> None:
 
 def test_duplicate_ids_are_refused(tmp_path: Path) -> None:
     body = GOOD + GOOD.replace("patterns:\n", "")
-    with pytest.raises(LibraryError, match="unique: clarity.x"):
+    with pytest.raises(LibraryError, match=r"unique: clarity\.x"):
         load_library(_write(tmp_path, body))
