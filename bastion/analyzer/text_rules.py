@@ -262,11 +262,14 @@ _TASK_VERBS = (
     "implement|debug|proofread|detect|identify|tag|predict|recommend|plan|design|create|list|explain|review|"
     "critique|brainstorm|transcribe|solve|answer"
 )
-_TASK = re.compile(
-    rf"(?:^|[.!?:;]\s+|\band then\s+|\bthen\s+|\balso\s+|\bafter that,?\s+|\bnext,?\s+|\bfinally,?\s+|,\s*and\s+)"
-    rf"(?:[-*•]\s*|\d+[.)]\s*)?(?:please\s+)?(?:(?:also|then|now)\s+)?({_TASK_VERBS})\b",
-    re.MULTILINE,
+_TASK = re.compile(rf"\b({_TASK_VERBS})\b")
+#: What may come right before a task verb in imperative position (checked on the text before it).
+_BEFORE_TASK = re.compile(
+    r"(?:^|\n|[.!?:;]\s+|\band then\s+|\bthen\s+|\balso\s+|\bafter that,?\s+|\bnext,?\s+|\bfinally,?\s+|,\s*and\s+)"
+    r"[ \t]*(?:[-*•]\s*|\d+[.)]\s*)?(?:please\s+)?(?:(?:also|then|now)\s+)?\Z"
 )
+#: How far back the imperative context is looked for.
+_BEFORE_CHARS = 40
 _NUMBERED_TASK = re.compile(r"\btask\s*#?\s*(\d+)\s*[:.)-]")
 _SPELLING = {"summarise": "summarize", "categorise": "categorize", "analyse": "analyze"}
 
@@ -284,8 +287,14 @@ class MultipleTasks:
         for part, _ in scan.parts():
             text = scan.lower(part)
             for m in _TASK.finditer(text):
-                verb = m.group(1).lower()
-                verbs.setdefault(_SPELLING.get(verb, verb), Span(part, m.start(1), m.end(1)))
+                start = m.start(1)
+                before = text[max(0, start - _BEFORE_CHARS) : start]
+                if start > _BEFORE_CHARS:
+                    before = "x" + before  # the window is not the text's start: ``^`` must not match
+                if not _BEFORE_TASK.search(before):
+                    continue
+                verb = m.group(1)
+                verbs.setdefault(_SPELLING.get(verb, verb), Span(part, start, m.end(1)))
             for m in _NUMBERED_TASK.finditer(text):
                 numbered.setdefault(m.group(1), Span(part, *m.span()))
         tasks = max(len(verbs), len(numbered))
