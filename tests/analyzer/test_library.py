@@ -104,3 +104,10 @@ def test_duplicate_ids_are_refused(tmp_path: Path) -> None:
     body = GOOD + GOOD.replace("patterns:\n", "")
     with pytest.raises(LibraryError, match=r"unique: clarity\.x"):
         load_library(_write(tmp_path, body))
+
+
+def test_the_docs_describe_every_pattern_of_this_library_version() -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "ANALYZER.md").read_text(encoding="utf-8")
+    assert f"Library version `{LIBRARY.version}`" in docs
+    missing = [pattern.id for pattern in LIBRARY.patterns if f"`{pattern.id}`" not in docs]
+    assert missing == []
