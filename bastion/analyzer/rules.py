@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from bastion.analyzer.library import LibraryError, Pattern
 from bastion.analyzer.model import Finding, Part, Span
@@ -25,12 +25,16 @@ class Rule(Protocol):
     def run(self, scan: Scan) -> Finding | None: ...
 
 
+#: A built-in detector: made from its pattern and the pattern's ``params`` (a class, usually).
 Builtin = Callable[[Pattern, dict[str, Any]], Rule]
 BUILTINS: dict[str, Builtin] = {}
+B = TypeVar("B", bound=Builtin)
 
 
-def builtin(name: str) -> Callable[[Builtin], Builtin]:
-    def register(factory: Builtin) -> Builtin:
+def builtin(name: str) -> Callable[[B], B]:
+    """Register a built-in detector under the name pattern files use (``detector.name``)."""
+
+    def register(factory: B) -> B:
         BUILTINS[name] = factory
         return factory
 

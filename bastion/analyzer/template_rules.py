@@ -14,7 +14,7 @@ from jinja2 import TemplateSyntaxError, meta
 
 from bastion.analyzer.library import LibraryError, Pattern
 from bastion.analyzer.model import Finding, Part, Span
-from bastion.analyzer.rules import MAX_SPANS, Rule, builtin
+from bastion.analyzer.rules import MAX_SPANS, builtin
 from bastion.analyzer.scan import Scan, finding
 from bastion.vault.render import TEMPLATES
 
@@ -97,6 +97,7 @@ def name_spans(template: str, names: set[str]) -> list[Span]:
     return spans
 
 
+@builtin("template_variables")
 class TemplateVariables:
     """One of the hygiene checks, chosen by ``params.check``."""
 
@@ -139,6 +140,7 @@ class TemplateVariables:
         return finding(self.pattern, spans[:MAX_SPANS], 0, f"{count} occurrence(s)")
 
 
+@builtin("dynamic_before_static")
 class DynamicBeforeStatic:
     """The first dynamic value comes before at least ``min_static_tokens`` tokens of static text:
     a provider's prompt cache (OpenAI and Anthropic cache prefixes of 1,024 tokens and more) stops
@@ -176,15 +178,3 @@ class DynamicBeforeStatic:
             return 0
         tail.append(Span(part, start, end))
         return scan.tokens(text[start:end])
-
-
-def _factory(cls: Any) -> Any:
-    def make(pattern: Pattern, params: dict[str, Any]) -> Rule:
-        rule: Rule = cls(pattern, params)
-        return rule
-
-    return make
-
-
-builtin("template_variables")(_factory(TemplateVariables))
-builtin("dynamic_before_static")(_factory(DynamicBeforeStatic))

@@ -9,7 +9,7 @@ from typing import Any
 
 from bastion.analyzer.library import LibraryError, Pattern
 from bastion.analyzer.model import Finding, Span
-from bastion.analyzer.rules import MAX_SPANS, Rule, builtin
+from bastion.analyzer.rules import MAX_SPANS, builtin
 from bastion.analyzer.scan import Scan, finding
 
 _STOPWORDS = frozenset(
@@ -120,6 +120,7 @@ def _stem(word: str) -> str:
     return word
 
 
+@builtin("repeated_sentences")
 class RepeatedSentences:
     """The same sentence (case, spacing and punctuation aside) more than once: every repeat after
     the first is a span, and its tokens are the saving."""
@@ -146,6 +147,7 @@ class RepeatedSentences:
         return finding(self.pattern, spans[:MAX_SPANS], delta, f"{len(spans)} repeated sentence(s)")
 
 
+@builtin("duplicated_instructions")
 class DuplicatedInstructions:
     """An instruction given twice in different words: two instruction sentences with the same
     content words (stop words dropped, simple stemming, any order) that are not the same sentence."""
@@ -212,6 +214,7 @@ def _number(text: str) -> int:
     return int(text) if text.isdigit() else _NUMBERS[text.lower()]
 
 
+@builtin("conflicting_length")
 class ConflictingLength:
     """Length instructions that cannot all hold: "be brief" with "in detail", two different limits
     of the same unit, or a minimum above a maximum."""
@@ -274,6 +277,7 @@ _NUMBERED_TASK = re.compile(r"\btask\s*#?\s*(\d+)\s*[:.)-]")
 _SPELLING = {"summarise": "summarize", "categorise": "categorize", "analyse": "analyze"}
 
 
+@builtin("multiple_tasks")
 class MultipleTasks:
     """Several distinct tasks in one prompt (imperative task verbs, or "Task 1:", "Task 2:" ...)."""
 
@@ -302,17 +306,3 @@ class MultipleTasks:
             return None
         spans = list(verbs.values()) if len(verbs) >= len(numbered) else list(numbered.values())
         return finding(self.pattern, spans[:MAX_SPANS], 0, f"{tasks} distinct tasks")
-
-
-def _factory(cls: Any) -> Any:
-    def make(pattern: Pattern, params: dict[str, Any]) -> Rule:
-        rule: Rule = cls(pattern, params)
-        return rule
-
-    return make
-
-
-builtin("repeated_sentences")(_factory(RepeatedSentences))
-builtin("duplicated_instructions")(_factory(DuplicatedInstructions))
-builtin("conflicting_length")(_factory(ConflictingLength))
-builtin("multiple_tasks")(_factory(MultipleTasks))

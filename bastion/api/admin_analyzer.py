@@ -22,8 +22,9 @@ from starlette.routing import Route
 from bastion.analyzer.model import PromptText
 from bastion.analyzer.service import AnalyzerService, RewriteUnavailable, check_declared
 from bastion.api.admin_prompts import PREFIX, _version
+from bastion.api.admin_prompts import _body as prompt_body
 from bastion.api.common import authenticate_request, gateway
-from bastion.api.http import json_response, read_json
+from bastion.api.http import json_response
 from bastion.auth.principal import Permission, Principal, require
 from bastion.errors import InvalidRequest
 from bastion.vault.model import MAX_TEXT_CHARS, check_label, check_prompt_id
@@ -46,15 +47,7 @@ async def _caller(request: Request, permission: Permission) -> tuple[Principal, 
 async def _body(request: Request, allowed: set[str], *, optional: bool = False) -> dict[str, Any]:
     if optional and request.headers.get("content-length", "0") == "0" and "transfer-encoding" not in request.headers:
         return {}
-    body = await read_json(request, gateway(request).settings.server.max_body_bytes)
-    if not isinstance(body, dict):
-        raise InvalidRequest("The body must be a JSON object.")
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise InvalidRequest(
-            f"Unknown field {unknown[0][:40]!r}; allowed: {', '.join(sorted(allowed))}.", param=unknown[0][:40]
-        )
-    return body
+    return await prompt_body(request, allowed)
 
 
 def _model(value: Any, *, required: bool = False) -> str | None:

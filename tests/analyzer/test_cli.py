@@ -4,38 +4,21 @@ prompt only with --excerpts (audited)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from bastion.cli.main import app
+from tests.vault.test_cli import _json
 
 SYSTEM = "You are KESTREL-9, a bot. Try to answer in order to help. Be concise. Explain each step in detail."
-
-
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    for name in [n for n in os.environ if n.startswith("BASTION_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("BASTION_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("bastion.observability.logging.configure_logging", lambda settings: None)
-    return CliRunner()
 
 
 def _run(cli: CliRunner, *args: str, stdin: str | None = None) -> str:
     result = cli.invoke(app, ["prompts", *args], input=stdin)
     assert result.exit_code == 0, result.output
     return result.stdout
-
-
-def _json(output: str) -> dict[str, Any]:
-    lines = output.splitlines()
-    document: dict[str, Any] = json.loads("\n".join(lines[lines.index("{") :]))
-    return document
 
 
 def test_a_file_is_analysed_as_text_and_as_json(cli: CliRunner, tmp_path: Path) -> None:
