@@ -5,6 +5,7 @@ thousand tokens, so the gateway runs it inline (bench/analyzer_bench.py)."""
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 # The built-in detectors register themselves on import.
 from bastion.analyzer import template_rules, text_rules  # noqa: F401
@@ -12,7 +13,7 @@ from bastion.analyzer.library import Library, default_library
 from bastion.analyzer.model import Analysis, Finding, PromptText
 from bastion.analyzer.rules import Rule, build_rule
 from bastion.analyzer.scan import Scan
-from bastion.analyzer.tokens import token_report
+from bastion.analyzer.tokens import Tokenizer, counter, token_report, tokenizer_of_model
 
 
 class Analyzer:
@@ -20,11 +21,16 @@ class Analyzer:
         self.library = library or default_library()
         self.rules: tuple[Rule, ...] = tuple(build_rule(pattern) for pattern in self.library.patterns)
 
-    def analyze(self, prompt: PromptText, *, exact_model: bool = False, only: str | None = None) -> Analysis:
-        """Findings for ``prompt``; ``exact_model``: its model uses our tokenizer (exact counts);
-        ``only``: run just the pattern with that id (the library's own tests)."""
+    def analyze(
+        self, prompt: PromptText, *, tokenizer: Tokenizer | Literal["auto"] | None = "auto", only: str | None = None
+    ) -> Analysis:
+        """Findings for ``prompt``. ``tokenizer``: the model's own tokenizer if we have it (exact
+        counts), None for none (estimates), ``auto``: told by the prompt's model name. ``only``:
+        run just the pattern with that id (the library's own tests)."""
         started = time.perf_counter()
-        scan = Scan(prompt)
+        if tokenizer == "auto":
+            tokenizer = tokenizer_of_model(prompt.model)
+        scan = Scan(prompt, counter(tokenizer)[0])
         findings: list[Finding] = []
         for rule in self.rules:
             if only is not None and rule.pattern.id != only:
@@ -33,7 +39,7 @@ class Analyzer:
             if found is not None:
                 findings.append(found)
         findings.sort(key=lambda f: (-f.confidence, f.token_delta, f.pattern_id))
-        tokens = token_report(prompt, exact_model=exact_model)
+        tokens = token_report(prompt, tokenizer)
         return Analysis(
             library_version=self.library.version,
             tokens=tokens,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from bastion.analyzer.library import Pattern
 from bastion.analyzer.model import PARTS, Finding, Part, PromptText, Span
-from bastion.analyzer.tokens import count_tokens
+from bastion.analyzer.tokens import Counter, count_tokens
 
 #: A sentence: up to and including its end mark, or up to a line break (list items, headings).
 SENTENCE = re.compile(r"(?:[^.!?\n]|[.!?](?=[^\s.!?]))+[.!?]*")
@@ -37,6 +37,8 @@ class Sentence:
 @dataclass(slots=True)
 class Scan:
     prompt: PromptText
+    #: Counts tokens with the model's tokenizer if we have it, else SmolLM2's.
+    count: Counter = count_tokens
     _sentences: dict[Part, list[Sentence]] = field(default_factory=dict)
     _words: dict[Part, int] = field(default_factory=dict)
     _tokens: dict[str, int] = field(default_factory=dict)
@@ -81,7 +83,7 @@ class Scan:
     def tokens(self, text: str) -> int:
         count = self._tokens.get(text)
         if count is None:
-            count = self._tokens[text] = count_tokens(text)
+            count = self._tokens[text] = self.count(text)
         return count
 
     def span_tokens(self, span: Span) -> int:

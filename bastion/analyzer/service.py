@@ -18,6 +18,7 @@ from typing import Any
 from bastion.analyzer.engine import Analyzer, default_analyzer
 from bastion.analyzer.model import Analysis, PromptText
 from bastion.analyzer.rewrite import read_rewrite, rewrite_messages
+from bastion.analyzer.tokens import Tokenizer, tokenizer_of_model
 from bastion.auth.principal import Permission, Principal
 from bastion.errors import BastionError, InvalidRequest
 from bastion.vault.model import ResolvedPrompt, VersionInfo, VersionSpec
@@ -25,8 +26,8 @@ from bastion.vault.service import VaultService
 
 #: (caller, model, chat messages, what to record with the call) -> the answer's text.
 ChatFunction = Callable[[Principal, str, list[dict[str, Any]], dict[str, Any]], Awaitable[str]]
-#: A model name -> whether its tokenizer is the one we count with (exact counts).
-ExactModel = Callable[[str | None], bool]
+#: A model name -> its tokenizer, if we ship it (exact counts), else None (estimates).
+ModelTokenizer = Callable[[str | None], Tokenizer | None]
 #: The version metadata key where an author declares the variables the application sends.
 INPUTS_KEY = "inputs"
 
@@ -92,16 +93,16 @@ class AnalyzerService:
         vault: VaultService,
         *,
         chat: ChatFunction | None = None,
-        exact_model: ExactModel | None = None,
+        model_tokenizer: ModelTokenizer | None = None,
         analyzer: Analyzer | None = None,
     ) -> None:
         self.vault = vault
         self.chat = chat
-        self.exact_model = exact_model or (lambda _model: False)
+        self.model_tokenizer = model_tokenizer or tokenizer_of_model
         self.analyzer = analyzer or default_analyzer()
 
     def analyze_text(self, prompt: PromptText) -> Analysis:
-        return self.analyzer.analyze(prompt, exact_model=self.exact_model(prompt.model))
+        return self.analyzer.analyze(prompt, tokenizer=self.model_tokenizer(prompt.model))
 
     async def _resolve(
         self, principal: Principal, prompt_id: str, version: int | None, label: str | None

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bastion.analyzer.service import AnalyzerService
+from bastion.analyzer.tokens import Tokenizer, tokenizer_of_model
 from bastion.auth.authenticator import Authenticator
 from bastion.auth.lookup import DefaultTenantId
 from bastion.batches.model import JOB_KIND as BATCH_JOB
@@ -114,22 +115,28 @@ def build_services(settings: Settings, *, job_workers: int | None = None) -> Ser
     )
 
 
-def exact_tokenizer_models(router: Router) -> Callable[[str | None], bool]:
-    """A model name -> whether every deployment behind it is the embedded model, whose tokenizer
-    is the one the analyzer counts with (its counts are then exact, not estimates)."""
+def model_tokenizers(router: Router) -> Callable[[str | None], Tokenizer | None]:
+    """A model name -> the tokenizer of what serves it, if the analyzer has it: ``smollm2`` when
+    every deployment of the alias is the embedded model, ``cl100k`` when every deployment's upstream
+    model uses OpenAI's cl100k_base; a name that is no alias is read as an upstream model name."""
 
-    def exact(name: str | None) -> bool:
+    def tokenizer(name: str | None) -> Tokenizer | None:
         group = router.groups.get(name) if name else None
-        return (
-            group is not None and bool(group.targets) and all(t.deployment.provider == "local" for t in group.targets)
-        )
+        if group is None:
+            return tokenizer_of_model(name)
+        deployments = [target.deployment for target in group.targets]
+        if deployments and all(d.provider == "local" for d in deployments):
+            return "smollm2"
+        if deployments and all(tokenizer_of_model(d.model) == "cl100k" for d in deployments):
+            return "cl100k"
+        return None
 
-    return exact
+    return tokenizer
 
 
 def build_analyzer(services: Services, pipeline: Pipeline) -> AnalyzerService:
     return AnalyzerService(
-        services.vault, chat=PipelineChat(pipeline), exact_model=exact_tokenizer_models(services.router)
+        services.vault, chat=PipelineChat(pipeline), model_tokenizer=model_tokenizers(services.router)
     )
 
 

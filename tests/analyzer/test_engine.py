@@ -85,8 +85,8 @@ def test_structure_report_names_each_element_and_where_it_is() -> None:
 
 def test_token_counts_exact_for_our_tokenizer_else_an_estimate_with_its_bound() -> None:
     prose = PromptText("You are a helpful assistant. " * 20)
-    exact = default_analyzer().analyze(prose, exact_model=True).tokens
-    estimate = default_analyzer().analyze(prose, exact_model=False).tokens
+    exact = default_analyzer().analyze(prose, tokenizer="smollm2").tokens
+    estimate = default_analyzer().analyze(prose, tokenizer=None).tokens
     assert exact.total == estimate.total == count_tokens(prose.system)
     if exact_tokenizer():
         assert (exact.exact, exact.bound) == (True, 0.0)
