@@ -12,7 +12,10 @@ template with variables, about 8,000 tokens in all (the count is printed). Cases
 * ``new prompt each time``: every iteration's prompt differs (other numbers and names), so the
   text cache misses and only the word cache helps, as when authors edit and re-analyse;
 * ``first analysis``: one analysis in a fresh process state, after the tokenizer is loaded
-  (its one-off load time is printed separately).
+  (its one-off load time is printed separately);
+* ``exact cl100k``: the same prompt for ``gpt-4``, counted exactly with cl100k_base.
+
+Token counts use SmolLM2's BPE (estimates, the default) except in the last case.
 
 The process is pinned to one CPU (``--cpu``, default 0) where the OS allows it. Each case is
 reported as wall-clock time and as CPU time of the analysing thread: on a machine shared with
@@ -166,6 +169,9 @@ def main() -> None:
     first_ms = first.elapsed_ms
     same, same_cpu = _timed(analyzer, [prompt] * args.iterations)
     fresh, fresh_cpu = _timed(analyzer, prompts)
+    gpt4 = PromptText(prompt.system, prompt.template, prompt.declared, model="gpt-4")
+    analyzer.analyze(gpt4)  # builds cl100k's rank table once
+    cl100k, cl100k_cpu = _timed(analyzer, [gpt4] * args.iterations)
     result = {
         "python": platform.python_version(),
         "tokenizer": tokenizer_name(),
@@ -179,6 +185,8 @@ def main() -> None:
         "same_prompt_cpu_ms": {k: round(v, 2) for k, v in _percentiles(same_cpu).items()},
         "new_prompt_each_time_ms": {k: round(v, 2) for k, v in _percentiles(fresh).items()},
         "new_prompt_each_time_cpu_ms": {k: round(v, 2) for k, v in _percentiles(fresh_cpu).items()},
+        "exact_cl100k_ms": {k: round(v, 2) for k, v in _percentiles(cl100k).items()},
+        "exact_cl100k_cpu_ms": {k: round(v, 2) for k, v in _percentiles(cl100k_cpu).items()},
         "iterations": args.iterations,
     }
     if args.json:
@@ -187,7 +195,14 @@ def main() -> None:
     print(f"tokenizer: {result['tokenizer']} (loaded in {load_ms:.0f} ms)")
     print(f"prompt: {tokens} tokens, {result['prompt_chars']} characters; {len(first.findings)} findings")
     print(f"first analysis: {first_ms:.2f} ms wall, {first_cpu_ms:.2f} ms CPU")
-    for name in ("same_prompt_ms", "same_prompt_cpu_ms", "new_prompt_each_time_ms", "new_prompt_each_time_cpu_ms"):
+    for name in (
+        "same_prompt_ms",
+        "same_prompt_cpu_ms",
+        "new_prompt_each_time_ms",
+        "new_prompt_each_time_cpu_ms",
+        "exact_cl100k_ms",
+        "exact_cl100k_cpu_ms",
+    ):
         figures = result[name]
         assert isinstance(figures, dict)
         print(

@@ -11,6 +11,7 @@ a new version without labels (a draft: never served until someone moves a label 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,8 @@ ChatFunction = Callable[[Principal, str, list[dict[str, Any]], dict[str, Any]], 
 ModelTokenizer = Callable[[str | None], Tokenizer | None]
 #: The version metadata key where an author declares the variables the application sends.
 INPUTS_KEY = "inputs"
+#: Prompts up to this many characters (about 2,000 tokens) are analysed on the event loop.
+INLINE_CHARS = 8192
 
 
 class RewriteUnavailable(BastionError):
@@ -104,6 +107,13 @@ class AnalyzerService:
     def analyze_text(self, prompt: PromptText) -> Analysis:
         return self.analyzer.analyze(prompt, tokenizer=self.model_tokenizer(prompt.model))
 
+    async def analyze(self, prompt: PromptText) -> Analysis:
+        """``analyze_text`` off the event loop for long prompts (about 3 ms of CPU per 1,000
+        tokens: a 64,000-token prompt would hold every other request for a fifth of a second)."""
+        if len(prompt.system) + len(prompt.template or "") <= INLINE_CHARS:
+            return self.analyze_text(prompt)
+        return await asyncio.to_thread(self.analyze_text, prompt)
+
     async def _resolve(
         self, principal: Principal, prompt_id: str, version: int | None, label: str | None
     ) -> tuple[ResolvedPrompt, str | None]:
@@ -157,7 +167,7 @@ class AnalyzerService:
         for none."""
         resolved, used_label = await self.vault.resolve(tenant_id, prompt_id, label=label, version=version)
         prompt = self._text(resolved, declared, model)
-        analysis = self.analyze_text(prompt)
+        analysis = await self.analyze(prompt)
         readable = None
         if reader is not None:
             # Excerpts are a read of the text: audited as one.
@@ -182,7 +192,7 @@ class AnalyzerService:
             raise RewriteUnavailable("Rewrites are not available in this process.")
         resolved, _ = await self._resolve(principal, prompt_id, version, label)
         prompt = self._text(resolved, declared, model)
-        before = self.analyze_text(prompt)
+        before = await self.analyze(prompt)
         purpose = {"purpose": "prompt_rewrite", "prompt_id": prompt_id, "prompt_version": resolved.version}
         answer = await self.chat(principal, model, rewrite_messages(prompt.system, before, instructions), purpose)
         rewritten = read_rewrite(answer)
@@ -195,5 +205,5 @@ class AnalyzerService:
         }
         spec = VersionSpec(rewritten, resolved.secret.template, resolved.model, dict(resolved.params), metadata)
         draft = await self.vault.new_version(principal.tenant_id, prompt_id, spec, actor=principal.actor, labels=[])
-        after = self.analyze_text(PromptText(rewritten, prompt.template, prompt.declared, prompt.model))
+        after = await self.analyze(PromptText(rewritten, prompt.template, prompt.declared, prompt.model))
         return Rewrite(draft, before, after, model)

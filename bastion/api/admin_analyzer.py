@@ -126,7 +126,7 @@ async def analyze_text(request: Request) -> Response:
         model=_model(body.get("model")),
     )
     # The caller sent the text: excerpts tell it nothing new.
-    return json_response(analyzer.analyze_text(prompt).to_json(prompt))
+    return json_response((await analyzer.analyze(prompt)).to_json(prompt))
 
 
 routes = [

@@ -144,6 +144,13 @@ async def test_a_text_is_analysed_with_excerpts(vault_gateway: VaultGateway) -> 
     found = {f["pattern_id"]: f for f in response.json()["findings"]}
     assert found["efficiency.filler-phrase"]["spans"][0]["excerpt"] == "Please note that "
     assert found["template.undeclared-variable"]["spans"][0]["excerpt"] == "b"
+    long = {"system_prompt": "Answer questions about billing in order to help. " * 600, "model": "gpt-4"}
+    response = await env.client.post(ANALYZE_TEXT, json=long, headers=env.auth("acme-viewer"))  # off the loop
+    assert response.status_code == 200, response.text
+    assert response.json()["tokens"]["exact"] is True  # a cl100k model
+    assert {"efficiency.repeated-sentence", "efficiency.wordy-phrase"} <= {
+        f["pattern_id"] for f in response.json()["findings"]
+    }
     bad_bodies: list[Any] = [
         {"system_prompt": "  "},
         {"system_prompt": "x", "user_template": 3},
