@@ -20,7 +20,7 @@ from bastion.vault.render import TEMPLATES
 
 _BLOCK = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 _NAME = re.compile(r"(?<![\w.'\"])([A-Za-z_]\w*)(?!\s*=[^=])")
-_SET = re.compile(r"\{%-?\s*set\s+([A-Za-z_]\w*)\s*=")
+_SET = re.compile(r"\{%-?\s*set\s+([A-Za-z_]\w*)\s*=.*?%\}", re.DOTALL)
 #: Placeholders of other template languages, which Jinja leaves as they are.
 _FOREIGN = re.compile(
     r"\$\{[A-Za-z_]\w*\}|(?<![{\w$])\{[A-Za-z_]\w*\}(?!\})|<<[A-Za-z_]\w*>>|\[\[[A-Za-z_]\w*\]\]|%\([A-Za-z_]\w*\)s"
