@@ -21,7 +21,7 @@ from bastion.analyzer.model import Analysis, PromptText
 from bastion.analyzer.rewrite import read_rewrite, rewrite_messages
 from bastion.analyzer.tokens import Tokenizer, tokenizer_of_model
 from bastion.auth.principal import Permission, Principal
-from bastion.errors import BastionError, InvalidRequest
+from bastion.errors import BastionError, InvalidRequest, NotFound
 from bastion.vault.model import ResolvedPrompt, VersionInfo, VersionSpec
 from bastion.vault.service import VaultService
 
@@ -115,11 +115,16 @@ class AnalyzerService:
         return await asyncio.to_thread(self.analyze_text, prompt)
 
     async def _resolve(
-        self, principal: Principal, prompt_id: str, version: int | None, label: str | None
+        self, tenant_id: str, prompt_id: str, version: int | None, label: str | None
     ) -> tuple[ResolvedPrompt, str | None]:
         if version is not None and label is not None:
             raise InvalidRequest("Give a version or a label, not both.", param="version")
-        return await self.vault.resolve(principal.tenant_id, prompt_id, label=label, version=version)
+        try:
+            return await self.vault.resolve(tenant_id, prompt_id, label=label, version=version)
+        except NotFound as exc:
+            # The vault names the request path's field (``model``); here it is one of ours.
+            exc.param = "prompt_id" if "does not exist" in exc.message else ("version" if version else "label")
+            raise
 
     @staticmethod
     def _text(resolved: ResolvedPrompt, declared: Sequence[str] | None, model: str | None) -> PromptText:
@@ -165,7 +170,7 @@ class AnalyzerService:
     ) -> PromptAnalysis:
         """The analysis; ``reader``: who gets excerpts (the read is audited under that actor), None
         for none."""
-        resolved, used_label = await self.vault.resolve(tenant_id, prompt_id, label=label, version=version)
+        resolved, used_label = await self._resolve(tenant_id, prompt_id, version, label)
         prompt = self._text(resolved, declared, model)
         analysis = await self.analyze(prompt)
         readable = None
@@ -190,7 +195,7 @@ class AnalyzerService:
         that resolves the findings, and store it as a new version with no label."""
         if self.chat is None:
             raise RewriteUnavailable("Rewrites are not available in this process.")
-        resolved, _ = await self._resolve(principal, prompt_id, version, label)
+        resolved, _ = await self._resolve(principal.tenant_id, prompt_id, version, label)
         prompt = self._text(resolved, declared, model)
         before = await self.analyze(prompt)
         purpose = {"purpose": "prompt_rewrite", "prompt_id": prompt_id, "prompt_version": resolved.version}

@@ -109,6 +109,15 @@ async def test_another_tenants_prompt_is_404_like_a_missing_one(vault_gateway: V
     assert [v["version"] for v in versions] == [1]  # globex's rewrite made nothing
 
 
+async def test_an_unknown_version_or_label_is_a_404_naming_it(vault_gateway: VaultGateway) -> None:
+    await _create(vault_gateway)
+    for body, param in (({"version": 9}, "version"), ({"label": "staging"}, "label")):
+        for path in ("/bot/analyze", "/bot/rewrite"):
+            response = await vault_gateway.admin("POST", path, json={**body, "model": "vault-model"})
+            assert response.status_code == 404, response.text
+            assert response.json()["error"]["param"] == param
+
+
 @pytest.mark.parametrize(
     ("path", "body", "param"),
     [
