@@ -196,11 +196,13 @@ _MINIMUM = re.compile(
 )
 _EXACT = re.compile(rf"\b(?:in|exactly|use|write)\s+{_NUMBER}\s+{_UNITS}\b|\b{_NUMBER}-{_UNITS}\b")
 _SHORT = re.compile(
-    r"\b(?:be (?:brief|concise|succinct)|briefly|concisely|succinctly|keep (?:it|your answers?|responses?) "
-    r"(?:short|brief)|short (?:answers?|responses?|replies)|one-line|in (?:a )?(?:single|one) (?:sentence|line))\b",
+    r"\b(?:be (?:brief|concise|succinct)|briefly|concisely|succinctly|"
+    r"keep (?:it|(?:your |the )?(?:answers?|responses?|replies)) (?:short|brief)|"
+    r"short (?:answers?|responses?|replies)|one-line|in (?:a )?(?:single|one) (?:sentence|line))\b",
 )
 _LONG = re.compile(
-    r"\b(?:in (?:great |full )?detail|detailed|comprehensive(?:ly)?|thorough(?:ly)?|in[- ]depth|exhaustive(?:ly)?|"
+    r"\b(?:in (?:great |full )?detail|detailed (?:answers?|explanations?|responses?|descriptions?|summar(?:y|ies)|"
+    r"reports?|analys[ie]s|walkthroughs?|steps?)|comprehensive(?:ly)?|thorough(?:ly)?|in[- ]depth|exhaustive(?:ly)?|"
     r"elaborate (?:on|at length)|at length|long-form|as (?:much detail|long) as possible)\b",
 )
 
