@@ -22,6 +22,7 @@ from bastion.analyzer.rewrite import read_rewrite, rewrite_messages
 from bastion.analyzer.tokens import Tokenizer, tokenizer_of_model
 from bastion.auth.principal import Permission, Principal
 from bastion.errors import BastionError, InvalidRequest, NotFound
+from bastion.usage import cl100k_count
 from bastion.vault.model import ResolvedPrompt, VersionInfo, VersionSpec
 from bastion.vault.service import VaultService
 
@@ -109,10 +110,13 @@ class AnalyzerService:
 
     async def analyze(self, prompt: PromptText) -> Analysis:
         """``analyze_text`` off the event loop for long prompts (about 3 ms of CPU per 1,000
-        tokens: a 64,000-token prompt would hold every other request for a fifth of a second)."""
-        if len(prompt.system) + len(prompt.template or "") <= INLINE_CHARS:
-            return self.analyze_text(prompt)
-        return await asyncio.to_thread(self.analyze_text, prompt)
+        tokens: a 64,000-token prompt would hold every other request for a fifth of a second),
+        and while cl100k's rank table is still to be built."""
+        tokenizer = self.model_tokenizer(prompt.model)
+        small = len(prompt.system) + len(prompt.template or "") <= INLINE_CHARS
+        if small and (tokenizer != "cl100k" or cl100k_count.loaded()):
+            return self.analyzer.analyze(prompt, tokenizer=tokenizer)
+        return await asyncio.to_thread(self.analyzer.analyze, prompt, tokenizer=tokenizer)
 
     async def _resolve(
         self, tenant_id: str, prompt_id: str, version: int | None, label: str | None

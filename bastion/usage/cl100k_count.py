@@ -37,6 +37,11 @@ def _ranks() -> dict[bytes, int]:
         return {token: rank for rank, token in enumerate(_token_bytes())}
 
 
+def loaded() -> bool:
+    """Whether the rank table is built (building it takes a moment: keep it off an event loop)."""
+    return _ranks.cache_info().currsize > 0
+
+
 def _merge_count(piece: bytes, ranks: dict[bytes, int]) -> int:
     parts = [piece[i : i + 1] for i in range(len(piece))]
     while len(parts) > 1:
