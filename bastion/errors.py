@@ -70,6 +70,13 @@ class PayloadTooLarge(BastionError):
     code = "request_too_large"
 
 
+class UnsupportedMediaType(InvalidRequest):
+    """A document (or upload) in a format nothing here reads."""
+
+    status = 415
+    code = "unsupported_format"
+
+
 class BudgetExceeded(BastionError):
     """A spend budget (per request, daily or monthly) would be exceeded; Anthropic renders 402 as billing_error."""
 

@@ -27,6 +27,8 @@ class Permission(enum.StrEnum):
     READ_PROMPTS = "prompts:read"  # metadata only
     READ_PROMPT_PLAINTEXT = "prompts:read_plaintext"  # audited
     REVIEW = "review:write"
+    #: Create and delete knowledge collections, ingest and delete documents (docs/KNOWLEDGE.md).
+    WRITE_KNOWLEDGE = "knowledge:write"
     #: See the tenant, its users and its keys (metadata only: never a key or a secret).
     READ_ACCESS = "access:read"
     #: Process-wide operational figures: /metrics and the details of /readyz.
@@ -43,6 +45,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.WRITE_PROMPTS,
             Permission.READ_PROMPTS,
             Permission.REVIEW,
+            Permission.WRITE_KNOWLEDGE,
         }
     ),
     Role.VIEWER: frozenset(

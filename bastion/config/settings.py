@@ -458,6 +458,13 @@ class KnowledgeSettings(Strict):
     fetch_k: int = Field(50, ge=1, le=1000, description="Candidates each retriever gives hybrid fusion and MMR.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank fusion's k.")
     max_document_bytes: int = Field(10 * 1024 * 1024, ge=1, description="The largest document accepted, in bytes.")
+    sync_ingest_bytes: int = Field(
+        256 * 1024,
+        ge=0,
+        description="An upload of at most this many bytes (and sync_ingest_documents documents) is ingested "
+        "while the request waits; a larger one runs as a knowledge_ingest job (202 and the job's id).",
+    )
+    sync_ingest_documents: int = Field(16, ge=0, description="The most documents one request ingests while it waits.")
     embed_batch: int = Field(256, ge=1, description="Chunks embedded per call during ingestion.")
 
 

@@ -34,6 +34,7 @@ from bastion.dialects.anthropic_schema import (
     validate_request,
 )
 from bastion.dialects.anthropic_stream import AnthropicStreamEncoder, error_event
+from bastion.dialects.extension import FIELD as EXTENSION_FIELD
 from bastion.errors import InvalidRequest
 from bastion.providers.anthropic_common import (
     anthropic_stop_reason,
@@ -326,7 +327,7 @@ def openai_response_to_anthropic(
         stop_sequence = None
     if stop_reason == "end_turn" and any(block["type"] == "tool_use" for block in content):
         stop_reason = "tool_use"  # some servers say "stop" after tool calls
-    return {
+    message_out = {
         "id": message_id_for(body.get("id")),
         "type": "message",
         "role": "assistant",
@@ -336,3 +337,7 @@ def openai_response_to_anthropic(
         "stop_sequence": stop_sequence,
         "usage": anthropic_usage(body.get("usage")),
     }
+    if isinstance(body.get(EXTENSION_FIELD), dict):
+        # Bastion's own answer field (sources and citations), which the SDKs keep as an extra.
+        message_out[EXTENSION_FIELD] = body[EXTENSION_FIELD]
+    return message_out

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from bastion.dialects.errors import anthropic_error
+from bastion.dialects.extension import FIELD as EXTENSION_FIELD
 from bastion.errors import BastionError
 from bastion.providers.anthropic_common import (
     anthropic_stop_reason,
@@ -61,6 +62,8 @@ class AnthropicStreamEncoder:
         self._last_tool: int | None = None
         self._finish_reason: str | None = None
         self._usage: dict[str, Any] | None = None
+        #: Bastion's own answer field (sources and citations), sent in ``message_delta``.
+        self._extension: dict[str, Any] | None = None
 
     # -- public API
 
@@ -91,6 +94,9 @@ class AnthropicStreamEncoder:
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self._usage = usage
+        extension = chunk.get(EXTENSION_FIELD)
+        if isinstance(extension, dict):
+            self._extension = extension
         for choice in chunk.get("choices") or ():
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
@@ -129,16 +135,14 @@ class AnthropicStreamEncoder:
         if stop_reason == "end_turn" and self._tools:
             stop_reason = "tool_use"  # some servers finish tool calls with "stop"
         stop_sequence = self._stop_sequence if stop_reason == "stop_sequence" else None
-        out.append(
-            sse_event(
-                "message_delta",
-                {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
-                    "usage": counts,
-                },
-            )
-        )
+        delta: dict[str, Any] = {
+            "type": "message_delta",
+            "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
+            "usage": counts,
+        }
+        if self._extension is not None:
+            delta[EXTENSION_FIELD] = self._extension  # an extra key the SDKs ignore (or keep)
+        out.append(sse_event("message_delta", delta))
         out.append(sse_event("message_stop", {"type": "message_stop"}))
         return b"".join(out)
 

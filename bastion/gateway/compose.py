@@ -34,6 +34,7 @@ from bastion.gateway.stages.cache import CacheStage
 from bastion.gateway.stages.cost import CostStage
 from bastion.gateway.stages.guard_in import GuardInStage
 from bastion.gateway.stages.guard_out import GuardOutStage
+from bastion.gateway.stages.knowledge import KnowledgeStage
 from bastion.gateway.stages.ledger import LedgerStage
 from bastion.gateway.stages.limits import LimitsStage
 from bastion.gateway.stages.metrics import MetricsStage
@@ -202,6 +203,12 @@ def build_stages(services: Services) -> list[Stage]:
         # Scans the request (policy from tenant/user/key/prompt, so after auth and prompt) before
         # limits and routing: a blocked request costs no budget and no upstream call.
         GuardInStage(services.guard) if services.guard is not None else None,
+        # Retrieval (bastion.knowledge or the prompt's): after guard in, which scans what the caller
+        # wrote (this stage scans the retrieved chunks itself), before limits and the cache, which
+        # see the prompt with its sources. Maps the answer's [n] citations back to the sources.
+        KnowledgeStage(services.knowledge, DefaultTenantId(services.db, settings.auth.default_tenant), services.guard)
+        if services.knowledge is not None
+        else None,
         # Admits rate limits and budgets; settles with the real cost.
         LimitsStage(services.limits) if services.limits is not None else None,
         # After guard in (a blocked request is never answered from the cache) and limits (a hit

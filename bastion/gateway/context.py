@@ -18,6 +18,7 @@ from bastion.dialects.errors import Dialect
 from bastion.dialects.extension import BastionExtension
 from bastion.errors import BastionError
 from bastion.guard.state import GuardState, PlantedPrompt
+from bastion.knowledge.citations import Sources
 from bastion.limits.plan import Ticket
 from bastion.providers.base import ChatResponse, Usage
 from bastion.routing.trace import RouteTrace
@@ -86,6 +87,8 @@ class RequestContext:
     flag_reason: str | None = None
     #: Merged into the ledger's ``extra`` column (experiment arm, cache hit, ...).
     ledger_extra: dict[str, Any] | None = None
+    #: The retrieved sources placed in the context and the answer's citations (the knowledge stage).
+    knowledge: Sources | None = None
     #: What the response cache decided (the cache stage): bypass, miss, hit, semantic hit.
     cache: CacheState | None = None
     #: A Responses request as the client sent it, for a ``responses: native`` deployment to pass

@@ -1,19 +1,19 @@
 """Ingestion as a background job (kind ``knowledge_ingest``): progress, one item per document.
 
-The payload names the tenant, the collection and the documents (their text inline). Each
-document's outcome is the job item ``<index>:<key>`` (its ``IngestResult``, or the error), written
-once; a re-run after a crash skips the documents already stored, and re-ingesting one that was in
-flight costs nothing (its content hash is unchanged). The handler stops between groups when the
-job is cancelled.
+The payload names the tenant, the collection and the documents (text inline, bytes such as a
+PDF's in base64). Each document's outcome is the job item ``<index>:<key>`` (its
+``IngestResult``, or the error), written once; a re-run after a crash skips the documents already
+stored, and re-ingesting one that was in flight costs nothing (its content hash is unchanged).
+The handler stops between groups when the job is cancelled.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from bastion.errors import InvalidRequest
 from bastion.jobs.context import JobContext
 from bastion.jobs.model import NewJob
 from bastion.jobs.service import JobService
@@ -26,10 +26,13 @@ GROUP = 16
 
 
 def document_json(document: DocumentInput) -> dict[str, Any]:
-    if not isinstance(document.content, str):
-        raise InvalidRequest("documents submitted as a job carry text content")
+    """A document as the job payload holds it: text inline, bytes (a PDF) in base64."""
+    if isinstance(document.content, str):
+        content: dict[str, str] = {"content": document.content}
+    else:
+        content = {"content_base64": base64.b64encode(document.content).decode("ascii")}
     return {
-        "content": document.content,
+        **content,
         "id": document.id,
         "uri": document.uri,
         "format": document.format,
@@ -39,8 +42,9 @@ def document_json(document: DocumentInput) -> dict[str, Any]:
 
 
 def document_from_json(item: dict[str, Any]) -> DocumentInput:
+    content: bytes | str = base64.b64decode(item["content_base64"]) if "content_base64" in item else item["content"]
     return DocumentInput(
-        item["content"],
+        content,
         id=item.get("id"),
         uri=item.get("uri"),
         format=item.get("format") or "text",
@@ -99,7 +103,8 @@ class IngestJob:
             for (index, document), result in zip(part, results, strict=True):
                 key = item_key(index, document)
                 if result.status == "error":
-                    await ctx.write_item(key, error={"document": result.key, "message": result.error})
+                    error = {"document": result.key, "message": result.error, "code": result.error_code}
+                    await ctx.write_item(key, error=error)
                 else:
                     await ctx.write_item(key, asdict(result))
             finished += len(part)

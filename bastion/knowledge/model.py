@@ -68,6 +68,9 @@ class IngestResult:
     #: Chunks whose vectors were computed now (a changed document reuses unchanged chunks' vectors).
     embedded: int = 0
     error: str | None = None
+    #: The refused document's error code (``invalid_request``, ``request_too_large``,
+    #: ``unsupported_format``, ``encrypted_pdf``, ``invalid_pdf``).
+    error_code: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

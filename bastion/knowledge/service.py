@@ -195,7 +195,7 @@ class KnowledgeService:
             try:
                 outcome = await self._prepare(col, chunker, spec)
             except (InvalidRequest, PayloadTooLarge) as exc:
-                results[index] = IngestResult(spec.key or f"#{index}", "error", error=exc.message)
+                results[index] = IngestResult(spec.key or f"#{index}", "error", error=exc.message, error_code=exc.code)
                 continue
             if isinstance(outcome, IngestResult):
                 results[index] = outcome

@@ -27,6 +27,9 @@ from bastion.openapi.batch_operations import batch_components
 from bastion.openapi.bulk_operations import bulk_components
 from bastion.openapi.components import pydantic_components, ref, table_schema
 from bastion.openapi.files_models import files_components
+from bastion.openapi.knowledge_operations import TAG as KNOWLEDGE_TAG
+from bastion.openapi.knowledge_operations import TAG_DESCRIPTION as KNOWLEDGE_TAG_DESCRIPTION
+from bastion.openapi.knowledge_operations import knowledge_components
 from bastion.openapi.model_responses import ANTHROPIC_RESPONSE_MODELS, RESPONSE_MODELS
 from bastion.openapi.operation import CHAT_MODEL, EMBEDDING_MODEL, Operation, Param
 from bastion.openapi.operations import OPERATIONS
@@ -77,6 +80,7 @@ STATUS_TEXT = {
     409: "Conflicts with existing data or state",
     410: "The session has ended or expired",
     413: "Request body too large",
+    415: "Unsupported format or content type",
     422: "The upstream refused the request",
     429: "Rate limited; see Retry-After",
     502: "The upstream failed",
@@ -93,6 +97,7 @@ TAGS = [
     {"name": "Admin: jobs", "description": "Background jobs: list, inspect, cancel, retry (docs/JOBS.md)."},
     {"name": "Admin: prompts", "description": "The prompt vault (docs/VAULT.md)."},
     {"name": "Agent sessions", "description": "Conversations on vault prompts (docs/SESSIONS.md)."},
+    {"name": KNOWLEDGE_TAG, "description": KNOWLEDGE_TAG_DESCRIPTION},
 ]
 
 SECURITY_SCHEMES = {
@@ -169,6 +174,7 @@ def components() -> dict[str, Any]:
         files_components(),
         batch_components(),
         bulk_components(),
+        knowledge_components(),
         analyzer_components(),
     ]
     schemas: dict[str, Any] = {}
@@ -270,7 +276,9 @@ def _operation(operation: Operation, options: DocumentOptions) -> dict[str, Any]
         media: dict[str, Any] = {"schema": ref(operation.body)}
         if operation.example is not None:
             media["example"] = _example(operation.example, options)
-        out["requestBody"] = {"required": True, "content": {operation.body_media: media}}
+        content = {operation.body_media: media}
+        content.update({other: {"schema": ref(name)} for other, name in operation.other_bodies})
+        out["requestBody"] = {"required": True, "content": content}
     out["security"] = _security(operation, options)
     out["responses"] = _responses(operation, _error_statuses(operation, options))
     return out

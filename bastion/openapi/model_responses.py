@@ -84,6 +84,15 @@ class CompletionUsage(_Open):
     total_tokens: int
 
 
+class KnowledgeCitations(_Open):
+    """Bastion's answer field when the request asked for retrieval (``bastion.knowledge``;
+    docs/KNOWLEDGE.md, "Answers with citations"): every source placed in the context, numbered from
+    1, and the answer's ``[n]`` citations of them. Anthropic streams carry it in ``message_delta``."""
+
+    sources: list[dict[str, Any]]
+    citations: list[dict[str, Any]]
+
+
 class ChatCompletion(_Open):
     id: str
     object: Literal["chat.completion"]
@@ -91,6 +100,7 @@ class ChatCompletion(_Open):
     model: str
     choices: list[Choice]
     usage: CompletionUsage | None = None
+    bastion: KnowledgeCitations | None = None
 
 
 class ChunkDelta(_Open):
@@ -115,6 +125,8 @@ class ChatCompletionChunk(_Open):
     model: str
     choices: list[ChunkChoice]
     usage: CompletionUsage | None = None
+    #: On the chunk that finishes the last choice (or a last chunk of its own).
+    bastion: KnowledgeCitations | None = None
 
 
 class StreamErrorDetail(_Closed):
@@ -244,6 +256,7 @@ class AnthropicMessageResponse(_Open):
     stop_reason: str | None
     stop_sequence: str | None
     usage: AnthropicUsage
+    bastion: KnowledgeCitations | None = None
 
 
 AnthropicEventType = Literal[

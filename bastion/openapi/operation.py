@@ -45,6 +45,8 @@ class Operation:
     #: A request body that works (``CHAT_MODEL`` / ``EMBEDDING_MODEL`` become models this gateway serves).
     example: dict[str, Any] | None = None
     body_media: str = "application/json"
+    #: Further media types the body may come in: (media type, schema name).
+    other_bodies: tuple[tuple[str, str], ...] = ()
 
 
 def json(name: str) -> dict[str, dict[str, Any]]:

@@ -12,6 +12,7 @@ from bastion.openapi.analyzer_operations import ANALYZER_OPERATIONS
 from bastion.openapi.batch_operations import BATCH_OPERATIONS
 from bastion.openapi.bulk_operations import BULK_OPERATIONS
 from bastion.openapi.components import ref
+from bastion.openapi.knowledge_operations import KNOWLEDGE_OPERATIONS
 from bastion.openapi.operation import (
     CHAT_MODEL,
     EMBEDDING_MODEL,
@@ -461,4 +462,5 @@ OPERATIONS: list[Operation] = [
     *ANALYZER_OPERATIONS,
     *SESSION_OPERATIONS,
     *BULK_OPERATIONS,
+    *KNOWLEDGE_OPERATIONS,
 ]

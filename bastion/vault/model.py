@@ -13,6 +13,7 @@ from typing import Any
 
 from jinja2.environment import Template
 
+from bastion.dialects.extension import KnowledgeRequest, parse_knowledge
 from bastion.errors import BastionError, InvalidRequest, NotFound
 from bastion.vault.crypto import VaultError
 from bastion.vault.render import TemplateInvalid, compile_template, declared_variables
@@ -110,6 +111,8 @@ class PromptInUse:
     guard_policy: dict[str, Any] | None = None
     #: The version's response-cache override (``metadata.cache``, e.g. ``{"enabled": false}``).
     cache: Any = None
+    #: Retrieval for every request of the version (``metadata.knowledge``), unless the request asks itself.
+    knowledge: KnowledgeRequest | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +192,8 @@ def check_metadata(metadata: Any) -> dict[str, Any]:
         return {}
     if not isinstance(metadata, dict):
         raise InvalidRequest("metadata must be an object.", param="metadata")
+    # Retrieval the prompt asks for on every request (docs/KNOWLEDGE.md), checked as the request field is.
+    parse_knowledge(metadata.get("knowledge"), "metadata.knowledge")
     return dict(metadata)
 
 

@@ -7,7 +7,9 @@ Random inputs against the document are tests/gateway/test_schemathesis.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +28,14 @@ from tests.gateway.openapi_support import (
     CLAUDE,
     EMBED,
     DocumentChecker,
+    Running,
     Walk,
     openapi_settings,
     route_template,
     running,
 )
+from tests.knowledge.conftest import FakeEmbedder
+from tests.knowledge.routes_support import PaddedEmbedder
 from tests.sessions.support import eventually
 from tests.support.fake_upstream import FakeUpstream
 
@@ -93,6 +98,56 @@ def test_every_route_the_app_serves_is_documented_and_nothing_else(tmp_path: Pat
     assert len({op.operation_id for op in OPERATIONS}) == len(OPERATIONS)  # operationIds are unique
 
 
+async def _walk_knowledge(gw: Running, call: Walk, example: dict[str, Any]) -> None:
+    knowledge = gw.gateway.services.knowledge
+    assert knowledge is not None
+    embed = PaddedEmbedder(FakeEmbedder())
+    knowledge.embed = embed
+    collections = "/v1/knowledge/collections"
+    one, docs = f"{collections}/{{collection}}", f"{collections}/{{collection}}/documents"
+    name = example["createKnowledgeCollection"]["name"]
+    await call("POST", collections, json=example["createKnowledgeCollection"])
+    assert (await call("POST", collections, json=example["createKnowledgeCollection"])).status_code == 409
+    await call("GET", collections)
+    await call("GET", one, collection=name)
+    await call("POST", docs, collection=name, json=example["ingestKnowledgeDocuments"])
+    await call("POST", docs, collection=name, **_file_form("notes.md", b"# Notes\n\nParcels ship on Mondays."))
+    assert (await call("POST", docs, collection=name, **_file_form("x.docx", b"PK"))).status_code == 415
+    later = {"documents": [{"id": "later", "text": "Written by the job."}], "background": True}
+    queued = (await call("POST", docs, collection=name, json=later)).json()
+
+    async def job_state(job_id: str) -> str:
+        answer = await gw.client.get(f"/v1/knowledge/jobs/{job_id}", headers=gw.admin)
+        state: str = answer.json()["state"]
+        return state
+
+    await eventually(lambda: _is(job_state(queued["id"]), "succeeded"), what="the ingestion job ran")
+    await call("GET", "/v1/knowledge/jobs/{job_id}", job_id=queued["id"])
+    hold = asyncio.Event()
+
+    async def held(texts: list[str]) -> list[list[float]]:
+        await hold.wait()
+        return await embed(texts)
+
+    knowledge.embed = held  # the next job holds still, so it can be cancelled
+    second = (
+        await call("POST", docs, collection=name, json={**later, "documents": [{"id": "x", "text": "X."}]})
+    ).json()
+    await call("POST", "/v1/knowledge/jobs/{job_id}/cancel", job_id=second["id"])
+    hold.set()
+    knowledge.embed = embed
+    await call("GET", docs, collection=name, query="?limit=1")
+    await call("GET", f"{docs}/{{document}}", collection=name, document=example["ingestKnowledgeDocuments"]["id"])
+    assert (await call("POST", "/v1/knowledge/search", json=example["searchKnowledge"])).json()["data"]
+    await call("POST", f"{docs}/delete", collection=name, json=example["deleteKnowledgeDocumentsByFilter"])
+    await call("DELETE", f"{docs}/{{document}}", collection=name, document="notes.md")
+    await call("DELETE", one, collection=name)
+
+
+async def _is(value: Awaitable[str], expected: str) -> bool:
+    return await value == expected
+
+
 def _security(document: dict[str, Any], method: str, path: str) -> list[Any]:
     security: list[Any] = document["paths"][path][method]["security"]
     return security
@@ -143,8 +198,12 @@ def said_to(session: dict[str, Any]) -> dict[str, Any]:
 
 
 def _multipart(purpose: str, content: bytes) -> dict[str, Any]:
+    return _file_form("notes.txt", content, {"purpose": purpose})
+
+
+def _file_form(filename: str, content: bytes, fields: dict[str, str] | None = None) -> dict[str, Any]:
     """An upload's body and content type (read, not streamed: the checker needs the request's bytes)."""
-    request = httpx.Request("POST", "/", data={"purpose": purpose}, files={"file": ("notes.txt", content)})
+    request = httpx.Request("POST", "/", data=fields or {}, files={"file": (filename, content)})
     return {"content": request.read(), "headers": {"content-type": request.headers["content-type"]}}
 
 
@@ -291,6 +350,9 @@ async def test_every_operation_answers_as_documented(tmp_path: Path, fake: FakeU
         ] == "cancelled"
         assert (await call("POST", f"{admin}/jobs/{{job_id}}/retry", job_id=submitted.id)).json()["state"] == "queued"
         assert (await call("POST", f"{admin}/jobs/{{job_id}}/retry", job_id=submitted.id)).status_code == 409
+
+        # -- knowledge (the knowledge suite's embedder in place of the local model)
+        await _walk_knowledge(gw, call, example)
 
         # -- prompts
         prompts, prompt = f"{admin}/ai/prompts", f"{admin}/ai/prompts/{{prompt_id}}"

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bastion.dialects.extension import BastionExtension
+from bastion.dialects.extension import BastionExtension, parse_knowledge
 from bastion.errors import InvalidRequest, NotFound
 from bastion.gateway.context import RequestContext
 from bastion.gateway.stage import Stage
@@ -119,7 +119,8 @@ class PromptStage(Stage):
         ctx.body_rewritten()
         guard_policy = resolved.metadata.get("guard")
         cache = resolved.metadata.get("cache")
-        ctx.prompt = PromptInUse(prompt_id, resolved.version, label, guard_policy or None, cache)
+        knowledge = parse_knowledge(resolved.metadata.get("knowledge"), "metadata.knowledge")
+        ctx.prompt = PromptInUse(prompt_id, resolved.version, label, guard_policy or None, cache, knowledge)
 
     def _apply(self, ctx: RequestContext, resolved: ResolvedPrompt, variables: dict[str, Any]) -> None:
         body = ctx.body
