@@ -1,8 +1,9 @@
-"""``bastion prompts create|version|list|label|clone|archive|show``: the vault from the shell.
+"""``bastion prompts create|version|list|label|clone|archive|show|analyze``: the vault from the shell.
 
 Prompt text is read from a file or standard input (``-``), never only from argv, where it would
 land in shell history and ``ps`` output. ``show`` prints metadata; ``show --plaintext`` prints the
-text and is audited like the admin API's plaintext route.
+text and is audited like the admin API's plaintext route. ``analyze`` runs the prompt analyzer
+on a file or a vault prompt (docs/ANALYZER.md).
 """
 
 from __future__ import annotations
@@ -252,3 +253,94 @@ def show(
         return {**info.to_json(), "versions": [v.to_json() for v in await vault.list_versions(tenant_id, prompt_id)]}
 
     _print(run(settings, work))
+
+
+def _render_analysis(result: dict[str, Any]) -> str:
+    """An analysis as text for the terminal."""
+    tokens = result["tokens"]
+    how = "exact" if tokens["exact"] else f"estimate, ±{tokens['bound']:.0%}: {tokens['low']}-{tokens['high']}"
+    head = f"{result['prompt_id']} v{result['version']}: " if result.get("prompt_id") else ""
+    lines = [
+        f"{head}{tokens['total']} tokens ({how}; {tokens['tokenizer']}); pattern library {result['library_version']}",
+        "structure: "
+        + ", ".join(f"{name} {'yes' if element['present'] else 'no'}" for name, element in result["structure"].items()),
+    ]
+    for finding in result["findings"]:
+        spans = ", ".join(f"{s['part']} {s['start']}-{s['end']}" for s in finding["spans"][:5])
+        delta = f"{finding['token_delta']:+d} tokens" if finding["token_delta"] else "no token change"
+        lines.append(f"\n[{finding['confidence']:.2f}] {finding['pattern_id']}: {finding['title']} ({delta})")
+        if finding["detail"] or spans:
+            lines.append(f"  where: {spans or '-'}" + (f" ({finding['detail']})" if finding["detail"] else ""))
+        lines.append(f"  why:   {finding['rationale']}")
+        lines.append(f"  fix:   {finding['suggestion']}")
+        for span in finding["spans"][:3]:
+            if "excerpt" in span:
+                lines.append("  > " + span["excerpt"].replace("\n", " "))
+    summary = result["summary"]
+    lines.append(f"\n{summary['findings']} finding(s); estimated token delta {summary['token_delta']:+d}")
+    return "\n".join(lines)
+
+
+@app.command()
+def analyze(
+    file: Annotated[
+        str | None, typer.Argument(help="File holding the system prompt (or - for standard input).")
+    ] = None,
+    template_file: TemplateFile = None,
+    prompt: Annotated[str | None, typer.Option("--prompt", help="Analyse this vault prompt instead of a file.")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="Tenant of --prompt.")] = None,
+    version_number: Annotated[int | None, typer.Option("--version", "-v", help="Version of --prompt.")] = None,
+    label_name: Annotated[
+        str | None, typer.Option("--label", "-l", help="Label of --prompt (default production).")
+    ] = None,
+    variable: Annotated[
+        list[str] | None, typer.Option("--variable", "-V", help="A variable name the application sends.")
+    ] = None,
+    model: ModelOption = None,
+    excerpts: Annotated[bool, typer.Option(help="With --prompt: show excerpts of the text (audited).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the analysis as JSON.")] = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Analyse a prompt: structure, clarity, token efficiency, cache-friendliness, template hygiene."""
+    from bastion.analyzer.engine import default_analyzer
+    from bastion.analyzer.model import PromptText
+    from bastion.analyzer.service import AnalyzerService
+
+    declared = tuple(variable) if variable else None
+    if (file is None) == (prompt is None):
+        raise typer.BadParameter("give either FILE or --prompt ID")
+    if file is not None:
+        if file == "-" and template_file == "-":
+            raise typer.BadParameter("only one of FILE and --template-file can read standard input")
+        try:
+            text = PromptText(_read_text(file), _read_text(template_file) if template_file else None, declared, model)
+        except InvalidRequest as exc:
+            typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+        result = default_analyzer().analyze(text).to_json(text)
+    else:
+        if tenant is None:
+            raise typer.BadParameter("--prompt needs --tenant")
+        settings = load(config, data_dir)
+        prompt_id = prompt or ""
+
+        async def work(db: Database) -> Any:
+            tenant_id = await _tenant_id(db, tenant)
+            service = AnalyzerService(_vault(db, settings))
+            found = await service.analyze_vault_prompt(
+                tenant_id,
+                prompt_id,
+                version=version_number,
+                label=label_name,
+                declared=declared,
+                model=model,
+                reader=_actor() if excerpts else None,
+            )
+            return found.to_json()
+
+        result = run(settings, work)
+    if as_json:
+        _print(result)
+    else:
+        typer.echo(_render_analysis(result))

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from bastion.analyzer.service import AnalyzerService
+from bastion.analyzer.tokens import Tokenizer, tokenizer_of_model
 from bastion.auth.authenticator import Authenticator
 from bastion.auth.lookup import DefaultTenantId
 from bastion.batches.model import JOB_KIND as BATCH_JOB
@@ -23,6 +25,7 @@ from bastion.files.service import FileService
 from bastion.gateway.batch_lines import PipelineLines
 from bastion.gateway.bulk_lines import PipelineBulk
 from bastion.gateway.pipeline import Pipeline
+from bastion.gateway.prompt_chat import PipelineChat
 from bastion.gateway.service import Gateway, VaultStartup
 from bastion.gateway.services import Lifecycle, Services
 from bastion.gateway.stage import Stage
@@ -110,6 +113,31 @@ def build_services(settings: Settings, *, job_workers: int | None = None) -> Ser
         batches=BatchService(BatchStore(db), files, jobs),
         cache=build_cache(settings),
         knowledge=build_knowledge(settings, db),
+    )
+
+
+def model_tokenizers(router: Router) -> Callable[[str | None], Tokenizer | None]:
+    """A model name -> the tokenizer of what serves it, if the analyzer has it: ``smollm2`` when
+    every deployment of the alias is the embedded model, ``cl100k`` when every deployment's upstream
+    model uses OpenAI's cl100k_base; a name that is no alias is read as an upstream model name."""
+
+    def tokenizer(name: str | None) -> Tokenizer | None:
+        group = router.groups.get(name) if name else None
+        if group is None:
+            return tokenizer_of_model(name)
+        deployments = [target.deployment for target in group.targets]
+        if deployments and all(d.provider == "local" for d in deployments):
+            return "smollm2"
+        if deployments and all(tokenizer_of_model(d.model) == "cl100k" for d in deployments):
+            return "cl100k"
+        return None
+
+    return tokenizer
+
+
+def build_analyzer(services: Services, pipeline: Pipeline) -> AnalyzerService:
+    return AnalyzerService(
+        services.vault, chat=PipelineChat(pipeline), model_tokenizer=model_tokenizers(services.router)
     )
 
 
@@ -217,4 +245,5 @@ def build_gateway(settings: Settings, *, stages: list[Stage] | None = None, job_
     services = build_services(settings, job_workers=job_workers)
     pipeline = Pipeline(build_stages(services) if stages is None else stages, services.router)
     register_job_kinds(services, pipeline)
+    services.analyzer = build_analyzer(services, pipeline)
     return Gateway(services, pipeline, lifecycles(services))

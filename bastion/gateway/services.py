@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from bastion.analyzer.service import AnalyzerService
 from bastion.auth.authenticator import Authenticator
 from bastion.batches.service import BatchService
 from bastion.cache.service import ResponseCache
@@ -64,3 +65,5 @@ class Services:
     cache: ResponseCache | None = None
     #: Knowledge collections and retrieval (ingestion runs as ``knowledge_ingest`` jobs).
     knowledge: KnowledgeService | None = None
+    #: Prompt analysis; its rewrite calls models through the pipeline (set by ``build_gateway``).
+    analyzer: AnalyzerService | None = None

@@ -22,6 +22,7 @@ from bastion.dialects.moderations import ModerationRequest
 from bastion.dialects.openai_schema import ChatCompletionRequest, EmbeddingRequest
 from bastion.ledger.store import LIST_COLUMNS
 from bastion.openapi.admin_models import ADMIN_MODELS
+from bastion.openapi.analyzer_operations import analyzer_components
 from bastion.openapi.batch_operations import batch_components
 from bastion.openapi.bulk_operations import bulk_components
 from bastion.openapi.components import pydantic_components, ref, table_schema
@@ -174,6 +175,7 @@ def components() -> dict[str, Any]:
         batch_components(),
         bulk_components(),
         knowledge_components(),
+        analyzer_components(),
     ]
     schemas: dict[str, Any] = {}
     for group in groups:

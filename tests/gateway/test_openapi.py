@@ -363,6 +363,9 @@ async def test_every_operation_answers_as_documented(tmp_path: Path, fake: FakeU
         await call("GET", f"{prompt}/versions", prompt_id="support-bot")
         await call("POST", f"{prompt}/versions", prompt_id="support-bot", json=example["createPromptVersion"])
         await call("GET", f"{prompt}/versions/{{version}}/plaintext", prompt_id="support-bot", version=1)
+        await call("POST", f"{prompt}/analyze", prompt_id="support-bot", json=example["analyzePrompt"])
+        await call("POST", f"{prompt}/rewrite", prompt_id="support-bot", json=example["rewritePrompt"])
+        await call("POST", f"{admin}/ai/analyze", json=example["analyzePromptText"])
         label = f"{prompt}/labels/{{label}}"
         await call("PUT", label, prompt_id="support-bot", label="production", json=example["movePromptLabel"])
         await call("POST", f"{prompt}/clone", prompt_id="support-bot", json=example["clonePrompt"])
