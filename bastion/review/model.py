@@ -1,0 +1,224 @@
+"""The review package's plain values: what ``prepare`` selects, what a reviewer submits, who a
+reviewer is. Parsed from the API's and the CLI's JSON with a 400 naming the field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from bastion.auth.principal import Principal
+from bastion.errors import InvalidRequest
+from bastion.review.models import DIMENSIONS
+
+SINGLE: Final = "single"
+PAIRWISE: Final = "pairwise"
+KINDS: Final = (SINGLE, PAIRWISE)
+APPROVE, REJECT, NEEDS_EDIT = "approve", "reject", "needs-edit"
+VERDICTS: Final = (APPROVE, REJECT, NEEDS_EDIT)
+#: Most items one ``prepare`` queues.
+MAX_PREPARE: Final = 10_000
+DEFAULT_PREPARE: Final = 1_000
+MAX_REVIEWERS: Final = 10
+MAX_TEXT: Final = 100_000
+MIN_LEASE_S, MAX_LEASE_S = 10, 86_400
+
+
+def reviewer_of(principal: Principal) -> str:
+    """Who reviews: the user behind the credentials (two keys of one person are one reviewer),
+    else the key."""
+    if principal.user_id:
+        return f"user:{principal.user_id}"
+    return principal.actor
+
+
+def _text(body: dict[str, Any], name: str, max_length: int, default: str | None = None) -> str | None:
+    value = body.get(name, default)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > max_length:
+        raise InvalidRequest(
+            f"Invalid request: {name} must be a string of at most {max_length} characters.", param=name
+        )
+    return value
+
+
+def _int(body: dict[str, Any], name: str, low: int, high: int, default: int | None = None) -> int | None:
+    value = body.get(name, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidRequest(f"Invalid request: {name} must be an integer from {low} to {high}.", param=name)
+    return value
+
+
+def _bool(body: dict[str, Any], name: str) -> bool | None:
+    value = body.get(name)
+    if value is None or isinstance(value, bool):
+        return value
+    raise InvalidRequest(f"Invalid request: {name} must be true or false.", param=name)
+
+
+def _time(body: dict[str, Any], name: str) -> datetime | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise InvalidRequest(f"Invalid request: {name} must be an ISO 8601 time.", param=name) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _only(body: Any, allowed: frozenset[str], what: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise InvalidRequest(f"Invalid request: {what} must be a JSON object.")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise InvalidRequest(f"Invalid request: unknown field {unknown[0]!r} in {what}.", param=unknown[0])
+    return body
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateFilter:
+    """Which ledger interactions a batch takes (all of them: AND). Only successful chat calls whose
+    content the ledger kept are candidates."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    model: str | None = None
+    prompt_id: str | None = None
+    prompt_version: int | None = None
+    key_id: str | None = None
+    user_id: str | None = None
+    session_id: str | None = None
+    flagged: bool | None = None
+    #: The guard's overall action (allow, flag, redact, block) and/or a scanner that flagged.
+    guard_action: str | None = None
+    guard_scanner: str | None = None
+    #: The experiment arm recorded in the interaction's ``extra`` (``arm``).
+    experiment_arm: str | None = None
+    limit: int = DEFAULT_PREPARE
+
+    FIELDS: frozenset[str] = frozenset(
+        {
+            "from", "to", "model", "prompt_id", "prompt_version", "key_id", "user_id", "session_id", "flagged",
+            "guard_action", "guard_scanner", "experiment_arm", "limit",
+        }
+    )  # fmt: skip
+
+    @classmethod
+    def parse(cls, body: Any) -> CandidateFilter:
+        body = _only(body or {}, cls.FIELDS, "filter")
+        since, until = _time(body, "from"), _time(body, "to")
+        if since is not None and until is not None and since >= until:
+            raise InvalidRequest("Invalid request: filter.from must be earlier than filter.to.", param="from")
+        return cls(
+            since=since,
+            until=until,
+            model=_text(body, "model", 256),
+            prompt_id=_text(body, "prompt_id", 128),
+            prompt_version=_int(body, "prompt_version", 1, 999_999_999),
+            key_id=_text(body, "key_id", 32),
+            user_id=_text(body, "user_id", 32),
+            session_id=_text(body, "session_id", 64),
+            flagged=_bool(body, "flagged"),
+            guard_action=_text(body, "guard_action", 16),
+            guard_scanner=_text(body, "guard_scanner", 64),
+            experiment_arm=_text(body, "experiment_arm", 128),
+            limit=_int(body, "limit", 1, MAX_PREPARE, DEFAULT_PREPARE) or DEFAULT_PREPARE,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in ("model", "prompt_id", "prompt_version", "key_id", "user_id", "session_id", "flagged"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        for name in ("guard_action", "guard_scanner", "experiment_arm"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.since is not None:
+            out["from"] = self.since.isoformat()
+        if self.until is not None:
+            out["to"] = self.until.isoformat()
+        out["limit"] = self.limit
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class PrepareSpec:
+    name: str
+    purpose: str
+    kind: str
+    filter: CandidateFilter
+    reviewers_per_item: int
+    lease_s: int
+
+    FIELDS: frozenset[str] = frozenset({"name", "purpose", "kind", "filter", "reviewers_per_item", "lease_s"})
+
+    @classmethod
+    def parse(cls, body: Any, *, reviewers_per_item: int = 2, lease_s: int = 900) -> PrepareSpec:
+        body = _only(body, cls.FIELDS, "the body")
+        kind = _text(body, "kind", 16, SINGLE) or SINGLE
+        if kind not in KINDS:
+            raise InvalidRequest("Invalid request: kind must be single or pairwise.", param="kind")
+        purpose = _text(body, "purpose", 64, "sft" if kind == SINGLE else "preference") or "sft"
+        if not purpose.strip():
+            raise InvalidRequest("Invalid request: purpose must not be empty.", param="purpose")
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
+        return cls(
+            name=(_text(body, "name", 128) or f"{purpose} {stamp}").strip() or purpose,
+            purpose=purpose,
+            kind=kind,
+            filter=CandidateFilter.parse(body.get("filter")),
+            reviewers_per_item=_int(body, "reviewers_per_item", 1, MAX_REVIEWERS, reviewers_per_item) or 1,
+            lease_s=_int(body, "lease_s", MIN_LEASE_S, MAX_LEASE_S, lease_s) or lease_s,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewInput:
+    """One reviewer's review of one item."""
+
+    scores: dict[str, int] = field(default_factory=dict)
+    feedback: str | None = None
+    verdict: str | None = None
+    corrected_answer: str | None = None
+    preferred: str | None = None
+
+    FIELDS: frozenset[str] = frozenset({"scores", "feedback", "verdict", "corrected_answer", "preferred", *DIMENSIONS})
+
+    @classmethod
+    def parse(cls, body: Any, kind: str) -> ReviewInput:
+        body = _only(body, cls.FIELDS, "the review")
+        raw = body.get("scores")
+        if raw is None:  # seed 000's flat shape: the six dimensions at the top level
+            raw = {name: body[name] for name in DIMENSIONS if name in body}
+        elif not isinstance(raw, dict) or any(name in body for name in DIMENSIONS):
+            raise InvalidRequest("Invalid request: scores must be an object of the six dimensions.", param="scores")
+        unknown = sorted(set(raw) - set(DIMENSIONS))
+        if unknown:
+            raise InvalidRequest(f"Invalid request: unknown score dimension {unknown[0]!r}.", param="scores")
+        scores = {name: _int(raw, name, 1, 5) for name in DIMENSIONS if raw.get(name) is not None}
+        feedback = _text(body, "feedback", MAX_TEXT)
+        corrected = _text(body, "corrected_answer", MAX_TEXT)
+        verdict = _text(body, "verdict", 16)
+        preferred = _text(body, "preferred", 1)
+        if kind == SINGLE:
+            missing = [name for name in DIMENSIONS if name not in scores]
+            if missing:
+                raise InvalidRequest(f"Invalid request: score {missing[0]} (1-5) is required.", param=missing[0])
+            if verdict not in VERDICTS:
+                raise InvalidRequest("Invalid request: verdict must be approve, reject or needs-edit.", param="verdict")
+            if preferred is not None:
+                raise InvalidRequest("Invalid request: preferred is for pairwise items.", param="preferred")
+            if corrected is not None and not corrected.strip():
+                raise InvalidRequest("Invalid request: corrected_answer must not be blank.", param="corrected_answer")
+        else:
+            if preferred not in ("a", "b"):
+                raise InvalidRequest("Invalid request: preferred must be a or b.", param="preferred")
+            if verdict is not None or corrected is not None:
+                raise InvalidRequest("Invalid request: a pairwise review chooses an answer (preferred) only.")
+        return cls({k: v for k, v in scores.items() if v is not None}, feedback, verdict, corrected, preferred)
