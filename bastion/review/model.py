@@ -22,6 +22,14 @@ DEFAULT_PREPARE: Final = 1_000
 MAX_REVIEWERS: Final = 10
 MAX_TEXT: Final = 100_000
 MIN_LEASE_S, MAX_LEASE_S = 10, 86_400
+FILTER_FIELDS: Final = frozenset(
+    {
+        "from", "to", "model", "prompt_id", "prompt_version", "key_id", "user_id", "session_id", "flagged",
+        "guard_action", "guard_scanner", "experiment_arm", "limit",
+    }
+)  # fmt: skip
+PREPARE_FIELDS: Final = frozenset({"name", "purpose", "kind", "filter", "reviewers_per_item", "lease_s"})
+REVIEW_FIELDS: Final = frozenset({"scores", "feedback", "verdict", "corrected_answer", "preferred", *DIMENSIONS})
 
 
 def reviewer_of(principal: Principal) -> str:
@@ -100,16 +108,9 @@ class CandidateFilter:
     experiment_arm: str | None = None
     limit: int = DEFAULT_PREPARE
 
-    FIELDS: frozenset[str] = frozenset(
-        {
-            "from", "to", "model", "prompt_id", "prompt_version", "key_id", "user_id", "session_id", "flagged",
-            "guard_action", "guard_scanner", "experiment_arm", "limit",
-        }
-    )  # fmt: skip
-
     @classmethod
     def parse(cls, body: Any) -> CandidateFilter:
-        body = _only(body or {}, cls.FIELDS, "filter")
+        body = _only(body or {}, FILTER_FIELDS, "filter")
         since, until = _time(body, "from"), _time(body, "to")
         if since is not None and until is not None and since >= until:
             raise InvalidRequest("Invalid request: filter.from must be earlier than filter.to.", param="from")
@@ -156,11 +157,9 @@ class PrepareSpec:
     reviewers_per_item: int
     lease_s: int
 
-    FIELDS: frozenset[str] = frozenset({"name", "purpose", "kind", "filter", "reviewers_per_item", "lease_s"})
-
     @classmethod
     def parse(cls, body: Any, *, reviewers_per_item: int = 2, lease_s: int = 900) -> PrepareSpec:
-        body = _only(body, cls.FIELDS, "the body")
+        body = _only(body, PREPARE_FIELDS, "the body")
         kind = _text(body, "kind", 16, SINGLE) or SINGLE
         if kind not in KINDS:
             raise InvalidRequest("Invalid request: kind must be single or pairwise.", param="kind")
@@ -188,11 +187,9 @@ class ReviewInput:
     corrected_answer: str | None = None
     preferred: str | None = None
 
-    FIELDS: frozenset[str] = frozenset({"scores", "feedback", "verdict", "corrected_answer", "preferred", *DIMENSIONS})
-
     @classmethod
     def parse(cls, body: Any, kind: str) -> ReviewInput:
-        body = _only(body, cls.FIELDS, "the review")
+        body = _only(body, REVIEW_FIELDS, "the review")
         raw = body.get("scores")
         if raw is None:  # seed 000's flat shape: the six dimensions at the top level
             raw = {name: body[name] for name in DIMENSIONS if name in body}
