@@ -464,14 +464,20 @@ class KnowledgeSettings(Strict):
 class ReviewSettings(Strict):
     """Human review and fine-tune datasets (docs/REVIEW.md)."""
 
-    reviewers_per_item: int = Field(2, ge=1, le=10, description="Reviewers each item gets unless a batch says otherwise.")
+    reviewers_per_item: int = Field(
+        2, ge=1, le=10, description="Reviewers each item gets unless a batch says otherwise."
+    )
     lease_s: int = Field(900, ge=10, le=86_400, description="How long a claimed item stays locked to its reviewer.")
-    min_quality: float = Field(3.0, ge=1, le=5, description="Default dataset threshold: mean score over the six dimensions.")
+    min_quality: float = Field(
+        3.0, ge=1, le=5, description="Default dataset threshold: mean score over the six dimensions."
+    )
     max_example_tokens: int = Field(
         16_385, ge=1, description="Export warning threshold: tokens per example (OpenAI's cookbook limit)."
     )
     inline_export_max: int = Field(
-        5_000, ge=10, description="Largest version GET /api/v1/admin/ai/finetune/export exports in the request; larger: a job."
+        5_000,
+        ge=10,
+        description="Largest version GET /api/v1/admin/ai/finetune/export exports in the request; larger: a job.",
     )
 
 

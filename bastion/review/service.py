@@ -70,8 +70,9 @@ class ReviewService:
             body, reviewers_per_item=self.settings.reviewers_per_item, lease_s=self.settings.lease_s
         )
         for attempt in range(3):
+            pairs: list[tuple[str, str | None]]
             if spec.kind == PAIRWISE:
-                pairs = await pair_candidates(self.db, principal.tenant_id, spec.purpose, spec.filter)
+                pairs = [*await pair_candidates(self.db, principal.tenant_id, spec.purpose, spec.filter)]
             else:
                 pairs = [
                     (i, None) for i in await single_candidates(self.db, principal.tenant_id, spec.purpose, spec.filter)

@@ -85,7 +85,8 @@ async def test_leases_expire_and_no_reviewer_sees_an_item_twice(database: Databa
     ann, bob = who(ids["acme"], "ann"), who(ids["acme"], "bob")
     first = await reviews.claim(ann, batch["id"])
     assert first is not None
-    assert (await reviews.claim(ann, batch["id"]))["id"] == first["id"]  # the lease she holds
+    held = await reviews.claim(ann, batch["id"])
+    assert held is not None and held["id"] == first["id"]  # the lease she holds
     clock.advance(30)
     second = await reviews.claim(bob, batch["id"])
     assert second is not None and second["id"] != first["id"]
@@ -98,7 +99,8 @@ async def test_leases_expire_and_no_reviewer_sees_an_item_twice(database: Databa
     await reviews.release(bob, second["id"])
     again = await reviews.claim(bob, batch["id"])
     assert again is None  # released items do not come back to the same reviewer
-    assert (await reviews.claim(ann, batch["id"]))["id"] == second["id"]
+    last = await reviews.claim(ann, batch["id"])
+    assert last is not None and last["id"] == second["id"]
 
 
 async def test_reviews_progress_and_audit(database: Database) -> None:

@@ -45,7 +45,9 @@ def upgrade() -> None:
         "review_items",
         sa.Column("id", sa.String(length=32), primary_key=True),
         _tenant(),
-        sa.Column("batch_id", sa.String(length=32), sa.ForeignKey("review_batches.id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "batch_id", sa.String(length=32), sa.ForeignKey("review_batches.id", ondelete="CASCADE"), nullable=False
+        ),
         sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("purpose", sa.String(length=64), nullable=False),
         sa.Column("interaction_id", sa.String(length=64), nullable=False),
@@ -58,8 +60,12 @@ def upgrade() -> None:
         "review_assignments",
         sa.Column("id", sa.String(length=32), primary_key=True),
         _tenant(),
-        sa.Column("batch_id", sa.String(length=32), sa.ForeignKey("review_batches.id", ondelete="CASCADE"), nullable=False),
-        sa.Column("item_id", sa.String(length=32), sa.ForeignKey("review_items.id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "batch_id", sa.String(length=32), sa.ForeignKey("review_batches.id", ondelete="CASCADE"), nullable=False
+        ),
+        sa.Column(
+            "item_id", sa.String(length=32), sa.ForeignKey("review_items.id", ondelete="CASCADE"), nullable=False
+        ),
         sa.Column("slot", sa.Integer(), nullable=True),
         sa.Column("reviewer", sa.String(length=128), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
@@ -74,8 +80,12 @@ def upgrade() -> None:
         "reviews",
         sa.Column("id", sa.String(length=32), primary_key=True),
         _tenant(),
-        sa.Column("batch_id", sa.String(length=32), sa.ForeignKey("review_batches.id", ondelete="CASCADE"), nullable=False),
-        sa.Column("item_id", sa.String(length=32), sa.ForeignKey("review_items.id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "batch_id", sa.String(length=32), sa.ForeignKey("review_batches.id", ondelete="CASCADE"), nullable=False
+        ),
+        sa.Column(
+            "item_id", sa.String(length=32), sa.ForeignKey("review_items.id", ondelete="CASCADE"), nullable=False
+        ),
         sa.Column(
             "assignment_id",
             sa.String(length=32),
