@@ -74,3 +74,23 @@ def service(db: Database, clock: Clock | None = None, **settings: Any) -> Review
 
 
 SCORES = {"relevance": 4, "accuracy": 4, "helpfulness": 4, "safety": 5, "coherence": 4, "completeness": 4}
+
+
+class FakeVault:
+    """The vault's plaintext reads, recorded."""
+
+    def __init__(self, prompts: dict[tuple[str, int], str]) -> None:
+        self.prompts = prompts
+        self.reads: list[tuple[str, str, int, str]] = []
+
+    async def __call__(self, tenant_id: str, prompt_id: str, version: int, *, actor: str) -> str | None:
+        self.reads.append((tenant_id, prompt_id, version, actor))
+        return self.prompts.get((prompt_id, version))
+
+
+async def review_all(reviews: ReviewService, batch_id: str, reviewers: list[Principal], decide: Any) -> None:
+    """Every reviewer claims and reviews until nothing is left; ``decide(reviewer_index, item)``
+    gives the review body."""
+    for index, reviewer in enumerate(reviewers):
+        while (item := await reviews.claim(reviewer, batch_id)) is not None:
+            await reviews.submit(reviewer, item["id"], decide(index, item))
