@@ -21,6 +21,7 @@ from bastion.openapi.operation import (
     path,
     query,
 )
+from bastion.openapi.review_operations import REVIEW_OPERATIONS
 from bastion.vault.model import PROMPT_ID
 
 ADMIN_PAGE = page_params(500, 100)
@@ -459,4 +460,5 @@ OPERATIONS: list[Operation] = [
     *PROMPT_OPERATIONS,
     *SESSION_OPERATIONS,
     *BULK_OPERATIONS,
+    *REVIEW_OPERATIONS,
 ]
