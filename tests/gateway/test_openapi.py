@@ -290,27 +290,27 @@ async def test_every_operation_answers_as_documented(tmp_path: Path, fake: FakeU
         await call("GET", f"{review}/batches/{{batch_id}}", batch_id=batch["id"])
         claimed = (await call("POST", f"{review}/batches/{{batch_id}}/claim", batch_id=batch["id"])).json()["item"]
         await call("GET", f"{review}/items")
-        item = {"item_id": claimed["id"]}
-        await call("POST", f"{admin}/ai/finetune/review/{{item_id}}", **item, json=example["submitReview"])
+        item_id = claimed["id"]
+        await call("POST", f"{admin}/ai/finetune/review/{{item_id}}", item_id=item_id, json=example["submitReview"])
         other = (await call("POST", f"{review}/batches/{{batch_id}}/claim", batch_id=batch["id"])).json()["item"]
         await call("POST", f"{review}/items/{{item_id}}/release", item_id=other["id"])
         assignment = {"item_id": other["id"], "reviewer": "user:someone"}
         await call("POST", f"{review}/batches/{{batch_id}}/assign", batch_id=batch["id"], json=assignment)
-        await call("GET", f"{review}/items/{{item_id}}", **item)
+        await call("GET", f"{review}/items/{{item_id}}", item_id=item_id)
         await call("GET", f"{review}/batches/{{batch_id}}/progress", batch_id=batch["id"])
         await call("GET", f"{review}/batches/{{batch_id}}/agreement", batch_id=batch["id"])
-        dataset = {"name": "openapi"}
-        await call("POST", f"{datasets}/{{name}}/versions", **dataset, json=example["buildDatasetVersion"])
+        await call("POST", f"{datasets}/{{name}}/versions", name="openapi", json=example["buildDatasetVersion"])
         await call("GET", datasets)
-        await call("GET", f"{datasets}/{{name}}", **dataset)
-        version = {**dataset, "version": 1}
-        await call("GET", f"{datasets}/{{name}}/versions/{{version}}", **version)
+        await call("GET", f"{datasets}/{{name}}", name="openapi")
+        await call("GET", f"{datasets}/{{name}}/versions/{{version}}", name="openapi", version=1)
         exports = f"{datasets}/{{name}}/versions/{{version}}/exports"
         conversation = {"format": "anthropic", "system": "none"}
-        export = (await call("POST", exports, **version, json=conversation)).json()
-        queued = (await call("POST", exports, **version, json={**conversation, "background": True})).json()
+        export = (await call("POST", exports, name="openapi", version=1, json=conversation)).json()
+        queued = (
+            await call("POST", exports, name="openapi", version=1, json={**conversation, "background": True})
+        ).json()
         assert queued["status"] == "queued" and queued["job_id"]
-        await call("GET", exports, **version)
+        await call("GET", exports, name="openapi", version=1)
         await call("GET", f"{admin}/dataset-exports/{{export_id}}", export_id=export["id"])
         await call("GET", f"{admin}/dataset-exports/{{export_id}}/content", export_id=export["id"])
         await call("GET", f"{admin}/ai/finetune/export", query="?dataset=openapi&format=anthropic&system=none")
