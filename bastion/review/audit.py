@@ -7,10 +7,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.auth.principal import Principal
+from bastion.review.model import actor_of
 from bastion.store.models import AuditEvent
 
 
 def audit(session: AsyncSession, principal: Principal, action: str, target: str, **details: Any) -> None:
     session.add(
-        AuditEvent(tenant_id=principal.tenant_id, actor=principal.actor, action=action, target=target, details=details)
+        AuditEvent(
+            tenant_id=principal.tenant_id, actor=actor_of(principal), action=action, target=target, details=details
+        )
     )

@@ -28,7 +28,7 @@ from bastion.files.service import FileService
 from bastion.review.audit import audit
 from bastion.review.build import BuildSpec, ManifestStats, preference_example, sft_example
 from bastion.review.export import DatasetExports, PromptReader, SubmitJob, export_json
-from bastion.review.model import PAIRWISE, SINGLE
+from bastion.review.model import PAIRWISE, SINGLE, actor_of
 from bastion.review.models import (
     Dataset,
     DatasetExample,
@@ -127,7 +127,7 @@ class DatasetService(DatasetExports):
                     )
                     if dataset is None:
                         dataset = Dataset(
-                            tenant_id=principal.tenant_id, name=name, created_by=principal.actor, created_at=now
+                            tenant_id=principal.tenant_id, name=name, created_by=actor_of(principal), created_at=now
                         )
                         session.add(dataset)
                         await session.flush()
@@ -148,7 +148,7 @@ class DatasetService(DatasetExports):
                             reviews, PAIRWISE if spec.kind == "preference" else SINGLE, spec.min_quality
                         ),
                         "source_interaction_ids": [e["interaction_id"] for e in examples],
-                        "created_by": principal.actor,
+                        "created_by": actor_of(principal),
                         "created_at": now.isoformat(),
                     }
                     version = DatasetVersion(
@@ -160,7 +160,7 @@ class DatasetService(DatasetExports):
                         thresholds=spec.thresholds_json(),
                         manifest=manifest,
                         example_count=len(examples),
-                        created_by=principal.actor,
+                        created_by=actor_of(principal),
                         created_at=now,
                     )
                     session.add(version)

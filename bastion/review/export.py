@@ -24,6 +24,7 @@ from bastion.errors import BastionError, Conflict, InvalidRequest, NotFound, Per
 from bastion.files.service import FINE_TUNE, FileService, Owner, owner_of
 from bastion.review.audit import audit
 from bastion.review.formats import FORMAT_KIND, FORMATS, REPAIRS, SYSTEM_MODES, ExportOptions, format_example
+from bastion.review.model import actor_of
 from bastion.review.models import Dataset, DatasetExample, DatasetExport, DatasetVersion
 from bastion.review.validate import OPENAI_MIN_EXAMPLES, ReportBuilder, line_errors
 from bastion.store.db import Database
@@ -154,7 +155,7 @@ class DatasetExports:
                 format=options.format,
                 options={**options.to_json(), "owner": {"kind": owner.kind, "id": owner.id}},
                 status="queued",
-                created_by=principal.actor,
+                created_by=actor_of(principal),
                 created_at=self.clock(),
             )
             session.add(export)

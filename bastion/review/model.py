@@ -32,12 +32,24 @@ PREPARE_FIELDS: Final = frozenset({"name", "purpose", "kind", "filter", "reviewe
 REVIEW_FIELDS: Final = frozenset({"scores", "feedback", "verdict", "corrected_answer", "preferred", *DIMENSIONS})
 
 
+#: How the ``bastion`` command line acts: a principal of this method whose ``user_email`` holds
+#: the audit label of the person at the terminal (``cli:<login>``).
+CLI_METHOD: Final = "cli"
+
+
+def actor_of(principal: Principal) -> str:
+    """The audit label of a principal (the terminal's user for the command line)."""
+    if principal.method == CLI_METHOD and principal.user_email:
+        return principal.user_email
+    return principal.actor
+
+
 def reviewer_of(principal: Principal) -> str:
     """Who reviews: the user behind the credentials (two keys of one person are one reviewer),
-    else the key."""
+    else the key (or the terminal's user)."""
     if principal.user_id:
         return f"user:{principal.user_id}"
-    return principal.actor
+    return actor_of(principal)
 
 
 def _text(body: dict[str, Any], name: str, max_length: int, default: str | None = None) -> str | None:

@@ -28,7 +28,7 @@ from bastion.ledger.record import content_mode
 from bastion.review.agreement import agreement_by_dimension, krippendorff_alpha, wilson
 from bastion.review.audit import audit
 from bastion.review.candidates import pair_candidates, single_candidates
-from bastion.review.model import APPROVE, PAIRWISE, PrepareSpec, ReviewInput, reviewer_of
+from bastion.review.model import APPROVE, PAIRWISE, PrepareSpec, ReviewInput, actor_of, reviewer_of
 from bastion.review.models import DIMENSIONS, Review, ReviewAssignment, ReviewBatch, ReviewItem
 from bastion.review.views import assignment_json, batch_json, content_view, item_json, review_json
 from bastion.store.db import Database
@@ -98,7 +98,7 @@ class ReviewService:
                 reviewers_per_item=spec.reviewers_per_item,
                 lease_s=spec.lease_s,
                 item_count=len(pairs),
-                created_by=principal.actor,
+                created_by=actor_of(principal),
                 created_at=now,
             )
             session.add(batch)
