@@ -106,11 +106,9 @@ async def seed(db: Database, count: int, name: str) -> Principal:
 
 
 async def export(service: DatasetService, principal: Principal, name: str, fmt: str) -> dict[str, Any]:
-    body = {
-        "format": fmt,
-        "system": "none",
-        "repairs": ["drop_tool_turns"] if fmt in ("anthropic", "bedrock-conversation") else [],
-    }
+    conversation = fmt in ("anthropic", "bedrock-conversation")
+    repairs = ["drop_tool_turns", "merge_consecutive"] if conversation else []
+    body = {"format": fmt, "system": "none", "repairs": repairs}
     tracemalloc.start()
     started = perf_counter()
     result = await service.request_export(principal, name, 1, body, background=False)
