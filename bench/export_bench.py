@@ -5,7 +5,8 @@ Builds a version of ``--examples`` (default 50,000) frozen examples directly in 
 conversations and tool calls, about 150 tokens each. Then exports it once per ``--formats``
 (render, validate every line, count tokens, stream to a temporary file, store it as a file) and
 prints for each: wall time, examples per second, the file's size, and the peak of Python's own
-allocations during the export (``tracemalloc``) besides the process's peak RSS. A second, smaller
+allocations during the export (``tracemalloc``, which slows the run down: time with ``--no-trace``)
+besides the process's peak RSS. A second, smaller
 run (``--small``, default 5,000) shows that memory does not grow with the dataset: the export reads
 and writes page by page; what grows is one integer per example (the token distribution).
 
@@ -105,16 +106,19 @@ async def seed(db: Database, count: int, name: str) -> Principal:
     return Principal(tenant_id=tenant.id, tenant_name=tenant.name, role=Role.ADMIN, key_id="bench")
 
 
-async def export(service: DatasetService, principal: Principal, name: str, fmt: str) -> dict[str, Any]:
+async def export(service: DatasetService, principal: Principal, name: str, fmt: str, trace: bool) -> dict[str, Any]:
     conversation = fmt in ("anthropic", "bedrock-conversation")
     repairs = ["drop_tool_turns", "merge_consecutive"] if conversation else []
     body = {"format": fmt, "system": "none", "repairs": repairs}
-    tracemalloc.start()
+    if trace:
+        tracemalloc.start()
     started = perf_counter()
     result = await service.request_export(principal, name, 1, body, background=False)
     elapsed = perf_counter() - started
-    _current, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    peak = 0
+    if trace:
+        _current, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
     return {"format": fmt, "seconds": elapsed, "peak_mb": peak / 2**20, "result": result}
 
 
@@ -136,7 +140,7 @@ async def main(args: argparse.Namespace) -> None:
             principal = await seed(db, count, name)
             print(f"seeded {count:,} examples in {perf_counter() - started:.1f} s")
             for fmt in args.formats.split(","):
-                run = await export(service, principal, name, fmt)
+                run = await export(service, principal, name, fmt, args.trace)
                 result = run["result"]
                 rate = count / run["seconds"]
                 print(
@@ -157,5 +161,8 @@ if __name__ == "__main__":
     parser.add_argument("--small", type=int, default=5_000)
     parser.add_argument("--formats", default="openai,anthropic")
     parser.add_argument("--database", default=None, help="A database URL (default: SQLite in a temporary directory).")
+    parser.add_argument(
+        "--no-trace", dest="trace", action="store_false", help="Time without tracemalloc (which slows Python down)."
+    )
     os.environ.setdefault("BASTION_LOG_LEVEL", "warning")
     asyncio.run(main(parser.parse_args()))
