@@ -94,6 +94,8 @@ async def export_download(request: Request) -> Response:
     number = _int(request, "version", 1, 999_999_999)
     if number is None:
         listed = await datasets.get_dataset(principal, name)
+        if not listed["versions"]:
+            raise NotFound(f"Dataset {name!r} has no version.")
         number = max(v["version"] for v in listed["versions"])
     version = await datasets.get_version(principal, name, number)
     if version["example_count"] > datasets.settings.inline_export_max:

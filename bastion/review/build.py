@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bastion.errors import InvalidRequest
-from bastion.review.model import APPROVE, NEEDS_EDIT, _bool, _int, _only, _text
+from bastion.review.model import APPROVE, NEEDS_EDIT, bool_field, int_field, only_fields, text_field
 from bastion.review.models import DIMENSIONS, Review, ReviewItem
 from bastion.review.service import item_passes
 from bastion.usage import count_messages, count_text
@@ -34,8 +34,8 @@ class BuildSpec:
 
     @classmethod
     def parse(cls, body: Any, default_quality: float) -> BuildSpec:
-        body = _only(body or {}, BUILD_FIELDS, "the body")
-        kind = _text(body, "kind", 16, "sft") or "sft"
+        body = only_fields(body or {}, BUILD_FIELDS, "the body")
+        kind = text_field(body, "kind", 16, "sft") or "sft"
         if kind not in ("sft", "preference"):
             raise InvalidRequest("Invalid request: kind must be sft or preference.", param="kind")
         batch_ids = body.get("batch_ids") or []
@@ -44,13 +44,13 @@ class BuildSpec:
         quality = body.get("min_quality", default_quality)
         if isinstance(quality, bool) or not isinstance(quality, int | float) or not 1 <= quality <= 5:
             raise InvalidRequest("Invalid request: min_quality must be a number from 1 to 5.", param="min_quality")
-        multi = _bool(body, "multi_turn")
+        multi = bool_field(body, "multi_turn")
         return cls(
-            purpose=_text(body, "purpose", 64, "sft" if kind == "sft" else "preference") or kind,
+            purpose=text_field(body, "purpose", 64, "sft" if kind == "sft" else "preference") or kind,
             kind=kind,
             batch_ids=tuple(batch_ids),
             min_quality=float(quality),
-            min_reviews=_int(body, "min_reviews", 1, 10, 1) or 1,
+            min_reviews=int_field(body, "min_reviews", 1, 10, 1) or 1,
             multi_turn=True if multi is None else multi,
         )
 

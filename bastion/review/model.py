@@ -52,7 +52,7 @@ def reviewer_of(principal: Principal) -> str:
     return actor_of(principal)
 
 
-def _text(body: dict[str, Any], name: str, max_length: int, default: str | None = None) -> str | None:
+def text_field(body: dict[str, Any], name: str, max_length: int, default: str | None = None) -> str | None:
     value = body.get(name, default)
     if value is None:
         return None
@@ -63,7 +63,7 @@ def _text(body: dict[str, Any], name: str, max_length: int, default: str | None 
     return value
 
 
-def _int(body: dict[str, Any], name: str, low: int, high: int, default: int | None = None) -> int | None:
+def int_field(body: dict[str, Any], name: str, low: int, high: int, default: int | None = None) -> int | None:
     value = body.get(name, default)
     if value is None:
         return None
@@ -72,14 +72,14 @@ def _int(body: dict[str, Any], name: str, low: int, high: int, default: int | No
     return value
 
 
-def _bool(body: dict[str, Any], name: str) -> bool | None:
+def bool_field(body: dict[str, Any], name: str) -> bool | None:
     value = body.get(name)
     if value is None or isinstance(value, bool):
         return value
     raise InvalidRequest(f"Invalid request: {name} must be true or false.", param=name)
 
 
-def _time(body: dict[str, Any], name: str) -> datetime | None:
+def time_field(body: dict[str, Any], name: str) -> datetime | None:
     value = body.get(name)
     if value is None:
         return None
@@ -90,7 +90,7 @@ def _time(body: dict[str, Any], name: str) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def _only(body: Any, allowed: frozenset[str], what: str) -> dict[str, Any]:
+def only_fields(body: Any, allowed: frozenset[str], what: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidRequest(f"Invalid request: {what} must be a JSON object.")
     unknown = sorted(set(body) - allowed)
@@ -122,24 +122,24 @@ class CandidateFilter:
 
     @classmethod
     def parse(cls, body: Any) -> CandidateFilter:
-        body = _only(body or {}, FILTER_FIELDS, "filter")
-        since, until = _time(body, "from"), _time(body, "to")
+        body = only_fields(body or {}, FILTER_FIELDS, "filter")
+        since, until = time_field(body, "from"), time_field(body, "to")
         if since is not None and until is not None and since >= until:
             raise InvalidRequest("Invalid request: filter.from must be earlier than filter.to.", param="from")
         return cls(
             since=since,
             until=until,
-            model=_text(body, "model", 256),
-            prompt_id=_text(body, "prompt_id", 128),
-            prompt_version=_int(body, "prompt_version", 1, 999_999_999),
-            key_id=_text(body, "key_id", 32),
-            user_id=_text(body, "user_id", 32),
-            session_id=_text(body, "session_id", 64),
-            flagged=_bool(body, "flagged"),
-            guard_action=_text(body, "guard_action", 16),
-            guard_scanner=_text(body, "guard_scanner", 64),
-            experiment_arm=_text(body, "experiment_arm", 128),
-            limit=_int(body, "limit", 1, MAX_PREPARE, DEFAULT_PREPARE) or DEFAULT_PREPARE,
+            model=text_field(body, "model", 256),
+            prompt_id=text_field(body, "prompt_id", 128),
+            prompt_version=int_field(body, "prompt_version", 1, 999_999_999),
+            key_id=text_field(body, "key_id", 32),
+            user_id=text_field(body, "user_id", 32),
+            session_id=text_field(body, "session_id", 64),
+            flagged=bool_field(body, "flagged"),
+            guard_action=text_field(body, "guard_action", 16),
+            guard_scanner=text_field(body, "guard_scanner", 64),
+            experiment_arm=text_field(body, "experiment_arm", 128),
+            limit=int_field(body, "limit", 1, MAX_PREPARE, DEFAULT_PREPARE) or DEFAULT_PREPARE,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -171,21 +171,21 @@ class PrepareSpec:
 
     @classmethod
     def parse(cls, body: Any, *, reviewers_per_item: int = 2, lease_s: int = 900) -> PrepareSpec:
-        body = _only(body, PREPARE_FIELDS, "the body")
-        kind = _text(body, "kind", 16, SINGLE) or SINGLE
+        body = only_fields(body, PREPARE_FIELDS, "the body")
+        kind = text_field(body, "kind", 16, SINGLE) or SINGLE
         if kind not in KINDS:
             raise InvalidRequest("Invalid request: kind must be single or pairwise.", param="kind")
-        purpose = _text(body, "purpose", 64, "sft" if kind == SINGLE else "preference") or "sft"
+        purpose = text_field(body, "purpose", 64, "sft" if kind == SINGLE else "preference") or "sft"
         if not purpose.strip():
             raise InvalidRequest("Invalid request: purpose must not be empty.", param="purpose")
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
         return cls(
-            name=(_text(body, "name", 128) or f"{purpose} {stamp}").strip() or purpose,
+            name=(text_field(body, "name", 128) or f"{purpose} {stamp}").strip() or purpose,
             purpose=purpose,
             kind=kind,
             filter=CandidateFilter.parse(body.get("filter")),
-            reviewers_per_item=_int(body, "reviewers_per_item", 1, MAX_REVIEWERS, reviewers_per_item) or 1,
-            lease_s=_int(body, "lease_s", MIN_LEASE_S, MAX_LEASE_S, lease_s) or lease_s,
+            reviewers_per_item=int_field(body, "reviewers_per_item", 1, MAX_REVIEWERS, reviewers_per_item) or 1,
+            lease_s=int_field(body, "lease_s", MIN_LEASE_S, MAX_LEASE_S, lease_s) or lease_s,
         )
 
 
@@ -201,7 +201,7 @@ class ReviewInput:
 
     @classmethod
     def parse(cls, body: Any, kind: str) -> ReviewInput:
-        body = _only(body, REVIEW_FIELDS, "the review")
+        body = only_fields(body, REVIEW_FIELDS, "the review")
         raw = body.get("scores")
         if raw is None:  # seed 000's flat shape: the six dimensions at the top level
             raw = {name: body[name] for name in DIMENSIONS if name in body}
@@ -210,11 +210,11 @@ class ReviewInput:
         unknown = sorted(set(raw) - set(DIMENSIONS))
         if unknown:
             raise InvalidRequest(f"Invalid request: unknown score dimension {unknown[0]!r}.", param="scores")
-        scores = {name: _int(raw, name, 1, 5) for name in DIMENSIONS if raw.get(name) is not None}
-        feedback = _text(body, "feedback", MAX_TEXT)
-        corrected = _text(body, "corrected_answer", MAX_TEXT)
-        verdict = _text(body, "verdict", 16)
-        preferred = _text(body, "preferred", 1)
+        scores = {name: int_field(raw, name, 1, 5) for name in DIMENSIONS if raw.get(name) is not None}
+        feedback = text_field(body, "feedback", MAX_TEXT)
+        corrected = text_field(body, "corrected_answer", MAX_TEXT)
+        verdict = text_field(body, "verdict", 16)
+        preferred = text_field(body, "preferred", 1)
         if kind == SINGLE:
             missing = [name for name in DIMENSIONS if name not in scores]
             if missing:
