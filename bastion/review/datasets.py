@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bastion.auth.principal import Permission, Principal, require
 from bastion.config.settings import ReviewSettings
-from bastion.errors import Conflict, InvalidRequest, NotFound
+from bastion.errors import Conflict, InvalidRequest
 from bastion.files.service import FileService
 from bastion.review.audit import audit
 from bastion.review.build import BuildSpec, ManifestStats, preference_example, sft_example
@@ -321,15 +321,3 @@ class DatasetService(DatasetExports):
                 .order_by(DatasetExport.created_at.desc())
             )
             return [export_json(e) for e in exports]
-
-    async def get_export(self, principal: Principal, export_id: str) -> dict[str, Any]:
-        require(principal, Permission.MANAGE_DATASETS)
-        async with self.db.session() as session:
-            export = await session.scalar(
-                select(DatasetExport).where(
-                    DatasetExport.id == export_id[:32], DatasetExport.tenant_id == principal.tenant_id
-                )
-            )
-        if export is None:
-            raise NotFound(f"No dataset export {export_id[:64]!r} in this tenant.")
-        return export_json(export)

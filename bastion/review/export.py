@@ -278,8 +278,8 @@ class DatasetExports:
                 cache[key] = None
         return cache[key]
 
-    async def download(self, principal: Principal, export_id: str) -> tuple[dict[str, Any], Any]:
-        """The export's file (metadata and an open binary handle)."""
+    async def get_export(self, principal: Principal, export_id: str) -> dict[str, Any]:
+        """One export of the caller's tenant, with its report."""
         require(principal, Permission.MANAGE_DATASETS)
         async with self.db.session() as session:
             row = await session.scalar(
@@ -289,7 +289,11 @@ class DatasetExports:
             )
         if row is None:
             raise NotFound(f"No dataset export {export_id[:64]!r} in this tenant.")
-        export = export_json(row)
+        return export_json(row)
+
+    async def download(self, principal: Principal, export_id: str) -> tuple[dict[str, Any], Any]:
+        """The export's file (metadata and an open binary handle)."""
+        export = await self.get_export(principal, export_id)
         if export["file_id"] is None:
             raise Conflict(f"The export is {export['status']}; it has no file.")
         owner = Owner(principal.tenant_id, "tenant", "-", True)
