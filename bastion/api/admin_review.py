@@ -13,6 +13,7 @@ Every route is scoped to the caller's tenant; reviewers need ``review:write``, e
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -56,10 +57,18 @@ async def _caller(request: Request) -> Principal:
     return await authenticate_request(request)
 
 
+_ID = re.compile(r"^[0-9a-f]{1,32}$")
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+
+
 def _param(request: Request, name: str, max_length: int = 128) -> str:
+    """A path parameter: an id (32 hex digits at most) or a dataset name; anything else names
+    nothing here (404)."""
     value: str = request.path_params[name]
-    if len(value) > max_length:
-        raise NotFound(f"No {name.replace('_', ' ')} {value[:64]!r}.")
+    pattern = _ID if max_length == 32 else _NAME
+    if not pattern.match(value):
+        label = "dataset" if name == "name" else name.replace("_", " ")
+        raise NotFound(f"No {label} {value[:64]!r}.")
     return value
 
 

@@ -28,7 +28,7 @@ from bastion.errors import Conflict, InvalidRequest
 from bastion.files.service import FileService
 from bastion.review.audit import audit
 from bastion.review.build import BuildSpec, ManifestStats, preference_example, sft_example
-from bastion.review.export import DatasetExports, PromptReader, SubmitJob, export_json
+from bastion.review.export import NAME_CHARS, DatasetExports, PromptReader, SubmitJob, export_json
 from bastion.review.model import PAIRWISE, SINGLE, actor_of
 from bastion.review.models import (
     Dataset,
@@ -47,11 +47,10 @@ log = structlog.get_logger("bastion.review")
 
 #: Examples read (and written) per page.
 _PAGE = 1000
-_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
 def check_name(name: str) -> str:
-    if not name or len(name) > 128 or not set(name) <= _NAME_CHARS:
+    if not name or len(name) > 128 or not set(name) <= NAME_CHARS:
         raise InvalidRequest("Invalid request: a dataset name is 1-128 letters, digits, '-', '_' or '.'.", param="name")
     return name
 

@@ -31,6 +31,8 @@ from bastion.store.db import Database
 
 log = structlog.get_logger("bastion.review")
 
+#: What a dataset name is made of.
+NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 #: Examples read (and written) per page.
 _PAGE = 1000
 #: Bytes buffered before a write to the temporary file.
@@ -64,7 +66,7 @@ def parse_export(body: Any) -> ExportOptions:
         raise InvalidRequest(
             "Invalid request: system_prompt is given exactly when system is replace.", param="system_prompt"
         )
-    if text is not None and (not isinstance(text, str) or not text.strip() or len(text) > 100_000):
+    if text is not None and (not isinstance(text, str) or not text.strip() or len(text) > 100_000 or "\x00" in text):
         raise InvalidRequest("Invalid request: system_prompt must be a non-blank string.", param="system_prompt")
     repairs = body.get("repairs") or []
     if not isinstance(repairs, list) or any(r not in REPAIRS[fmt] for r in repairs):
@@ -107,9 +109,11 @@ class DatasetExports:
     submit_job: SubmitJob | None
 
     async def _dataset(self, session: Any, principal: Principal, name: str) -> Dataset:
-        dataset = await session.scalar(
-            select(Dataset).where(Dataset.tenant_id == principal.tenant_id, Dataset.name == name[:128])
-        )
+        dataset = None
+        if 0 < len(name) <= 128 and set(name) <= NAME_CHARS:
+            dataset = await session.scalar(
+                select(Dataset).where(Dataset.tenant_id == principal.tenant_id, Dataset.name == name)
+            )
         if dataset is None:
             raise NotFound(f"No dataset {name[:128]!r} in this tenant.")
         return dataset  # type: ignore[no-any-return]

@@ -56,9 +56,9 @@ def text_field(body: dict[str, Any], name: str, max_length: int, default: str | 
     value = body.get(name, default)
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) > max_length:
+    if not isinstance(value, str) or len(value) > max_length or "\x00" in value:
         raise InvalidRequest(
-            f"Invalid request: {name} must be a string of at most {max_length} characters.", param=name
+            f"Invalid request: {name} must be a string of at most {max_length} characters (no NUL).", param=name
         )
     return value
 

@@ -242,3 +242,32 @@ async def test_interactions_to_a_validated_fine_tune_file(loop: Loop) -> None:
     ):
         assert (await env.call("gus", "GET", path)).status_code == 404, path
     assert (await env.ok("gus", "GET", "/api/v1/admin/datasets"))["data"] == []
+
+
+async def test_bad_input_is_a_clear_4xx(loop: Loop) -> None:
+    env = loop
+    prepare = "/api/v1/admin/ai/finetune/prepare"
+    cases: list[tuple[str, str, dict[str, Any], int, str]] = [
+        ("POST", prepare, {"json": []}, 400, "JSON object"),
+        ("POST", prepare, {"json": {"kind": "triple"}}, 400, "kind"),
+        ("POST", prepare, {"json": {"filter": {"model": "a\x00b"}}}, 400, "model"),
+        ("POST", prepare, {"json": {"filter": {"from": "yesterday"}}}, 400, "ISO 8601"),
+        ("POST", prepare, {"json": {"filter": {"limit": True}}}, 400, "limit"),
+        ("POST", prepare, {"json": {"reviewers_per_item": 11}}, 400, "reviewers_per_item"),
+        ("POST", prepare, {"json": {"surprise": 1}}, 400, "surprise"),
+        ("POST", "/api/v1/admin/ai/finetune/review/not-an-id", {"json": {}}, 404, "No item"),
+        ("POST", "/api/v1/admin/ai/finetune/review/" + "a" * 32, {"json": {}}, 404, "No review item"),
+        ("GET", "/api/v1/admin/review/batches/%00", {}, 404, "No batch"),
+        ("GET", "/api/v1/admin/datasets/a%00b", {}, 404, "No dataset"),
+        ("GET", "/api/v1/admin/datasets/nope/versions/x", {}, 400, "version"),
+        ("GET", "/api/v1/admin/ai/finetune/export", {}, 400, "dataset is required"),
+        ("GET", "/api/v1/admin/ai/finetune/export", {"params": {"dataset": "a\x00"}}, 404, "No dataset"),
+        ("POST", "/api/v1/admin/datasets/nope/versions/1/exports", {"json": {"format": "csv"}}, 400, "format"),
+        ("POST", "/api/v1/admin/datasets/nope/versions/1/exports", {"json": {"format": "openai"}}, 404, "No dataset"),
+        ("POST", "/api/v1/admin/datasets/nope/versions", {"json": {"min_quality": 9}}, 400, "min_quality"),
+        ("POST", "/api/v1/admin/datasets/nope/versions", {"json": {}}, 400, "no reviewed item"),
+    ]
+    for method, path, kwargs, status, message in cases:
+        response = await env.call("admin", method, path, **kwargs)
+        assert response.status_code == status, (path, kwargs, response.text)
+        assert message in response.json()["error"]["message"], (path, response.text)
