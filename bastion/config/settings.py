@@ -474,6 +474,12 @@ class ReviewSettings(Strict):
     max_example_tokens: int = Field(
         16_385, ge=1, description="Export warning threshold: tokens per example (OpenAI's cookbook limit)."
     )
+    flagged_interval_s: float | None = Field(
+        None,
+        gt=0,
+        description="Queue each tenant's newly flagged interactions for review (purpose 'flagged') this often, "
+        "e.g. 86400 for seed 000's daily task; None: off.",
+    )
     inline_export_max: int = Field(
         5_000,
         ge=10,

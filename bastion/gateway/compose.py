@@ -234,7 +234,13 @@ def build_stages(services: Services) -> list[Stage]:
 
 def lifecycles(services: Services) -> list[Lifecycle]:
     """What starts with the gateway, in start order (stopped in reverse)."""
-    optional: list[Lifecycle | None] = [services.ledger, services.guard, services.limits, services.cache]
+    optional: list[Lifecycle | None] = [
+        services.ledger,
+        services.guard,
+        services.limits,
+        services.cache,
+        services.review,  # the flagged-interactions task, when review.flagged_interval_s is set
+    ]
     return [
         services.authenticator,
         VaultStartup(services.vault),

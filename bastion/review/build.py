@@ -17,7 +17,7 @@ from typing import Any
 from bastion.errors import InvalidRequest
 from bastion.review.model import APPROVE, NEEDS_EDIT, bool_field, int_field, only_fields, text_field
 from bastion.review.models import DIMENSIONS, Review, ReviewItem
-from bastion.review.service import item_passes
+from bastion.review.outcomes import item_passes
 from bastion.usage import count_messages, count_text
 
 BUILD_FIELDS = frozenset({"purpose", "batch_ids", "kind", "min_quality", "min_reviews", "multi_turn"})

@@ -39,7 +39,7 @@ from bastion.review.models import (
     ReviewBatch,
     ReviewItem,
 )
-from bastion.review.service import agreement_report
+from bastion.review.outcomes import agreement_report
 from bastion.store.db import Database
 from bastion.store.models import Interaction
 

@@ -35,11 +35,13 @@ REVIEW_FIELDS: Final = frozenset({"scores", "feedback", "verdict", "corrected_an
 #: How the ``bastion`` command line acts: a principal of this method whose ``user_email`` holds
 #: the audit label of the person at the terminal (``cli:<login>``).
 CLI_METHOD: Final = "cli"
+#: Work the gateway does on its own (the flagged-interactions task), labelled the same way.
+SYSTEM_METHOD: Final = "system"
 
 
 def actor_of(principal: Principal) -> str:
     """The audit label of a principal (the terminal's user for the command line)."""
-    if principal.method == CLI_METHOD and principal.user_email:
+    if principal.method in (CLI_METHOD, SYSTEM_METHOD) and principal.user_email:
         return principal.user_email
     return principal.actor
 

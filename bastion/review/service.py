@@ -21,18 +21,26 @@ from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bastion.auth.principal import Permission, Principal, require
+from bastion.auth.principal import Permission, Principal, Role, require
 from bastion.config.settings import ReviewSettings
 from bastion.errors import Conflict, InvalidRequest, NotFound
 from bastion.ledger.record import content_mode
-from bastion.review.agreement import agreement_by_dimension, krippendorff_alpha, wilson
 from bastion.review.audit import audit
 from bastion.review.candidates import pair_candidates, single_candidates
-from bastion.review.model import APPROVE, PAIRWISE, PrepareSpec, ReviewInput, actor_of, reviewer_of
-from bastion.review.models import DIMENSIONS, Review, ReviewAssignment, ReviewBatch, ReviewItem
+from bastion.review.model import (
+    PAIRWISE,
+    SYSTEM_METHOD,
+    PrepareSpec,
+    ReviewInput,
+    actor_of,
+    reviewer_of,
+)
+from bastion.review.models import Review, ReviewAssignment, ReviewBatch, ReviewItem
+from bastion.review.outcomes import agreement_report
 from bastion.review.views import assignment_json, batch_json, content_view, item_json, review_json
 from bastion.store.db import Database
-from bastion.store.models import Interaction
+from bastion.store.models import Interaction, Tenant
+from bastion.store.periodic import PeriodicSweep
 
 log = structlog.get_logger("bastion.review")
 
@@ -60,6 +68,46 @@ class ReviewService:
         self.ledger_default_mode = ledger_default_mode
         #: UTC "now"; tests move it to expire leases without sleeping.
         self.clock = clock
+        interval = settings.flagged_interval_s or 86_400.0
+        self._flagged = PeriodicSweep("review_flagged", lambda: interval, self.queue_flagged, "bastion.review")
+
+    # -- lifecycle: the flagged-interactions task ----------------------------------------------------
+
+    async def start(self) -> None:
+        if self.settings.flagged_interval_s is not None:
+            self._flagged.start()
+
+    async def stop(self) -> None:
+        await self._flagged.stop()
+
+    async def queue_flagged(self) -> int:
+        """Seed 000's "review flagged interactions" task: for every tenant, a batch (purpose
+        ``flagged``) of the flagged interactions not queued for that purpose yet; how many were
+        queued. Several processes may run it: an interaction is still queued once."""
+        async with self.db.session() as session:
+            tenants = (
+                await session.execute(select(Tenant.id, Tenant.name, Tenant.settings).where(~Tenant.disabled))
+            ).all()
+        queued = 0
+        for tenant in tenants:
+            principal = Principal(
+                tenant_id=tenant.id, tenant_name=tenant.name, role=Role.ADMIN, method=SYSTEM_METHOD,
+                user_email="system:review-flagged", tenant_settings=dict(tenant.settings or {}),
+            )  # fmt: skip
+            spec = PrepareSpec.parse(
+                {"purpose": "flagged", "name": f"flagged {self.clock():%Y-%m-%d %H:%M}", "filter": {"flagged": True}},
+                reviewers_per_item=self.settings.reviewers_per_item,
+                lease_s=self.settings.lease_s,
+            )
+            ids = await single_candidates(self.db, tenant.id, spec.purpose, spec.filter)
+            if not ids:
+                continue
+            try:
+                await self._store_batch(principal, spec, [(i, None) for i in ids])
+            except IntegrityError:  # another process queued them meanwhile
+                continue
+            queued += len(ids)
+        return queued
 
     # -- batches -----------------------------------------------------------------------------------
 
@@ -484,61 +532,3 @@ class ReviewService:
             "batch_id": batch.id,
             **agreement_report(reviews, batch.kind, self.settings.min_quality),
         }
-
-
-def agreement_report(reviews: Sequence[Review], kind: str, min_quality: float) -> dict[str, Any]:
-    """Agreement per dimension and pass rates (Wilson 95%) of a set of reviews."""
-    if kind == PAIRWISE:
-        units: dict[str, dict[str, str]] = {}
-        for review in reviews:
-            if review.preferred:
-                units.setdefault(review.item_id, {})[review.reviewer] = review.preferred
-        raters = sorted({r for unit in units.values() for r in unit})
-        alpha = krippendorff_alpha([[unit.get(r) for r in raters] for unit in units.values()], "nominal")
-        chose_a = sum(1 for r in reviews if r.preferred == "a")
-        return {
-            "kind": kind,
-            "reviews": len(reviews),
-            "preference": {"krippendorff_alpha": alpha, "alpha_metric": "nominal", "items": len(units)},
-            "first_preferred": wilson(chose_a, sum(1 for r in reviews if r.preferred)).to_json(),
-        }
-    ratings: dict[str, dict[str, dict[str, int]]] = {}
-    for review in reviews:
-        scores = {d: getattr(review, d) for d in DIMENSIONS if getattr(review, d) is not None}
-        ratings.setdefault(review.item_id, {})[review.reviewer] = scores
-    approved = sum(1 for r in reviews if r.verdict == APPROVE)
-    quality_ok = sum(1 for r in reviews if _quality(r) >= min_quality)
-    by_item: dict[str, list[Review]] = {}
-    for review in reviews:
-        by_item.setdefault(review.item_id, []).append(review)
-    items_pass = sum(1 for group in by_item.values() if item_passes(group, min_quality))
-    dimensions = agreement_by_dimension(ratings, DIMENSIONS)
-    for name, result in dimensions.items():
-        values = [getattr(r, name) for r in reviews if getattr(r, name) is not None]
-        result["mean"] = sum(values) / len(values) if values else None
-        result["at_least_3"] = wilson(sum(1 for v in values if v >= 3), len(values)).to_json()  # type: ignore[assignment]
-    return {
-        "kind": kind,
-        "reviews": len(reviews),
-        "dimensions": dimensions,
-        "verdicts": {v: sum(1 for r in reviews if r.verdict == v) for v in ("approve", "reject", "needs-edit")},
-        "approval_rate": wilson(approved, len(reviews)).to_json(),
-        "quality_pass_rate": {**wilson(quality_ok, len(reviews)).to_json(), "threshold": min_quality},
-        "item_pass_rate": {**wilson(items_pass, len(by_item)).to_json(), "threshold": min_quality},
-    }
-
-
-def _quality(review: Review) -> float:
-    values = [getattr(review, d) for d in DIMENSIONS if getattr(review, d) is not None]
-    return sum(values) / len(values) if values else 0.0
-
-
-def item_passes(reviews: Sequence[Review], min_quality: float, min_reviews: int = 1) -> bool:
-    """An item is approved for training when it has ``min_reviews`` reviews, its mean quality
-    (over reviewers and dimensions) is at least ``min_quality``, and more reviewers approved it
-    (or corrected it: an edit is an approval of the edit) than rejected it."""
-    if len(reviews) < min_reviews or not reviews:
-        return False
-    quality = sum(_quality(r) for r in reviews) / len(reviews)
-    yes = sum(1 for r in reviews if r.verdict == APPROVE or (r.verdict == "needs-edit" and r.corrected_answer))
-    return quality >= min_quality and yes * 2 > len(reviews)

@@ -172,3 +172,26 @@ async def test_a_reviewer_sees_only_what_the_ledger_policy_allows(database: Data
     assert "[EMAIL_ADDRESS]" in str(redacted["interaction"]["messages"])
     hidden = await reviews.claim(who(ids["acme"], "cy", ledger_mode="metadata"), batch["id"])
     assert hidden is not None and hidden["interaction"]["messages"] is None and hidden["interaction"]["answer"] is None
+
+
+async def test_the_flagged_interactions_task_queues_each_once_per_tenant(database: Database) -> None:
+    ids = await tenants(database, "acme", "globex")
+    await add_interactions(
+        database,
+        [
+            interaction(ids["acme"], 1, flagged=True),
+            interaction(ids["acme"], 2),
+            interaction(ids["acme"], 3, flagged=True),
+            interaction(ids["globex"], 4, flagged=True),
+        ],
+    )
+    reviews = service(database, flagged_interval_s=86_400)
+    assert await reviews.queue_flagged() == 3
+    assert await reviews.queue_flagged() == 0  # nothing new: no empty batch either
+    for name, count in (("acme", 2), ("globex", 1)):
+        batches = await reviews.list_batches(who(ids[name], "admin", Role.ADMIN))
+        assert [(b["purpose"], b["item_count"], b["created_by"]) for b in batches] == [
+            ("flagged", count, "system:review-flagged")
+        ]
+    await add_interactions(database, [interaction(ids["acme"], 5, flagged=True)])
+    assert await reviews.queue_flagged() == 1
