@@ -215,7 +215,8 @@ async def get_dataset(request: Request) -> Response:
 
 async def build_version(request: Request) -> Response:
     principal = await _caller(request)
-    version = await _datasets(request).build_version(principal, _param(request, "name"), await _body(request))
+    name: str = request.path_params["name"]  # a new name: a bad one is a 400 (``check_name``), not a 404
+    version = await _datasets(request).build_version(principal, name, await _body(request))
     return json_response(version, status=201)
 
 
