@@ -280,7 +280,7 @@ class ReviewService:
             return list(await session.scalars(query))
 
     async def _take_slot(
-        self, principal: Principal, batch: ReviewBatch, item_id: str, reviewer: str
+        self, principal: Principal, batch: ReviewBatch, item_id: str, reviewer: str, *, action: str = "review.claim"
     ) -> ReviewAssignment | None:
         """A new assignment of ``reviewer`` on the item's lowest free slot; None if another
         claimer got there first (or the item has no free slot)."""
@@ -327,7 +327,7 @@ class ReviewService:
                     )
                     session.add(assignment)
                     await session.flush()
-                    audit(session, principal, "review.claim", f"review_item:{item_id}", reviewer=reviewer, slot=slot)
+                    audit(session, principal, action, f"review_item:{item_id}", reviewer=reviewer, slot=slot)
                 return assignment
             except IntegrityError:
                 return None
@@ -352,7 +352,7 @@ class ReviewService:
             )
         if seen is not None:
             raise Conflict(f"{reviewer} already has (or had) this item.")
-        assignment = await self._take_slot(principal, batch, item.id, reviewer)
+        assignment = await self._take_slot(principal, batch, item.id, reviewer, action="review.assign")
         if assignment is None:
             raise Conflict("The item has no free reviewer slot.")
         return assignment_json(assignment)

@@ -195,3 +195,25 @@ async def test_the_flagged_interactions_task_queues_each_once_per_tenant(databas
         ]
     await add_interactions(database, [interaction(ids["acme"], 5, flagged=True)])
     assert await reviews.queue_flagged() == 1
+
+
+async def test_an_admin_assigns_a_named_reviewer_to_a_free_slot(database: Database) -> None:
+    ids, _ = await _setup(database, count=1)
+    reviews = service(database)
+    admin = who(ids["acme"], "admin", Role.ADMIN)
+    batch = await reviews.prepare(admin, {"reviewers_per_item": 1})
+    item = await reviews.item_reviews(admin, (await reviews.claim(who(ids["acme"], "x"), batch["id"]))["id"])  # type: ignore[index]
+    await reviews.release(who(ids["acme"], "x"), item["id"])
+    assigned = await reviews.assign(admin, batch["id"], item["id"], "user:u-ann")
+    assert assigned["reviewer"] == "user:u-ann" and assigned["state"] == "leased"
+    with pytest.raises(Conflict, match="already"):
+        await reviews.assign(admin, batch["id"], item["id"], "user:u-ann")
+    with pytest.raises(Conflict, match="no free reviewer slot"):
+        await reviews.assign(admin, batch["id"], item["id"], "user:u-bob")
+    with pytest.raises(PermissionDenied):
+        await reviews.assign(who(ids["acme"], "ann"), batch["id"], item["id"], "user:u-cy")
+    review = await reviews.submit(who(ids["acme"], "ann"), item["id"], {"scores": SCORES, "verdict": "approve"})
+    assert review["reviewer"] == "user:u-ann"
+    async with database.session() as session:
+        actions = Counter(await session.scalars(select(AuditEvent.action).where(AuditEvent.tenant_id == ids["acme"])))
+    assert actions["review.assign"] == 1 and actions["review.release"] == 1
