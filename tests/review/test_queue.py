@@ -202,7 +202,8 @@ async def test_an_admin_assigns_a_named_reviewer_to_a_free_slot(database: Databa
     reviews = service(database)
     admin = who(ids["acme"], "admin", Role.ADMIN)
     batch = await reviews.prepare(admin, {"reviewers_per_item": 1})
-    item = await reviews.item_reviews(admin, (await reviews.claim(who(ids["acme"], "x"), batch["id"]))["id"])  # type: ignore[index]
+    item = await reviews.claim(who(ids["acme"], "x"), batch["id"])
+    assert item is not None
     await reviews.release(who(ids["acme"], "x"), item["id"])
     assigned = await reviews.assign(admin, batch["id"], item["id"], "user:u-ann")
     assert assigned["reviewer"] == "user:u-ann" and assigned["state"] == "leased"
