@@ -48,6 +48,8 @@ LEASED, DONE, EXPIRED = "leased", "done", "expired"
 #: Items looked at per claim attempt.
 _CLAIM_WINDOW = 50
 _CLAIM_ROUNDS = 5
+#: Prepares lost to a concurrent prepare of the same purpose (each retry selects afresh).
+_PREPARE_ATTEMPTS = 5
 
 
 def _utcnow() -> datetime:
@@ -117,7 +119,7 @@ class ReviewService:
         spec = PrepareSpec.parse(
             body, reviewers_per_item=self.settings.reviewers_per_item, lease_s=self.settings.lease_s
         )
-        for attempt in range(3):
+        for attempt in range(_PREPARE_ATTEMPTS):
             pairs: list[tuple[str, str | None]]
             if spec.kind == PAIRWISE:
                 pairs = [*await pair_candidates(self.db, principal.tenant_id, spec.purpose, spec.filter)]
@@ -128,7 +130,7 @@ class ReviewService:
             try:
                 return await self._store_batch(principal, spec, pairs)
             except IntegrityError:  # another prepare queued some of them for the purpose meanwhile
-                if attempt == 2:
+                if attempt == _PREPARE_ATTEMPTS - 1:
                     raise Conflict("Another prepare for this purpose is running; try again.") from None
         raise AssertionError("unreachable")
 

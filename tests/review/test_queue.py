@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from bastion.auth.principal import Role
 from bastion.errors import Conflict, NotFound, PermissionDenied
-from bastion.review.models import ReviewAssignment
+from bastion.review.models import ReviewAssignment, ReviewItem
 from bastion.store.db import Database
 from bastion.store.models import AuditEvent
 from tests.review.support import SCORES, Clock, add_interactions, interaction, service, tenants, who
@@ -218,3 +218,14 @@ async def test_an_admin_assigns_a_named_reviewer_to_a_free_slot(database: Databa
     async with database.session() as session:
         actions = Counter(await session.scalars(select(AuditEvent.action).where(AuditEvent.tenant_id == ids["acme"])))
     assert actions["review.assign"] == 1 and actions["review.release"] == 1
+
+
+async def test_concurrent_prepares_queue_each_interaction_once(database: Database) -> None:
+    ids, acme = await _setup(database, count=6)
+    reviews = service(database)
+    admin = who(ids["acme"], "admin", Role.ADMIN)
+    batches = await asyncio.gather(*(reviews.prepare(admin, {"purpose": "sft"}) for _ in range(4)))
+    assert sum(b["item_count"] for b in batches) == 6
+    async with database.session() as session:
+        queued = list(await session.scalars(select(ReviewItem.interaction_id)))
+    assert sorted(queued) == sorted(acme)
