@@ -14,6 +14,8 @@ class Role(enum.StrEnum):
     DEVELOPER = "developer"
     VIEWER = "viewer"
     SERVICE = "service"
+    #: Reviews interactions queued for human review (docs/REVIEW.md), nothing else.
+    REVIEWER = "reviewer"
 
 
 class Permission(enum.StrEnum):
@@ -26,9 +28,12 @@ class Permission(enum.StrEnum):
     WRITE_PROMPTS = "prompts:write"
     READ_PROMPTS = "prompts:read"  # metadata only
     READ_PROMPT_PLAINTEXT = "prompts:read_plaintext"  # audited
+    #: Claim and review queued interactions (only the fields the tenant's ledger policy keeps).
     REVIEW = "review:write"
     #: Create and delete knowledge collections, ingest and delete documents (docs/KNOWLEDGE.md).
     WRITE_KNOWLEDGE = "knowledge:write"
+    #: Prepare review batches, assign reviewers, read agreement, build and export datasets.
+    MANAGE_DATASETS = "datasets:manage"
     #: See the tenant, its users and its keys (metadata only: never a key or a secret).
     READ_ACCESS = "access:read"
     #: Process-wide operational figures: /metrics and the details of /readyz.
@@ -46,6 +51,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.READ_PROMPTS,
             Permission.REVIEW,
             Permission.WRITE_KNOWLEDGE,
+            Permission.MANAGE_DATASETS,
         }
     ),
     Role.VIEWER: frozenset(
@@ -58,6 +64,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         }
     ),
     Role.SERVICE: frozenset({Permission.CALL_MODELS}),
+    Role.REVIEWER: frozenset({Permission.REVIEW}),
 }
 
 

@@ -468,6 +468,32 @@ class KnowledgeSettings(Strict):
     embed_batch: int = Field(256, ge=1, description="Chunks embedded per call during ingestion.")
 
 
+class ReviewSettings(Strict):
+    """Human review and fine-tune datasets (docs/REVIEW.md)."""
+
+    reviewers_per_item: int = Field(
+        2, ge=1, le=10, description="Reviewers each item gets unless a batch says otherwise."
+    )
+    lease_s: int = Field(900, ge=10, le=86_400, description="How long a claimed item stays locked to its reviewer.")
+    min_quality: float = Field(
+        3.0, ge=1, le=5, description="Default dataset threshold: mean score over the six dimensions."
+    )
+    max_example_tokens: int = Field(
+        16_385, ge=1, description="Export warning threshold: tokens per example (OpenAI's cookbook limit)."
+    )
+    flagged_interval_s: float | None = Field(
+        None,
+        gt=0,
+        description="Queue each tenant's newly flagged interactions for review (purpose 'flagged') this often, "
+        "e.g. 86400 for seed 000's daily task; None: off.",
+    )
+    inline_export_max: int = Field(
+        5_000,
+        ge=10,
+        description="Largest version GET /api/v1/admin/ai/finetune/export exports in the request; larger: a job.",
+    )
+
+
 class GuardSettings(Strict):
     """The guard on the request path (``bastion/gateway/stages/guard_in.py`` / ``guard_out.py``, docs/GUARD.md).
 
@@ -532,6 +558,7 @@ class Settings(Strict):
     knowledge: KnowledgeSettings = Field(
         default_factory=KnowledgeSettings
     )  # collections, retrieval (docs/KNOWLEDGE.md)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)  # review, datasets (docs/REVIEW.md)
 
     #: Configuration keys that were read but have no effect (a LiteLLM file's), for warnings.
     _ignored_keys: list[str] = PrivateAttr(default_factory=list)

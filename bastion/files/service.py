@@ -40,7 +40,9 @@ USER_DATA: Final = "user_data"
 PURPOSES: Final = (BATCH, USER_DATA)
 #: What Bastion writes itself (a batch's results; ``add_file``): listed and served like the rest.
 BATCH_OUTPUT: Final = "batch_output"
-ALL_PURPOSES: Final = (*PURPOSES, BATCH_OUTPUT)
+#: A dataset export (bastion/review): the JSONL to upload to a provider's fine-tuning API.
+FINE_TUNE: Final = "fine-tune"
+ALL_PURPOSES: Final = (*PURPOSES, BATCH_OUTPUT, FINE_TUNE)
 #: OpenAI's other upload purposes: named in the 400, so a client knows it is not a typo.
 UNSERVED_PURPOSES: Final = ("assistants", "fine-tune", "vision", "evals")
 #: OpenAI's bounds on ``expires_after.seconds`` (1 hour to 30 days), and the batch default.

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bastion.analyzer.service import AnalyzerService
 from bastion.analyzer.tokens import Tokenizer, tokenizer_of_model
 from bastion.auth.authenticator import Authenticator
 from bastion.auth.lookup import DefaultTenantId
+from bastion.auth.principal import Principal
 from bastion.batches.model import JOB_KIND as BATCH_JOB
 from bastion.batches.run import BatchRun
 from bastion.batches.service import BatchService
@@ -42,6 +44,7 @@ from bastion.gateway.stages.prompt import PromptStage
 from bastion.gateway.stages.usage import UsageStage
 from bastion.guard.deep_injection import EmbedFunction
 from bastion.guard.service import GuardService
+from bastion.jobs.model import NewJob
 from bastion.jobs.service import JobService
 from bastion.knowledge.ingest_job import JOB_KIND as KNOWLEDGE_INGEST_JOB
 from bastion.knowledge.ingest_job import IngestJob
@@ -50,11 +53,17 @@ from bastion.ledger.writer import LedgerWriter
 from bastion.limits.service import LimitsService
 from bastion.local.embedder import get_embedder
 from bastion.responses.store import ResponseStore
+from bastion.review.datasets import DatasetService
+from bastion.review.export import PromptReader, SubmitJob
+from bastion.review.export_job import JOB_KIND as DATASET_EXPORT_JOB
+from bastion.review.export_job import ExportJob
+from bastion.review.service import ReviewService
 from bastion.routing.build import build_router
 from bastion.routing.router import Router
 from bastion.sessions.service import SessionService
 from bastion.spend.routes import RoutePricing
 from bastion.store.db import Database
+from bastion.vault.model import PromptNotFound
 from bastion.vault.service import VaultService
 
 
@@ -113,6 +122,8 @@ def build_services(settings: Settings, *, job_workers: int | None = None) -> Ser
         batches=BatchService(BatchStore(db), files, jobs),
         cache=build_cache(settings),
         knowledge=build_knowledge(settings, db),
+        review=ReviewService(db, settings.review, ledger_default_mode=settings.ledger.default_mode),
+        datasets=build_datasets(settings, db, files, vault, jobs),
     )
 
 
@@ -139,6 +150,36 @@ def build_analyzer(services: Services, pipeline: Pipeline) -> AnalyzerService:
     return AnalyzerService(
         services.vault, chat=PipelineChat(pipeline), model_tokenizer=model_tokenizers(services.router)
     )
+
+
+def build_datasets(
+    settings: Settings, db: Database, files: FileService, vault: VaultService, jobs: JobService
+) -> DatasetService:
+    """Datasets: exports decrypt the vault prompts they need (audited by the vault), large ones run
+    as ``dataset_export`` jobs, their scratch files live beside the files directory."""
+
+    async def read_prompt(tenant_id: str, prompt_id: str, version: int, *, actor: str) -> str | None:
+        try:
+            plain = await vault.read_plaintext(tenant_id, prompt_id, version, actor=actor)
+        except PromptNotFound:
+            return None
+        return str(plain["system_prompt"]) if plain.get("system_prompt") else None
+
+    async def submit(principal: Principal, payload: dict[str, Any]) -> str:
+        job = NewJob(
+            DATASET_EXPORT_JOB,
+            payload,
+            tenant_id=principal.tenant_id,
+            key_id=principal.key_id,
+            user_id=principal.user_id,
+        )
+        return (await jobs.submit(job)).id
+
+    reader: PromptReader = read_prompt
+    submitter: SubmitJob = submit
+    datasets = DatasetService(db, files, settings.review, reader, scratch_dir=files.storage.directory / "exports")
+    datasets.submit_job = submitter
+    return datasets
 
 
 def build_knowledge(settings: Settings, db: Database) -> KnowledgeService:
@@ -185,6 +226,8 @@ def register_job_kinds(services: Services, pipeline: Pipeline) -> None:
     services.jobs.registry.register(BULK_JOB, BulkRun(bulk, settings.bulk).run)
     if services.knowledge is not None:
         services.jobs.registry.register(KNOWLEDGE_INGEST_JOB, IngestJob(services.knowledge).run)
+    if services.datasets is not None:
+        services.jobs.registry.register(DATASET_EXPORT_JOB, ExportJob(services.datasets).run)
 
 
 def build_stages(services: Services) -> list[Stage]:
@@ -226,7 +269,13 @@ def build_stages(services: Services) -> list[Stage]:
 
 def lifecycles(services: Services) -> list[Lifecycle]:
     """What starts with the gateway, in start order (stopped in reverse)."""
-    optional: list[Lifecycle | None] = [services.ledger, services.guard, services.limits, services.cache]
+    optional: list[Lifecycle | None] = [
+        services.ledger,
+        services.guard,
+        services.limits,
+        services.cache,
+        services.review,  # the flagged-interactions task, when review.flagged_interval_s is set
+    ]
     return [
         services.authenticator,
         VaultStartup(services.vault),

@@ -22,6 +22,8 @@ from bastion.knowledge.service import KnowledgeService
 from bastion.ledger.writer import LedgerWriter
 from bastion.limits.service import LimitsService
 from bastion.responses.store import ResponseStore
+from bastion.review.datasets import DatasetService
+from bastion.review.service import ReviewService
 from bastion.routing.router import Router
 from bastion.sessions.service import SessionService
 from bastion.spend.routes import RoutePricing
@@ -67,3 +69,7 @@ class Services:
     knowledge: KnowledgeService | None = None
     #: Prompt analysis; its rewrite calls models through the pipeline (set by ``build_gateway``).
     analyzer: AnalyzerService | None = None
+    #: Human review of ledger interactions (docs/REVIEW.md).
+    review: ReviewService | None = None
+    #: Dataset versions and their exports (the ``dataset_export`` job kind).
+    datasets: DatasetService | None = None

@@ -34,6 +34,7 @@ from bastion.openapi.model_responses import ANTHROPIC_RESPONSE_MODELS, RESPONSE_
 from bastion.openapi.operation import CHAT_MODEL, EMBEDDING_MODEL, Operation, Param
 from bastion.openapi.operations import OPERATIONS
 from bastion.openapi.responses_models import responses_components
+from bastion.openapi.review_operations import review_components
 from bastion.openapi.streams import stream_components
 from bastion.responses.request import ResponsesRequest
 from bastion.store.models import Interaction
@@ -176,6 +177,7 @@ def components() -> dict[str, Any]:
         bulk_components(),
         knowledge_components(),
         analyzer_components(),
+        review_components(),
     ]
     schemas: dict[str, Any] = {}
     for group in groups:

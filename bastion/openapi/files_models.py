@@ -23,7 +23,7 @@ class FileObject(BaseModel):
     bytes: int
     created_at: int
     filename: str
-    purpose: Literal["batch", "batch_output", "user_data"]
+    purpose: Literal["batch", "batch_output", "user_data", "fine-tune"]
     status: Literal["processed"]
     expires_at: int | None = None
 

@@ -23,6 +23,7 @@ from bastion.openapi.operation import (
     path,
     query,
 )
+from bastion.openapi.review_operations import REVIEW_OPERATIONS
 from bastion.vault.model import PROMPT_ID
 
 ADMIN_PAGE = page_params(500, 100)
@@ -463,4 +464,5 @@ OPERATIONS: list[Operation] = [
     *SESSION_OPERATIONS,
     *BULK_OPERATIONS,
     *KNOWLEDGE_OPERATIONS,
+    *REVIEW_OPERATIONS,
 ]

@@ -341,6 +341,39 @@ async def test_every_operation_answers_as_documented(tmp_path: Path, fake: FakeU
         interaction_id = chat.headers["x-request-id"]
         await call("GET", f"{admin}/interactions/{{interaction_id}}", interaction_id=interaction_id)
 
+        # -- review, datasets and fine-tune exports, on the model calls above
+        review, datasets = f"{admin}/review", f"{admin}/datasets"
+        prepare = {**example["prepareReview"], "reviewers_per_item": 1, "filter": {"limit": 2}}
+        batch = (await call("POST", f"{admin}/ai/finetune/prepare", json=prepare)).json()
+        await call("GET", f"{review}/batches", query="?limit=5")
+        await call("GET", f"{review}/batches/{{batch_id}}", batch_id=batch["id"])
+        claimed = (await call("POST", f"{review}/batches/{{batch_id}}/claim", batch_id=batch["id"])).json()["item"]
+        await call("GET", f"{review}/items")
+        item_id = claimed["id"]
+        await call("POST", f"{admin}/ai/finetune/review/{{item_id}}", item_id=item_id, json=example["submitReview"])
+        other = (await call("POST", f"{review}/batches/{{batch_id}}/claim", batch_id=batch["id"])).json()["item"]
+        await call("POST", f"{review}/items/{{item_id}}/release", item_id=other["id"])
+        assignment = {"item_id": other["id"], "reviewer": "user:someone"}
+        await call("POST", f"{review}/batches/{{batch_id}}/assign", batch_id=batch["id"], json=assignment)
+        await call("GET", f"{review}/items/{{item_id}}", item_id=item_id)
+        await call("GET", f"{review}/batches/{{batch_id}}/progress", batch_id=batch["id"])
+        await call("GET", f"{review}/batches/{{batch_id}}/agreement", batch_id=batch["id"])
+        await call("POST", f"{datasets}/{{name}}/versions", name="openapi", json=example["buildDatasetVersion"])
+        await call("GET", datasets)
+        await call("GET", f"{datasets}/{{name}}", name="openapi")
+        await call("GET", f"{datasets}/{{name}}/versions/{{version}}", name="openapi", version=1)
+        exports = f"{datasets}/{{name}}/versions/{{version}}/exports"
+        conversation = {"format": "anthropic", "system": "none"}
+        export = (await call("POST", exports, name="openapi", version=1, json=conversation)).json()
+        queued = (
+            await call("POST", exports, name="openapi", version=1, json={**conversation, "background": True})
+        ).json()
+        assert queued["status"] == "queued" and queued["job_id"]
+        await call("GET", exports, name="openapi", version=1)
+        await call("GET", f"{admin}/dataset-exports/{{export_id}}", export_id=export["id"])
+        await call("GET", f"{admin}/dataset-exports/{{export_id}}/content", export_id=export["id"])
+        await call("GET", f"{admin}/ai/finetune/export", query="?dataset=openapi&format=anthropic&system=none")
+
         # -- jobs: one of a kind no worker runs, so it waits in the queue for the calls below
         submitted = await gw.gateway.services.jobs.submit(NewJob("openapi.example", payload={"n": 1}))
         await call("GET", f"{admin}/jobs", query="?state=queued&limit=5")
