@@ -461,6 +461,18 @@ class KnowledgeSettings(Strict):
     embed_batch: int = Field(256, ge=1, description="Chunks embedded per call during ingestion.")
 
 
+class ExperimentsSettings(Strict):
+    """Experiments on the gateway's traffic (docs/EXPERIMENTS.md)."""
+
+    enabled: bool = Field(True, description="Assign requests to running experiments (the experiment stage).")
+    cache_ttl_s: float = Field(
+        5.0, gt=0, description="How long a process reuses a tenant's running experiments before reading them again."
+    )
+    bandit_interval_s: float = Field(
+        3600.0, gt=0, description="How often running bandit experiments get new weights from the ledger."
+    )
+
+
 class GuardSettings(Strict):
     """The guard on the request path (``bastion/gateway/stages/guard_in.py`` / ``guard_out.py``, docs/GUARD.md).
 
@@ -525,6 +537,7 @@ class Settings(Strict):
     knowledge: KnowledgeSettings = Field(
         default_factory=KnowledgeSettings
     )  # collections, retrieval (docs/KNOWLEDGE.md)
+    experiments: ExperimentsSettings = Field(default_factory=ExperimentsSettings)  # docs/EXPERIMENTS.md
 
     #: Configuration keys that were read but have no effect (a LiteLLM file's), for warnings.
     _ignored_keys: list[str] = PrivateAttr(default_factory=list)
