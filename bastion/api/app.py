@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.api import admin as admin_api  # identity: tenants, users, keys
+from bastion.api import admin_experiments as admin_experiments_api  # experiments, results; /v1/feedback
 from bastion.api import admin_jobs as admin_jobs_api  # background jobs: list, inspect, cancel, retry
 from bastion.api import admin_ledger as admin_ledger_api  # ledger: interactions
 from bastion.api import admin_prompts as admin_prompts_api  # prompt vault admin routes
@@ -251,6 +252,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
             *admin_ledger_api.routes,
             *admin_prompts_api.routes,
             *admin_jobs_api.routes,
+            *admin_experiments_api.routes,
             *sessions_api.routes,
             *bulk_api.routes,
             *openapi_api.routes,

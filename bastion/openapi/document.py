@@ -25,6 +25,7 @@ from bastion.openapi.admin_models import ADMIN_MODELS
 from bastion.openapi.batch_operations import batch_components
 from bastion.openapi.bulk_operations import bulk_components
 from bastion.openapi.components import pydantic_components, ref, table_schema
+from bastion.openapi.experiment_operations import experiment_components
 from bastion.openapi.files_models import files_components
 from bastion.openapi.model_responses import ANTHROPIC_RESPONSE_MODELS, RESPONSE_MODELS
 from bastion.openapi.operation import CHAT_MODEL, EMBEDDING_MODEL, Operation, Param
@@ -91,6 +92,7 @@ TAGS = [
     {"name": "Admin: ledger", "description": "Recorded interactions (docs/LEDGER.md)."},
     {"name": "Admin: jobs", "description": "Background jobs: list, inspect, cancel, retry (docs/JOBS.md)."},
     {"name": "Admin: prompts", "description": "The prompt vault (docs/VAULT.md)."},
+    {"name": "Admin: experiments", "description": "Experiments, results and client feedback (docs/EXPERIMENTS.md)."},
     {"name": "Agent sessions", "description": "Conversations on vault prompts (docs/SESSIONS.md)."},
 ]
 
@@ -168,6 +170,7 @@ def components() -> dict[str, Any]:
         files_components(),
         batch_components(),
         bulk_components(),
+        experiment_components(),
     ]
     schemas: dict[str, Any] = {}
     for group in groups:
