@@ -1,6 +1,6 @@
 """Reading an experiment's data: results from the ledger, and bandit weight updates.
 
-A bandit update computes new traffic weights by Thompson sampling (top-two, a 1% floor per arm,
+A bandit update computes new traffic weights by Thompson sampling (top-two from three arms, a 1% floor per arm,
 ``bastion.stats.bandits``) on the experiment's primary metric: Beta posteriors for binomial
 metrics (a success is a request that did not count against the metric when lower is better),
 normal ones for the others. Update ``k`` draws from a generator seeded with
@@ -53,21 +53,23 @@ def bandit_seed(seed: str, round_number: int) -> int:
 
 
 def bandit_weights(experiment: Experiment, data: list[VariantData], seed: int) -> BanditWeights:
-    """Thompson-sampling weights on the primary metric (top-two, 1% floor)."""
+    """Thompson-sampling weights on the primary metric (1% floor; top-two with three arms or more:
+    with two, every draw ranks both arms in the top two and the split would stay even)."""
     metric = METRICS[experiment.metrics[0]]
     sums = [d.sums[metric.name] for d in data]
+    top_two = len(sums) > 2
     if metric.kind == "binomial":
         trials = [round(s.denominator_sum) for s in sums]
         hits = [round(s.numerator_sum) for s in sums]
         successes = [t - h for t, h in zip(trials, hits, strict=True)] if metric.inverse else hits
-        return thompson_beta(successes, trials, seed=seed, top_two=True)
+        return thompson_beta(successes, trials, seed=seed, top_two=top_two)
     arms: list[ArmStats] = []
     for s in sums:
         try:
             arms.append(ratio_arm(s))
         except StatsError:
             arms.append(ArmStats(n=0, mean=0.0, variance=0.0))  # no data yet: equal weights
-    return thompson_gaussian(arms, seed=seed, top_two=True, inverse=metric.inverse)
+    return thompson_gaussian(arms, seed=seed, top_two=top_two, inverse=metric.inverse)
 
 
 def _data_json(data: list[VariantData], metric: str) -> dict[str, Any]:
