@@ -11,7 +11,7 @@ untouched and is not counted.
 Inside, the request becomes the variant's: its prompt version or label, its model alias, its
 parameter overrides (which win over the client's and the prompt version's). The arm goes to the
 ledger (``ctx.experiment``) and to the client as ``x-bastion-experiment: <experiment>=<variant>``
-(names only, never prompt text). After auth (the tenant) and before the prompt stage (which then
+(names only, never prompt text), error answers included. After auth (the tenant) and before the prompt stage (which then
 renders the variant's prompt version).
 """
 
@@ -114,3 +114,8 @@ class ExperimentStage(Stage):
         apply_variant(ctx, arm)
         ctx.experiment = arm
         ctx.add_response_headers({HEADER: arm.header()})
+
+    async def on_complete(self, ctx: RequestContext) -> None:
+        # An error answer carries its headers on the exception: it names the arm too.
+        if ctx.experiment is not None and ctx.error is not None:
+            ctx.error.headers.setdefault(HEADER, ctx.experiment.header())
