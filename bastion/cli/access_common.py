@@ -100,6 +100,31 @@ def run(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]], *, cha
         raise fail(f"database error{hint}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
 
 
+def run_for_tenant(settings: Settings, tenant: str | None, work: Callable[[Database, str | None], Awaitable[T]]) -> T:
+    """Run ``work`` with the database and the id of the tenant named ``tenant`` (None: no tenant
+    given); a missing tenant and any failure are one line, as in every command."""
+    from bastion.auth import manage
+    from bastion.errors import NotFound
+
+    async def main() -> T:
+        async with database(settings) as db:
+            tenant_id = None
+            if tenant is not None:
+                async with db.session() as session:
+                    row = await manage.tenant_by_name(session, tenant)
+                if row is None:
+                    raise NotFound(f"No tenant named {tenant!r}.")
+                tenant_id = row.id
+            return await work(db, tenant_id)
+
+    try:
+        return asyncio.run(main())
+    except BastionError as exc:
+        raise fail(exc.message) from None
+    except (SQLAlchemyError, OSError) as exc:
+        raise fail(f"database error: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+
+
 async def invalidate_gateways(settings: Settings) -> None:
     """Bump the auth epoch so running gateways stop trusting cached credentials at once."""
     from bastion.auth.epoch import BUMP_SCRIPT, FileEpoch, epoch_file, new_generation

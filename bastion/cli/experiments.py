@@ -17,7 +17,6 @@ as fast as before.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -161,32 +160,13 @@ def _on_experiments(
     config: Path | None, data_dir: Path | None, tenant: str | None, work: Callable[[Any, str | None], Awaitable[T]]
 ) -> T:
     """Run ``work(service, tenant id)`` against the database of the configuration."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from bastion.auth import manage
-    from bastion.cli.access_common import database, fail, load
-    from bastion.errors import BastionError, NotFound
+    from bastion.cli.access_common import load, run_for_tenant
     from bastion.experiments.service import ExperimentService
 
-    settings = load(config, data_dir)
+    async def on_service(db: Any, tenant_id: str | None) -> T:
+        return await work(ExperimentService(db), tenant_id)
 
-    async def main() -> T:
-        async with database(settings) as db:
-            tenant_id = None
-            if tenant is not None:
-                async with db.session() as session:
-                    row = await manage.tenant_by_name(session, tenant)
-                if row is None:
-                    raise NotFound(f"No tenant named {tenant!r}.")
-                tenant_id = row.id
-            return await work(ExperimentService(db), tenant_id)
-
-    try:
-        return asyncio.run(main())
-    except BastionError as exc:
-        raise fail(exc.message) from None
-    except (SQLAlchemyError, OSError) as exc:
-        raise fail(f"database error: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    return run_for_tenant(load(config, data_dir), tenant, on_service)
 
 
 async def _tenant_of(service: Any, tenant_id: str | None, ref: str) -> str:

@@ -11,8 +11,6 @@ bandits optimise traffic, they are not a fixed-split test.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from datetime import timedelta
 from typing import Any
 
@@ -33,6 +31,7 @@ from bastion.stats.errors import StatsError
 from bastion.stats.ratio import ratio_arm
 from bastion.stats.summary import ArmStats
 from bastion.store.models import utcnow
+from bastion.store.periodic import PeriodicSweep
 
 log = structlog.get_logger("bastion.experiments")
 
@@ -168,28 +167,16 @@ class BanditUpdates:
     """Updates every running bandit experiment's weights every ``interval_s`` (a gateway lifecycle)."""
 
     def __init__(self, service: ExperimentService, interval_s: float) -> None:
-        self.service = service
-        self.interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
+        self._sweep = PeriodicSweep(
+            "bandit_updates",
+            lambda: interval_s,
+            lambda: update_all_bandits(service, min_age_s=interval_s / 2),
+            "bastion.experiments",
+            event="bandit_weights_updated",
+        )
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name="bandit-updates")
+        self._sweep.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                updated = await update_all_bandits(self.service, min_age_s=self.interval_s / 2)
-            except Exception as exc:  # database down or not migrated yet: try again next round
-                log.warning("bandit_updates_failed", error=f"{type(exc).__name__}: {exc}"[:300])
-            else:
-                if updated:
-                    log.info("bandit_weights_updated", experiments=updated)
+        await self._sweep.stop()

@@ -101,9 +101,9 @@ class Variant:
 
 
 @dataclass(frozen=True, slots=True)
-class Experiment:
-    id: str
-    tenant_id: str
+class Definition:
+    """What a client defines (everything but id, tenant, status and times)."""
+
     name: str
     hypothesis: str
     target: Target
@@ -112,11 +112,18 @@ class Experiment:
     coverage: float
     unit: Unit
     metrics: tuple[str, ...]
+    #: The assignment seed; "" until stored (then the experiment's id, unless set).
     seed: str
-    status: Status
     method: Method
     bandit: bool
-    correction: str = "holm"
+    correction: str
+
+
+@dataclass(frozen=True, slots=True)
+class Experiment(Definition):
+    id: str
+    tenant_id: str
+    status: Status
     created_at: datetime | None = None
     started_at: datetime | None = None
     stopped_at: datetime | None = None
@@ -287,24 +294,6 @@ def parse_metrics(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-@dataclass(frozen=True, slots=True)
-class Definition:
-    """What a client defines (everything but id, tenant, status and times)."""
-
-    name: str
-    hypothesis: str
-    target: Target
-    variants: tuple[Variant, ...]
-    weights: tuple[float, ...]
-    coverage: float
-    unit: Unit
-    metrics: tuple[str, ...]
-    seed: str | None
-    method: Method
-    bandit: bool
-    correction: str
-
-
 def parse_definition(body: Mapping[str, Any], base: Experiment | None = None) -> Definition:
     """A definition from a JSON body; with ``base``, the body updates it (absent fields stay)."""
     unknown = sorted(set(body) - CREATE_FIELDS)
@@ -341,7 +330,7 @@ def parse_definition(body: Mapping[str, Any], base: Experiment | None = None) ->
         coverage=coverage,
         unit=cast(Unit, _choice(merged.get("unit"), UNITS, "unit", "user")),
         metrics=parse_metrics(merged.get("metrics")),
-        seed=seed,
+        seed=seed or "",
         method=cast(Method, _choice(merged.get("method"), METHODS, "method", "bayesian")),
         bandit=bandit,
         correction=_choice(merged.get("correction"), CORRECTIONS, "correction", "holm"),

@@ -32,7 +32,7 @@ def _experiment(count: int, seed: str, weights: list[float] | None = None, cover
         variants=tuple(Variant(f"v{i}") for i in range(count)),
         weights=tuple(weights) if weights is not None else tuple([1.0 / count] * count),
         coverage=coverage, unit="user", metrics=("error_rate",), seed=seed, status="running",
-        method="bayesian", bandit=False,
+        method="bayesian", bandit=False, correction="holm",
     )  # fmt: skip
 
 

@@ -7,6 +7,7 @@ on the same database, and as ``bastion.stats.assignment`` computes it."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from bastion.experiments.model import HEADER
 from bastion.stats.assignment import assign
@@ -135,7 +136,7 @@ async def test_prompt_versions_are_rendered_for_their_variant(
     )
     seen: dict[str, int] = {"full": 0, "brief": 0}
     for i in range(16):
-        body = {"model": "prompt:helper", "messages": [{"role": "user", "content": f"q{i}"}]}
+        body: dict[str, Any] = {"model": "prompt:helper", "messages": [{"role": "user", "content": f"q{i}"}]}
         if i % 2:  # the same experiment by the bastion field, with the client's own model
             body = {**chat_body(), "bastion": {"prompt_id": "helper"}}
         response = await env.chat(body)

@@ -156,7 +156,7 @@ async def test_bandit_weights_are_reproducible_and_kept(database: Database) -> N
         await update_bandit(service, tenant_id, experiment.id)
     await service.start(tenant_id, experiment.id)
     rng = random.Random(11)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for variant, error_p in (("control", 0.3), ("fast", 0.1)):
         for i in range(200):
             rows.append({"experiment_variant": variant, "experiment_unit": f"{variant}-{i}", "latency_ms": 1.0,

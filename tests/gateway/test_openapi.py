@@ -329,11 +329,11 @@ async def test_every_operation_answers_as_documented(tmp_path: Path, fake: FakeU
         await call("DELETE", experiment, experiment_id=made["id"])
         interaction = chat.headers["x-request-id"]
 
-        async def recorded() -> bool:
+        async def chat_recorded() -> bool:
             answer = await gw.client.get(f"{admin}/interactions/{interaction}", headers=gw.admin)
             return answer.status_code == 200
 
-        await eventually(recorded, what="the first chat in the ledger")
+        await eventually(chat_recorded, what="the first chat in the ledger")
         await call("POST", "/v1/feedback", json={**example["createFeedback"], "interaction_id": interaction})
 
         # -- agent sessions, on the prompt made above
