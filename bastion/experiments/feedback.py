@@ -40,7 +40,7 @@ def parse_feedback(body: Any) -> tuple[str, float, str, str | None]:
     if (thumbs is None) == (score is None):
         raise InvalidRequest('Send either thumbs ("up" or "down") or a numeric score.', param="score")
     if thumbs is not None:
-        if thumbs not in THUMBS:
+        if not isinstance(thumbs, str) or thumbs not in THUMBS:
             raise InvalidRequest('thumbs must be "up" or "down".', param="thumbs")
         value, kind = THUMBS[thumbs], "thumbs"
     else:

@@ -130,6 +130,7 @@ async def test_feedback_is_tenant_isolated(experiment_gateway: ExperimentGateway
         ({"interaction_id": interaction}, "score"),
         ({"interaction_id": interaction, "thumbs": "up", "score": 1}, "score"),
         ({"interaction_id": interaction, "thumbs": "sideways"}, "thumbs"),
+        ({"interaction_id": interaction, "thumbs": {}}, "thumbs"),
         ({"interaction_id": interaction, "score": "high"}, "score"),
         ({"thumbs": "up"}, "interaction_id"),
     ]:
