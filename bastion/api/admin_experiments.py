@@ -11,6 +11,7 @@ of the caller's tenant (else 404).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -51,10 +52,20 @@ def _ref(request: Request) -> str:
     return ref
 
 
+def _is_chat_model(request: Request) -> Callable[[str], bool]:
+    groups = gateway(request).services.router.groups
+
+    def known(alias: str) -> bool:
+        group = groups.get(alias)
+        return group is not None and group.kind == "chat"
+
+    return known
+
+
 async def experiments(request: Request) -> Response:
     if request.method == "POST":
         principal, service = await _caller(request, Permission.WRITE_PROMPTS)
-        created = await service.create(principal.tenant_id, await _body(request))
+        created = await service.create(principal.tenant_id, await _body(request), _is_chat_model(request))
         return json_response(created.to_json(), status=201)
     principal, service = await _caller(request, Permission.READ_LEDGER)
     status = _text(request, "status", 16)
@@ -72,7 +83,7 @@ async def experiment(request: Request) -> Response:
     if request.method == "DELETE":
         await service.delete(principal.tenant_id, _ref(request))
         return json_response({"deleted": True})
-    updated = await service.update(principal.tenant_id, _ref(request), await _body(request))
+    updated = await service.update(principal.tenant_id, _ref(request), await _body(request), _is_chat_model(request))
     return json_response(updated.to_json())
 
 

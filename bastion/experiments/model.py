@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal, cast
@@ -335,6 +335,16 @@ def parse_definition(body: Mapping[str, Any], base: Experiment | None = None) ->
         bandit=bandit,
         correction=_choice(merged.get("correction"), CORRECTIONS, "correction", "holm"),
     )
+
+
+def check_models(definition: Definition, is_chat_model: Callable[[str], bool]) -> None:
+    """400 when the target or a variant names a model alias the gateway does not serve for chat."""
+    named = [("target.model", definition.target.model)] + [
+        (f"variants[{i}].model", v.model) for i, v in enumerate(definition.variants)
+    ]
+    for param, alias in named:
+        if alias is not None and not is_chat_model(alias):
+            raise _fail(f"{param}: {alias[:64]!r} is not a chat model of this gateway.", param)
 
 
 def _definition_json(experiment: Experiment) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from bastion.experiments.model import (
     Target,
     Unit,
     Variant,
+    check_models,
     parse_definition,
 )
 from bastion.experiments.models import ExperimentRow
@@ -116,8 +117,13 @@ class ExperimentService:
 
     # -- administration --------------------------------------------------------------------------
 
-    async def create(self, tenant_id: str, body: dict[str, object]) -> Experiment:
+    async def create(
+        self, tenant_id: str, body: dict[str, object], is_chat_model: Callable[[str], bool] | None = None
+    ) -> Experiment:
+        """A draft from a JSON body; ``is_chat_model`` (the gateway's aliases) checks the models named."""
         definition = parse_definition(body)
+        if is_chat_model is not None:
+            check_models(definition, is_chat_model)
         try:
             async with self.db.transaction() as session:
                 row = new_row(tenant_id, definition, new_id())
@@ -137,7 +143,9 @@ class ExperimentService:
         async with self.db.session() as session:
             return [to_experiment(row) for row in await list_rows(session, tenant_id, status)]
 
-    async def update(self, tenant_id: str, ref: str, body: dict[str, object]) -> Experiment:
+    async def update(
+        self, tenant_id: str, ref: str, body: dict[str, object], is_chat_model: Callable[[str], bool] | None = None
+    ) -> Experiment:
         try:
             async with self.db.transaction() as session:
                 row = await self._row(session, tenant_id, ref)
@@ -148,7 +156,10 @@ class ExperimentService:
                         f"The experiment has started: {fields} can no longer change (it would move units "
                         "between variants). Stop it and create a new one."
                     )
-                apply_definition(row, parse_definition(body, current))
+                definition = parse_definition(body, current)
+                if is_chat_model is not None:
+                    check_models(definition, is_chat_model)
+                apply_definition(row, definition)
                 updated = to_experiment(row)
         except IntegrityError:
             raise Conflict("An experiment with that name exists already.", param="name") from None

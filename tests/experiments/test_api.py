@@ -90,6 +90,8 @@ async def test_another_tenant_sees_nothing(experiment_gateway: ExperimentGateway
         ({"metrics": ["happiness"]}, "metrics"),
         ({"method": "magic"}, "method"),
         ({"colour": "red"}, "colour"),
+        ({"variants": [{"name": "a"}, {"name": "b", "model": "no-such-model"}]}, "variants[1].model"),
+        ({"target": {"model": "no-such-model"}}, "target.model"),
     ],
 )
 async def test_bad_definitions_are_400_naming_the_field(
