@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 from bastion.errors import Conflict
-from bastion.experiments.analysis import bandit_seed, experiment_results, update_bandit, weights_history
+from bastion.experiments.analysis import (
+    bandit_seed,
+    experiment_results,
+    update_all_bandits,
+    update_bandit,
+    weights_history,
+)
 from bastion.experiments.model import Arm, Variant
 from bastion.experiments.models import Feedback
 from bastion.experiments.report import text_report
@@ -171,7 +177,10 @@ async def test_bandit_weights_are_reproducible_and_kept(database: Database) -> N
     reference = thompson_beta([200 - errors["control"], 200 - errors["fast"]], [200, 200], seed=first["seed"])
     assert first["weights"] == pytest.approx(list(reference.weights))
     assert first["weights"][1] > 0.5 and min(first["weights"]) >= 0.01  # the better arm gains, the floor holds
-    second = await update_bandit(service, tenant_id, experiment.id)
+    # The periodic job: experiments changed within min_age_s are left alone, the others updated.
+    assert await update_all_bandits(service, min_age_s=3600) == 0
+    assert await update_all_bandits(service) == 1
+    second = (await weights_history(service, tenant_id, experiment.id))[-1]
     assert second["round"] == 2 and second["seed"] != first["seed"]
     history = await weights_history(service, tenant_id, experiment.id)
     assert [h["round"] for h in history] == [1, 2]
