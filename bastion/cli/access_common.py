@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -117,6 +117,11 @@ def run_for_tenant(settings: Settings, tenant: str | None, work: Callable[[Datab
                 tenant_id = row.id
             return await work(db, tenant_id)
 
+    return run_reporting(main)
+
+
+def run_reporting(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run(main())``, with a refusal or a database failure as one line (exit status 1)."""
     try:
         return asyncio.run(main())
     except BastionError as exc:
