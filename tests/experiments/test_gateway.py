@@ -113,6 +113,11 @@ async def test_units_by_header_key_and_request(experiment_gateway: ExperimentGat
     response = await env.chat(chat_body(), **{"x-bastion-user": "user-7"})
     variant = expected_variant(experiment["seed"], "user-7", ["control", "b-cool"])
     assert response.headers[HEADER] == f"by-header={variant}"
+    # A stream names its arm too, and the ledger has its time to first token for ttft_ms.
+    streamed = await env.chat(chat_body(stream=True), **{"x-bastion-user": "user-7"})
+    assert streamed.status_code == 200 and streamed.headers[HEADER] == f"by-header={variant}"
+    rows = await env.rows(2, experiment["id"])
+    assert [row.ttft_ms is not None for row in rows if row.stream] == [True]
 
 
 async def test_prompt_versions_are_rendered_for_their_variant(
