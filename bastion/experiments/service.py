@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -118,7 +119,7 @@ class ExperimentService:
     # -- administration --------------------------------------------------------------------------
 
     async def create(
-        self, tenant_id: str, body: dict[str, object], is_chat_model: Callable[[str], bool] | None = None
+        self, tenant_id: str, body: Mapping[str, Any], is_chat_model: Callable[[str], bool] | None = None
     ) -> Experiment:
         """A draft from a JSON body; ``is_chat_model`` (the gateway's aliases) checks the models named."""
         definition = parse_definition(body)
@@ -144,7 +145,7 @@ class ExperimentService:
             return [to_experiment(row) for row in await list_rows(session, tenant_id, status)]
 
     async def update(
-        self, tenant_id: str, ref: str, body: dict[str, object], is_chat_model: Callable[[str], bool] | None = None
+        self, tenant_id: str, ref: str, body: Mapping[str, Any], is_chat_model: Callable[[str], bool] | None = None
     ) -> Experiment:
         try:
             async with self.db.transaction() as session:
