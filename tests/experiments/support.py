@@ -26,14 +26,17 @@ PROMPTS_URL = "/api/v1/admin/ai/prompts"
 MODELS = {"exp-a": "exp-upstream-a", "exp-b": "exp-upstream-b"}
 
 
-def gateway_settings(database_url: str, data_dir: Path, fake: FakeUpstream, **overrides: Any) -> Settings:
+def gateway_settings(
+    database_url: str, data_dir: Path, fake: FakeUpstream, extra_models: list[dict[str, Any]] | None = None,
+    **overrides: Any,
+) -> Settings:  # fmt: skip
     models = [
         {"name": alias, "deployments": [{"provider": "openai", "model": upstream, "api_base": fake.openai_base,
                                          "api_key": "test-key"}]}
         for alias, upstream in MODELS.items()
     ]  # fmt: skip
     values: dict[str, Any] = {
-        "models": models,
+        "models": models + (extra_models or []),
         "ledger": {"enabled": True, "flush_interval_s": 0.05},
         # Scripted upstream errors must reach the ledger as errors: no retry, no breaker.
         "router": {"retries": 0, "breaker": {"failure_threshold": 1_000_000}},
