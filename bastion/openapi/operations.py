@@ -312,6 +312,8 @@ LEDGER_OPERATIONS = [
             query("model", {"type": "string", "maxLength": 256}),
             query("status", {"type": "integer", "minimum": 100, "maximum": 599}, "HTTP status."),
             query("flagged", {"type": "boolean"}, "Flagged by the guard."),
+            query("experiment_id", {"type": "string", "maxLength": 32}, "Assigned to this experiment."),
+            query("experiment_variant", {"type": "string", "maxLength": 64}, "Assigned to this variant."),
             query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "Page size (default 50)."),
             query("cursor", {"type": "string", "maxLength": 512}, "The `next_cursor` of the previous page."),
         ),

@@ -69,6 +69,15 @@ async def test_requests_get_their_variant_header_and_ledger_arm(
     # One unit, one digest: a user's rows share it; the raw user id is not stored.
     assert len({row.experiment_unit for row in rows}) == len(USERS)
     assert not any(row.experiment_unit in USERS for row in rows)
+    # The ledger's admin listing filters by arm.
+    listed = await env.client.get(
+        "/api/v1/admin/interactions",
+        params={"experiment_id": experiment["id"], "experiment_variant": "b-cool"},
+        headers=env.auth("acme-viewer"),
+    )
+    assert listed.status_code == 200
+    assert {row["experiment_variant"] for row in listed.json()["data"]} == {"b-cool"}
+    assert len(listed.json()["data"]) == sum(1 for row in rows if row.experiment_variant == "b-cool")
 
 
 async def test_outside_the_target_coverage_or_tenant_nothing_changes(
