@@ -93,6 +93,8 @@ def parse_filter(request: Request, tenant_id: str) -> InteractionFilter:
         model=_text(request, "model"),
         status=_int(request, "status", 100, 599),
         flagged=_bool(request, "flagged"),
+        experiment_id=_text(request, "experiment_id", 32),
+        experiment_variant=_text(request, "experiment_variant", 64),
     )
 
 

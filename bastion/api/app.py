@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.api import admin as admin_api  # identity: tenants, users, keys
 from bastion.api import admin_analyzer as admin_analyzer_api  # prompt analysis and rewrites
+from bastion.api import admin_experiments as admin_experiments_api  # experiments, results; /v1/feedback
 from bastion.api import admin_jobs as admin_jobs_api  # background jobs: list, inspect, cancel, retry
 from bastion.api import admin_ledger as admin_ledger_api  # ledger: interactions
 from bastion.api import admin_prompts as admin_prompts_api  # prompt vault admin routes
@@ -256,6 +257,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
             *admin_analyzer_api.routes,
             *admin_jobs_api.routes,
             *admin_review_api.routes,
+            *admin_experiments_api.routes,
             *sessions_api.routes,
             *bulk_api.routes,
             *knowledge_api.routes,

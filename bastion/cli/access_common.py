@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -98,6 +98,36 @@ def run(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]], *, cha
     except (SQLAlchemyError, OSError) as exc:
         hint = "" if settings.database_url is None else " (has `bastion db upgrade` been run?)"
         raise fail(f"database error{hint}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+
+
+def run_for_tenant(settings: Settings, tenant: str | None, work: Callable[[Database, str | None], Awaitable[T]]) -> T:
+    """Run ``work`` with the database and the id of the tenant named ``tenant`` (None: no tenant
+    given); a missing tenant and any failure are one line, as in every command."""
+    from bastion.auth import manage
+    from bastion.errors import NotFound
+
+    async def main() -> T:
+        async with database(settings) as db:
+            tenant_id = None
+            if tenant is not None:
+                async with db.session() as session:
+                    row = await manage.tenant_by_name(session, tenant)
+                if row is None:
+                    raise NotFound(f"No tenant named {tenant!r}.")
+                tenant_id = row.id
+            return await work(db, tenant_id)
+
+    return run_reporting(main)
+
+
+def run_reporting(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run(main())``, with a refusal or a database failure as one line (exit status 1)."""
+    try:
+        return asyncio.run(main())
+    except BastionError as exc:
+        raise fail(exc.message) from None
+    except (SQLAlchemyError, OSError) as exc:
+        raise fail(f"database error: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
 
 
 async def invalidate_gateways(settings: Settings) -> None:

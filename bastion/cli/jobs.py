@@ -3,18 +3,16 @@ operations as ``/api/v1/admin/jobs``, across every tenant unless ``--tenant`` na
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
-from sqlalchemy.exc import SQLAlchemyError
 
 from bastion.auth import manage
-from bastion.cli.access_common import ConfigOption, DataDirOption, database, fail, load
+from bastion.cli.access_common import ConfigOption, DataDirOption, database, fail, load, run_reporting
 from bastion.config.settings import Settings
-from bastion.errors import BastionError, NotFound
+from bastion.errors import NotFound
 from bastion.jobs.model import STATES, JobFilter, job_json
 from bastion.jobs.runner import job_summary
 from bastion.jobs.service import JobService
@@ -40,12 +38,7 @@ def _run(settings: Settings, work: Callable[[JobService], Awaitable[T]], *, brok
             finally:
                 await service.stop()
 
-    try:
-        return asyncio.run(main())
-    except BastionError as exc:
-        raise fail(exc.message) from None
-    except (SQLAlchemyError, OSError) as exc:
-        raise fail(f"database error: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    return run_reporting(main)
 
 
 async def _tenant_id(service: JobService, tenant: str | None) -> str | None:

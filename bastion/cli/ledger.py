@@ -6,19 +6,16 @@ the API, every read is scoped to one tenant. Run it with the gateway's data dire
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import typer
-from sqlalchemy.exc import SQLAlchemyError
 
-from bastion.auth import manage
-from bastion.cli.access_common import ConfigOption, DataDirOption, database, fail, load
+from bastion.cli.access_common import ConfigOption, DataDirOption, fail, load, run_for_tenant
 from bastion.config.settings import Settings
-from bastion.errors import BastionError, NotFound
+from bastion.errors import NotFound
 from bastion.ledger.store import MAX_PAGE, InteractionFilter, get_interaction, list_interactions, to_json
 from bastion.store.db import Database
 
@@ -42,20 +39,11 @@ def _time(value: str | None, name: str) -> datetime | None:
 def _read(settings: Settings, tenant: str, work: Callable[[Database, str], Awaitable[T]]) -> T:
     """Run ``work`` with the database and the tenant's id; failures are one line, as in every command."""
 
-    async def main() -> T:
-        async with database(settings) as db:
-            async with db.session() as session:
-                row = await manage.tenant_by_name(session, tenant)
-            if row is None:
-                raise NotFound(f"No tenant named {tenant!r}.")
-            return await work(db, row.id)
+    async def with_tenant(db: Database, tenant_id: str | None) -> T:
+        assert tenant_id is not None  # a tenant name was given
+        return await work(db, tenant_id)
 
-    try:
-        return asyncio.run(main())
-    except BastionError as exc:
-        raise fail(exc.message) from None
-    except (SQLAlchemyError, OSError) as exc:
-        raise fail(f"database error: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    return run_for_tenant(settings, tenant, with_tenant)
 
 
 @app.command("list")

@@ -494,6 +494,18 @@ class ReviewSettings(Strict):
     )
 
 
+class ExperimentsSettings(Strict):
+    """Experiments on the gateway's traffic (docs/EXPERIMENTS.md)."""
+
+    enabled: bool = Field(True, description="Assign requests to running experiments (the experiment stage).")
+    cache_ttl_s: float = Field(
+        5.0, gt=0, description="How long a process reuses a tenant's running experiments before reading them again."
+    )
+    bandit_interval_s: float = Field(
+        3600.0, gt=0, description="How often running bandit experiments get new weights from the ledger."
+    )
+
+
 class GuardSettings(Strict):
     """The guard on the request path (``bastion/gateway/stages/guard_in.py`` / ``guard_out.py``, docs/GUARD.md).
 
@@ -559,6 +571,7 @@ class Settings(Strict):
         default_factory=KnowledgeSettings
     )  # collections, retrieval (docs/KNOWLEDGE.md)
     review: ReviewSettings = Field(default_factory=ReviewSettings)  # review, datasets (docs/REVIEW.md)
+    experiments: ExperimentsSettings = Field(default_factory=ExperimentsSettings)  # docs/EXPERIMENTS.md
 
     #: Configuration keys that were read but have no effect (a LiteLLM file's), for warnings.
     _ignored_keys: list[str] = PrivateAttr(default_factory=list)

@@ -23,6 +23,8 @@ from bastion.bulk.model import JOB_KIND as BULK_JOB
 from bastion.bulk.run import BulkRun
 from bastion.cache.service import ResponseCache
 from bastion.config.settings import Settings
+from bastion.experiments.analysis import BanditUpdates
+from bastion.experiments.service import ExperimentService
 from bastion.files.service import FileService
 from bastion.gateway.batch_lines import PipelineLines
 from bastion.gateway.bulk_lines import PipelineBulk
@@ -34,6 +36,7 @@ from bastion.gateway.stage import Stage
 from bastion.gateway.stages.auth import AuthStage
 from bastion.gateway.stages.cache import CacheStage
 from bastion.gateway.stages.cost import CostStage
+from bastion.gateway.stages.experiment import ExperimentStage
 from bastion.gateway.stages.guard_in import GuardInStage
 from bastion.gateway.stages.guard_out import GuardOutStage
 from bastion.gateway.stages.knowledge import KnowledgeStage
@@ -121,6 +124,7 @@ def build_services(settings: Settings, *, job_workers: int | None = None) -> Ser
         jobs=jobs,
         batches=BatchService(BatchStore(db), files, jobs),
         cache=build_cache(settings),
+        experiments=ExperimentService(db, cache_ttl_s=settings.experiments.cache_ttl_s),
         knowledge=build_knowledge(settings, db),
         review=ReviewService(db, settings.review, ledger_default_mode=settings.ledger.default_mode),
         datasets=build_datasets(settings, db, files, vault, jobs),
@@ -235,14 +239,18 @@ def build_stages(services: Services) -> list[Stage]:
     ``on_response``/``on_stream``/``on_complete`` bottom to top. A stage whose service is off is
     left out."""
     settings = services.settings
+    default_tenant = DefaultTenantId(services.db, settings.auth.default_tenant)
     stages: list[Stage | None] = [
         AuthStage(services.authenticator),  # who is calling; rejects before anything is recorded
         # Completes last: records what every later stage decided.
         LedgerStage(services.ledger, settings.ledger.default_mode) if services.ledger is not None else None,
         MetricsStage(),
+        # Assigns the request to a running experiment's variant and rewrites it (prompt version,
+        # model, parameters): after auth (the tenant), before prompt (which renders the variant's).
+        ExperimentStage(services.experiments, default_tenant) if settings.experiments.enabled else None,
         # Vault prompt reference -> real upstream messages; before limits, so budgets and token
         # limits estimate the prompt actually sent.
-        PromptStage(services.vault, DefaultTenantId(services.db, settings.auth.default_tenant)),
+        PromptStage(services.vault, default_tenant),
         # Scans the request (policy from tenant/user/key/prompt, so after auth and prompt) before
         # limits and routing: a blocked request costs no budget and no upstream call.
         GuardInStage(services.guard) if services.guard is not None else None,
@@ -285,6 +293,7 @@ def lifecycles(services: Services) -> list[Lifecycle]:
         services.files,
         services.router,
         services.jobs,  # after the router: handlers may call models; stopped first
+        BanditUpdates(services.experiments, services.settings.experiments.bandit_interval_s),
     ]
 
 

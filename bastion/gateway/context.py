@@ -17,6 +17,7 @@ from bastion.cache.state import CacheState
 from bastion.dialects.errors import Dialect
 from bastion.dialects.extension import BastionExtension
 from bastion.errors import BastionError
+from bastion.experiments.model import Arm
 from bastion.guard.state import GuardState, PlantedPrompt
 from bastion.knowledge.citations import Sources
 from bastion.limits.plan import Ticket
@@ -89,6 +90,8 @@ class RequestContext:
     ledger_extra: dict[str, Any] | None = None
     #: The retrieved sources placed in the context and the answer's citations (the knowledge stage).
     knowledge: Sources | None = None
+    #: The experiment arm the request was assigned to (the experiment stage), for the ledger.
+    experiment: Arm | None = None
     #: What the response cache decided (the cache stage): bypass, miss, hit, semantic hit.
     cache: CacheState | None = None
     #: A Responses request as the client sent it, for a ``responses: native`` deployment to pass

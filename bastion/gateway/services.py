@@ -15,6 +15,7 @@ from bastion.auth.authenticator import Authenticator
 from bastion.batches.service import BatchService
 from bastion.cache.service import ResponseCache
 from bastion.config.settings import Settings
+from bastion.experiments.service import ExperimentService
 from bastion.files.service import FileService
 from bastion.guard.service import GuardService
 from bastion.jobs.service import JobService
@@ -63,6 +64,8 @@ class Services:
     jobs: JobService
     #: The OpenAI and Anthropic batch APIs (their lines run as jobs of kind ``batch``).
     batches: BatchService
+    #: Experiments: definitions, the running ones (cached for the experiment stage), results.
+    experiments: ExperimentService
     #: The response caches; None: ``cache.enabled`` is false.
     cache: ResponseCache | None = None
     #: Knowledge collections and retrieval (ingestion runs as ``knowledge_ingest`` jobs).

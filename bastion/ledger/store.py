@@ -129,6 +129,8 @@ class InteractionFilter:
     model: str | None = None
     status: int | None = None
     flagged: bool | None = None
+    experiment_id: str | None = None
+    experiment_variant: str | None = None
 
 
 def encode_cursor(created_at: datetime, interaction_id: str) -> str:
@@ -166,6 +168,10 @@ def _filtered(query: Select[Any], f: InteractionFilter) -> Select[Any]:
         conditions.append(table.status == f.status)
     if f.flagged is not None:
         conditions.append(table.flagged == f.flagged)
+    if f.experiment_id is not None:
+        conditions.append(table.experiment_id == f.experiment_id)
+    if f.experiment_variant is not None:
+        conditions.append(table.experiment_variant == f.experiment_variant)
     return query.where(*conditions)
 
 

@@ -26,6 +26,7 @@ from bastion.openapi.analyzer_operations import analyzer_components
 from bastion.openapi.batch_operations import batch_components
 from bastion.openapi.bulk_operations import bulk_components
 from bastion.openapi.components import pydantic_components, ref, table_schema
+from bastion.openapi.experiment_operations import experiment_components
 from bastion.openapi.files_models import files_components
 from bastion.openapi.knowledge_operations import TAG as KNOWLEDGE_TAG
 from bastion.openapi.knowledge_operations import TAG_DESCRIPTION as KNOWLEDGE_TAG_DESCRIPTION
@@ -97,6 +98,7 @@ TAGS = [
     {"name": "Admin: ledger", "description": "Recorded interactions (docs/LEDGER.md)."},
     {"name": "Admin: jobs", "description": "Background jobs: list, inspect, cancel, retry (docs/JOBS.md)."},
     {"name": "Admin: prompts", "description": "The prompt vault (docs/VAULT.md)."},
+    {"name": "Admin: experiments", "description": "Experiments, results and client feedback (docs/EXPERIMENTS.md)."},
     {"name": "Agent sessions", "description": "Conversations on vault prompts (docs/SESSIONS.md)."},
     {"name": KNOWLEDGE_TAG, "description": KNOWLEDGE_TAG_DESCRIPTION},
 ]
@@ -178,6 +180,7 @@ def components() -> dict[str, Any]:
         knowledge_components(),
         analyzer_components(),
         review_components(),
+        experiment_components(),
     ]
     schemas: dict[str, Any] = {}
     for group in groups:

@@ -12,6 +12,7 @@ from bastion.openapi.analyzer_operations import ANALYZER_OPERATIONS
 from bastion.openapi.batch_operations import BATCH_OPERATIONS
 from bastion.openapi.bulk_operations import BULK_OPERATIONS
 from bastion.openapi.components import ref
+from bastion.openapi.experiment_operations import EXPERIMENT_OPERATIONS
 from bastion.openapi.knowledge_operations import KNOWLEDGE_OPERATIONS
 from bastion.openapi.operation import (
     CHAT_MODEL,
@@ -314,6 +315,8 @@ LEDGER_OPERATIONS = [
             query("model", {"type": "string", "maxLength": 256}),
             query("status", {"type": "integer", "minimum": 100, "maximum": 599}, "HTTP status."),
             query("flagged", {"type": "boolean"}, "Flagged by the guard."),
+            query("experiment_id", {"type": "string", "maxLength": 32}, "Assigned to this experiment."),
+            query("experiment_variant", {"type": "string", "maxLength": 64}, "Assigned to this variant."),
             query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "Page size (default 50)."),
             query("cursor", {"type": "string", "maxLength": 512}, "The `next_cursor` of the previous page."),
         ),
@@ -465,4 +468,5 @@ OPERATIONS: list[Operation] = [
     *BULK_OPERATIONS,
     *KNOWLEDGE_OPERATIONS,
     *REVIEW_OPERATIONS,
+    *EXPERIMENT_OPERATIONS,
 ]

@@ -105,6 +105,7 @@ class Interaction(Base):
         Index("ix_interactions_tenant_user_time", "tenant_id", "user_id", "created_at"),
         Index("ix_interactions_tenant_model_time", "tenant_id", "model", "created_at"),
         Index("ix_interactions_tenant_status_time", "tenant_id", "status", "created_at"),
+        Index("ix_interactions_tenant_experiment", "tenant_id", "experiment_id"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the request id
@@ -148,6 +149,11 @@ class Interaction(Base):
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)
     guard: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    #: The experiment arm the request was assigned to, and the unit (user, session, key or
+    #: request id) it was assigned by (docs/EXPERIMENTS.md).
+    experiment_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    experiment_variant: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    experiment_unit: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 class AuditEvent(Base):

@@ -15,12 +15,19 @@ import structlog
 
 class PeriodicSweep:
     """Runs ``sweep`` every ``interval_s`` seconds between ``start`` and ``stop``; ``sweep`` returns
-    how many things it removed, logged as ``<name>_expired`` when not zero."""
+    how many things it removed (or otherwise handled), logged as ``event`` (default
+    ``<name>_expired``) when not zero."""
 
     def __init__(
-        self, name: str, interval_s: Callable[[], float], sweep: Callable[[], Awaitable[int]], logger_name: str
+        self,
+        name: str,
+        interval_s: Callable[[], float],
+        sweep: Callable[[], Awaitable[int]],
+        logger_name: str,
+        event: str | None = None,
     ) -> None:
         self.name = name
+        self._event = event or f"{name}_expired"
         self._interval_s = interval_s
         self._sweep = sweep
         self._log = structlog.get_logger(logger_name)
@@ -46,4 +53,4 @@ class PeriodicSweep:
                 self._log.warning(f"{self.name}_sweep_failed", error=f"{type(exc).__name__}: {exc}"[:300])
             else:
                 if removed:
-                    self._log.info(f"{self.name}_expired", count=removed)
+                    self._log.info(self._event, count=removed)

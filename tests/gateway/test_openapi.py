@@ -404,6 +404,36 @@ async def test_every_operation_answers_as_documented(tmp_path: Path, fake: FakeU
         await call("POST", f"{prompt}/clone", prompt_id="support-bot", json=example["clonePrompt"])
         await call("POST", f"{prompt}/archive", prompt_id=example["clonePrompt"]["new_prompt_id"])
 
+        # -- experiments, on the prompt made above; feedback on the first chat's interaction
+        experiments, experiment = f"{admin}/experiments", f"{admin}/experiments/{{experiment_id}}"
+        made = (await call("POST", experiments, json=example["createExperiment"])).json()
+        await call("PATCH", experiment, experiment_id=made["id"], json=example["updateExperiment"])
+        await call("POST", f"{experiment}/start", experiment_id=made["id"])
+        await call("GET", experiments, query="?status=running")
+        await call("GET", experiment, experiment_id=made["name"])
+        await call("GET", f"{experiment}/results", experiment_id=made["id"])
+        await call("GET", f"{experiment}/report", experiment_id=made["id"])
+        bandit = {
+            "name": "bandit",
+            "target": {"model": CHAT},
+            "variants": [{"name": "a"}, {"name": "b"}],
+            "bandit": True,
+        }
+        bandit_id = (await call("POST", experiments, json=bandit)).json()["id"]
+        await call("POST", f"{experiment}/start", experiment_id=bandit_id)
+        await call("POST", f"{experiment}/weights", experiment_id=bandit_id)
+        await call("GET", f"{experiment}/weights", experiment_id=bandit_id)
+        await call("POST", f"{experiment}/stop", experiment_id=made["id"])
+        await call("DELETE", experiment, experiment_id=made["id"])
+        interaction = chat.headers["x-request-id"]
+
+        async def chat_recorded() -> bool:
+            answer = await gw.client.get(f"{admin}/interactions/{interaction}", headers=gw.admin)
+            return answer.status_code == 200
+
+        await eventually(chat_recorded, what="the first chat in the ledger")
+        await call("POST", "/v1/feedback", json={**example["createFeedback"], "interaction_id": interaction})
+
         # -- agent sessions, on the prompt made above
         sessions = "/api/v1/ai/sessions"
         started = (await call("POST", f"{sessions}/start", json=example["startSession"])).json()

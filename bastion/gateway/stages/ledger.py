@@ -76,6 +76,11 @@ def build_record(ctx: RequestContext, mode: str) -> dict[str, Any]:
         "guard": guard,
         "extra": ctx.ledger_extra,
     }
+    arm = ctx.experiment
+    if arm is not None:
+        record["experiment_id"] = arm.experiment_id
+        record["experiment_variant"] = arm.variant.name
+        record["experiment_unit"] = arm.unit_key
     if ctx.flag_reason is not None:
         record["extra"] = {**(ctx.ledger_extra or {}), "flag_reason": ctx.flag_reason}
     if mode != METADATA:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from bastion.batches import models as batch_models  # noqa: F401  (registers the batches table)
+from bastion.experiments import models as experiment_models  # noqa: F401  (registers the experiment tables)
 from bastion.files import models as file_models  # noqa: F401  (registers the files table)
 from bastion.knowledge import models as knowledge_models  # noqa: F401  (registers the knowledge tables)
 from bastion.responses import models as response_models  # noqa: F401  (registers the stored-responses table)

@@ -2,7 +2,7 @@
 their immutable versions and frozen examples, and the export history
 
 Revision ID: 0014_review
-Revises: 0008_knowledge
+Revises: 0009_experiments
 Create Date: 2026-12-06
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0014_review"
-down_revision = "0008_knowledge"
+down_revision = "0009_experiments"
 branch_labels = None
 depends_on = None
 
