@@ -42,6 +42,10 @@ def _query(tenant_id: str, purpose: str, f: CandidateFilter) -> Select[Any]:
         value = getattr(f, name)
         if value is not None:
             conditions.append(getattr(t, name) == value)
+    if f.experiment_id is not None:
+        conditions.append(t.experiment_id == f.experiment_id)
+    if f.experiment_arm is not None:
+        conditions.append(t.experiment_variant == f.experiment_arm)
     if f.since is not None:
         conditions.append(t.created_at >= f.since)
     if f.until is not None:
@@ -67,12 +71,6 @@ def _guard_matches(guard: Any, f: CandidateFilter) -> bool:
     return True
 
 
-def _arm_matches(extra: Any, f: CandidateFilter) -> bool:
-    if f.experiment_arm is None:
-        return True
-    return isinstance(extra, dict) and f.experiment_arm in (extra.get("arm"), extra.get("experiment_arm"))
-
-
 async def _rows(db: Database, tenant_id: str, purpose: str, f: CandidateFilter, scan: int) -> AsyncIterator[Any]:
     query = _query(tenant_id, purpose, f)
     offset = 0
@@ -80,7 +78,7 @@ async def _rows(db: Database, tenant_id: str, purpose: str, f: CandidateFilter, 
         while offset < scan:
             rows = (await connection.execute(query.limit(_PAGE).offset(offset))).all()
             for row in rows:
-                if _guard_matches(row.guard, f) and _arm_matches(row.extra, f):
+                if _guard_matches(row.guard, f):
                     yield row
             if len(rows) < _PAGE:
                 return

@@ -25,7 +25,7 @@ MIN_LEASE_S, MAX_LEASE_S = 10, 86_400
 FILTER_FIELDS: Final = frozenset(
     {
         "from", "to", "model", "prompt_id", "prompt_version", "key_id", "user_id", "session_id", "flagged",
-        "guard_action", "guard_scanner", "experiment_arm", "limit",
+        "guard_action", "guard_scanner", "experiment_id", "experiment_arm", "limit",
     }
 )  # fmt: skip
 PREPARE_FIELDS: Final = frozenset({"name", "purpose", "kind", "filter", "reviewers_per_item", "lease_s"})
@@ -118,7 +118,8 @@ class CandidateFilter:
     #: The guard's overall action (allow, flag, redact, block) and/or a scanner that flagged.
     guard_action: str | None = None
     guard_scanner: str | None = None
-    #: The experiment arm recorded in the interaction's ``extra`` (``arm``).
+    #: The experiment and the variant (arm) the experiment stage recorded in the ledger.
+    experiment_id: str | None = None
     experiment_arm: str | None = None
     limit: int = DEFAULT_PREPARE
 
@@ -140,7 +141,8 @@ class CandidateFilter:
             flagged=bool_field(body, "flagged"),
             guard_action=text_field(body, "guard_action", 16),
             guard_scanner=text_field(body, "guard_scanner", 64),
-            experiment_arm=text_field(body, "experiment_arm", 128),
+            experiment_id=text_field(body, "experiment_id", 32),
+            experiment_arm=text_field(body, "experiment_arm", 64),
             limit=int_field(body, "limit", 1, MAX_PREPARE, DEFAULT_PREPARE) or DEFAULT_PREPARE,
         )
 
@@ -150,7 +152,7 @@ class CandidateFilter:
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
-        for name in ("guard_action", "guard_scanner", "experiment_arm"):
+        for name in ("guard_action", "guard_scanner", "experiment_id", "experiment_arm"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value

@@ -229,3 +229,22 @@ async def test_concurrent_prepares_queue_each_interaction_once(database: Databas
     async with database.session() as session:
         queued = list(await session.scalars(select(ReviewItem.interaction_id)))
     assert sorted(queued) == sorted(acme)
+
+
+async def test_prepare_filters_on_the_experiment_arm_the_ledger_recorded(database: Database) -> None:
+    ids = await tenants(database, "acme")
+    rows = [
+        interaction(ids["acme"], i, experiment_id="exp1", experiment_variant="control" if i % 2 else "treatment")
+        for i in range(6)
+    ]
+    rows.append(interaction(ids["acme"], 50, experiment_id="exp2", experiment_variant="treatment"))
+    rows.append(interaction(ids["acme"], 51))
+    await add_interactions(database, rows)
+    reviews, admin = service(database), who(ids["acme"], "admin", Role.ADMIN)
+    batch = await reviews.prepare(
+        admin, {"purpose": "sft", "filter": {"experiment_id": "exp1", "experiment_arm": "treatment"}}
+    )
+    assert batch["item_count"] == 3
+    assert batch["filter"] == {"experiment_id": "exp1", "experiment_arm": "treatment", "limit": 1000}
+    any_experiment = await reviews.prepare(admin, {"purpose": "arm", "filter": {"experiment_arm": "treatment"}})
+    assert any_experiment["item_count"] == 4
