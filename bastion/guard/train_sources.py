@@ -24,6 +24,10 @@ from bastion.guard.train import Row, source_of
 
 #: Folds of sources for ``holdout_by_source``.
 SOURCE_FOLDS = 5
+#: Sources whose rows share text and are held out together: spikee's attacks are built inside XQuAD
+#: paragraphs (the corpus's SOURCES.md), so holding out XQuAD's benign paragraphs while training on
+#: spikee would measure "XQuAD paragraph means attack", not generalisation.
+HELD_OUT_TOGETHER: tuple[frozenset[str], ...] = (frozenset({"WithSecureLabs/spikee", "google-deepmind/xquad"}),)
 #: Longest training attack the augmented rows may quote (``train.augmented_rows``).
 _QUOTED_CHARS = 300
 
@@ -32,10 +36,13 @@ FitFunction = Callable[[list[int]], Callable[[list[int]], list[float]]]
 ThresholdFunction = Callable[[list[int], list[float]], tuple[float, float]]
 
 
-def source_folds(rows: Sequence[Row], folds: int = SOURCE_FOLDS) -> list[list[str]]:
+def source_folds(
+    rows: Sequence[Row], folds: int = SOURCE_FOLDS, together: Sequence[frozenset[str]] = HELD_OUT_TOGETHER
+) -> list[list[str]]:
     """Sources dealt into ``folds`` groups: largest attack sources first, each to the fold with the
-    fewest attacks so far; then the sources with benign rows only, by benign count. Deterministic
-    (ties by name); the project's generated rows (``bastion:augment``) are never held out."""
+    fewest attacks so far; then the sources with benign rows only, by benign count. The sources of
+    each set in ``together`` stay in one fold. Deterministic (ties by name); the project's generated
+    rows (``bastion:augment``) are never held out."""
     positives: Counter[str] = Counter()
     negatives: Counter[str] = Counter()
     for row in rows:
@@ -44,20 +51,33 @@ def source_folds(rows: Sequence[Row], folds: int = SOURCE_FOLDS) -> list[list[st
         name = source_of(row)
         positives[name] += row.label
         negatives[name] += 1 - row.label
+    # Linked sources move as one unit, under the name of its first member.
+    unit_of = {name: name for name in positives}
+    for linked in together:
+        present = sorted(name for name in linked if name in unit_of)
+        for name in present:
+            unit_of[name] = present[0]
+    members: dict[str, list[str]] = {}
+    unit_pos: Counter[str] = Counter()
+    unit_neg: Counter[str] = Counter()
+    for name, unit in unit_of.items():
+        members.setdefault(unit, []).append(name)
+        unit_pos[unit] += positives[name]
+        unit_neg[unit] += negatives[name]
     groups: list[list[str]] = [[] for _ in range(folds)]
     pos_load = [0] * folds
     neg_load = [0] * folds
-    with_attacks = sorted((n for n in positives if positives[n]), key=lambda n: (-positives[n], n))
-    benign_only = sorted((n for n in positives if not positives[n]), key=lambda n: (-negatives[n], n))
-    for name in with_attacks:
+    with_attacks = sorted((u for u in members if unit_pos[u]), key=lambda u: (-unit_pos[u], u))
+    benign_only = sorted((u for u in members if not unit_pos[u]), key=lambda u: (-unit_neg[u], u))
+    for unit in with_attacks:
         target = min(range(folds), key=lambda k: (pos_load[k], neg_load[k], k))
-        groups[target].append(name)
-        pos_load[target] += positives[name]
-        neg_load[target] += negatives[name]
-    for name in benign_only:
+        groups[target].extend(members[unit])
+        pos_load[target] += unit_pos[unit]
+        neg_load[target] += unit_neg[unit]
+    for unit in benign_only:
         target = min(range(folds), key=lambda k: (neg_load[k], k))
-        groups[target].append(name)
-        neg_load[target] += negatives[name]
+        groups[target].extend(members[unit])
+        neg_load[target] += unit_neg[unit]
     return [sorted(group) for group in groups if group]
 
 

@@ -56,6 +56,10 @@ def test_source_folds_spread_attacks_and_benign_rows() -> None:
     # The two largest attack sources land in different folds; generated rows are never held out.
     assert not any({"a/1", "b/2"} <= set(fold) for fold in folds)
     assert all("bastion" not in name for fold in folds for name in fold)
+    # Linked sources (attacks built inside another source's documents) are held out together.
+    linked = source_folds(rows, 3, together=(frozenset({"b/2", "e/5"}),))
+    assert any({"b/2", "e/5"} <= set(fold) for fold in linked)
+    assert sorted(name for fold in linked for name in fold) == sorted(name for fold in folds for name in fold)
 
 
 def test_holdout_by_source_never_fits_on_the_held_out_sources() -> None:
