@@ -341,6 +341,10 @@ text) PR-AUC {baselines.get("language_only", {}).get("pr_auc", float("nan")):.4f
   like the corpus's e-mail-borne attacks (classify or summarise a scam e-mail) can be blocked.
 - Role-play requests sit between the data sets' labels (some label "you are X now" an attack); the
   model lets ordinary role-play through and is less sure about personas that shed rules.
+- It generalises across sources far less well than the random split suggests (see "Held out by
+  source"): injections in a style no training source has (CyberSecEval's multilingual requests for
+  secrets, BIPIA's e-mail-borne tasks) are mostly missed, and role-play or documents of a kind no
+  benign source had are flagged more often.
 - Thresholds are calibrated on this corpus; other traffic shifts the false-positive rate, so watch
   the guard's flag rate in `/metrics` and the ledger, and set `injection_threshold` /
   `injection_block_threshold` per tenant, key or prompt where needed.
@@ -365,8 +369,8 @@ def _render_by_source(held: dict[str, Any] | None) -> str:
 The random split above puts rows of every source on both sides. Here the sources are dealt into
 {len(held["folds"])} folds; for each, a model with the same settings is fitted on the other sources'
 training rows, its thresholds calibrated on their calibration rows, and it is scored on every row of
-the fold's sources, which it never saw. This is the closer proxy for other data; expect figures
-between these and the random split's. Pooled share of rows at or above each fold's threshold
+the fold's sources, which it never saw. This is the closer proxy for data the model has not seen
+(public benchmarks, other traffic): expect figures nearer these than the random split's. Pooled share of rows at or above each fold's threshold
 (recall for attacks, false-positive rate for benign rows):
 
 | kind | rows | at or above flag | at or above block |
