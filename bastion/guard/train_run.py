@@ -370,8 +370,9 @@ The random split above puts rows of every source on both sides. Here the sources
 {len(held["folds"])} folds; for each, a model with the same settings is fitted on the other sources'
 training rows, its thresholds calibrated on their calibration rows, and it is scored on every row of
 the fold's sources, which it never saw. This is the closer proxy for data the model has not seen
-(public benchmarks, other traffic): expect figures nearer these than the random split's. Pooled share of rows at or above each fold's threshold
-(recall for attacks, false-positive rate for benign rows):
+(public benchmarks, other traffic): expect figures nearer these than the random split's. Pooled
+share of rows at or above each fold's threshold (recall for attacks, false-positive rate for
+benign rows):
 
 | kind | rows | at or above flag | at or above block |
 |---|---|---|---|
