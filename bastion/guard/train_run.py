@@ -295,7 +295,8 @@ Split by a hash of the text (seed `{training["seed"]}`): train {training["split"
 calibration {training["split"]["calibration"]}, test {training["split"]["test"]} rows. Rows in scripts
 or languages that occur almost only on one side of the labels are left out of training so the model
 cannot learn the language instead of the intent: {", ".join(training["left_out_groups"]) or "none"}.
-Hard benign rows weigh {training["hard_benign_weight"]}x. L2 regularisation {training["regularisation"]:g}
+Hard benign rows weigh {training["hard_benign_weight"]}x; large sources are damped (a row weighs
+count(its source, its label) ** -{training.get("source_power", 0.0):g}, each label keeping its total). L2 regularisation {training["regularisation"]:g}
 (chosen on calibration PR-AUC: {training["regularisation_grid_calibration_pr_auc"]}).
 
 ## Thresholds
