@@ -296,7 +296,8 @@ calibration {training["split"]["calibration"]}, test {training["split"]["test"]}
 or languages that occur almost only on one side of the labels are left out of training so the model
 cannot learn the language instead of the intent: {", ".join(training["left_out_groups"]) or "none"}.
 Hard benign rows weigh {training["hard_benign_weight"]}x; large sources are damped (a row weighs
-count(its source, its label) ** -{training.get("source_power", 0.0):g}, each label keeping its total). L2 regularisation {training["regularisation"]:g}
+count(its source, its label) ** -{training.get("source_power", 0.0):g}, each label keeping its total).
+L2 regularisation {training["regularisation"]:g}
 (chosen on calibration PR-AUC: {training["regularisation_grid_calibration_pr_auc"]}).
 
 ## Thresholds
