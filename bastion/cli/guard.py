@@ -24,7 +24,7 @@ from bastion.guard.evaluate import BinaryMetrics, PiiReport, detect_kind, load_j
 from bastion.guard.injection_model import shared_model
 from bastion.guard.ner import NerUnavailable
 from bastion.guard.train import DEFAULT_BITS, DEFAULT_SEED
-from bastion.guard.train_run import train_model, write_model
+from bastion.guard.train_run import SOURCE_POWER, train_model, write_model
 
 app = typer.Typer(help="Guard tools: evaluate detectors, scan a text.", no_args_is_help=True)
 
@@ -115,6 +115,23 @@ def train_command(
         list[str] | None,
         typer.Option(help="NAME=WEIGHT: weigh the rows of the file NAME (e.g. dev.jsonl=3) in training."),
     ] = None,
+    source_power: Annotated[
+        float,
+        typer.Option(
+            help="Damp large sources: a row weighs count(its source, its label) ** -POWER (0: no damping).",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = SOURCE_POWER,
+    by_source: Annotated[
+        int,
+        typer.Option(
+            "--by-source",
+            help="Also measure on sources held out from training, in this many folds (one more fit per fold).",
+            min=0,
+            max=20,
+        ),
+    ] = 0,
 ) -> None:
     """Train the learned injection/jailbreak model, calibrate its thresholds and write it with its card."""
     if deep:
@@ -123,7 +140,15 @@ def train_command(
         return
     try:
         weights = {name: float(value) for name, _, value in (item.partition("=") for item in file_weight or ())}
-        result = train_model(files, seed=seed, bits=bits, file_weights=weights, progress=typer.echo)
+        result = train_model(
+            files,
+            seed=seed,
+            bits=bits,
+            file_weights=weights,
+            source_power=source_power,
+            by_source_folds=by_source,
+            progress=typer.echo,
+        )
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(str(exc), param_hint="FILES") from exc
     paths = write_model(result, output) if output is not None else write_model(result)
@@ -134,6 +159,10 @@ def train_command(
         f"block at {result.card['thresholds']['block']:.4f} (P {test['block']['precision']:.3f} "
         f"R {test['block']['recall']:.3f} FPR {test['block']['fpr']:.4f})"
     )
+    held = result.card["metrics"].get("held_out_by_source")
+    if held is not None:
+        rates = ", ".join(f"{kind} {v['at_or_above']:.3f}" for kind, v in held["pooled_at_flag"].items())
+        typer.echo(f"held out by source, at flag: {rates}")
     typer.echo(f"weights sha256 {result.card['weights_sha256']}")
     for path in paths:
         typer.echo(f"wrote {path}")

@@ -10,7 +10,8 @@ Steps, all deterministic (same files and seed give the same weights, byte for by
    and test, so the cost of leaving them out is measured.
 3. Features (``ngrams.py``) plus the rule categories (``injection.py``); an L2-regularised logistic
    regression fitted with L-BFGS (scipy). Benign rows full of trigger words weigh double: an
-   over-eager detector is the usual failure of this kind of model.
+   over-eager detector is the usual failure of this kind of model. Large sources are damped
+   (``source_balance``) so that no one source's style dominates what the model learns.
 4. Thresholds on calibration rows: ``flag`` is the lowest with a false-positive rate of at most 1%
    on ordinary benign rows and 2% on hard benign rows; ``block`` the lowest with at most 0.2% on
    all benign rows.
@@ -68,6 +69,8 @@ class Prepared:
     windows: list[list[tuple[npt.NDArray[np.int64], float]]] = field(default_factory=list)
     #: Training weight per file name (default 1).
     file_weights: dict[str, float] = field(default_factory=dict)
+    #: ``train_sources.source_balance``'s power (0: every row weighs the same).
+    source_power: float = 0.0
     rules: npt.NDArray[np.float32] = field(
         default_factory=lambda: np.zeros((0, len(RULE_FEATURES) + 1), dtype=np.float32)
     )
@@ -146,6 +149,23 @@ def one_sided_groups(rows: Sequence[Row], *, minimum: int = 10, share: float = 0
     return sorted(one_sided)
 
 
+def source_of(row: Row) -> str:
+    """The repository a row comes from (``owner/repo`` of ``owner/repo:path``), or its file."""
+    return row.source.split(":", 1)[0] or row.file
+
+
+def source_balance(rows: Sequence[Row], power: float) -> npt.NDArray[np.float64]:
+    """Per row, ``count(source, label) ** -power``, scaled so each label's weights sum to its rows."""
+    counts = Counter((source_of(row), row.label) for row in rows)
+    weights = np.asarray([counts[(source_of(row), row.label)] ** -power for row in rows], dtype=np.float64)
+    labels = np.asarray([row.label for row in rows])
+    for label in (0, 1):
+        chosen = labels == label
+        if chosen.any():
+            weights[chosen] *= chosen.sum() / weights[chosen].sum()
+    return weights
+
+
 def prepare(rows: list[Row], bits: int) -> Prepared:
     detector = InjectionDetector(use_model=False)
     prepared = Prepared(rows)
@@ -204,7 +224,11 @@ def fit(
     kinds = np.repeat([prepared.rows[i].kind for i in indices], [len(prepared.windows[i]) for i in indices])
     files = np.repeat([prepared.rows[i].file for i in indices], [len(prepared.windows[i]) for i in indices])
     file_weight = np.asarray([prepared.file_weights.get(name, 1.0) for name in files])
-    sample = share * np.where(kinds == "benign-hard", HARD_BENIGN_WEIGHT, 1.0) * file_weight
+    balance = np.repeat(
+        source_balance([prepared.rows[i] for i in indices], prepared.source_power),
+        [len(prepared.windows[i]) for i in indices],
+    )
+    sample = share * np.where(kinds == "benign-hard", HARD_BENIGN_WEIGHT, 1.0) * file_weight * balance
     sample = sample / sample.sum()
     targets = labels.astype(np.float64)
     dim = matrix.shape[1]
@@ -246,6 +270,20 @@ def lowest_threshold(scores: Sequence[float], labels: Sequence[int], max_fpr: fl
     # Strictly above the (allowed+1)-th highest negative score.
     cut = negatives[allowed] if allowed < len(negatives) else 0.0
     return float(np.nextafter(cut, 1.0))
+
+
+def calibrated_thresholds(rows: Sequence[Row], indices: Sequence[int], scores: Sequence[float]) -> tuple[float, float]:
+    """``(flag, block)`` on the rows ``indices`` scored ``scores``: ``flag`` the lowest threshold
+    within ``FLAG_MAX_FPR`` for each benign kind, ``block`` (not below ``flag``) within ``BLOCK_MAX_FPR``."""
+    flag = max(
+        lowest_threshold(
+            [s for s, i in zip(scores, indices, strict=True) if rows[i].label or rows[i].kind == kind],
+            [rows[i].label for i in indices if rows[i].label or rows[i].kind == kind],
+            max_fpr,
+        )
+        for kind, max_fpr in FLAG_MAX_FPR.items()
+    )
+    return flag, max(flag, lowest_threshold(scores, [rows[i].label for i in indices], BLOCK_MAX_FPR))
 
 
 def encode_weights(ngram: npt.NDArray[Any], rules: npt.NDArray[Any], bias: float) -> bytes:

@@ -23,14 +23,12 @@ from bastion.guard.deep_injection import DEEP_MODEL_NAME, embed_text
 from bastion.guard.evaluate import pr_auc
 from bastion.guard.injection_model import MODEL_DIR
 from bastion.guard.train import (
-    BLOCK_MAX_FPR,
     DEFAULT_SEED,
-    FLAG_MAX_FPR,
     HARD_BENIGN_WEIGHT,
     assign_splits,
     augmented_rows,
+    calibrated_thresholds,
     load_rows,
-    lowest_threshold,
     one_sided_groups,
 )
 from bastion.guard.train_run import _operating_point, _per_kind
@@ -94,15 +92,7 @@ def train_deep(
         return [float(s) for s in 1 / (1 + np.exp(-(vectors[indices] @ w + b)))]
 
     calib_scores = scores(calib)
-    flag = max(
-        lowest_threshold(
-            [s for s, i in zip(calib_scores, calib, strict=True) if rows[i].label or rows[i].kind == kind],
-            [rows[i].label for i in calib if rows[i].label or rows[i].kind == kind],
-            max_fpr,
-        )
-        for kind, max_fpr in FLAG_MAX_FPR.items()
-    )
-    block = max(flag, lowest_threshold(calib_scores, [rows[i].label for i in calib], BLOCK_MAX_FPR))
+    flag, block = calibrated_thresholds(rows, calib, calib_scores)
     test_scores = scores(test)
     test_labels = [rows[i].label for i in test]
     return {

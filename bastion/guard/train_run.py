@@ -31,15 +31,18 @@ from bastion.guard.train import (
     Row,
     assign_splits,
     augmented_rows,
+    calibrated_thresholds,
     encode_weights,
     fit,
     load_rows,
-    lowest_threshold,
     one_sided_groups,
     prepare,
     score_rows,
 )
+from bastion.guard.train_sources import holdout_by_source
 
+#: ``train.source_balance``'s power for the packaged model: a source of 900 rows weighs 3x one of 100.
+SOURCE_POWER = 0.5
 #: The rules' own threshold before the learned model (their "flag" point).
 RULES_THRESHOLD = 0.5
 
@@ -69,16 +72,17 @@ def _per_kind(rows: Sequence[Row], scores: Sequence[float], threshold: float) ->
     return {kind: {"rows": totals[kind], "at_or_above": round(hits[kind] / totals[kind], 4)} for kind in sorted(totals)}
 
 
-def _script_rates(rows: Sequence[Row]) -> Callable[[Row], float]:
-    """The script-only baseline: a row's score is its script's share of attacks in the training rows."""
+def _group_rates(rows: Sequence[Row], key: Callable[[Row], str]) -> Callable[[Row], float]:
+    """A one-feature baseline: a row's score is its group's share of attacks in the training rows
+    (the script, or the language: the script and, for Latin script, the guessed language)."""
     totals: Counter[str] = Counter()
     positives: Counter[str] = Counter()
     for row in rows:
-        totals[row.script] += 1
-        positives[row.script] += row.label
+        totals[key(row)] += 1
+        positives[key(row)] += row.label
     overall = sum(positives.values()) / max(1, sum(totals.values()))
-    rates = {script: positives[script] / totals[script] for script in totals}
-    return lambda row: rates.get(row.script, overall)
+    rates = {group: positives[group] / totals[group] for group in totals}
+    return lambda row: rates.get(key(row), overall)
 
 
 def train_model(
@@ -89,6 +93,8 @@ def train_model(
     augment: bool = True,
     regularisation_grid: Sequence[float] = REGULARISATION_GRID,
     file_weights: dict[str, float] | None = None,
+    source_power: float = SOURCE_POWER,
+    by_source_folds: int = 0,
     progress: Callable[[str], None] = lambda _message: None,
 ) -> TrainResult:
     rows = load_rows(paths)
@@ -105,6 +111,7 @@ def train_model(
         progress(f"left out of training (one-sided scripts or languages): {', '.join(skipped_groups)}")
     prepared = prepare(rows, bits)
     prepared.file_weights = dict(file_weights or {})
+    prepared.source_power = source_power
     calib_labels = [rows[i].label for i in calib_idx]
 
     best: tuple[float, float, np.ndarray[Any, Any], float] | None = None
@@ -125,21 +132,27 @@ def train_model(
     bias = float(np.float32(bias))
 
     calib_scores = score_rows(prepared, calib_idx, shipped, bias, bits)
-    flag = max(
-        lowest_threshold(
-            [s for s, i in zip(calib_scores, calib_idx, strict=True) if rows[i].label or rows[i].kind == kind],
-            [rows[i].label for i in calib_idx if rows[i].label or rows[i].kind == kind],
-            max_fpr,
+    flag, block = calibrated_thresholds(rows, calib_idx, calib_scores)
+    by_source = None
+    if by_source_folds:
+
+        def fit_fold(indices: list[int]) -> Callable[[list[int]], list[float]]:
+            fold_weights, fold_bias = fit(prepared, indices, bits, regularisation)
+            return lambda chosen: score_rows(prepared, chosen, fold_weights, fold_bias, bits)
+
+        def fold_thresholds(indices: list[int], scores: list[float]) -> tuple[float, float]:
+            return calibrated_thresholds(rows, indices, scores)
+
+        by_source = holdout_by_source(
+            rows, train_idx, calib_idx, fit_fold, fold_thresholds, folds=by_source_folds, progress=progress
         )
-        for kind, max_fpr in FLAG_MAX_FPR.items()
-    )
-    block = max(flag, lowest_threshold(calib_scores, calib_labels, BLOCK_MAX_FPR))
 
     test_rows = [rows[i] for i in test_idx]
     test_labels = [row.label for row in test_rows]
     test_scores = score_rows(prepared, test_idx, shipped, bias, bits)
     rules_scores = [float(prepared.rules[i][-1]) for i in test_idx]
-    script_score = _script_rates(train_rows)
+    script_score = _group_rates(train_rows, lambda row: row.script)
+    language_score = _group_rates(train_rows, lambda row: row.group)
     metrics = {
         "test": {
             "rows": len(test_idx),
@@ -171,8 +184,11 @@ def train_model(
             },
             "length_only": {"pr_auc": round(pr_auc(test_labels, [float(len(r.text)) for r in test_rows]), 4)},
             "script_only": {"pr_auc": round(pr_auc(test_labels, [script_score(r) for r in test_rows]), 4)},
+            "language_only": {"pr_auc": round(pr_auc(test_labels, [language_score(r) for r in test_rows]), 4)},
         },
     }
+    if by_source is not None:
+        metrics["held_out_by_source"] = by_source
     payload = encode_weights(weights[: 1 << bits], weights[1 << bits :], bias)
     card: dict[str, Any] = {
         "name": MODEL_NAME,
@@ -195,6 +211,7 @@ def train_model(
             "regularisation": regularisation,
             "regularisation_grid_calibration_pr_auc": grid,
             "hard_benign_weight": HARD_BENIGN_WEIGHT,
+            "source_power": source_power,
             "file_weights": dict(file_weights or {}),
             "flag_max_fpr": FLAG_MAX_FPR,
             "block_max_fpr": BLOCK_MAX_FPR,
@@ -247,6 +264,7 @@ def render_card(card: dict[str, Any]) -> str:
         f"| {kind} | {v['rows']} | {v['at_or_above']:.4f} |" for kind, v in test["by_kind_at_flag"].items()
     )
     by_file = "\n".join(_row(name, v["flag"]) + f" PR-AUC {v['pr_auc']:.4f}" for name, v in test["by_file"].items())
+    held_out = _render_by_source(metrics.get("held_out_by_source"))
     return f"""# Model card: the injection and jailbreak detector (fast tier)
 
 Generated by `bastion guard train` with the weights (`injection_model.bin.gz`, sha256
@@ -277,7 +295,9 @@ Split by a hash of the text (seed `{training["seed"]}`): train {training["split"
 calibration {training["split"]["calibration"]}, test {training["split"]["test"]} rows. Rows in scripts
 or languages that occur almost only on one side of the labels are left out of training so the model
 cannot learn the language instead of the intent: {", ".join(training["left_out_groups"]) or "none"}.
-Hard benign rows weigh {training["hard_benign_weight"]}x. L2 regularisation {training["regularisation"]:g}
+Hard benign rows weigh {training["hard_benign_weight"]}x; large sources are damped (a row weighs
+count(its source, its label) ** -{training.get("source_power", 0.0):g}, each label keeping its total).
+L2 regularisation {training["regularisation"]:g}
 (chosen on calibration PR-AUC: {training["regularisation_grid_calibration_pr_auc"]}).
 
 ## Thresholds
@@ -310,8 +330,10 @@ By file (at `flag`):
 Baselines on the same rows: the rules alone PR-AUC {baselines["rules_only"]["pr_auc"]:.4f}
 (at 0.5: recall {baselines["rules_only"]["at_0.5"]["recall"]:.3f}, FPR {baselines["rules_only"]["at_0.5"]["fpr"]:.4f});
 text length alone PR-AUC {baselines["length_only"]["pr_auc"]:.4f}; script alone PR-AUC
-{baselines["script_only"]["pr_auc"]:.4f}. Per script, see `by_script_at_flag` in the JSON card.
-
+{baselines["script_only"]["pr_auc"]:.4f}; language alone (script, and the guessed language of Latin-script
+text) PR-AUC {baselines.get("language_only", {}).get("pr_auc", float("nan")):.4f}. Per script, see
+`by_script_at_flag` in the JSON card.
+{held_out}
 ## Known limits
 - A bag of n-grams: it sees which words and fragments occur, not what the sentence means. An
   attack phrased in words the training data never paired with attacks, or an attack in a language
@@ -321,9 +343,45 @@ text length alone PR-AUC {baselines["length_only"]["pr_auc"]:.4f}; script alone 
   like the corpus's e-mail-borne attacks (classify or summarise a scam e-mail) can be blocked.
 - Role-play requests sit between the data sets' labels (some label "you are X now" an attack); the
   model lets ordinary role-play through and is less sure about personas that shed rules.
+- It generalises across sources far less well than the random split suggests (see "Held out by
+  source"): injections in a style no training source has (CyberSecEval's multilingual requests for
+  secrets, BIPIA's e-mail-borne tasks) are mostly missed, and role-play or documents of a kind no
+  benign source had are flagged more often.
 - Thresholds are calibrated on this corpus; other traffic shifts the false-positive rate, so watch
   the guard's flag rate in `/metrics` and the ledger, and set `injection_threshold` /
   `injection_block_threshold` per tenant, key or prompt where needed.
+"""
+
+
+def _render_by_source(held: dict[str, Any] | None) -> str:
+    if not held:
+        return ""
+    flag, block = held["pooled_at_flag"], held["pooled_at_block"]
+    kinds = "\n".join(
+        f"| {kind} | {flag[kind]['rows']} | {flag[kind]['at_or_above']:.4f} | {block[kind]['at_or_above']:.4f} |"
+        for kind in flag
+    )
+    folds = "\n".join(
+        f"- {', '.join(fold['sources'])}: "
+        + ", ".join(f"{kind} {v['at_or_above']:.3f}" for kind, v in fold["at_flag"].items())
+        for fold in held["folds"]
+    )
+    return f"""
+## Held out by source (`--by-source`)
+The random split above puts rows of every source on both sides. Here the sources are dealt into
+{len(held["folds"])} folds; for each, a model with the same settings is fitted on the other sources'
+training rows, its thresholds calibrated on their calibration rows, and it is scored on every row of
+the fold's sources, which it never saw. This is the closer proxy for data the model has not seen
+(public benchmarks, other traffic): expect figures nearer these than the random split's. Pooled
+share of rows at or above each fold's threshold (recall for attacks, false-positive rate for
+benign rows):
+
+| kind | rows | at or above flag | at or above block |
+|---|---|---|---|
+{kinds}
+
+Per fold, at flag:
+{folds}
 """
 
 
