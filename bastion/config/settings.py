@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from bastion.config.cache_settings import CacheSettings, ModelCacheSettings
+from bastion.config.insights_settings import InsightsSettings
 
 ProviderName = Literal["openai", "anthropic", "local"]
 
@@ -525,6 +526,7 @@ class Settings(Strict):
     knowledge: KnowledgeSettings = Field(
         default_factory=KnowledgeSettings
     )  # collections, retrieval (docs/KNOWLEDGE.md)
+    insights: InsightsSettings = Field(default_factory=InsightsSettings)  # roll-ups, alerts (docs/INSIGHTS.md)
 
     #: Configuration keys that were read but have no effect (a LiteLLM file's), for warnings.
     _ignored_keys: list[str] = PrivateAttr(default_factory=list)

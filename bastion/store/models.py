@@ -10,7 +10,19 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -148,6 +160,11 @@ class Interaction(Base):
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)
     guard: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    #: When the row reached the database (its default, never a value the writer sends): what the
+    #: insights roll-up's watermark follows, since ``created_at`` is the request's arrival.
+    written_at: Mapped[datetime | None] = mapped_column(
+        nullable=True, server_default=text("CURRENT_TIMESTAMP"), index=True
+    )
 
 
 class AuditEvent(Base):

@@ -1,0 +1,82 @@
+"""The ``insights_rollup`` job kind and what submits it: a loop in every process that submits a
+roll-up job every ``insights.interval_s`` unless one is already queued or running. The job runs
+one increment (``Rollup.run``), the drift sampler when it is on, and retention; a lease in
+``insight_state`` keeps two processes' jobs from rolling up at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, Final
+
+import structlog
+
+from bastion.config.insights_settings import InsightsSettings
+from bastion.insights.drift import DriftSampler
+from bastion.insights.rollup import Rollup
+from bastion.jobs.context import JobContext
+from bastion.jobs.model import QUEUED, RUNNING, JobFilter, NewJob
+from bastion.jobs.service import JobService
+
+log = structlog.get_logger("bastion.insights")
+
+JOB_KIND: Final = "insights_rollup"
+
+
+class RollupJob:
+    def __init__(self, rollup: Rollup, drift: DriftSampler | None = None) -> None:
+        self.rollup = rollup
+        self.drift = drift
+
+    async def run(self, ctx: JobContext) -> dict[str, Any]:
+        owner = ctx.id
+        if not await self.rollup.claim(owner):
+            return {"skipped": "another roll-up holds the lease"}
+        try:
+            result = await self.rollup.run()
+            out = result.to_json()
+            if self.drift is not None:
+                out["drift_samples"] = await self.drift.recompute(result.touched)
+            out["pruned"] = await self.rollup.prune()
+            return out
+        finally:
+            await self.rollup.release(owner)
+
+
+class RollupScheduler:
+    """Submits the roll-up job periodically (a lifecycle of the gateway)."""
+
+    def __init__(self, jobs: JobService, settings: InsightsSettings) -> None:
+        self.jobs = jobs
+        self.settings = settings
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="insights-rollup")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def submit_if_idle(self) -> bool:
+        """Submit a roll-up job unless one is queued or running; True if one was submitted."""
+        for state in (QUEUED, RUNNING):
+            pending, _ = await self.jobs.list_jobs(JobFilter(state=state, kind=JOB_KIND), 1)
+            if pending:
+                return False
+        await self.jobs.submit(NewJob(kind=JOB_KIND, max_attempts=1))
+        return True
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.interval_s)
+            try:
+                await self.submit_if_idle()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # database down or not migrated yet: next round
+                log.warning("insights_rollup_submit_failed", error=f"{type(exc).__name__}: {exc}"[:300])
