@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from bastion.cli import db, experiments, guard, jobs, keys, knowledge, ledger, prompts, tenants, users, vault
+from bastion.cli import db, experiments, guard, insights, jobs, keys, knowledge, ledger, prompts, tenants, users, vault
 from bastion.cli.options import ConfigOption, DataDirOption, describe_data_dir, use_data_dir
 from bastion.config.errors import ConfigError
 from bastion.config.loader import check_environment, load_settings
@@ -183,3 +183,4 @@ app.add_typer(guard.app, name="guard", help="Guard tools: evaluate detectors.")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(experiments.app, name="experiments")
 app.add_typer(knowledge.app, name="knowledge")
+app.add_typer(insights.app, name="insights")

@@ -38,6 +38,7 @@ from bastion.gateway.stages.prompt import PromptStage
 from bastion.gateway.stages.usage import UsageStage
 from bastion.guard.deep_injection import EmbedFunction
 from bastion.guard.service import GuardService
+from bastion.insights.service import InsightsService
 from bastion.jobs.service import JobService
 from bastion.knowledge.ingest_job import JOB_KIND as KNOWLEDGE_INGEST_JOB
 from bastion.knowledge.ingest_job import IngestJob
@@ -109,6 +110,7 @@ def build_services(settings: Settings, *, job_workers: int | None = None) -> Ser
         batches=BatchService(BatchStore(db), files, jobs),
         cache=build_cache(settings),
         knowledge=build_knowledge(settings, db),
+        insights=build_insights(settings, db, jobs),
     )
 
 
@@ -122,6 +124,14 @@ def build_knowledge(settings: Settings, db: Database) -> KnowledgeService:
         return vectors
 
     return KnowledgeService(db, settings.knowledge, embed)
+
+
+def build_insights(settings: Settings, db: Database, jobs: JobService) -> InsightsService | None:
+    """Roll-ups and alerts; answers are embedded for drift only when ``insights.drift.enabled``."""
+    if not settings.insights.enabled:
+        return None
+    embed = local_embed_function(settings) if settings.insights.drift.enabled else None
+    return InsightsService(db, settings.insights, jobs, embed=embed)
 
 
 def local_embed_function(settings: Settings) -> EmbedFunction | None:
@@ -156,6 +166,8 @@ def register_job_kinds(services: Services, pipeline: Pipeline) -> None:
     services.jobs.registry.register(BULK_JOB, BulkRun(bulk, settings.bulk).run)
     if services.knowledge is not None:
         services.jobs.registry.register(KNOWLEDGE_INGEST_JOB, IngestJob(services.knowledge).run)
+    if services.insights is not None:
+        services.insights.register()
 
 
 def build_stages(services: Services) -> list[Stage]:
@@ -192,6 +204,7 @@ def build_stages(services: Services) -> list[Stage]:
 def lifecycles(services: Services) -> list[Lifecycle]:
     """What starts with the gateway, in start order (stopped in reverse)."""
     optional: list[Lifecycle | None] = [services.ledger, services.guard, services.limits, services.cache]
+    insights: list[Lifecycle] = [services.insights] if services.insights is not None else []
     return [
         services.authenticator,
         VaultStartup(services.vault),
@@ -201,6 +214,7 @@ def lifecycles(services: Services) -> list[Lifecycle]:
         services.files,
         services.router,
         services.jobs,  # after the router: handlers may call models; stopped first
+        *insights,  # submits roll-up jobs: after the jobs, stopped before them
     ]
 
 

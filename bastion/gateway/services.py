@@ -16,6 +16,7 @@ from bastion.cache.service import ResponseCache
 from bastion.config.settings import Settings
 from bastion.files.service import FileService
 from bastion.guard.service import GuardService
+from bastion.insights.service import InsightsService
 from bastion.jobs.service import JobService
 from bastion.knowledge.service import KnowledgeService
 from bastion.ledger.writer import LedgerWriter
@@ -64,3 +65,5 @@ class Services:
     cache: ResponseCache | None = None
     #: Knowledge collections and retrieval (ingestion runs as ``knowledge_ingest`` jobs).
     knowledge: KnowledgeService | None = None
+    #: Roll-ups over the ledger, their job and the alert gauges; None: ``insights.enabled`` is false.
+    insights: InsightsService | None = None

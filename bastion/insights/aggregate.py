@@ -76,7 +76,7 @@ class Aggregator:
         self.rollups: dict[Key, list[int]] = {}
         self.guard: dict[Key, list[int]] = {}
 
-    def add(self, row: Mapping[str, Any]) -> None:
+    def add(self, row: Mapping[Any, Any]) -> None:
         bucket = floor(row["created_at"], "5m")
         extra = row.get("extra")
         guard = row.get("guard")

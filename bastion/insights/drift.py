@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, delete, insert, or_, select
+from sqlalchemy import Table, and_, delete, insert, or_, select
 
 from bastion.config.insights_settings import InsightsSettings
 from bastion.errors import InvalidRequest
@@ -31,7 +31,7 @@ from bastion.store.db import Database
 from bastion.store.models import Interaction
 
 EmbedTexts = Callable[[list[str]], Awaitable[list[list[float]]]]
-_LEDGER = Interaction.__table__
+_LEDGER: Table = Interaction.__table__  # type: ignore[assignment]  # declarative tables are Table objects
 _MAX_TEXT = 4000
 
 
@@ -96,15 +96,13 @@ def threshold(baseline_parts: Sequence[VectorSum], floor_value: float, ceiling: 
     return round(min(ceiling, max(floor_value, value)), 6)
 
 
-def report(
-    window: VectorSum | None, baseline_parts: Sequence[VectorSum], settings: InsightsSettings
-) -> dict[str, Any]:
+def report(window: VectorSum | None, baseline_parts: Sequence[VectorSum], settings: InsightsSettings) -> dict[str, Any]:
     """Drift of ``window`` against the baseline (the union of ``baseline_parts``)."""
     baseline = add(baseline_parts)
     limit = threshold(baseline_parts, settings.drift.min_threshold, settings.alerts.semantic_drift)
     value = distance(window, baseline) if window is not None and baseline is not None else None
     return {
-        "embedding_model": (window or baseline).embedding_model if (window or baseline) else None,
+        "embedding_model": source.embedding_model if (source := window or baseline) is not None else None,
         "drift": value,
         "threshold": limit,
         "drifted": value is not None and value > limit,
@@ -152,15 +150,16 @@ class DriftSampler:
                     texts = groups.setdefault(key, [])
                     if len(texts) < limit and text and text.strip():
                         texts.append(text[:_MAX_TEXT])
-            rows = []
+            rows: list[Any] = []
             for key, texts in sorted(groups.items()):
                 if not texts:
                     continue
                 sums = unit_sum(self.embedding_model, await self.embed(texts))
                 embedded += sums.count
+                tenant, model, prompt, version = key
                 rows.append(
-                    {"bucket": bucket, **dict(zip(("tenant_id", "model", "prompt_id", "prompt_version"), key, strict=True)),
-                     "embedding_model": self.embedding_model, "samples": sums.count,
+                    {"bucket": bucket, "tenant_id": tenant, "model": model, "prompt_id": prompt,
+                     "prompt_version": version, "embedding_model": self.embedding_model, "samples": sums.count,
                      "vector_sum": sums.total.astype("<f8").tobytes()}
                 )  # fmt: skip
             async with self.db.engine.begin() as connection:
@@ -206,7 +205,7 @@ async def drift_report(
             query = select(d.c.bucket, d.c.samples, d.c.vector_sum).where(
                 *conditions, d.c.embedding_model == embedding_model, span
             )
-            rows = (await connection.execute(query)).all()
+            rows = list((await connection.execute(query)).all())
     window_parts: list[VectorSum] = []
     hours: dict[datetime, list[VectorSum]] = {}
     for bucket, samples, raw in rows:

@@ -40,12 +40,11 @@ def percentile(counts: Sequence[int], q: float, max_ms: float | None = None) -> 
             continue
         if seen + count >= rank:
             lower = BOUNDS_MS[index - 1] if index > 0 else 0.0
-            if index < len(BOUNDS_MS):
-                upper = BOUNDS_MS[index]
-            else:
-                upper = max(lower, max_ms) if max_ms is not None else lower
+            # The overflow bucket ends at the largest value seen; no bucket ends past it.
+            upper = BOUNDS_MS[index] if index < len(BOUNDS_MS) else (max_ms if max_ms is not None else lower)
             if max_ms is not None:
-                upper = min(upper, max(lower, max_ms))
+                upper = min(upper, max_ms)
+            upper = max(upper, lower)
             value = lower + (upper - lower) * (rank - seen) / count
             return round(value, 3)
         seen += count

@@ -249,5 +249,3 @@ async def guard_panel(db: Database, w: Window) -> dict[str, Any]:
         ],
         "series": [{"bucket": b.isoformat(), "categories": dict(sorted(series[b].items()))} for b in sorted(series)],
     }  # fmt: skip
-
-

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import String, and_, delete, func, insert, literal, or_, select, update
+from sqlalchemy import String, Table, and_, delete, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bastion.config.insights_settings import InsightsSettings
@@ -35,7 +35,7 @@ from bastion.store.models import Interaction, UTCDateTime
 
 log = structlog.get_logger("bastion.insights")
 
-_LEDGER = Interaction.__table__
+_LEDGER: Table = Interaction.__table__  # type: ignore[assignment]  # declarative tables are Table objects
 STATE_NAME = "rollup"
 _INSERT_CHUNK = 500
 _MERGES = (
@@ -88,9 +88,7 @@ def _in_ranges(column: Any, ranges: Iterable[tuple[datetime, datetime]]) -> Any:
 class Rollup:
     """Keeps the roll-up tables. ``run`` is the job's increment, ``rebuild`` starts over."""
 
-    def __init__(
-        self, db: Database, settings: InsightsSettings, *, clock: Callable[[], datetime] = _utcnow
-    ) -> None:
+    def __init__(self, db: Database, settings: InsightsSettings, *, clock: Callable[[], datetime] = _utcnow) -> None:
         self.db = db
         self.settings = settings
         self.clock = clock

@@ -26,6 +26,7 @@ from bastion.openapi.batch_operations import batch_components
 from bastion.openapi.bulk_operations import bulk_components
 from bastion.openapi.components import pydantic_components, ref, table_schema
 from bastion.openapi.files_models import files_components
+from bastion.openapi.insights_operations import insights_components
 from bastion.openapi.model_responses import ANTHROPIC_RESPONSE_MODELS, RESPONSE_MODELS
 from bastion.openapi.operation import CHAT_MODEL, EMBEDDING_MODEL, Operation, Param
 from bastion.openapi.operations import OPERATIONS
@@ -92,6 +93,10 @@ TAGS = [
     {"name": "Admin: jobs", "description": "Background jobs: list, inspect, cancel, retry (docs/JOBS.md)."},
     {"name": "Admin: prompts", "description": "The prompt vault (docs/VAULT.md)."},
     {"name": "Agent sessions", "description": "Conversations on vault prompts (docs/SESSIONS.md)."},
+    {
+        "name": "Insights",
+        "description": "Roll-ups over the ledger, seed 004's metrics, log ingestion (docs/INSIGHTS.md).",
+    },
 ]
 
 SECURITY_SCHEMES = {
@@ -168,6 +173,7 @@ def components() -> dict[str, Any]:
         files_components(),
         batch_components(),
         bulk_components(),
+        insights_components(),
     ]
     schemas: dict[str, Any] = {}
     for group in groups:

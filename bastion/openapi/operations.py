@@ -11,6 +11,7 @@ from bastion.openapi.admin_models import LABEL_SCHEMA
 from bastion.openapi.batch_operations import BATCH_OPERATIONS
 from bastion.openapi.bulk_operations import BULK_OPERATIONS
 from bastion.openapi.components import ref
+from bastion.openapi.insights_operations import INSIGHTS_OPERATIONS
 from bastion.openapi.operation import (
     CHAT_MODEL,
     EMBEDDING_MODEL,
@@ -459,4 +460,5 @@ OPERATIONS: list[Operation] = [
     *PROMPT_OPERATIONS,
     *SESSION_OPERATIONS,
     *BULK_OPERATIONS,
+    *INSIGHTS_OPERATIONS,
 ]

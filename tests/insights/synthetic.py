@@ -40,7 +40,9 @@ def _guard(rng: random.Random, blocked: bool) -> dict[str, Any] | None:
     return {"action": action, "flagged": any(s["flagged"] for s in sides.values()), **sides}
 
 
-def records(count: int, seed: int = 4, *, start: int = 0, span_s: float = 3 * 86400, base: datetime = BASE) -> list[dict[str, Any]]:
+def records(
+    count: int, seed: int = 4, *, start: int = 0, span_s: float = 3 * 86400, base: datetime = BASE
+) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     out = []
     for i in range(start, start + count):

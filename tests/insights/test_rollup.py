@@ -6,14 +6,14 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, select, update
 
 from bastion.insights import tables
 from bastion.store.db import Database
 from bastion.store.models import Interaction
 from tests.insights.synthetic import BASE, dump, insert, records, rollup
 
-_LEDGER = Interaction.__table__
+_LEDGER: Table = Interaction.__table__  # type: ignore[assignment]
 
 
 async def test_random_increments_equal_a_full_rebuild(database: Database) -> None:
@@ -71,11 +71,9 @@ async def test_a_late_row_and_a_row_committed_before_the_watermark_are_rolled_up
     await engine.run()
     async with database.engine.connect() as connection:
         total = (
-            await connection.execute(
-                select(func.sum(tables.rollups.c.requests)).where(tables.rollups.c.grain == "1d")
-            )
+            await connection.execute(select(func.sum(tables.rollups.c.requests)).where(tables.rollups.c.grain == "1d"))
         ).scalar()
-    assert int(total) == 102
+    assert total is not None and int(total) == 102
 
 
 async def test_retention_prunes_old_grains_and_ledger_rows(database: Database) -> None:
@@ -91,4 +89,4 @@ async def test_retention_prunes_old_grains_and_ledger_rows(database: Database) -
         ).scalar()
         left = (await connection.execute(select(func.count()).select_from(_LEDGER))).scalar()
     assert oldest is not None and oldest >= BASE + timedelta(days=2)
-    assert 0 < int(left) < 300
+    assert left is not None and 0 < left < 300

@@ -11,6 +11,8 @@ Create Date: 2026-12-06
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -46,7 +48,7 @@ _SUMS = (
 def _key(*names: str) -> list[sa.Column[object]]:
     columns: list[sa.Column[object]] = []
     for name in names:
-        kind: sa.types.TypeEngine[object] = sa.Integer() if name == "prompt_version" else sa.String(_WIDTHS[name])
+        kind: sa.types.TypeEngine[Any] = sa.Integer() if name == "prompt_version" else sa.String(_WIDTHS[name])
         default = "0" if name == "prompt_version" else ""
         columns.append(sa.Column(name, kind, primary_key=True, nullable=False, server_default=default))
     return columns
