@@ -151,7 +151,8 @@ async def breakdown(db: Database, w: Window, by: str) -> dict[str, Any]:
     if by not in ("model", "prompt", "key", "arm") or column is None:
         raise InvalidRequest("Invalid request: by must be model, prompt, key or arm.", param="by")
     per = await totals(db, w, column)
-    categories = await guard_counts(db, w, column)
+    # Guard rows are not kept per arm: an arm's categories are not known (its ``flagged`` is).
+    categories = await guard_counts(db, w, column) if column in tables.GUARD_DIMENSIONS else {}
     data = []
     for value in sorted(per):
         s = metrics.summary(per[value])
