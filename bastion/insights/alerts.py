@@ -168,7 +168,7 @@ class AlertMonitor:
             tenants = [
                 row[0]
                 for row in await connection.execute(
-                    select(distinct(r.c.tenant_id)).where(r.c.grain == "1h", r.c.bucket >= since)
+                    select(r.c.tenant_id).distinct().where(r.c.grain == "1h", r.c.bucket >= since)
                 )
             ]
         out = {}

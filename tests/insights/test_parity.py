@@ -49,9 +49,7 @@ async def test_the_same_ledger_gives_the_same_json_on_both_databases(
         assert summary["requests"] == len(mine)
         assert summary["tokens"]["prompt"] == sum(r["prompt_tokens"] for r in mine)
         assert summary["cost_usd"] == round(sum(round(r["cost_usd"] * 1e9) for r in mine) / 1e9, 9)
-        outcomes = Counter(
-            classify.outcome(r["status"], r["error_code"], r["finish_reason"], r["guard"]) for r in mine
-        )
+        outcomes = Counter(classify.outcome(r["status"], r["error_code"], r["finish_reason"], r["guard"]) for r in mine)
         assert summary["outcomes"] == {k: outcomes.get(k, 0) for k in ("ok", "error", "blocked", "truncated")}
         histogram = [0] * BUCKETS
         for r in mine:
