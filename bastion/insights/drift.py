@@ -27,7 +27,6 @@ from bastion.config.insights_settings import InsightsSettings
 from bastion.errors import InvalidRequest
 from bastion.insights import tables
 from bastion.insights.aggregate import FIVE_MINUTES, floor
-
 from bastion.store.db import Database
 from bastion.store.models import Interaction
 
