@@ -282,6 +282,17 @@ async def test_every_operation_answers_as_documented(tmp_path: Path, fake: FakeU
         interaction_id = chat.headers["x-request-id"]
         await call("GET", f"{admin}/interactions/{{interaction_id}}", interaction_id=interaction_id)
 
+        # -- insights: the recorded calls rolled up, then read; an external record ingested
+        insights = gw.gateway.services.insights
+        assert insights is not None
+        await insights.rollup.run()
+        assert (await call("GET", "/api/v1/insights/summary")).json()["requests"] >= 8
+        for route in ("timeseries", "guard", "drift"):
+            await call("GET", f"/api/v1/insights/{route}")
+        await call("GET", "/api/v1/insights/top", query="?by=model&order=tokens")
+        await call("GET", "/api/v1/insights/metrics", query="?by=model")
+        await call("POST", "/api/metrics/ingest", json=example["ingestInteractions"])
+
         # -- jobs: one of a kind no worker runs, so it waits in the queue for the calls below
         submitted = await gw.gateway.services.jobs.submit(NewJob("openapi.example", payload={"n": 1}))
         await call("GET", f"{admin}/jobs", query="?state=queued&limit=5")
