@@ -5,14 +5,11 @@ its gauges from the roll-ups every ``alerts.refresh_interval_s``."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import structlog
 from prometheus_client import Gauge
 from sqlalchemy import distinct, func, select
 
@@ -22,8 +19,7 @@ from bastion.insights.drift import drift_report
 from bastion.observability.metrics import REGISTRY
 from bastion.store.db import Database
 from bastion.store.models import Interaction
-
-log = structlog.get_logger("bastion.insights")
+from bastion.store.periodic import PeriodicSweep
 
 ALERT = Gauge(
     "bastion_insights_alert",
@@ -158,7 +154,9 @@ class AlertMonitor:
         self.db = db
         self.settings = settings
         self.clock = clock
-        self._task: asyncio.Task[None] | None = None
+        self._loop = PeriodicSweep(
+            "insights_alerts", lambda: settings.alerts.refresh_interval_s, self._tick, "bastion.insights"
+        )
 
     async def refresh(self) -> dict[str, dict[tuple[str, str], bool]]:
         now = self.clock()
@@ -179,22 +177,11 @@ class AlertMonitor:
         return out
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name="insights-alerts")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.alerts.refresh_interval_s)
-            try:
-                await self.refresh()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # database down or not migrated yet: next round
-                log.warning("insights_alerts_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+    async def _tick(self) -> int:
+        await self.refresh()
+        return 0  # nothing removed: the loop logs nothing

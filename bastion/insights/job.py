@@ -5,11 +5,7 @@ one increment (``Rollup.run``), the drift sampler when it is on, and retention; 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Any, Final
-
-import structlog
 
 from bastion.config.insights_settings import InsightsSettings
 from bastion.insights.drift import DriftSampler
@@ -17,8 +13,7 @@ from bastion.insights.rollup import Rollup
 from bastion.jobs.context import JobContext
 from bastion.jobs.model import QUEUED, RUNNING, JobFilter, NewJob
 from bastion.jobs.service import JobService
-
-log = structlog.get_logger("bastion.insights")
+from bastion.store.periodic import PeriodicSweep
 
 JOB_KIND: Final = "insights_rollup"
 
@@ -44,23 +39,20 @@ class RollupJob:
 
 
 class RollupScheduler:
-    """Submits the roll-up job periodically (a lifecycle of the gateway)."""
+    """Submits the roll-up job every ``insights.interval_s`` (a lifecycle of the gateway)."""
 
     def __init__(self, jobs: JobService, settings: InsightsSettings) -> None:
         self.jobs = jobs
         self.settings = settings
-        self._task: asyncio.Task[None] | None = None
+        self._loop = PeriodicSweep(
+            "insights_rollup_submit", lambda: settings.interval_s, self._tick, "bastion.insights"
+        )
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name="insights-rollup")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
 
     async def submit_if_idle(self) -> bool:
         """Submit a roll-up job unless one is queued or running; True if one was submitted."""
@@ -71,12 +63,6 @@ class RollupScheduler:
         await self.jobs.submit(NewJob(kind=JOB_KIND, max_attempts=1))
         return True
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.interval_s)
-            try:
-                await self.submit_if_idle()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # database down or not migrated yet: next round
-                log.warning("insights_rollup_submit_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+    async def _tick(self) -> int:
+        await self.submit_if_idle()
+        return 0  # nothing removed: the loop logs nothing

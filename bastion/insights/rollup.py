@@ -92,6 +92,8 @@ class Rollup:
         self.db = db
         self.settings = settings
         self.clock = clock
+        #: The lease this object holds (``claim``), renewed between transactions of a long run.
+        self._lease: tuple[str, float] | None = None
 
     # -- state and lease -----------------------------------------------------------------------
 
@@ -119,9 +121,25 @@ class Rollup:
                 )
                 .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_s))
             )
-            return bool(result.rowcount)
+            claimed = bool(result.rowcount)
+        self._lease = (owner, lease_s) if claimed else None
+        return claimed
+
+    async def _renew(self) -> None:
+        """Push the lease's end further while a long run (a first roll-up, a rebuild) goes on."""
+        if self._lease is None:
+            return
+        owner, lease_s = self._lease
+        table = tables.state
+        async with self.db.engine.begin() as connection:
+            await connection.execute(
+                update(table)
+                .where(table.c.name == STATE_NAME, table.c.lease_owner == owner)
+                .values(lease_until=self.clock() + timedelta(seconds=lease_s))
+            )
 
     async def release(self, owner: str) -> None:
+        self._lease = None
         table = tables.state
         async with self.db.engine.begin() as connection:
             await connection.execute(
@@ -211,10 +229,12 @@ class Rollup:
         step = self.settings.buckets_per_transaction
         for start in range(0, len(buckets), step):
             await self._recompute_5m(buckets[start : start + step])
+            await self._renew()
         for grain, finer in (("1h", "5m"), ("1d", "1h")):
             starts = sorted({floor(b, grain) for b in buckets})
             for start in range(0, len(starts), step):
                 await self._recompute_merged(grain, finer, starts[start : start + step])
+                await self._renew()
 
     async def _recompute_5m(self, buckets: Sequence[datetime]) -> None:
         ranges = _ranges(buckets, FIVE_MINUTES)

@@ -90,3 +90,12 @@ async def test_retention_prunes_old_grains_and_ledger_rows(database: Database) -
         left = (await connection.execute(select(func.count()).select_from(_LEDGER))).scalar()
     assert oldest is not None and oldest >= BASE + timedelta(days=2)
     assert left is not None and 0 < left < 300
+
+
+async def test_one_roll_up_at_a_time(database: Database) -> None:
+    first, second = rollup(database), rollup(database)
+    assert await first.claim("job_a")
+    assert not await second.claim("job_b")
+    assert await first.claim("job_a")  # the holder may claim again
+    await first.release("job_a")
+    assert await second.claim("job_b")
