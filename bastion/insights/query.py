@@ -44,6 +44,10 @@ class Window:
     def to_json(self) -> dict[str, Any]:
         return {"from": self.since.isoformat(), "to": self.until.isoformat(), "grain": self.grain}
 
+    @property
+    def filtered(self) -> bool:
+        return self.model is not None or self.key_id is not None or self.prompt_id is not None
+
 
 def _coarser(grain: str) -> str:
     return {"5m": "1h", "1h": "1d"}.get(grain, "1d")
@@ -87,10 +91,11 @@ def make_window(
     return Window(tenant_id, start, end, chosen, model, key_id, prompt_id)
 
 
-def _where(table: Any, w: Window) -> list[Any]:
+def _where(table: Any, w: Window, *, totals: bool = False) -> list[Any]:
+    """The window's rows; with ``totals`` and no filter, the grain's tenant totals (few rows)."""
     conditions = [
         table.c.tenant_id == w.tenant_id,
-        table.c.grain == w.grain,
+        table.c.grain == (tables.TOTALS[w.grain] if totals and not w.filtered else w.grain),
         table.c.bucket >= w.since,
         table.c.bucket < w.until,
     ]
@@ -118,7 +123,7 @@ async def _fetch(db: Database, query: Any) -> list[dict[str, Any]]:
 async def totals(db: Database, w: Window, by: str | None = None) -> dict[Any, metrics.Totals]:
     """Totals of the window (key None), or per value of the roll-up column ``by``."""
     group = [_R.c.outcome] + ([_R.c[by]] if by else [])
-    query = select(*group, *_sums()).where(*_where(_R, w)).group_by(*group)
+    query = select(*group, *_sums()).where(*_where(_R, w, totals=by is None)).group_by(*group)
     out: dict[Any, metrics.Totals] = {}
     for row in await _fetch(db, query):
         key = row[by] if by else None
@@ -129,7 +134,8 @@ async def totals(db: Database, w: Window, by: str | None = None) -> dict[Any, me
 async def guard_counts(db: Database, w: Window, by: str | None = None) -> dict[Any, dict[str, int]]:
     """Requests flagged per guard category (either side counted once per side)."""
     group = [_G.c.category] + ([_G.c[by]] if by else [])
-    query = select(*group, func.sum(_G.c.requests).label("requests")).where(*_where(_G, w)).group_by(*group)
+    where = _where(_G, w, totals=by is None)
+    query = select(*group, func.sum(_G.c.requests).label("requests")).where(*where).group_by(*group)
     out: dict[Any, dict[str, int]] = {}
     for row in await _fetch(db, query):
         out.setdefault(row[by] if by else None, {})[row["category"]] = int(row["requests"] or 0)
@@ -188,7 +194,7 @@ _QS = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 async def timeseries(db: Database, w: Window) -> dict[str, Any]:
     """One point per bucket of the window's grain that has requests, oldest first."""
     group = [_R.c.bucket, _R.c.outcome]
-    query = select(*group, *_sums()).where(*_where(_R, w)).group_by(*group)
+    query = select(*group, *_sums()).where(*_where(_R, w, totals=True)).group_by(*group)
     per: dict[datetime, metrics.Totals] = {}
     for row in await _fetch(db, query):
         per.setdefault(row["bucket"], metrics.Totals()).add(row["outcome"], row)
@@ -230,7 +236,7 @@ async def guard_panel(db: Database, w: Window) -> dict[str, Any]:
     requests = (await totals(db, w)).get(None, metrics.Totals()).total_requests
     group = [_G.c.bucket, _G.c.side, _G.c.category]
     sums = [func.sum(_G.c[name]).label(name) for name in tables.GUARD_SUMS]
-    rows = await _fetch(db, select(*group, *sums).where(*_where(_G, w)).group_by(*group))
+    rows = await _fetch(db, select(*group, *sums).where(*_where(_G, w, totals=True)).group_by(*group))
     categories: dict[tuple[str, str], list[int]] = {}
     series: dict[datetime, dict[str, int]] = {}
     for row in rows:

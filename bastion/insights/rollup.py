@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import String, Table, and_, delete, func, insert, literal, or_, select, update
+from sqlalchemy import Integer, String, Table, and_, delete, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bastion.config.insights_settings import InsightsSettings
@@ -249,32 +249,14 @@ class Rollup:
                 await connection.execute(delete(table).where(table.c.grain == "5m", _in_ranges(table.c.bucket, ranges)))
                 for start in range(0, len(rows), _INSERT_CHUNK):
                     await connection.execute(insert(table), rows[start : start + _INSERT_CHUNK])
+            await _merge(connection, "5m", buckets, totals=True)
 
     async def _recompute_merged(self, grain: str, finer: str, starts: Sequence[datetime]) -> None:
-        """Buckets of ``grain`` rebuilt in SQL from the rows of the ``finer`` grain: integer sums
-        and maxima, exact on both databases."""
-        width = WIDTH[grain]
+        """Buckets of ``grain`` rebuilt in SQL from the rows of the ``finer`` grain, then the
+        grain's tenant totals from them (one transaction)."""
         async with self.db.engine.begin() as connection:
-            for table, dims, sums, maxima in _MERGES:
-                await connection.execute(
-                    delete(table).where(table.c.grain == grain, _in_ranges(table.c.bucket, _ranges(starts, width)))
-                )
-                for bucket in starts:
-                    keys = [table.c[d] for d in dims]
-                    query = (
-                        select(
-                            literal(grain, String()),
-                            literal(bucket, UTCDateTime()),
-                            *keys,
-                            *(func.sum(table.c[n]) for n in sums),
-                            *(func.max(table.c[n]) for n in maxima),
-                        )
-                        .where(table.c.grain == finer, table.c.bucket >= bucket, table.c.bucket < bucket + width)
-                        .group_by(*keys)
-                    )
-                    await connection.execute(
-                        insert(table).from_select(["grain", "bucket", *dims, *sums, *maxima], query)
-                    )
+            await _merge(connection, grain, starts, source=finer)
+            await _merge(connection, grain, starts, totals=True)
 
     # -- retention -----------------------------------------------------------------------------
 
@@ -284,9 +266,11 @@ class Rollup:
         retention = self.settings.retention
         removed: dict[str, int] = {}
         async with self.db.engine.begin() as connection:
-            for grain, days in (("5m", retention.rollup_5m_days), ("1h", retention.rollup_1h_days)):
-                removed[grain] = await self._prune_grain(connection, grain, now - timedelta(days=days))
-            removed["1d"] = await self._prune_grain(connection, "1d", now - timedelta(days=retention.rollup_1d_days))
+            kept = {"5m": retention.rollup_5m_days, "1h": retention.rollup_1h_days, "1d": retention.rollup_1d_days}
+            for grain, days in kept.items():
+                cutoff = now - timedelta(days=days)
+                removed[grain] = await self._prune_grain(connection, grain, cutoff)
+                removed[grain] += await self._prune_grain(connection, tables.TOTALS[grain], cutoff)
             drift = tables.drift
             cutoff = now - timedelta(days=retention.rollup_1h_days)
             removed["drift"] = (await connection.execute(delete(drift).where(drift.c.bucket < cutoff))).rowcount or 0
@@ -302,3 +286,45 @@ class Rollup:
             deleted = await connection.execute(delete(table).where(table.c.grain == grain, table.c.bucket < cutoff))
             total += deleted.rowcount or 0
         return total
+
+
+async def _merge(
+    connection: AsyncConnection,
+    grain: str,
+    starts: Sequence[datetime],
+    *,
+    source: str | None = None,
+    totals: bool = False,
+) -> None:
+    """Replace the rows of ``grain`` (its tenant totals with ``totals``) in the buckets starting at
+    ``starts`` by integer sums and maxima, in SQL, of the rows of ``source`` (default: ``grain``)
+    in each bucket. Totals keep only the tenant and the outcome (guard: side and category), the
+    other key columns being ``''`` / 0: what a window without filters reads."""
+    width = WIDTH[grain]
+    target = tables.TOTALS[grain] if totals else grain
+    source = source or grain
+    for table, dims, sums, maxima in _MERGES:
+        kept = set(tables.TOTAL_KEYS if table is tables.rollups else tables.GUARD_TOTAL_KEYS) if totals else set(dims)
+        await connection.execute(
+            delete(table).where(table.c.grain == target, _in_ranges(table.c.bucket, _ranges(starts, width)))
+        )
+        keys = [table.c[d] for d in dims if d in kept]
+        values = [table.c[d] if d in kept else _blank(d) for d in dims]
+        for bucket in starts:
+            query = (
+                select(
+                    literal(target, String()),
+                    literal(bucket, UTCDateTime()),
+                    *values,
+                    *(func.sum(table.c[n]) for n in sums),
+                    *(func.max(table.c[n]) for n in maxima),
+                )
+                .where(table.c.grain == source, table.c.bucket >= bucket, table.c.bucket < bucket + width)
+                .group_by(*keys)
+            )
+            await connection.execute(insert(table).from_select(["grain", "bucket", *dims, *sums, *maxima], query))
+
+
+def _blank(dimension: str) -> Any:
+    """The value of a key column a total does not keep."""
+    return literal(0, Integer()) if dimension == "prompt_version" else literal("", String())

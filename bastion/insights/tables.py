@@ -1,6 +1,7 @@
 """The insights tables (migration ``0015_insights``).
 
-``insight_rollups``: one row per grain (``5m``, ``1h``, ``1d``), bucket start (UTC), tenant, model,
+``insight_rollups``: one row per grain (``5m``, ``1h``, ``1d``; tenant totals ``t5m``, ``t1h``,
+``t1d``), bucket start (UTC), tenant, model,
 prompt and version, key, outcome (``ok``, ``error``, ``blocked``, ``truncated``) and experiment arm,
 with counts, token sums, cost in nano-dollars (integers add up exactly on both databases), latency
 and time-to-first-token sums, maxima and fixed-bound histograms (``lat_00``..``lat_15``,
@@ -26,6 +27,12 @@ from bastion.insights.histogram import BUCKETS
 from bastion.store.models import Base, UTCDateTime
 
 GRAINS: Final = ("5m", "1h", "1d")
+#: Each grain's tenant totals: the same columns summed over everything but the tenant and the
+#: outcome (guard rows: side and category), in rows of grain ``t5m``, ``t1h``, ``t1d``. A window
+#: without a model, key or prompt filter reads these (a handful of rows per bucket).
+TOTALS: Final = {"5m": "t5m", "1h": "t1h", "1d": "t1d"}
+TOTAL_KEYS: Final = ("tenant_id", "outcome")
+GUARD_TOTAL_KEYS: Final = ("tenant_id", "side", "category")
 OUTCOMES: Final = ("ok", "error", "blocked", "truncated")
 
 #: The key of a roll-up row besides grain and bucket, in order.
@@ -71,7 +78,7 @@ def _key(*names: str) -> list[Column[object]]:
 rollups = Table(
     "insight_rollups",
     Base.metadata,
-    Column("grain", String(2), primary_key=True),
+    Column("grain", String(4), primary_key=True),
     Column("bucket", UTCDateTime(), primary_key=True),
     *_key(*DIMENSIONS),
     *(Column(name, BigInteger, nullable=False, server_default="0") for name in SUM_COLUMNS),
@@ -83,7 +90,7 @@ rollups = Table(
 guard = Table(
     "insight_guard",
     Base.metadata,
-    Column("grain", String(2), primary_key=True),
+    Column("grain", String(4), primary_key=True),
     Column("bucket", UTCDateTime(), primary_key=True),
     *_key(*GUARD_DIMENSIONS),
     *(Column(name, BigInteger, nullable=False, server_default="0") for name in GUARD_SUMS),

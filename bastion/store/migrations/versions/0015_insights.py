@@ -61,7 +61,7 @@ def _counts(*names: str) -> list[sa.Column[object]]:
 def upgrade() -> None:
     op.create_table(
         "insight_rollups",
-        sa.Column("grain", sa.String(2), primary_key=True),
+        sa.Column("grain", sa.String(4), primary_key=True),
         sa.Column("bucket", _TIME, primary_key=True),
         *_key("tenant_id", "model", "prompt_id", "prompt_version", "key_id", "outcome", "arm"),
         *_counts(*_SUMS),
@@ -70,7 +70,7 @@ def upgrade() -> None:
     op.create_index("ix_insight_rollups_grain_bucket", "insight_rollups", ["grain", "bucket"])
     op.create_table(
         "insight_guard",
-        sa.Column("grain", sa.String(2), primary_key=True),
+        sa.Column("grain", sa.String(4), primary_key=True),
         sa.Column("bucket", _TIME, primary_key=True),
         *_key("tenant_id", "model", "prompt_id", "prompt_version", "key_id", "side", "category"),
         *_counts("requests", "findings", "blocked"),
