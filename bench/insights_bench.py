@@ -4,10 +4,11 @@
         [--pg postgresql://postgres@127.0.0.1:5432/postgres]
 
 - summary: roll-up rows standing for ``--ledger-rows`` ledger rows over 30 days (one tenant, 8
-  models, 20 keys, 3 prompts, 4 outcomes; about 116 requests per 5-minute bucket) are generated
-  directly as 5-minute rows (the hours and days are then built by the roll-up's own SQL), and
-  ``GET /api/v1/insights/summary`` is called through the app with a viewer key for windows of 1 hour,
-  24 hours, 7 days and 30 days; p50 / p95 per window (target: p95 under 200 ms on SQLite).
+  models, 20 keys, 3 prompts, 4 outcomes: nearly one hourly row per 1.3 requests) are generated
+  directly (hours for 30 days, 5-minute rows for the last day; days and tenant totals by the
+  roll-up's own SQL), and ``GET /api/v1/insights/summary`` is called through the app with a viewer
+  key for windows of 1 hour, 24 hours, 7 days and 30 days, without a filter and for one model;
+  p50 / p95 per window (target: p95 under 200 ms on SQLite).
 - roll-up: ``--new-rows`` ledger rows written (through the ledger's own inserter) within the last
   ten minutes, then one incremental ``Rollup.run``; and the same rows spread over three days (many
   more buckets to recompute). Target: 10,000 new rows in under 2 s.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import random
 import statistics
 import sys
@@ -38,7 +40,7 @@ from bastion.gateway.compose import build_gateway
 from bastion.insights import tables
 from bastion.insights.aggregate import floor
 from bastion.insights.histogram import BUCKETS
-from bastion.insights.rollup import Rollup
+from bastion.insights.rollup import Rollup, _merge
 from bastion.store.db import Database
 from bastion.store.migrate import upgrade
 from bastion.store.models import ApiKey, Tenant
@@ -53,29 +55,28 @@ PROMPTS = ["", "support", "sales"]
 OUTCOMES = ("ok", "ok", "ok", "ok", "ok", "ok", "ok", "error", "blocked", "truncated")
 
 
-def five_minute_rows(tenant_id: str, ledger_rows: int, end: datetime, rng: random.Random) -> list[dict[str, Any]]:
-    """5-minute roll-up rows standing for ``ledger_rows`` requests over the 30 days before ``end``."""
-    buckets = 30 * 288
-    per_bucket = max(1, ledger_rows // buckets)
-    start = floor(end - timedelta(days=30), "5m")
+def generated_rows(
+    tenant_id: str, grain: str, start: datetime, buckets: int, per_bucket: int, rng: random.Random
+) -> list[dict[str, Any]]:
+    """Roll-up rows of ``grain``: ``per_bucket`` random requests in each of ``buckets`` buckets."""
     out: list[dict[str, Any]] = []
+    width = {"5m": timedelta(minutes=5), "1h": timedelta(hours=1)}[grain]
     for b in range(buckets):
-        bucket = start + timedelta(minutes=5 * b)
+        bucket = start + b * width
         groups: dict[tuple[str, str, str, str], dict[str, Any]] = {}
         for _ in range(per_bucket):
             key = (rng.choice(MODELS), rng.choice(KEYS), rng.choice(PROMPTS), rng.choice(OUTCOMES))
             row = groups.get(key)
             if row is None:
                 row = groups[key] = {
-                    "grain": "5m", "bucket": bucket, "tenant_id": tenant_id, "model": key[0], "prompt_id": key[2],
+                    "grain": grain, "bucket": bucket, "tenant_id": tenant_id, "model": key[0], "prompt_id": key[2],
                     "prompt_version": 1 if key[2] else 0, "key_id": key[1], "outcome": key[3], "arm": "",
                     **{name: 0 for name in (*tables.SUM_COLUMNS, *tables.MAX_COLUMNS)},
                 }  # fmt: skip
-            prompt, completion = rng.randint(10, 2000), rng.randint(0, 800)
             latency = int(rng.lognormvariate(6.5, 1.0) * 1000)
             row["requests"] += 1
-            row["prompt_tokens"] += prompt
-            row["completion_tokens"] += completion
+            row["prompt_tokens"] += rng.randint(10, 2000)
+            row["completion_tokens"] += rng.randint(0, 800)
             row["cost_nusd"] += rng.randint(0, 50_000_000)
             row["latency_us_sum"] += latency
             row["latency_max_us"] = max(row["latency_max_us"], latency)
@@ -85,17 +86,27 @@ def five_minute_rows(tenant_id: str, ledger_rows: int, end: datetime, rng: rando
 
 
 async def seed_rollups(db: Database, tenant_id: str, ledger_rows: int, end: datetime) -> tuple[int, float]:
+    """Hourly rows for 30 days and 5-minute rows for the last day (a window of up to 6 hours reads
+    5-minute rows, longer ones hours or days), generated directly for ``ledger_rows`` requests
+    spread evenly; days and every grain's tenant totals are then built by the roll-up's own SQL."""
     started = time.perf_counter()
-    rows = five_minute_rows(tenant_id, ledger_rows, end, random.Random(4))
+    rng = random.Random(4)
+    hours = 30 * 24
+    first_hour = floor(end, "1h") - timedelta(hours=hours - 1)
+    rows = generated_rows(tenant_id, "1h", first_hour, hours, ledger_rows // hours, rng)
+    first_5m = floor(end, "5m") - timedelta(minutes=5 * 287)
+    rows += generated_rows(tenant_id, "5m", first_5m, 288, ledger_rows // (hours * 12), rng)
     async with db.engine.begin() as connection:
         for start in range(0, len(rows), 2000):
             await connection.execute(insert(tables.rollups), rows[start : start + 2000])
-    rollup = Rollup(db, Settings().insights)
-    buckets = sorted({r["bucket"] for r in rows})
-    for grain, finer in (("1h", "5m"), ("1d", "1h")):
-        starts = sorted({floor(b, grain) for b in buckets})
-        for i in range(0, len(starts), 48):
-            await rollup._recompute_merged(grain, finer, starts[i : i + 48])
+    hour_starts = [first_hour + timedelta(hours=i) for i in range(hours)]
+    five_starts = [first_5m + timedelta(minutes=5 * i) for i in range(288)]
+    day_starts = sorted({floor(h, "1d") for h in hour_starts})
+    async with db.engine.begin() as connection:
+        await _merge(connection, "5m", five_starts, totals=True)
+        await _merge(connection, "1h", hour_starts, totals=True)
+        await _merge(connection, "1d", day_starts, source="1h")
+        await _merge(connection, "1d", day_starts, totals=True)
     return len(rows), time.perf_counter() - started
 
 
@@ -128,7 +139,9 @@ async def summary_bench(url: str, data_dir: Path, ledger_rows: int, repeat: int)
     now = datetime.now(UTC)
     count, seconds = await seed_rollups(db, tenant_id, ledger_rows, now)
     await db.dispose()
-    print(f"  seeded {count} 5-minute rows (+ hours, days) for {ledger_rows} ledger rows in {seconds:.1f} s")
+    print(
+        f"  seeded {count} hourly and 5-minute rows (+ days, totals) for {ledger_rows} ledger rows in {seconds:.1f} s"
+    )
     gateway = build_gateway(settings)
     app = create_app(settings, gateway)
     await gateway.start()
@@ -136,9 +149,12 @@ async def summary_bench(url: str, data_dir: Path, ledger_rows: int, repeat: int)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             headers = {"authorization": f"Bearer {key}"}
-            for label, span in (("1 hour", timedelta(hours=1)), ("24 hours", timedelta(days=1)),
-                                ("7 days", timedelta(days=7)), ("30 days", timedelta(days=30))):  # fmt: skip
+            spans = (("1 hour", timedelta(hours=1)), ("24 hours", timedelta(days=1)),
+                     ("7 days", timedelta(days=7)), ("30 days", timedelta(days=30)))  # fmt: skip
+            for (label, span), model in itertools.product(spans, (None, MODELS[0])):
                 params = {"from": (now - span).isoformat(), "to": now.isoformat()}
+                if model is not None:
+                    params["model"] = model
                 times = []
                 for _ in range(repeat):
                     started = time.perf_counter()
@@ -148,8 +164,10 @@ async def summary_bench(url: str, data_dir: Path, ledger_rows: int, repeat: int)
                 body = response.json()
                 times.sort()
                 p95 = times[min(len(times) - 1, int(0.95 * len(times)))]
+                scope = f"model {model}" if model else "all"
                 print(
-                    f"  summary {label:>8} (grain {body['window']['grain']}, {body['requests']} requests): "
+                    f"  summary {label:>8}, {scope:>13} (grain {body['window']['grain']}, "
+                    f"{body['requests']} requests): "
                     f"p50 {statistics.median(times):.1f} ms, p95 {p95:.1f} ms"
                 )
     finally:

@@ -84,6 +84,7 @@ rollups = Table(
     *(Column(name, BigInteger, nullable=False, server_default="0") for name in SUM_COLUMNS),
     *(Column(name, BigInteger, nullable=False, server_default="0") for name in MAX_COLUMNS),
     Index("ix_insight_rollups_tenant", "tenant_id", "grain", "bucket"),
+    Index("ix_insight_rollups_model", "tenant_id", "grain", "model", "bucket"),
     Index("ix_insight_rollups_grain_bucket", "grain", "bucket"),
 )
 

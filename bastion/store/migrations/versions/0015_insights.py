@@ -67,6 +67,7 @@ def upgrade() -> None:
         *_counts(*_SUMS),
     )
     op.create_index("ix_insight_rollups_tenant", "insight_rollups", ["tenant_id", "grain", "bucket"])
+    op.create_index("ix_insight_rollups_model", "insight_rollups", ["tenant_id", "grain", "model", "bucket"])
     op.create_index("ix_insight_rollups_grain_bucket", "insight_rollups", ["grain", "bucket"])
     op.create_table(
         "insight_guard",
