@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import structlog
 from sqlalchemy import Integer, String, Table, and_, delete, func, insert, literal, or_, select, update
@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bastion.config.insights_settings import InsightsSettings
 from bastion.insights import tables
-from bastion.insights.aggregate import FIVE_MINUTES, HOUR, LEDGER_COLUMNS, WIDTH, Aggregator, floor
+from bastion.insights.aggregate import FIVE_MINUTES, HOUR, LEDGER_COLUMNS, WIDTH, Aggregator, floor, merge
 from bastion.store.db import Database
 from bastion.store.models import Interaction, UTCDateTime
 
@@ -244,12 +244,20 @@ class Rollup:
             result = await connection.execute(select(*columns).where(_in_ranges(_LEDGER.c.created_at, ranges)))
             for row in result.mappings():
                 aggregator.add(row)
+        rollup_rows, guard_rows = aggregator.rollup_rows(), aggregator.guard_rows()
+        writes = (
+            (tables.rollups, "5m", rollup_rows),
+            (tables.guard, "5m", guard_rows),
+            (tables.rollups, "t5m", _totals(rollup_rows, tables.DIMENSIONS, tables.TOTAL_KEYS, _ROLLUP_VALUES)),
+            (tables.guard, "t5m", _totals(guard_rows, tables.GUARD_DIMENSIONS, tables.GUARD_TOTAL_KEYS, _GUARD_VALUES)),
+        )
         async with self.db.engine.begin() as connection:
-            for table, rows in ((tables.rollups, aggregator.rollup_rows()), (tables.guard, aggregator.guard_rows())):
-                await connection.execute(delete(table).where(table.c.grain == "5m", _in_ranges(table.c.bucket, ranges)))
+            for table, grain, rows in writes:
+                await connection.execute(
+                    delete(table).where(table.c.grain == grain, _in_ranges(table.c.bucket, ranges))
+                )
                 for start in range(0, len(rows), _INSERT_CHUNK):
                     await connection.execute(insert(table), rows[start : start + _INSERT_CHUNK])
-            await _merge(connection, "5m", buckets, totals=True)
 
     async def _recompute_merged(self, grain: str, finer: str, starts: Sequence[datetime]) -> None:
         """Buckets of ``grain`` rebuilt in SQL from the rows of the ``finer`` grain, then the
@@ -323,6 +331,27 @@ async def _merge(
                 .group_by(*keys)
             )
             await connection.execute(insert(table).from_select(["grain", "bucket", *dims, *sums, *maxima], query))
+
+
+_ROLLUP_VALUES: Final = (tables.SUM_COLUMNS, tables.MAX_COLUMNS)
+_GUARD_VALUES: Final = (tables.GUARD_SUMS, ())
+
+
+def _totals(
+    rows: list[dict[str, Any]],
+    dims: Sequence[str],
+    kept: Sequence[str],
+    values: tuple[Sequence[str], Sequence[str]],
+) -> list[dict[str, Any]]:
+    """5-minute rows summed into their tenant totals (grain ``t5m``), in Python: the same sums
+    ``_merge`` makes in SQL for the coarser grains."""
+    out = merge(rows, "5m", kept, values[0], values[1])
+    for row in out:
+        row["grain"] = "t5m"
+        for dimension in dims:
+            if dimension not in kept:
+                row[dimension] = 0 if dimension == "prompt_version" else ""
+    return out
 
 
 def _blank(dimension: str) -> Any:
