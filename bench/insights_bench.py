@@ -1,7 +1,7 @@
 """Insights: the summary endpoint over the roll-ups of a million ledger rows, and roll-up throughput.
 
     .venv/bin/python bench/insights_bench.py [--ledger-rows 1000000] [--new-rows 10000] [--repeat 60]
-        [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+        [--pg postgresql://postgres@127.0.0.1:5432/postgres] [--rollup-only]
 
 - summary: roll-up rows standing for ``--ledger-rows`` ledger rows over 30 days (one tenant, 8
   models, 20 keys, 3 prompts, 4 outcomes: nearly one hourly row per 1.3 requests) are generated
@@ -201,10 +201,12 @@ async def main() -> None:
     parser.add_argument("--new-rows", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=60)
     parser.add_argument("--pg", default=None, help="Also run on this PostgreSQL database (it is migrated).")
+    parser.add_argument("--rollup-only", action="store_true", help="Skip the summary part.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         print("SQLite")
-        await summary_bench(f"sqlite:///{tmp}/summary.db", Path(tmp), args.ledger_rows, args.repeat)
+        if not args.rollup_only:
+            await summary_bench(f"sqlite:///{tmp}/summary.db", Path(tmp), args.ledger_rows, args.repeat)
         await rollup_bench(f"sqlite:///{tmp}/rollup.db", args.new_rows)
         if args.pg:
             print("PostgreSQL")

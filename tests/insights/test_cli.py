@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ async def test_run_rebuild_and_prune_from_the_command_line(
     config = tmp_path / "bastion.yaml"
     data = {"database_url": database_url, "data_dir": str(tmp_path / "data"), "local": {"enabled": False}}
     config.write_text(yaml.safe_dump(data))
-    rows = records(120, seed=6)
+    rows = records(120, seed=6, base=datetime.now(UTC) - timedelta(hours=3), span_s=7200)
     await insert(database, rows)
     runner = CliRunner()
 
@@ -36,8 +37,9 @@ async def test_run_rebuild_and_prune_from_the_command_line(
         return parsed
 
     ran = await asyncio.to_thread(invoke, "run")
-    assert ran["rows_read"] == len(rows)
+    assert ran["rows_read"] == len(rows) and ran["late_skipped"] == 0
     after_run = await dump(database)
+    assert after_run
     rebuilt = await asyncio.to_thread(invoke, "rebuild")
     assert rebuilt["rows_read"] == len(rows)
     assert await dump(database) == after_run
