@@ -9,7 +9,8 @@ watermark but committed after it is read by the next run), collects the 5-minute
 ``created_at`` fall in, and recomputes those buckets whole from the ledger. Recomputing a bucket
 deletes and re-inserts its rows in one transaction, so a run is idempotent and re-reading rows is
 harmless; the hour and the day holding a recomputed bucket are rebuilt from the finer grain in
-the same transaction. The watermark then moves to the newest ``written_at`` seen.
+the same transaction. The watermark then moves to the database's clock as read before the rows,
+so an idle ledger is not read again once the slack has passed.
 
 A late row whose hour is already past the 5-minute retention (its hour could no longer be rebuilt
 whole) is not rolled up; it is counted in the run's ``late_skipped``.
@@ -169,16 +170,16 @@ class Rollup:
         result = RollupResult()
         watermark = await self.watermark()
         since = watermark - timedelta(seconds=self.settings.commit_slack_s) if watermark is not None else None
-        query = select(_LEDGER.c.created_at, _LEDGER.c.written_at)
+        query = select(_LEDGER.c.created_at)
         if since is not None:
             query = query.where(_LEDGER.c.written_at > since)
         touched: set[datetime] = set()
-        newest = watermark
         async with self.db.engine.connect() as connection:
-            for created_at, written_at in await connection.execute(query):
+            # The database's own clock, read before the rows: every row committed after this read
+            # has a ``written_at`` of at least this time minus its transaction's length.
+            newest = (await connection.execute(select(func.current_timestamp(type_=UTCDateTime())))).scalar()
+            for (created_at,) in await connection.execute(query):
                 touched.add(floor(created_at, "5m"))
-                if written_at is not None and (newest is None or written_at > newest):
-                    newest = written_at
                 result.rows_read += 1
         horizon = floor(self.clock() - timedelta(days=self.settings.retention.rollup_5m_days), "1h") + HOUR
         ledger_days = self.settings.retention.ledger_days
@@ -203,7 +204,7 @@ class Rollup:
         started = time.perf_counter()
         result = RollupResult()
         async with self.db.engine.connect() as connection:
-            newest = (await connection.execute(select(func.max(_LEDGER.c.written_at)))).scalar()
+            newest = (await connection.execute(select(func.current_timestamp(type_=UTCDateTime())))).scalar()
         async with self.db.engine.begin() as connection:
             for table in (tables.rollups, tables.guard):
                 await connection.execute(delete(table))

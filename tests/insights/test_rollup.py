@@ -99,3 +99,11 @@ async def test_one_roll_up_at_a_time(database: Database) -> None:
     assert await first.claim("job_a")  # the holder may claim again
     await first.release("job_a")
     assert await second.claim("job_b")
+
+
+async def test_an_idle_ledger_is_not_read_again_once_the_slack_has_passed(database: Database) -> None:
+    await insert(database, records(50, seed=12))
+    engine = rollup(database, commit_slack_s=0)
+    assert (await engine.run()).rows_read == 50
+    again = await engine.run()
+    assert (again.rows_read, again.buckets) == (0, 0)
