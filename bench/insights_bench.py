@@ -88,7 +88,7 @@ def generated_rows(
 async def seed_rollups(db: Database, tenant_id: str, ledger_rows: int, end: datetime) -> tuple[int, float]:
     """Hourly rows for 30 days and 5-minute rows for the last day (a window of up to 6 hours reads
     5-minute rows, longer ones hours or days), generated directly for ``ledger_rows`` requests
-    spread evenly; days and every grain's tenant totals are then built by the roll-up's own SQL."""
+    spread evenly; days and every grain's summary levels are then built by the roll-up's own SQL."""
     started = time.perf_counter()
     rng = random.Random(4)
     hours = 30 * 24
@@ -103,10 +103,11 @@ async def seed_rollups(db: Database, tenant_id: str, ledger_rows: int, end: date
     five_starts = [first_5m + timedelta(minutes=5 * i) for i in range(288)]
     day_starts = sorted({floor(h, "1d") for h in hour_starts})
     async with db.engine.begin() as connection:
-        await _merge(connection, "5m", five_starts, totals=True)
-        await _merge(connection, "1h", hour_starts, totals=True)
         await _merge(connection, "1d", day_starts, source="1h")
-        await _merge(connection, "1d", day_starts, totals=True)
+        for level in tables.LEVELS:
+            await _merge(connection, "5m", five_starts, level=level)
+            await _merge(connection, "1h", hour_starts, level=level)
+            await _merge(connection, "1d", day_starts, level=level)
     return len(rows), time.perf_counter() - started
 
 

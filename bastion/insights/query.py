@@ -91,11 +91,21 @@ def make_window(
     return Window(tenant_id, start, end, chosen, model, key_id, prompt_id)
 
 
-def _where(table: Any, w: Window, *, totals: bool = False) -> list[Any]:
-    """The window's rows; with ``totals`` and no filter, the grain's tenant totals (few rows)."""
+def _level(w: Window, by: str | None) -> str:
+    """The grain to read: a summary level when the filters and the grouping allow one."""
+    if w.key_id is not None or w.prompt_id is not None or by not in (None, "model"):
+        return w.grain
+    if w.model is None and by is None:
+        return f"t{w.grain}"
+    return f"m{w.grain}"
+
+
+def _where(table: Any, w: Window, *, by: str | None = "") -> list[Any]:
+    """The window's rows, from the coarsest summary level that holds what is grouped by ``by``
+    (None: nothing; the default ``''``: the full key)."""
     conditions = [
         table.c.tenant_id == w.tenant_id,
-        table.c.grain == (tables.TOTALS[w.grain] if totals and not w.filtered else w.grain),
+        table.c.grain == _level(w, by),
         table.c.bucket >= w.since,
         table.c.bucket < w.until,
     ]
@@ -123,7 +133,7 @@ async def _fetch(db: Database, query: Any) -> list[dict[str, Any]]:
 async def totals(db: Database, w: Window, by: str | None = None) -> dict[Any, metrics.Totals]:
     """Totals of the window (key None), or per value of the roll-up column ``by``."""
     group = [_R.c.outcome] + ([_R.c[by]] if by else [])
-    query = select(*group, *_sums()).where(*_where(_R, w, totals=by is None)).group_by(*group)
+    query = select(*group, *_sums()).where(*_where(_R, w, by=by)).group_by(*group)
     out: dict[Any, metrics.Totals] = {}
     for row in await _fetch(db, query):
         key = row[by] if by else None
@@ -134,7 +144,7 @@ async def totals(db: Database, w: Window, by: str | None = None) -> dict[Any, me
 async def guard_counts(db: Database, w: Window, by: str | None = None) -> dict[Any, dict[str, int]]:
     """Requests flagged per guard category (either side counted once per side)."""
     group = [_G.c.category] + ([_G.c[by]] if by else [])
-    where = _where(_G, w, totals=by is None)
+    where = _where(_G, w, by=by)
     query = select(*group, func.sum(_G.c.requests).label("requests")).where(*where).group_by(*group)
     out: dict[Any, dict[str, int]] = {}
     for row in await _fetch(db, query):
@@ -194,7 +204,7 @@ _QS = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 async def timeseries(db: Database, w: Window) -> dict[str, Any]:
     """One point per bucket of the window's grain that has requests, oldest first."""
     group = [_R.c.bucket, _R.c.outcome]
-    query = select(*group, *_sums()).where(*_where(_R, w, totals=True)).group_by(*group)
+    query = select(*group, *_sums()).where(*_where(_R, w, by=None)).group_by(*group)
     per: dict[datetime, metrics.Totals] = {}
     for row in await _fetch(db, query):
         per.setdefault(row["bucket"], metrics.Totals()).add(row["outcome"], row)
@@ -218,7 +228,7 @@ async def top(db: Database, w: Window, by: str, order: str, limit: int) -> dict[
             tokens.label("tokens"),
             measures["cost"].label("cost"),
         )
-        .where(*_where(_R, w))
+        .where(*_where(_R, w, by=column))
         .group_by(_R.c[column])
         .order_by(measures[order].desc(), _R.c[column])
         .limit(limit)
@@ -236,7 +246,7 @@ async def guard_panel(db: Database, w: Window) -> dict[str, Any]:
     requests = (await totals(db, w)).get(None, metrics.Totals()).total_requests
     group = [_G.c.bucket, _G.c.side, _G.c.category]
     sums = [func.sum(_G.c[name]).label(name) for name in tables.GUARD_SUMS]
-    rows = await _fetch(db, select(*group, *sums).where(*_where(_G, w, totals=True)).group_by(*group))
+    rows = await _fetch(db, select(*group, *sums).where(*_where(_G, w, by=None)).group_by(*group))
     categories: dict[tuple[str, str], list[int]] = {}
     series: dict[datetime, dict[str, int]] = {}
     for row in rows:

@@ -246,12 +246,13 @@ class Rollup:
             for row in result.mappings():
                 aggregator.add(row)
         rollup_rows, guard_rows = aggregator.rollup_rows(), aggregator.guard_rows()
-        writes = (
-            (tables.rollups, "5m", rollup_rows),
-            (tables.guard, "5m", guard_rows),
-            (tables.rollups, "t5m", _totals(rollup_rows, tables.DIMENSIONS, tables.TOTAL_KEYS, _ROLLUP_VALUES)),
-            (tables.guard, "t5m", _totals(guard_rows, tables.GUARD_DIMENSIONS, tables.GUARD_TOTAL_KEYS, _GUARD_VALUES)),
-        )
+        writes = [(tables.rollups, "5m", rollup_rows), (tables.guard, "5m", guard_rows)]
+        for level, (kept, guard_kept) in tables.LEVELS.items():
+            grain = f"{level}5m"
+            writes.append((tables.rollups, grain, _totals(rollup_rows, grain, tables.DIMENSIONS, kept, _ROLLUP_VALUES)))
+            writes.append(
+                (tables.guard, grain, _totals(guard_rows, grain, tables.GUARD_DIMENSIONS, guard_kept, _GUARD_VALUES))
+            )
         async with self.db.engine.begin() as connection:
             for table, grain, rows in writes:
                 await connection.execute(
@@ -265,7 +266,8 @@ class Rollup:
         grain's tenant totals from them (one transaction)."""
         async with self.db.engine.begin() as connection:
             await _merge(connection, grain, starts, source=finer)
-            await _merge(connection, grain, starts, totals=True)
+            for level in tables.LEVELS:
+                await _merge(connection, grain, starts, level=level)
 
     # -- retention -----------------------------------------------------------------------------
 
@@ -279,7 +281,8 @@ class Rollup:
             for grain, days in kept.items():
                 cutoff = now - timedelta(days=days)
                 removed[grain] = await self._prune_grain(connection, grain, cutoff)
-                removed[grain] += await self._prune_grain(connection, tables.TOTALS[grain], cutoff)
+                for level in tables.LEVELS:
+                    removed[grain] += await self._prune_grain(connection, f"{level}{grain}", cutoff)
             drift = tables.drift
             cutoff = now - timedelta(days=retention.rollup_1h_days)
             removed["drift"] = (await connection.execute(delete(drift).where(drift.c.bucket < cutoff))).rowcount or 0
@@ -303,17 +306,17 @@ async def _merge(
     starts: Sequence[datetime],
     *,
     source: str | None = None,
-    totals: bool = False,
+    level: str | None = None,
 ) -> None:
-    """Replace the rows of ``grain`` (its tenant totals with ``totals``) in the buckets starting at
-    ``starts`` by integer sums and maxima, in SQL, of the rows of ``source`` (default: ``grain``)
-    in each bucket. Totals keep only the tenant and the outcome (guard: side and category), the
-    other key columns being ``''`` / 0: what a window without filters reads."""
+    """Replace the rows of ``grain`` (of its summary ``level``, see ``tables.LEVELS``) in the
+    buckets starting at ``starts`` by integer sums and maxima, in SQL, of the rows of ``source``
+    (default: ``grain``) in each bucket. A level keeps only its key columns, the others being
+    ``''`` / 0."""
     width = WIDTH[grain]
-    target = tables.TOTALS[grain] if totals else grain
+    target = f"{level}{grain}" if level else grain
     source = source or grain
     for table, dims, sums, maxima in _MERGES:
-        kept = set(tables.TOTAL_KEYS if table is tables.rollups else tables.GUARD_TOTAL_KEYS) if totals else set(dims)
+        kept = set(tables.LEVELS[level][0 if table is tables.rollups else 1]) if level else set(dims)
         await connection.execute(
             delete(table).where(table.c.grain == target, _in_ranges(table.c.bucket, _ranges(starts, width)))
         )
@@ -340,15 +343,16 @@ _GUARD_VALUES: Final = (tables.GUARD_SUMS, ())
 
 def _totals(
     rows: list[dict[str, Any]],
+    grain: str,
     dims: Sequence[str],
     kept: Sequence[str],
     values: tuple[Sequence[str], Sequence[str]],
 ) -> list[dict[str, Any]]:
-    """5-minute rows summed into their tenant totals (grain ``t5m``), in Python: the same sums
-    ``_merge`` makes in SQL for the coarser grains."""
+    """5-minute rows summed into a summary level (``grain``: ``t5m``, ``m5m``), in Python: the
+    same sums ``_merge`` makes in SQL for the coarser grains."""
     out = merge(rows, "5m", kept, values[0], values[1])
     for row in out:
-        row["grain"] = "t5m"
+        row["grain"] = grain
         for dimension in dims:
             if dimension not in kept:
                 row[dimension] = 0 if dimension == "prompt_version" else ""

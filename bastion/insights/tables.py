@@ -1,7 +1,7 @@
 """The insights tables (migration ``0015_insights``).
 
-``insight_rollups``: one row per grain (``5m``, ``1h``, ``1d``; tenant totals ``t5m``, ``t1h``,
-``t1d``), bucket start (UTC), tenant, model,
+``insight_rollups``: one row per grain (``5m``, ``1h``, ``1d``; their summary levels ``t..`` and
+``m..``, see ``LEVELS``), bucket start (UTC), tenant, model,
 prompt and version, key, outcome (``ok``, ``error``, ``blocked``, ``truncated``) and experiment arm,
 with counts, token sums, cost in nano-dollars (integers add up exactly on both databases), latency
 and time-to-first-token sums, maxima and fixed-bound histograms (``lat_00``..``lat_15``,
@@ -27,12 +27,14 @@ from bastion.insights.histogram import BUCKETS
 from bastion.store.models import Base, UTCDateTime
 
 GRAINS: Final = ("5m", "1h", "1d")
-#: Each grain's tenant totals: the same columns summed over everything but the tenant and the
-#: outcome (guard rows: side and category), in rows of grain ``t5m``, ``t1h``, ``t1d``. A window
-#: without a model, key or prompt filter reads these (a handful of rows per bucket).
-TOTALS: Final = {"5m": "t5m", "1h": "t1h", "1d": "t1d"}
-TOTAL_KEYS: Final = ("tenant_id", "outcome")
-GUARD_TOTAL_KEYS: Final = ("tenant_id", "side", "category")
+#: Summary levels of each grain: the same columns summed over every key column but those kept
+#: (roll-up rows, guard rows), in rows of grain ``<level><grain>``: ``t5m``, ``t1h``, ``t1d`` (tenant
+#: totals), ``m5m``, ``m1h``, ``m1d`` (per model). A window without a key or prompt filter reads
+#: these: a handful of rows per bucket however many keys and prompts there are.
+LEVELS: Final = {
+    "t": (("tenant_id", "outcome"), ("tenant_id", "side", "category")),
+    "m": (("tenant_id", "model", "outcome"), ("tenant_id", "model", "side", "category")),
+}
 OUTCOMES: Final = ("ok", "error", "blocked", "truncated")
 
 #: The key of a roll-up row besides grain and bucket, in order.

@@ -30,4 +30,7 @@ async def bundle(db: Database) -> dict[str, Any]:
                 out[f"{key}/metrics-{by}"] = await query.breakdown(db, w, by)
         w = query.make_window(tenant, BASE, BASE + timedelta(days=3), grain="1d", model="gpt-large", now=NOW)
         out[f"{tenant}/filtered"] = await query.summary(db, w)
+        w = query.make_window(tenant, BASE, BASE + timedelta(days=3), grain="1h", key_id="key_1", now=NOW)
+        out[f"{tenant}/key-filtered"] = await query.summary(db, w)
+        out[f"{tenant}/key-filtered-series"] = await query.timeseries(db, w)
     return out

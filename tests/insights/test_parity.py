@@ -57,6 +57,13 @@ async def test_the_same_ledger_gives_the_same_json_on_both_databases(
         top = max(round(r["latency_ms"] * 1000) for r in mine) / 1000.0
         assert summary["latency_ms"]["p95"] == percentile(histogram, 0.95, top)
         assert summary["flagged"] == sum(1 for r in mine if r["flagged"])
+        # A model filter reads the per-model level: the same numbers as the ledger's rows.
+        filtered = on_sqlite[f"{tenant}/filtered"]
+        assert filtered["requests"] == sum(1 for r in mine if r["model"] == "gpt-large")
+        assert filtered["tokens"]["completion"] == sum(
+            r["completion_tokens"] for r in mine if r["model"] == "gpt-large"
+        )
+        assert on_sqlite[f"{tenant}/key-filtered"]["requests"] == sum(1 for r in mine if r["key_id"] == "key_1")
     # Coarser grains add up to the same totals as finer ones.
     for tenant in TENANTS:
         by_day = on_sqlite[f"{tenant}/all-1d/summary"]
