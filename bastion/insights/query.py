@@ -44,10 +44,6 @@ class Window:
     def to_json(self) -> dict[str, Any]:
         return {"from": self.since.isoformat(), "to": self.until.isoformat(), "grain": self.grain}
 
-    @property
-    def filtered(self) -> bool:
-        return self.model is not None or self.key_id is not None or self.prompt_id is not None
-
 
 def _coarser(grain: str) -> str:
     return {"5m": "1h", "1h": "1d"}.get(grain, "1d")
