@@ -20,8 +20,9 @@ from bastion.gateway.service import Gateway
 from bastion.insights.job import JOB_KIND
 from bastion.jobs.model import SUCCEEDED, JobFilter
 from bastion.store.db import Database
-from bastion.store.models import ApiKey, Interaction, Tenant
+from bastion.store.models import ApiKey, Interaction
 from tests.insights.synthetic import insert, records
+from tests.jobs.support import make_tenants
 from tests.support.harness import make_settings, running_gateway, wait_until
 
 P = "/api/v1/insights"
@@ -40,26 +41,17 @@ class World:
 
 
 async def _seed(db: Database) -> tuple[dict[str, str], dict[str, str]]:
-    keys: dict[str, str] = {}
-    tenants: dict[str, str] = {}
+    """Two tenants, and a key of every role in each (named ``<tenant>-<role>``)."""
+    tenants = await make_tenants(db, "acme", "globex")
+    keys = {
+        f"{name}-{role}": generate_key() for name in tenants for role in ("admin", "viewer", "developer", "service")
+    }
     async with db.transaction() as session:
-        for name in ("acme", "globex"):
-            tenant = Tenant(name=name, settings={})
-            session.add(tenant)
-            await session.flush()
-            tenants[name] = tenant.id
-            for role in ("admin", "viewer", "developer", "service"):
-                secret = generate_key()
-                session.add(
-                    ApiKey(
-                        tenant_id=tenant.id,
-                        name=f"{name}-{role}",
-                        prefix=listed_prefix(secret),
-                        key_hash=hash_key(secret),
-                        role=role,
-                    )
-                )
-                keys[f"{name}-{role}"] = secret
+        session.add_all(
+            ApiKey(tenant_id=tenants[name.split("-")[0]], name=name, prefix=listed_prefix(secret),
+                   key_hash=hash_key(secret), role=name.split("-")[1])
+            for name, secret in keys.items()
+        )  # fmt: skip
     return keys, tenants
 
 
