@@ -1,5 +1,6 @@
 """The ``insights_rollup`` job kind and what submits it: a loop in every process that submits a
-roll-up job every ``insights.interval_s`` unless one is already queued or running. The job runs
+roll-up job every ``insights.interval_s`` when ledger rows were written since the watermark (or
+retention is due) and none is already queued or running. The job runs
 one increment (``Rollup.run``), the drift sampler when it is on, and retention; a lease in
 ``insight_state`` keeps two processes' jobs from rolling up at once."""
 
@@ -41,9 +42,10 @@ class RollupJob:
 class RollupScheduler:
     """Submits the roll-up job every ``insights.interval_s`` (a lifecycle of the gateway)."""
 
-    def __init__(self, jobs: JobService, settings: InsightsSettings) -> None:
+    def __init__(self, jobs: JobService, settings: InsightsSettings, rollup: Rollup) -> None:
         self.jobs = jobs
         self.settings = settings
+        self.rollup = rollup
         self._loop = PeriodicSweep(
             "insights_rollup_submit", lambda: settings.interval_s, self._tick, "bastion.insights"
         )
@@ -55,7 +57,10 @@ class RollupScheduler:
         await self._loop.stop()
 
     async def submit_if_idle(self) -> bool:
-        """Submit a roll-up job unless one is queued or running; True if one was submitted."""
+        """Submit a roll-up job when there is something to roll up (or prune) and none is queued
+        or running; True if one was submitted. An idle gateway creates no job rows."""
+        if not await self.rollup.due():
+            return False
         for state in (QUEUED, RUNNING):
             pending, _ = await self.jobs.list_jobs(JobFilter(state=state, kind=JOB_KIND), 1)
             if pending:

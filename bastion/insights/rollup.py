@@ -105,6 +105,24 @@ class Rollup:
             ).first()
         return row[0] if row is not None else None
 
+    async def due(self, prune_every: timedelta = HOUR) -> bool:
+        """Whether a run has anything to do: ledger rows written since the watermark (minus the
+        slack), or no run for ``prune_every`` while there is anything at all (retention)."""
+        state = tables.state
+        async with self.db.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(state.c.watermark, state.c.updated_at).where(state.c.name == STATE_NAME)
+                )
+            ).first()
+            watermark, updated = (row[0], row[1]) if row is not None else (None, None)
+            query = select(_LEDGER.c.id).limit(1)
+            if watermark is not None:
+                query = query.where(_LEDGER.c.written_at > watermark - timedelta(seconds=self.settings.commit_slack_s))
+            if (await connection.execute(query)).first() is not None:
+                return True
+        return watermark is not None and (updated is None or self.clock() - updated > prune_every)
+
     async def claim(self, owner: str, lease_s: float = 600.0) -> bool:
         """Take the roll-up's lease (one roll-up at a time across processes); False if another
         owner holds an unexpired one."""

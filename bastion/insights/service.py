@@ -29,7 +29,7 @@ class InsightsService:
         self.drift = (
             DriftSampler(db, settings, embed, embedding_model) if settings.drift.enabled and embed is not None else None
         )
-        self.scheduler = RollupScheduler(jobs, settings)
+        self.scheduler = RollupScheduler(jobs, settings, self.rollup)
         self.alerts = AlertMonitor(db, settings)
         self.job = RollupJob(self.rollup, self.drift)
         self.jobs = jobs

@@ -9,9 +9,10 @@ from datetime import timedelta
 from sqlalchemy import Table, func, select, update
 
 from bastion.insights import tables
+from bastion.insights.rollup import Rollup
 from bastion.store.db import Database
 from bastion.store.models import Interaction
-from tests.insights.synthetic import BASE, dump, insert, records, rollup
+from tests.insights.synthetic import BASE, NOW, dump, insert, records, rollup
 
 _LEDGER: Table = Interaction.__table__  # type: ignore[assignment]
 
@@ -107,3 +108,14 @@ async def test_an_idle_ledger_is_not_read_again_once_the_slack_has_passed(databa
     assert (await engine.run()).rows_read == 50
     again = await engine.run()
     assert (again.rows_read, again.buckets) == (0, 0)
+
+
+async def test_a_run_is_due_only_with_new_rows_or_pending_retention(database: Database) -> None:
+    engine = rollup(database, commit_slack_s=0)
+    assert not await engine.due()  # nothing at all
+    await insert(database, records(20, seed=13))
+    assert await engine.due()
+    await engine.run()
+    assert not await engine.due()
+    later = Rollup(database, engine.settings, clock=lambda: NOW + timedelta(hours=2))
+    assert await later.due()  # retention has not run for an hour
