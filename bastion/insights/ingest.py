@@ -81,7 +81,7 @@ class ExternalRecord(BaseModel):
     stream: bool = False
     finish_reason: Annotated[str, Field(max_length=32)] | None = None
     prompt_id: Annotated[str, Field(max_length=128)] | None = None
-    prompt_version: int | None = Field(None, ge=1)
+    prompt_version: int | None = Field(None, ge=1, le=2_147_483_647)
     session_id: Annotated[str, Field(max_length=64)] | None = None
     metadata: dict[str, Any] | None = Field(None, description="Kept in the ledger's extra.")
 
@@ -107,9 +107,14 @@ def parse(body: Any, max_records: int) -> list[ExternalRecord]:
 def _timestamp(value: float | datetime | None, now: float) -> float:
     if value is None:
         return now
-    ts = value.timestamp() if isinstance(value, datetime) else float(value)
+    try:
+        ts = value.timestamp() if isinstance(value, datetime) else float(value)
+    except (OverflowError, ValueError, OSError):
+        ts = -1.0
     if not 0 < ts <= now + 300:
-        raise InvalidRequest("Invalid request: created must not be in the future.", param="created")
+        raise InvalidRequest(
+            "Invalid request: created must be a time after 1970 and not in the future.", param="created"
+        )
     return ts
 
 

@@ -29,6 +29,8 @@ TOP_ORDERS: Final = ("cost", "tokens", "requests")
 _R = tables.rollups
 _G = tables.guard
 _VALUES = (*tables.SUM_COLUMNS,)
+_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,9 @@ def make_window(
 ) -> Window:
     """A window with its grain; ``until`` defaults to now, ``since`` to 24 hours before it."""
     now = now or datetime.now(UTC)
+    for name, value in (("from", since), ("to", until)):
+        if value is not None and not _EARLIEST <= value <= _LATEST:
+            raise InvalidRequest(f"Invalid request: {name} must be between the years 2000 and 9999.", param=name)
     until = until or now
     since = since or until - timedelta(hours=24)
     if since >= until:

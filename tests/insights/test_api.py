@@ -67,7 +67,7 @@ async def world(database: Database, database_url: str, tmp_path: Path) -> AsyncI
         database_url,
         tmp_path,
         ledger={"flush_interval_s": 0.01},
-        insights={"ingest": {"per_minute": 3}},
+        insights={"ingest": {"per_minute": 4}},
     )
     async with running_gateway(settings) as running:
         insights = running.gateway.services.insights
@@ -98,7 +98,14 @@ async def test_viewers_and_up_read_their_own_tenant_only(world: World) -> None:
 async def test_credentials_roles_and_bad_input(world: World) -> None:
     assert (await world.client.get(f"{P}/summary")).status_code == 401
     assert (await world.client.get(f"{P}/summary", headers=world.auth("acme-service"))).status_code == 403
-    for query in ("from=yesterday", "grain=2h", "from=2026-01-02T00:00:00&to=2026-01-01T00:00:00"):
+    bad_windows = (
+        "from=yesterday",
+        "grain=2h",
+        "from=2026-01-02T00:00:00&to=2026-01-01T00:00:00",
+        "to=0001-01-01T00:00:00",
+        "from=9999-12-31T23:00:00",
+    )
+    for query in bad_windows:
         response = await world.client.get(f"{P}/summary?{query}", headers=world.auth("acme-viewer"))
         assert response.status_code == 400, query
         assert response.json()["error"]["message"].startswith("Invalid request")
@@ -148,10 +155,12 @@ async def test_ingested_records_land_in_the_ledger_and_the_roll_ups(world: World
     assert {"model": "external-model", "requests": 1, "tokens": 43, "cost_usd": 0.002} in top.json()["data"]
     other = await world.client.get(f"{P}/top?by=model&limit=100", headers=world.auth("globex-viewer"))
     assert all(item["model"] != "external-model" for item in other.json()["data"])
-    # Validation, and the per-key rate limit (3 a minute in this world: one used above).
+    # Validation, and the per-key rate limit (4 a minute in this world: one used above).
     bad = await world.client.post(url, json={"records": [{"latency_ms": 5}]}, headers=world.auth("acme-service"))
     assert bad.status_code == 400 and "model" in bad.json()["error"]["message"]
     assert (await world.client.post(url, json={"records": []}, headers=world.auth("acme-service"))).status_code == 400
+    ancient = {"records": [{**record, "created": "0001-01-01T00:00:00"}]}
+    assert (await world.client.post(url, json=ancient, headers=world.auth("acme-service"))).status_code == 400
     assert (await world.client.post(url, json={"records": [record]})).status_code == 401
     limited = await world.client.post(url, json={"records": [record]}, headers=world.auth("acme-service"))
     assert limited.status_code == 429 and "retry-after" in limited.headers
