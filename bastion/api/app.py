@@ -34,6 +34,7 @@ from bastion.api import batches as batches_api  # OpenAI Batch API: /v1/batches
 from bastion.api import bulk as bulk_api  # bulk on agent sessions: /api/v1/ai/batch
 from bastion.api import completions as completions_api  # legacy /v1/completions
 from bastion.api import files as files_api  # OpenAI Files API: /v1/files
+from bastion.api import insights as insights_api  # roll-ups over the ledger, log ingestion
 from bastion.api import knowledge as knowledge_api  # knowledge collections and search: /v1/knowledge
 from bastion.api import message_batches as message_batches_api  # Anthropic: /v1/messages/batches
 from bastion.api import moderations as moderations_api  # /v1/moderations, answered by the guard
@@ -258,6 +259,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
             *admin_jobs_api.routes,
             *admin_review_api.routes,
             *admin_experiments_api.routes,
+            *insights_api.routes,
             *sessions_api.routes,
             *bulk_api.routes,
             *knowledge_api.routes,

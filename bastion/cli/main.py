@@ -12,7 +12,21 @@ from typing import Annotated
 
 import typer
 
-from bastion.cli import db, experiments, guard, jobs, keys, knowledge, ledger, prompts, review, tenants, users, vault
+from bastion.cli import (
+    db,
+    experiments,
+    guard,
+    insights,
+    jobs,
+    keys,
+    knowledge,
+    ledger,
+    prompts,
+    review,
+    tenants,
+    users,
+    vault,
+)
 from bastion.cli.options import ConfigOption, DataDirOption, describe_data_dir, use_data_dir
 from bastion.config.errors import ConfigError
 from bastion.config.loader import check_environment, load_settings
@@ -185,3 +199,4 @@ app.add_typer(experiments.app, name="experiments")
 app.add_typer(knowledge.app, name="knowledge")
 app.add_typer(review.review_app, name="review")
 app.add_typer(review.datasets_app, name="datasets")
+app.add_typer(insights.app, name="insights")

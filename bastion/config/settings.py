@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from bastion.config.cache_settings import CacheSettings, ModelCacheSettings
+from bastion.config.insights_settings import InsightsSettings
 
 ProviderName = Literal["openai", "anthropic", "local"]
 
@@ -572,6 +573,7 @@ class Settings(Strict):
     )  # collections, retrieval (docs/KNOWLEDGE.md)
     review: ReviewSettings = Field(default_factory=ReviewSettings)  # review, datasets (docs/REVIEW.md)
     experiments: ExperimentsSettings = Field(default_factory=ExperimentsSettings)  # docs/EXPERIMENTS.md
+    insights: InsightsSettings = Field(default_factory=InsightsSettings)  # roll-ups, alerts (docs/INSIGHTS.md)
 
     #: Configuration keys that were read but have no effect (a LiteLLM file's), for warnings.
     _ignored_keys: list[str] = PrivateAttr(default_factory=list)

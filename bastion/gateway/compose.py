@@ -47,6 +47,7 @@ from bastion.gateway.stages.prompt import PromptStage
 from bastion.gateway.stages.usage import UsageStage
 from bastion.guard.deep_injection import EmbedFunction
 from bastion.guard.service import GuardService
+from bastion.insights.service import InsightsService
 from bastion.jobs.model import NewJob
 from bastion.jobs.service import JobService
 from bastion.knowledge.ingest_job import JOB_KIND as KNOWLEDGE_INGEST_JOB
@@ -128,6 +129,7 @@ def build_services(settings: Settings, *, job_workers: int | None = None) -> Ser
         knowledge=build_knowledge(settings, db),
         review=ReviewService(db, settings.review, ledger_default_mode=settings.ledger.default_mode),
         datasets=build_datasets(settings, db, files, vault, jobs),
+        insights=build_insights(settings, db, jobs),
     )
 
 
@@ -198,6 +200,14 @@ def build_knowledge(settings: Settings, db: Database) -> KnowledgeService:
     return KnowledgeService(db, settings.knowledge, embed)
 
 
+def build_insights(settings: Settings, db: Database, jobs: JobService) -> InsightsService | None:
+    """Roll-ups and alerts; answers are embedded for drift only when ``insights.drift.enabled``."""
+    if not settings.insights.enabled:
+        return None
+    embed = local_embed_function(settings) if settings.insights.drift.enabled else None
+    return InsightsService(db, settings.insights, jobs, embed=embed)
+
+
 def local_embed_function(settings: Settings) -> EmbedFunction | None:
     """The guard's deeper injection tier embeds with the local model, loaded on first use (only a
     policy with ``injection_deep`` on ever calls it); None when the model is not installed."""
@@ -232,6 +242,8 @@ def register_job_kinds(services: Services, pipeline: Pipeline) -> None:
         services.jobs.registry.register(KNOWLEDGE_INGEST_JOB, IngestJob(services.knowledge).run)
     if services.datasets is not None:
         services.jobs.registry.register(DATASET_EXPORT_JOB, ExportJob(services.datasets).run)
+    if services.insights is not None:
+        services.insights.register()
 
 
 def build_stages(services: Services) -> list[Stage]:
@@ -284,6 +296,7 @@ def lifecycles(services: Services) -> list[Lifecycle]:
         services.cache,
         services.review,  # the flagged-interactions task, when review.flagged_interval_s is set
     ]
+    insights: list[Lifecycle] = [services.insights] if services.insights is not None else []
     return [
         services.authenticator,
         VaultStartup(services.vault),
@@ -294,6 +307,7 @@ def lifecycles(services: Services) -> list[Lifecycle]:
         services.router,
         services.jobs,  # after the router: handlers may call models; stopped first
         BanditUpdates(services.experiments, services.settings.experiments.bandit_interval_s),
+        *insights,  # submits roll-up jobs: after the jobs, stopped before them
     ]
 
 

@@ -18,6 +18,7 @@ from bastion.config.settings import Settings
 from bastion.experiments.service import ExperimentService
 from bastion.files.service import FileService
 from bastion.guard.service import GuardService
+from bastion.insights.service import InsightsService
 from bastion.jobs.service import JobService
 from bastion.knowledge.service import KnowledgeService
 from bastion.ledger.writer import LedgerWriter
@@ -76,3 +77,5 @@ class Services:
     review: ReviewService | None = None
     #: Dataset versions and their exports (the ``dataset_export`` job kind).
     datasets: DatasetService | None = None
+    #: Roll-ups over the ledger, their job and the alert gauges; None: ``insights.enabled`` is false.
+    insights: InsightsService | None = None

@@ -145,10 +145,12 @@ def _as_is(value: Any) -> Any:
     return value
 
 
+#: Columns the writer never sends: ``written_at`` is the database's own default.
+_NOT_WRITTEN: Final = frozenset({"created_at", "written_at"})
 #: (column, converter from the journal record's value to the row's Python value); ``created_at``
 #: comes from the record's ``ts`` and is handled apart.
 CONVERTERS: Final[tuple[tuple[str, Callable[[Any], Any]], ...]] = tuple(
-    (c.name, _converter(c)) for c in _table.columns if c.name != "created_at"
+    (c.name, _converter(c)) for c in _table.columns if c.name not in _NOT_WRITTEN
 )
 
 

@@ -28,6 +28,7 @@ from bastion.openapi.bulk_operations import bulk_components
 from bastion.openapi.components import pydantic_components, ref, table_schema
 from bastion.openapi.experiment_operations import experiment_components
 from bastion.openapi.files_models import files_components
+from bastion.openapi.insights_operations import insights_components
 from bastion.openapi.knowledge_operations import TAG as KNOWLEDGE_TAG
 from bastion.openapi.knowledge_operations import TAG_DESCRIPTION as KNOWLEDGE_TAG_DESCRIPTION
 from bastion.openapi.knowledge_operations import knowledge_components
@@ -101,6 +102,10 @@ TAGS = [
     {"name": "Admin: experiments", "description": "Experiments, results and client feedback (docs/EXPERIMENTS.md)."},
     {"name": "Agent sessions", "description": "Conversations on vault prompts (docs/SESSIONS.md)."},
     {"name": KNOWLEDGE_TAG, "description": KNOWLEDGE_TAG_DESCRIPTION},
+    {
+        "name": "Insights",
+        "description": "Roll-ups over the ledger, seed 004's metrics, log ingestion (docs/INSIGHTS.md).",
+    },
 ]
 
 SECURITY_SCHEMES = {
@@ -181,6 +186,7 @@ def components() -> dict[str, Any]:
         analyzer_components(),
         review_components(),
         experiment_components(),
+        insights_components(),
     ]
     schemas: dict[str, Any] = {}
     for group in groups:

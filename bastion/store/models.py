@@ -10,7 +10,19 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -154,6 +166,11 @@ class Interaction(Base):
     experiment_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     experiment_variant: Mapped[str | None] = mapped_column(String(64), nullable=True)
     experiment_unit: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    #: When the row reached the database (its default, never a value the writer sends): what the
+    #: insights roll-up's watermark follows, since ``created_at`` is the request's arrival.
+    written_at: Mapped[datetime | None] = mapped_column(
+        nullable=True, server_default=text("CURRENT_TIMESTAMP"), index=True
+    )
 
 
 class AuditEvent(Base):

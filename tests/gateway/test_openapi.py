@@ -373,6 +373,16 @@ async def test_every_operation_answers_as_documented(tmp_path: Path, fake: FakeU
         await call("GET", f"{admin}/dataset-exports/{{export_id}}", export_id=export["id"])
         await call("GET", f"{admin}/dataset-exports/{{export_id}}/content", export_id=export["id"])
         await call("GET", f"{admin}/ai/finetune/export", query="?dataset=openapi&format=anthropic&system=none")
+        # -- insights: the recorded calls rolled up, then read; an external record ingested
+        insights = gw.gateway.services.insights
+        assert insights is not None
+        await insights.rollup.run()
+        assert (await call("GET", "/api/v1/insights/summary")).json()["requests"] >= 8
+        for route in ("timeseries", "guard", "drift"):
+            await call("GET", f"/api/v1/insights/{route}")
+        await call("GET", "/api/v1/insights/top", query="?by=model&order=tokens")
+        await call("GET", "/api/v1/insights/metrics", query="?by=model")
+        await call("POST", "/api/metrics/ingest", json=example["ingestInteractions"])
 
         # -- jobs: one of a kind no worker runs, so it waits in the queue for the calls below
         submitted = await gw.gateway.services.jobs.submit(NewJob("openapi.example", payload={"n": 1}))
