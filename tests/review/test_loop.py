@@ -109,10 +109,16 @@ HISTORY = [
 ]  # fmt: skip
 
 
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {"name": "weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}},
+}
+
+
 async def _interactions(env: Loop) -> None:
     for i in range(12):
         if i == 1:
-            body: dict[str, Any] = {"model": MODEL, "messages": HISTORY}
+            body: dict[str, Any] = {"model": MODEL, "messages": HISTORY, "tools": [WEATHER_TOOL]}
         elif i % 2:
             body = {"model": "prompt:support-bot", "messages": [{"role": "user", "content": f"Where is order {i}?"}]}
         else:
@@ -215,6 +221,8 @@ async def test_interactions_to_a_validated_fine_tune_file(loop: Loop) -> None:
     assert len(with_prompt) == 5 and all(line["messages"][0]["content"] == SECRET for line in with_prompt)
     assert lines[0]["messages"][-1] == {"role": "assistant", "content": "The corrected answer.", "weight": 1}
     assert any(m.get("tool_calls") for m in lines[1]["messages"])
+    assert lines[1]["tools"] == [WEATHER_TOOL]  # the definitions the ledger recorded with the call
+    assert all("tools" not in line for i, line in enumerate(lines) if i != 1)
     audit = await env.ok("admin", "GET", "/api/v1/admin/audit", params={"limit": 100})
     actions = {event["action"] for event in audit["data"]}
     assert {"review.prepare", "review.claim", "review.submit", "dataset.build", "dataset.export"} <= actions

@@ -88,6 +88,10 @@ def build_record(ctx: RequestContext, mode: str) -> dict[str, Any]:
         if messages is None:
             messages = ctx.body.get("messages") if ctx.endpoint == "chat" else ctx.body.get("input")
         record["request_messages"] = messages
+        tools = ctx.body.get("tools") if ctx.endpoint == "chat" else None
+        if isinstance(tools, list) and tools:
+            # The tool definitions the answer was made with: a fine-tune example needs them.
+            record["extra"] = {**(record["extra"] or {}), "tools": tools}
         if ctx.output_text:
             record["response_text"] = "".join(ctx.output_text)
     return record
