@@ -19,11 +19,14 @@ total_tokens        mean      prompt + completion tokens / requests       lower
 cost_usd            mean      cost / requests                             lower
 guard_flag_rate     binomial  flagged requests / requests                 lower
 feedback            mean      feedback scores / scored requests           higher
+review_score        mean      review scores / reviewed requests           higher
 cost_per_success    ratio     cost / successful requests                  lower
 ==================  ========  =========================================  ======================
 
 Feedback is a thumbs up (1) or down (0), or the client's number; several scores of one interaction
-count as their mean.
+count as their mean. A review score is a human review's mean over the six dimensions (1-5,
+docs/REVIEW.md); several reviews of one interaction count as their mean. The review tables are read
+by name: human review sits above this package and may not be installed in a given database yet.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from sqlalchemy import Integer, case, func, select
+from sqlalchemy import Integer, case, column, func, select, table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.experiments.models import Feedback
@@ -64,6 +67,7 @@ METRICS: Final[dict[str, MetricDef]] = {
         MetricDef("cost_usd", "mean", True, "cost", "requests"),
         MetricDef("guard_flag_rate", "binomial", True, "flagged", "requests"),
         MetricDef("feedback", "mean", False, "feedback", "scored"),
+        MetricDef("review_score", "mean", False, "review", "reviewed"),
         MetricDef("cost_per_success", "ratio", True, "cost", "successes"),
     )
 }
@@ -86,6 +90,8 @@ class UnitTotals:
     flagged: int
     scored: int
     feedback: float
+    reviewed: int = 0
+    review: float = 0.0
 
     @property
     def successes(self) -> int:
@@ -148,12 +154,34 @@ def summarise(variants: Sequence[str], totals: Iterable[UnitTotals], metrics: Se
     return [VariantData(v, units[v], requests[v], {m: s.ratio() for m, s in sums[v].items()}) for v in variants]
 
 
+#: The six review dimensions (docs/REVIEW.md), each 1-5; a pairwise review has none.
+REVIEW_DIMENSIONS: Final = ("relevance", "accuracy", "helpfulness", "safety", "coherence", "completeness")
+_REVIEWS = table("reviews", column("tenant_id"), column("item_id"), *(column(name) for name in REVIEW_DIMENSIONS))
+_REVIEW_ITEMS = table("review_items", column("id"), column("tenant_id"), column("interaction_id"))
+
+
+def _review_scores(tenant_id: str) -> Any:
+    """Per interaction: the mean over its single reviews of each review's mean dimension."""
+    per_review = sum((_REVIEWS.c[name] for name in REVIEW_DIMENSIONS[1:]), _REVIEWS.c[REVIEW_DIMENSIONS[0]])
+    return (
+        select(
+            _REVIEW_ITEMS.c.interaction_id.label("interaction_id"),
+            func.avg(per_review / float(len(REVIEW_DIMENSIONS))).label("score"),
+        )
+        .select_from(_REVIEWS.join(_REVIEW_ITEMS, _REVIEW_ITEMS.c.id == _REVIEWS.c.item_id))
+        .where(_REVIEWS.c.tenant_id == tenant_id, _REVIEW_ITEMS.c.tenant_id == tenant_id)
+        .group_by(_REVIEW_ITEMS.c.interaction_id)
+        .subquery()
+    )
+
+
 def _flag(condition: Any) -> Any:
     return func.sum(case((condition, 1), else_=0))
 
 
 async def unit_totals(session: AsyncSession, tenant_id: str, experiment_id: str) -> list[UnitTotals]:
-    """The ledger's rows of the experiment, summed per (variant, unit), with their feedback."""
+    """The ledger's rows of the experiment, summed per (variant, unit), with their feedback and
+    review scores."""
     i = Interaction.__table__.c
     scores = (
         select(Feedback.interaction_id.label("interaction_id"), func.avg(Feedback.score).label("score"))
@@ -161,6 +189,7 @@ async def unit_totals(session: AsyncSession, tenant_id: str, experiment_id: str)
         .group_by(Feedback.interaction_id)
         .subquery()
     )
+    reviews = _review_scores(tenant_id)
     query = (
         select(
             i.experiment_variant,
@@ -176,8 +205,14 @@ async def unit_totals(session: AsyncSession, tenant_id: str, experiment_id: str)
             _flag(i.flagged.cast(Integer) == 1),
             func.count(scores.c.score),
             func.coalesce(func.sum(scores.c.score), 0.0),
+            func.count(reviews.c.score),
+            func.coalesce(func.sum(reviews.c.score), 0.0),
         )
-        .select_from(Interaction.__table__.outerjoin(scores, scores.c.interaction_id == i.id))
+        .select_from(
+            Interaction.__table__.outerjoin(scores, scores.c.interaction_id == i.id).outerjoin(
+                reviews, reviews.c.interaction_id == i.id
+            )
+        )
         .where(i.tenant_id == tenant_id, i.experiment_id == experiment_id, i.experiment_variant.is_not(None))
         .group_by(i.experiment_variant, i.experiment_unit)
     )
@@ -197,6 +232,8 @@ async def unit_totals(session: AsyncSession, tenant_id: str, experiment_id: str)
             flagged=int(row[10] or 0),
             scored=int(row[11]),
             feedback=float(row[12]),
+            reviewed=int(row[13]),
+            review=float(row[14]),
         )
         for row in result
     ]

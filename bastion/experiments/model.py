@@ -53,6 +53,7 @@ METRIC_NAMES: Final = (
     "cost_usd",
     "guard_flag_rate",
     "feedback",
+    "review_score",
     "cost_per_success",
 )
 DEFAULT_METRICS: Final = ("error_rate", "latency_ms", "total_tokens", "cost_usd", "feedback")

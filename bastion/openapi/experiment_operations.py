@@ -17,7 +17,7 @@ _NAME = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 #: The same values as ``bastion.experiments`` (tests/experiments/test_api.py keeps them equal).
 _Metric = Literal[
     "error_rate", "latency_ms", "ttft_ms", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd",
-    "guard_flag_rate", "feedback", "cost_per_success",
+    "guard_flag_rate", "feedback", "review_score", "cost_per_success",
 ]  # fmt: skip
 _Unit = Literal["user", "session", "key", "request"]
 _Method = Literal["frequentist", "bayesian", "sequential"]

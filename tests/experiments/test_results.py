@@ -216,3 +216,50 @@ def mine_target() -> Any:
     from bastion.experiments.model import Target
 
     return Target(model="m")
+
+
+async def test_human_review_scores_are_a_metric_per_variant(database: Database) -> None:
+    from bastion.review.models import Review, ReviewAssignment, ReviewBatch, ReviewItem
+
+    tenant_id = await make_tenant(database, "acme")
+    service = ExperimentService(database)
+    definition = {**DEFINITION, "name": "reviewed", "metrics": ["review_score", "error_rate"]}
+    experiment = await service.create(tenant_id, definition)
+    # Per interaction: control's reviews average 3 and 4 over the six dimensions, fast's 5; one
+    # control interaction has two reviews (4 and 2: its score is 3); unreviewed ones are not counted.
+    plan = {"control": [[3], [4], [4, 2], None], "fast": [[5], [5], None]}
+    async with database.transaction() as session:
+        batch = ReviewBatch(id=new_id(), tenant_id=tenant_id, name="b", purpose="sft", kind="single",
+                            reviewers_per_item=2, lease_s=60, filter={}, created_by="t")  # fmt: skip
+        session.add(batch)
+        await session.flush()  # no ORM relationships: each parent row is written before its children
+        for variant, interactions in plan.items():
+            for n, reviews in enumerate(interactions):
+                interaction = Interaction(
+                    id=new_id(), tenant_id=tenant_id, endpoint="chat", dialect="openai", model="m", stream=False,
+                    status=200, experiment_id=experiment.id, experiment_variant=variant,
+                    experiment_unit=f"{variant}-{n}",
+                )  # fmt: skip
+                session.add(interaction)
+                if reviews is None:
+                    continue
+                item = ReviewItem(id=new_id(), tenant_id=tenant_id, batch_id=batch.id, purpose="sft",
+                                  position=n, interaction_id=interaction.id)  # fmt: skip
+                session.add(item)
+                await session.flush()
+                for slot, score in enumerate(reviews):
+                    assignment = ReviewAssignment(id=new_id(), tenant_id=tenant_id, batch_id=batch.id,
+                                                  item_id=item.id, slot=slot, reviewer=f"r{slot}",
+                                                  state="submitted")  # fmt: skip
+                    session.add(assignment)
+                    await session.flush()
+                    dimensions = {name: score for name in ("relevance", "accuracy", "helpfulness", "safety",
+                                                           "coherence", "completeness")}  # fmt: skip
+                    session.add(Review(id=new_id(), tenant_id=tenant_id, batch_id=batch.id, item_id=item.id,
+                                       assignment_id=assignment.id, reviewer=f"r{slot}", **dimensions))  # fmt: skip
+    result = await experiment_results(service, tenant_id, "reviewed")
+    review = result["metrics"][0]
+    assert review["name"] == "review_score" and review["better"] == "higher"
+    by_variant = {v["name"]: v for v in review["variants"]}
+    assert by_variant["control"]["units"] == 3 and by_variant["control"]["mean"] == pytest.approx(10 / 3)
+    assert by_variant["fast"]["units"] == 2 and by_variant["fast"]["mean"] == pytest.approx(5.0)
