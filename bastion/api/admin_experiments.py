@@ -5,6 +5,10 @@ developers); reading definitions, results, reports and weights needs ``ledger:re
 the ledger's data). Everything is the caller's tenant's: another tenant's experiment answers 404
 like one that does not exist. An experiment is named by its id or its name in the path.
 
+``POST .../analyze`` (per-arm summary statistics, as ``bastion experiments analyze``) and
+``POST .../sample-size`` (as ``bastion experiments sample-size``) compute and store nothing; any
+principal that may read results (``ledger:read``) may call them.
+
 Feedback needs ``models:call`` (the keys that make interactions can score them) and an interaction
 of the caller's tenant (else 404).
 """
@@ -28,6 +32,9 @@ from bastion.experiments.feedback import add_feedback
 from bastion.experiments.model import STATUSES
 from bastion.experiments.report import text_report
 from bastion.experiments.service import ExperimentService
+from bastion.stats.analyze import analyze as analyze_summary
+from bastion.stats.errors import StatsError
+from bastion.stats.sizing import sample_size_request
 
 PREFIX = "/api/v1/admin/experiments"
 FEEDBACK = "/v1/feedback"
@@ -117,6 +124,23 @@ async def weights(request: Request) -> Response:
     return json_response({"object": "list", "data": history})
 
 
+async def _calculate(request: Request, compute: Callable[[object], dict[str, Any]]) -> Response:
+    await authenticate_request(request, Permission.READ_LEDGER)
+    body = await read_json(request, gateway(request).settings.server.max_body_bytes)
+    try:
+        return json_response(compute(body))
+    except StatsError as exc:
+        raise InvalidRequest(f"Invalid request: {exc}.") from None
+
+
+async def analyze(request: Request) -> Response:
+    return await _calculate(request, analyze_summary)
+
+
+async def sample_size(request: Request) -> Response:
+    return await _calculate(request, sample_size_request)
+
+
 async def feedback(request: Request) -> Response:
     principal = await authenticate_request(request, Permission.CALL_MODELS)
     body = await read_json(request, gateway(request).settings.server.max_body_bytes)
@@ -126,6 +150,8 @@ async def feedback(request: Request) -> Response:
 
 routes = [
     Route(PREFIX, experiments, methods=["GET", "POST"]),
+    Route(PREFIX + "/analyze", analyze, methods=["POST"]),
+    Route(PREFIX + "/sample-size", sample_size, methods=["POST"]),
     Route(PREFIX + "/{experiment_id}", experiment, methods=["GET", "PATCH", "DELETE"]),
     Route(PREFIX + "/{experiment_id}/start", start, methods=["POST"]),
     Route(PREFIX + "/{experiment_id}/stop", stop, methods=["POST"]),

@@ -27,7 +27,7 @@ import typer
 from bastion.cli.options import ConfigOption, DataDirOption
 
 if TYPE_CHECKING:
-    from bastion.stats.power import SampleSize
+    pass
 
 T = TypeVar("T")
 
@@ -83,34 +83,6 @@ def analyze_command(
     _print(result)
 
 
-def _sample_size(
-    baseline: float,
-    mde: float,
-    relative: bool,
-    alpha: float,
-    power: float,
-    method: str,
-    sd: float | None,
-    sequential: bool,
-    tuning: float,
-) -> SampleSize:
-    from bastion.stats.errors import StatsError
-    from bastion.stats.power import (
-        PROPORTION_METHODS,
-        mean_sample_size,
-        proportion_sample_size,
-        sequential_sample_size,
-    )
-
-    if sequential:
-        return sequential_sample_size(baseline, mde, sd=sd, relative=relative, alpha=alpha, power=power, tuning=tuning)
-    if sd is not None:
-        return mean_sample_size(baseline, mde, sd, relative=relative, alpha=alpha, power=power)
-    if method not in PROPORTION_METHODS:
-        raise StatsError(f"--method must be one of {', '.join(PROPORTION_METHODS)} (got {method!r})")
-    return proportion_sample_size(baseline, mde, relative=relative, alpha=alpha, power=power, method=method)
-
-
 @app.command("sample-size")
 def sample_size_command(
     baseline: Annotated[float, typer.Option(help="Control's conversion rate (or mean, with --sd).")],
@@ -131,22 +103,18 @@ def sample_size_command(
 ) -> None:
     """Units needed per arm for a two-arm test; print JSON with the method used."""
     from bastion.stats.errors import StatsError
+    from bastion.stats.sizing import sample_size, size_json
 
+    if sd is None and not sequential and method not in METHODS:
+        raise _fail(f"--method must be one of {', '.join(METHODS)} (got {method!r})")
     try:
-        size = _sample_size(baseline, mde, relative, alpha, power, method, sd, sequential, tuning)
+        size = sample_size(
+            baseline, mde, relative=relative, alpha=alpha, power=power, method=method, sd=sd,
+            sequential=sequential, tuning=tuning,
+        )  # fmt: skip
     except StatsError as exc:
         raise _fail(str(exc)) from None
-    _print(
-        {
-            "per_arm": size.per_arm,
-            "total": 2 * size.per_arm,
-            "method": size.method,
-            "baseline": round(size.baseline, 12),
-            "treatment": round(size.treatment, 12),
-            "alpha": size.alpha,
-            "power": size.power,
-        }
-    )
+    _print(size_json(size))
 
 
 # -- experiments on the gateway's traffic (the same operations as /api/v1/admin/experiments) ------

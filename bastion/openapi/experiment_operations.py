@@ -153,10 +153,55 @@ class FeedbackView(_Closed):
     created_at: str
 
 
+class SummaryAnalysisArm(_Closed):
+    name: str = Field(min_length=1)
+    n: int = Field(ge=0)
+    sum: float
+    sum_squares: float | None = Field(None, description="Needed for a mean metric.")
+
+
+class SummaryAnalysisRequest(_Closed):
+    """Per-arm summary statistics, control first (the file of `bastion experiments analyze`)."""
+
+    metric: Literal["binomial", "mean"]
+    method: _Method = "frequentist"
+    alpha: float = Field(0.05, gt=0, lt=1)
+    relative: bool = True
+    arms: list[SummaryAnalysisArm] = Field(min_length=2)
+
+
+class SummaryAnalysis(BaseModel):
+    """For every arm after the control: ``expected``, ``ci``, and ``p_value`` or ``chance_to_win``
+    and ``risk``; plus ``srm_p_value`` (docs/EXPERIMENTS.md)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class SampleSizeRequest(_Closed):
+    baseline: float = Field(description="Control's conversion rate, or its mean with `sd`.")
+    mde: float = Field(description="Minimum detectable effect: absolute, or a fraction with `relative`.")
+    relative: bool = False
+    alpha: float = Field(0.05, gt=0, lt=1)
+    power: float = Field(0.8, gt=0, lt=1)
+    method: Literal["pooled", "unpooled", "arcsine", "continuity"] = "pooled"
+    sd: float | None = Field(None, gt=0, description="A continuous metric's standard deviation (exact noncentral t).")
+    sequential: bool = False
+    tuning: float = Field(5000.0, gt=0, description="The sequential test's tuning parameter.")
+
+
+class SampleSizeAnswer(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    per_arm: int
+    total: int
+    method: str
+
+
 def experiment_components() -> dict[str, Any]:
     return pydantic_components(
         [ExperimentCreate, ExperimentUpdate, Experiment, ExperimentList, ExperimentDeleted, ExperimentResults,
-         BanditRound, BanditHistory, FeedbackCreate, FeedbackView]
+         BanditRound, BanditHistory, FeedbackCreate, FeedbackView, SummaryAnalysisRequest, SummaryAnalysis,
+         SampleSizeRequest, SampleSizeAnswer]
     )  # fmt: skip
 
 
@@ -181,6 +226,20 @@ EXPERIMENT_OPERATIONS = [
     Operation(
         "post", _P, "createExperiment", "Define an experiment (a draft)", _TAG, {201: json("Experiment")},
         body="ExperimentCreate", errors=(400, 409, 413), example=_EXAMPLE, description=_WRITE,
+    ),
+    Operation(
+        "post", f"{_P}/analyze", "analyzeSummaryStatistics",
+        "Analyse an experiment from per-arm summary statistics (as `bastion experiments analyze`)", _TAG,
+        {200: json("SummaryAnalysis")}, body="SummaryAnalysisRequest", errors=(400, 413),
+        example={"metric": "binomial", "method": "bayesian", "arms": [
+            {"name": "control", "n": 1000, "sum": 100}, {"name": "concise", "n": 1000, "sum": 125}]},
+        description="Needs `ledger:read`; computes, stores nothing.",
+    ),
+    Operation(
+        "post", f"{_P}/sample-size", "experimentSampleSize",
+        "Units per arm for a two-arm test (as `bastion experiments sample-size`)", _TAG,
+        {200: json("SampleSizeAnswer")}, body="SampleSizeRequest", errors=(400, 413),
+        example={"baseline": 0.1, "mde": 0.02}, description="Needs `ledger:read`; computes, stores nothing.",
     ),
     Operation(
         "get", f"{_P}/{{experiment_id}}", "getExperiment", "One experiment", _TAG, {200: json("Experiment")},

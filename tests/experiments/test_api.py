@@ -138,3 +138,27 @@ async def test_feedback_is_tenant_isolated(experiment_gateway: ExperimentGateway
     ]:
         bad = await env.client.post(url, json=body, headers=env.auth("acme-developer"))
         assert bad.status_code == 400 and bad.json()["error"]["param"] == param, (body, bad.text)
+
+
+async def test_summary_analysis_and_sample_size_endpoints(experiment_gateway: ExperimentGateway) -> None:
+    """The same answers as the CLI; bad input is a 400 naming the problem; a viewer may call them,
+    a service key may not."""
+    from bastion.stats.analyze import analyze
+
+    env = experiment_gateway
+    arms = [{"name": "a", "n": 2000, "sum": 200}, {"name": "b", "n": 2000, "sum": 250}]
+    summary = {"metric": "binomial", "arms": arms}
+    answer = await env.api("POST", "/analyze", json=summary, who="acme-viewer")
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == analyze(summary)
+    sized = await env.api("POST", "/sample-size", json={"baseline": 0.1, "mde": 0.02}, who="acme-viewer")
+    assert sized.json()["per_arm"] == 3841 and sized.json()["method"] == "pooled"
+    assert (await env.api("POST", "/analyze", json=summary, who="acme-service")).status_code == 403
+    for path, body, message in (
+        ("/analyze", {"metric": "binomial", "arms": [{"name": "a", "n": 10, "sum": 20}]}, "arms"),
+        ("/sample-size", {"baseline": 0.1}, "mde is required"),
+        ("/sample-size", {"baseline": 0.1, "mde": 0.02, "method": "exact"}, "method must be one of"),
+        ("/sample-size", [1, 2], "JSON object"),
+    ):
+        bad = await env.api("POST", path, json=body)
+        assert bad.status_code == 400 and message in bad.json()["error"]["message"], bad.text

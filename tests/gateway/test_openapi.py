@@ -443,6 +443,11 @@ async def test_every_operation_answers_as_documented(tmp_path: Path, fake: FakeU
 
         await eventually(chat_recorded, what="the first chat in the ledger")
         await call("POST", "/v1/feedback", json={**example["createFeedback"], "interaction_id": interaction})
+        analysis = (await call("POST", f"{experiments}/analyze", json=example["analyzeSummaryStatistics"])).json()
+        assert 0.9 < analysis["variants"][0]["chance_to_win"] < 1
+        assert (await call("POST", f"{experiments}/sample-size", json=example["experimentSampleSize"])).json()[
+            "per_arm"
+        ] == 3841  # the pooled two-proportion formula for 0.10 -> 0.12 (docs/EXPERIMENTS.md)
 
         # -- agent sessions, on the prompt made above
         sessions = "/api/v1/ai/sessions"
