@@ -64,7 +64,8 @@ async def server_pids(db: Database) -> list[int]:
     async with db.session() as session:
         rows = await session.execute(
             text(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend'"
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND backend_type = 'client backend'"
             )
         )
         return [int(pid) for pid in rows.scalars()]
