@@ -8,8 +8,9 @@ once before it is timed). Prints, for k = 10:
   excluded; its own cost is reported separately);
 - hybrid+mmr: RRF of both (fetch_k 50) and MMR (lambda 0.5), the embedding excluded;
 - the query embedding's p50/p95 with the local MiniLM;
-- on PostgreSQL, by default after ``VACUUM ANALYZE`` (the state autovacuum brings a freshly
-  ingested collection to; ``--no-vacuum`` measures it as ingested);
+- on PostgreSQL, bm25 once as the ingestion left it (autovacuum may or may not have been by),
+  then everything after ``VACUUM ANALYZE`` (the state autovacuum brings a freshly ingested
+  collection to within minutes; ``--no-vacuum``: no VACUUM, everything as ingested);
 - for each search mode also the CPU time per query (this process plus its PostgreSQL backends,
   from /proc): on a machine shared with other work, wall-clock time includes waiting for a core;
   the CPU time is what the query costs on one;
@@ -81,6 +82,49 @@ def cpu_ns(pids: list[int]) -> int:
     return total
 
 
+async def vacuum(db: Database) -> None:
+    """What autovacuum does within a minute or two of a bulk ingestion (PostgreSQL 13+ vacuums
+    insert-only tables too): statistics, and the visibility map that lets BM25 read tf and length
+    from the postings' index alone."""
+    async with db.engine.connect() as connection:
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        for name in ("knowledge_postings", "knowledge_chunks", "knowledge_documents"):
+            await autocommit.exec_driver_sql(f"VACUUM ANALYZE {name}")
+    print("postgresql: VACUUM ANALYZE (as autovacuum would after an ingestion); the rest is measured after it")
+
+
+async def report(
+    db: Database,
+    service: KnowledgeService,
+    tenant_id: str,
+    queries: list[str],
+    name: str,
+    mode: Mode,
+    lam: float | None,
+) -> None:
+    def request(query: str) -> SearchRequest:
+        return SearchRequest(query, ["bench"], k=10, mode=mode, fetch_k=50, mmr_lambda=lam)
+
+    for query in queries:  # warm: caches, the dense matrix, the database's pages
+        await service.search(tenant_id, request(query))
+    servers = await server_pids(db)
+    times: list[float] = []
+    cpu: list[float] = []
+    for query in queries:
+        began, cpu_began = perf_counter(), cpu_ns(servers)
+        await service.search(tenant_id, request(query))
+        times.append((perf_counter() - began) * 1000)
+        cpu.append((cpu_ns(servers) - cpu_began) / 1e6)
+    print(
+        f"{name:<11} k=10: p50 {percentile(times, 0.5):6.1f} ms  p95 {percentile(times, 0.95):6.1f} ms  "
+        f"mean {statistics.fmean(times):6.1f} ms  ({len(times)} queries, embedding excluded)"
+    )
+    print(
+        f"{'':<11}   cpu: p50 {percentile(cpu, 0.5):6.1f} ms  p95 {percentile(cpu, 0.95):6.1f} ms  "
+        f"(this process{' + its PostgreSQL backends' if servers else ''})"
+    )
+
+
 async def main(args: argparse.Namespace) -> None:
     os.sched_setaffinity(0, {0})
     try:  # one core: one BLAS thread (two would take turns on it, spin-waiting)
@@ -124,15 +168,6 @@ async def main(args: argparse.Namespace) -> None:
                 f"ingestion ({args.vectors} vectors): {seconds:.1f} s, {len(documents) / seconds:.1f} docs/s, "
                 f"{chunks / seconds:.1f} chunks/s"
             )
-            if args.vacuum and db.engine.dialect.name == "postgresql":
-                # What autovacuum does within a minute or two of a bulk ingestion (PostgreSQL 13+
-                # vacuums insert-only tables too): statistics, and the visibility map that lets
-                # BM25 read tf and length from the postings' index alone. --no-vacuum: as ingested.
-                async with db.engine.connect() as connection:
-                    autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-                    for name in ("knowledge_postings", "knowledge_chunks", "knowledge_documents"):
-                        await autocommit.exec_driver_sql(f"VACUUM ANALYZE {name}")
-                print("postgresql: VACUUM ANALYZE after ingestion (as autovacuum would)")
             queries = list(read_queries(args.queries).values())[: args.queries_n]
             embed_ms: list[float] = []
             await model_embed(["warm up"])
@@ -151,29 +186,11 @@ async def main(args: argparse.Namespace) -> None:
                 ("hybrid", "hybrid", None),
                 ("hybrid+mmr", "hybrid", 0.5),
             ]
+            if args.vacuum and db.engine.dialect.name == "postgresql":
+                await report(db, service, tenant.id, queries, "bm25 (before VACUUM)", "bm25", None)
+                await vacuum(db)
             for name, mode, lam in cases:
-
-                def request(query: str, mode: Mode = mode, lam: float | None = lam) -> SearchRequest:
-                    return SearchRequest(query, ["bench"], k=10, mode=mode, fetch_k=50, mmr_lambda=lam)
-
-                for query in queries:  # warm: caches, the dense matrix, the database's pages
-                    await service.search(tenant.id, request(query))
-                servers = await server_pids(db)
-                times: list[float] = []
-                cpu: list[float] = []
-                for query in queries:
-                    began, cpu_began = perf_counter(), cpu_ns(servers)
-                    await service.search(tenant.id, request(query))
-                    times.append((perf_counter() - began) * 1000)
-                    cpu.append((cpu_ns(servers) - cpu_began) / 1e6)
-                print(
-                    f"{name:<11} k=10: p50 {percentile(times, 0.5):6.1f} ms  p95 {percentile(times, 0.95):6.1f} ms  "
-                    f"mean {statistics.fmean(times):6.1f} ms  ({len(times)} queries, embedding excluded)"
-                )
-                print(
-                    f"{'':<11}   cpu: p50 {percentile(cpu, 0.5):6.1f} ms  p95 {percentile(cpu, 0.95):6.1f} ms  "
-                    f"(this process{' + its PostgreSQL backends' if servers else ''})"
-                )
+                await report(db, service, tenant.id, queries, name, mode, lam)
         finally:
             async with db.transaction() as session:
                 row = await session.get(Tenant, tenant.id)
