@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
@@ -137,7 +138,10 @@ async def test_the_migration_moves_an_existing_keyword_index(
     def downgrade(connection: Connection) -> None:
         config = alembic_config(database.engine.url.render_as_string(hide_password=False))
         config.attributes["connection"] = connection
-        command.downgrade(config, "0008_knowledge")
+        # To the revision before the one that moved the index, whichever that is once chained.
+        before = ScriptDirectory.from_config(config).get_revision("0010_knowledge_backends").down_revision
+        assert isinstance(before, str)
+        command.downgrade(config, before)
 
     async with database.engine.begin() as connection:
         await connection.run_sync(downgrade)
