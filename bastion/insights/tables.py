@@ -1,4 +1,4 @@
-"""The insights tables (migration ``0015_insights``).
+"""The insights tables (migration ``0011_insights``).
 
 ``insight_rollups``: one row per grain (``5m``, ``1h``, ``1d``; their summary levels ``t..`` and
 ``m..``, see ``LEVELS``), bucket start (UTC), tenant, model,

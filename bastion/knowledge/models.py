@@ -3,9 +3,10 @@
 A chunk row carries its text, its exact character span in the document's extracted text, its
 page and its embedding (float32 bytes), so the chunk, its vector and its keyword entry are written
 by one INSERT and removed by one DELETE. The keyword index follows the chunk rows through database
-triggers (migration ``0008_knowledge``): SQLite keeps an FTS5 table (``knowledge_fts``, rowid = chunk
-id), PostgreSQL a postings table (one row per chunk and stemmed term) that BM25 is computed over. No
-code path can therefore leave the three out of step.
+triggers (migrations ``0008_knowledge`` and ``0012_knowledge_backends``): SQLite keeps an FTS5 table
+per collection (``knowledge_fts_<collection id>``, rowid = chunk id; see ``keyword``), PostgreSQL a
+postings table (one row per chunk and stemmed term) that BM25 is computed over. No code path can
+therefore leave the three out of step.
 """
 
 from __future__ import annotations
@@ -91,7 +92,9 @@ class KnowledgeChunk(Base):
 
 
 class KnowledgePosting(Base):
-    """PostgreSQL's keyword index: written by the chunk insert trigger, removed by cascade."""
+    """PostgreSQL's keyword index: written by the chunk insert trigger, removed by cascade. Its
+    primary key also carries ``tf`` and ``length`` (``INCLUDE``, migration 0010), so BM25 scans
+    the index alone."""
 
     __tablename__ = "knowledge_postings"
     __table_args__ = (Index("ix_knowledge_postings_chunk", "chunk_id"),)

@@ -25,7 +25,7 @@ from bastion.knowledge.chunking import Chunk, Chunker
 from bastion.knowledge.dense import DenseIndex, Vector, to_bytes
 from bastion.knowledge.extract import extractor_for
 from bastion.knowledge.filters import metadata_condition
-from bastion.knowledge.keyword import KeywordIndex
+from bastion.knowledge.keyword import KeywordIndex, create_keyword_index, drop_keyword_index
 from bastion.knowledge.model import (
     CollectionView,
     DocumentInput,
@@ -129,6 +129,9 @@ class KnowledgeService:
         try:
             async with self.db.transaction() as session:
                 session.add(row)
+                await session.flush()
+                await create_keyword_index(session, row.id)
+                await self.dense.create_index(session, row.id, row.dimensions)
         except IntegrityError:
             raise Conflict(f"a collection named {name!r} exists") from None
         return store.collection_view(row)
@@ -160,6 +163,8 @@ class KnowledgeService:
             row = await self._collection(session, tenant_id, ref)
             await store.delete_documents(session, row.id, None)
             await session.delete(row)
+            await drop_keyword_index(session, row.id)
+            await self.dense.drop_index(session, row.id)
         self.dense.invalidate(row.id)
 
     # -- documents --------------------------------------------------------------------------------
@@ -310,6 +315,8 @@ class KnowledgeService:
                     for chunk in item.chunks
                 ],
             )
+            vectors = {chunk.ordinal: item.vectors[_text_hash(chunk.text)] for chunk in item.chunks}
+            await self.dense.write_vectors(session, document.id, vectors)
             await store.bump_version(session, col.id)
         return IngestResult(item.key, status, document.id, document.version, len(item.chunks), embedded)
 

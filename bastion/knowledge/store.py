@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bastion.knowledge.keyword import fts_table
 from bastion.knowledge.model import CollectionView, DocumentView
 from bastion.knowledge.models import KnowledgeChunk, KnowledgeCollection, KnowledgeDocument, KnowledgePosting
 from bastion.store.models import utcnow
@@ -131,18 +132,16 @@ async def delete_documents(
 
 
 async def keyword_rows(session: AsyncSession, collection_id: str) -> int:
-    """Chunks of the collection present in the keyword index, plus any keyword rows left behind by
-    a deleted chunk (there must be none): equal to the chunk count when the two agree."""
+    """Chunks of the collection present in the keyword index, plus any keyword rows that are not
+    the collection's chunks (there must be none): equal to the chunk count when the two agree."""
     if session.get_bind().dialect.name == "sqlite":
+        name = fts_table(collection_id)  # a validated identifier
+        chunk_ids = "SELECT id FROM knowledge_chunks WHERE collection_id = :c"
         indexed = await session.scalar(
-            text(
-                "SELECT count(*) FROM knowledge_fts"
-                " WHERE rowid IN (SELECT id FROM knowledge_chunks WHERE collection_id = :c)"
-            ),
-            {"c": collection_id},
+            text(f"SELECT count(*) FROM {name} WHERE rowid IN ({chunk_ids})"), {"c": collection_id}
         )
         orphans = await session.scalar(
-            text("SELECT count(*) FROM knowledge_fts WHERE rowid NOT IN (SELECT id FROM knowledge_chunks)")
+            text(f"SELECT count(*) FROM {name} WHERE rowid NOT IN ({chunk_ids})"), {"c": collection_id}
         )
         return int(indexed or 0) + int(orphans or 0)
     indexed = await session.scalar(

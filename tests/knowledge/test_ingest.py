@@ -46,6 +46,7 @@ async def test_reingesting_an_unchanged_document_embeds_nothing(
     [meta] = await service.ingest(tenant, "kb", [doc("a", team="red")])
     assert meta.status == "metadata" and meta.version == 2
     assert embedder.texts == embedded
+    assert await counts_agree(service, tenant) == chunks
     assert (await service.get_document(tenant, "kb", "a")).metadata == {"team": "red"}
 
 

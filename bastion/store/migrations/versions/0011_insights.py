@@ -4,8 +4,8 @@ and ``interactions.written_at`` (when a ledger row reached the database), the ro
 SQLite cannot add a column whose default is not a constant, so there the interactions table is
 rebuilt (once); existing rows get the migration's time, which makes the first roll-up see them all.
 
-Revision ID: 0015_insights
-Revises: 0014_review
+Revision ID: 0011_insights
+Revises: 0010_review
 Create Date: 2026-12-06
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015_insights"
-down_revision = "0014_review"
+revision = "0011_insights"
+down_revision = "0010_review"
 branch_labels = None
 depends_on = None
 

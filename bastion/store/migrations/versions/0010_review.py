@@ -1,7 +1,7 @@
 """review: review batches, items, assignments (reviewer slots with leases), reviews; datasets,
 their immutable versions and frozen examples, and the export history
 
-Revision ID: 0014_review
+Revision ID: 0010_review
 Revises: 0009_experiments
 Create Date: 2026-12-06
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0014_review"
+revision = "0010_review"
 down_revision = "0009_experiments"
 branch_labels = None
 depends_on = None
