@@ -6,7 +6,7 @@ and planner through the gateway, the sandboxed executor, the judge, the guardian
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bastion.agents.budget import BudgetView, Usage
@@ -32,7 +32,7 @@ class StepInput:
 @dataclass(frozen=True, slots=True)
 class ArmResult:
     output: dict[str, Any]
-    usage: Usage = Usage()
+    usage: Usage = field(default_factory=Usage)
 
 
 class ArmError(Exception):

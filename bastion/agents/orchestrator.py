@@ -212,7 +212,9 @@ class _Run:
             need = sum((reservation(s.budget) for s, _ in pending), Usage())
             ids = tuple(s.id for s, _ in pending)
             short = self.tracker.shortfall(len(pending), need, self.now())
-            self.trace.append(BudgetChecked(self.now(), ids, need, self.tracker.remaining(self.now()), short is None, short))
+            self.trace.append(
+                BudgetChecked(self.now(), ids, need, self.tracker.remaining(self.now()), short is None, short)
+            )
             if short is not None:
                 raise _Stop(RunStatus.BUDGET_EXHAUSTED, short)
             self.tracker.reserve(len(pending), need)
@@ -245,7 +247,9 @@ class _Run:
         work = asyncio.ensure_future(together())
         stopper = asyncio.ensure_future(self.cancel.wait())
         try:
-            done, _ = await asyncio.wait({work, stopper}, timeout=max(wall_left, 0.0), return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {work, stopper}, timeout=max(wall_left, 0.0), return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             stopper.cancel()
             if not work.done():

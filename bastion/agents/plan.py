@@ -195,9 +195,7 @@ def lookup(data: Any, path: str) -> tuple[bool, Any]:
 def schema_errors(instance: Any, schema: dict[str, Any]) -> list[str]:
     """The validation errors of ``instance`` against ``schema``, each with its JSON path."""
     validator = jsonschema.Draft202012Validator(schema)
-    return [
-        f"{e.json_path}: {e.message}" for e in sorted(validator.iter_errors(instance), key=lambda e: e.json_path)
-    ]
+    return [f"{e.json_path}: {e.message}" for e in sorted(validator.iter_errors(instance), key=lambda e: e.json_path)]
 
 
 def parse_plan(text: str, source: str = "<plan>") -> Plan:

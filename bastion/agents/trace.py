@@ -93,7 +93,9 @@ class RunEnded:
     kind: str = "run_ended"
 
 
-TraceEvent = BudgetChecked | BreakerChecked | StepStarted | StepFinished | StepRetried | StepSkipped | LoopTaken | RunEnded
+TraceEvent = (
+    BudgetChecked | BreakerChecked | StepStarted | StepFinished | StepRetried | StepSkipped | LoopTaken | RunEnded
+)
 
 
 def event_dict(event: TraceEvent) -> dict[str, Any]:

@@ -96,9 +96,7 @@ async def test_wall_time_on_the_injected_clock() -> None:
         return ArmResult({"done": step.step_id})
 
     coder = FakeArm(behaviour=slow)
-    result = await Orchestrator(arms(coder=coder), clock=clock).run(
-        plan(chain(6)), {}, budget=RunBudget(max_wall_s=25)
-    )
+    result = await Orchestrator(arms(coder=coder), clock=clock).run(plan(chain(6)), {}, budget=RunBudget(max_wall_s=25))
     assert result.status is RunStatus.BUDGET_EXHAUSTED
     assert result.reason == "wall time: 30.000 s of 25.0 s elapsed"
     assert len(coder.calls) == 3

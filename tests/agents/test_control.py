@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -53,9 +54,7 @@ async def test_retries_spent_then_skip_gives_the_next_step_none() -> None:
 async def test_abort_fails_the_run_with_the_partial_result() -> None:
     first, coder, judge = FakeArm(), failing(1), FakeArm()
     steps = [{"id": "a", "arm": "retriever"}, {"id": "b", "arm": "coder"}, {"id": "c", "arm": "judge"}]
-    result = await Orchestrator(arms(retriever=first, coder=coder, judge=judge), clock=FakeClock()).run(
-        plan(steps), {}
-    )
+    result = await Orchestrator(arms(retriever=first, coder=coder, judge=judge), clock=FakeClock()).run(plan(steps), {})
     assert result.status is RunStatus.FAILED
     assert result.reason == "step b failed (attempt 1): failure 1"
     assert list(result.outputs) == ["a"] and result.output is None and judge.calls == []
@@ -89,7 +88,7 @@ async def test_a_guardian_block_ends_the_run_blocked_before_the_next_step() -> N
         raise ArmBlocked("prompt injection in the task")
 
     executor = FakeArm()
-    steps = [
+    steps: list[dict[str, Any]] = [
         {"id": "guard", "arm": "guardian", "on_failure": {"action": "retry", "retries": 3}},
         {"id": "run", "arm": "executor"},
     ]
@@ -135,9 +134,7 @@ async def test_a_parallel_group_runs_concurrently_and_is_traced_in_step_order() 
 
 async def test_a_parallel_group_is_reserved_as_a_whole() -> None:
     retriever = FakeArm()
-    steps = [
-        {"id": f"p{i}", "arm": "retriever", "parallel": "g", "budget": {"max_tokens": 100}} for i in range(3)
-    ]
+    steps = [{"id": f"p{i}", "arm": "retriever", "parallel": "g", "budget": {"max_tokens": 100}} for i in range(3)]
     result = await Orchestrator(arms(retriever=retriever), clock=FakeClock()).run(
         plan(steps), {}, budget=RunBudget(max_tokens=250)
     )
@@ -147,7 +144,7 @@ async def test_a_parallel_group_is_reserved_as_a_whole() -> None:
 
 async def test_only_the_failed_member_of_a_group_is_retried() -> None:
     flaky, steady = failing(1), FakeArm()
-    steps = [
+    steps: list[dict[str, Any]] = [
         {"id": "f", "arm": "coder", "parallel": "g", "on_failure": {"action": "retry", "retries": 1}},
         {"id": "s", "arm": "retriever", "parallel": "g"},
     ]
@@ -182,7 +179,7 @@ def test_a_failed_half_open_trial_opens_the_breaker_again() -> None:
     clock.t += 5
     assert breaker.allows() and breaker.state is ArmBreakerState.HALF_OPEN
     breaker.record_failure()
-    assert breaker.state is ArmBreakerState.OPEN
+    assert not breaker.allows()
     with pytest.raises(ValueError):
         ArmBreaker(0, 1, clock)
 
