@@ -22,6 +22,16 @@ class RunBudget(BaseModel):
     max_cost_usd: float = Field(default=1.0, ge=0)
     max_tool_calls: int = Field(default=20, ge=0)
 
+    def capped_by(self, limit: RunBudget) -> RunBudget:
+        """Each limit the smaller of this budget's and ``limit``'s (a caller's budget under a policy)."""
+        return RunBudget(
+            max_iterations=min(self.max_iterations, limit.max_iterations),
+            max_wall_s=min(self.max_wall_s, limit.max_wall_s),
+            max_tokens=min(self.max_tokens, limit.max_tokens),
+            max_cost_usd=min(self.max_cost_usd, limit.max_cost_usd),
+            max_tool_calls=min(self.max_tool_calls, limit.max_tool_calls),
+        )
+
 
 class StepBudget(BaseModel):
     """What one attempt of a step may use; reserved from the run's budget before the attempt."""

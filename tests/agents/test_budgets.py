@@ -127,3 +127,11 @@ async def test_a_step_that_hangs_is_stopped_at_the_wall_time_limit() -> None:
     assert was_cancelled.is_set()
     assert loop.time() - begin < 1.2
     assert result.spent.tokens == 10  # an interrupted call is charged its reservation
+
+
+def test_a_callers_budget_is_capped_by_a_policy_limit_by_limit() -> None:
+    asked = RunBudget(max_iterations=50, max_wall_s=10, max_tokens=100, max_cost_usd=5, max_tool_calls=1)
+    policy = RunBudget(max_iterations=20, max_wall_s=60, max_tokens=1000, max_cost_usd=0.5, max_tool_calls=3)
+    assert asked.capped_by(policy) == RunBudget(
+        max_iterations=20, max_wall_s=10, max_tokens=100, max_cost_usd=0.5, max_tool_calls=1
+    )
