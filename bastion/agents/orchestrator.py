@@ -262,7 +262,10 @@ class _Run:
         for step, attempt, _ in calls:
             held = reservation(step.budget)
             self.tracker.settle(held, held)
-            self.trace.append(StepFinished(self.now(), step.id, step.arm.value, attempt, False, held, error=reason))
+            left = self.tracker.remaining(self.now())
+            self.trace.append(
+                StepFinished(self.now(), step.id, step.arm.value, attempt, False, held, left, error=reason)
+            )
         if self.cancel.cancelled:
             raise _Stop(RunStatus.CANCELLED, reason)
         raise _Stop(RunStatus.BUDGET_EXHAUSTED, reason)
@@ -323,7 +326,17 @@ class _Run:
         ok = outcome.kind == "ok"
         out_hash = content_hash(outcome.output) if outcome.output is not None else None
         self.trace.append(
-            StepFinished(self.now(), step.id, step.arm.value, attempt, ok, outcome.usage, out_hash, outcome.error)
+            StepFinished(
+                self.now(),
+                step.id,
+                step.arm.value,
+                attempt,
+                ok,
+                outcome.usage,
+                self.tracker.remaining(self.now()),
+                out_hash,
+                outcome.error,
+            )
         )
         if ok:
             self.outputs[step.id] = outcome.output

@@ -53,6 +53,7 @@ class StepFinished:
     attempt: int
     ok: bool
     usage: Usage
+    remaining: Remaining  # after the attempt was settled
     output_hash: str | None = None
     error: str | None = None
     kind: str = "step_finished"
@@ -109,4 +110,26 @@ def content_hash(value: Any) -> str:
 
 
 def trace_hash(events: list[TraceEvent]) -> str:
-    return content_hash([event_dict(e) for e in events])
+    """The last link of the trace's hash chain (it covers every event)."""
+    links = chain(events)
+    return links[-1] if links else content_hash([])
+
+
+def chain(events: list[TraceEvent]) -> list[str]:
+    """Each event's link in a hash chain (``sha256(previous link + canonical event)``), so an
+    edited, removed or reordered event changes every later link."""
+    links: list[str] = []
+    previous = ""
+    for event in events:
+        previous = hashlib.sha256((previous + content_hash(event_dict(event))).encode()).hexdigest()
+        links.append(previous)
+    return links
+
+
+def first_broken_link(events: list[TraceEvent], links: list[str]) -> int | None:
+    """The index of the first event that does not match the stored chain, or None if it verifies."""
+    recomputed = chain(events)
+    for i, (got, stored) in enumerate(zip(recomputed, links, strict=False)):
+        if got != stored:
+            return i
+    return None if len(recomputed) == len(links) else min(len(recomputed), len(links))

@@ -3,6 +3,7 @@ and timings give the same trace."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from bastion.agents.budget import BudgetView, Usage
 from bastion.agents.orchestrator import Orchestrator, RunInputError, RunStatus
 from bastion.agents.plan import PlanError, parse_plan
 from bastion.agents.templates import get_template, load_template, shipped_templates
-from bastion.agents.trace import LoopTaken, event_dict
+from bastion.agents.trace import LoopTaken, StepFinished, chain, event_dict, first_broken_link
 from tests.agents.fakes import FakeArm, FakeClock, arms, plan
 
 
@@ -165,3 +166,24 @@ def test_a_template_file_is_named_in_its_errors(tmp_path: Path) -> None:
     with pytest.raises(PlanError, match="cannot read the template"):
         load_template(tmp_path / "missing.yaml")
     assert plan([{"id": "a", "arm": "coder"}]).name == "test-plan"
+
+
+async def test_the_trace_hash_chain_detects_an_edited_removed_or_added_event() -> None:
+    clock = FakeClock()
+    result = await Orchestrator(arms(**citation_arms(clock)), clock=clock).run(
+        get_template("answer-with-citations"), {"question": "q", "collection": "c"}
+    )
+    events = result.trace
+    links = chain(events)
+    assert links[-1] == result.trace_hash and first_broken_link(events, links) is None
+    finished = next(i for i, e in enumerate(events) if isinstance(e, StepFinished))
+    original = events[finished]
+    assert isinstance(original, StepFinished)
+    edited = list(events)
+    edited[finished] = dataclasses.replace(original, usage=Usage(tokens=1))
+    assert first_broken_link(edited, links) == finished
+    assert first_broken_link(events[:-1], links) == len(events) - 1
+    assert first_broken_link([*events, events[0]], links) == len(events)
+    # Each step's budget before (the check) and after (the settled attempt) are in the trace.
+    step = events[finished]
+    assert isinstance(step, StepFinished) and step.remaining.tool_calls == 3
