@@ -235,6 +235,8 @@ class _Run:
         calls: list[tuple[StepSpec, int, dict[str, Any]]] = []
         for step, attempt in members:
             data = resolve(step.input, scope)
+            state = self.o.breakers[step.arm].state
+            self.trace.append(BreakerChecked(self.now(), step.id, step.arm.value, state.value))
             self.trace.append(StepStarted(self.now(), step.id, step.arm.value, attempt, content_hash(data)))
             calls.append((step, attempt, data))
         wall_left = self.tracker.budget.max_wall_s - (self.o.clock() - self.started)
@@ -271,10 +273,7 @@ class _Run:
         raise _Stop(RunStatus.BUDGET_EXHAUSTED, reason)
 
     async def _attempt(self, step: StepSpec, attempt: int, data: dict[str, Any]) -> _Outcome:
-        breaker = self.o.breakers[step.arm]
-        state = breaker.state
-        self.trace_breaker(step, state.value)
-        if not breaker.allows():
+        if not self.o.breakers[step.arm].allows():
             return _Outcome(step, attempt, "error", error=f"circuit open for arm {step.arm.value}")
         errors = schema_errors(data, step.input_schema)
         if errors:
@@ -308,10 +307,6 @@ class _Run:
         if failed:
             return _Outcome(step, attempt, "error", output, result.usage, "checks failed: " + ", ".join(failed))
         return _Outcome(step, attempt, "ok", output, result.usage)
-
-    def trace_breaker(self, step: StepSpec, state: str) -> None:
-        # Called from tasks of one round; appended before any await, so in the round's step order.
-        self.trace.append(BreakerChecked(self.now(), step.id, step.arm.value, state))
 
     def _decide(self, outcome: _Outcome) -> bool | _Stop:
         """Settle the attempt, record it, and say whether the step runs again, or how the run ends

@@ -123,10 +123,10 @@ async def test_a_parallel_group_runs_concurrently_and_is_traced_in_step_order() 
     kinds = [(e.kind, getattr(e, "step_id", None)) for e in result.trace]
     assert kinds[:7] == [
         ("budget_check", None),
-        ("step_started", "docs"),
-        ("step_started", "web"),
         ("breaker", "docs"),
+        ("step_started", "docs"),
         ("breaker", "web"),
+        ("step_started", "web"),
         ("step_finished", "docs"),
         ("step_finished", "web"),
     ]

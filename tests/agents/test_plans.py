@@ -56,7 +56,7 @@ async def test_answer_with_citations_runs_and_its_trace_is_deterministic() -> No
     first_hash, first_trace, status = await run_citations()
     assert status is RunStatus.SUCCEEDED
     kinds = [e["kind"] for e in first_trace]
-    assert kinds == ["budget_check", "step_started", "breaker", "step_finished"] * 3 + ["run_ended"]
+    assert kinds == ["budget_check", "breaker", "step_started", "step_finished"] * 3 + ["run_ended"]
     assert first_trace[-1]["at_s"] == 1.75 and first_trace[-1]["spent"] == {
         "tokens": 300,
         "cost_usd": 0.002,
