@@ -1,6 +1,6 @@
 """Orchestrator overhead per step, without models or a sandbox (not collected by pytest).
 
-    .venv/bin/python -m bench.agents_bench [--steps 200] [--runs 20]
+    .venv/bin/python -m bench.agents_bench [--steps 100] [--runs 20]
 
 A plan of ``--steps`` sequential steps (each with an input reference, an output schema, a check
 and a per-step budget) over arms that answer at once; the time of a run divided by its steps is
@@ -61,7 +61,7 @@ async def main(steps: int, runs: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=100, help="at most 100 (the plan format's limit)")
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
     asyncio.run(main(args.steps, args.runs))
