@@ -131,6 +131,8 @@ async def _calculate(request: Request, compute: Callable[[object], dict[str, Any
         return json_response(compute(body))
     except StatsError as exc:
         raise InvalidRequest(f"Invalid request: {exc}.") from None
+    except (ArithmeticError, ValueError) as exc:  # numbers the formulas cannot take (overflow, underflow)
+        raise InvalidRequest(f"Invalid request: cannot compute with these numbers ({exc}).") from None
 
 
 async def analyze(request: Request) -> Response:

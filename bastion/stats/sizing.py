@@ -37,7 +37,25 @@ def sample_size(
     sequential: bool = False,
     tuning: float = DEFAULT_TUNING,
 ) -> SampleSize:
-    """Units per arm for a two-arm test: sequential, continuous (with ``sd``) or two proportions."""
+    """Units per arm for a two-arm test: sequential, continuous (with ``sd``) or two proportions.
+    Inputs the formulas cannot take (overflowing or vanishing values) are a ``StatsError``."""
+    try:
+        return _sample_size(baseline, mde, relative, alpha, power, method, sd, sequential, tuning)
+    except (ArithmeticError, ValueError) as exc:
+        raise StatsError(f"no sample size for these inputs ({exc})") from None
+
+
+def _sample_size(
+    baseline: float,
+    mde: float,
+    relative: bool,
+    alpha: float,
+    power: float,
+    method: str,
+    sd: float | None,
+    sequential: bool,
+    tuning: float,
+) -> SampleSize:
     if sequential:
         return sequential_sample_size(baseline, mde, sd=sd, relative=relative, alpha=alpha, power=power, tuning=tuning)
     if sd is not None:

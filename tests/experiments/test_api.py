@@ -159,6 +159,8 @@ async def test_summary_analysis_and_sample_size_endpoints(experiment_gateway: Ex
         ("/sample-size", {"baseline": 0.1}, "mde is required"),
         ("/sample-size", {"baseline": 0.1, "mde": 0.02, "method": "exact"}, "method must be one of"),
         ("/sample-size", [1, 2], "JSON object"),
+        ("/sample-size", {"baseline": 0.1, "mde": 0.02, "alpha": 5e-324}, "no sample size"),  # z is infinite
+        ("/sample-size", {"baseline": 5e-324, "mde": -3.78e16, "sd": 1.2e308, "sequential": True}, "no sample size"),
     ):
         bad = await env.api("POST", path, json=body)
         assert bad.status_code == 400 and message in bad.json()["error"]["message"], bad.text
