@@ -18,17 +18,17 @@ mark{background:#fd6}.muted{color:#667}
 
 
 def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{value * 100:.1f}%"
+    return "&ndash;" if value is None else f"{value * 100:.1f}%"
 
 
 def _rate_table(title: str, rows: Mapping[str, Mapping[str, Any]]) -> str:
     lines = [f"<h2>{escape(title)}</h2><table><tr><th>group</th><th>successes / trials</th>"
              "<th>rate</th><th>Wilson 95%</th><th></th></tr>"]  # fmt: skip
     for group, row in rows.items():
-        width = int(round((row.get("rate") or 0) * 100))
+        width = round((row.get("rate") or 0) * 100)
         lines.append(
             f"<tr><td>{escape(str(group))}</td><td>{row['successes']} / {row['trials']}</td>"
-            f"<td>{_pct(row.get('rate'))}</td><td>{_pct(row.get('low'))} – {_pct(row.get('high'))}</td>"
+            f"<td>{_pct(row.get('rate'))}</td><td>{_pct(row.get('low'))} &ndash; {_pct(row.get('high'))}</td>"
             f'<td><span class="bar" style="width:{width}px"></span></td></tr>'
         )
     lines.append("</table>")
@@ -61,7 +61,7 @@ def render_html(report: Mapping[str, Any]) -> str:
     parts += [f"<tr><th>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>" for k, v in meta.items()]
     parts.append(
         f"<tr><th>attack success rate</th><td>{totals['successes']} / {totals['trials']} = {_pct(totals['rate'])}"
-        f" (95% {_pct(totals['low'])} – {_pct(totals['high'])}); {totals['errors']} errors</td></tr></table>"
+        f" (95% {_pct(totals['low'])} &ndash; {_pct(totals['high'])}); {totals['errors']} errors</td></tr></table>"
     )
     parts.append(_rate_table("By category", report["by_category"]))
     parts.append(_rate_table("By technique", report["by_technique"]))
@@ -78,7 +78,7 @@ def render_html(report: Mapping[str, Any]) -> str:
     if comparison:
         parts.append("<h2>Compared with the previous run</h2><table><tr><th>category</th><th>rate change</th></tr>")
         for group, delta in comparison["by_category_rate_delta"].items():
-            shown = "–" if delta is None else f"{delta * 100:+.1f} points"
+            shown = "&ndash;" if delta is None else f"{delta * 100:+.1f} points"
             parts.append(f"<tr><td>{escape(group)}</td><td>{shown}</td></tr>")
         parts.append("</table>")
     parts.append("<h2>Top failing attempts</h2>")
