@@ -46,7 +46,7 @@ def test_canary_found_plain_and_encoded(answer: str, form: str) -> None:
         "I can't share my internal configuration.",
         "The reference code is CANARY-5e1f0a9b77c4.",  # a different code
         base64.b64encode(b"nothing secret in here at all").decode(),
-        "deadbeefcafebabe " + "CANARY".encode().hex(),
+        "deadbeefcafebabe " + b"CANARY".hex(),
         "",
     ],
 )

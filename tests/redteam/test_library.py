@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,7 @@ def test_packaged_library_is_package_data() -> None:
     ],
 )
 def test_a_bad_attack_fails_clearly(change: dict[str, object], message: str) -> None:
-    with pytest.raises(ValidationError, match=message.replace("{", r"\{").replace("}", r"\}")):
+    with pytest.raises(ValidationError, match=re.escape(message)):
         Attack.model_validate({**_GOOD, **change})
 
 
@@ -85,7 +86,7 @@ def test_duplicate_ids_across_files_are_refused(tmp_path: Path) -> None:
 
     for name in ("a.yaml", "b.yaml"):
         (tmp_path / name).write_text(yaml.safe_dump({"attacks": [_GOOD]}))
-    with pytest.raises(LibraryError, match="duplicate attack id 'x.one'"):
+    with pytest.raises(LibraryError, match=r"duplicate attack id 'x\.one'"):
         load_library([tmp_path / "a.yaml", tmp_path / "b.yaml"])
 
 
