@@ -154,18 +154,24 @@ def approximate_find(text: str, pattern: str, max_edits: int) -> list[tuple[Span
     m = len(pattern)
     if m == 0:
         return []
+    # Pigeonhole: with at most k edits, one of k + 1 disjoint pieces of the pattern appears intact.
+    pieces = max_edits + 1
+    if m >= pieces and not any(pattern[i * m // pieces : (i + 1) * m // pieces] in text for i in range(pieces)):
+        return []
     previous = list(range(m + 1))
     starts = [0] * (m + 1)
     ends: list[tuple[Span, int]] = []
     for j, char in enumerate(text, start=1):
         current, current_starts = [0], [j]
         for i in range(1, m + 1):
-            options = (
-                (previous[i - 1] + (pattern[i - 1] != char), starts[i - 1]),
-                (previous[i] + 1, starts[i]),
-                (current[i - 1] + 1, current_starts[i - 1]),
-            )
-            cost, start = min(options, key=lambda o: (o[0], -o[1]))
+            # Cheapest of substitute/match, delete, insert; on a tie the latest start (shortest match).
+            cost, start = previous[i - 1] + (pattern[i - 1] != char), starts[i - 1]
+            other, other_start = previous[i] + 1, starts[i]
+            if other < cost or (other == cost and other_start > start):
+                cost, start = other, other_start
+            other, other_start = current[i - 1] + 1, current_starts[i - 1]
+            if other < cost or (other == cost and other_start > start):
+                cost, start = other, other_start
             current.append(cost)
             current_starts.append(start)
         if current[m] <= max_edits:

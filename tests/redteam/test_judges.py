@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import random
 
 import pytest
 
@@ -182,3 +183,28 @@ def test_technique_markers() -> None:
     assert judges.marker_judge("(developer mode output) here", ("(Developer Mode Output)",)).hit
     assert not judges.marker_judge("I won't pretend to be DAN.", ("[DAN]", "DAN:")).hit
     assert not judges.marker_judge("anything", ()).hit
+
+
+def _levenshtein(a: str, b: str) -> int:
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        previous, row[0] = row[0], i
+        for j, cb in enumerate(b, start=1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (ca != cb))
+    return row[-1]
+
+
+def test_approximate_find_agrees_with_brute_force() -> None:
+    rng = random.Random(16)
+    for _ in range(300):
+        text = "".join(rng.choice("abc") for _ in range(rng.randint(0, 14)))
+        pattern = "".join(rng.choice("abc") for _ in range(rng.randint(1, 6)))
+        k = rng.randint(0, min(2, len(pattern) - 1))  # fewer edits than characters, as allowed_edits gives
+        best = min(
+            (_levenshtein(text[i:j], pattern) for i in range(len(text) + 1) for j in range(i, len(text) + 1)),
+            default=len(pattern),
+        )
+        found = judges.approximate_find(text, pattern, k)
+        assert bool(found) == (best <= k), (text, pattern, k)
+        for span, distance in found:
+            assert distance <= k and _levenshtein(text[span.start : span.end], pattern) == distance
