@@ -157,7 +157,7 @@ def expand(library: Sequence[Attack], selection: Selection, setup: RunSetup) -> 
     ]
     if selection.max_attempts is not None and len(attempts) > selection.max_attempts:
         rng = random.Random(f"bastion-redteam-sample:{setup.seed}")
-        base = [a for a in attempts if a.variant == "base" or a.variant.startswith("base:")]
+        base = [a for a in attempts if a.is_base]
         rest = [a for a in attempts if a not in base]
         if len(base) >= selection.max_attempts:
             keep = set(map(id, rng.sample(base, selection.max_attempts)))
