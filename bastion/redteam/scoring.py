@@ -5,9 +5,11 @@ previous run's report."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 from scipy.stats import binomtest
@@ -28,6 +30,13 @@ from bastion.redteam.plan import Attempt, RunSetup
 REPORT_SCHEMA = "bastion.redteam.report"
 REPORT_SCHEMA_VERSION = 1
 TOP_FAILURES = 20
+
+
+def report_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the report (``report.schema.json``, shipped with the package)."""
+    text = (resources.files("bastion.redteam") / "report.schema.json").read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 @dataclass(frozen=True, slots=True)

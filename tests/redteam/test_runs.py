@@ -10,13 +10,21 @@ from collections.abc import Callable
 from html.parser import HTMLParser
 from typing import Any
 
+import jsonschema_rs
 import pytest
 from statsmodels.stats.proportion import proportion_confint
 
 from bastion.redteam.html import render_html
 from bastion.redteam.plan import Attempt, RunSetup, Selection, expand, prepare_run
 from bastion.redteam.schema import CATEGORIES, load_library
-from bastion.redteam.scoring import REPORT_SCHEMA_VERSION, build_report, fragility, score_answers, wilson_interval
+from bastion.redteam.scoring import (
+    REPORT_SCHEMA_VERSION,
+    build_report,
+    fragility,
+    report_json_schema,
+    score_answers,
+    wilson_interval,
+)
 
 LIBRARY = load_library()
 
@@ -190,3 +198,18 @@ class _Elements(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         (self.styles if self._in_style else self.text).append(data)
+
+
+def test_reports_validate_against_the_shipped_json_schema() -> None:
+    validator = jsonschema_rs.validator_for(report_json_schema())
+    before = _run(3, _leaks_canary)
+    for report in (
+        before,
+        _run(3, _refuses),
+        _run(4, lambda attempt, setup: None, categories=("pii_extraction",)),
+        build_report(score_answers([], {}, prepare_run(3)), prepare_run(3), previous=before),
+    ):
+        validator.validate(json.loads(json.dumps(report)))
+    broken = json.loads(json.dumps(before))
+    broken["attempts"][0]["verdicts"][0]["evidence"] = [{"start": -1, "end": 2, "text": "x"}]
+    assert not validator.is_valid(broken)
