@@ -29,7 +29,8 @@ import orjson
 from sqlalchemy import insert
 
 from bastion.auth.principal import Principal, Role
-from bastion.config.settings import FilesSettings, ReviewSettings, Settings
+from bastion.config.settings import Settings
+from bastion.config.work_settings import FilesSettings, ReviewSettings
 from bastion.files.service import FileService
 from bastion.review.datasets import DatasetService
 from bastion.review.models import Dataset, DatasetExample, DatasetVersion

@@ -29,7 +29,8 @@ from typing import Any
 import asyncpg
 from redis.asyncio import Redis
 
-from bastion.config.settings import JobsSettings, LoggingSettings, Settings
+from bastion.config.settings import LoggingSettings, Settings
+from bastion.config.work_settings import JobsSettings
 from bastion.jobs.context import JobContext
 from bastion.jobs.model import ItemOutcome, JobView, NewJob
 from bastion.jobs.registry import JobRegistry

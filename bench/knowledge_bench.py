@@ -38,7 +38,8 @@ from time import perf_counter
 import numpy as np
 from sqlalchemy import text
 
-from bastion.config.settings import KnowledgeSettings, LocalModelSettings, Settings
+from bastion.config.settings import LocalModelSettings, Settings
+from bastion.config.work_settings import KnowledgeSettings
 from bastion.knowledge.evaluation import percentile, read_corpus, read_queries
 from bastion.knowledge.model import Mode, SearchRequest
 from bastion.knowledge.service import KnowledgeService

@@ -27,7 +27,7 @@ from bastion.api.common import authenticate_request, gateway, query_int
 from bastion.api.http import json_response, page_body, read_json
 from bastion.api.multipart import Sink, read_upload
 from bastion.auth.principal import Permission, Principal
-from bastion.config.settings import KnowledgeSettings
+from bastion.config.work_settings import KnowledgeSettings
 from bastion.errors import BastionError, InvalidRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
 from bastion.jobs.model import job_json
 from bastion.knowledge.extract import detect_format

@@ -41,7 +41,7 @@ from bastion.batches.model import (
     BatchView,
 )
 from bastion.batches.store import BatchStore
-from bastion.config.settings import BatchesSettings
+from bastion.config.work_settings import BatchesSettings
 from bastion.errors import NotFound
 from bastion.files.batch_input import BatchInputError, parse_batch_line, validate_batch_input
 from bastion.files.service import BATCH_EXPIRY_S, FileService, Owner

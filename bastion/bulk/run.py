@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import structlog
 
 from bastion.bulk.model import BulkItem, BulkPayload, ItemOutcome, groups
-from bastion.config.settings import BulkSettings
+from bastion.config.work_settings import BulkSettings
 from bastion.dialects.errors import openai_error
 from bastion.errors import BastionError
 from bastion.jobs.context import JobContext

@@ -15,7 +15,7 @@ from typing import Any
 
 from bastion.auth.principal import Principal
 from bastion.bulk.model import JOB_KIND, BulkItem, BulkPayload, check_body, is_bulk_id, new_bulk_id, parse_items
-from bastion.config.settings import BulkSettings
+from bastion.config.work_settings import BulkSettings
 from bastion.errors import InvalidRequest, NotFound
 from bastion.jobs.model import ItemView, JobView, NewJob
 from bastion.jobs.service import JobService

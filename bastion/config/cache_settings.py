@@ -12,14 +12,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from bastion.config.section import Strict
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class SemanticCacheSettings(_Strict):
+class SemanticCacheSettings(Strict):
     """The nearest-neighbour lookup over the embedded MiniLM model, for models that opt in."""
 
     threshold: float = Field(
@@ -36,7 +34,7 @@ class SemanticCacheSettings(_Strict):
     )
 
 
-class CacheSettings(_Strict):
+class CacheSettings(Strict):
     """The exact response cache (and the defaults of the semantic one)."""
 
     enabled: bool = Field(True, description="Serve repeated deterministic requests from the cache.")
@@ -58,7 +56,7 @@ class CacheSettings(_Strict):
     semantic: SemanticCacheSettings = Field(default_factory=SemanticCacheSettings)
 
 
-class ModelCacheSettings(_Strict):
+class ModelCacheSettings(Strict):
     """A model alias's own cache settings (``models[].cache``)."""
 
     enabled: bool = Field(True, description="Use the exact cache for this model.")
@@ -69,7 +67,7 @@ class ModelCacheSettings(_Strict):
     ttl_s: float | None = Field(None, gt=0, description="Overrides cache.ttl_s for this model.")
 
 
-class CacheOverride(_Strict):
+class CacheOverride(Strict):
     """What a tenant, user, key or vault prompt may set (``settings.cache`` / ``metadata.cache``):
     later scopes win field by field (tenant <- user <- key <- prompt)."""
 

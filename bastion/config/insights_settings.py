@@ -10,14 +10,12 @@ semantic drift and log ingestion.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from bastion.config.section import Strict
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class InsightsRetention(_Strict):
+class InsightsRetention(Strict):
     """Days each kind of row is kept (None: forever). A grain must outlive the one above it is
     built from by at least that grain's width: hours are rebuilt from 5-minute rows, days from hours."""
 
@@ -27,7 +25,7 @@ class InsightsRetention(_Strict):
     rollup_1d_days: float = Field(1100.0, ge=2, description="Daily roll-ups.")
 
 
-class InsightsAlerts(_Strict):
+class InsightsAlerts(Strict):
     """Alert thresholds; each alert is a gauge ``bastion_insights_alert`` (1 firing, 0 not)."""
 
     window_minutes: int = Field(60, ge=5, le=1440, description="Window the alerts are evaluated over.")
@@ -48,7 +46,7 @@ class InsightsAlerts(_Strict):
     refresh_interval_s: float = Field(60.0, gt=0, description="How often each process refreshes its alert gauges.")
 
 
-class InsightsDrift(_Strict):
+class InsightsDrift(Strict):
     enabled: bool = Field(
         False, description="Embed recorded answers with the local model in the roll-up job (needs the local extra)."
     )
@@ -59,13 +57,13 @@ class InsightsDrift(_Strict):
     min_threshold: float = Field(0.02, ge=0, description="Floor of the threshold the baseline's variability gives.")
 
 
-class InsightsIngest(_Strict):
+class InsightsIngest(Strict):
     enabled: bool = True
     max_records: int = Field(500, ge=1, le=10_000, description="Records per POST /api/metrics/ingest.")
     per_minute: int = Field(60, ge=1, description="Ingest requests per minute per API key.")
 
 
-class InsightsSettings(_Strict):
+class InsightsSettings(Strict):
     enabled: bool = True
     interval_s: float = Field(30.0, gt=0, description="How often the roll-up job is submitted.")
     commit_slack_s: float = Field(

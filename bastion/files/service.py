@@ -24,7 +24,7 @@ import structlog
 from sqlalchemy import and_, delete, or_, select
 
 from bastion.auth.principal import Principal, Role
-from bastion.config.settings import FilesSettings
+from bastion.config.work_settings import FilesSettings
 from bastion.errors import InvalidRequest, NotFound
 from bastion.files.batch_input import validate_batch_input
 from bastion.files.models import StoredFile

@@ -26,7 +26,7 @@ import structlog
 from bastion.auth.authenticator import Authenticator
 from bastion.auth.principal import Principal
 from bastion.bulk.model import BulkItem, BulkPayload, ItemOutcome
-from bastion.config.settings import BulkSettings
+from bastion.config.work_settings import BulkSettings
 from bastion.dialects.errors import openai_error
 from bastion.errors import BastionError, NotFound, RateLimited
 from bastion.gateway.context import RequestContext, Timing, new_request_id

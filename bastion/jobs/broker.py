@@ -17,7 +17,7 @@ import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
-from bastion.config.settings import JobsSettings
+from bastion.config.work_settings import JobsSettings
 from bastion.jobs.taskiq_import import AsyncBroker, AsyncTaskiqDecoratedTask, BrokerMessage
 
 #: The one taskiq task: run (an attempt of) the job whose id it carries.

@@ -25,7 +25,7 @@ from typing import Any
 
 import structlog
 
-from bastion.config.settings import JobsSettings
+from bastion.config.work_settings import JobsSettings
 from bastion.jobs.broker import JobBroker
 from bastion.jobs.context import JobContext
 from bastion.jobs.metrics import JOB_DURATION, JOB_FAILURES

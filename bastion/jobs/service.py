@@ -17,7 +17,8 @@ from typing import Any
 
 import structlog
 
-from bastion.config.settings import JobsSettings, Settings
+from bastion.config.settings import Settings
+from bastion.config.work_settings import JobsSettings
 from bastion.errors import InvalidRequest
 from bastion.jobs.broker import JobBroker, make_broker
 from bastion.jobs.metrics import set_counts

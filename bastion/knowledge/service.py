@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bastion.config.settings import KnowledgeSettings
+from bastion.config.work_settings import KnowledgeSettings
 from bastion.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 from bastion.knowledge import store
 from bastion.knowledge.chunking import Chunk, Chunker

@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 from sqlalchemy import delete, select
 
-from bastion.config.settings import ResponsesSettings
+from bastion.config.work_settings import ResponsesSettings
 from bastion.errors import InvalidRequest, NotFound
 from bastion.ledger.record import FULL, METADATA, REDACTED
 from bastion.ledger.redact import ContentRedactor

@@ -23,7 +23,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from bastion.auth.principal import Permission, Principal, require
-from bastion.config.settings import ReviewSettings
+from bastion.config.work_settings import ReviewSettings
 from bastion.errors import Conflict, InvalidRequest
 from bastion.files.service import FileService
 from bastion.review.audit import audit

@@ -19,7 +19,7 @@ import structlog
 from sqlalchemy import select, update
 
 from bastion.auth.principal import Permission, Principal, require
-from bastion.config.settings import ReviewSettings
+from bastion.config.work_settings import ReviewSettings
 from bastion.errors import BastionError, Conflict, InvalidRequest, NotFound, PermissionDenied
 from bastion.files.service import FINE_TUNE, FileService, Owner, owner_of
 from bastion.review.audit import audit

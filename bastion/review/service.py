@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.auth.principal import Permission, Principal, Role, require
-from bastion.config.settings import ReviewSettings
+from bastion.config.work_settings import ReviewSettings
 from bastion.errors import Conflict, InvalidRequest, NotFound
 from bastion.ledger.record import content_mode
 from bastion.review.audit import audit

@@ -13,7 +13,7 @@ import pytest
 from bastion.auth.principal import Identity
 from bastion.bulk.model import BulkItem, BulkPayload, ItemOutcome
 from bastion.bulk.run import BulkRun
-from bastion.config.settings import BulkSettings
+from bastion.config.work_settings import BulkSettings
 from bastion.errors import BastionError, NotFound
 from bastion.jobs.model import ItemOutcome as StoredItem
 from bastion.jobs.model import JobCancelled

@@ -8,7 +8,7 @@ import io
 import orjson
 import pytest
 
-from bastion.config.settings import FilesSettings
+from bastion.config.work_settings import FilesSettings
 from bastion.files import BatchInputError, iter_batch_lines, validate_batch_input
 from tests.files.support import batch_jsonl, batch_line, jsonl
 

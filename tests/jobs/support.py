@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bastion.config.settings import JobsSettings
+from bastion.config.work_settings import JobsSettings
 from bastion.jobs.registry import JobRegistry
 from bastion.jobs.service import JobService
 from bastion.store.db import Database

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
-from bastion.config.settings import KnowledgeSettings
+from bastion.config.work_settings import KnowledgeSettings
 from bastion.knowledge.service import KnowledgeService
 from bastion.store.db import Database
 from bastion.store.models import Tenant

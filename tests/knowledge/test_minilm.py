@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bastion.config.settings import KnowledgeSettings, LocalModelSettings
+from bastion.config.settings import LocalModelSettings
+from bastion.config.work_settings import KnowledgeSettings
 from bastion.knowledge.model import DocumentInput, SearchRequest
 from bastion.knowledge.service import KnowledgeService
 from bastion.local.embedder import get_embedder

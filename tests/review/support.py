@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bastion.auth.principal import Principal, Role
-from bastion.config.settings import ReviewSettings
+from bastion.config.work_settings import ReviewSettings
 from bastion.review.service import ReviewService
 from bastion.store.db import Database
 from bastion.store.models import Interaction, Tenant

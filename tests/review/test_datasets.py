@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from bastion.auth.principal import Principal, Role
-from bastion.config.settings import FilesSettings, ReviewSettings
+from bastion.config.work_settings import FilesSettings, ReviewSettings
 from bastion.errors import InvalidRequest, NotFound, PermissionDenied
 from bastion.files.service import FileService
 from bastion.review.datasets import DatasetService
