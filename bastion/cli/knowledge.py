@@ -10,6 +10,7 @@ import json
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
 from typing import Annotated, Any, TypeVar, cast
@@ -87,24 +88,31 @@ def _local_embed(settings: Settings) -> EmbedTexts:
     return embed
 
 
-async def _evaluate(
-    settings: Settings,
-    url: str | None,
-    corpus: Path,
-    queries_path: Path,
-    qrels_path: Path,
-    modes: list[Mode],
-    chunk_size: int | None,
-    chunk_overlap: int | None,
-    fetch_k: int,
-) -> tuple[list[EvalReport], dict[str, float]]:
+@dataclass(frozen=True, slots=True)
+class _Evaluation:
+    """What ``bastion knowledge eval`` was asked: the BEIR files, the modes and the index's shape."""
+
+    corpus: Path
+    queries: Path
+    qrels: Path
+    modes: list[Mode]
+    chunk_size: int | None
+    chunk_overlap: int | None
+    fetch_k: int
+
+
+#: Each mode's report, and the ingestion's figures.
+_Outcome = tuple[list[EvalReport], dict[str, float]]
+
+
+async def _evaluate(settings: Settings, url: str | None, spec: _Evaluation) -> _Outcome:
     with tempfile.TemporaryDirectory(prefix="knowledge-eval-") as scratch:
         if url is None:
             url = f"sqlite+aiosqlite:///{Path(scratch) / 'eval.db'}"
         db = Database.from_settings(settings, _async_url(url))
         try:
             await upgrade(db.engine)
-            return await _run(settings, db, corpus, queries_path, qrels_path, modes, chunk_size, chunk_overlap, fetch_k)
+            return await _run(settings, db, spec)
         finally:
             await db.dispose()
 
@@ -115,26 +123,16 @@ def _async_url(url: str) -> str:
     return database_url(Settings(database_url=url))
 
 
-async def _run(
-    settings: Settings,
-    db: Database,
-    corpus: Path,
-    queries_path: Path,
-    qrels_path: Path,
-    modes: list[Mode],
-    chunk_size: int | None,
-    chunk_overlap: int | None,
-    fetch_k: int,
-) -> tuple[list[EvalReport], dict[str, float]]:
-    needs_model = any(mode != "bm25" for mode in modes)
+async def _run(settings: Settings, db: Database, spec: _Evaluation) -> _Outcome:
+    needs_model = any(mode != "bm25" for mode in spec.modes)
     timed = _TimedEmbed(_local_embed(settings) if needs_model else _no_vectors)
     service = KnowledgeService(db, settings.knowledge, timed, model="all-MiniLM-L6-v2", dimensions=DIMENSIONS)
     async with db.transaction() as session:
         tenant = Tenant(name=f"knowledge-eval-{uuid.uuid4().hex[:8]}")
         session.add(tenant)
     try:
-        await service.create_collection(tenant.id, "eval", chunk_size=chunk_size, chunk_overlap=chunk_overlap)
-        documents = list(read_corpus(corpus))
+        await service.create_collection(tenant.id, "eval", chunk_size=spec.chunk_size, chunk_overlap=spec.chunk_overlap)
+        documents = list(read_corpus(spec.corpus))
         started = perf_counter()
 
         def progress(done: int, total: int) -> None:
@@ -154,17 +152,17 @@ async def _run(
             "documents_per_s": len(documents) / seconds,
             "chunks_per_s": chunks / seconds,
         }
-        queries = read_queries(queries_path)
-        qrels = {qid: rel for qid, rel in read_qrels(qrels_path).items() if qid in queries}
+        queries = read_queries(spec.queries)
+        qrels = {qid: rel for qid, rel in read_qrels(spec.qrels).items() if qid in queries}
         reports = []
-        for mode in modes:
-            request = SearchRequest("warm up", ["eval"], k=CHUNKS_PER_QUERY, mode=mode, fetch_k=fetch_k)
+        for mode in spec.modes:
+            request = SearchRequest("warm up", ["eval"], k=CHUNKS_PER_QUERY, mode=mode, fetch_k=spec.fetch_k)
             await service.search(tenant.id, request)
             rankings: dict[str, list[str]] = {}
             latencies: list[float] = []
             embeds: list[float] = []
             for qid in qrels:
-                request = SearchRequest(queries[qid], ["eval"], k=CHUNKS_PER_QUERY, mode=mode, fetch_k=fetch_k)
+                request = SearchRequest(queries[qid], ["eval"], k=CHUNKS_PER_QUERY, mode=mode, fetch_k=spec.fetch_k)
                 timed.last_ms = 0.0
                 began = perf_counter()
                 hits = await service.search(tenant.id, request)
@@ -208,7 +206,8 @@ def evaluate(
         modes.append(cast(Mode, name))
     settings = load(config, data_dir)
     try:
-        run = _evaluate(settings, database, corpus, queries, qrels, modes, chunk_size, chunk_overlap, fetch_k)
+        spec = _Evaluation(corpus, queries, qrels, modes, chunk_size, chunk_overlap, fetch_k)
+        run = _evaluate(settings, database, spec)
         reports, ingestion = asyncio.run(run)
     except BastionError as exc:
         raise fail(exc.message) from None
