@@ -45,7 +45,7 @@ def choice_messages(templates: list[Plan], task: str | None) -> list[dict[str, A
     listing = "\n".join(f"- {plan.name}: {plan.description}" for plan in templates)
     system = (
         "Choose the plan template that best fits the user's task. Templates:\n"
-        f"{listing}\nReply with a JSON object: {{\"template\": <one of the names>}}."
+        f'{listing}\nReply with a JSON object: {{"template": <one of the names>}}.'
     )
     return [{"role": "system", "content": system}, task_message(task)]
 
@@ -113,6 +113,6 @@ def plan_messages(policy: PlanPolicy, fallback: Plan, task: str | None) -> list[
         f"Write a plan (format version {PLAN_FORMAT_VERSION}) for the user's task as a JSON object: a name, "
         f"and at most {policy.max_steps} steps, each with an id, an arm and an input. Arms:\n{arms}\n"
         "A step's input may use the run's input as \"$input.<key>\" and an earlier step's output as "
-        f"\"$steps.<id>.<key>\". The run's input keys: {keys}."
+        f'"$steps.<id>.<key>". The run\'s input keys: {keys}.'
     )
     return [{"role": "system", "content": system}, task_message(task)]

@@ -128,7 +128,8 @@ async def _constrained(
     absent = missing_defaults(plan, given)
     if absent:
         raise PlannerInputError(
-            f"template {plan.name!r} has no default for {', '.join(absent)}: give {'it' if len(absent) == 1 else 'them'} in the input"
+            f"template {plan.name!r} has no default for {', '.join(absent)}: "
+            f"give {'it' if len(absent) == 1 else 'them'} in the input"
         )
     slots = [slot for slot in template_slots(plan) if slot.name not in given]
     if not slots:
@@ -154,9 +155,7 @@ async def _constrained(
     return PlanChoice(plan, _checked_input(plan, data), PlannerMode.CONSTRAINED, f"{why}; {summary}", usage)
 
 
-async def _model_pick(
-    catalogue: _Catalogue, task: str | None, model: JsonModel, seed: int
-) -> tuple[Plan, str, Usage]:
+async def _model_pick(catalogue: _Catalogue, task: str | None, model: JsonModel, seed: int) -> tuple[Plan, str, Usage]:
     names = sorted(catalogue.allowed)
     first = catalogue.allowed[names[0]]
     try:
@@ -230,7 +229,9 @@ class _Catalogue:
             if name in self.allowed:
                 return self.allowed[name], f"template {name} named by the request"
             if name in self.refused:
-                raise TemplateNotAllowedError(f"template {name!r} is outside the policy: " + "; ".join(self.refused[name]))
+                raise TemplateNotAllowedError(
+                    f"template {name!r} is outside the policy: " + "; ".join(self.refused[name])
+                )
             available = ", ".join(sorted(self.templates)) or "none"
             raise UnknownTemplateError(f"no template named {name!r} (available: {available})")
         matched = self.rule_match(task)
@@ -238,8 +239,7 @@ class _Catalogue:
             if not self.allowed:
                 raise TemplateNotAllowedError("no template is within the policy")
             raise NoTemplateMatchedError(
-                "no template named and no template's rules match the task "
-                f"(name one of: {', '.join(self.allowed)})"
+                f"no template named and no template's rules match the task (name one of: {', '.join(self.allowed)})"
             )
         return matched
 

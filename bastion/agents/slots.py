@@ -18,7 +18,6 @@ from bastion.agents.plan import Plan, schema_errors
 MAX_SLOT_CHARS = 40
 #: The most items the model may write into an array slot.
 MAX_SLOT_ITEMS = 4
-_SCALARS = ("string", "number", "integer", "boolean")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +140,11 @@ def _grammar(schema: dict[str, Any], *, top: bool) -> dict[str, Any] | None:
     kind = schema.get("type")
     if kind == "string":
         low = min(_int(schema.get("minLength"), 0), MAX_SLOT_CHARS)
-        return {"type": "string", "minLength": low, "maxLength": min(_int(schema.get("maxLength"), MAX_SLOT_CHARS), MAX_SLOT_CHARS)}
+        return {
+            "type": "string",
+            "minLength": low,
+            "maxLength": min(_int(schema.get("maxLength"), MAX_SLOT_CHARS), MAX_SLOT_CHARS),
+        }
     if kind == "integer":
         bounds = {k: schema[k] for k in ("minimum", "maximum") if isinstance(schema.get(k), int)}
         return {"type": "integer", **bounds}
@@ -152,7 +155,12 @@ def _grammar(schema: dict[str, Any], *, top: bool) -> dict[str, Any] | None:
         if items is None:
             return None
         most = min(_int(schema.get("maxItems"), MAX_SLOT_ITEMS), MAX_SLOT_ITEMS)
-        return {"type": "array", "items": items, "minItems": min(_int(schema.get("minItems"), 0), most), "maxItems": most}
+        return {
+            "type": "array",
+            "items": items,
+            "minItems": min(_int(schema.get("minItems"), 0), most),
+            "maxItems": most,
+        }
     return None
 
 

@@ -274,7 +274,12 @@ async def test_typed_slots_are_checked_one_by_one() -> None:
         "count": {"type": "integer", "minimum": 1, "maximum": 9},
         "ratio": {"type": "number"},
         "strict": {"type": "boolean"},
-        "tags": {"type": "array", "items": {"type": "string", "minLength": 0, "maxLength": 5}, "minItems": 0, "maxItems": 2},
+        "tags": {
+            "type": "array",
+            "items": {"type": "string", "minLength": 0, "maxLength": 5},
+            "minItems": 0,
+            "maxItems": 2,
+        },
     }  # an object is no slot: the model is not asked for it
 
 
@@ -300,7 +305,7 @@ async def test_constrained_mode_is_deterministic_for_a_seeded_model() -> None:
 
 # -- delegate mode -------------------------------------------------------------------------------
 
-WRITTEN = {
+WRITTEN: dict[str, Any] = {
     "version": 1,
     "name": "look-it-up",
     "input_schema": {"type": "object"},
@@ -334,7 +339,10 @@ async def test_a_valid_written_plan_within_the_policy_runs() -> None:
         (json.dumps({**WRITTEN, "version": "one"}), "delegated plan: version: Input should be a valid integer"),
         (json.dumps({**WRITTEN, "shell": "rm -rf /"}), "delegated plan: shell: Extra inputs are not permitted"),
         (json.dumps([WRITTEN]), "delegated plan: a plan is a mapping"),
-        (json.dumps({**WRITTEN, "budget": {"max_iterations": 500}}), "delegated plan: budget.max_iterations 500 exceeds 20"),
+        (
+            json.dumps({**WRITTEN, "budget": {"max_iterations": 500}}),
+            "delegated plan: budget.max_iterations 500 exceeds 20",
+        ),
         (json.dumps({**WRITTEN, "input_schema": {"required": ["nope"]}}), "delegated plan: its input_schema refuses"),
         (RuntimeError("gateway down"), "the model failed (RuntimeError: gateway down)"),
     ],
@@ -343,12 +351,14 @@ async def test_anything_but_a_valid_plan_falls_back_to_the_template(answer: str 
     choice = await delegate(answer)
     assert choice.plan == get_template("answer-with-citations") and choice.input == QUESTION
     assert choice.reason.startswith(why)
-    assert choice.reason.endswith("; fell back to answer-with-citations (template answer-with-citations named by the request)")
+    assert choice.reason.endswith(
+        "; fell back to answer-with-citations (template answer-with-citations named by the request)"
+    )
 
 
 async def test_a_written_plan_with_a_disallowed_arm_falls_back() -> None:
     policy = PlanPolicy(allowed_arms=frozenset({ArmKind.RETRIEVER, ArmKind.JUDGE, ArmKind.CODER}))
-    executing = {**WRITTEN, "steps": [*WRITTEN["steps"], {"id": "run", "arm": "executor"}]}  # type: ignore[list-item]
+    executing = {**WRITTEN, "steps": [*WRITTEN["steps"], {"id": "run", "arm": "executor"}]}
     choice = await delegate(json.dumps(executing), policy)
     assert choice.plan.name == "answer-with-citations"
     assert choice.reason.startswith("delegated plan: step run: arm executor is not allowed")
