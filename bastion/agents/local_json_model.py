@@ -3,7 +3,9 @@
 The answer is generated under a llama.cpp grammar made from the JSON Schema, so the text follows
 the schema token by token (it can still be cut short by ``max_tokens``; the planner modes treat a
 cut answer as invalid). Usage is the prompt and answer tokens; the embedded model costs nothing.
-Greedy decoding by default, so the same request gets the same answer."""
+Greedy decoding by default, so the same request gets the same answer. ``max_tokens_cap`` bounds
+every answer below what the caller asks (a small CPU model is slow; a cut answer only means the
+planner's defaults or fallback are used)."""
 
 from __future__ import annotations
 
@@ -14,16 +16,17 @@ from bastion.local.chat_engine import ChatEngine, GenerationRequest
 
 
 class LocalJsonModel:
-    def __init__(self, engine: ChatEngine, *, temperature: float = 0.0) -> None:
+    def __init__(self, engine: ChatEngine, *, temperature: float = 0.0, max_tokens_cap: int | None = None) -> None:
         self.engine = engine
         self.temperature = temperature
+        self.max_tokens_cap = max_tokens_cap
 
     async def complete_json(
         self, messages: list[dict[str, Any]], schema: dict[str, Any], *, max_tokens: int, seed: int | None = None
     ) -> tuple[str, Usage]:
         request = GenerationRequest(
             [{"role": str(m.get("role", "user")), "content": _text(m.get("content"))} for m in messages],
-            max_tokens=max_tokens,
+            max_tokens=min(max_tokens, self.max_tokens_cap or max_tokens),
             temperature=self.temperature,
             seed=seed,
             response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}},
