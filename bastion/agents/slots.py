@@ -87,25 +87,19 @@ def slots_schema(slots: list[Slot]) -> dict[str, Any]:
 def fill_slots(slots: list[Slot], given: dict[str, Any], answer: str | None) -> SlotFill:
     """The slots' values: what the caller gave wins, then each valid value of the model's
     ``answer`` (JSON text; None when there was no answer), then the slot's default. Keys of the
-    answer that are not slots are ignored."""
-    data: Any = None
-    problem = "no answer"
-    if answer is not None:
-        try:
-            data = json.loads(answer)
-            problem = "the answer is not a JSON object"
-        except ValueError:
-            problem = "the answer is not JSON"
+    answer that are not slots are ignored. From an answer cut short (not JSON), the members
+    written in full are still taken."""
+    data, problem, absent = _read_answer(answer)
     values: dict[str, Any] = {}
     from_model: list[str] = []
     defaulted: dict[str, str] = {}
     for slot in slots:
         if slot.name in given:
             continue
-        if not isinstance(data, dict):
+        if data is None:
             why = problem
         elif slot.name not in data:
-            why = "missing"
+            why = absent
         elif errors := schema_errors(data[slot.name], slot.schema):
             why = "invalid: " + errors[0].removeprefix("$: ")
         else:
@@ -116,6 +110,19 @@ def fill_slots(slots: list[Slot], given: dict[str, Any], answer: str | None) -> 
             values[slot.name] = slot.default
             defaulted[slot.name] = why
     return SlotFill({**values, **given}, tuple(from_model), defaulted)
+
+
+def _read_answer(answer: str | None) -> tuple[dict[str, Any] | None, str, str]:
+    """The answer's members (None: nothing usable), why nothing is usable, why a slot is absent."""
+    if answer is None:
+        return None, "no answer", "no answer"
+    try:
+        data = json.loads(answer)
+    except ValueError:
+        return complete_members(answer), "the answer is not JSON", "cut short or missing"
+    if not isinstance(data, dict):
+        return None, "the answer is not a JSON object", "missing"
+    return data, "", "missing"
 
 
 def defaults_only(plan: Plan, given: dict[str, Any]) -> dict[str, Any]:
@@ -162,6 +169,40 @@ def _grammar(schema: dict[str, Any], *, top: bool) -> dict[str, Any] | None:
             "maxItems": most,
         }
     return None
+
+
+def complete_members(text: str) -> dict[str, Any] | None:
+    """The members of a JSON object that were written in full before ``text`` broke off (an
+    answer cut by its token budget), or None if ``text`` does not start an object. A member
+    counts only once the ``,`` or ``}`` after it is there, so a cut number is never taken."""
+    decoder = json.JSONDecoder()
+    position = _skip(text, 0)
+    if not text.startswith("{", position):
+        return None
+    members: dict[str, Any] = {}
+    position += 1
+    try:
+        while True:
+            key, position = decoder.raw_decode(text, _skip(text, position))
+            position = _skip(text, position)
+            if not isinstance(key, str) or not text.startswith(":", position):
+                return members
+            value, position = decoder.raw_decode(text, _skip(text, position + 1))
+            position = _skip(text, position)
+            if not text.startswith((",", "}"), position):
+                return members
+            members[key] = value
+            if text.startswith("}", position):
+                return members
+            position += 1
+    except ValueError:
+        return members
+
+
+def _skip(text: str, position: int) -> int:
+    while position < len(text) and text[position] in " \t\n\r":
+        position += 1
+    return position
 
 
 def _scalar(value: Any) -> bool:

@@ -22,6 +22,7 @@ from bastion.agents.planners import (
     choose_plan,
 )
 from bastion.agents.policy import PlanPolicy
+from bastion.agents.slots import complete_members
 from bastion.agents.templates import get_template, shipped_templates
 from tests.agents.planner_fakes import ScriptedModel, SeededModel
 
@@ -157,7 +158,7 @@ async def test_the_model_fills_the_slots_under_their_schema() -> None:
 
 
 async def test_an_answer_that_is_not_json_gives_every_slot_its_default() -> None:
-    model = ScriptedModel(['{"question": "cut sh'])
+    model = ScriptedModel(["Sure! Here is the input you asked for."])
     choice = await choose(PlannerMode.CONSTRAINED, template="answer-with-citations", task="?", model=model)
     assert choice.input == {"question": "What are the main points of the collection?", "collection": "default"}
     assert "defaults for question (the answer is not JSON); collection (the answer is not JSON)" in choice.reason
@@ -379,3 +380,31 @@ async def test_delegate_mode_needs_a_fallback_before_asking_the_model() -> None:
     with pytest.raises(PlannerInputError):  # the fallback must accept the input
         await choose(PlannerMode.DELEGATE, template="answer-with-citations", input={}, model=model)
     assert model.calls == []
+
+
+# -- answers cut short ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "members"),
+    [
+        ('{"question": "Why blue?", "collection": "phy', {"question": "Why blue?"}),
+        ('{"question": "Why blue?" , "collection"', {"question": "Why blue?"}),
+        ('  {"a": [1, 2], "b": {"c": null}, "n": 12', {"a": [1, 2], "b": {"c": None}}),  # 12 may be 123
+        ('{"n": 12}', {"n": 12}),
+        ('{"question": "Why', {}),
+        ("{", {}),
+        ('{"a" 1}', {}),
+        ("[1, 2", None),
+        ("", None),
+    ],
+)
+def test_complete_members_of_a_cut_answer(answer: str, members: dict[str, Any] | None) -> None:
+    assert complete_members(answer) == members
+
+
+async def test_a_cut_answer_keeps_the_slots_written_in_full() -> None:
+    model = ScriptedModel(['{"question": "Why is the sky blue?", "collection": "phys'])
+    choice = await choose(PlannerMode.CONSTRAINED, template="answer-with-citations", task="sky", model=model)
+    assert choice.input == {"question": "Why is the sky blue?", "collection": "default"}
+    assert choice.reason.endswith("1 slot(s) from the model, defaults for collection (cut short or missing)")
