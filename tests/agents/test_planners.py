@@ -9,7 +9,7 @@ import pytest
 
 from bastion.agents.arms import ArmKind
 from bastion.agents.budget import RunBudget, Usage
-from bastion.agents.plan import Plan, plan_from_data
+from bastion.agents.plan import Plan, PlanError, plan_from_data, schema_errors
 from bastion.agents.planners import (
     ModelRequiredError,
     NoTemplateMatchedError,
@@ -22,7 +22,7 @@ from bastion.agents.planners import (
     choose_plan,
 )
 from bastion.agents.policy import PlanPolicy
-from bastion.agents.slots import complete_members
+from bastion.agents.slots import complete_members, defaults_only
 from bastion.agents.templates import get_template, shipped_templates
 from tests.agents.planner_fakes import ScriptedModel, SeededModel
 
@@ -408,3 +408,33 @@ async def test_a_cut_answer_keeps_the_slots_written_in_full() -> None:
     choice = await choose(PlannerMode.CONSTRAINED, template="answer-with-citations", task="sky", model=model)
     assert choice.input == {"question": "Why is the sky blue?", "collection": "default"}
     assert choice.reason.endswith("1 slot(s) from the model, defaults for collection (cut short or missing)")
+
+
+# -- the plan format's additions -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        (
+            {"match": {"patterns": ["(unclosed"]}},
+            "match: pattern '(unclosed' is not a regular expression: missing ), unterminated subpattern at position 0",
+        ),
+        ({"match": {"keywords": ["  "]}}, "match: a keyword must not be blank"),
+        ({"match": {"words": ["x"]}}, "match.words: Extra inputs are not permitted"),
+        (
+            {"input_schema": {"properties": {"n": {"type": "integer", "default": "three"}}}},
+            "plan: input_schema.properties.n.default does not match its schema: $: 'three' is not of type 'integer'",
+        ),
+    ],
+)
+def test_match_rules_and_defaults_are_validated_at_load(extra: dict[str, Any], problem: str) -> None:
+    with pytest.raises(PlanError) as refused:
+        plan_from_data({"version": 1, "name": "t", "steps": [{"id": "a", "arm": "coder"}], **extra}, "t.yaml")
+    assert str(refused.value) == f"t.yaml: {problem}"
+
+
+def test_every_shipped_template_can_be_filled_from_its_defaults() -> None:
+    for plan in shipped_templates().values():
+        assert plan.match.keywords and plan.match.patterns
+        assert schema_errors(defaults_only(plan, {}), plan.input_schema) == []
