@@ -246,6 +246,8 @@ def plan_from_data(data: Any, source: str = "<plan>") -> Plan:
         raise PlanError(f"{source}: a plan is a mapping with version, name and steps")
     try:
         return Plan.model_validate(data)
+    except RecursionError:  # the JSON Schema checks walk schemas recursively
+        raise PlanError(f"{source}: nested too deep") from None
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

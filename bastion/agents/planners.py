@@ -27,7 +27,7 @@ from bastion.agents import planner_prompts as prompts
 from bastion.agents.budget import Usage
 from bastion.agents.plan import Plan, schema_errors
 from bastion.agents.policy import PlanPolicy, delegated_or_fallback, policy_violations
-from bastion.agents.slots import defaults_only, fill_slots, missing_defaults, slots_schema, template_slots
+from bastion.agents.slots import Slot, defaults_only, fill_slots, missing_defaults, slots_schema, template_slots
 from bastion.agents.templates import shipped_templates
 
 #: Answer budgets of the model calls (tokens). Slot values are bounded by the grammar, so a
@@ -134,7 +134,6 @@ async def _constrained(
     slots = [slot for slot in template_slots(plan) if slot.name not in given]
     if not slots:
         return PlanChoice(plan, _checked_input(plan, given), PlannerMode.CONSTRAINED, f"{why}; every slot given", usage)
-    answer: str | None = None
     try:
         answer, used = await model.complete_json(
             prompts.slot_messages(plan, slots, task),
@@ -143,16 +142,22 @@ async def _constrained(
             seed=seed,
         )
         usage += used
-        filled = fill_slots(slots, given, answer)
-        summary = filled.summary()
+        summary, data = _filled(slots, given, answer)
     except Exception as exc:  # any failure of the model call: the defaults fill every slot
-        filled = fill_slots(slots, given, None)
-        summary = f"the model failed ({_describe(exc)}); defaults for every slot"
-    data = filled.input
+        summary, data = f"the model failed ({_describe(exc)}); defaults for every slot", defaults_only(plan, given)
     if schema_errors(data, plan.input_schema):  # a rule across properties the slots alone miss
         data = defaults_only(plan, given)
         summary += "; the filled input did not validate as a whole, so the defaults were used"
     return PlanChoice(plan, _checked_input(plan, data), PlannerMode.CONSTRAINED, f"{why}; {summary}", usage)
+
+
+def _filled(slots: list[Slot], given: dict[str, Any], answer: Any) -> tuple[str, dict[str, Any]]:
+    try:
+        filled = fill_slots(slots, given, answer)
+    except RecursionError:  # JSON nested too deep to read: no slot value is taken from it
+        filled = fill_slots(slots, given, None)
+        return "the answer is nested too deep; defaults for every slot", filled.input
+    return filled.summary(), filled.input
 
 
 async def _model_pick(catalogue: _Catalogue, task: str | None, model: JsonModel, seed: int) -> tuple[Plan, str, Usage]:
@@ -169,7 +174,7 @@ async def _model_pick(catalogue: _Catalogue, task: str | None, model: JsonModel,
         return first, f"the model failed to choose a template ({_describe(exc)}); using {first.name}", Usage()
     try:
         picked = json.loads(answer)["template"]
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, RecursionError):
         picked = None
     if isinstance(picked, str) and picked in catalogue.allowed:
         return catalogue.allowed[picked], f"the model chose template {picked}", usage
@@ -197,12 +202,15 @@ async def _delegated(
         return fall_back(f"the model failed ({_describe(exc)})", Usage())
     try:
         data = json.loads(answer)
-    except ValueError as exc:
-        return fall_back(f"the model's answer is not JSON ({exc})", usage)
+    except (ValueError, TypeError, RecursionError) as exc:
+        return fall_back(f"the model's answer is not JSON ({_describe(exc)})", usage)
     plan, refused = delegated_or_fallback(data, catalogue.policy, fallback)
     if refused is not None:
         return fall_back(refused, usage)
-    errors = schema_errors(given, plan.input_schema)
+    try:
+        errors = schema_errors(given, plan.input_schema)
+    except RecursionError:  # a schema that passed the checks can still be deep to validate against
+        return fall_back("delegated plan: its input_schema is nested too deep", usage)
     if errors:
         return fall_back("delegated plan: its input_schema refuses the input: " + "; ".join(errors), usage)
     return PlanChoice(plan, given, mode, f"the model's plan {plan.name} is valid and within the policy", usage)

@@ -84,7 +84,7 @@ def slots_schema(slots: list[Slot]) -> dict[str, Any]:
     }
 
 
-def fill_slots(slots: list[Slot], given: dict[str, Any], answer: str | None) -> SlotFill:
+def fill_slots(slots: list[Slot], given: dict[str, Any], answer: Any) -> SlotFill:
     """The slots' values: what the caller gave wins, then each valid value of the model's
     ``answer`` (JSON text; None when there was no answer), then the slot's default. Keys of the
     answer that are not slots are ignored. From an answer cut short (not JSON), the members
@@ -112,10 +112,12 @@ def fill_slots(slots: list[Slot], given: dict[str, Any], answer: str | None) -> 
     return SlotFill({**values, **given}, tuple(from_model), defaulted)
 
 
-def _read_answer(answer: str | None) -> tuple[dict[str, Any] | None, str, str]:
+def _read_answer(answer: Any) -> tuple[dict[str, Any] | None, str, str]:
     """The answer's members (None: nothing usable), why nothing is usable, why a slot is absent."""
     if answer is None:
         return None, "no answer", "no answer"
+    if not isinstance(answer, str):
+        return None, "the answer is not text", "the answer is not text"
     try:
         data = json.loads(answer)
     except ValueError:

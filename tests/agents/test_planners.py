@@ -335,7 +335,8 @@ async def test_a_valid_written_plan_within_the_policy_runs() -> None:
 @pytest.mark.parametrize(
     ("answer", "why"),
     [
-        ('{"version": 1, "name": "x", "steps": [', "the model's answer is not JSON (Expecting value"),
+        ('{"version": 1, "name": "x", "steps": [', "the model's answer is not JSON (JSONDecodeError: Expecting value"),
+        ("[" * 100_000, "the model's answer is not JSON (RecursionError"),
         (json.dumps({**WRITTEN, "steps": "do it all"}), "delegated plan: steps: Input should be a valid list"),
         (json.dumps({**WRITTEN, "version": "one"}), "delegated plan: version: Input should be a valid integer"),
         (json.dumps({**WRITTEN, "shell": "rm -rf /"}), "delegated plan: shell: Extra inputs are not permitted"),
@@ -438,3 +439,22 @@ def test_every_shipped_template_can_be_filled_from_its_defaults() -> None:
     for plan in shipped_templates().values():
         assert plan.match.keywords and plan.match.patterns
         assert schema_errors(defaults_only(plan, {}), plan.input_schema) == []
+
+
+async def test_pathological_answers_never_crash_constrained_mode() -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    for answer in (deep, '{"question": ' + deep[:-1], {"question": "not text"}):  # the last: a buggy adapter
+        model = ScriptedModel([answer])  # type: ignore[list-item]
+        choice = await choose(PlannerMode.CONSTRAINED, template="answer-with-citations", task="q", model=model)
+        assert choice.input == {"question": "What are the main points of the collection?", "collection": "default"}
+    picker = ScriptedModel(['{"template": ' + deep, "{}"])
+    picked = await choose(PlannerMode.CONSTRAINED, task="bonjour", model=picker)
+    assert picked.plan.name == "answer-with-citations"
+
+
+async def test_a_plan_nested_too_deep_falls_back() -> None:
+    schema = '{"not": ' * 300 + "{}" + "}" * 300  # JSON can hold it; the schema checks recurse
+    answer = json.dumps(WRITTEN)[:-1] + ', "input_schema": ' + schema + "}"
+    choice = await delegate(answer)
+    assert choice.plan.name == "answer-with-citations"
+    assert choice.reason.startswith("delegated plan: nested too deep; fell back")
