@@ -3,15 +3,17 @@ valid because of the grammar and the slot checks, not the model's skill."""
 
 from __future__ import annotations
 
-import json
 import time
 
+from bastion.agents import planner_prompts
 from bastion.agents.local_json_model import LocalJsonModel
 from bastion.agents.plan import schema_errors
 from bastion.agents.planners import PlannerMode, choose_plan
 from bastion.agents.policy import PlanPolicy
+from bastion.agents.slots import slots_schema, template_slots
 from bastion.agents.templates import shipped_templates
 from bastion.local.chat_engine import ChatEngine
+from bastion.local.prompt import grammar_for
 from tests.local.conftest import needs_llama
 
 pytestmark = needs_llama
@@ -128,12 +130,7 @@ async def test_a_delegated_plan_from_the_small_model_never_crashes(engine: ChatE
 
 
 def test_the_planner_schemas_compile_to_grammars() -> None:
-    from bastion.agents import planner_prompts
-    from bastion.agents.slots import slots_schema, template_slots
-    from bastion.local.prompt import grammar_for
-
     schemas = [slots_schema(template_slots(plan)) for plan in shipped_templates().values()]
     schemas += [planner_prompts.plan_schema(PlanPolicy()), planner_prompts.choice_schema(sorted(shipped_templates()))]
     for schema in schemas:
         assert grammar_for({"type": "json_schema", "json_schema": {"name": "s", "schema": schema}}) is not None
-    json.dumps(schemas)
