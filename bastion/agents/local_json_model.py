@@ -9,14 +9,20 @@ planner's defaults or fallback are used)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from bastion.agents.budget import Usage
-from bastion.local.chat_engine import ChatEngine, GenerationRequest
+from bastion.local.chat_engine import GenerationRequest, GenerationResult
+
+
+class Completer(Protocol):
+    """What is used of :class:`bastion.local.chat_engine.ChatEngine`."""
+
+    async def complete(self, request: GenerationRequest) -> GenerationResult: ...
 
 
 class LocalJsonModel:
-    def __init__(self, engine: ChatEngine, *, temperature: float = 0.0, max_tokens_cap: int | None = None) -> None:
+    def __init__(self, engine: Completer, *, temperature: float = 0.0, max_tokens_cap: int | None = None) -> None:
         self.engine = engine
         self.temperature = temperature
         self.max_tokens_cap = max_tokens_cap
