@@ -18,8 +18,8 @@ from tests.local.conftest import needs_llama
 
 pytestmark = needs_llama
 
-#: Answers are capped to keep the 50 tasks near a minute of CPU (about 70 of the 100 slot values
-#: still come from the model); a cut answer is one more case the planner absorbs.
+#: Answers are capped to keep the 50 tasks near 80 s of CPU (about 70 of the 100 slot values still
+#: come from the model); a cut answer is one more case the planner absorbs.
 ANSWER_CAP = 24
 
 TASKS = [
