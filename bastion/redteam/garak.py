@@ -110,8 +110,9 @@ def _attempts(entry: dict[str, Any]) -> list[dict[str, Any]]:
     probe = str(entry.get("probe_classname") or entry.get("probe") or "unknown")
     seq = entry.get("seq", 0)
     prompt = _clip(_text(entry.get("prompt"))) or ""
-    outputs = entry.get("outputs") if isinstance(entry.get("outputs"), list) else []
-    results = entry.get("detector_results") if isinstance(entry.get("detector_results"), dict) else {}
+    raw_outputs, raw_results = entry.get("outputs"), entry.get("detector_results")
+    outputs: list[Any] = raw_outputs if isinstance(raw_outputs, list) else []
+    results: dict[str, Any] = raw_results if isinstance(raw_results, dict) else {}
     out = []
     for index, output in enumerate(outputs):
         scores = {
@@ -144,7 +145,8 @@ def _from_evals(evals: list[dict[str, Any]]) -> dict[str, Any]:
         passed = entry.get("passed")
         if not isinstance(total, int) or not isinstance(passed, int) or total <= 0:
             continue
-        fails = entry.get("fails") if isinstance(entry.get("fails"), int) else total - passed
+        counted = entry.get("fails")
+        fails: int = counted if isinstance(counted, int) else total - passed
         probe = str(entry.get("probe") or "unknown")
         if probe not in worst or fails / total > worst[probe][0] / worst[probe][1]:
             worst[probe] = (fails, total)
@@ -183,9 +185,7 @@ def parse_garak_report(text: str, *, target: str | None = None) -> GarakImport:
             evals.append({k: entry.get(k) for k in ("probe", "detector", "passed", "fails", "nones", "total",
                                                    "total_evaluated", "total_processed") if k in entry})  # fmt: skip
     if not attempts and not evals:
-        raise InvalidRequest(
-            "Invalid garak report: no evaluated attempt (status 2) and no eval entry.", param="file"
-        )
+        raise InvalidRequest("Invalid garak report: no evaluated attempt (status 2) and no eval entry.", param="file")
     model = target or setup.get("plugins.model_name") or setup.get("plugins.target_name") or "garak target"
     kind = setup.get("plugins.model_type") or setup.get("plugins.target_type")
     summary = summarise(attempts) if attempts else _from_evals(evals)

@@ -4,7 +4,7 @@ validated into a :class:`RunSpec`; bad input is an ``InvalidRequest`` naming the
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bastion.errors import InvalidRequest
@@ -36,7 +36,7 @@ class RunSpec:
     model: str
     prompt: str | None = None
     guard: bool = True
-    selection: Selection = Selection()
+    selection: Selection = field(default_factory=Selection)
     seed: int = 0
     concurrency: int = 4
     max_tokens: int = DEFAULT_MAX_TOKENS
