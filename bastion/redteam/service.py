@@ -100,13 +100,17 @@ class RedteamService:
         if run.status in FINISHED or run.job_id is None:
             return RunView(run, run.status, attempts, attempts or None)
         job = await self.jobs.get(run.job_id)
-        status = job.state if job.state != "queued" or run.status != "running" else run.status
-        if job.state in ("failed", "cancelled") or (job.state == "succeeded" and run.status != "succeeded"):
+        if job.state in ("succeeded", "failed", "cancelled"):
+            # The row read before the job: the handler may have recorded the outcome since.
+            fresh = await self.store.get_any(run.id)
+            if fresh is not None and fresh.status in FINISHED:
+                return await self._view(fresh)
             # The job ended without the handler recording it (cancelled, failed): recorded now.
             final = "failed" if job.state == "succeeded" else job.state
             await self.store.finish(run.id, final, at=job.finished_at)
             refreshed = await self.store.get(run.tenant_id, run.id)
             return RunView(refreshed, final, job.progress_done, job.progress_total, job.error)
+        status = "running" if job.state == "running" or run.status == "running" else job.state
         return RunView(run, status, job.progress_done, job.progress_total, job.error)
 
     async def cancel(self, tenant_id: str, run_id: str) -> RunView:
