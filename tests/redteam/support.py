@@ -86,8 +86,15 @@ def _deployment(fake: FakeUpstream, upstream: str) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def redteam_gateway(
-    database: Database, database_url: str, tmp_path: Path, fake: FakeUpstream
+    database: Database,
+    database_url: str,
+    tmp_path: Path,
+    fake: FakeUpstream,
+    extra_models: list[dict[str, Any]] | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[RedteamEnv]:
+    """The suite's gateway; ``extra_models`` are added to the scripted ones, ``overrides`` are
+    settings sections (``local={...}``)."""
     fake.default("rt-leaky", Behaviour.replying(leaky))
     fake.default("rt-refuser", Behaviour.replying(lambda body: REFUSAL))
     fake.default("rt-slow", "ok:0.3")
@@ -95,6 +102,7 @@ async def redteam_gateway(
         {"name": name, "deployments": [_deployment(fake, f"rt-{upstream}")]}
         for name, upstream in (("leaky", "leaky"), ("refuser", "refuser"), ("slow", "slow"))
     ]
+    models += extra_models or []
     settings = make_settings(
         database_url,
         tmp_path / "data",
@@ -104,8 +112,9 @@ async def redteam_gateway(
         guard={"canary_for_client_prompts": True},
         ledger={"enabled": True, "flush_interval_s": 0.01},
         jobs={"poll_interval_s": 0.05, "cancel_poll_s": 0.05, "heartbeat_interval_s": 0.5},
+        **overrides,
     )
     keys = await seed_keys(database)
     keys["admin"], _ = await seed_key(database, "acme", Role.ADMIN)
-    async with running_gateway(settings, timeout_s=60) as running:
+    async with running_gateway(settings, timeout_s=120) as running:
         yield RedteamEnv(running.gateway, running.client, database, fake, keys)

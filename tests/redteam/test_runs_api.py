@@ -158,3 +158,30 @@ async def test_the_attack_library_is_listed_and_filtered(env: RedteamEnv) -> Non
     assert jailbreaks and all(a["category"] == "jailbreak" and a["goal"] == "comply" for a in jailbreaks)
     assert (await env.get("viewer", "/v1/redteam/attacks", params={"category": "x"})).status_code == 400
     assert (await env.get("svc", "/v1/redteam/attacks")).status_code == 403
+
+
+async def test_a_garak_report_is_imported_and_listed_beside_our_runs(env: RedteamEnv) -> None:
+    ours, _report = await env.run("ann", model="refuser", guard=False, max_attempts=3)
+    report = (Path(__file__).parent / "data" / "garak.report.jsonl").read_bytes()
+    headers = {**env.auth("ann"), "content-type": "application/x-ndjson"}
+    imported = await env.client.post("/v1/redteam/imports/garak", content=report, headers=headers)
+    assert imported.status_code == 201, imported.text
+    run = imported.json()
+    assert run["source"] == "garak" and run["status"] == "imported" and run["model"] == "support-bot-v2"
+    garak_report = (await env.get("viewer", f"{RUNS}/{run['id']}/report")).json()
+    assert garak_report["schema"] == "bastion.redteam.garak_import" and len(garak_report["attempts"]) == 6
+    assert (await env.get("ann", f"{RUNS}/{run['id']}/report.html")).status_code == 409
+    assert (await env.post("ann", f"{RUNS}/{run['id']}/cancel")).status_code == 409
+
+    runs = (await env.get("viewer", "/api/v1/insights/redteam")).json()["runs"]
+    assert [r["id"] for r in runs] == [run["id"], ours["id"]]
+    assert runs[0]["attempts"] == 5 and runs[0]["success_rate"] == 0.4 and runs[0]["guard"] is False
+    assert runs[0]["by_category"]["jailbreak"]["successes"] == 1
+    assert (await env.get("carl", f"{RUNS}/{run['id']}")).status_code == 404
+
+    as_json = await env.post("ann", "/v1/redteam/imports/garak", {"report": report.decode(), "target": "renamed"})
+    assert as_json.status_code == 201 and as_json.json()["model"] == "renamed"
+    viewer = {**env.auth("viewer"), "content-type": "application/x-ndjson"}
+    assert (await env.client.post("/v1/redteam/imports/garak", content=report, headers=viewer)).status_code == 403
+    bad = await env.client.post("/v1/redteam/imports/garak", content=b"{oops", headers=headers)
+    assert bad.status_code == 400 and "not JSON" in bad.json()["error"]["message"]
