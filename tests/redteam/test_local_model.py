@@ -33,7 +33,7 @@ async def env(database: Database, database_url: str, tmp_path: Path, fake: FakeU
         tmp_path,
         fake,
         [local],
-        local={"enabled": True, "embeddings_enabled": False, "n_ctx": 1024},  # fmt: skip
+        local={"enabled": True, "embeddings_enabled": False, "n_ctx": 1024},
     ) as running:
         yield running
 
