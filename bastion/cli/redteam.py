@@ -69,7 +69,7 @@ def attacks(category: Annotated[str | None, typer.Option(help="Only this categor
             "goal": a.resolved_goal,
             "source": a.source,
             "licence": a.licence,
-        }  # fmt: skip
+        }
         for a in sorted(load_library(), key=lambda a: a.id)
         if category is None or a.category == category
     ]
