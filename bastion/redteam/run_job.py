@@ -144,7 +144,15 @@ class RedteamJob:
                 finished += 1
                 ctx.progress(finished, len(attempts))
 
-        await asyncio.gather(*(one(index, attempt) for index, attempt in todo))
+        tasks = [asyncio.create_task(one(index, attempt)) for index, attempt in todo]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            # Cancelled (or an attempt failed for good): the attempts still waiting stop too.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         answers = await self._answers(ctx.id, attempts)
         results = score_answers(attempts, answers, setup)
         report = build_report(results, setup, run=run_metadata(run, spec))

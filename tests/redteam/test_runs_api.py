@@ -73,6 +73,8 @@ async def test_the_guard_lowers_success_in_the_categories_it_covers(env: Redteam
     for category in EXTRACTION:
         assert guarded["by_category"][category]["rate"] < unguarded["by_category"][category]["rate"] == 1.0
     assert guarded["totals"]["rate"] < 0.5
+    # What the guard withheld or refused is an answer (the attack failed), not a failed call.
+    assert guarded["totals"]["errors"] == 0 and guarded["totals"]["judged"] == unguarded["totals"]["judged"]
 
 
 async def test_the_same_seed_gives_the_same_report(env: RedteamEnv) -> None:
