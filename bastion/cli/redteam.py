@@ -155,6 +155,9 @@ def run(
         await gateway.start()
         try:
             assert services.redteam is not None
+            group = services.router.groups.get(spec.model)
+            if group is None or group.kind != "chat":
+                raise BastionError(f"{spec.model!r} is not a chat model of this gateway.")
             tenant_id = await _tenant_id(services.db, settings, tenant)
             await services.authenticator.principal_of(Identity(tenant_id, "api_key", key_id))  # 401 early
             view = await services.redteam.submit(Identity(tenant_id, "api_key", key_id), spec)
