@@ -69,8 +69,9 @@ def test_a_run_from_the_terminal_writes_both_reports(cli: Any, tmp_path: Path) -
     cli("keys", "create", "--tenant", "acme", "--role", "developer")
     (key,) = json.loads(cli("keys", "list", "--tenant", "acme", "--json").stdout)
     out, page = tmp_path / "report.json", tmp_path / "report.html"
-    args = ["redteam", "run", "--model", "leaky", "--key-id", key["id"], "--no-guard", "--category",
-            "system_prompt_extraction", "--max-attempts", "4", "--seed", "2", "--out", str(out), "--html", str(page)]  # fmt: skip
+    args = ["redteam", "run", "--model", "leaky", "--key-id", key["id"], "--no-guard"]
+    args += ["--category", "system_prompt_extraction", "--max-attempts", "4", "--seed", "2"]
+    args += ["--out", str(out), "--html", str(page)]
     run = _last_json(cli(*args).stdout)
     assert run["status"] == "succeeded" and run["summary"]["success_rate"] == 1.0
     report = json.loads(out.read_text())

@@ -5,6 +5,7 @@ status 1 and 2, ``eval`` and ``digest`` lines)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ def test_attack_fragility_is_the_share_of_differing_pairs(outcomes: list[bool], 
 
 
 def test_summary_by_category_and_run_fragility_by_hand() -> None:
-    attempts = [
+    attempts: list[dict[str, Any]] = [
         {"attack_id": "a", "category": "jailbreak", "success": True},
         {"attack_id": "a", "category": "jailbreak", "success": False},
         {"attack_id": "a", "category": "jailbreak", "success": False},
