@@ -26,7 +26,14 @@ from starlette.routing import Route
 from bastion.api.common import authenticate_request, gateway, query_int
 from bastion.api.http import json_response, page_body, read_json
 from bastion.auth.principal import Permission, Principal
-from bastion.errors import ClientClosedRequest, Conflict, InvalidRequest, NotFound, PayloadTooLarge
+from bastion.errors import (
+    ClientClosedRequest,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+)
 from bastion.redteam.garak import parse_garak_report
 from bastion.redteam.html import render_html
 from bastion.redteam.schema import CATEGORIES, Attack
@@ -108,14 +115,26 @@ async def cancel_run(request: Request) -> Response:
     return json_response((await _service(request).cancel(principal.tenant_id, _run_id(request))).to_json())
 
 
-async def get_report(request: Request) -> Response:
+async def _report(request: Request) -> dict[str, Any]:
+    """The run's report. One of a run on a vault prompt quotes what the model leaked of it, so it
+    needs ``redteam:run`` too (who may start a run may call the prompt), not only ``redteam:read``."""
     principal = await _reader(request)
-    return json_response(await _service(request).report(principal.tenant_id, _run_id(request)))
+    service, run_id = _service(request), _run_id(request)
+    view = await service.view(principal.tenant_id, run_id)
+    if view.run.prompt_id is not None and not principal.can(Permission.RUN_REDTEAM):
+        raise PermissionDenied(
+            "This run attacked a vault prompt: its report quotes the answers, which may hold the prompt's "
+            "text; reading it needs redteam:run (its summary is on the run)."
+        )
+    return await service.report(principal.tenant_id, run_id)
+
+
+async def get_report(request: Request) -> Response:
+    return json_response(await _report(request))
 
 
 async def get_report_html(request: Request) -> Response:
-    principal = await _reader(request)
-    report = await _service(request).report(principal.tenant_id, _run_id(request))
+    report = await _report(request)
     if report.get("schema") != "bastion.redteam.report":
         raise Conflict("This run was imported: its report has no HTML page (GET .../report has it as JSON).")
     headers = {"content-security-policy": CSP, "x-content-type-options": "nosniff"}

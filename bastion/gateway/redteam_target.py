@@ -4,11 +4,14 @@ Each attempt is a chat request, as the run's submitter, through a pipeline: with
 the gateway's own (auth, guard with the tenant's policy, limits, cost, ledger); with it off, the
 same stages without the guard and the response cache, so the model answers unfiltered and no
 unguarded answer is cached. Either way the ledger records the attempt with ``extra.redteam_run``
-(the run id), which is how red-team traffic is told apart from the tenant's own.
+(the run id), which is how red-team traffic is told apart from the tenant's own. A run on a vault
+prompt is ledgered with metadata only (as the analyzer's calls are): the request carries the
+prompt's text, which the ledger's readers may not be allowed to see.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import structlog
@@ -23,6 +26,7 @@ from bastion.gateway.stages.cache import CacheStage
 from bastion.gateway.stages.guard_in import GuardInStage
 from bastion.gateway.stages.guard_out import GuardOutStage
 from bastion.guard.service import ContentBlocked
+from bastion.ledger.record import METADATA
 from bastion.providers.base import ChatResponse
 from bastion.redteam.run_job import TargetCall
 
@@ -64,7 +68,12 @@ class PipelineTarget:
                 timing=Timing(),
                 user_agent=USER_AGENT,
             )
-            ctx.principal = await self.authenticator.principal_of(call.owner)
+            principal = await self.authenticator.principal_of(call.owner)
+            if call.confidential:
+                # A vault prompt's text is in the request: its readers may not see it in the ledger.
+                settings = {**principal.tenant_settings, "ledger_mode": METADATA}
+                principal = dataclasses.replace(principal, tenant_settings=settings)
+            ctx.principal = principal
             ctx.ledger_extra = {LEDGER_KEY: call.run_id}
             result = await (self.guarded if call.guard else self.unguarded).chat(ctx)
         except ContentBlocked as exc:

@@ -171,7 +171,8 @@ REDTEAM_OPERATIONS = [
     Operation(
         "get", _R + "/report", "getRedteamReport", "A run's JSON report", TAG,
         {200: json("RedteamReport")}, params=(RUN_ID,), errors=(404, 409),
-        description=_READ + "409 while the run has no report (queued, running, cancelled, failed).",
+        description=_READ + "409 while the run has no report (queued, running, cancelled, failed). The report "
+        "of a run on a vault prompt needs `redteam:run` too (403 otherwise).",
     ),
     Operation(
         "get", _R + "/report.html", "getRedteamReportPage", "A run's report as a self-contained page", TAG,

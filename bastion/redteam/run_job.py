@@ -43,6 +43,8 @@ class TargetCall:
     system_prompt: str
     message: str
     max_tokens: int
+    #: The system prompt holds a vault prompt's text: the ledger keeps metadata only.
+    confidential: bool = False
 
 
 class AskModel(Protocol):
@@ -135,6 +137,7 @@ class RedteamJob:
                     setup.system_prompt,
                     attempt.prompt,
                     spec.max_tokens,
+                    confidential=spec.prompt is not None,
                 )
                 answer = await self.ask(call)
                 if answer is None:

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from bastion.store.db import Database
 from bastion.store.models import Interaction
+from bastion.vault.model import VersionSpec
 from tests.redteam.support import RUNS, RedteamEnv, redteam_gateway
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.harness import wait_until
@@ -187,3 +188,29 @@ async def test_a_garak_report_is_imported_and_listed_beside_our_runs(env: Redtea
     assert (await env.client.post("/v1/redteam/imports/garak", content=report, headers=viewer)).status_code == 403
     bad = await env.client.post("/v1/redteam/imports/garak", content=b"{oops", headers=headers)
     assert bad.status_code == 400 and "not JSON" in bad.json()["error"]["message"]
+
+
+VAULT_TEXT = "You are Quill, the archive assistant of Meridian Press. Only discuss the back catalogue."
+
+
+async def test_a_run_on_a_vault_prompt_keeps_the_prompt_from_readers(env: RedteamEnv) -> None:
+    await env.gateway.services.vault.create_prompt(
+        env.keys["acme_id"], "quill", VersionSpec(VAULT_TEXT, model="leaky"), actor="test"
+    )
+    run, report = await env.run(
+        "ann", model="leaky", prompt="quill", guard=False, categories=["system_prompt_extraction"], max_attempts=3
+    )
+    assert run["prompt"] == "quill" and report["by_category"]["system_prompt_extraction"]["rate"] == 1.0
+    assert all(VAULT_TEXT in attempt["answer"] for attempt in report["attempts"])  # it was the system prompt
+    path = f"{RUNS}/{run['id']}"
+    assert (await env.get("viewer", path)).json()["summary"]["success_rate"] == 1.0
+    for suffix in ("/report", "/report.html"):
+        denied = await env.get("viewer", path + suffix)
+        assert denied.status_code == 403 and "vault prompt" in denied.json()["error"]["message"]
+        assert (await env.get("bob", path + suffix)).status_code == 200
+
+    await env.gateway.services.ledger.flush()  # type: ignore[union-attr]
+    async with env.db.session() as session:
+        rows = (await session.scalars(select(Interaction).where(Interaction.user_agent == "bastion-redteam"))).all()
+    assert len(rows) == 3 and {row.content_mode for row in rows} == {"metadata"}
+    assert all(row.request_messages is None and row.response_text is None for row in rows)
