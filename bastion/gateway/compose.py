@@ -30,6 +30,7 @@ from bastion.gateway.batch_lines import PipelineLines
 from bastion.gateway.bulk_lines import PipelineBulk
 from bastion.gateway.pipeline import Pipeline
 from bastion.gateway.prompt_chat import PipelineChat
+from bastion.gateway.redteam_target import PipelineTarget, unguarded
 from bastion.gateway.service import Gateway, VaultStartup
 from bastion.gateway.services import Lifecycle, Services
 from bastion.gateway.stage import Stage
@@ -56,6 +57,9 @@ from bastion.knowledge.service import KnowledgeService
 from bastion.ledger.writer import LedgerWriter
 from bastion.limits.service import LimitsService
 from bastion.local.embedder import get_embedder
+from bastion.redteam.run_job import JOB_KIND as REDTEAM_JOB
+from bastion.redteam.run_job import RedteamJob
+from bastion.redteam.service import RedteamService
 from bastion.responses.store import ResponseStore
 from bastion.review.datasets import DatasetService
 from bastion.review.export import PromptReader, SubmitJob
@@ -130,6 +134,7 @@ def build_services(settings: Settings, *, job_workers: int | None = None) -> Ser
         review=ReviewService(db, settings.review, ledger_default_mode=settings.ledger.default_mode),
         datasets=build_datasets(settings, db, files, vault, jobs),
         insights=build_insights(settings, db, jobs),
+        redteam=RedteamService(db, jobs),
     )
 
 
@@ -244,6 +249,23 @@ def register_job_kinds(services: Services, pipeline: Pipeline) -> None:
         services.jobs.registry.register(DATASET_EXPORT_JOB, ExportJob(services.datasets).run)
     if services.insights is not None:
         services.insights.register()
+    if services.redteam is not None:
+        services.jobs.registry.register(REDTEAM_JOB, build_redteam_job(services, pipeline).run, max_attempts=2)
+
+
+def build_redteam_job(services: Services, pipeline: Pipeline) -> RedteamJob:
+    """Red-team attempts go through the gateway's pipeline (guard on) or the same stages without
+    the guard and the cache (guard off); a run's vault prompt is read as the prompt stage reads it."""
+    assert services.redteam is not None
+    vault = services.vault
+    target = PipelineTarget(pipeline, Pipeline(unguarded(pipeline.stages), services.router), services.authenticator)
+
+    async def prompt_text(tenant_id: str, prompt_id: str) -> str:
+        resolved, _label = await vault.resolve(tenant_id, prompt_id)
+        return resolved.secret.system
+
+    redteam = services.redteam
+    return RedteamJob(redteam.store, services.jobs, lambda: redteam.library, target, prompt_text)
 
 
 def build_stages(services: Services) -> list[Stage]:
