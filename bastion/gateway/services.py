@@ -23,6 +23,7 @@ from bastion.jobs.service import JobService
 from bastion.knowledge.service import KnowledgeService
 from bastion.ledger.writer import LedgerWriter
 from bastion.limits.service import LimitsService
+from bastion.observability.genai import InteractionExporter
 from bastion.responses.store import ResponseStore
 from bastion.review.datasets import DatasetService
 from bastion.review.service import ReviewService
@@ -79,3 +80,5 @@ class Services:
     datasets: DatasetService | None = None
     #: Roll-ups over the ledger, their job and the alert gauges; None: ``insights.enabled`` is false.
     insights: InsightsService | None = None
+    #: The OpenTelemetry export (spans, gen_ai.client.* histograms); None: ``otel.enabled`` is false.
+    otel: InteractionExporter | None = None
