@@ -1,8 +1,8 @@
 """Settings of the OpenTelemetry export (docs/INSIGHTS.md, "OpenTelemetry"): off by default.
 
-    otel.enabled         export a span per request and the gen_ai.client.* histograms over OTLP/HTTP
-    otel.endpoint        the collector's base URL (``/v1/traces`` and ``/v1/metrics`` are appended)
-    otel.content         also export the prompt and the answer, redacted as the ledger redacts them
+otel.enabled         export a span per request and the gen_ai.client.* histograms over OTLP/HTTP
+otel.endpoint        the collector's base URL (``/v1/traces`` and ``/v1/metrics`` are appended)
+otel.content         also export the prompt and the answer, redacted as the ledger redacts them
 """
 
 from __future__ import annotations

@@ -311,5 +311,7 @@ def redacted_content(
     messages = record.get("request_messages")
     answer = record.get("response_text")
     inputs = input_messages(redactor.content_messages(messages)) if messages is not None else []
-    outputs = output_messages(redactor.content(answer) if isinstance(answer, str) else None, record.get("finish_reason"))
+    outputs = output_messages(
+        redactor.content(answer) if isinstance(answer, str) else None, record.get("finish_reason")
+    )
     return inputs, outputs

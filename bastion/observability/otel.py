@@ -112,7 +112,9 @@ class OtelExporter:
         cls, settings: OtelSettings, upstreams: Mapping[str, Upstream], redactor_factory: RedactorFactory | None
     ) -> OtelExporter:
         """OTLP/HTTP exporters to ``settings.endpoint``; content only with ``settings.content``."""
-        headers = {name: resolve_secret(value, f"otel.headers.{name}") or "" for name, value in settings.headers.items()}
+        headers = {
+            name: resolve_secret(value, f"otel.headers.{name}") or "" for name, value in settings.headers.items()
+        }
         resource = _resource(settings.service_name)
         tracer_provider = TracerProvider(
             resource=resource, sampler=ParentBased(TraceIdRatioBased(settings.sample_ratio))
