@@ -22,7 +22,8 @@ from bastion.errors import UpstreamUnavailable
 from bastion.gateway.service import Gateway
 from bastion.observability.genai import DURATION_BUCKETS, TOKEN_BUCKETS, Upstream
 from bastion.observability.otel import OtelExporter, RedactorFactory
-from tests.observability.support import Captured, FakeRouter, in_memory
+from tests.observability.fake_router import FakeRouter
+from tests.observability.support import Captured, in_memory
 from tests.support.harness import RunningGateway, make_settings, running_gateway
 
 MODELS = [
