@@ -109,6 +109,12 @@ def operation_name(endpoint: str | None, text_completion: bool = False) -> str:
     return "text_completion" if text_completion else "chat"
 
 
+def epoch_ns(seconds: float) -> int:
+    """Wall-clock seconds as nanoseconds, without the float's rounding at 1e18 (whole seconds apart)."""
+    whole = int(seconds)
+    return whole * 1_000_000_000 + round((seconds - whole) * 1e9)
+
+
 def error_type(record: Mapping[str, Any]) -> str | None:
     """``error.type``: the error's code (``rate_limited``, ``guard_blocked``...), else the status."""
     status = int(record.get("status") or 200)
@@ -148,8 +154,8 @@ def describe(record: Mapping[str, Any], upstreams: Mapping[str, Upstream]) -> Ge
     response_model = record.get("response_model") or record.get("upstream_model")
     failure = error_type(record)
     latency_s = max(0.0, float(record.get("latency_ms") or 0.0) / 1000.0)
-    start_ns = int(float(record.get("ts") or 0.0) * 1e9)
-    end_ns = start_ns + int(latency_s * 1e9)
+    start_ns = epoch_ns(float(record.get("ts") or 0.0))
+    end_ns = start_ns + round(latency_s * 1e9)
 
     common: dict[str, Any] = {"gen_ai.operation.name": operation, "gen_ai.request.model": request_model}
     if upstream is not None:

@@ -17,6 +17,8 @@ from typing import Any, Final
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
+from bastion.observability.genai import epoch_ns
+
 #: The run statuses that are not failures (``RunStatus.SUCCEEDED``).
 _SUCCEEDED: Final = frozenset({"succeeded"})
 _STEP_FIELDS: Final = ("step_id", "arm", "attempt", "input_hash")
@@ -66,11 +68,11 @@ def export_agent_trace(
 
     ``started_at``: the run's start, wall-clock seconds (``time.time()``); each event's ``at_s`` is
     an offset from it. ``attributes``: more attributes of the run span (tenant id, ...)."""
-    base_ns = int(started_at * 1e9)
+    base_ns = epoch_ns(started_at)
     items = [_as_dict(event) for event in events]
 
     def at(item: Mapping[str, Any]) -> int:
-        return base_ns + int(float(item.get("at_s") or 0.0) * 1e9)
+        return base_ns + round(float(item.get("at_s") or 0.0) * 1e9)
 
     end_ns = max((at(item) for item in items), default=base_ns)
     run = tracer.start_span(

@@ -31,7 +31,7 @@ from tests.support.harness import make_settings, running_gateway
 
 async def main() -> dict:
     db, data = sys.argv[1], sys.argv[2]
-    settings = make_settings(f"sqlite:///{db}", Path(data), auth={"enabled": False}, models=[
+    settings = make_settings(f"sqlite:///{db}", Path(data), auth={"enabled": False}, guard={"enabled": False}, models=[
         {"name": "gpt-4o", "deployments": [{"provider": "openai", "model": "gpt-4o-2024-08-06", "id": "gpt4o-east"}]},
     ])
     router = FakeRouter()
