@@ -32,7 +32,8 @@ class FakeRouter:
         self.requests.append(request.body)
         if self.fail is not None:
             raise self.fail
-        body = {
+        usage = {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}
+        body: dict[str, Any] = {
             "id": "chatcmpl-fake-1",
             "object": "chat.completion",
             "created": 1,
@@ -40,9 +41,9 @@ class FakeRouter:
             "choices": [
                 {"index": 0, "message": {"role": "assistant", "content": self.answer}, "finish_reason": "stop"}
             ],
-            "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
+            "usage": usage,
         }
-        return ChatResponse(body=body, usage=Usage.from_openai(body["usage"]))
+        return ChatResponse(body=body, usage=Usage.from_openai(usage))
 
     async def stream(self, request: ChatRequest, model: str, trace: RouteTrace) -> Chunks:
         upstream_model = self._route(model, trace)
