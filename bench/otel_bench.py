@@ -4,11 +4,12 @@
 
 The whole app in process (ASGI client, every stage, a fake router: no network, no port), chat
 requests one after another, with the export off, on (metadata only) and on with content (redacted
-by the exporter's thread). The spans go to the SDK's batch processor over an in-memory exporter,
-so the numbers are the gateway's side of the export (stage, queue, the exporter thread competing
-for the interpreter), not a collector's. Rounds alternate between the modes, so a machine that
-gets busier mid-run slows every mode alike. It also reports how many records per second the
-exporter's thread turns into spans and measurements.
+by the exporter's thread); the guard is off, so the difference is the export's. The spans go to
+the SDK's batch processor over an in-memory exporter, so the numbers are the gateway's side of
+the export (stage, queue, the exporter thread competing for the interpreter), not a collector's.
+Rounds alternate between the modes, so a machine that gets busier mid-run slows every mode alike.
+It also reports how many records per second the exporter's thread turns into spans and
+measurements.
 
 With the export off the pipeline has no OpenTelemetry stage at all: ``off`` is the gateway as
 ``bench/run_gateway_bench.sh`` measures it.
@@ -64,7 +65,9 @@ def in_memory_from_settings(
 @contextlib.asynccontextmanager
 async def gateway(db: Path, data: Path, content: bool | None) -> AsyncIterator[RunningGateway]:
     otel: dict[str, Any] = {"enabled": content is not None, "content": bool(content)}
-    settings = make_settings(f"sqlite:///{db}", data, auth={"enabled": False}, models=MODELS, otel=otel)
+    settings = make_settings(
+        f"sqlite:///{db}", data, auth={"enabled": False}, guard={"enabled": False}, models=MODELS, otel=otel
+    )
     router = FakeRouter()
 
     def use_fake_router(gateway: Gateway) -> None:
