@@ -77,17 +77,20 @@ async def gateway(db: Path, data: Path, content: bool | None) -> AsyncIterator[R
         yield env
 
 
-async def one_round(env: RunningGateway, requests: int) -> float:
-    """Mean microseconds per request."""
+async def one_round(env: RunningGateway, requests: int) -> tuple[float, list[float]]:
+    """Mean microseconds per request, and each request's microseconds."""
+    each: list[float] = []
     started = time.perf_counter()
     for _ in range(requests):
+        sent = time.perf_counter()
         response = await env.client.post("/v1/chat/completions", json=BODY)
+        each.append((time.perf_counter() - sent) * 1e6)
         assert response.status_code == 200, response.text
     elapsed = time.perf_counter() - started
     otel = env.gateway.services.otel
     if isinstance(otel, OtelExporter):
         await asyncio.to_thread(otel.flush)  # the round's spans are made before the next round starts
-    return elapsed / requests * 1e6
+    return elapsed / requests * 1e6, each
 
 
 def exporter_throughput(records: int) -> float:
@@ -129,6 +132,7 @@ async def main() -> None:
         await upgrade(db.engine)
         await db.dispose()
         samples: dict[str, list[float]] = {mode: [] for mode in MODES}
+        latencies: dict[str, list[float]] = {mode: [] for mode in MODES}
         async with contextlib.AsyncExitStack() as stack:
             envs = {}
             for mode, content in MODES.items():
@@ -138,12 +142,19 @@ async def main() -> None:
                 await one_round(envs[mode], 200)  # warm-up (guard detectors, the redactor's first use)
             for _ in range(args.rounds):
                 for mode, env in envs.items():
-                    samples[mode].append(await one_round(env, args.requests))
+                    mean, each = await one_round(env, args.requests)
+                    samples[mode].append(mean)
+                    latencies[mode] += each
     base = statistics.median(samples["off"])
-    print(f"{'mode':<12} {'median µs/req':>14} {'min':>8} {'max':>8} {'vs off':>8}")
+    print("µs per request: the rounds' means (median, min, max), and p50/p99 over every request")
+    print(f"{'mode':<12} {'median':>8} {'min':>8} {'max':>8} {'vs off':>8} {'p50':>8} {'p99':>8}")
     for mode, values in samples.items():
         median = statistics.median(values)
-        print(f"{mode:<12} {median:>14.0f} {min(values):>8.0f} {max(values):>8.0f} {median / base - 1:>+8.1%}")
+        cuts = statistics.quantiles(latencies[mode], n=100)
+        print(
+            f"{mode:<12} {median:>8.0f} {min(values):>8.0f} {max(values):>8.0f} {median / base - 1:>+8.1%}"
+            f" {cuts[49]:>8.0f} {cuts[98]:>8.0f}"
+        )
     print(f"exporter thread: {exporter_throughput(20_000):,.0f} records/s (span + 3 measurements, no content)")
 
 
