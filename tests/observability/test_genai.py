@@ -3,6 +3,7 @@ OpenTelemetry stage's record, and the settings section."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from bastion.config.otel_settings import OtelSettings
 from bastion.config.settings import Settings
 from bastion.gateway.stages.otel import OtelStage
 from bastion.observability.genai import Upstream, describe, error_type, input_messages, output_messages
+from bastion.routing.build import build_router
 from tests.ledger.support import make_context, principal
 
 
@@ -147,3 +149,14 @@ def test_settings_are_off_by_default_and_strict() -> None:
         OtelSettings.model_validate({"sample_ratio": 1.5})
     with pytest.raises(ValidationError):
         OtelSettings.model_validate({"enable": True})
+
+
+def test_the_export_on_without_the_sdk_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bastion.config.errors import ConfigError
+    from bastion.gateway.compose import build_otel
+
+    monkeypatch.setitem(sys.modules, "bastion.observability.otel", None)  # as if the extra were not installed
+    settings = Settings.model_validate({"otel": {"enabled": True}})
+    with pytest.raises(ConfigError, match=r"bastion\[otel\]"):
+        build_otel(settings, build_router(settings))
+    assert build_otel(Settings(), build_router(Settings())) is None
