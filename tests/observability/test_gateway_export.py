@@ -262,3 +262,15 @@ async def test_content_is_exported_only_when_enabled_and_then_redacted(
             "finish_reason": "stop",
         }
     ]
+
+
+async def test_a_legacy_completion_is_a_text_completion_span(
+    tmp_path: Path, sqlite_template: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with otel_gateway(tmp_path, sqlite_template, monkeypatch) as (env, captured, _):
+        response = await env.client.post("/v1/completions", json={"model": "gpt-4o", "prompt": "Hi", "max_tokens": 5})
+        assert response.status_code == 200, response.text
+        span = only_span(captured)
+    assert span.name == "text_completion gpt-4o"
+    assert dict(span.attributes or {})["gen_ai.operation.name"] == "text_completion"
+    assert dict(span.attributes or {})["gen_ai.request.max_tokens"] == 5
