@@ -20,6 +20,7 @@ from typing import Any, Final
 
 import orjson
 import structlog
+from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.metrics import Histogram
@@ -31,6 +32,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from bastion.config.otel_settings import OtelSettings
 from bastion.config.secret_refs import resolve_secret
@@ -51,6 +53,7 @@ log = structlog.get_logger("bastion.otel")
 #: The instrumentation scope of everything this exporter emits.
 SCOPE: Final = "bastion"
 _STOP: Final = object()
+_PROPAGATOR: Final = TraceContextTextMapPropagator()
 
 RedactorFactory = Callable[[], ContentRedaction]
 
@@ -236,11 +239,26 @@ class OtelExporter:
             finally:
                 self._queue.task_done()
 
+    def _parent(self, record: Mapping[str, Any]) -> Context | None:
+        """The caller's trace (its ``traceparent`` header), or None: the span starts a trace."""
+        traceparent = record.get("traceparent")
+        if not isinstance(traceparent, str) or not traceparent:
+            return None
+        carrier = {"traceparent": traceparent}
+        tracestate = record.get("tracestate")
+        if isinstance(tracestate, str) and tracestate:
+            carrier["tracestate"] = tracestate
+        return _PROPAGATOR.extract(carrier)
+
     def export(self, record: Mapping[str, Any]) -> None:
         """One record as a span and its measurements (runs on the exporter's thread)."""
         operation = describe(record, self.upstreams)
         span = self.tracer.start_span(
-            operation.name, kind=SpanKind.CLIENT, attributes=operation.attributes, start_time=operation.start_ns
+            operation.name,
+            context=self._parent(record),
+            kind=SpanKind.CLIENT,
+            attributes=operation.attributes,
+            start_time=operation.start_ns,
         )
         if span.is_recording() and self._redactor is not None:
             inputs, outputs = redacted_content(record, self._redactor)

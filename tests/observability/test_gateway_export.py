@@ -274,3 +274,22 @@ async def test_a_legacy_completion_is_a_text_completion_span(
     assert span.name == "text_completion gpt-4o"
     assert dict(span.attributes or {})["gen_ai.operation.name"] == "text_completion"
     assert dict(span.attributes or {})["gen_ai.request.max_tokens"] == 5
+
+
+async def test_the_span_joins_the_callers_trace(
+    tmp_path: Path, sqlite_template: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trace_id, parent_id = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    async with otel_gateway(tmp_path, sqlite_template, monkeypatch) as (env, captured, _):
+        body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]}
+        headers = {"traceparent": f"00-{trace_id}-{parent_id}-01"}
+        response = await env.client.post("/v1/chat/completions", json=body, headers=headers)
+        assert response.status_code == 200
+        joined = only_span(captured)
+        captured.spans.clear()
+        response = await env.client.post("/v1/chat/completions", json=body)
+        assert response.status_code == 200
+        alone = only_span(captured)
+    assert joined.context is not None and joined.context.trace_id == int(trace_id, 16)
+    assert joined.parent is not None and joined.parent.span_id == int(parent_id, 16) and joined.parent.is_remote
+    assert alone.parent is None and alone.context is not None and alone.context.trace_id != int(trace_id, 16)

@@ -36,6 +36,9 @@ def request_fields(ctx: RequestContext, response_id: str | None, response_model:
         "response_id": response_id,
         "response_model": response_model,
         "cache": ctx.cache.outcome if ctx.cache is not None else None,
+        # W3C trace context of the caller: the span joins the caller's trace.
+        "traceparent": ctx.headers.get("traceparent"),
+        "tracestate": ctx.headers.get("tracestate"),
     }
 
 
