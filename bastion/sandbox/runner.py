@@ -1,0 +1,362 @@
+"""Running one command at a tier: the launcher's configuration, the process, the limits the
+gateway enforces itself (output size, wall time, cancellation) and the verdict."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from bastion.sandbox import layout
+from bastion.sandbox.allowlist import SYSTEM_PATH, Allowlist
+from bastion.sandbox.report import SandboxReport
+from bastion.sandbox.seccomp import build_filter, current_arch
+from bastion.sandbox.spec import CommandRefused, CommandSpec, ExecLimits, ExecResult, SandboxTier
+from bastion.sandbox.workdir import RunDir, UidPool
+
+_READ_CHUNK = 65536
+#: Time left to the pipes to reach end of file once every process is gone.
+_DRAIN_S = 1.0
+#: Messages of an allocation that failed under RLIMIT_AS (Python, C, C++, the launcher).
+_MEMORY_MARKERS = (b"MemoryError", b"Cannot allocate memory", b"std::bad_alloc", b"out of memory")
+
+
+@cache
+def launcher_source() -> str:
+    return (Path(__file__).parent / "launcher.py").read_text()
+
+
+def launcher_config(
+    tier: SandboxTier,
+    *,
+    limits: ExecLimits,
+    work_dir: str,
+    executables: list[str],
+    exe: str | None,
+    argv: list[str],
+    probe_paths: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """What the launcher applies before ``execve``: rlimits always, Landlock and seccomp above
+    the rlimits tier."""
+    cpu = max(1, math.ceil(limits.cpu_s))
+    # The soft CPU limit sends SIGXCPU, the hard one (a second later) SIGKILL.
+    rlimits = {
+        "RLIMIT_CPU": [cpu, cpu + 1],
+        "RLIMIT_AS": [limits.memory_bytes, limits.memory_bytes],
+        "RLIMIT_NPROC": [limits.max_processes, limits.max_processes],
+        "RLIMIT_FSIZE": [limits.max_file_bytes, limits.max_file_bytes],
+        "RLIMIT_NOFILE": [limits.max_open_files, limits.max_open_files],
+        "RLIMIT_CORE": [0, 0],
+    }
+    config: dict[str, Any] = {"rlimits": rlimits, "exe": exe, "argv": argv, "landlock": None, "seccomp": None}
+    if tier is not SandboxTier.RLIMITS:
+        arch = current_arch()
+        if arch is None:
+            raise CommandRefused("seccomp filter: unsupported architecture")
+        config["seccomp"] = build_filter(arch).hex()
+        config["landlock"] = layout.landlock_rules(
+            work_dir=work_dir, executables=executables, in_namespace=tier is SandboxTier.BUBBLEWRAP
+        )
+    if probe_paths is not None:
+        config["probe"] = True
+        config["probe_paths"] = dict(probe_paths)
+    return config
+
+
+class _Output:
+    """stdout and stderr under one byte budget; ``overflow`` is set when the budget is exceeded."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.used = 0
+        self.truncated = False
+        self.overflow = asyncio.Event()
+
+    async def pump(self, stream: asyncio.StreamReader | None, sink: bytearray) -> None:
+        if stream is None:
+            return
+        while chunk := await stream.read(_READ_CHUNK):
+            room = self.cap - self.used
+            sink += chunk[:room]
+            self.used += min(len(chunk), room)
+            if len(chunk) > room:
+                self.truncated = True
+                self.overflow.set()
+                return
+
+
+def _uid_pids(uid: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/status") as status:
+                    for line in status:
+                        if line.startswith("Uid:"):
+                            if int(line.split()[1]) == uid:
+                                pids.append(int(entry))
+                            break
+            except (OSError, ValueError):
+                continue
+    return pids
+
+
+def kill_all(pid: int | None, uid: int | None) -> None:
+    """Kill the command's process group and, with a uid of its own, every process of that uid
+    (a process that left the group, e.g. with setsid, is still found); bubblewrap's PID namespace
+    dies with its first process anyway."""
+    if pid is not None and pid > 1:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+    if uid is None:
+        return
+    for _ in range(20):  # a fork racing the sweep is caught by the next one; RLIMIT_NPROC bounds them
+        pids = _uid_pids(uid)
+        if not pids:
+            return
+        for victim in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(victim, signal.SIGKILL)
+
+
+def _signal_of(returncode: int, tier: SandboxTier) -> int | None:
+    if returncode < 0:
+        return -returncode
+    # bubblewrap exits 128 + n when the command died of signal n.
+    if tier is SandboxTier.BUBBLEWRAP and 128 < returncode < 128 + 65:
+        return returncode - 128
+    return None
+
+
+def verdict(returncode: int, stderr: bytes, tier: SandboxTier) -> tuple[int | None, str | None]:
+    """(exit code, killed) of a command that ended by itself or by a kernel-enforced limit."""
+    sig = _signal_of(returncode, tier)
+    if sig in (signal.SIGXCPU, signal.SIGKILL):
+        return None, "cpu_time"  # the soft then the hard RLIMIT_CPU (only the kernel sends these)
+    if returncode != 0 and any(marker in stderr for marker in _MEMORY_MARKERS):
+        return returncode if sig is None else None, "memory"
+    return (returncode if sig is None else 128 + sig), None
+
+
+@dataclass(frozen=True, slots=True)
+class _Launch:
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    ids: dict[str, Any]  # user, group, extra_groups for the process (root only)
+    uid: int | None
+
+
+class ProcessSandbox:
+    """Runs commands at one tier (bubblewrap, landlock or rlimits)."""
+
+    def __init__(
+        self,
+        tier: SandboxTier,
+        *,
+        allowlist: Allowlist,
+        work_root: Path,
+        launcher_python: str,
+        bwrap: str | None,
+        uids: UidPool,
+        default_limits: ExecLimits | None = None,
+    ) -> None:
+        if tier is SandboxTier.BUBBLEWRAP and bwrap is None:
+            raise ValueError("the bubblewrap tier needs bwrap")
+        self.tier = tier
+        self.allowlist = allowlist
+        self.work_root = work_root
+        self.launcher_python = launcher_python
+        self.bwrap = bwrap
+        self.uids = uids
+        self.default_limits = default_limits or ExecLimits()
+        self.report: SandboxReport | None = None  # the self-test that chose this tier
+
+    def _command(
+        self, run_dir: RunDir, config: dict[str, Any], env: dict[str, str]
+    ) -> tuple[list[str], dict[str, str]]:
+        launch = [self.launcher_python, "-I", "-S", "-c", launcher_source(), json.dumps(config)]
+        if self.tier is SandboxTier.BUBBLEWRAP:
+            assert self.bwrap is not None
+            argv = layout.bwrap_argv(
+                bwrap=self.bwrap,
+                host_work_dir=str(run_dir.work),
+                passwd=str(run_dir.passwd),
+                group=str(run_dir.group),
+                env=env,
+                command=launch,
+            )
+            return argv, {"PATH": SYSTEM_PATH}  # bwrap clears it anyway (--clearenv)
+        return launch, env
+
+    def _work_dir(self, run_dir: RunDir) -> str:
+        return layout.SANDBOX_WORK_DIR if self.tier is SandboxTier.BUBBLEWRAP else str(run_dir.work)
+
+    async def run(self, spec: CommandSpec, *, cancel: asyncio.Event | None = None) -> ExecResult:
+        if not spec.argv:
+            raise CommandRefused("empty argv")
+        exe = self.allowlist.check(spec.argv[0])
+        started = time.monotonic()
+        with self._prepared(spec, exe=exe, probe=False) as launch:
+            process = await asyncio.create_subprocess_exec(
+                *launch.argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=launch.env,
+                cwd=launch.cwd,
+                start_new_session=True,
+                **launch.ids,
+            )
+            return await self._supervise(process, spec, launch.uid, started, cancel)
+
+    def probe(self, timeout_s: float = 10.0) -> dict[str, Any]:
+        """Run the launcher's probe (every restriction applied, then a report instead of a command)
+        and return what it found; ``{"error": ...}`` when it could not run."""
+        spec = CommandSpec(argv=("probe",), limits=ExecLimits(cpu_s=5, wall_s=timeout_s))
+        try:
+            with self._prepared(spec, exe=None, probe=True) as launch:
+                done = subprocess.run(
+                    launch.argv,
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    env=launch.env,
+                    cwd=launch.cwd,
+                    start_new_session=True,
+                    timeout=timeout_s,
+                    check=False,
+                    **launch.ids,
+                )
+                kill_all(None, launch.uid)  # anything the probe left behind
+        except (OSError, subprocess.SubprocessError, CommandRefused) as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        if done.returncode != 0:
+            detail = done.stderr.decode(errors="replace").strip()[-500:]
+            return {"error": f"exit {done.returncode}: {detail}"}
+        try:
+            found: dict[str, Any] = json.loads(done.stdout)
+        except ValueError:
+            return {"error": "the probe printed no report"}
+        return found
+
+    @contextlib.contextmanager
+    def _prepared(self, spec: CommandSpec, *, exe: str | None, probe: bool) -> Iterator[_Launch]:
+        """A uid, a run directory with the spec's files, and the command line; all released after."""
+        uid = self.uids.acquire()
+        run_dir: RunDir | None = None
+        try:
+            run_dir = RunDir.create(self.work_root, uid, spec.files)
+            work_dir = self._work_dir(run_dir)
+            probe_paths: dict[str, str] | None = None
+            if probe:
+                probe_paths = {"shell": "/bin/sh", "work": f"{work_dir}/probe", "outside": "/tmp/probe-outside"}
+                if self.tier is not SandboxTier.BUBBLEWRAP:
+                    # A directory the uid may write to by its permissions: only Landlock refuses.
+                    outside = run_dir.root / "outside"
+                    outside.mkdir(mode=0o700)
+                    if uid is not None:
+                        os.chown(outside, uid, uid)
+                    probe_paths["outside"] = str(outside / "probe")
+            config = launcher_config(
+                self.tier,
+                limits=spec.limits,
+                work_dir=work_dir,
+                executables=list(self.allowlist.executables),
+                exe=exe,
+                argv=list(spec.argv),
+                probe_paths=probe_paths,
+            )
+            argv, env = self._command(run_dir, config, layout.sandbox_env(work_dir, spec.env))
+            ids: dict[str, Any] = {"user": uid, "group": uid, "extra_groups": []} if uid is not None else {}
+            yield _Launch(argv=argv, env=env, cwd=str(run_dir.work), ids=ids, uid=uid)
+        finally:
+            if run_dir is not None:
+                run_dir.remove()
+            self.uids.release(uid)
+
+    async def _supervise(
+        self,
+        process: asyncio.subprocess.Process,
+        spec: CommandSpec,
+        uid: int | None,
+        started: float,
+        cancel: asyncio.Event | None,
+    ) -> ExecResult:
+        output = _Output(spec.limits.max_output_bytes)
+        stdout, stderr = bytearray(), bytearray()
+        tasks = [
+            asyncio.create_task(output.pump(process.stdout, stdout)),
+            asyncio.create_task(output.pump(process.stderr, stderr)),
+            asyncio.create_task(_feed(process, spec.stdin)),
+        ]
+        exited = asyncio.create_task(process.wait())
+        overflow = asyncio.create_task(output.overflow.wait())
+        cancelled = asyncio.create_task(cancel.wait()) if cancel is not None else None
+        watched = {exited, overflow} | ({cancelled} if cancelled else set())
+        killed: str | None = None
+        try:
+            done, _ = await asyncio.wait(watched, timeout=spec.limits.wall_s, return_when=asyncio.FIRST_COMPLETED)
+            if exited not in done:
+                if cancelled is not None and cancelled in done:
+                    killed = "cancelled"
+                elif overflow in done:
+                    killed = "output"
+                else:
+                    killed = "wall_time"
+            kill_all(process.pid, uid)  # also whatever the command left behind when it exited
+            returncode = await exited
+            await asyncio.wait(tasks, timeout=_DRAIN_S)
+        finally:
+            for task in [*tasks, exited, overflow, *([cancelled] if cancelled else [])]:
+                task.cancel()
+            if process.returncode is None:
+                kill_all(process.pid, uid)
+        duration = time.monotonic() - started
+        if killed is None and output.truncated:
+            killed = "output"  # the overflow and the exit raced
+        if killed is not None:
+            exit_code: int | None = None
+        else:
+            exit_code, killed = verdict(returncode, bytes(stderr), self.tier)
+        return ExecResult(
+            exit_code=exit_code,
+            stdout=bytes(stdout),
+            stderr=bytes(stderr),
+            truncated=output.truncated,
+            killed=killed,
+            duration_s=duration,
+            tier=self.tier,
+        )
+
+
+async def _feed(process: asyncio.subprocess.Process, data: bytes) -> None:
+    if process.stdin is None:
+        return
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        if data:
+            process.stdin.write(data)
+            await process.stdin.drain()
+        process.stdin.close()
+        await process.stdin.wait_closed()
+
+
+class RefusingSandbox:
+    """The machine offers no acceptable tier: every command is refused before anything starts."""
+
+    def __init__(self, tier: SandboxTier, reason: str, report: SandboxReport | None = None) -> None:
+        self.tier = tier
+        self.reason = reason
+        self.report = report
+
+    async def run(self, spec: CommandSpec, *, cancel: asyncio.Event | None = None) -> ExecResult:
+        raise CommandRefused(self.reason)

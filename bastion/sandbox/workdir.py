@@ -1,0 +1,88 @@
+"""Private work directories and the uids commands run as."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from bastion.sandbox.layout import passwd_lines
+from bastion.sandbox.spec import CommandRefused
+
+
+def default_work_root() -> Path:
+    return Path(tempfile.gettempdir()) / "bastion-sandbox"
+
+
+class UidPool:
+    """One uid per concurrent command when the gateway is root (``None`` from ``acquire`` otherwise:
+    the command keeps the gateway's uid). A uid of its own caps the command's processes with
+    RLIMIT_NPROC (never enforced for root) and lets the sandbox find and kill all of them."""
+
+    def __init__(self, base: int, count: int) -> None:
+        self._free = list(range(base + count - 1, base - 1, -1))
+        self.enabled = os.geteuid() == 0
+
+    def acquire(self) -> int | None:
+        if not self.enabled:
+            return None
+        if not self._free:
+            raise CommandRefused("too many sandboxed commands at once")
+        return self._free.pop()
+
+    def release(self, uid: int | None) -> None:
+        if uid is not None:
+            self._free.append(uid)
+
+
+def _safe_relative(name: str) -> PurePosixPath:
+    path = PurePosixPath(name)
+    if not name or path.is_absolute() or any(part in ("..", "") for part in name.split("/")):
+        raise CommandRefused(f"bad file name: {name!r} (a relative path inside the work directory)")
+    return path
+
+
+@dataclass(slots=True)
+class RunDir:
+    """``<root>/run-xxxx/``: ``work/`` (the command's, read-write) and ``passwd``/``group``."""
+
+    root: Path
+    work: Path
+    passwd: Path
+    group: Path
+
+    @classmethod
+    def create(cls, work_root: Path, uid: int | None, files: Mapping[str, bytes]) -> RunDir:
+        for name in files:
+            _safe_relative(name)  # refuse before anything is created
+        work_root.mkdir(parents=True, exist_ok=True, mode=0o711)
+        root = Path(tempfile.mkdtemp(prefix="run-", dir=work_root))
+        try:
+            os.chmod(root, 0o711)  # traversable by the run uid, not listable
+            work = root / "work"
+            work.mkdir(mode=0o700)
+            for name, data in files.items():
+                target = work / _safe_relative(name)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+            passwd_text, group_text = passwd_lines(1000)
+            passwd, group = root / "passwd", root / "group"
+            passwd.write_text(passwd_text)
+            group.write_text(group_text)
+            for path in (passwd, group):
+                os.chmod(path, 0o644)
+            if uid is not None:
+                for dirpath, dirnames, filenames in os.walk(work):
+                    os.chown(dirpath, uid, uid)
+                    for entry in dirnames + filenames:
+                        os.chown(os.path.join(dirpath, entry), uid, uid, follow_symlinks=False)
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+        return cls(root, work, passwd, group)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
