@@ -27,6 +27,10 @@ from bastion.sandbox.workdir import RunDir, UidPool
 _READ_CHUNK = 65536
 #: Time left to the pipes to reach end of file once every process is gone.
 _DRAIN_S = 1.0
+#: How long the kill sweeps a uid's processes (a fork racing one sweep is caught by the next;
+#: RLIMIT_NPROC bounds how many there can be), and the pause between sweeps.
+_SWEEP_S = 0.5
+_SWEEP_PAUSE_S = 0.005
 #: Messages of an allocation that failed under RLIMIT_AS (Python, C, C++, the launcher).
 _MEMORY_MARKERS = (b"MemoryError", b"Cannot allocate memory", b"std::bad_alloc", b"out of memory")
 
@@ -96,37 +100,55 @@ class _Output:
 
 
 def _uid_pids(uid: int) -> list[int]:
+    """The live processes (zombies are dead already) whose real uid is ``uid``."""
     pids = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/status") as status:
-                    for line in status:
-                        if line.startswith("Uid:"):
-                            if int(line.split()[1]) == uid:
-                                pids.append(int(entry))
-                            break
-            except (OSError, ValueError):
-                continue
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as status:
+                fields = dict(line.split(":", 1) for line in status if line.startswith(("State:", "Uid:")))
+        except (OSError, ValueError):
+            continue
+        uids = fields.get("Uid", "").split()
+        if uids and int(uids[0]) == uid and not fields.get("State", "").strip().startswith(("Z", "X")):
+            pids.append(int(entry))
     return pids
+
+
+def _kill_group(pid: int | None) -> None:
+    if pid is not None and pid > 1:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def _sweep(uid: int) -> bool:
+    """SIGKILL every live process of ``uid``; False when there was none."""
+    pids = _uid_pids(uid)
+    for victim in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(victim, signal.SIGKILL)
+    return bool(pids)
 
 
 def kill_all(pid: int | None, uid: int | None) -> None:
     """Kill the command's process group and, with a uid of its own, every process of that uid
     (a process that left the group, e.g. with setsid, is still found); bubblewrap's PID namespace
     dies with its first process anyway."""
-    if pid is not None and pid > 1:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-    if uid is None:
-        return
-    for _ in range(20):  # a fork racing the sweep is caught by the next one; RLIMIT_NPROC bounds them
-        pids = _uid_pids(uid)
-        if not pids:
-            return
-        for victim in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(victim, signal.SIGKILL)
+    _kill_group(pid)
+    if uid is not None:
+        deadline = time.monotonic() + _SWEEP_S
+        while _sweep(uid) and time.monotonic() < deadline:
+            time.sleep(_SWEEP_PAUSE_S)
+
+
+async def kill_all_async(pid: int | None, uid: int | None) -> None:
+    """``kill_all`` without blocking the event loop while killed processes finish dying."""
+    _kill_group(pid)
+    if uid is not None:
+        deadline = time.monotonic() + _SWEEP_S
+        while _sweep(uid) and time.monotonic() < deadline:
+            await asyncio.sleep(_SWEEP_PAUSE_S)
 
 
 def _signal_of(returncode: int, tier: SandboxTier) -> int | None:
@@ -313,7 +335,7 @@ class ProcessSandbox:
                     killed = "output"
                 else:
                     killed = "wall_time"
-            kill_all(process.pid, uid)  # also whatever the command left behind when it exited
+            await kill_all_async(process.pid, uid)  # also whatever the command left behind when it exited
             returncode = await exited
             await asyncio.wait(tasks, timeout=_DRAIN_S)
         finally:
