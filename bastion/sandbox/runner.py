@@ -230,17 +230,8 @@ class ProcessSandbox:
         exe = self.allowlist.check(spec.argv[0])
         started = time.monotonic()
         with self._prepared(spec, exe=exe, probe=False) as launch:
-            process = await asyncio.create_subprocess_exec(
-                *launch.argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=launch.env,
-                cwd=launch.cwd,
-                start_new_session=True,
-                **launch.ids,
-            )
-            return await self._supervise(process, spec, launch.uid, started, cancel)
+            process, exited = await spawn(launch)
+            return await self._supervise(process, exited, spec, launch.uid, started, cancel)
 
     def probe(self, timeout_s: float = 10.0) -> dict[str, Any]:
         """Run the launcher's probe (every restriction applied, then a report instead of a command)
@@ -309,6 +300,7 @@ class ProcessSandbox:
     async def _supervise(
         self,
         process: asyncio.subprocess.Process,
+        exited_event: asyncio.Event,
         spec: CommandSpec,
         uid: int | None,
         started: float,
@@ -321,7 +313,7 @@ class ProcessSandbox:
             asyncio.create_task(output.pump(process.stderr, stderr)),
             asyncio.create_task(_feed(process, spec.stdin)),
         ]
-        exited = asyncio.create_task(process.wait())
+        exited = asyncio.create_task(exited_event.wait())
         overflow = asyncio.create_task(output.overflow.wait())
         cancelled = asyncio.create_task(cancel.wait()) if cancel is not None else None
         watched = {exited, overflow} | ({cancelled} if cancelled else set())
@@ -336,7 +328,8 @@ class ProcessSandbox:
                 else:
                     killed = "wall_time"
             await kill_all_async(process.pid, uid)  # also whatever the command left behind when it exited
-            returncode = await exited
+            # Only now that nothing is left can the pipes close (wait() waits for them too).
+            returncode = await process.wait()
             await asyncio.wait(tasks, timeout=_DRAIN_S)
         finally:
             for task in [*tasks, exited, overflow, *([cancelled] if cancelled else [])]:
@@ -359,6 +352,37 @@ class ProcessSandbox:
             duration_s=duration,
             tier=self.tier,
         )
+
+
+class _ExitProtocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """Tells when the command's first process exits, even while something it started still
+    holds its pipes open (``Process.wait`` waits for the pipes as well)."""
+
+    def __init__(self, exited: asyncio.Event, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=limit, loop=loop)
+        self.exited = exited
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        self.exited.set()
+
+
+async def spawn(launch: _Launch) -> tuple[asyncio.subprocess.Process, asyncio.Event]:
+    """Start the launch with pipes; the event is set when its first process exits."""
+    loop = asyncio.get_running_loop()
+    exited = asyncio.Event()
+    transport, protocol = await loop.subprocess_exec(
+        lambda: _ExitProtocol(exited, _READ_CHUNK, loop),
+        *launch.argv,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=launch.env,
+        cwd=launch.cwd,
+        start_new_session=True,
+        **launch.ids,
+    )
+    return asyncio.subprocess.Process(transport, protocol, loop), exited
 
 
 async def _feed(process: asyncio.subprocess.Process, data: bytes) -> None:
