@@ -19,7 +19,9 @@ class SandboxLimitsSettings(Strict):
     cpu_s: float = Field(10.0, gt=0, le=3600, description="CPU seconds per process (RLIMIT_CPU).")
     memory_bytes: int = Field(512 * 2**20, ge=16 * 2**20, description="Address space per process (RLIMIT_AS).")
     max_processes: int = Field(64, ge=1, le=4096, description="Processes and threads of one command (RLIMIT_NPROC).")
-    max_output_bytes: int = Field(2**20, ge=1, description="stdout and stderr together; more is cut and the command killed.")
+    max_output_bytes: int = Field(
+        2**20, ge=1, description="stdout and stderr together; more is cut and the command killed."
+    )
     wall_s: float = Field(30.0, gt=0, le=3600, description="Wall time; then every process of the command is killed.")
     max_file_bytes: int = Field(64 * 2**20, ge=0, description="The largest file the command may write (RLIMIT_FSIZE).")
 

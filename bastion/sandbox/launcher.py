@@ -25,6 +25,8 @@ import resource
 import stat
 import struct
 import sys
+from collections.abc import Callable
+from typing import Any
 
 SYS_LANDLOCK_CREATE_RULESET = 444
 SYS_LANDLOCK_ADD_RULE = 445
@@ -87,22 +89,20 @@ _prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
 _prctl.restype = ctypes.c_int
 
 
-def _check(result, what):
+def _check(result: int, what: str) -> int:
     if result < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
-    return result
+    return int(result)
 
 
-def landlock_abi():
+def landlock_abi() -> int:
     """The kernel's Landlock ABI version; 0 when Landlock is missing or disabled."""
-    version = _syscall(
-        SYS_LANDLOCK_CREATE_RULESET, ctypes.c_void_p(None), ctypes.c_size_t(0), ctypes.c_uint32(1)
-    )
+    version = _syscall(SYS_LANDLOCK_CREATE_RULESET, ctypes.c_void_p(None), ctypes.c_size_t(0), ctypes.c_uint32(1))
     return max(int(version), 0)
 
 
-def fs_rights(abi):
+def fs_rights(abi: int) -> int:
     rights = (1 << 13) - 1
     if abi >= 2:
         rights |= REFER
@@ -113,11 +113,11 @@ def fs_rights(abi):
     return rights
 
 
-def no_new_privs():
+def no_new_privs() -> None:
     _check(_prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
 
 
-def apply_landlock(rules):
+def apply_landlock(rules: list[list[Any]]) -> int:
     """Restrict this process to ``rules`` ([path, rights], missing paths skipped); returns the ABI."""
     abi = landlock_abi()
     if abi < 1:
@@ -160,7 +160,9 @@ def apply_landlock(rules):
             finally:
                 os.close(fd)
         no_new_privs()
-        _check(_syscall(SYS_LANDLOCK_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0)), "landlock_restrict_self")
+        _check(
+            _syscall(SYS_LANDLOCK_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0)), "landlock_restrict_self"
+        )
     finally:
         os.close(ruleset)
     return abi
@@ -170,7 +172,7 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def apply_seccomp(program):
+def apply_seccomp(program: bytes) -> None:
     """Install the classic BPF ``program`` (``struct sock_filter`` records) as a seccomp filter."""
     buf = ctypes.create_string_buffer(program, len(program))
     fprog = _SockFprog(len(program) // 8, ctypes.addressof(buf))
@@ -178,12 +180,12 @@ def apply_seccomp(program):
     _check(_prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0), "prctl(PR_SET_SECCOMP)")
 
 
-def apply_rlimits(limits):
+def apply_rlimits(limits: dict[str, list[int]]) -> None:
     for name, (soft, hard) in limits.items():
         resource.setrlimit(getattr(resource, name), (soft, hard))
 
 
-def _status_field(status_fd, name):
+def _status_field(status_fd: int | None, name: str) -> str | None:
     """A field of /proc/self/status, read through a descriptor opened before Landlock (which hides
     the host's /proc at the landlock tier); the kernel regenerates the text at each read."""
     if status_fd is None:
@@ -195,7 +197,7 @@ def _status_field(status_fd, name):
     return None
 
 
-def _fails(action):
+def _fails(action: Callable[[], object]) -> bool:
     try:
         action()
     except OSError:
@@ -203,17 +205,17 @@ def _fails(action):
     return False
 
 
-def _socket(family):
+def _socket(family: int) -> None:
     import socket
 
     socket.socket(family, socket.SOCK_STREAM).close()
 
 
-def _write(path):
+def _write(path: str) -> None:
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
 
 
-def _exec_denied(path):
+def _exec_denied(path: str) -> bool:
     pid = os.fork()
     if pid == 0:
         try:
@@ -224,7 +226,7 @@ def _exec_denied(path):
     return os.waitstatus_to_exitcode(status) == 126
 
 
-def probe(config, landlock, status_fd):
+def probe(config: dict[str, Any], landlock: int, status_fd: int | None) -> dict[str, Any]:
     """What the sandbox allows, seen from inside (after every restriction is applied)."""
     import socket
 
@@ -243,7 +245,7 @@ def probe(config, landlock, status_fd):
     }
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     config = json.loads(argv[1])
     status_fd = None
     if config.get("probe"):

@@ -90,7 +90,10 @@ def _probe_all(settings: SandboxSettings) -> tuple[SandboxReport, dict[SandboxTi
     uids = UidPool(settings.run_uid_base, settings.run_uid_count)
     python_ok = os.path.isfile(settings.launcher_python) and os.access(settings.launcher_python, os.X_OK)
     prerequisites = {
-        SandboxTier.BUBBLEWRAP: (bwrap is not None and abi >= 1 and current_arch() is not None, "needs bwrap, Landlock and seccomp"),
+        SandboxTier.BUBBLEWRAP: (
+            bwrap is not None and abi >= 1 and current_arch() is not None,
+            "needs bwrap, Landlock and seccomp",
+        ),
         SandboxTier.LANDLOCK: (abi >= 1 and current_arch() is not None, "needs Landlock and a seccomp architecture"),
         SandboxTier.RLIMITS: (True, ""),
     }

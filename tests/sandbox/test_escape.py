@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from bastion.sandbox import CommandRefused, CommandSpec, ExecLimits, ExecResult, SandboxTier
-from bastion.sandbox import runner
+from bastion.sandbox import CommandRefused, CommandSpec, ExecLimits, ExecResult, SandboxTier, runner
 from bastion.sandbox.runner import ProcessSandbox, _uid_pids
 from tests.sandbox.conftest import SMALL
 
@@ -105,7 +104,16 @@ for path in ({str(data_dir)!r}, {str(data_dir / "bastion.db")!r}, "/work", "/roo
         data_dir.rmdir()
     assert result.exit_code == 0, result.stderr
     out = lines(result)
-    assert set(json.loads(out[0].replace("'", '"'))) <= {"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "GIVEN", "LC_CTYPE", "PWD"}
+    assert set(json.loads(out[0].replace("'", '"'))) <= {
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "LANG",
+        "LC_ALL",
+        "GIVEN",
+        "LC_CTYPE",
+        "PWD",
+    }
     assert b"topsecret" not in result.stdout
     assert all(line.endswith(" False") for line in out[1:]), out
 
@@ -223,8 +231,11 @@ async def test_uid_is_not_root_and_no_capability_remains(strongest: ProcessSandb
 
 
 async def test_files_and_stdin_reach_the_command(strongest: ProcessSandbox) -> None:
-    result = await strongest.run(CommandSpec(argv=("cat", "dir/a.txt", "-"), stdin=b"from stdin\n",
-                                             files={"dir/a.txt": b"from a file\n"}, limits=SMALL))
+    result = await strongest.run(
+        CommandSpec(
+            argv=("cat", "dir/a.txt", "-"), stdin=b"from stdin\n", files={"dir/a.txt": b"from a file\n"}, limits=SMALL
+        )
+    )
     assert (result.exit_code, result.stdout) == (0, b"from a file\nfrom stdin\n")
 
 
@@ -248,4 +259,4 @@ async def test_cancel_kills_every_process_within_a_second(
     assert (result.killed, result.exit_code) == ("cancelled", None)
     assert result.duration_s < 1
     left = _uid_pids(spawned[0])
-    assert left == [], [open(f"/proc/{pid}/status").read()[:200] for pid in left]
+    assert left == [], [Path(f"/proc/{pid}/status").read_text()[:200] for pid in left]

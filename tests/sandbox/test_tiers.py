@@ -44,7 +44,8 @@ async def test_without_bubblewrap_the_landlock_tier_still_confines(
     sandbox = select_sandbox(settings_for(work_root))
     assert isinstance(sandbox, ProcessSandbox) and sandbox.tier is SandboxTier.LANDLOCK
     assert sandbox.report is not None
-    assert [(probe.tier, probe.available) for probe in sandbox.report.tiers][0] == (SandboxTier.BUBBLEWRAP, False)
+    top = sandbox.report.tiers[0]
+    assert (top.tier, top.available) == (SandboxTier.BUBBLEWRAP, False)
 
     network = await py(sandbox, NETWORK)
     assert lines(network) == ["PermissionError 1"] * 5, network.stderr
@@ -114,7 +115,7 @@ def test_the_report_is_json_and_names_every_tier(work_root: Path) -> None:
     assert [tier["tier"] for tier in data["tiers"]] == ["bubblewrap", "landlock", "rlimits"]
     assert all(tier["ok"] for tier in data["tiers"])
     assert data["tiers"][0]["checks"]["shell_refused"] is True
-    assert data["landlock_abi"] >= 1 and "/usr/bin/python3.11" in data["allowed_executables"] or data[
+    assert (data["landlock_abi"] >= 1 and "/usr/bin/python3.11" in data["allowed_executables"]) or data[
         "allowed_executables"
     ]
     assert "sh" not in data["allowed_executables"].values()
