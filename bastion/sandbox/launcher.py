@@ -15,8 +15,9 @@ Landlock is called through ``ctypes`` (system calls 444-446, the same numbers on
 architecture): no binding to install, nothing compiled, and the launcher stays one readable file.
 
 Configuration: one argument, a dict in ``marshal`` format, hex-encoded (``marshal`` is built into
-the interpreter; importing ``json`` would add milliseconds to every start). ``{"probe": true, ...}`` applies everything and then, instead of
-executing a command, reports what the sandbox allows as one JSON line on stdout (the self-test).
+the interpreter; importing ``json`` would add milliseconds to every start). With ``"probe": True``
+it applies everything and then, instead of executing a command, reports what the sandbox allows
+as one JSON line on stdout (the self-test).
 """
 
 import ctypes
