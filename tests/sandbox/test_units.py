@@ -58,7 +58,8 @@ def test_landlock_rules_execute_only_the_allowlist_and_write_only_the_work_dir()
     python = os.path.realpath("/usr/bin/python3")
     rules = landlock_rules(work_dir="/workspace", executables=[python], in_namespace=False)
     executable = {path for path, rights in rules if rights & ll.EXECUTE}
-    writable = {path for path, rights in rules if rights & (ll.WRITE_FILE | ll.MAKE_REG) and not path.startswith("/dev/")}
+    writes = ll.WRITE_FILE | ll.MAKE_REG
+    writable = {path for path, rights in rules if rights & writes and not path.startswith("/dev/")}
     assert executable == {python, elf_interpreter(python)}
     assert writable == {"/workspace"}
     assert "/etc" not in {path for path, _ in rules} and "/proc" not in {path for path, _ in rules}
