@@ -29,9 +29,9 @@ def run_filter(program: bytes, nr: int, arch: int, arg0: int = 0) -> int:
     while True:
         code, jt, jf, k = insns[pc]
         if code == 0x20:
-            acc = struct.unpack_from("=I", data, k)[0]
+            acc = int(struct.unpack_from("=I", data, k)[0])
         elif code == 0x06:
-            return k
+            return int(k)
         elif code == 0x15:
             pc += jt if acc == k else jf
         elif code == 0x35:
