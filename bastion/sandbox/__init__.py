@@ -9,19 +9,10 @@ the self-test and picks the tier. Knows nothing of agents, the gateway or HTTP.
 
 from __future__ import annotations
 
-import asyncio
-from typing import Protocol
-
+from bastion.sandbox.protocol import Sandbox
 from bastion.sandbox.report import SandboxReport, TierProbe
 from bastion.sandbox.selftest import select_sandbox, self_test
 from bastion.sandbox.spec import CommandRefused, CommandSpec, ExecLimits, ExecResult, SandboxTier
-
-
-class Sandbox(Protocol):
-    tier: SandboxTier
-
-    async def run(self, spec: CommandSpec, *, cancel: asyncio.Event | None = None) -> ExecResult: ...
-
 
 __all__ = [
     "CommandRefused",

@@ -243,7 +243,7 @@ def probe(config: dict[str, Any], landlock: int, status_fd: int | None) -> dict[
         "ipv6_socket_refused": _fails(lambda: _socket(socket.AF_INET6)),
         "write_outside_refused": _fails(lambda: _write(paths["outside"])),
         "write_work_allowed": not _fails(lambda: _write(paths["work"])),
-        "shell_refused": _exec_denied(paths["shell"]),
+        "unlisted_exec_refused": _exec_denied(paths["unlisted"]),
     }
 
 

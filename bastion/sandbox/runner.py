@@ -239,6 +239,13 @@ class ProcessSandbox:
             return argv, {"PATH": SYSTEM_PATH}  # bwrap clears it anyway (--clearenv)
         return launch, env
 
+    def _unlisted(self) -> str:
+        """A program the probe must fail to execute: a shell, unless an administrator allowed it."""
+        for path in ("/bin/sh", "/bin/bash", "/usr/bin/env", "/usr/bin/id", "/bin/ls"):
+            if os.path.exists(path) and os.path.realpath(path) not in self.allowlist.executables:
+                return path
+        return "/bin/sh"
+
     def _work_dir(self, run_dir: RunDir) -> str:
         return layout.SANDBOX_WORK_DIR if self.tier is SandboxTier.BUBBLEWRAP else str(run_dir.work)
 
@@ -290,7 +297,11 @@ class ProcessSandbox:
             work_dir = self._work_dir(run_dir)
             probe_paths: dict[str, str] | None = None
             if probe:
-                probe_paths = {"shell": "/bin/sh", "work": f"{work_dir}/probe", "outside": "/tmp/probe-outside"}
+                probe_paths = {
+                    "unlisted": self._unlisted(),
+                    "work": f"{work_dir}/probe",
+                    "outside": "/tmp/probe-outside",  # bubblewrap's own /tmp: writable but for Landlock
+                }
                 if self.tier is not SandboxTier.BUBBLEWRAP:
                     # A directory the uid may write to by its permissions: only Landlock refuses.
                     outside = run_dir.root / "outside"

@@ -4,7 +4,7 @@ A tier is chosen only if its probe, run through the real launcher with the real 
 the tier promises from inside (a tier that merely looks available is not enough): no capabilities
 and a uid other than 0 everywhere; above the rlimits tier also seccomp in filter mode, Landlock
 applied, IPv4 and IPv6 sockets refused, writes refused outside the work directory and allowed in
-it, and a shell refused.
+it, and a program outside the allowlist (a shell) refused.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from bastion.config.sandbox_settings import SandboxSettings
 from bastion.sandbox import launcher
 from bastion.sandbox.allowlist import Allowlist, resolve_executable
+from bastion.sandbox.protocol import Sandbox
 from bastion.sandbox.report import SandboxReport, TierProbe
 from bastion.sandbox.runner import ProcessSandbox, RefusingSandbox
 from bastion.sandbox.seccomp import current_arch
@@ -32,7 +33,7 @@ _CONFINED_CHECKS = (
     "ipv6_socket_refused",
     "write_outside_refused",
     "write_work_allowed",
-    "shell_refused",
+    "unlisted_exec_refused",
 )
 REQUIRED_CHECKS: dict[SandboxTier, tuple[str, ...]] = {
     SandboxTier.BUBBLEWRAP: _CONFINED_CHECKS,
@@ -54,7 +55,7 @@ def _facts(probe: dict[str, Any]) -> dict[str, bool]:
                 "ipv6_socket_refused",
                 "write_outside_refused",
                 "write_work_allowed",
-                "shell_refused",
+                "unlisted_exec_refused",
             )
         },
     }
@@ -148,7 +149,7 @@ def self_test(settings: SandboxSettings | None = None) -> SandboxReport:
     return _probe_all(settings or SandboxSettings())[0]
 
 
-def select_sandbox(settings: SandboxSettings) -> ProcessSandbox | RefusingSandbox:
+def select_sandbox(settings: SandboxSettings) -> Sandbox:
     """The sandbox commands run in: the strongest tier whose probe held, if the policy accepts it;
     otherwise one that refuses every command (``CommandRefused``) with the reason."""
     report, sandboxes = _probe_all(settings)

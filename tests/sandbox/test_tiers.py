@@ -114,7 +114,7 @@ def test_the_report_is_json_and_names_every_tier(work_root: Path) -> None:
     assert data["chosen"] == "bubblewrap" and data["refused_reason"] is None
     assert [tier["tier"] for tier in data["tiers"]] == ["bubblewrap", "landlock", "rlimits"]
     assert all(tier["ok"] for tier in data["tiers"])
-    assert data["tiers"][0]["checks"]["shell_refused"] is True
+    assert data["tiers"][0]["checks"]["unlisted_exec_refused"] is True
     assert (data["landlock_abi"] >= 1 and "/usr/bin/python3.11" in data["allowed_executables"]) or data[
         "allowed_executables"
     ]
