@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,6 +46,15 @@ def _safe_relative(name: str) -> PurePosixPath:
     return path
 
 
+def _check_owned(work_root: Path) -> None:
+    """Refuse a work root someone else could tamper with (e.g. pre-created in a shared /tmp)."""
+    info = os.lstat(work_root)
+    if stat.S_ISLNK(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise CommandRefused(
+            f"sandbox work_root {work_root} must be a directory of the gateway's user, not writable by others"
+        )
+
+
 @dataclass(slots=True)
 class RunDir:
     """``<root>/run-xxxx/``: ``work/`` (the command's, read-write) and ``passwd``/``group``."""
@@ -59,6 +69,7 @@ class RunDir:
         for name in files:
             _safe_relative(name)  # refuse before anything is created
         work_root.mkdir(parents=True, exist_ok=True, mode=0o711)
+        _check_owned(work_root)
         root = Path(tempfile.mkdtemp(prefix="run-", dir=work_root))
         try:
             os.chmod(root, 0o711)  # traversable by the run uid, not listable

@@ -271,3 +271,11 @@ async def test_cancel_kills_every_process_within_a_second(
     assert returned_at - cancelled_at[0] < 1
     left = _uid_pids(spawned[0])
     assert left == [], [Path(f"/proc/{pid}/status").read_text()[:200] for pid in left]
+
+
+async def test_concurrent_commands_each_get_their_own_uid_and_directory(strongest: ProcessSandbox) -> None:
+    code = "import os, sys\nopen('mine', 'w').write(sys.argv[1])\nprint(sys.argv[1], sorted(os.listdir('.')))"
+    results = await asyncio.gather(
+        *(strongest.run(CommandSpec(argv=("python3", "-c", code, str(n)), limits=SMALL)) for n in range(3))
+    )
+    assert [result.stdout.decode().strip() for result in results] == [f"{n} ['mine']" for n in range(3)]

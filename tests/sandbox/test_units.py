@@ -111,3 +111,14 @@ def test_the_verdict_names_kernel_enforced_limits() -> None:
     assert verdict(1, b"Traceback...\nMemoryError\n", direct) == (1, "memory")
     assert verdict(3, b"", direct) == (3, None)
     assert verdict(-signal.SIGSEGV, b"", direct) == (128 + signal.SIGSEGV, None)
+
+
+def test_a_work_root_others_can_write_to_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    with pytest.raises(CommandRefused, match="not writable by others"):
+        RunDir.create(shared, None, {})
+    (tmp_path / "link").symlink_to(tmp_path)
+    with pytest.raises(CommandRefused):
+        RunDir.create(tmp_path / "link", None, {})
