@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import stat
@@ -9,6 +10,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import ClassVar
 
 from bastion.sandbox.layout import passwd_lines
 from bastion.sandbox.spec import CommandRefused
@@ -21,18 +23,28 @@ def default_work_root() -> Path:
 class UidPool:
     """One uid per concurrent command when the gateway is root (``None`` from ``acquire`` otherwise:
     the command keeps the gateway's uid). A uid of its own caps the command's processes with
-    RLIMIT_NPROC (never enforced for root) and lets the sandbox find and kill all of them."""
+    RLIMIT_NPROC (never enforced for root) and lets the sandbox find and kill all of them.
+
+    Use ``UidPool.shared``: every sandbox of the process must draw from one pool. Uids are handed
+    out least recently used first, so a uid whose killed processes are still being reaped (they
+    count against RLIMIT_NPROC until then) is not the next one given out."""
+
+    _pools: ClassVar[dict[tuple[int, int], UidPool]] = {}
 
     def __init__(self, base: int, count: int) -> None:
-        self._free = list(range(base + count - 1, base - 1, -1))
+        self._free = collections.deque(range(base, base + count))
         self.enabled = os.geteuid() == 0
+
+    @classmethod
+    def shared(cls, base: int, count: int) -> UidPool:
+        return cls._pools.setdefault((base, count), cls(base, count))
 
     def acquire(self) -> int | None:
         if not self.enabled:
             return None
         if not self._free:
             raise CommandRefused("too many sandboxed commands at once")
-        return self._free.pop()
+        return self._free.popleft()
 
     def release(self, uid: int | None) -> None:
         if uid is not None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bastion.sandbox import CommandRefused, CommandSpec, SandboxTier, select_sandbox, self_test
+from bastion.sandbox import CommandRefused, CommandSpec, SandboxTier, runner, select_sandbox, self_test
 from bastion.sandbox import launcher as sandbox_launcher
 from bastion.sandbox.runner import ProcessSandbox, RefusingSandbox
 from tests.sandbox.conftest import SMALL, settings_for
@@ -119,3 +121,26 @@ def test_the_report_is_json_and_names_every_tier(work_root: Path) -> None:
         "allowed_executables"
     ]
     assert "sh" not in data["allowed_executables"].values()
+
+
+async def test_without_namespaces_a_process_that_left_the_group_is_still_killed(
+    no_bwrap: None, work_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox = select_sandbox(settings_for(work_root))
+    assert sandbox.tier is SandboxTier.LANDLOCK
+    uids: list[int] = []
+    real_spawn = runner.spawn
+
+    async def spawn(launch: Any) -> tuple[asyncio.subprocess.Process, asyncio.Event]:
+        uids.append(launch.uid)
+        return await real_spawn(launch)
+
+    monkeypatch.setattr(runner, "spawn", spawn)
+    # The child leaves the process group (a new session) and keeps stdout open: the command's
+    # first process exits at once, the child must not outlive it.
+    code = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(30)\nprint('parent done')"
+    assert isinstance(sandbox, ProcessSandbox)
+    result = await py(sandbox, code, limits=CPU_BOUND)
+    assert (result.exit_code, result.stdout, result.killed) == (0, b"parent done\n", None)
+    assert result.duration_s < 5
+    assert runner._uid_pids(uids[0]) == []
