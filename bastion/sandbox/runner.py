@@ -91,14 +91,15 @@ class _Output:
     async def pump(self, stream: asyncio.StreamReader | None, sink: bytearray) -> None:
         if stream is None:
             return
+        # Past the budget the rest is read and dropped until the command is gone: a pipe nobody
+        # reads would keep a killed command's transport from ever seeing the end of file.
         while chunk := await stream.read(_READ_CHUNK):
-            room = self.cap - self.used
+            room = max(0, self.cap - self.used)
             sink += chunk[:room]
             self.used += min(len(chunk), room)
             if len(chunk) > room:
                 self.truncated = True
                 self.overflow.set()
-                return
 
 
 def _uid_pids(uid: int) -> list[int]:
@@ -337,7 +338,7 @@ class ProcessSandbox:
     ) -> ExecResult:
         output = _Output(spec.limits.max_output_bytes)
         stdout, stderr = bytearray(), bytearray()
-        tasks = [
+        tasks: list[asyncio.Task[Any]] = [
             asyncio.create_task(output.pump(process.stdout, stdout)),
             asyncio.create_task(output.pump(process.stderr, stderr)),
             asyncio.create_task(_feed(process, spec.stdin)),
@@ -359,8 +360,12 @@ class ProcessSandbox:
             if killed is not None or self.tier is not SandboxTier.BUBBLEWRAP:
                 # Also whatever the command left behind (bubblewrap's PID namespace died with it).
                 await kill_all_async(process.pid, uid)
-            # Only now that nothing is left can the pipes close (wait() waits for them too).
-            returncode = await process.wait()
+            await exited_event.wait()  # at once: the first process exited or was just killed
+            returncode = process.returncode
+            assert returncode is not None
+            # Once nothing is left the pipes reach their end; something that escaped every kill
+            # (possible only without a uid of its own) cannot hold the result back.
+            tasks.append(asyncio.create_task(process.wait()))
             await asyncio.wait(tasks, timeout=_DRAIN_S)
         finally:
             for task in [*tasks, exited, overflow, *([cancelled] if cancelled else [])]:
