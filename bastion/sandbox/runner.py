@@ -21,18 +21,15 @@ from typing import Any
 
 from bastion.sandbox import layout
 from bastion.sandbox.allowlist import SYSTEM_PATH, Allowlist
+from bastion.sandbox.reaper import kill_all, kill_all_async, uid_tasks
 from bastion.sandbox.report import SandboxReport
 from bastion.sandbox.seccomp import build_filter, current_arch
-from bastion.sandbox.spec import CommandRefused, CommandSpec, ExecLimits, ExecResult, SandboxTier
+from bastion.sandbox.spec import CommandRefused, CommandSpec, ExecLimits, ExecResult, SandboxTier, validate_spec
 from bastion.sandbox.workdir import RunDir, UidPool
 
 _READ_CHUNK = 65536
 #: Time left to the pipes to reach end of file once every process is gone.
 _DRAIN_S = 1.0
-#: How long the kill sweeps a uid's processes (a fork racing one sweep is caught by the next;
-#: RLIMIT_NPROC bounds how many there can be), and the pause between sweeps.
-_SWEEP_S = 0.5
-_SWEEP_PAUSE_S = 0.005
 #: Messages of an allocation that failed under RLIMIT_AS (Python, C, C++, the launcher).
 _MEMORY_MARKERS = (b"MemoryError", b"Cannot allocate memory", b"std::bad_alloc", b"out of memory")
 
@@ -51,6 +48,7 @@ def launcher_config(
     exe: str | None,
     argv: list[str],
     probe_paths: Mapping[str, str] | None = None,
+    shared_uid_tasks: int = 0,
 ) -> dict[str, Any]:
     """What the launcher applies before ``execve``: rlimits always, Landlock and seccomp above
     the rlimits tier."""
@@ -59,7 +57,9 @@ def launcher_config(
     rlimits = {
         "RLIMIT_CPU": [cpu, cpu + 1],
         "RLIMIT_AS": [limits.memory_bytes, limits.memory_bytes],
-        "RLIMIT_NPROC": [limits.max_processes, limits.max_processes],
+        # Counted per uid (per user namespace under bubblewrap): a command sharing the gateway's uid
+        # outside a namespace gets its processes on top of what that uid already runs.
+        "RLIMIT_NPROC": [limits.max_processes + shared_uid_tasks] * 2,
         "RLIMIT_FSIZE": [limits.max_file_bytes, limits.max_file_bytes],
         "RLIMIT_NOFILE": [limits.max_open_files, limits.max_open_files],
         "RLIMIT_CORE": [0, 0],
@@ -100,60 +100,6 @@ class _Output:
             if len(chunk) > room:
                 self.truncated = True
                 self.overflow.set()
-
-
-def _uid_pids(uid: int) -> list[int]:
-    """The live processes (zombies are dead already) whose uid is ``uid``: /proc/<pid> belongs to
-    the process's uid, so one stat per process finds them."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{entry}").st_uid != uid:
-                continue
-            with open(f"/proc/{entry}/stat", "rb") as stat:
-                state = stat.read().rsplit(b")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state not in (b"Z", b"X"):
-            pids.append(int(entry))
-    return pids
-
-
-def _kill_group(pid: int | None) -> None:
-    if pid is not None and pid > 1:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-
-
-def _sweep(uid: int) -> bool:
-    """SIGKILL every live process of ``uid``; False when there was none."""
-    pids = _uid_pids(uid)
-    for victim in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(victim, signal.SIGKILL)
-    return bool(pids)
-
-
-def kill_all(pid: int | None, uid: int | None) -> None:
-    """Kill the command's process group and, with a uid of its own, every process of that uid
-    (a process that left the group, e.g. with setsid, is still found); bubblewrap's PID namespace
-    dies with its first process anyway."""
-    _kill_group(pid)
-    if uid is not None:
-        deadline = time.monotonic() + _SWEEP_S
-        while _sweep(uid) and time.monotonic() < deadline:
-            time.sleep(_SWEEP_PAUSE_S)
-
-
-async def kill_all_async(pid: int | None, uid: int | None) -> None:
-    """``kill_all`` without blocking the event loop while killed processes finish dying."""
-    _kill_group(pid)
-    if uid is not None:
-        deadline = time.monotonic() + _SWEEP_S
-        while _sweep(uid) and time.monotonic() < deadline:
-            await asyncio.sleep(_SWEEP_PAUSE_S)
 
 
 def _signal_of(returncode: int, tier: SandboxTier) -> int | None:
@@ -240,6 +186,9 @@ class ProcessSandbox:
             return argv, {"PATH": SYSTEM_PATH}  # bwrap clears it anyway (--clearenv)
         return launch, env
 
+    def _shared_uid_tasks(self, uid: int | None) -> int:
+        return uid_tasks(os.getuid()) if uid is None and self.tier is not SandboxTier.BUBBLEWRAP else 0
+
     def _unlisted(self) -> str:
         """A program the probe must fail to execute: a shell, unless an administrator allowed it."""
         for path in ("/bin/sh", "/bin/bash", "/usr/bin/env", "/usr/bin/id", "/bin/ls"):
@@ -251,8 +200,7 @@ class ProcessSandbox:
         return layout.SANDBOX_WORK_DIR if self.tier is SandboxTier.BUBBLEWRAP else str(run_dir.work)
 
     async def run(self, spec: CommandSpec, *, cancel: asyncio.Event | None = None) -> ExecResult:
-        if not spec.argv:
-            raise CommandRefused("empty argv")
+        validate_spec(spec)
         exe = self.allowlist.check(spec.argv[0])
         started = time.monotonic()
         with self._prepared(spec, exe=exe, probe=False) as launch:
@@ -318,6 +266,7 @@ class ProcessSandbox:
                 exe=exe,
                 argv=list(spec.argv),
                 probe_paths=probe_paths,
+                shared_uid_tasks=self._shared_uid_tasks(uid),
             )
             argv, env = self._command(run_dir, config, layout.sandbox_env(work_dir, spec.env))
             argv, ids = _as_uid(argv, uid)

@@ -64,3 +64,17 @@ class ExecResult:
 
 class CommandRefused(Exception):
     """The command was not run (not allowlisted, bad spec, tier refused): no process was started."""
+
+
+def validate_spec(spec: CommandSpec) -> None:
+    """``CommandRefused`` for what could not be passed to a process or makes no sense as a limit."""
+    if not spec.argv:
+        raise CommandRefused("empty argv")
+    texts = [*spec.argv, *spec.env, *spec.env.values()]
+    if any("\0" in text for text in texts) or any(not key or "=" in key for key in spec.env):
+        raise CommandRefused("argv and env may not contain NUL characters; env names neither '=' nor empty")
+    limits = spec.limits
+    if min(limits.cpu_s, limits.wall_s, limits.memory_bytes, limits.max_processes, limits.max_open_files) <= 0:
+        raise CommandRefused("limits must be positive")
+    if limits.max_output_bytes < 0 or limits.max_file_bytes < 0:
+        raise CommandRefused("output and file limits may not be negative")

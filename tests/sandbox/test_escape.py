@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from bastion.sandbox import CommandRefused, CommandSpec, ExecLimits, ExecResult, SandboxTier, runner
-from bastion.sandbox.runner import ProcessSandbox, _uid_pids
+from bastion.sandbox import CommandRefused, CommandSpec, ExecLimits, ExecResult, SandboxTier, reaper, runner
+from bastion.sandbox.runner import ProcessSandbox
 from tests.sandbox.conftest import SMALL
 
 pytestmark = pytest.mark.integration
@@ -250,7 +250,7 @@ async def test_cancel_kills_every_process_within_a_second(
 
     async def cancel_when_all_forked(uid: int) -> None:
         # bwrap, its PID 1, then 2**4 Python processes: cancel once every one of them is running.
-        while len(runner._uid_pids(uid)) < 18:
+        while len(reaper.uid_pids(uid)) < 18:
             await asyncio.sleep(0.01)
         cancelled_at.append(time.monotonic())
         cancel.set()
@@ -269,7 +269,7 @@ async def test_cancel_kills_every_process_within_a_second(
     returned_at = time.monotonic()
     assert (result.killed, result.exit_code) == ("cancelled", None)
     assert returned_at - cancelled_at[0] < 1
-    left = _uid_pids(spawned[0])
+    left = reaper.uid_pids(spawned[0])
     assert left == [], [Path(f"/proc/{pid}/status").read_text()[:200] for pid in left]
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bastion.sandbox import CommandRefused, CommandSpec, SandboxTier, runner, select_sandbox, self_test
+from bastion.sandbox import CommandRefused, CommandSpec, SandboxTier, reaper, runner, select_sandbox, self_test
 from bastion.sandbox import launcher as sandbox_launcher
 from bastion.sandbox.runner import ProcessSandbox, RefusingSandbox
 from tests.sandbox.conftest import SMALL, settings_for
@@ -143,4 +143,4 @@ async def test_without_namespaces_a_process_that_left_the_group_is_still_killed(
     result = await py(sandbox, code, limits=CPU_BOUND)
     assert (result.exit_code, result.stdout, result.killed) == (0, b"parent done\n", None)
     assert result.duration_s < 5
-    assert runner._uid_pids(uids[0]) == []
+    assert reaper.uid_pids(uids[0]) == []

@@ -12,12 +12,13 @@ from pydantic import ValidationError
 
 from bastion.config.sandbox_settings import SandboxSettings
 from bastion.config.settings import Settings
-from bastion.sandbox import CommandRefused, SandboxTier
+from bastion.sandbox import CommandRefused, CommandSpec, ExecLimits, SandboxTier
 from bastion.sandbox import launcher as ll
 from bastion.sandbox.allowlist import Allowlist, resolve_executable
 from bastion.sandbox.layout import bwrap_argv, elf_interpreter, landlock_rules
 from bastion.sandbox.runner import verdict
 from bastion.sandbox.seccomp import ARCHES, RET_ALLOW, RET_ERRNO, RET_KILL_PROCESS, build_filter
+from bastion.sandbox.spec import validate_spec
 from bastion.sandbox.workdir import RunDir
 
 
@@ -122,3 +123,19 @@ def test_a_work_root_others_can_write_to_is_refused(tmp_path: Path) -> None:
     (tmp_path / "link").symlink_to(tmp_path)
     with pytest.raises(CommandRefused):
         RunDir.create(tmp_path / "link", None, {})
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        CommandSpec(argv=()),
+        CommandSpec(argv=("cat", "a\0b")),
+        CommandSpec(argv=("cat",), env={"A=B": "x"}),
+        CommandSpec(argv=("cat",), env={"": "x"}),
+        CommandSpec(argv=("cat",), limits=ExecLimits(wall_s=0)),
+        CommandSpec(argv=("cat",), limits=ExecLimits(max_processes=0)),
+    ],
+)
+def test_specs_no_process_could_take_are_refused(spec: CommandSpec) -> None:
+    with pytest.raises(CommandRefused):
+        validate_spec(spec)
