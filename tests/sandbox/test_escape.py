@@ -13,6 +13,7 @@ import pytest
 
 from bastion.sandbox import CommandRefused, CommandSpec, ExecLimits, ExecResult, SandboxTier, reaper, runner
 from bastion.sandbox.runner import ProcessSandbox
+from bastion.sandbox.seccomp import current_arch
 from tests.sandbox.conftest import SMALL
 
 pytestmark = pytest.mark.integration
@@ -167,6 +168,33 @@ async def test_a_shell_spawned_by_an_allowed_tool_is_refused(strongest: ProcessS
     out = lines(result)
     assert out[0] != "0"
     assert all(line.startswith("refused") for line in out[1:]), out
+
+
+ARCH = current_arch()
+assert ARCH is not None
+KEYCTL, BPF = ARCH.denied_nrs[0], ARCH.denied_nrs[3]
+KERNEL_SURFACE = f"""
+import ctypes, os, threading, subprocess
+libc = ctypes.CDLL(None, use_errno=True)
+calls = (
+    ("unshare", lambda: libc.unshare(0x10000000)),
+    ("keyctl", lambda: libc.syscall({KEYCTL}, 0, 0)),
+    ("bpf", lambda: libc.syscall({BPF}, 0, 0, 0)),
+    ("mount", lambda: libc.mount(b"x", b"y", b"tmpfs", 0, 0)),
+)
+for name, call in calls:
+    print(name, call(), ctypes.get_errno())
+thread = threading.Thread(target=lambda: None)
+thread.start()
+thread.join()
+print("thread ok", subprocess.run(["echo", "spawned"], capture_output=True).stdout)
+"""
+
+
+async def test_namespaces_mounts_keyring_and_bpf_are_refused(strongest: ProcessSandbox) -> None:
+    result = await py(strongest, KERNEL_SURFACE)
+    assert result.exit_code == 0, result.stderr
+    assert lines(result) == ["unshare -1 1", "keyctl -1 1", "bpf -1 1", "mount -1 1", "thread ok b'spawned\\n'"]
 
 
 FORK_BOMB = """

@@ -15,7 +15,7 @@ from bastion.sandbox import CommandRefused, CommandSpec, SandboxTier, reaper, ru
 from bastion.sandbox import launcher as sandbox_launcher
 from bastion.sandbox.runner import ProcessSandbox, RefusingSandbox
 from tests.sandbox.conftest import SMALL, settings_for
-from tests.sandbox.test_escape import CPU_BOUND, FORK_BOMB, NETWORK, SHELL, lines, py
+from tests.sandbox.test_escape import CPU_BOUND, FORK_BOMB, KERNEL_SURFACE, NETWORK, SHELL, lines, py
 
 pytestmark = pytest.mark.integration
 
@@ -76,6 +76,9 @@ print(open("inside").read(), os.getuid() != 0)
     shell = await py(sandbox, SHELL)
     assert b"from-a-shell" not in shell.stdout + shell.stderr
     assert all(line.startswith("refused") for line in lines(shell)[1:]), shell.stdout
+
+    kernel = await py(sandbox, KERNEL_SURFACE)
+    assert lines(kernel)[:4] == ["unshare -1 1", "keyctl -1 1", "bpf -1 1", "mount -1 1"], kernel.stderr
 
     bomb = await py(sandbox, FORK_BOMB)
     verdict, children, _ = lines(bomb)[0].split()

@@ -17,7 +17,7 @@ from bastion.sandbox import launcher as ll
 from bastion.sandbox.allowlist import Allowlist, resolve_executable
 from bastion.sandbox.layout import bwrap_argv, elf_interpreter, landlock_rules
 from bastion.sandbox.runner import verdict
-from bastion.sandbox.seccomp import ARCHES, RET_ALLOW, RET_ERRNO, RET_KILL_PROCESS, build_filter
+from bastion.sandbox.seccomp import ARCHES, CLONE3_NR, RET_ALLOW, RET_ERRNO, RET_KILL_PROCESS, build_filter
 from bastion.sandbox.spec import validate_spec
 from bastion.sandbox.workdir import RunDir
 
@@ -37,6 +37,8 @@ def run_filter(program: bytes, nr: int, arch: int, arg0: int = 0) -> int:
             pc += jt if acc == k else jf
         elif code == 0x35:
             pc += jt if acc >= k else jf
+        elif code == 0x45:
+            pc += jt if acc & k else jf
         pc += 1
 
 
@@ -48,7 +50,11 @@ def test_the_seccomp_filter_allows_unix_sockets_only(machine: str) -> None:
     assert run_filter(program, arch.socket_nr, arch.audit_arch, arg0=1) == RET_ALLOW  # AF_UNIX
     for family in (2, 10, 16, 17):  # AF_INET, AF_INET6, AF_NETLINK, AF_PACKET
         assert run_filter(program, arch.socket_nr, arch.audit_arch, arg0=family) == eperm
-    assert run_filter(program, 425, arch.audit_arch) == eperm  # io_uring_setup
+    for nr in arch.denied_nrs:  # io_uring, keyring, bpf, namespaces, mounts...
+        assert run_filter(program, nr, arch.audit_arch) == eperm
+    assert run_filter(program, arch.clone_nr, arch.audit_arch, arg0=0x10000000) == eperm  # CLONE_NEWUSER
+    assert run_filter(program, arch.clone_nr, arch.audit_arch, arg0=0x3D0F00) == RET_ALLOW  # a thread
+    assert run_filter(program, CLONE3_NR, arch.audit_arch) == RET_ERRNO | 38  # ENOSYS
     assert run_filter(program, 0, arch.audit_arch) == RET_ALLOW
     assert run_filter(program, 0, 0x40000003) == RET_KILL_PROCESS  # i386 system calls
     if arch.x32_bit:
