@@ -38,6 +38,7 @@ LANDLOCK_RULE_PATH_BENEATH = 1
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
+CLONE_NEWUSER = 0x10000000
 
 # Landlock file-system rights (linux/landlock.h).
 EXECUTE = 1 << 0
@@ -244,6 +245,7 @@ def probe(config: dict[str, Any], landlock: int, status_fd: int | None) -> dict[
         "write_outside_refused": _fails(lambda: _write(paths["outside"])),
         "write_work_allowed": not _fails(lambda: _write(paths["work"])),
         "unlisted_exec_refused": _exec_denied(paths["unlisted"]),
+        "namespaces_refused": _libc.unshare(CLONE_NEWUSER) != 0,
     }
 
 

@@ -4,7 +4,7 @@ A tier is chosen only if its probe, run through the real launcher with the real 
 the tier promises from inside (a tier that merely looks available is not enough): no capabilities
 and a uid other than 0 everywhere; above the rlimits tier also seccomp in filter mode, Landlock
 applied, IPv4 and IPv6 sockets refused, writes refused outside the work directory and allowed in
-it, and a program outside the allowlist (a shell) refused.
+it, a program outside the allowlist (a shell) refused, and no new user namespace.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ _CONFINED_CHECKS = (
     "write_outside_refused",
     "write_work_allowed",
     "unlisted_exec_refused",
+    "namespaces_refused",
 )
 REQUIRED_CHECKS: dict[SandboxTier, tuple[str, ...]] = {
     SandboxTier.BUBBLEWRAP: _CONFINED_CHECKS,
@@ -56,6 +57,7 @@ def _facts(probe: dict[str, Any]) -> dict[str, bool]:
                 "write_outside_refused",
                 "write_work_allowed",
                 "unlisted_exec_refused",
+                "namespaces_refused",
             )
         },
     }
