@@ -9,7 +9,7 @@ the self-test and picks the tier. Knows nothing of agents, the gateway or HTTP.
 
 from __future__ import annotations
 
-from bastion.sandbox.protocol import Sandbox
+from bastion.sandbox.protocol import Sandbox, SelectedSandbox
 from bastion.sandbox.report import SandboxReport, TierProbe
 from bastion.sandbox.selftest import select_sandbox, self_test
 from bastion.sandbox.spec import CommandRefused, CommandSpec, ExecLimits, ExecResult, SandboxTier
@@ -22,6 +22,7 @@ __all__ = [
     "Sandbox",
     "SandboxReport",
     "SandboxTier",
+    "SelectedSandbox",
     "TierProbe",
     "select_sandbox",
     "self_test",

@@ -11,9 +11,14 @@ from bastion.sandbox.spec import CommandSpec, ExecResult, SandboxTier
 
 class Sandbox(Protocol):
     tier: SandboxTier
-    #: The self-test that chose this sandbox (``select_sandbox`` sets it; the status route serves it).
-    report: SandboxReport | None
 
     async def run(self, spec: CommandSpec, *, cancel: asyncio.Event | None = None) -> ExecResult:
         """Run one command; ``CommandRefused`` (no process started) when it may not run at all."""
         ...
+
+
+class SelectedSandbox(Sandbox, Protocol):
+    """What ``select_sandbox`` returns: a sandbox and the self-test that chose it."""
+
+    #: The status route serves it (``report.as_dict()``).
+    report: SandboxReport | None

@@ -16,7 +16,7 @@ from typing import Any
 from bastion.config.sandbox_settings import SandboxSettings
 from bastion.sandbox import launcher
 from bastion.sandbox.allowlist import Allowlist, resolve_executable
-from bastion.sandbox.protocol import Sandbox
+from bastion.sandbox.protocol import SelectedSandbox
 from bastion.sandbox.report import SandboxReport, TierProbe
 from bastion.sandbox.runner import ProcessSandbox, RefusingSandbox
 from bastion.sandbox.seccomp import current_arch
@@ -151,7 +151,7 @@ def self_test(settings: SandboxSettings | None = None) -> SandboxReport:
     return _probe_all(settings or SandboxSettings())[0]
 
 
-def select_sandbox(settings: SandboxSettings) -> Sandbox:
+def select_sandbox(settings: SandboxSettings) -> SelectedSandbox:
     """The sandbox commands run in: the strongest tier whose probe held, if the policy accepts it;
     otherwise one that refuses every command (``CommandRefused``) with the reason."""
     report, sandboxes = _probe_all(settings)
