@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import fcntl
 import os
 import shutil
 import stat
@@ -25,30 +26,48 @@ class UidPool:
     the command keeps the gateway's uid). A uid of its own caps the command's processes with
     RLIMIT_NPROC (never enforced for root) and lets the sandbox find and kill all of them.
 
-    Use ``UidPool.shared``: every sandbox of the process must draw from one pool. Uids are handed
-    out least recently used first, so a uid whose killed processes are still being reaped (they
-    count against RLIMIT_NPROC until then) is not the next one given out."""
+    A uid is held with an exclusive ``flock`` on ``<lock_dir>/<uid>.lock``, so the gateway's
+    worker processes never hand out the same uid at once (the lock goes with a process that
+    dies). Uids are tried in rotation, so a uid whose killed processes are still being reaped
+    (they count against RLIMIT_NPROC until then) is not the next one given out. ``shared`` gives
+    every sandbox of a process the same pool."""
 
-    _pools: ClassVar[dict[tuple[int, int], UidPool]] = {}
+    _pools: ClassVar[dict[tuple[int, int, Path], UidPool]] = {}
 
-    def __init__(self, base: int, count: int) -> None:
-        self._free = collections.deque(range(base, base + count))
+    def __init__(self, base: int, count: int, lock_dir: Path) -> None:
+        self._order = collections.deque(range(base, base + count))
+        self._held: dict[int, int] = {}  # uid -> the descriptor holding its lock
+        self.lock_dir = lock_dir
         self.enabled = os.geteuid() == 0
 
     @classmethod
-    def shared(cls, base: int, count: int) -> UidPool:
-        return cls._pools.setdefault((base, count), cls(base, count))
+    def shared(cls, base: int, count: int, lock_dir: Path) -> UidPool:
+        return cls._pools.setdefault((base, count, lock_dir), cls(base, count, lock_dir))
 
     def acquire(self) -> int | None:
         if not self.enabled:
             return None
-        if not self._free:
-            raise CommandRefused("too many sandboxed commands at once")
-        return self._free.popleft()
+        self.lock_dir.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
+        self.lock_dir.mkdir(exist_ok=True, mode=0o700)
+        for _ in range(len(self._order)):
+            uid = self._order[0]
+            self._order.rotate(-1)
+            if uid in self._held:
+                continue
+            fd = os.open(self.lock_dir / f"{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            self._held[uid] = fd
+            return uid
+        raise CommandRefused("too many sandboxed commands at once")
 
     def release(self, uid: int | None) -> None:
-        if uid is not None:
-            self._free.append(uid)
+        fd = self._held.pop(uid, None) if uid is not None else None
+        if fd is not None:
+            os.close(fd)  # and with it the lock
 
 
 def _safe_relative(name: str) -> PurePosixPath:

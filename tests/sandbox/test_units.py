@@ -19,7 +19,7 @@ from bastion.sandbox.layout import bwrap_argv, elf_interpreter, landlock_rules
 from bastion.sandbox.runner import verdict
 from bastion.sandbox.seccomp import ARCHES, CLONE3_NR, RET_ALLOW, RET_ERRNO, RET_KILL_PROCESS, build_filter
 from bastion.sandbox.spec import validate_spec
-from bastion.sandbox.workdir import RunDir
+from bastion.sandbox.workdir import RunDir, UidPool
 
 
 def run_filter(program: bytes, nr: int, arch: int, arg0: int = 0) -> int:
@@ -145,3 +145,16 @@ def test_a_work_root_others_can_write_to_is_refused(tmp_path: Path) -> None:
 def test_specs_no_process_could_take_are_refused(spec: CommandSpec) -> None:
     with pytest.raises(CommandRefused):
         validate_spec(spec)
+
+
+def test_two_pools_never_hand_out_the_same_uid(tmp_path: Path) -> None:
+    """Two pools stand for two worker processes: the flock on each uid keeps them apart."""
+    first, second = UidPool(300_000, 3, tmp_path), UidPool(300_000, 3, tmp_path)
+    first.enabled = second.enabled = True  # handing out uids needs root; the locks do not
+    a = first.acquire()
+    b, c = second.acquire(), second.acquire()
+    assert len({a, b, c}) == 3
+    with pytest.raises(CommandRefused):
+        first.acquire()
+    second.release(b)
+    assert first.acquire() == b
