@@ -90,8 +90,7 @@ def _probe_all(settings: SandboxSettings) -> tuple[SandboxReport, dict[SandboxTi
     # Looked up on the gateway's PATH: taking bwrap off the PATH is how an administrator turns it off.
     bwrap = resolve_executable(settings.bwrap_path, os.environ.get("PATH", ""))
     abi = launcher.landlock_abi()
-    work_root = Path(settings.work_root) if settings.work_root else default_work_root()
-    uids = UidPool.shared(settings.run_uid_base, settings.run_uid_count, work_root / ".uids")
+    uids = UidPool.shared(settings.run_uid_base, settings.run_uid_count)
     python_ok = os.path.isfile(settings.launcher_python) and os.access(settings.launcher_python, os.X_OK)
     prerequisites = {
         SandboxTier.BUBBLEWRAP: (

@@ -21,16 +21,24 @@ def default_work_root() -> Path:
     return Path(tempfile.gettempdir()) / "bastion-sandbox"
 
 
+def host_uid_lock_dir() -> Path:
+    """/run (root's, memory-backed) when it exists, else the system temp directory."""
+    run = Path("/run")
+    base = run if run.is_dir() and os.access(run, os.W_OK) else Path(tempfile.gettempdir())
+    return base / "bastion-sandbox-uids"
+
+
 class UidPool:
     """One uid per concurrent command when the gateway is root (``None`` from ``acquire`` otherwise:
     the command keeps the gateway's uid). A uid of its own caps the command's processes with
     RLIMIT_NPROC (never enforced for root) and lets the sandbox find and kill all of them.
 
-    A uid is held with an exclusive ``flock`` on ``<lock_dir>/<uid>.lock``, so the gateway's
-    worker processes never hand out the same uid at once (the lock goes with a process that
-    dies). Uids are tried in rotation, so a uid whose killed processes are still being reaped
-    (they count against RLIMIT_NPROC until then) is not the next one given out. ``shared`` gives
-    every sandbox of a process the same pool."""
+    A uid is held with an exclusive ``flock`` on ``<lock_dir>/<uid>.lock`` in one directory for the
+    whole host (a uid is the host's, whatever the work root), so no two processes, of one gateway
+    or of several, run commands as the same uid at once (the lock goes with a process that dies).
+    Uids are tried in rotation, so a uid whose killed processes are still being reaped (they count
+    against RLIMIT_NPROC until then) is not the next one given out. ``shared`` gives every sandbox
+    of a process the same pool."""
 
     _pools: ClassVar[dict[tuple[int, int, Path], UidPool]] = {}
 
@@ -41,14 +49,15 @@ class UidPool:
         self.enabled = os.geteuid() == 0
 
     @classmethod
-    def shared(cls, base: int, count: int, lock_dir: Path) -> UidPool:
+    def shared(cls, base: int, count: int, lock_dir: Path | None = None) -> UidPool:
+        lock_dir = lock_dir or host_uid_lock_dir()
         return cls._pools.setdefault((base, count, lock_dir), cls(base, count, lock_dir))
 
     def acquire(self) -> int | None:
         if not self.enabled:
             return None
-        self.lock_dir.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
-        self.lock_dir.mkdir(exist_ok=True, mode=0o700)
+        self.lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _check_owned(self.lock_dir)
         for _ in range(len(self._order)):
             uid = self._order[0]
             self._order.rotate(-1)
@@ -81,9 +90,7 @@ def _check_owned(work_root: Path) -> None:
     """Refuse a work root someone else could tamper with (e.g. pre-created in a shared /tmp)."""
     info = os.lstat(work_root)
     if stat.S_ISLNK(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
-        raise CommandRefused(
-            f"sandbox work_root {work_root} must be a directory of the gateway's user, not writable by others"
-        )
+        raise CommandRefused(f"sandbox directory {work_root} must be the gateway user's, not writable by others")
 
 
 @dataclass(slots=True)

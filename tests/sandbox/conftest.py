@@ -35,5 +35,6 @@ def settings_for(work_root: Path, **overrides: object) -> SandboxSettings:
 def strongest(work_root: Path) -> ProcessSandbox:
     """The strongest tier (this machine has bubblewrap): a weaker one fails the test."""
     sandbox = select_sandbox(settings_for(work_root, min_tier="bubblewrap"))
-    assert isinstance(sandbox, ProcessSandbox), getattr(sandbox, "reason", "")
+    details = [probe.detail for probe in sandbox.report.tiers] if sandbox.report else []
+    assert isinstance(sandbox, ProcessSandbox), details
     return sandbox
