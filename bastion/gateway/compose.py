@@ -60,10 +60,10 @@ from bastion.ledger.redact import ContentRedactor
 from bastion.ledger.writer import LedgerWriter
 from bastion.limits.service import LimitsService
 from bastion.local.embedder import get_embedder
+from bastion.observability.genai import PROVIDER_NAMES, InteractionExporter, Upstream
 from bastion.redteam.run_job import JOB_KIND as REDTEAM_JOB
 from bastion.redteam.run_job import RedteamJob
 from bastion.redteam.service import RedteamService
-from bastion.observability.genai import PROVIDER_NAMES, InteractionExporter, Upstream
 from bastion.responses.store import ResponseStore
 from bastion.review.datasets import DatasetService
 from bastion.review.export import PromptReader, SubmitJob

@@ -23,8 +23,8 @@ from bastion.jobs.service import JobService
 from bastion.knowledge.service import KnowledgeService
 from bastion.ledger.writer import LedgerWriter
 from bastion.limits.service import LimitsService
-from bastion.redteam.service import RedteamService
 from bastion.observability.genai import InteractionExporter
+from bastion.redteam.service import RedteamService
 from bastion.responses.store import ResponseStore
 from bastion.review.datasets import DatasetService
 from bastion.review.service import ReviewService
