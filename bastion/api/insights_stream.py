@@ -24,8 +24,6 @@ from bastion.errors import InvalidRequest, NotFound
 from bastion.insights.events import StreamEvent
 
 KEEPALIVE: bytes = b": keep-alive\n\n"
-#: Sent first: the browser waits this long before reconnecting on its own (our page reconnects itself).
-RETRY: bytes = b"retry: 3000\n\n"
 
 
 def frame(event: StreamEvent) -> bytes:
@@ -54,7 +52,6 @@ async def sse_frames(
     """``events`` as server-sent events, with a keep-alive comment after each idle
     ``keepalive_s``, ending after ``max_connection_s``. The pending read is never cancelled by the
     keep-alive (cancelling would end the subscription); only when the response ends."""
-    yield RETRY
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max_connection_s
     iterator = aiter(events)

@@ -66,7 +66,7 @@ def next_id(last: int) -> int:
     return max(last + 1, int(time.time() * 1000))
 
 
-@dataclass
+@dataclass(eq=False)  # compared (and hashed) by identity: each subscriber is its own
 class _Listener:
     tenant_id: str
     queue: asyncio.Queue[StreamEvent] = field(default_factory=asyncio.Queue)
