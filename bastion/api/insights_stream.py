@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 
 import orjson
 from starlette.requests import Request
@@ -21,7 +21,7 @@ from bastion.api.common import authenticate_request, gateway
 from bastion.api.http import SSEResponse
 from bastion.auth.principal import Permission
 from bastion.errors import InvalidRequest, NotFound
-from bastion.insights.events import StreamEvent
+from bastion.insights.events import StreamEvent, Subscription
 
 KEEPALIVE: bytes = b": keep-alive\n\n"
 
@@ -42,24 +42,21 @@ def last_event_id(request: Request) -> int | None:
     return int(value)
 
 
-async def _next(iterator: AsyncIterator[StreamEvent]) -> StreamEvent:
-    return await anext(iterator)
+async def _next(events: Subscription) -> StreamEvent:
+    return await anext(events)
 
 
-async def sse_frames(
-    events: AsyncIterator[StreamEvent], keepalive_s: float, max_connection_s: float
-) -> AsyncGenerator[bytes, None]:
+async def sse_frames(events: Subscription, keepalive_s: float, max_connection_s: float) -> AsyncGenerator[bytes, None]:
     """``events`` as server-sent events, with a keep-alive comment after each idle
     ``keepalive_s``, ending after ``max_connection_s``. The pending read is never cancelled by the
     keep-alive (cancelling would end the subscription); only when the response ends."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max_connection_s
-    iterator = aiter(events)
     pending: asyncio.Task[StreamEvent] | None = None
     try:
         while (left := deadline - loop.time()) > 0:
             if pending is None:
-                pending = loop.create_task(_next(iterator))
+                pending = loop.create_task(_next(events))
             done, _ = await asyncio.wait({pending}, timeout=min(keepalive_s, left))
             if not done:
                 if deadline - loop.time() > 0:
@@ -76,9 +73,7 @@ async def sse_frames(
             pending.cancel()
             with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
                 await pending
-        close = getattr(iterator, "aclose", None)
-        if close is not None:
-            await close()
+        await events.aclose()
 
 
 async def stream_route(request: Request) -> SSEResponse:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -49,9 +49,9 @@ class EventPublisher(Protocol):
 
 
 class EventBroker(EventPublisher, Protocol):
-    def subscribe(self, tenant_id: str, after: int | None = None) -> AsyncIterator[StreamEvent]:
+    def subscribe(self, tenant_id: str, after: int | None = None) -> Subscription:
         """The tenant's events with an id above ``after`` that are still buffered, then the live
-        ones as they come, each once, in id order; runs until the caller stops iterating."""
+        ones as they come, each once, in id order, until ``aclose``. Listening starts here."""
         ...
 
     async def start(self) -> None: ...
@@ -59,11 +59,11 @@ class EventBroker(EventPublisher, Protocol):
     async def stop(self) -> None: ...
 
 
-def next_id(last: int) -> int:
+def next_id(last: int, now_s: float) -> int:
     """An id above ``last`` and at least the current time in milliseconds, so ids keep growing
     across restarts of a process that keeps its stream in memory (a browser's ``Last-Event-ID``
     from before the restart then never hides newer events)."""
-    return max(last + 1, int(time.time() * 1000))
+    return max(last + 1, int(now_s * 1000))
 
 
 @dataclass(eq=False)  # compared (and hashed) by identity: each subscriber is its own
@@ -98,45 +98,72 @@ class Fanout:
         return list(self._listeners)
 
 
-async def merged(listener: _Listener, replay: list[StreamEvent], after: int | None) -> AsyncIterator[StreamEvent]:
-    """The replayed events, then the listener's live ones, skipping any id already yielded: the
-    listener was registered before the replay was read, so an event may arrive both ways."""
-    last = after if after is not None else -1
-    for event in replay:
-        if event.id > last:
-            last = event.id
-            yield event
-    while True:
-        event = await listener.queue.get()
-        if event.id > last:
-            last = event.id
-            yield event
+class Subscription:
+    """One subscriber's events: the replayed ones after ``after``, then the live ones, each id
+    once. The listener is registered when the subscription is made, before the replay is read, so
+    nothing published in between is lost (an event that arrives both ways is skipped the second
+    time). ``aclose`` unregisters it."""
+
+    def __init__(
+        self,
+        fanout: Fanout,
+        listener: _Listener,
+        after: int | None,
+        replay: Callable[[], Awaitable[list[StreamEvent]]] | None,
+    ) -> None:
+        self._fanout = fanout
+        self._listener = listener
+        self._last = after if after is not None else -1
+        self._load = replay
+        self._replay: deque[StreamEvent] = deque()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        if self._load is not None:
+            load, self._load = self._load, None
+            self._replay.extend(await load())
+        while self._replay:
+            event = self._replay.popleft()
+            if event.id > self._last:
+                self._last = event.id
+                return event
+        while True:
+            event = await self._listener.queue.get()
+            if event.id > self._last:
+                self._last = event.id
+                return event
+
+    async def aclose(self) -> None:
+        self._fanout.remove(self._listener)
 
 
 class MemoryEvents:
     """The stream of one process: a counter and a bounded buffer per tenant."""
 
-    def __init__(self, replay_events: int = 256) -> None:
+    def __init__(self, replay_events: int = 256, clock: Callable[[], float] = time.time) -> None:
         self.replay_events = replay_events
+        self.clock = clock
         self._buffers: dict[str, deque[StreamEvent]] = {}
         self._last: dict[str, int] = {}
         self._fanout = Fanout()
 
     async def publish(self, tenant_id: str, event: str, data: Mapping[str, Any]) -> StreamEvent:
-        self._last[tenant_id] = ident = next_id(self._last.get(tenant_id, 0))
+        self._last[tenant_id] = ident = next_id(self._last.get(tenant_id, 0), self.clock())
         item = StreamEvent(ident, event, data)
         self._buffers.setdefault(tenant_id, deque(maxlen=self.replay_events)).append(item)
         self._fanout.deliver(tenant_id, item)
         return item
 
-    async def subscribe(self, tenant_id: str, after: int | None = None) -> AsyncIterator[StreamEvent]:
+    def subscribe(self, tenant_id: str, after: int | None = None) -> Subscription:
         listener = self._fanout.add(tenant_id)
-        try:
-            replay = list(self._buffers.get(tenant_id, ())) if after is not None else []
-            async for event in merged(listener, replay, after):
-                yield event
-        finally:
-            self._fanout.remove(listener)
+        buffered = list(self._buffers.get(tenant_id, ())) if after is not None else []
+
+        async def replay() -> list[StreamEvent]:
+            return buffered
+
+        return Subscription(self._fanout, listener, after, replay)
 
     async def start(self) -> None:
         return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -21,7 +21,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from bastion.insights.events import Fanout, StreamEvent, merged
+from bastion.insights.events import Fanout, StreamEvent, Subscription
 
 log = structlog.get_logger("bastion.insights")
 
@@ -60,9 +60,7 @@ class RedisEvents:
         keys = (f"{self._list(tenant_id)}:id", self._list(tenant_id), self.channel)
         try:
             async with asyncio.timeout(_TIMEOUT_S):
-                raw = await self.redis.eval(
-                    _PUBLISH, 3, *keys, body, self.replay_events, int(time.time() * 1000)
-                )
+                raw = await self.redis.eval(_PUBLISH, 3, *keys, body, self.replay_events, int(time.time() * 1000))
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("insights_event_not_published", tenant=tenant_id, event=event, error=repr(exc))
             return None
@@ -73,19 +71,17 @@ class RedisEvents:
             raw = await self.redis.lrange(self._list(tenant_id), 0, -1)
         return [StreamEvent.decode(item) for item in raw]
 
-    async def subscribe(self, tenant_id: str, after: int | None = None) -> AsyncIterator[StreamEvent]:
+    def subscribe(self, tenant_id: str, after: int | None = None) -> Subscription:
         listener = self._fanout.add(tenant_id)
-        try:
-            replay: list[StreamEvent] = []
-            if after is not None:
-                try:
-                    replay = await self._buffer(tenant_id)
-                except (RedisError, OSError, TimeoutError) as exc:
-                    log.warning("insights_event_replay_failed", tenant=tenant_id, error=repr(exc))
-            async for event in merged(listener, replay, after):
-                yield event
-        finally:
-            self._fanout.remove(listener)
+
+        async def replay() -> list[StreamEvent]:
+            try:
+                return await self._buffer(tenant_id)
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.warning("insights_event_replay_failed", tenant=tenant_id, error=repr(exc))
+                return []
+
+        return Subscription(self._fanout, listener, after, replay if after is not None else None)
 
     def _deliver(self, tenant_id: str, event: StreamEvent) -> None:
         if event.id > self._delivered.get(tenant_id, 0):

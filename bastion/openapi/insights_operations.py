@@ -7,8 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.insights.ingest import IngestBody
-from bastion.openapi.components import pydantic_components
-from bastion.openapi.components import ref
+from bastion.openapi.components import pydantic_components, ref
 from bastion.openapi.operation import Operation, Param, json, path, query
 from bastion.openapi.streams import event_schema
 
