@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Root installs system packages itself; anyone else through sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install serve test test-fast lint bench clean
 
@@ -15,6 +17,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	# llama-cpp-python compiles from source on first install (several minutes); pip caches the wheel.
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --quiet -e '.[local,dev]'
+	# The dashboard's browser tests drive Debian's chromium (Playwright never downloads a browser here).
+	test -x /usr/bin/chromium || $(SUDO) apt-get install -y --no-install-recommends chromium
 	touch $(STAMP)
 
 serve: install
