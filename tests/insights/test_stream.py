@@ -223,4 +223,10 @@ async def test_alert_changes_are_announced_once(database: Database) -> None:
     count = len(await reader.settled())
     await monitor.refresh()  # nothing changed: nothing new
     assert len(await reader.settled()) == count
+    monitor.settings = InsightsSettings.model_validate({"alerts": {"error_rate_warning": 0.9}})
+    await monitor.refresh()  # the warning's threshold rose above the rate: it clears
+    cleared = (await reader.settled())[count:]
+    assert ("error_rate", "warning", False) in {
+        (e.data["alert"], e.data["severity"], e.data["firing"]) for e in cleared
+    }
     await reader.close()

@@ -21,6 +21,7 @@
   function pct(v) { return v === null || v === undefined ? "–" : (v * 100).toFixed(2) + " %"; }
   function ms(v) { return v === null || v === undefined ? "–" : Math.round(v).toLocaleString("en-US") + " ms"; }
   function usd(v) { return v === null || v === undefined ? "–" : "$" + Number(v).toFixed(4); }
+  function short(v) { return v === null || v === undefined ? "–" : Number(v).toLocaleString("en-US", { maximumSignificantDigits: 3 }); }
   function hhmm(iso) {
     var d = new Date(iso);
     return d.toISOString().slice(5, 16).replace("T", " ");
@@ -276,7 +277,7 @@
     list.replaceChildren.apply(list, firing.map(function (x) {
       var li = document.createElement("li");
       li.className = x.severity;
-      li.textContent = x.severity + ": " + x.alert.replace(/_/g, " ") + " (" + (x.value === null ? "–" : Number(x.value).toPrecision(3)) + " > " + Number(x.threshold).toPrecision(3) + ")";
+      li.textContent = x.severity + ": " + x.alert.replace(/_/g, " ") + " (" + short(x.value) + " > " + short(x.threshold) + ")";
       return li;
     }));
   }
