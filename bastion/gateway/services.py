@@ -23,6 +23,8 @@ from bastion.jobs.service import JobService
 from bastion.knowledge.service import KnowledgeService
 from bastion.ledger.writer import LedgerWriter
 from bastion.limits.service import LimitsService
+from bastion.redteam.service import RedteamService
+from bastion.observability.genai import InteractionExporter
 from bastion.responses.store import ResponseStore
 from bastion.review.datasets import DatasetService
 from bastion.review.service import ReviewService
@@ -79,3 +81,7 @@ class Services:
     datasets: DatasetService | None = None
     #: Roll-ups over the ledger, their job and the alert gauges; None: ``insights.enabled`` is false.
     insights: InsightsService | None = None
+    #: Red-team runs (the ``redteam_run`` job kind) and garak imports (docs/REDTEAM.md).
+    redteam: RedteamService | None = None
+    #: The OpenTelemetry export (spans, gen_ai.client.* histograms); None: ``otel.enabled`` is false.
+    otel: InteractionExporter | None = None

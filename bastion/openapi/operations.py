@@ -25,6 +25,7 @@ from bastion.openapi.operation import (
     path,
     query,
 )
+from bastion.openapi.redteam_operations import REDTEAM_OPERATIONS
 from bastion.openapi.review_operations import REVIEW_OPERATIONS
 from bastion.vault.model import PROMPT_ID
 
@@ -471,5 +472,6 @@ OPERATIONS: list[Operation] = [
     *REVIEW_OPERATIONS,
     *EXPERIMENT_OPERATIONS,
     *INSIGHTS_OPERATIONS,
+    *REDTEAM_OPERATIONS,
     *DASHBOARD_OPERATIONS,
 ]
