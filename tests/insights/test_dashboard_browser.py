@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import pytest
 import uvicorn
+from playwright.sync_api import expect, sync_playwright
 
 from bastion.api.app import create_app
 from bastion.api.dashboard import CSP
@@ -28,6 +29,7 @@ from bastion.auth.keys import generate_key, hash_key, listed_prefix
 from bastion.gateway.compose import build_gateway
 from bastion.gateway.service import Gateway
 from bastion.insights.service import InsightsService
+from bastion.redteam.store import NewRun, RunStore
 from bastion.store.models import ApiKey
 from tests.insights.synthetic import insert, records
 from tests.jobs.support import make_tenants
@@ -104,6 +106,14 @@ async def _seed(gateway: Gateway) -> tuple[dict[str, str], dict[str, str]]:
                    key_hash=hash_key(secret), role=name.split("-")[1])
             for name, secret in keys.items()
         )  # fmt: skip
+    summary = {
+        "attempts": 40,
+        "success_rate": 0.125,
+        "by_category": {"jailbreak": {"attempts": 40, "successes": 5, "rate": 0.125}},
+        "fragility": 0.25,
+    }
+    run = NewRun(tenants["globex"], "support-bot", {}, guard=True, status="succeeded", summary=summary)
+    await RunStore(db).create(run)
     return keys, tenants
 
 
@@ -158,8 +168,6 @@ def site(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Ite
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: the dashboard's browser tests need Debian's chromium (make install)")
-    from playwright.sync_api import sync_playwright
-
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
@@ -211,9 +219,8 @@ def kpi(tab: Tab, name: str) -> str:
 
 
 def wait_for_kpi(tab: Tab, name: str, expected: str) -> None:
-    tab.page.wait_for_function(
-        "([id, text]) => document.getElementById(id).textContent === text", arg=[f"kpi-{name}", expected]
-    )
+    # Playwright's own assertions (not wait_for_function, whose predicate the page's CSP forbids).
+    expect(tab.page.locator(f"#kpi-{name}")).to_have_text(expected)
 
 
 def test_a_viewer_sees_the_figures_and_a_roll_up_updates_them_live(tab: Tab, site: Site) -> None:
@@ -241,9 +248,20 @@ def test_a_viewer_sees_the_figures_and_a_roll_up_updates_them_live(tab: Tab, sit
     assert page.evaluate("localStorage.length") == 0
     assert page.evaluate("sessionStorage.getItem('bastion.dashboard.key')") == key
     assert not [p for p in tab.problems if "CSP" in p or "Content Security Policy" in p or "Refused" in p]
-    # The one failed load: the red-team route, which this gateway does not serve (the panel says so).
-    assert [p for p in tab.problems if "/api/v1/insights/redteam" not in p] == []
-    assert page.is_visible("#redteam-empty")
+    assert tab.problems == []
+    assert page.is_visible("#redteam-empty")  # globex's red-team run is not acme's
+
+
+def test_another_tenant_sees_its_own_figures_and_red_team_runs(tab: Tab, site: Site) -> None:
+    sign_in(tab, site, site.keys["globex-viewer"])
+    wait_for_kpi(tab, "requests", str(site.requests["globex"]))
+    row = tab.page.wait_for_selector("#redteam tbody tr")
+    assert row is not None
+    cells = [str(cell.text_content()) for cell in row.query_selector_all("td")]
+    assert cells[1:7] == ["support-bot", "succeeded", "on", "40", "12.50 %", "0.25"]
+    assert cells[7] == "jailbreak 12.50 %"
+    assert tab.page.is_hidden("#redteam-empty")
+    assert tab.problems == []
 
 
 def test_a_wrong_key_shows_an_error_and_no_data(tab: Tab, site: Site) -> None:
@@ -256,7 +274,7 @@ def test_a_wrong_key_shows_an_error_and_no_data(tab: Tab, site: Site) -> None:
     # A key without usage:read is refused with its reason.
     tab.page.fill("#api-key", site.keys["acme-service"])
     tab.page.click("#login-form button[type=submit]")
-    tab.page.wait_for_function("document.getElementById('login-error').textContent.includes('usage:read')")
+    expect(tab.page.locator("#login-error")).to_contain_text("usage:read")
     assert tab.page.is_hidden("#dashboard")
     # Only the refused API calls are in the console, no policy violation.
     assert all("401" in p or "403" in p for p in tab.problems), tab.problems
