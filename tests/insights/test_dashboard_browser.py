@@ -54,14 +54,16 @@ NO_VALUE = "\u2013"
 T = TypeVar("T")
 
 
-def _free_port() -> int:
+def _listening_socket() -> socket.socket:
+    """A socket bound to the first free port of ``PORTS``, handed to uvicorn as it is (no race)."""
     for port in PORTS:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
+        sock = socket.socket()
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            sock.close()
+            continue
+        return sock
     raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
 
 
@@ -123,7 +125,8 @@ def site(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Ite
     shutil.copyfile(sqlite_template, directory / "bastion.db")
     # Roll-ups run when the test asks (the scheduler's own loop would otherwise race it).
     settings = make_settings(f"sqlite:///{directory / 'bastion.db'}", directory / "data", insights={"interval_s": 3600})
-    port = _free_port()
+    sock = _listening_socket()
+    port = sock.getsockname()[1]
     loop = asyncio.new_event_loop()
     ready: Future[Site] = Future()
     server: uvicorn.Server | None = None
@@ -135,10 +138,12 @@ def site(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Ite
         try:
             keys, tenants = await _seed(gateway)
             app = create_app(settings, gateway)
-            config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
-            server = uvicorn.Server(config)
-            task = asyncio.get_running_loop().create_task(server.serve())
-            while not server.started and not task.done():
+            server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
+            task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+            while not server.started:
+                if task.done():
+                    await task  # its failure, if it failed
+                    raise RuntimeError("uvicorn stopped before it started")
                 await asyncio.sleep(0.01)
             ready.set_result(Site(f"http://127.0.0.1:{port}", loop, gateway, keys, tenants))
             await task
@@ -162,6 +167,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Ite
         server.should_exit = True
         thread.join(30)
         loop.close()
+        sock.close()
 
 
 @pytest.fixture(scope="module")
