@@ -33,6 +33,7 @@ from bastion.api import anthropic as anthropic_api
 from bastion.api import batches as batches_api  # OpenAI Batch API: /v1/batches
 from bastion.api import bulk as bulk_api  # bulk on agent sessions: /api/v1/ai/batch
 from bastion.api import completions as completions_api  # legacy /v1/completions
+from bastion.api import dashboard as dashboard_api  # the insights dashboard: /dashboard
 from bastion.api import files as files_api  # OpenAI Files API: /v1/files
 from bastion.api import insights as insights_api  # roll-ups over the ledger, log ingestion
 from bastion.api import insights_redteam as insights_redteam_api  # red-team runs for the dashboard
@@ -263,6 +264,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
             *admin_experiments_api.routes,
             *insights_api.routes,
             *insights_redteam_api.routes,
+            *dashboard_api.routes,
             *sessions_api.routes,
             *bulk_api.routes,
             *knowledge_api.routes,

@@ -7,6 +7,9 @@ GET  /api/v1/insights/top           top-N models, keys, prompts or arms by cost,
 GET  /api/v1/insights/metrics       seed 004's metrics per model, prompt, key or experiment arm
 GET  /api/v1/insights/guard         guard findings per category and side, and over time
 GET  /api/v1/insights/drift         semantic drift of the window against a baseline
+GET  /api/v1/insights/experiments   per experiment arm: requests, error rate, p95 latency, cost
+GET  /api/v1/insights/alerts        every alert of the tenant, firing or not, judged now
+GET  /api/v1/insights/stream        live events (roll-up runs, alert changes): insights_stream.py
 POST /api/metrics/ingest            external interactions into the ledger (``models:call``)
 
 Common query parameters: ``from`` / ``to`` (ISO 8601, default the last 24 hours), ``grain``
@@ -16,6 +19,7 @@ Common query parameters: ``from`` / ``to`` (ISO 8601, default the last 24 hours)
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,9 +28,11 @@ from starlette.routing import Route
 from bastion.api.admin_ledger import _int, _text, _time
 from bastion.api.common import authenticate_request, gateway
 from bastion.api.http import json_response, read_json
+from bastion.api.insights_stream import stream_route
 from bastion.auth.principal import Permission, Principal
 from bastion.errors import InvalidRequest, NotFound
 from bastion.insights import ingest, query
+from bastion.insights.alerts import tenant_alerts
 from bastion.insights.drift import drift_report
 from bastion.insights.service import InsightsService
 from bastion.ledger.record import content_mode
@@ -109,6 +115,21 @@ async def drift_route(request: Request) -> Response:
     return json_response({"object": "insights.drift", **report})
 
 
+async def experiments_route(request: Request) -> Response:
+    _, window = await _window(request)
+    return json_response(await query.experiments(gateway(request).db, window))
+
+
+async def alerts_route(request: Request) -> Response:
+    principal = await authenticate_request(request, Permission.READ_USAGE)
+    service = _service(request)
+    return json_response(await tenant_alerts(gateway(request).db, service.settings, principal.tenant_id, _now()))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 async def ingest_route(request: Request) -> Response:
     principal = await authenticate_request(request, Permission.CALL_MODELS)
     gw = gateway(request)
@@ -143,5 +164,8 @@ routes = [
     Route(f"{PREFIX}/metrics", metrics_route, methods=["GET"]),
     Route(f"{PREFIX}/guard", guard_route, methods=["GET"]),
     Route(f"{PREFIX}/drift", drift_route, methods=["GET"]),
+    Route(f"{PREFIX}/experiments", experiments_route, methods=["GET"]),
+    Route(f"{PREFIX}/alerts", alerts_route, methods=["GET"]),
+    Route(f"{PREFIX}/stream", stream_route, methods=["GET"]),
     Route(INGEST_PATH, ingest_route, methods=["POST"]),
 ]

@@ -6,6 +6,7 @@ semantic drift and log ingestion.
     insights.alerts            seed 004's and seed 000's thresholds, exposed in /metrics
     insights.drift             response-embedding drift against a baseline window
     insights.ingest            POST /api/metrics/ingest (external interactions)
+    insights.stream            GET /api/v1/insights/stream (the dashboard's live events)
 """
 
 from __future__ import annotations
@@ -63,6 +64,17 @@ class InsightsIngest(Strict):
     per_minute: int = Field(60, ge=1, description="Ingest requests per minute per API key.")
 
 
+class InsightsStream(Strict):
+    """The live event stream: roll-up runs and alert changes, per tenant, replayable by id."""
+
+    replay_events: int = Field(256, ge=1, le=100_000, description="Events kept per tenant for Last-Event-ID.")
+    keepalive_s: float = Field(15.0, gt=0, le=300, description="Idle time before a keep-alive comment.")
+    max_connection_s: float = Field(
+        300.0, gt=0, description="A stream ends after this long; the client reconnects (the key is checked again)."
+    )
+    redis_prefix: str = Field("bastion:insights:", min_length=1, description="Prefix of the stream's Redis keys.")
+
+
 class InsightsSettings(Strict):
     enabled: bool = True
     interval_s: float = Field(30.0, gt=0, description="How often the roll-up job is submitted.")
@@ -77,3 +89,4 @@ class InsightsSettings(Strict):
     alerts: InsightsAlerts = Field(default_factory=InsightsAlerts)
     drift: InsightsDrift = Field(default_factory=InsightsDrift)
     ingest: InsightsIngest = Field(default_factory=InsightsIngest)
+    stream: InsightsStream = Field(default_factory=InsightsStream)

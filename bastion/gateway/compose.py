@@ -50,6 +50,8 @@ from bastion.gateway.stages.prompt import PromptStage
 from bastion.gateway.stages.usage import UsageStage
 from bastion.guard.deep_injection import EmbedFunction
 from bastion.guard.service import GuardService
+from bastion.insights.events import EventBroker, MemoryEvents
+from bastion.insights.events_redis import RedisEvents
 from bastion.insights.service import InsightsService
 from bastion.jobs.model import NewJob
 from bastion.jobs.service import JobService
@@ -246,7 +248,16 @@ def build_insights(settings: Settings, db: Database, jobs: JobService) -> Insigh
     if not settings.insights.enabled:
         return None
     embed = local_embed_function(settings) if settings.insights.drift.enabled else None
-    return InsightsService(db, settings.insights, jobs, embed=embed)
+    return InsightsService(db, settings.insights, jobs, embed=embed, events=build_insight_events(settings))
+
+
+def build_insight_events(settings: Settings) -> EventBroker:
+    """The dashboard's event stream: in this process, or through Redis when the gateway keeps its
+    shared state there (``redis_url``), so every process's subscribers hear every process's events."""
+    stream = settings.insights.stream
+    if settings.redis_url:
+        return RedisEvents(settings.redis_url, stream.redis_prefix, stream.replay_events)
+    return MemoryEvents(stream.replay_events)
 
 
 def local_embed_function(settings: Settings) -> EmbedFunction | None:

@@ -16,6 +16,8 @@ from sqlalchemy import distinct, func, select
 from bastion.config.insights_settings import InsightsSettings
 from bastion.insights import query, tables
 from bastion.insights.drift import drift_report
+from bastion.insights.events import EventPublisher
+from bastion.insights.live import publish_alert_changes
 from bastion.observability.metrics import REGISTRY
 from bastion.store.db import Database
 from bastion.store.models import Interaction
@@ -127,6 +129,56 @@ async def observe(db: Database, settings: InsightsSettings, tenant_id: str, now:
     )
 
 
+def alert_values(o: Observed) -> dict[str, Any]:
+    """The value each alert is judged on, by alert name."""
+    return {
+        "cognitive_waste": o.cognitive_waste,
+        "semantic_drift": o.drift,
+        "adversarial_stress": o.adversarial_stress,
+        "error_rate": o.error_rate,
+        "response_time": o.p95_latency_ms,
+        "token_quota": o.tokens_today,
+        "session_count": o.sessions_last_hour,
+    }
+
+
+def thresholds(settings: InsightsSettings, o: Observed) -> dict[tuple[str, str], float | None]:
+    """The limit each alert fires above (token quota: tokens; None: that alert is off)."""
+    a = settings.alerts
+    quota = a.token_quota_per_day
+    return {
+        ("cognitive_waste", "critical"): a.cognitive_waste,
+        ("semantic_drift", "critical"): o.drift_threshold if o.drift_threshold is not None else a.semantic_drift,
+        ("adversarial_stress", "critical"): a.adversarial_stress,
+        ("error_rate", "warning"): a.error_rate_warning,
+        ("error_rate", "critical"): a.error_rate_critical,
+        ("response_time", "warning"): a.response_time_warning_ms,
+        ("response_time", "critical"): a.response_time_critical_ms,
+        ("token_quota", "warning"): quota * a.token_quota_warning if quota else None,
+        ("token_quota", "critical"): quota * a.token_quota_critical if quota else None,
+        ("session_count", "warning"): a.sessions_per_hour_warning,
+        ("session_count", "critical"): a.sessions_per_hour_critical,
+    }
+
+
+async def tenant_alerts(db: Database, settings: InsightsSettings, tenant_id: str, now: datetime) -> dict[str, Any]:
+    """``GET /api/v1/insights/alerts``: every alert of one tenant, firing or not, judged now."""
+    observed = await observe(db, settings, tenant_id, now)
+    firing = evaluate(observed, settings)
+    values = alert_values(observed)
+    limits = thresholds(settings, observed)
+    return {
+        "object": "insights.alerts",
+        "evaluated_at": now.isoformat(),
+        "window_minutes": settings.alerts.window_minutes,
+        "data": [
+            {"alert": alert, "severity": severity, "firing": firing[(alert, severity)],
+             "value": values[alert], "threshold": limits[(alert, severity)]}
+            for alert, severity in ALERTS
+        ],
+    }  # fmt: skip
+
+
 def publish(tenant_id: str, o: Observed, firing: dict[tuple[str, str], bool]) -> None:
     for (alert, severity), on in firing.items():
         ALERT.labels(tenant_id, alert, severity).set(1 if on else 0)
@@ -150,10 +202,19 @@ def _utcnow() -> datetime:
 class AlertMonitor:
     """Refreshes the alert gauges of every tenant with recent roll-ups (a gateway lifecycle)."""
 
-    def __init__(self, db: Database, settings: InsightsSettings, clock: Callable[[], datetime] = _utcnow) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: InsightsSettings,
+        clock: Callable[[], datetime] = _utcnow,
+        events: EventPublisher | None = None,
+    ) -> None:
         self.db = db
         self.settings = settings
         self.clock = clock
+        #: Where changes of state are announced (the dashboard's stream); None: nowhere.
+        self.events = events
+        self._states: dict[str, dict[tuple[str, str], bool]] = {}
         self._loop = PeriodicSweep(
             "insights_alerts", lambda: settings.alerts.refresh_interval_s, self._tick, "bastion.insights"
         )
@@ -174,6 +235,10 @@ class AlertMonitor:
             observed = await observe(self.db, self.settings, tenant_id, now)
             out[tenant_id] = firing = evaluate(observed, self.settings)
             publish(tenant_id, observed, firing)
+            if self.events is not None:
+                before = self._states.get(tenant_id)
+                await publish_alert_changes(self.events, tenant_id, before, firing, alert_values(observed))
+            self._states[tenant_id] = firing
         return out
 
     async def start(self) -> None:

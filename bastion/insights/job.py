@@ -1,8 +1,9 @@
 """The ``insights_rollup`` job kind and what submits it: a loop in every process that submits a
 roll-up job every ``insights.interval_s`` when ledger rows were written since the watermark (or
 retention is due) and none is already queued or running. The job runs
-one increment (``Rollup.run``), the drift sampler when it is on, and retention; a lease in
-``insight_state`` keeps two processes' jobs from rolling up at once."""
+one increment (``Rollup.run``), the drift sampler when it is on, and retention, then announces the
+changed buckets on the event stream; a lease in ``insight_state`` keeps two processes' jobs from
+rolling up at once."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any, Final
 
 from bastion.config.insights_settings import InsightsSettings
 from bastion.insights.drift import DriftSampler
+from bastion.insights.events import EventPublisher
+from bastion.insights.live import publish_rollup
 from bastion.insights.rollup import Rollup
 from bastion.jobs.context import JobContext
 from bastion.jobs.model import QUEUED, RUNNING, JobFilter, NewJob
@@ -20,9 +23,11 @@ JOB_KIND: Final = "insights_rollup"
 
 
 class RollupJob:
-    def __init__(self, rollup: Rollup, drift: DriftSampler | None = None) -> None:
+    def __init__(self, rollup: Rollup, drift: DriftSampler | None = None, events: EventPublisher | None = None) -> None:
         self.rollup = rollup
         self.drift = drift
+        #: Where each run's changed buckets are announced (the dashboard's stream); None: nowhere.
+        self.events = events
 
     async def run(self, ctx: JobContext) -> dict[str, Any]:
         owner = ctx.id
@@ -34,6 +39,8 @@ class RollupJob:
             if self.drift is not None:
                 out["drift_samples"] = await self.drift.recompute(result.touched)
             out["pruned"] = await self.rollup.prune()
+            if self.events is not None and result.touched:
+                out["events"] = await publish_rollup(self.rollup.db, self.events, result.touched)
             return out
         finally:
             await self.rollup.release(owner)

@@ -178,7 +178,7 @@ async def breakdown(db: Database, w: Window, by: str) -> dict[str, Any]:
     return {"object": "insights.breakdown", "window": w.to_json(), "by": by, "data": data}
 
 
-def _point(bucket: datetime, t: metrics.Totals) -> dict[str, Any]:
+def point(bucket: datetime, t: metrics.Totals) -> dict[str, Any]:
     n = t.total_requests
     return {
         "bucket": bucket.isoformat(),
@@ -209,7 +209,7 @@ async def timeseries(db: Database, w: Window) -> dict[str, Any]:
     per: dict[datetime, metrics.Totals] = {}
     for row in await _fetch(db, query):
         per.setdefault(row["bucket"], metrics.Totals()).add(row["outcome"], row)
-    points = [_point(bucket, per[bucket]) for bucket in sorted(per)]
+    points = [point(bucket, per[bucket]) for bucket in sorted(per)]
     return {"object": "insights.timeseries", "window": w.to_json(), "data": points}
 
 
@@ -267,3 +267,19 @@ async def guard_panel(db: Database, w: Window) -> dict[str, Any]:
         ],
         "series": [{"bucket": b.isoformat(), "categories": dict(sorted(series[b].items()))} for b in sorted(series)],
     }  # fmt: skip
+
+
+async def experiments(db: Database, w: Window) -> dict[str, Any]:
+    """Per experiment arm (``<experiment id>:<variant>``, from the roll-ups' arm dimension):
+    requests, error rate, p95 latency, tokens and cost, grouped by experiment."""
+    per = await totals(db, w, "arm")
+    data = []
+    for arm in sorted(a for a in per if a):
+        experiment_id, _, variant = arm.rpartition(":")
+        s = metrics.summary(per[arm])
+        data.append({
+            "experiment_id": experiment_id, "variant": variant, "arm": arm, "requests": s["requests"],
+            "errors": s["outcomes"]["error"], "error_rate": s["error_rate"], "p95_latency_ms": s["latency_ms"]["p95"],
+            "tokens": s["tokens"]["total"], "cost_usd": s["cost_usd"],
+        })  # fmt: skip
+    return {"object": "insights.experiments", "window": w.to_json(), "data": data}

@@ -7,8 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.insights.ingest import IngestBody
-from bastion.openapi.components import pydantic_components
-from bastion.openapi.operation import Operation, Param, json, query
+from bastion.openapi.components import pydantic_components, ref
+from bastion.openapi.operation import Operation, Param, json, path, query
+from bastion.openapi.streams import event_schema
 
 _TAG = "Insights"
 _P = "/api/v1/insights"
@@ -77,6 +78,18 @@ def insights_components() -> dict[str, Any]:
             },
             ["drift", "threshold", "drifted"],
         ),
+        "InsightsExperiments": _object("insights.experiments", {"window": _WINDOW, "data": array}, ["window", "data"]),
+        "InsightsAlerts": _object(
+            "insights.alerts",
+            {"evaluated_at": {"type": "string"}, "window_minutes": {"type": "integer"}, "data": array},
+            ["evaluated_at", "data"],
+        ),
+        "InsightsStreamEvent": event_schema(
+            {"type": "object"},
+            {"enum": ["rollup", "alert"]},
+            "`rollup`: a roll-up run changed the tenant's 5-minute buckets (`data.buckets`: their new totals); "
+            "`alert`: an alert started or stopped firing. `id` grows with every event of the tenant.",
+        ),
         "IngestResult": _object(
             "ingest.result",
             {"accepted": {"type": "integer"}, "ids": {"type": "array", "items": {"type": "string"}}},
@@ -137,6 +150,22 @@ INSIGHTS_OPERATIONS = [
         errors=(400, 404), description=_ACCESS,
     ),
     Operation(
+        "get", f"{_P}/experiments", "getInsightsExperiments", "Per experiment arm: requests, error rate, p95, cost",
+        _TAG, {200: json("InsightsExperiments")}, params=WINDOW_PARAMS, errors=(400, 404), description=_ACCESS,
+    ),
+    Operation(
+        "get", f"{_P}/alerts", "getInsightsAlerts", "Every insights alert of the tenant, firing or not", _TAG,
+        {200: json("InsightsAlerts")}, errors=(404,),
+        description="Needs `usage:read`; the caller's tenant only. Judged now over `insights.alerts.window_minutes`.",
+    ),
+    Operation(
+        "get", f"{_P}/stream", "streamInsightsEvents", "Live insights events (server-sent events)", _TAG,
+        {200: {"text/event-stream": ref("InsightsStreamEvent")}}, errors=(400, 404),
+        description="Needs `usage:read`; the caller's tenant's events only, metadata only. Send `Last-Event-ID` "
+        "to resume after that event (within `insights.stream.replay_events`); a `: keep-alive` comment comes "
+        "every `insights.stream.keepalive_s` of silence; the stream ends after `insights.stream.max_connection_s`.",
+    ),
+    Operation(
         "post", "/api/metrics/ingest", "ingestInteractions", "Record interactions made outside the gateway", _TAG,
         {202: json("IngestResult")}, body="IngestIngestBody", errors=(400, 404, 413, 429),
         example={"records": [{"id": "app-1", "model": "gpt-4o-mini", "latency_ms": 812,
@@ -144,5 +173,21 @@ INSIGHTS_OPERATIONS = [
         description="Needs `models:call`. OpenAI-shaped records land in the ledger as external interactions "
         "(endpoint `external`); at most `insights.ingest.max_records` per request and "
         "`insights.ingest.per_minute` requests a minute per key.",
+    ),
+]  # fmt: skip
+
+_HTML = {"text/html": {"type": "string"}}
+DASHBOARD_OPERATIONS = [
+    Operation(
+        "get", "/dashboard", "getDashboard", "The insights dashboard (a static page)", _TAG, {200: _HTML},
+        access="public",
+        description="Asks for a key (viewer or higher) and reads the insights API with it. Strict "
+        "Content-Security-Policy; docs/INSIGHTS.md, \"Dashboard\".",
+    ),
+    Operation(
+        "get", "/dashboard/static/{name}", "getDashboardFile", "A file of the dashboard (script, style, Chart.js)",
+        _TAG, {200: {"text/javascript": {"type": "string"}, "text/css": {"type": "string"}}},
+        params=(path("name", {"type": "string", "enum": ["dashboard.js", "dashboard.css", "chart.umd.min.js"]}),),
+        errors=(404,), access="public",
     ),
 ]  # fmt: skip

@@ -13,7 +13,7 @@ from bastion.openapi.batch_operations import BATCH_OPERATIONS
 from bastion.openapi.bulk_operations import BULK_OPERATIONS
 from bastion.openapi.components import ref
 from bastion.openapi.experiment_operations import EXPERIMENT_OPERATIONS
-from bastion.openapi.insights_operations import INSIGHTS_OPERATIONS
+from bastion.openapi.insights_operations import DASHBOARD_OPERATIONS, INSIGHTS_OPERATIONS
 from bastion.openapi.knowledge_operations import KNOWLEDGE_OPERATIONS
 from bastion.openapi.operation import (
     CHAT_MODEL,
@@ -473,4 +473,5 @@ OPERATIONS: list[Operation] = [
     *EXPERIMENT_OPERATIONS,
     *INSIGHTS_OPERATIONS,
     *REDTEAM_OPERATIONS,
+    *DASHBOARD_OPERATIONS,
 ]

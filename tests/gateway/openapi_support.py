@@ -40,6 +40,8 @@ def openapi_settings(tmp_path: Path, fake: FakeUpstream, **overrides: Any) -> Se
         "budgets": {"enabled": False},
         "ledger": {"flush_interval_s": 0.05},
         "logging": {"level": "warning"},
+        # The insights event stream ends quickly, so the in-process client gets its whole body.
+        "insights": {"stream": {"max_connection_s": 0.3}},
     }
     for section, value in overrides.items():
         base[section] = {**base[section], **value} if isinstance(base.get(section), dict) else value

@@ -383,6 +383,15 @@ async def test_every_operation_answers_as_documented(tmp_path: Path, fake: FakeU
             await call("GET", f"/api/v1/insights/{route}")
         await call("GET", "/api/v1/insights/top", query="?by=model&order=tokens")
         await call("GET", "/api/v1/insights/metrics", query="?by=model")
+        await call("GET", "/api/v1/insights/experiments")
+        await call("GET", "/api/v1/insights/alerts")
+        admin_tenant = (await gw.gateway.services.authenticator.authenticate(gw.admin)).tenant_id
+        await insights.events.publish(admin_tenant, "rollup", {"grain": "5m", "buckets": []})
+        streamed_events = await call("GET", "/api/v1/insights/stream", headers={"last-event-id": "0"})
+        assert b"event: rollup" in streamed_events.content
+        assert (await call("GET", "/dashboard", anonymous=True)).headers["content-security-policy"]
+        await call("GET", "/dashboard/static/{name}", anonymous=True, name="dashboard.js")
+        assert (await call("GET", "/dashboard/static/{name}", anonymous=True, name="x.js")).status_code == 404
         await call("POST", "/api/metrics/ingest", json=example["ingestInteractions"])
 
         # -- jobs: one of a kind no worker runs, so it waits in the queue for the calls below

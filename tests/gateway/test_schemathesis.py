@@ -67,6 +67,8 @@ def fuzz_config(fake: FakeUpstream, *, auth: bool) -> dict[str, Any]:
             },
         ],
         "router": {"retries": 0},
+        # The insights event stream otherwise stays open for minutes: each call gets a short one.
+        "insights": {"stream": {"max_connection_s": 0.5}},
         "local": {"enabled": False, "embeddings_enabled": False},
         "auth": {"enabled": auth},
         # Fuzzed tenant settings (rpm: 1, a budget of a cent) would otherwise starve the rest of the

@@ -191,3 +191,32 @@ async def test_alerts_are_exposed_in_metrics(world: World) -> None:
     text = (await world.client.get("/metrics", headers=world.auth("acme-viewer"))).text
     assert f'bastion_insights_alert{{alert="error_rate",severity="critical",tenant="{acme}"}} 1.0' in text
     assert f'bastion_insights_value{{metric="error_rate",tenant="{acme}"}}' in text
+
+
+async def test_experiment_arms_and_alerts_of_the_caller_s_tenant(world: World) -> None:
+    arms: dict[str, int] = {}
+    for r in world.rows:
+        if r["tenant_id"] == world.tenants["acme"] and r.get("experiment_id"):
+            arm = f"{r['experiment_id']}:{r['experiment_variant']}"
+            arms[arm] = arms.get(arm, 0) + 1
+    response = await world.client.get(f"{P}/experiments", headers=world.auth("acme-viewer"))
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert {item["arm"]: item["requests"] for item in data} == arms
+    assert all(item["experiment_id"] == "exp_synthetic" and 0 <= (item["error_rate"] or 0) <= 1 for item in data)
+    assert (await world.client.get(f"{P}/experiments?grain=2h", headers=world.auth("acme-viewer"))).status_code == 400
+    alerts = await world.client.get(f"{P}/alerts", headers=world.auth("globex-viewer"))
+    assert alerts.status_code == 200, alerts.text
+    body = alerts.json()
+    assert len(body["data"]) == 11
+    assert {"alert", "severity", "firing", "value", "threshold"} <= set(body["data"][0])
+    for path in ("experiments", "alerts", "stream"):
+        assert (await world.client.get(f"{P}/{path}")).status_code == 401
+        assert (await world.client.get(f"{P}/{path}", headers=world.auth("acme-service"))).status_code == 403
+
+
+async def test_the_stream_refuses_a_bad_last_event_id(world: World) -> None:
+    headers = {**world.auth("acme-viewer"), "last-event-id": "yesterday"}
+    response = await world.client.get(f"{P}/stream", headers=headers)
+    assert response.status_code == 400
+    assert "Last-Event-ID" in response.json()["error"]["message"]
