@@ -19,6 +19,7 @@ from typing import Any
 
 from bastion.agents.arms import Arm, ArmBlocked, ArmError, ArmKind, StepInput
 from bastion.agents.breaker import ArmBreaker
+from bastion.agents.capability import derive_jti
 from bastion.agents.budget import BudgetTracker, BudgetView, RunBudget, Usage, reservation
 from bastion.agents.plan import FailureAction, Plan, PlanError, StepSpec, resolve, schema_errors, units
 from bastion.agents.trace import (
@@ -237,7 +238,9 @@ class _Run:
             data = resolve(step.input, scope)
             state = self.o.breakers[step.arm].state
             self.trace.append(BreakerChecked(self.now(), step.id, step.arm.value, state.value))
-            self.trace.append(StepStarted(self.now(), step.id, step.arm.value, attempt, content_hash(data)))
+            jti = derive_jti(self.run_id, step.id, attempt)
+            left = self.tracker.remaining(self.now())
+            self.trace.append(StepStarted(self.now(), step.id, step.arm.value, attempt, content_hash(data), jti, left))
             calls.append((step, attempt, data))
         wall_left = self.tracker.budget.max_wall_s - (self.o.clock() - self.started)
 

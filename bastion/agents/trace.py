@@ -42,6 +42,8 @@ class StepStarted:
     arm: str
     attempt: int
     input_hash: str
+    token_jti: str | None = None  # the capability token of this attempt (derived: replays match)
+    remaining: Remaining | None = None  # the run's budget before the attempt (its reservation taken)
     kind: str = "step_started"
 
 
