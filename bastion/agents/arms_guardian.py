@@ -78,4 +78,3 @@ class GuardianArm:
         self.gate.check(token)
         screened = self.guard.screen(_text_of(step.data.get("text", step.data)), f"step {step.step_id} input")
         return ArmResult({"text": screened.text, "action": screened.action, "findings": screened.findings})
-

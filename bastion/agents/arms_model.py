@@ -78,7 +78,9 @@ class ModelArm:
         where = f"step {step.step_id}"
         system, schema = task_shape(self.kind, step.data)
         data = {k: v for k, v in step.data.items() if k != "schema"}
-        prompt = self.guard.outbound(json.dumps(data, sort_keys=True, ensure_ascii=False, default=str), f"{where} prompt")
+        prompt = self.guard.outbound(
+            json.dumps(data, sort_keys=True, ensure_ascii=False, default=str), f"{where} prompt"
+        )
         messages = [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
         text, usage = await self.model.complete_json(messages, schema, max_tokens=budget.max_tokens, seed=self.seed)
         answer = self.guard.outbound(text, f"{where} answer")

@@ -8,7 +8,7 @@ audience, expiry, the run not cancelled, the use counter, and that the action an
 is about to touch are granted. Every refusal is logged (``capability_denied``) and raised as
 :class:`CapabilityDenied`.
 
-The ``jti`` is derived from run id, step and attempt, so a run replayed with the same inputs has
+The ``jti`` is derived from run id, step and the attempt's number in the run, so a run replayed with the same inputs has
 the same trace (the trace records the ``jti`` of each attempt)."""
 
 from __future__ import annotations
@@ -79,9 +79,10 @@ class VerifiedToken:
     capabilities: tuple[Capability, ...]
 
 
-def derive_jti(run_id: str, step_id: str, attempt: int) -> str:
-    """The token id of one step attempt: deterministic, so replays keep their trace hash."""
-    raw = f"{run_id}\x00{step_id}\x00{attempt}".encode()
+def derive_jti(run_id: str, step_id: str, iteration: int) -> str:
+    """The token id of one step attempt (``iteration``: its number in the run, unique across loop
+    rounds): deterministic, so replays keep their trace hash."""
+    raw = f"{run_id}\x00{step_id}\x00{iteration}".encode()
     return hashlib.sha256(raw).hexdigest()[:32]
 
 
@@ -134,7 +135,16 @@ class CapabilityIssuer:
         self.ttl_s = ttl_s
         self.clock = clock
 
-    def mint(self, grant: Grant, *, run_id: str, step_id: str, attempt: int, deadline: float | None = None) -> str:
+    def mint(
+        self,
+        grant: Grant,
+        *,
+        run_id: str,
+        step_id: str,
+        attempt: int,
+        iteration: int | None = None,
+        deadline: float | None = None,
+    ) -> str:
         now = self.clock()
         exp = now + self.ttl_s if deadline is None else min(now + self.ttl_s, deadline)
         claims = {
@@ -143,7 +153,7 @@ class CapabilityIssuer:
             "aud": grant.audience,
             "iat": int(now),
             "exp": exp,
-            "jti": derive_jti(run_id, step_id, attempt),
+            "jti": derive_jti(run_id, step_id, attempt if iteration is None else iteration),
             "step": step_id,
             "attempt": attempt,
             "max_uses": grant.max_uses,
@@ -236,5 +246,7 @@ def _covers(entry: str, value: str, resource: str) -> bool:
         return entry == value
     # A path is granted when it normalises to the entry or somewhere under it ("a/../../x" is not).
     norm = posixpath.normpath(value)
+    if entry == ".":  # the run's working directory: any relative path that stays inside it
+        return not norm.startswith("/") and norm != ".." and not norm.startswith("../")
     root = posixpath.normpath(entry)
     return norm == root or norm.startswith(root.rstrip("/") + "/")

@@ -1,5 +1,6 @@
 """Dispatch with capability tokens: the orchestrator side mints a token for each step attempt
-(``jti`` derived from run, step and attempt: the one the trace records), the arm side verifies it
+(``jti`` derived from run, step and the attempt's number in the run: the one the trace
+records), the arm side verifies it
 before doing anything. A refused token fails closed: the step is blocked (:class:`ArmBlocked`)."""
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ class TokenGate:
         self, token: str, action: str, *, resource: str | None = None, values: tuple[str, ...] = ()
     ) -> VerifiedToken:
         try:
-            return self.verifier.verify(token, audience=self.kind.value, action=action, resource=resource, values=values)
+            return self.verifier.verify(
+                token, audience=self.kind.value, action=action, resource=resource, values=values
+            )
         except CapabilityDenied as exc:
             raise ArmBlocked(f"capability denied: {exc.reason}") from None
 
@@ -102,6 +105,7 @@ class Dispatch:
             run_id=step.run_id,
             step_id=step.step_id,
             attempt=step.attempt,
+            iteration=step.iteration,
             deadline=end if run_end is None else min(end, run_end),
         )
         return await self.arm.run(step, budget, token)

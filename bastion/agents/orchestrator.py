@@ -19,8 +19,8 @@ from typing import Any
 
 from bastion.agents.arms import Arm, ArmBlocked, ArmError, ArmKind, StepInput
 from bastion.agents.breaker import ArmBreaker
-from bastion.agents.capability import derive_jti
 from bastion.agents.budget import BudgetTracker, BudgetView, RunBudget, Usage, reservation
+from bastion.agents.capability import derive_jti
 from bastion.agents.plan import FailureAction, Plan, PlanError, StepSpec, resolve, schema_errors, units
 from bastion.agents.trace import (
     BreakerChecked,
@@ -233,20 +233,21 @@ class _Run:
 
     async def _round(self, members: list[tuple[StepSpec, int]]) -> list[_Outcome]:
         scope = {"input": self.input, "steps": self.outputs}
-        calls: list[tuple[StepSpec, int, dict[str, Any]]] = []
-        for step, attempt in members:
+        calls: list[tuple[StepSpec, int, dict[str, Any], int]] = []
+        first = self.tracker.iterations - len(members) + 1  # the round's iterations are reserved
+        for number, (step, attempt) in enumerate(members, start=first):
             data = resolve(step.input, scope)
             state = self.o.breakers[step.arm].state
             self.trace.append(BreakerChecked(self.now(), step.id, step.arm.value, state.value))
-            jti = derive_jti(self.run_id, step.id, attempt)
+            jti = derive_jti(self.run_id, step.id, number)
             left = self.tracker.remaining(self.now())
             self.trace.append(StepStarted(self.now(), step.id, step.arm.value, attempt, content_hash(data), jti, left))
-            calls.append((step, attempt, data))
+            calls.append((step, attempt, data, number))
         wall_left = self.tracker.budget.max_wall_s - (self.o.clock() - self.started)
 
         async def together() -> list[_Outcome]:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self._attempt(s, a, d)) for s, a, d in calls]
+                tasks = [group.create_task(self._attempt(s, a, d, n)) for s, a, d, n in calls]
             return [t.result() for t in tasks]
 
         work = asyncio.ensure_future(together())
@@ -264,7 +265,7 @@ class _Run:
             return work.result()
         # Stopped inside the round: what the arms used is unknown, so their reservations are charged.
         reason = self.cancel.reason if self.cancel.cancelled else f"wall time: {self.tracker.budget.max_wall_s} s"
-        for step, attempt, _ in calls:
+        for step, attempt, _, _ in calls:
             held = reservation(step.budget)
             self.tracker.settle(held, held)
             left = self.tracker.remaining(self.now())
@@ -275,7 +276,7 @@ class _Run:
             raise _Stop(RunStatus.CANCELLED, reason)
         raise _Stop(RunStatus.BUDGET_EXHAUSTED, reason)
 
-    async def _attempt(self, step: StepSpec, attempt: int, data: dict[str, Any]) -> _Outcome:
+    async def _attempt(self, step: StepSpec, attempt: int, data: dict[str, Any], number: int) -> _Outcome:
         if not self.o.breakers[step.arm].allows():
             return _Outcome(step, attempt, "error", error=f"circuit open for arm {step.arm.value}")
         errors = schema_errors(data, step.input_schema)
@@ -290,7 +291,7 @@ class _Run:
             remaining=left,
         )
         try:
-            call = self.o.arms[step.arm].run(StepInput(self.run_id, step.id, attempt, data), view)
+            call = self.o.arms[step.arm].run(StepInput(self.run_id, step.id, attempt, data, number), view)
             result = await asyncio.wait_for(call, step.budget.timeout_s)
         except ArmBlocked as exc:
             return _Outcome(step, attempt, "blocked", usage=exc.usage, error=str(exc))
