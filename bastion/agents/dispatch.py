@@ -43,6 +43,7 @@ class RunGrants:
 
     def grant(self, kind: ArmKind) -> Grant:
         action = ACTIONS[kind]
+        caps: tuple[Capability, ...]
         if kind is ArmKind.RETRIEVER:
             caps = (Capability(action, "collection", self.collections),)
         elif kind is ArmKind.EXECUTOR:

@@ -62,6 +62,11 @@ class CancelToken:
             self._event.set()
 
     @property
+    def event(self) -> asyncio.Event:
+        """Set with the token: what a sandboxed process watches to be killed."""
+        return self._event
+
+    @property
     def cancelled(self) -> bool:
         return self._event.is_set()
 
@@ -228,6 +233,8 @@ class _Run:
                     stops.append(decision)
                 elif decision:
                     pending.append((outcome.step, outcome.attempt + 1))
+            if stops and self.cancel.cancelled:  # a member stopped by the cancel (its process killed)
+                raise _Stop(RunStatus.CANCELLED, self.cancel.reason)
             if stops:
                 raise min(stops, key=lambda s: s.status is not RunStatus.BLOCKED)
 

@@ -110,12 +110,13 @@ def kit(
     guard: ArmGuard | None = None,
     grants: RunGrants | None = None,
     clock: Callable[[], float] | None = None,
+    cancel: asyncio.Event | None = None,
 ) -> Kit:
     now = clock or (lambda: 1_000_000.0)
     verifier = CapabilityVerifier(SECRET, MemoryUseStore(now), clock=now)
     issuer = CapabilityIssuer(SECRET, clock=now)
     guard = guard or ArmGuard()
-    cancel = asyncio.Event()
+    cancel = cancel or asyncio.Event()
 
     def gate(kind: ArmKind) -> TokenGate:
         return TokenGate(verifier, kind)

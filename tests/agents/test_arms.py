@@ -90,13 +90,12 @@ async def test_secrets_in_tool_output_are_redacted_before_the_next_model_call() 
 
 async def test_cancelling_a_run_kills_the_sandboxed_process_and_revokes_its_tokens() -> None:
     sandbox = FakeSandbox(hang=True)
-    k = kit(sandbox=sandbox)
     token = CancelToken()
+    k = kit(sandbox=sandbox, cancel=token.event)
 
     async def cancel_when_started() -> None:
         while not sandbox.spawned:
             await asyncio.sleep(0)
-        k.cancel.set()  # what the run's cancel does for the sandbox (bastion.agents.runner)
         token.cancel("cancelled by the owner")
         k.verifier.revoke_run("r1")
 
@@ -110,6 +109,7 @@ async def test_cancelling_a_run_kills_the_sandboxed_process_and_revokes_its_toke
     await canceller
     assert result.status is RunStatus.CANCELLED and result.reason == "cancelled by the owner"
     assert len(sandbox.spawned) == 1 and "j" not in result.outputs
+    assert sandbox.killed_by_cancel
     assert k.verifier.uses.revoked("r1")
 
 
