@@ -108,6 +108,19 @@ class _Outcome:
     arm_fault: bool = False  # counts against the arm's breaker
 
 
+class _ObservedTrace(list[TraceEvent]):
+    """The trace, telling an observer of each event appended."""
+
+    def __init__(self, observer: Callable[[TraceEvent], None] | None) -> None:
+        super().__init__()
+        self._observer = observer
+
+    def append(self, event: TraceEvent) -> None:
+        super().append(event)
+        if self._observer is not None:
+            self._observer(event)
+
+
 class _Stop(Exception):
     def __init__(self, status: RunStatus, reason: str) -> None:
         super().__init__(reason)
@@ -124,10 +137,13 @@ class Orchestrator:
         *,
         clock: Callable[[], float] = time.monotonic,
         breaker_policy: BreakerPolicy | None = None,
+        observer: Callable[[TraceEvent], None] | None = None,
     ) -> None:
         policy = breaker_policy or BreakerPolicy()
         self.arms = dict(arms)
         self.clock = clock
+        #: Sees each trace event as it is recorded (a run's progress); the trace is the same without it.
+        self.observer = observer
         self.breakers = {kind: ArmBreaker(policy.failure_threshold, policy.cooldown_s, clock) for kind in ArmKind}
 
     async def run(
@@ -160,7 +176,7 @@ class _Run:
         self.run_id = run_id
         self.tracker = BudgetTracker(budget)
         self.started = owner.clock()
-        self.trace: list[TraceEvent] = []
+        self.trace: list[TraceEvent] = _ObservedTrace(owner.observer)
         self.outputs: dict[str, dict[str, Any] | None] = {}
 
     def now(self) -> float:
@@ -196,7 +212,7 @@ class _Run:
             output=final,
             spent=self.tracker.spent,
             iterations=self.tracker.iterations,
-            trace=self.trace,
+            trace=list(self.trace),
         )
 
     def _loop_target(self, unit: list[StepSpec]) -> str | None:
