@@ -1,0 +1,171 @@
+"""Agent runs wired to the gateway: the coder and planner arms' model (the pipeline, in process, as
+the run's owner: guard, limits, budgets and ledger apply; each call is a ledger interaction with
+``extra.agent_run``), the retriever's knowledge search (the owner's tenant), the guard policy of
+the owner, and the sandbox when one is installed."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from bastion.agents.arms import ArmError, ArmKind
+from bastion.agents.arms_executor import CommandSandbox, SpecFactory
+from bastion.agents.arms_guardian import ArmGuard
+from bastion.agents.budget import Usage
+from bastion.agents.capability import CapabilityIssuer, CapabilityVerifier, MemoryUseStore, derive_secret
+from bastion.agents.runner import JOB_KIND as AGENT_RUN_JOB
+from bastion.agents.runner import AgentRunJob, AgentRunner, RunTools
+from bastion.agents.service import AgentRuns
+from bastion.agents.store import AgentRunStore
+from bastion.auth.principal import Identity, Principal
+from bastion.config.settings import Settings
+from bastion.dialects.openai_schema import validate_chat_request
+from bastion.errors import BastionError
+from bastion.gateway.context import RequestContext, Timing, new_request_id
+from bastion.gateway.pipeline import Pipeline
+from bastion.gateway.services import Services
+from bastion.knowledge.model import SearchRequest
+from bastion.knowledge.service import KnowledgeService
+from bastion.providers.base import ChatResponse
+
+USER_AGENT = "bastion-agent-run"
+
+
+class GatewayJsonModel:
+    """A model through the pipeline as ``principal``: a JSON answer under a schema (the embedded
+    local model decodes it under a grammar; providers get ``response_format: json_schema``)."""
+
+    def __init__(self, pipeline: Pipeline, principal: Principal, model: str, run_id: str) -> None:
+        self.pipeline = pipeline
+        self.principal = principal
+        self.model = model
+        self.run_id = run_id
+
+    async def complete_json(
+        self, messages: list[dict[str, Any]], schema: dict[str, Any], *, max_tokens: int, seed: int | None = None
+    ) -> tuple[str, Usage]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}},
+        }
+        if seed is not None:
+            body["seed"] = seed
+        parsed = validate_chat_request(body)
+        ctx = RequestContext(
+            request_id=new_request_id(),
+            dialect="openai",
+            endpoint="chat",
+            body=body,
+            model=parsed.model,
+            timing=Timing(),
+            user_agent=USER_AGENT,
+        )
+        ctx.principal = self.principal
+        ctx.ledger_extra = {"agent_run": self.run_id}
+        try:
+            result = await self.pipeline.chat(ctx)
+        except BastionError as exc:
+            raise ArmError(f"model call refused: {exc}") from None
+        if not isinstance(result, ChatResponse):
+            raise ArmError("model call answered with a stream")
+        usage = result.usage
+        tokens = (usage.prompt_tokens + usage.completion_tokens) if usage is not None else max_tokens
+        choices = result.body.get("choices") or [{}]
+        content = (choices[0].get("message") or {}).get("content") or ""
+        return str(content), Usage(tokens=tokens, cost_usd=ctx.cost_usd)
+
+
+class KnowledgeSearcher:
+    def __init__(self, knowledge: KnowledgeService, tenant_id: str) -> None:
+        self.knowledge = knowledge
+        self.tenant_id = tenant_id
+
+    async def search(self, query: str, collections: list[str], k: int) -> list[dict[str, Any]]:
+        try:
+            hits = await self.knowledge.search(self.tenant_id, SearchRequest(query=query, collections=collections, k=k))
+        except BastionError as exc:
+            raise ArmError(f"search failed: {exc}") from None
+        return [
+            {
+                "id": str(hit.chunk_id),
+                "text": hit.text,
+                "title": hit.title,
+                "uri": hit.uri,
+                "document": hit.document_key,
+            }
+            for hit in hits
+        ]
+
+
+def _installed_sandbox(settings: Settings) -> tuple[CommandSandbox, SpecFactory, tuple[type[Exception], ...]] | None:
+    """The executor's sandbox (``bastion.sandbox``) when that package is installed; else None and
+    the executor arm is off."""
+    try:
+        sandbox_module: Any = importlib.import_module("bastion.sandbox")
+    except ImportError:
+        return None
+    sandbox_settings = getattr(settings, "sandbox", None)
+    if sandbox_settings is None:
+        return None
+    sandbox = sandbox_module.select_sandbox(sandbox_settings)
+    spec_class = sandbox_module.CommandSpec
+
+    def make_spec(argv: tuple[str, ...], stdin: bytes, files: Any) -> Any:
+        return spec_class(argv=argv, stdin=stdin, files=files)
+
+    return sandbox, make_spec, (sandbox_module.CommandRefused,)
+
+
+class GatewayToolbox:
+    def __init__(self, services: Services, pipeline: Pipeline) -> None:
+        self.services = services
+        self.pipeline = pipeline
+        self.sandbox = _installed_sandbox(services.settings)
+
+    async def tools(self, owner: Identity, run_id: str) -> RunTools:
+        # Resolved when the run executes: a key revoked meanwhile stops the run.
+        principal = await self.services.authenticator.principal_of(owner)
+        guard = self.services.guard
+        # Fail closed: arms are guarded even where the gateway's guard stages are off.
+        arm_guard = ArmGuard(guard.policy(principal) if guard is not None else None)
+        settings = self.services.settings.agents
+        knowledge = self.services.knowledge
+        sandbox = self.sandbox
+        return RunTools(
+            guard=arm_guard,
+            searcher=KnowledgeSearcher(knowledge, owner.tenant_id) if knowledge is not None else None,
+            model=GatewayJsonModel(self.pipeline, principal, settings.model, run_id) if settings.model else None,
+            sandbox=sandbox[0] if sandbox else None,
+            make_spec=sandbox[1] if sandbox else None,
+            refused=sandbox[2] if sandbox else (),
+            test_command=tuple(settings.test_command),
+        )
+
+
+def available_arms(services: Services, toolbox: GatewayToolbox) -> frozenset[ArmKind]:
+    arms = {ArmKind.JUDGE, ArmKind.GUARDIAN}
+    if services.knowledge is not None:
+        arms.add(ArmKind.RETRIEVER)
+    if services.settings.agents.model:
+        arms |= {ArmKind.CODER, ArmKind.PLANNER}
+    if toolbox.sandbox is not None:
+        arms.add(ArmKind.EXECUTOR)
+    return frozenset(arms)
+
+
+def build_agent_runs(services: Services, pipeline: Pipeline) -> AgentRuns | None:
+    """The agent runs service and the ``agent_run`` job kind (None: ``agents.enabled`` is false)."""
+    settings = services.settings
+    if not settings.agents.enabled:
+        return None
+    root = settings.master_key.get_secret_value() if settings.master_key is not None else None
+    secret = derive_secret(root)
+    store = AgentRunStore(services.db)
+    issuer = CapabilityIssuer(secret, ttl_s=settings.agents.token_ttl_s)
+    verifier = CapabilityVerifier(secret, MemoryUseStore())
+    toolbox = GatewayToolbox(services, pipeline)
+    runner = AgentRunner(store, toolbox, issuer, verifier)
+    services.jobs.registry.register(AGENT_RUN_JOB, AgentRunJob(runner).run, max_attempts=2)
+    return AgentRuns(settings.agents, store, services.jobs, verifier, available_arms(services, toolbox))
