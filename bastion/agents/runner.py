@@ -60,6 +60,8 @@ class RunTools:
 class Toolbox(Protocol):
     async def tools(self, owner: Identity, run_id: str) -> RunTools: ...
 
+    def available_arms(self) -> frozenset[ArmKind]: ...
+
 
 def build_arms(
     tools: RunTools, verifier: CapabilityVerifier, cancel: asyncio.Event, seed: int | None

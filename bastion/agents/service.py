@@ -4,6 +4,7 @@ over this."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from bastion.agents.budget import RunBudget
 from bastion.agents.capability import CapabilityVerifier
 from bastion.agents.plan import Plan, PlanError, schema_errors
 from bastion.agents.policy import PlanPolicy, policy_violations
-from bastion.agents.runner import submit_run
+from bastion.agents.runner import Toolbox, submit_run
 from bastion.agents.store import FINAL, AgentRunStore, NewRun, RunView
 from bastion.agents.templates import get_template, shipped_templates
 from bastion.agents.trace import first_broken_record
@@ -100,13 +101,17 @@ class AgentRuns:
         store: AgentRunStore,
         jobs: JobService,
         verifier: CapabilityVerifier,
-        available_arms: frozenset[ArmKind],
+        toolbox: Toolbox,
+        sandbox_report: Callable[[], dict[str, Any]] = lambda: {"available": False, "tier": None},
     ) -> None:
         self.settings = settings
         self.store = store
         self.jobs = jobs
         self.verifier = verifier
-        self.available_arms = available_arms
+        #: What the runs' arms reach (the model, the knowledge search, the sandbox).
+        self.toolbox = toolbox
+        #: The sandbox in force (its self-test), for ``GET /v1/agents/sandbox``.
+        self.sandbox_report = sandbox_report
 
     def templates(self) -> list[Plan]:
         return list(shipped_templates().values())
@@ -126,7 +131,8 @@ class AgentRuns:
             raise InvalidRequest(f"Invalid request: {exc}", param="template") from None
         policy = policy_for(self.settings, tenant_name)
         problems = policy_violations(plan, policy)
-        missing = sorted({s.arm.value for s in plan.steps if s.arm not in self.available_arms})
+        available = self.toolbox.available_arms()
+        missing = sorted({s.arm.value for s in plan.steps if s.arm not in available})
         if missing:
             problems.append(f"arms not available on this gateway: {', '.join(missing)}")
         if problems:

@@ -11,6 +11,7 @@ from typing import Any
 from bastion.agents.arms import ArmError, ArmKind
 from bastion.agents.arms_executor import CommandSandbox, SpecFactory
 from bastion.agents.arms_guardian import ArmGuard
+from bastion.agents.arms_model import JsonModel
 from bastion.agents.budget import Usage
 from bastion.agents.capability import CapabilityIssuer, CapabilityVerifier, MemoryUseStore, derive_secret
 from bastion.agents.runner import JOB_KIND as AGENT_RUN_JOB
@@ -123,6 +124,18 @@ class GatewayToolbox:
         self.services = services
         self.pipeline = pipeline
         self.sandbox = _installed_sandbox(services.settings)
+        #: Replaces the gateway model of the coder and planner arms (tests).
+        self.model_override: JsonModel | None = None
+
+    def available_arms(self) -> frozenset[ArmKind]:
+        arms = {ArmKind.JUDGE, ArmKind.GUARDIAN}
+        if self.services.knowledge is not None:
+            arms.add(ArmKind.RETRIEVER)
+        if self.services.settings.agents.model or self.model_override is not None:
+            arms |= {ArmKind.CODER, ArmKind.PLANNER}
+        if self.sandbox is not None:
+            arms.add(ArmKind.EXECUTOR)
+        return frozenset(arms)
 
     async def tools(self, owner: Identity, run_id: str) -> RunTools:
         # Resolved when the run executes: a key revoked meanwhile stops the run.
@@ -133,26 +146,18 @@ class GatewayToolbox:
         settings = self.services.settings.agents
         knowledge = self.services.knowledge
         sandbox = self.sandbox
+        model: JsonModel | None = self.model_override
+        if model is None and settings.model:
+            model = GatewayJsonModel(self.pipeline, principal, settings.model, run_id)
         return RunTools(
             guard=arm_guard,
             searcher=KnowledgeSearcher(knowledge, owner.tenant_id) if knowledge is not None else None,
-            model=GatewayJsonModel(self.pipeline, principal, settings.model, run_id) if settings.model else None,
+            model=model,
             sandbox=sandbox[0] if sandbox else None,
             make_spec=sandbox[1] if sandbox else None,
             refused=sandbox[2] if sandbox else (),
             test_command=tuple(settings.test_command),
         )
-
-
-def available_arms(services: Services, toolbox: GatewayToolbox) -> frozenset[ArmKind]:
-    arms = {ArmKind.JUDGE, ArmKind.GUARDIAN}
-    if services.knowledge is not None:
-        arms.add(ArmKind.RETRIEVER)
-    if services.settings.agents.model:
-        arms |= {ArmKind.CODER, ArmKind.PLANNER}
-    if toolbox.sandbox is not None:
-        arms.add(ArmKind.EXECUTOR)
-    return frozenset(arms)
 
 
 def build_agent_runs(services: Services, pipeline: Pipeline) -> AgentRuns | None:
@@ -168,4 +173,14 @@ def build_agent_runs(services: Services, pipeline: Pipeline) -> AgentRuns | None
     toolbox = GatewayToolbox(services, pipeline)
     runner = AgentRunner(store, toolbox, issuer, verifier)
     services.jobs.registry.register(AGENT_RUN_JOB, AgentRunJob(runner).run, max_attempts=2)
-    return AgentRuns(settings.agents, store, services.jobs, verifier, available_arms(services, toolbox))
+    return AgentRuns(settings.agents, store, services.jobs, verifier, toolbox, sandbox_report)
+
+
+def sandbox_report() -> dict[str, Any]:
+    """The sandbox's self-test (the tier in force and what it checked), or that none is installed."""
+    try:
+        sandbox_module: Any = importlib.import_module("bastion.sandbox")
+    except ImportError:
+        return {"available": False, "tier": None, "reason": "no sandbox is installed: the executor arm is off"}
+    report: dict[str, Any] = sandbox_module.self_test().to_json()
+    return {"available": True, **report}
