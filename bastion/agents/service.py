@@ -130,7 +130,9 @@ class AgentRuns:
         except PlanError as exc:
             raise InvalidRequest(f"Invalid request: {exc}", param="template") from None
         policy = policy_for(self.settings, tenant_name)
-        problems = policy_violations(plan, policy)
+        # A template's default budget is capped like a caller's; its arms and step caps must fit.
+        capped_plan = plan.model_copy(update={"budget": plan.budget.capped_by(policy.max_budget)})
+        problems = policy_violations(capped_plan, policy)
         available = self.toolbox.available_arms()
         missing = sorted({s.arm.value for s in plan.steps if s.arm not in available})
         if missing:
