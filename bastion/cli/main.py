@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from bastion.cli import (
+    agents,
     db,
     experiments,
     guard,
@@ -197,6 +198,7 @@ app.add_typer(guard.app, name="guard", help="Guard tools: evaluate detectors.")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(experiments.app, name="experiments")
 app.add_typer(knowledge.app, name="knowledge")
+app.add_typer(agents.app, name="agents")
 app.add_typer(review.review_app, name="review")
 app.add_typer(review.datasets_app, name="datasets")
 app.add_typer(insights.app, name="insights")

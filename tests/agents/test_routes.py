@@ -118,7 +118,9 @@ async def test_a_looping_run_stops_after_exactly_max_iterations_with_its_partial
 
 
 async def test_the_tenants_plan_policy_caps_the_budget(env: Env) -> None:
-    response = await env.post("carl", RUNS, {"template": CODE, "input": {"task": "t"}, "budget": {"max_iterations": 99}})
+    response = await env.post(
+        "carl", RUNS, {"template": CODE, "input": {"task": "t"}, "budget": {"max_iterations": 99}}
+    )
     assert response.status_code == 202, response.text
     assert response.json()["budget"]["max_iterations"] == 5
 
