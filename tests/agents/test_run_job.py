@@ -1,0 +1,129 @@
+"""The ``agent_run`` job handler over the run store (SQLite and PostgreSQL): a crashed attempt is
+run again from the start (the trace reset), the last failing attempt marks the run failed, a run
+cancelled while queued is not started, the trace is saved as it grows."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, cast
+
+import pytest
+
+from bastion.agents.arms import ArmKind
+from bastion.agents.arms_guardian import ArmGuard
+from bastion.agents.capability import CapabilityIssuer, CapabilityVerifier, MemoryUseStore
+from bastion.agents.runner import MAX_ATTEMPTS, AgentRunJob, AgentRunner, RunTools
+from bastion.agents.store import AgentRunStore, NewRun
+from bastion.agents.templates import get_template
+from bastion.auth.principal import Identity
+from bastion.jobs.context import JobContext
+from bastion.store.db import Database
+from tests.agents.armfakes import FakeModel, FakeSandbox, RefusedFake, make_spec
+from tests.knowledge.conftest import add_tenant
+from tests.support.db import *  # noqa: F403  (database, database_url)
+from tests.support.harness import wait_until
+
+SECRET = b"j" * 32
+
+
+@dataclass
+class FakeContext:
+    payload: dict[str, Any]
+    attempt: int = 1
+    cancel_requested: bool = False
+
+    def progress(self, done: int, total: int | None = None) -> None:
+        pass
+
+
+class Tools:
+    """Fails the first ``crashes`` runs (a worker dying mid-run stands behind such an attempt)."""
+
+    def __init__(self, crashes: int, sandbox: FakeSandbox) -> None:
+        self.crashes = crashes
+        self.sandbox = sandbox
+
+    async def tools(self, owner: Identity, run_id: str) -> RunTools:
+        if self.crashes:
+            self.crashes -= 1
+            raise RuntimeError("worker lost")
+        model = FakeModel([{"files": {"a.py": "x"}}])
+        return RunTools(ArmGuard(), model=model, sandbox=self.sandbox, make_spec=make_spec, refused=(RefusedFake,))
+
+    def available_arms(self) -> frozenset[ArmKind]:
+        return frozenset(ArmKind)
+
+
+async def setup(database: Database, crashes: int) -> tuple[AgentRunStore, AgentRunJob, str, FakeSandbox]:
+    tenant = await add_tenant(database, "acme")
+    store = AgentRunStore(database)
+    plan = get_template("code-until-tests-pass")
+    view = await store.add(
+        NewRun(
+            owner=Identity(tenant, "api_key", key_id="k1"),
+            template=plan.name,
+            planner="template",
+            plan=plan.model_dump(mode="json", exclude_none=True),
+            input={"task": "t"},
+            budget=plan.budget.model_dump(),
+            grants={"executables": ["python3"], "paths": ["."]},
+        )
+    )
+    sandbox = FakeSandbox()
+    verifier = CapabilityVerifier(SECRET, MemoryUseStore())
+    runner = AgentRunner(store, Tools(crashes, sandbox), CapabilityIssuer(SECRET), verifier)
+    return store, AgentRunJob(runner), view.id, sandbox
+
+
+def context(run_id: str, attempt: int = 1) -> JobContext:
+    return cast(JobContext, FakeContext({"run_id": run_id}, attempt))
+
+
+async def test_a_crashed_attempt_is_run_again_from_the_start(database: Database) -> None:
+    store, job, run_id, sandbox = await setup(database, crashes=1)
+    with pytest.raises(RuntimeError):
+        await job.run(context(run_id, attempt=1))
+    assert (await store.load(run_id)).status == "running"  # type: ignore[union-attr]
+    result = await job.run(context(run_id, attempt=2))
+    assert result["status"] == "succeeded"
+    view = await store.load(run_id)
+    assert view is not None and view.status == "succeeded" and view.trace[-1]["kind"] == "run_ended"
+    assert sum(e["kind"] == "step_started" for e in view.trace) == 4  # one run's trace, not two
+    assert len(view.links) == len(view.trace) and view.trace_hash == view.links[-1]
+    assert len(sandbox.spawned) == 1
+
+
+async def test_the_last_failing_attempt_marks_the_run_failed(database: Database) -> None:
+    store, job, run_id, _ = await setup(database, crashes=MAX_ATTEMPTS)
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        with pytest.raises(RuntimeError):
+            await job.run(context(run_id, attempt))
+    view = await store.load(run_id)
+    assert view is not None and view.status == "failed" and view.reason == "RuntimeError: worker lost"
+
+
+async def test_a_run_ended_before_its_job_started_is_not_run(database: Database) -> None:
+    store, job, run_id, sandbox = await setup(database, crashes=0)
+    assert await store.end(run_id, "cancelled", "cancelled by the owner")
+    assert (await job.run(context(run_id)))["status"] == "cancelled"
+    assert sandbox.spawned == []
+
+
+async def test_the_trace_is_saved_while_the_run_goes(database: Database) -> None:
+    store, job, run_id, sandbox = await setup(database, crashes=0)
+    sandbox.hang = True
+    task = asyncio.create_task(job.run(context(run_id)))
+
+    async def saved_up_to_execute() -> bool:
+        view = await store.load(run_id)
+        return view is not None and any(e.get("step_id") == "execute" for e in view.trace)
+
+    await wait_until(saved_up_to_execute, timeout_s=10, what="the trace saved up to the execute step")
+    running = await store.load(run_id)
+    assert running is not None and running.status == "running" and running.links
+    task.cancel()  # the worker stops the handler: the run ends cancelled
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    view = await store.load(run_id)
+    assert view is not None and view.status == "cancelled"
