@@ -27,7 +27,11 @@ class AgentRun(Base):
     #: The template's name (None: a plan chosen by a planner mode for a task).
     template: Mapped[str | None] = mapped_column(String(128), nullable=True)
     planner: Mapped[str] = mapped_column(String(16))
+    #: The task a planner mode plans (None: a template run).
+    task: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: The plan run; empty until a planner mode has chosen it (with why: ``planner_reason``).
     plan: Mapped[Any] = mapped_column(JSONType)
+    planner_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     input: Mapped[Any] = mapped_column(JSONType)
     budget: Mapped[Any] = mapped_column(JSONType)
     #: What the run's arms may touch (collections, executables, paths).

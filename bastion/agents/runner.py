@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
@@ -23,11 +23,12 @@ from bastion.agents.arms_guardian import ArmGuard, GuardianArm
 from bastion.agents.arms_judge import JudgeArm
 from bastion.agents.arms_model import JsonModel, ModelArm
 from bastion.agents.arms_retriever import RetrieverArm, Searcher
-from bastion.agents.budget import RunBudget
+from bastion.agents.budget import RunBudget, Usage
 from bastion.agents.capability import CapabilityIssuer, CapabilityVerifier
 from bastion.agents.dispatch import RunGrants, SecuredArm, TokenGate, dispatched
-from bastion.agents.orchestrator import CancelToken, Orchestrator, RunResult, RunStatus
-from bastion.agents.plan import PlanError, plan_from_data
+from bastion.agents.orchestrator import CancelToken, Orchestrator, RunInputError, RunResult, RunStatus
+from bastion.agents.plan import Plan, PlanError, plan_from_data
+from bastion.agents.policy import PlanPolicy
 from bastion.agents.store import FINAL, AgentRunStore, RunView
 from bastion.agents.trace import TraceEvent, event_dict, record_chain
 from bastion.auth.principal import Identity
@@ -44,6 +45,34 @@ MAX_ATTEMPTS = 2
 CANCEL_POLL_S = 0.05
 
 
+class ChosenPlan(Protocol):
+    """What a planner mode answers (``bastion.agents.planners.PlanChoice``)."""
+
+    @property
+    def plan(self) -> Plan: ...
+    @property
+    def input(self) -> dict[str, Any]: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def usage(self) -> Usage: ...
+
+
+class PlanChooser(Protocol):
+    """A planner mode's choice of plan for a task (``bastion.agents.planners.choose_plan``)."""
+
+    async def __call__(
+        self,
+        mode: str,
+        *,
+        template: str | None,
+        task: str | None,
+        input: dict[str, Any],
+        policy: PlanPolicy,
+        model: JsonModel | None,
+    ) -> ChosenPlan: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RunTools:
     """What one run's arms reach, as its owner (the composition root builds it)."""
@@ -55,12 +84,29 @@ class RunTools:
     make_spec: SpecFactory | None = None
     refused: tuple[type[Exception], ...] = ()
     test_command: tuple[str, ...] = ("python3", "-m", "pytest", "-q")
+    #: The owner's plan policy, and the planner modes (None: only templates run).
+    policy: PlanPolicy = field(default_factory=PlanPolicy)
+    chooser: PlanChooser | None = None
 
 
 class Toolbox(Protocol):
     async def tools(self, owner: Identity, run_id: str) -> RunTools: ...
 
     def available_arms(self) -> frozenset[ArmKind]: ...
+
+    def plans_tasks(self) -> bool:
+        """Whether the planner modes (a task instead of a template) are available."""
+        ...
+
+
+def charged(budget: RunBudget, usage: Usage) -> RunBudget:
+    """What is left of ``budget`` after ``usage`` (the planner's call, before the plan runs)."""
+    return budget.model_copy(
+        update={
+            "max_tokens": max(0, budget.max_tokens - usage.tokens),
+            "max_cost_usd": max(0.0, budget.max_cost_usd - usage.cost_usd),
+        }
+    )
 
 
 def build_arms(
@@ -141,9 +187,13 @@ class AgentRunner:
 
     async def execute(self, view: RunView, cancel: CancelToken) -> RunResult:
         """Run ``view``'s plan to its end; the result is stored (and returned)."""
-        plan = plan_from_data(view.plan, f"run {view.id}")
         budget = RunBudget.model_validate(view.budget)
         tools = await self.toolbox.tools(view.owner, view.id)
+        data = view.input
+        if view.plan:
+            plan = plan_from_data(view.plan, f"run {view.id}")
+        else:  # a task: the planner mode chooses the plan now, as the owner, charged to the run
+            plan, data, budget = await self._choose(view, tools, budget)
         secured = build_arms(tools, self.verifier, cancel.event, view.seed)
         deadline = self.issuer.clock() + budget.max_wall_s
         arms = dispatched(secured, self.issuer, grants_of(view.grants), lambda: deadline)
@@ -151,7 +201,7 @@ class AgentRunner:
         writer = asyncio.create_task(progress.loop())
         try:
             orchestrator = Orchestrator(arms, clock=self.clock, observer=progress.add)
-            result = await orchestrator.run(plan, view.input, budget=budget, cancel=cancel, run_id=view.id)
+            result = await orchestrator.run(plan, data, budget=budget, cancel=cancel, run_id=view.id)
         finally:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -161,6 +211,23 @@ class AgentRunner:
         # Shielded: the worker cancels a cancelled job's task a tick later; the result must land.
         await asyncio.shield(self.store.finish(view.id, result))
         return result
+
+    async def _choose(
+        self, view: RunView, tools: RunTools, budget: RunBudget
+    ) -> tuple[Plan, dict[str, Any], RunBudget]:
+        if tools.chooser is None:
+            raise PlanError(f"the {view.planner} planner mode is not available on this gateway")
+        choice = await tools.chooser(
+            view.planner,
+            template=view.template,
+            task=view.task,
+            input=view.input,
+            policy=tools.policy,
+            model=tools.model,
+        )
+        plan_json = choice.plan.model_dump(mode="json", exclude_none=True)
+        await self.store.set_plan(view.id, plan_json, choice.input, choice.reason)
+        return choice.plan, choice.input, charged(choice.plan.budget.capped_by(budget), choice.usage)
 
 
 async def submit_run(jobs: JobService, store: AgentRunStore, view: RunView) -> RunView:
@@ -196,7 +263,7 @@ class AgentRunJob:
         watcher = asyncio.create_task(_watch(ctx, cancel))
         try:
             result = await self.runner.execute(view, cancel)
-        except PlanError as exc:
+        except (PlanError, RunInputError) as exc:  # a chosen plan that cannot run: the run fails
             await store.end(run_id, RunStatus.FAILED.value, str(exc))
             return {"run_id": run_id, "status": RunStatus.FAILED.value}
         except asyncio.CancelledError:

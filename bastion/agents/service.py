@@ -50,8 +50,8 @@ def parse_run_request(body: Any) -> RunRequest:
     if unknown:
         raise InvalidRequest(f"Invalid request: unknown field {unknown[0][:64]!r}.", param=unknown[0][:64])
     template, task = body.get("template"), body.get("task")
-    if (template is None) == (task is None):
-        raise InvalidRequest("Invalid request: give either template or task.", param="template")
+    if template is None and task is None:
+        raise InvalidRequest("Invalid request: give a template or a task.", param="template")
     for name, value in (("template", template), ("task", task)):
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise InvalidRequest(f"Invalid request: {name} must be a non-empty string.", param=name)
@@ -78,6 +78,8 @@ def parse_run_request(body: Any) -> RunRequest:
         if not isinstance(value, bool):
             raise InvalidRequest(f"Invalid request: {name} must be true or false.", param=name)
         flags[name] = value
+    if planner == "template" and (task is not None or template is None):
+        raise InvalidRequest("Invalid request: a task needs a planner mode (constrained or delegate).", param="task")
     return RunRequest(template, task, data, budget, planner, flags["wait"], flags["stream"], collections, seed)
 
 
@@ -117,14 +119,11 @@ class AgentRuns:
         return list(shipped_templates().values())
 
     async def start(self, owner: Identity, tenant_name: str | None, request: RunRequest) -> RunView:
-        if request.template is None or request.planner != "template":
-            raise InvalidRequest(
-                f"Invalid request: the {request.planner} planner mode is not available on this gateway; "
-                "give a template (planner: template).",
-                param="planner",
-            )
         if len(orjson.dumps(request.input)) > self.settings.max_input_bytes:
             raise InvalidRequest(f"Invalid request: input is larger than {self.settings.max_input_bytes:,} bytes.")
+        if request.planner != "template":
+            return await self._start_task(owner, tenant_name, request)
+        assert request.template is not None  # parse_run_request: template mode names a template
         try:
             plan = get_template(request.template)
         except PlanError as exc:
@@ -144,28 +143,51 @@ class AgentRuns:
             raise InvalidRequest(
                 f"Invalid request: input does not match {plan.name!r}: " + "; ".join(errors), param="input"
             )
+        asked = self._budget(request) or plan.budget
+        plan_json = plan.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return await self._submit(owner, request, plan.name, plan_json, asked.capped_by(policy.max_budget))
+
+    async def _start_task(self, owner: Identity, tenant_name: str | None, request: RunRequest) -> RunView:
+        """A task: the plan is chosen by the planner mode when the run executes (its model call is
+        the owner's and charged to the run)."""
+        if not self.toolbox.plans_tasks():
+            message = f"Invalid request: the {request.planner} planner mode is not available on this gateway."
+            raise InvalidRequest(message, param="planner")
+        if request.template is not None:
+            try:
+                get_template(request.template)  # the fallback must exist
+            except PlanError as exc:
+                raise InvalidRequest(f"Invalid request: {exc}", param="template") from None
+        asked = self._budget(request) or RunBudget()
+        budget = asked.capped_by(policy_for(self.settings, tenant_name).max_budget)
+        return await self._submit(owner, request, request.template, {}, budget)
+
+    @staticmethod
+    def _budget(request: RunRequest) -> RunBudget | None:
         try:
-            asked = RunBudget.model_validate(request.budget) if request.budget is not None else plan.budget
+            return RunBudget.model_validate(request.budget) if request.budget is not None else None
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise InvalidRequest(f"Invalid request: budget.{where}: {first['msg']}", param="budget") from None
-        budget = asked.capped_by(policy.max_budget)
+
+    async def _submit(
+        self, owner: Identity, request: RunRequest, template: str | None, plan: dict[str, Any], budget: RunBudget
+    ) -> RunView:
         collections = request.collections or _collections_in(request.input)
         grants = {"collections": collections, "executables": list(self.settings.executables), "paths": ["."]}
-        view = await self.store.add(
-            NewRun(
-                owner=owner,
-                template=plan.name,
-                planner=request.planner,
-                plan=plan.model_dump(mode="json", by_alias=True, exclude_none=True),
-                input=request.input,
-                budget=budget.model_dump(),
-                grants=grants,
-                seed=request.seed,
-            )
+        new = NewRun(
+            owner=owner,
+            template=template,
+            planner=request.planner,
+            plan=plan,
+            input=request.input,
+            budget=budget.model_dump(),
+            grants=grants,
+            seed=request.seed,
+            task=request.task,
         )
-        return await submit_run(self.jobs, self.store, view)
+        return await submit_run(self.jobs, self.store, await self.store.add(new))
 
     async def get(self, tenant_id: str, run_id: str) -> RunView:
         view = await self.store.get(tenant_id, run_id)
@@ -217,6 +239,8 @@ def run_json(view: RunView) -> dict[str, Any]:
         "id": view.id,
         "template": view.template,
         "planner": view.planner,
+        "task": view.task,
+        "planner_reason": view.planner_reason,
         "status": view.status,
         "reason": view.reason,
         "input": view.input,

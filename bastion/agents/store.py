@@ -40,7 +40,9 @@ class RunView:
     job_id: str | None
     template: str | None
     planner: str
+    task: str | None
     plan: dict[str, Any]
+    planner_reason: str | None
     input: dict[str, Any]
     budget: dict[str, Any]
     grants: dict[str, Any]
@@ -71,7 +73,9 @@ def _view(row: AgentRun) -> RunView:
         job_id=row.job_id,
         template=row.template,
         planner=row.planner,
+        task=row.task,
         plan=row.plan,
+        planner_reason=row.planner_reason,
         input=row.input,
         budget=row.budget,
         grants=row.grants,
@@ -101,6 +105,7 @@ class NewRun:
     budget: dict[str, Any]
     grants: dict[str, Any]
     seed: int | None = None
+    task: str | None = None
 
 
 class AgentRunStore:
@@ -117,6 +122,7 @@ class AgentRunStore:
             user_id=new.owner.user_id,
             template=new.template,
             planner=new.planner,
+            task=new.task,
             plan=new.plan,
             input=new.input,
             budget=new.budget,
@@ -160,13 +166,16 @@ class AgentRunStore:
             rows = (await session.execute(query)).scalars().all()
         return [_view(row) for row in rows]
 
-    async def start(self, run_id: str, plan: dict[str, Any] | None = None) -> bool:
+    async def start(self, run_id: str) -> bool:
         """Running, with an empty trace (an attempt after a crash starts the run over); False if
         the run already ended (cancelled while queued)."""
         values: dict[str, Any] = {"status": RUNNING, "started_at": self.clock(), "trace": [], "links": []}
-        if plan is not None:
-            values["plan"] = plan
         return await self._update(run_id, (QUEUED, RUNNING), values)
+
+    async def set_plan(self, run_id: str, plan: dict[str, Any], data: dict[str, Any], reason: str) -> bool:
+        """The plan a planner mode chose for the run's task, the input it runs on, and why."""
+        values = {"plan": plan, "input": data, "planner_reason": reason[:2000]}
+        return await self._update(run_id, (RUNNING,), values)
 
     async def progress(self, run_id: str, trace: list[dict[str, Any]], links: list[str]) -> bool:
         return await self._update(run_id, (RUNNING,), {"trace": trace, "links": links})

@@ -14,9 +14,10 @@ from bastion.agents.arms_guardian import ArmGuard
 from bastion.agents.arms_model import JsonModel
 from bastion.agents.budget import Usage
 from bastion.agents.capability import CapabilityIssuer, CapabilityVerifier, MemoryUseStore, derive_secret
+from bastion.agents.policy import PlanPolicy
 from bastion.agents.runner import JOB_KIND as AGENT_RUN_JOB
-from bastion.agents.runner import AgentRunJob, AgentRunner, RunTools
-from bastion.agents.service import AgentRuns
+from bastion.agents.runner import AgentRunJob, AgentRunner, ChosenPlan, PlanChooser, RunTools
+from bastion.agents.service import AgentRuns, policy_for
 from bastion.agents.store import AgentRunStore
 from bastion.auth.principal import Identity, Principal
 from bastion.config.settings import Settings
@@ -119,6 +120,31 @@ def _installed_sandbox(settings: Settings) -> tuple[CommandSandbox, SpecFactory,
     return sandbox, make_spec, (sandbox_module.CommandRefused,)
 
 
+def _installed_planners() -> PlanChooser | None:
+    """The planner modes (``bastion.agents.planners``) when that module is installed; else None and
+    only templates run."""
+    try:
+        planners: Any = importlib.import_module("bastion.agents.planners")
+    except ImportError:
+        return None
+
+    async def choose(
+        mode: str,
+        *,
+        template: str | None,
+        task: str | None,
+        input: dict[str, Any],
+        policy: PlanPolicy,
+        model: JsonModel | None,
+    ) -> ChosenPlan:
+        chosen: ChosenPlan = await planners.choose_plan(
+            planners.PlannerMode(mode), template=template, task=task, input=input, policy=policy, model=model
+        )
+        return chosen
+
+    return choose
+
+
 class GatewayToolbox:
     def __init__(self, services: Services, pipeline: Pipeline) -> None:
         self.services = services
@@ -126,6 +152,10 @@ class GatewayToolbox:
         self.sandbox = _installed_sandbox(services.settings)
         #: Replaces the gateway model of the coder and planner arms (tests).
         self.model_override: JsonModel | None = None
+        self.chooser = _installed_planners()
+
+    def plans_tasks(self) -> bool:
+        return self.chooser is not None
 
     def available_arms(self) -> frozenset[ArmKind]:
         arms = {ArmKind.JUDGE, ArmKind.GUARDIAN}
@@ -157,6 +187,8 @@ class GatewayToolbox:
             make_spec=sandbox[1] if sandbox else None,
             refused=sandbox[2] if sandbox else (),
             test_command=tuple(settings.test_command),
+            policy=policy_for(settings, principal.tenant_name),
+            chooser=self.chooser,
         )
 
 

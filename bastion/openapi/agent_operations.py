@@ -40,6 +40,8 @@ class AgentRun(BaseModel):
     id: str
     template: str | None
     planner: str
+    task: str | None
+    planner_reason: str | None = Field(description="Why the planner mode chose the plan (a task's run).")
     status: Literal["queued", "running", "succeeded", "budget_exhausted", "blocked", "failed", "cancelled"]
     reason: str | None
     input: dict[str, Any]

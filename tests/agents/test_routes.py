@@ -172,7 +172,8 @@ async def test_tenants_roles_and_bad_requests(env: Env) -> None:
     bad = [
         ({"template": "nope", "input": {}}, "template"),
         ({"template": CODE, "input": {}}, "input"),
-        ({"template": CODE, "task": "both"}, "template"),
+        ({"template": CODE, "task": "both"}, "task"),
+        ({"input": {}}, "template"),
         ({"template": CODE, "input": {"task": "t"}, "budget": {"max_iterations": 0}}, "budget"),
         ({"template": CODE, "input": {"task": "t"}, "extra": 1}, "extra"),
         ({"task": "write code", "planner": "delegate"}, "planner"),

@@ -12,7 +12,9 @@ import pytest
 
 from bastion.agents.arms import ArmKind
 from bastion.agents.arms_guardian import ArmGuard
+from bastion.agents.budget import Usage
 from bastion.agents.capability import CapabilityIssuer, CapabilityVerifier, MemoryUseStore
+from bastion.agents.plan import Plan
 from bastion.agents.runner import MAX_ATTEMPTS, AgentRunJob, AgentRunner, RunTools
 from bastion.agents.store import AgentRunStore, NewRun
 from bastion.agents.templates import get_template
@@ -37,25 +39,60 @@ class FakeContext:
         pass
 
 
+@dataclass(frozen=True)
+class Choice:
+    """The shape of ``bastion.agents.planners.PlanChoice``."""
+
+    plan: Plan
+    input: dict[str, Any]
+    reason: str
+    usage: Usage
+
+
+class Chooser:
+    """A planner mode that picks the coding template for any task (and records how it was asked)."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    async def __call__(self, mode: str, **asked: Any) -> Choice:
+        self.calls.append({"mode": mode, **asked})
+        data = {"task": asked["task"]}
+        return Choice(get_template("code-until-tests-pass"), data, "constrained: template chosen", Usage(tokens=300))
+
+
 class Tools:
     """Fails the first ``crashes`` runs (a worker dying mid-run stands behind such an attempt)."""
 
     def __init__(self, crashes: int, sandbox: FakeSandbox) -> None:
         self.crashes = crashes
         self.sandbox = sandbox
+        self.chooser = Chooser()
 
     async def tools(self, owner: Identity, run_id: str) -> RunTools:
         if self.crashes:
             self.crashes -= 1
             raise RuntimeError("worker lost")
         model = FakeModel([{"files": {"a.py": "x"}}])
-        return RunTools(ArmGuard(), model=model, sandbox=self.sandbox, make_spec=make_spec, refused=(RefusedFake,))
+        return RunTools(
+            ArmGuard(),
+            model=model,
+            sandbox=self.sandbox,
+            make_spec=make_spec,
+            refused=(RefusedFake,),
+            chooser=self.chooser,
+        )
 
     def available_arms(self) -> frozenset[ArmKind]:
         return frozenset(ArmKind)
 
+    def plans_tasks(self) -> bool:
+        return True
 
-async def setup(database: Database, crashes: int) -> tuple[AgentRunStore, AgentRunJob, str, FakeSandbox]:
+
+async def setup(
+    database: Database, crashes: int, task: str | None = None
+) -> tuple[AgentRunStore, AgentRunJob, str, FakeSandbox]:
     tenant = await add_tenant(database, "acme")
     store = AgentRunStore(database)
     plan = get_template("code-until-tests-pass")
@@ -63,16 +100,18 @@ async def setup(database: Database, crashes: int) -> tuple[AgentRunStore, AgentR
         NewRun(
             owner=Identity(tenant, "api_key", key_id="k1"),
             template=plan.name,
-            planner="template",
-            plan=plan.model_dump(mode="json", exclude_none=True),
-            input={"task": "t"},
+            planner="constrained" if task else "template",
+            plan={} if task else plan.model_dump(mode="json", exclude_none=True),
+            input={} if task else {"task": "t"},
             budget=plan.budget.model_dump(),
             grants={"executables": ["python3"], "paths": ["."]},
+            task=task,
         )
     )
     sandbox = FakeSandbox()
     verifier = CapabilityVerifier(SECRET, MemoryUseStore())
-    runner = AgentRunner(store, Tools(crashes, sandbox), CapabilityIssuer(SECRET), verifier)
+    tools = Tools(crashes, sandbox)
+    runner = AgentRunner(store, tools, CapabilityIssuer(SECRET), verifier)
     return store, AgentRunJob(runner), view.id, sandbox
 
 
@@ -127,3 +166,16 @@ async def test_the_trace_is_saved_while_the_run_goes(database: Database) -> None
         await task
     view = await store.load(run_id)
     assert view is not None and view.status == "cancelled"
+
+
+async def test_a_task_runs_the_plan_its_planner_mode_chose_charged_with_the_planners_call(database: Database) -> None:
+    store, job, run_id, sandbox = await setup(database, crashes=0, task="write a function")
+    assert (await job.run(context(run_id)))["status"] == "succeeded"
+    view = await store.load(run_id)
+    assert view is not None and view.plan["name"] == "code-until-tests-pass"
+    assert view.planner_reason == "constrained: template chosen" and view.input == {"task": "write a function"}
+    ended = view.trace[-1]
+    assert ended["kind"] == "run_ended" and ended["status"] == "succeeded"
+    checks = [e for e in view.trace if e["kind"] == "budget_check"]
+    assert checks[0]["remaining"]["tokens"] == 20000 - 300  # the planner's call was charged first
+    assert len(sandbox.spawned) == 1
