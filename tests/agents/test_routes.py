@@ -183,3 +183,15 @@ async def test_tenants_roles_and_bad_requests(env: Env) -> None:
         response = await env.post("ann", RUNS, body)
         assert response.status_code == 400, (body, response.text)
         assert response.json()["error"]["param"] == param, (body, response.text)
+
+
+async def test_a_run_past_its_wall_time_ends_within_a_second_of_it(env: Env) -> None:
+    env.sandbox.hang = True  # the command never ends on its own
+    budget = {"max_wall_s": 0.5, "max_iterations": 12, "max_tokens": 20000, "max_cost_usd": 1, "max_tool_calls": 8}
+    body = {"template": CODE, "input": {"task": "t"}, "budget": budget, "wait": True}
+    run = (await env.post("ann", RUNS, body)).json()
+    assert run["status"] == "budget_exhausted" and run["reason"] == "wall time: 0.5 s", run
+    trace = (await env.get("ann", f"{RUNS}/{run['id']}/trace")).json()
+    ended = trace["events"][-1]
+    assert ended["kind"] == "run_ended" and ended["at_s"] <= 0.5 + 1.0
+    assert run["outputs"]["code"] is not None and "execute" not in run["outputs"]  # the partial result
