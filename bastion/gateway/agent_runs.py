@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from bastion.agents.arms import ArmError, ArmKind
+from bastion.agents.arms import ArmBlocked, ArmError, ArmKind
 from bastion.agents.arms_executor import CommandSandbox, SpecFactory
 from bastion.agents.arms_guardian import ArmGuard
 from bastion.agents.arms_model import JsonModel
@@ -26,6 +26,7 @@ from bastion.errors import BastionError
 from bastion.gateway.context import RequestContext, Timing, new_request_id
 from bastion.gateway.pipeline import Pipeline
 from bastion.gateway.services import Services
+from bastion.guard.service import ContentBlocked
 from bastion.knowledge.model import SearchRequest
 from bastion.knowledge.service import KnowledgeService
 from bastion.providers.base import ChatResponse
@@ -68,6 +69,8 @@ class GatewayJsonModel:
         ctx.ledger_extra = {"agent_run": self.run_id}
         try:
             result = await self.pipeline.chat(ctx)
+        except ContentBlocked:  # the owner's guard refused the prompt: the run ends blocked
+            raise ArmBlocked("the guard blocked the model call") from None
         except BastionError as exc:
             raise ArmError(f"model call refused: {exc}") from None
         if not isinstance(result, ChatResponse):
