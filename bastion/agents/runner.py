@@ -217,14 +217,17 @@ class AgentRunner:
     ) -> tuple[Plan, dict[str, Any], RunBudget]:
         if tools.chooser is None:
             raise PlanError(f"the {view.planner} planner mode is not available on this gateway")
-        choice = await tools.chooser(
-            view.planner,
-            template=view.template,
-            task=view.task,
-            input=view.input,
-            policy=tools.policy,
-            model=tools.model,
-        )
+        try:
+            choice = await tools.chooser(
+                view.planner,
+                template=view.template,
+                task=view.task,
+                input=view.input,
+                policy=tools.policy,
+                model=tools.model,
+            )
+        except ValueError as exc:  # the planner's refusal (no template matched, bad input): the run fails
+            raise PlanError(f"{view.planner} planner: {exc}") from None
         plan_json = choice.plan.model_dump(mode="json", exclude_none=True)
         await self.store.set_plan(view.id, plan_json, choice.input, choice.reason)
         return choice.plan, choice.input, charged(choice.plan.budget.capped_by(budget), choice.usage)

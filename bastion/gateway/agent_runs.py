@@ -208,14 +208,18 @@ def build_agent_runs(services: Services, pipeline: Pipeline) -> AgentRuns | None
     toolbox = GatewayToolbox(services, pipeline)
     runner = AgentRunner(store, toolbox, issuer, verifier)
     services.jobs.registry.register(AGENT_RUN_JOB, AgentRunJob(runner).run, max_attempts=2)
-    return AgentRuns(settings.agents, store, services.jobs, verifier, toolbox, sandbox_report)
+    return AgentRuns(settings.agents, store, services.jobs, verifier, toolbox, lambda: sandbox_report(toolbox))
 
 
-def sandbox_report() -> dict[str, Any]:
-    """The sandbox's self-test (the tier in force and what it checked), or that none is installed."""
-    try:
-        sandbox_module: Any = importlib.import_module("bastion.sandbox")
-    except ImportError:
+def sandbox_report(toolbox: GatewayToolbox) -> dict[str, Any]:
+    """The sandbox in force: its self-test (the tier chosen and what each probe found), or that
+    none is installed."""
+    if toolbox.sandbox is None:
         return {"available": False, "tier": None, "reason": "no sandbox is installed: the executor arm is off"}
-    report: dict[str, Any] = sandbox_module.self_test().to_json()
-    return {"available": True, **report}
+    sandbox: Any = toolbox.sandbox[0]
+    report: Any = getattr(sandbox, "report", None)
+    tier = getattr(sandbox, "tier", None)
+    if report is None:
+        return {"available": True, "tier": tier and str(tier)}
+    shown: dict[str, Any] = report.as_dict() if hasattr(report, "as_dict") else report.to_json()
+    return {"available": True, "tier": tier and str(tier), "report": shown}
