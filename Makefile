@@ -6,9 +6,22 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install serve test test-fast lint bench clean
+.PHONY: install system-packages serve test test-fast lint bench clean
 
-install: $(STAMP)
+install: system-packages $(STAMP)
+
+# Debian packages the tests and features need: a browser for the dashboard's page tests and
+# bubblewrap for the agents' executor sandbox. Installed once, with sudo when not root.
+DEB_PACKAGES := chromium bubblewrap
+system-packages:
+	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null; then \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "install these system packages by hand:$$missing" >&2; fi; \
+	fi
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

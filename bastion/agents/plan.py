@@ -10,6 +10,7 @@ until ``loop_until`` holds (bounded by the run's iteration budget)."""
 from __future__ import annotations
 
 import enum
+import re
 from typing import Any, Literal
 
 import jsonschema
@@ -76,6 +77,34 @@ class Check(BaseModel):
         return False  # pragma: no cover - exhaustive
 
 
+class TemplateMatch(BaseModel):
+    """Which tasks a template suits (the ``template`` and ``constrained`` planner modes pick by it):
+    ``keywords`` are matched as whole words, ``patterns`` are regular expressions searched in the
+    task; both ignore case. A template's score is the number of keywords and patterns that hit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    keywords: list[str] = Field(default_factory=list, max_length=200)
+    patterns: list[str] = Field(default_factory=list, max_length=50)
+
+    @model_validator(mode="after")
+    def _compiles(self) -> TemplateMatch:
+        for keyword in self.keywords:
+            if not keyword.strip():
+                raise ValueError("a keyword must not be blank")
+        for pattern in self.patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {pattern!r} is not a regular expression: {exc}") from None
+        return self
+
+    def hits(self, task: str) -> list[str]:
+        """The keywords and patterns that match ``task``, in declaration order."""
+        found = [k for k in self.keywords if re.search(rf"(?<!\w){re.escape(k.strip())}(?!\w)", task, re.I)]
+        return found + [p for p in self.patterns if re.search(p, task, re.I)]
+
+
 class StepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -99,6 +128,7 @@ class Plan(BaseModel):
     name: str = Field(pattern=_ID)
     description: str = ""
     input_schema: dict[str, Any] = Field(default_factory=dict)
+    match: TemplateMatch = TemplateMatch()
     budget: RunBudget = RunBudget()
     steps: list[StepSpec] = Field(min_length=1, max_length=100)
 
@@ -113,6 +143,10 @@ class Plan(BaseModel):
                 jsonschema.Draft202012Validator.check_schema(schema)
             except jsonschema.SchemaError as exc:
                 raise ValueError(f"{where} is not a valid JSON Schema: {exc.message}") from None
+        properties = self.input_schema.get("properties")
+        for slot, spec in (properties if isinstance(properties, dict) else {}).items():
+            if isinstance(spec, dict) and "default" in spec and (errors := schema_errors(spec["default"], spec)):
+                raise ValueError(f"input_schema.properties.{slot}.default does not match its schema: {errors[0]}")
         position: dict[str, int] = {}
         for i, step in enumerate(self.steps):
             if step.id in position:
@@ -212,6 +246,8 @@ def plan_from_data(data: Any, source: str = "<plan>") -> Plan:
         raise PlanError(f"{source}: a plan is a mapping with version, name and steps")
     try:
         return Plan.model_validate(data)
+    except RecursionError:  # the JSON Schema checks walk schemas recursively
+        raise PlanError(f"{source}: nested too deep") from None
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

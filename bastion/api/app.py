@@ -36,11 +36,13 @@ from bastion.api import bulk as bulk_api  # bulk on agent sessions: /api/v1/ai/b
 from bastion.api import completions as completions_api  # legacy /v1/completions
 from bastion.api import files as files_api  # OpenAI Files API: /v1/files
 from bastion.api import insights as insights_api  # roll-ups over the ledger, log ingestion
+from bastion.api import insights_redteam as insights_redteam_api  # red-team runs for the dashboard
 from bastion.api import knowledge as knowledge_api  # knowledge collections and search: /v1/knowledge
 from bastion.api import message_batches as message_batches_api  # Anthropic: /v1/messages/batches
 from bastion.api import moderations as moderations_api  # /v1/moderations, answered by the guard
 from bastion.api import openai as openai_api
 from bastion.api import openapi as openapi_api  # GET /openapi.json
+from bastion.api import redteam as redteam_api  # red-team runs and the attack library: /v1/redteam
 from bastion.api import responses as responses_api  # OpenAI Responses API: /v1/responses
 from bastion.api import sessions as sessions_api  # agent sessions: /api/v1/ai/sessions, /api/v1/ai/chat
 from bastion.api import system as system_api
@@ -261,10 +263,12 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
             *admin_review_api.routes,
             *admin_experiments_api.routes,
             *insights_api.routes,
+            *insights_redteam_api.routes,
             *sessions_api.routes,
             *bulk_api.routes,
             *knowledge_api.routes,
             *agents_api.routes,
+            *redteam_api.routes,
             *openapi_api.routes,
         ],
         exception_handlers={HTTPException: _routing_error},

@@ -149,6 +149,8 @@ async def create_response(request: Request) -> Answer:
                     if usage
                     else None,
                 )
+                if isinstance(result.body.get(FIELD), dict):  # Bastion's answer field (sources, citations)
+                    response[FIELD] = result.body[FIELD]
                 await remember(response)
     except ClientDisconnected:
         return Response(status_code=499)

@@ -34,6 +34,10 @@ class Permission(enum.StrEnum):
     WRITE_KNOWLEDGE = "knowledge:write"
     #: Prepare review batches, assign reviewers, read agreement, build and export datasets.
     MANAGE_DATASETS = "datasets:manage"
+    #: Start and cancel red-team runs, import garak reports (docs/REDTEAM.md).
+    RUN_REDTEAM = "redteam:run"
+    #: Read red-team runs, their reports and the attack library.
+    READ_REDTEAM = "redteam:read"
     #: See the tenant, its users and its keys (metadata only: never a key or a secret).
     READ_ACCESS = "access:read"
     #: Process-wide operational figures: /metrics and the details of /readyz.
@@ -58,6 +62,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.MANAGE_DATASETS,
             Permission.RUN_AGENTS,
             Permission.READ_AGENTS,
+            Permission.RUN_REDTEAM,
+            Permission.READ_REDTEAM,
         }
     ),
     Role.VIEWER: frozenset(
@@ -68,6 +74,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.READ_ACCESS,
             Permission.READ_OPS,
             Permission.READ_AGENTS,
+            Permission.READ_REDTEAM,
         }
     ),
     Role.SERVICE: frozenset({Permission.CALL_MODELS}),

@@ -23,6 +23,7 @@ from bastion.cli import (
     knowledge,
     ledger,
     prompts,
+    redteam,
     review,
     tenants,
     users,
@@ -199,6 +200,7 @@ app.add_typer(jobs.app, name="jobs")
 app.add_typer(experiments.app, name="experiments")
 app.add_typer(knowledge.app, name="knowledge")
 app.add_typer(agents.app, name="agents")
+app.add_typer(redteam.app, name="redteam")
 app.add_typer(review.review_app, name="review")
 app.add_typer(review.datasets_app, name="datasets")
 app.add_typer(insights.app, name="insights")

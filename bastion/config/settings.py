@@ -14,6 +14,8 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_valid
 from bastion.config.agents_settings import AgentsSettings
 from bastion.config.cache_settings import CacheSettings, ModelCacheSettings
 from bastion.config.insights_settings import InsightsSettings
+from bastion.config.otel_settings import OtelSettings
+from bastion.config.sandbox_settings import SandboxSettings
 from bastion.config.section import Strict
 from bastion.config.work_settings import (
     BatchesSettings,
@@ -415,6 +417,8 @@ class Settings(Strict):
     experiments: ExperimentsSettings = Field(default_factory=ExperimentsSettings)  # docs/EXPERIMENTS.md
     insights: InsightsSettings = Field(default_factory=InsightsSettings)  # roll-ups, alerts (docs/INSIGHTS.md)
     agents: AgentsSettings = Field(default_factory=AgentsSettings)  # agent runs (docs/AGENTS.md)
+    otel: OtelSettings = Field(default_factory=OtelSettings)  # OpenTelemetry export (docs/INSIGHTS.md)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)  # the command sandbox (docs/AGENTS.md)
 
     #: Configuration keys that were read but have no effect (a LiteLLM file's), for warnings.
     _ignored_keys: list[str] = PrivateAttr(default_factory=list)

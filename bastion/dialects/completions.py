@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bastion.dialects.extension import FIELD
 from bastion.dialects.openai_schema import StreamOptions, parse_object
 from bastion.errors import InvalidRequest
 
@@ -138,7 +139,7 @@ def _message_text(choice: dict[str, Any]) -> str:
 def completion_choices(chat: dict[str, Any], first_index: int) -> list[dict[str, Any]]:
     """The ``text_completion`` choices of one prompt's chat answer, numbered from ``first_index``
     (a list of prompts with ``n`` answers each is numbered prompt by prompt, as OpenAI does)."""
-    return [
+    choices = [
         {
             "text": _message_text(choice),
             "index": first_index + int(choice.get("index") or 0),
@@ -147,6 +148,12 @@ def completion_choices(chat: dict[str, Any], first_index: int) -> list[dict[str,
         }
         for choice in chat.get("choices") or ()
     ]
+    if isinstance(chat.get(FIELD), dict):
+        # Bastion's answer field (sources and citations) belongs to the prompt: each prompt of a
+        # list has its own, so it rides on that prompt's choices.
+        for choice in choices:
+            choice[FIELD] = chat[FIELD]
+    return choices
 
 
 def completion_object(
@@ -173,21 +180,28 @@ async def completion_chunks(
     created = int(time.time())
     head = {"id": completion_id(request_id), "object": "text_completion", "created": created, "model": model}
     async for chunk in chunks:
+        extension = chunk.get(FIELD) if isinstance(chunk.get(FIELD), dict) else None
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
             text = delta.get("content") if isinstance(delta.get("content"), str) else ""
             reason = choice.get("finish_reason")
-            if not text and reason is None:
+            if not text and reason is None and extension is None:
                 continue  # the role chunk, tool-call deltas
+            out: dict[str, Any] = {
+                "text": text,
+                "index": first_index + int(choice.get("index") or 0),
+                "logprobs": None,
+                "finish_reason": None if reason is None else _finish_reason(reason),
+            }
+            if extension is not None:
+                out[FIELD] = extension
+            yield {**head, "choices": [out]}
+        if extension is not None and not chunk.get("choices"):
+            # The field on a chunk of its own: an empty piece of the prompt's first choice.
             yield {
                 **head,
                 "choices": [
-                    {
-                        "text": text,
-                        "index": first_index + int(choice.get("index") or 0),
-                        "logprobs": None,
-                        "finish_reason": None if reason is None else _finish_reason(reason),
-                    }
+                    {"text": "", "index": first_index, "logprobs": None, "finish_reason": None, FIELD: extension}
                 ],
             }
         if chunk.get("usage"):

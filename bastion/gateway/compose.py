@@ -22,6 +22,7 @@ from bastion.batches.store import BatchStore
 from bastion.bulk.model import JOB_KIND as BULK_JOB
 from bastion.bulk.run import BulkRun
 from bastion.cache.service import ResponseCache
+from bastion.config.errors import ConfigError
 from bastion.config.settings import Settings
 from bastion.experiments.analysis import BanditUpdates
 from bastion.experiments.service import ExperimentService
@@ -31,6 +32,7 @@ from bastion.gateway.batch_lines import PipelineLines
 from bastion.gateway.bulk_lines import PipelineBulk
 from bastion.gateway.pipeline import Pipeline
 from bastion.gateway.prompt_chat import PipelineChat
+from bastion.gateway.redteam_target import PipelineTarget, unguarded
 from bastion.gateway.service import Gateway, VaultStartup
 from bastion.gateway.services import Lifecycle, Services
 from bastion.gateway.stage import Stage
@@ -44,6 +46,7 @@ from bastion.gateway.stages.knowledge import KnowledgeStage
 from bastion.gateway.stages.ledger import LedgerStage
 from bastion.gateway.stages.limits import LimitsStage
 from bastion.gateway.stages.metrics import MetricsStage
+from bastion.gateway.stages.otel import OtelStage
 from bastion.gateway.stages.prompt import PromptStage
 from bastion.gateway.stages.usage import UsageStage
 from bastion.guard.deep_injection import EmbedFunction
@@ -54,9 +57,14 @@ from bastion.jobs.service import JobService
 from bastion.knowledge.ingest_job import JOB_KIND as KNOWLEDGE_INGEST_JOB
 from bastion.knowledge.ingest_job import IngestJob
 from bastion.knowledge.service import KnowledgeService
+from bastion.ledger.redact import ContentRedactor
 from bastion.ledger.writer import LedgerWriter
 from bastion.limits.service import LimitsService
 from bastion.local.embedder import get_embedder
+from bastion.observability.genai import PROVIDER_NAMES, InteractionExporter, Upstream
+from bastion.redteam.run_job import JOB_KIND as REDTEAM_JOB
+from bastion.redteam.run_job import RedteamJob
+from bastion.redteam.service import RedteamService
 from bastion.responses.store import ResponseStore
 from bastion.review.datasets import DatasetService
 from bastion.review.export import PromptReader, SubmitJob
@@ -95,6 +103,37 @@ def build_cache(settings: Settings) -> ResponseCache | None:
     return ResponseCache.from_settings(settings, get_embedder(settings.local).embed if semantic else None)
 
 
+def otel_upstreams(router: Router) -> dict[str, Upstream]:
+    """Deployment ids and model names -> provider and server, for the spans' ``gen_ai.provider.name``
+    and ``server.address`` (a name whose deployments mix providers has none)."""
+    upstreams: dict[str, Upstream] = {}
+    for name, group in router.groups.items():
+        kinds = set()
+        for target in group.targets:
+            deployment = target.deployment.settings
+            upstreams[target.id] = Upstream.of(deployment.provider, deployment.api_base)
+            kinds.add(deployment.provider)
+        if len(kinds) == 1:
+            kind = kinds.pop()
+            upstreams[name] = Upstream(PROVIDER_NAMES.get(kind, kind))
+    return upstreams
+
+
+def build_otel(settings: Settings, router: Router) -> InteractionExporter | None:
+    """The OpenTelemetry exporter, or None when ``otel.enabled`` is false (then no OpenTelemetry
+    module is imported at all: the import below is the only way in)."""
+    if not settings.otel.enabled:
+        return None
+    try:
+        from bastion.observability.otel import OtelExporter
+    except ImportError as exc:
+        raise ConfigError(
+            f"otel.enabled needs the OpenTelemetry SDK and OTLP exporter (pip install 'bastion[otel]'): {exc}"
+        ) from exc
+    names = settings.ledger.redact_names
+    return OtelExporter.from_settings(settings.otel, otel_upstreams(router), lambda: ContentRedactor(names=names))
+
+
 def build_services(settings: Settings, *, job_workers: int | None = None) -> Services:
     """Every shared service, built once; none does I/O before ``start``. ``job_workers``: jobs
     this process runs at once (None: ``jobs.inprocess_workers`` or its default; ``bastion worker``
@@ -131,6 +170,8 @@ def build_services(settings: Settings, *, job_workers: int | None = None) -> Ser
         review=ReviewService(db, settings.review, ledger_default_mode=settings.ledger.default_mode),
         datasets=build_datasets(settings, db, files, vault, jobs),
         insights=build_insights(settings, db, jobs),
+        redteam=RedteamService(db, jobs),
+        otel=build_otel(settings, router),
     )
 
 
@@ -246,6 +287,23 @@ def register_job_kinds(services: Services, pipeline: Pipeline) -> None:
     if services.insights is not None:
         services.insights.register()
     services.agents = build_agent_runs(services, pipeline)
+    if services.redteam is not None:
+        services.jobs.registry.register(REDTEAM_JOB, build_redteam_job(services, pipeline).run, max_attempts=2)
+
+
+def build_redteam_job(services: Services, pipeline: Pipeline) -> RedteamJob:
+    """Red-team attempts go through the gateway's pipeline (guard on) or the same stages without
+    the guard and the cache (guard off); a run's vault prompt is read as the prompt stage reads it."""
+    assert services.redteam is not None
+    vault = services.vault
+    target = PipelineTarget(pipeline, Pipeline(unguarded(pipeline.stages), services.router), services.authenticator)
+
+    async def prompt_text(tenant_id: str, prompt_id: str) -> str:
+        resolved, _label = await vault.resolve(tenant_id, prompt_id)
+        return resolved.secret.system
+
+    redteam = services.redteam
+    return RedteamJob(redteam.store, services.jobs, lambda: redteam.library, target, prompt_text)
 
 
 def build_stages(services: Services) -> list[Stage]:
@@ -258,6 +316,10 @@ def build_stages(services: Services) -> list[Stage]:
         AuthStage(services.authenticator),  # who is calling; rejects before anything is recorded
         # Completes last: records what every later stage decided.
         LedgerStage(services.ledger, settings.ledger.default_mode) if services.ledger is not None else None,
+        # Completes just before the ledger, with the same record: the OpenTelemetry span and histograms.
+        OtelStage(services.otel, content=settings.otel.content, ledger_mode=settings.ledger.default_mode)
+        if services.otel is not None
+        else None,
         MetricsStage(),
         # Assigns the request to a running experiment's variant and rewrites it (prompt version,
         # model, parameters): after auth (the tenant), before prompt (which renders the variant's).
@@ -293,6 +355,7 @@ def lifecycles(services: Services) -> list[Lifecycle]:
     """What starts with the gateway, in start order (stopped in reverse)."""
     optional: list[Lifecycle | None] = [
         services.ledger,
+        services.otel,  # the exporter's thread and the SDK's background export
         services.guard,
         services.limits,
         services.cache,

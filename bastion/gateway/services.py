@@ -24,6 +24,8 @@ from bastion.jobs.service import JobService
 from bastion.knowledge.service import KnowledgeService
 from bastion.ledger.writer import LedgerWriter
 from bastion.limits.service import LimitsService
+from bastion.observability.genai import InteractionExporter
+from bastion.redteam.service import RedteamService
 from bastion.responses.store import ResponseStore
 from bastion.review.datasets import DatasetService
 from bastion.review.service import ReviewService
@@ -82,3 +84,7 @@ class Services:
     insights: InsightsService | None = None
     #: Agent runs (the ``agent_run`` job kind; set by ``register_job_kinds``); None: ``agents.enabled`` is false.
     agents: AgentRuns | None = None
+    #: Red-team runs (the ``redteam_run`` job kind) and garak imports (docs/REDTEAM.md).
+    redteam: RedteamService | None = None
+    #: The OpenTelemetry export (spans, gen_ai.client.* histograms); None: ``otel.enabled`` is false.
+    otel: InteractionExporter | None = None

@@ -79,8 +79,10 @@ class Aggregator:
         self.guard: dict[Key, list[int]] = {}
 
     def add(self, row: Mapping[Any, Any]) -> None:
-        bucket = floor(row["created_at"], "5m")
         extra = row.get("extra")
+        if classify.red_team(extra):
+            return
+        bucket = floor(row["created_at"], "5m")
         guard = row.get("guard")
         status = _int(row.get("status"))
         outcome = classify.outcome(status, row.get("error_code"), row.get("finish_reason"), guard)

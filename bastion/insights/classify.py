@@ -26,6 +26,13 @@ def outcome(status: int, error_code: str | None, finish_reason: str | None, guar
     return "ok"
 
 
+def red_team(extra: Any) -> bool:
+    """An attempt of a red-team run (``extra.redteam_run``, set by the gateway, never by a client):
+    measured by its run's report, and left out of the roll-ups and drift so attacks do not count
+    as production errors, blocks or answers."""
+    return isinstance(extra, dict) and bool(extra.get("redteam_run"))
+
+
 def cache_hit(extra: Any) -> bool:
     return isinstance(extra, dict) and extra.get("cache") in CACHE_HITS
 

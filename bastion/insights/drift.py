@@ -25,7 +25,7 @@ from sqlalchemy import Table, and_, delete, insert, or_, select
 
 from bastion.config.insights_settings import InsightsSettings
 from bastion.errors import InvalidRequest
-from bastion.insights import tables
+from bastion.insights import classify, tables
 from bastion.insights.aggregate import FIVE_MINUTES, floor
 from bastion.store.db import Database
 from bastion.store.models import Interaction
@@ -134,7 +134,7 @@ class DriftSampler:
             query = (
                 select(
                     _LEDGER.c.tenant_id, _LEDGER.c.model, _LEDGER.c.prompt_id, _LEDGER.c.prompt_version,
-                    _LEDGER.c.response_text,
+                    _LEDGER.c.response_text, _LEDGER.c.extra,
                 )
                 .where(
                     _LEDGER.c.created_at >= bucket,
@@ -145,7 +145,9 @@ class DriftSampler:
                 .order_by(_LEDGER.c.id)
             )  # fmt: skip
             async with self.db.engine.connect() as connection:
-                for tenant, model, prompt, version, text in await connection.execute(query):
+                for tenant, model, prompt, version, text, extra in await connection.execute(query):
+                    if classify.red_team(extra):
+                        continue
                     key = (tenant or "", model or "", prompt or "", int(version or 0))
                     texts = groups.setdefault(key, [])
                     if len(texts) < limit and text and text.strip():

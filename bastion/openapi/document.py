@@ -38,6 +38,9 @@ from bastion.openapi.knowledge_operations import knowledge_components
 from bastion.openapi.model_responses import ANTHROPIC_RESPONSE_MODELS, RESPONSE_MODELS
 from bastion.openapi.operation import CHAT_MODEL, EMBEDDING_MODEL, Operation, Param
 from bastion.openapi.operations import OPERATIONS
+from bastion.openapi.redteam_operations import TAG as REDTEAM_TAG
+from bastion.openapi.redteam_operations import TAG_DESCRIPTION as REDTEAM_TAG_DESCRIPTION
+from bastion.openapi.redteam_operations import redteam_components
 from bastion.openapi.responses_models import responses_components
 from bastion.openapi.review_operations import review_components
 from bastion.openapi.streams import stream_components
@@ -106,6 +109,7 @@ TAGS = [
     {"name": "Agent sessions", "description": "Conversations on vault prompts (docs/SESSIONS.md)."},
     {"name": KNOWLEDGE_TAG, "description": KNOWLEDGE_TAG_DESCRIPTION},
     {"name": AGENTS_TAG, "description": AGENTS_TAG_DESCRIPTION},
+    {"name": REDTEAM_TAG, "description": REDTEAM_TAG_DESCRIPTION},
     {
         "name": "Insights",
         "description": "Roll-ups over the ledger, seed 004's metrics, log ingestion (docs/INSIGHTS.md).",
@@ -192,6 +196,7 @@ def components() -> dict[str, Any]:
         review_components(),
         experiment_components(),
         insights_components(),
+        redteam_components(),
     ]
     schemas: dict[str, Any] = {}
     for group in groups:

@@ -26,6 +26,7 @@ from bastion.openapi.operation import (
     path,
     query,
 )
+from bastion.openapi.redteam_operations import REDTEAM_OPERATIONS
 from bastion.openapi.review_operations import REVIEW_OPERATIONS
 from bastion.vault.model import PROMPT_ID
 
@@ -473,4 +474,5 @@ OPERATIONS: list[Operation] = [
     *REVIEW_OPERATIONS,
     *EXPERIMENT_OPERATIONS,
     *INSIGHTS_OPERATIONS,
+    *REDTEAM_OPERATIONS,
 ]

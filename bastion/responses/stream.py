@@ -20,6 +20,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bastion.dialects.extension import FIELD
 from bastion.errors import BastionError
 from bastion.providers.base import Usage
 from bastion.responses.output import failed, finish, function_call_item, message_item, usage_object
@@ -48,6 +49,7 @@ class _Translator:
     calls: dict[int, _Call] = field(default_factory=dict)
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
+    extension: dict[str, Any] | None = None  # the chunks' ``bastion`` field, kept for the final response
 
     def event(self, kind: str, **fields: Any) -> Event:
         event = {"type": kind, "sequence_number": self.sequence, **fields}
@@ -89,6 +91,8 @@ class _Translator:
 
     def on_chunk(self, chunk: dict[str, Any]) -> list[Event]:
         events: list[Event] = []
+        if isinstance(chunk.get(FIELD), dict):
+            self.extension = chunk[FIELD]
         if chunk.get("usage"):
             usage = Usage.from_openai(chunk["usage"]) or Usage()
             self.usage = usage_object(
@@ -196,6 +200,8 @@ async def response_events(
     if not output:
         output = [message_item(new_item_id("msg"), "")]
     finish(response, output, state.finish_reason, state.usage)
+    if state.extension is not None:  # Bastion's answer field (sources and citations)
+        response[FIELD] = state.extension
     if on_finished is not None:
         await on_finished(response)
     kind = "response.completed" if response["status"] == "completed" else "response.incomplete"

@@ -36,6 +36,7 @@ from tests.gateway.openapi_support import (
 )
 from tests.knowledge.conftest import FakeEmbedder
 from tests.knowledge.routes_support import PaddedEmbedder
+from tests.redteam.openapi_walk import walk_redteam
 from tests.sessions.support import eventually
 from tests.support.fake_upstream import FakeUpstream
 
@@ -425,6 +426,9 @@ async def test_every_operation_answers_as_documented(tmp_path: Path, fake: FakeU
 
         # -- knowledge (the knowledge suite's embedder in place of the local model)
         await _walk_knowledge(gw, call, example)
+
+        # -- red team (runs against the fake chat model, a garak import)
+        await walk_redteam(gw, call, example)
 
         # -- prompts
         prompts, prompt = f"{admin}/ai/prompts", f"{admin}/ai/prompts/{{prompt_id}}"

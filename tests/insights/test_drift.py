@@ -90,3 +90,23 @@ async def test_sampled_sums_round_trip_through_the_database(database: Database) 
     assert report["window_samples"] > 0 and report["baseline_samples"] > 0
     assert not report["drifted"]
     assert (await drift.drift_report(database, SETTINGS, "tenant_b", since, until))["drift"] is None
+
+
+async def test_red_team_answers_are_not_sampled(database: Database) -> None:
+    rows = records(60, seed=6, span_s=600)
+    for i, r in enumerate(rows):
+        r["content_mode"] = "full"
+        r["status"] = 200
+        r["response_text"] = f"answer {i}"
+        r["extra"] = {"redteam_run": "rt_1"} if i % 2 else None
+    await insert(database, rows)
+    seen: list[str] = []
+
+    async def embed(texts: list[str]) -> list[list[float]]:
+        seen.extend(texts)
+        return [[1.0] * DIM for _ in texts]
+
+    sampler = drift.DriftSampler(database, SETTINGS, embed, "fake-embedder")
+    buckets = sorted({floor(BASE + timedelta(seconds=r["ts"] - BASE.timestamp()), "5m") for r in rows})
+    await sampler.recompute(buckets)
+    assert seen and all(int(text.split()[1]) % 2 == 0 for text in seen)

@@ -119,3 +119,17 @@ async def test_a_run_is_due_only_with_new_rows_or_pending_retention(database: Da
     assert not await engine.due()
     later = Rollup(database, engine.settings, clock=lambda: NOW + timedelta(hours=2))
     assert await later.due()  # retention has not run for an hour
+
+
+async def test_red_team_attempts_are_left_out(database: Database) -> None:
+    """Attempts of a red-team run (``extra.redteam_run``) are measured by the run's report, not
+    counted as production requests, errors or blocks."""
+    rows = records(200, seed=11)
+    attacks = records(50, seed=12, start=200)
+    for row in attacks:
+        row["extra"] = {**(row["extra"] or {}), "redteam_run": "rt_0123"}
+    await insert(database, rows + attacks)
+    await rollup(database).run()
+    async with database.engine.connect() as connection:
+        query = select(func.sum(tables.rollups.c.requests)).where(tables.rollups.c.grain == "1d")
+        assert int((await connection.execute(query)).scalar_one()) == len(rows)

@@ -46,7 +46,7 @@ class FakeEmbedder:
 
 
 @pytest.fixture
-def embedder() -> FakeEmbedder:
+def fake_embedder() -> FakeEmbedder:
     return FakeEmbedder()
 
 
@@ -63,5 +63,5 @@ async def tenant(database: Database) -> str:
 
 
 @pytest.fixture
-async def service(database: Database, embedder: FakeEmbedder) -> AsyncIterator[KnowledgeService]:
-    yield KnowledgeService(database, KnowledgeSettings(), embedder, model="fake", dimensions=DIMENSIONS)
+async def service(database: Database, fake_embedder: FakeEmbedder) -> AsyncIterator[KnowledgeService]:
+    yield KnowledgeService(database, KnowledgeSettings(), fake_embedder, model="fake", dimensions=DIMENSIONS)

@@ -97,7 +97,7 @@ def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def knowledge_gateway(
-    database: Database, database_url: str, tmp_path: Path, embedder: FakeEmbedder, **overrides: Any
+    database: Database, database_url: str, tmp_path: Path, fake_embedder: FakeEmbedder, **overrides: Any
 ) -> AsyncIterator[KnowledgeEnv]:
     """The gateway of the suite; ``overrides`` are settings sections (``jobs={...}``)."""
     knowledge = {
@@ -109,17 +109,17 @@ async def knowledge_gateway(
     keys = await seed_keys(database)
     keys["admin"], _ = await seed_key(database, "acme", Role.ADMIN)
 
-    def fake_embedder(gateway: Gateway) -> None:
+    def install_fake_embedder(gateway: Gateway) -> None:
         assert gateway.services.knowledge is not None
-        gateway.services.knowledge.embed = PaddedEmbedder(embedder)
+        gateway.services.knowledge.embed = PaddedEmbedder(fake_embedder)
 
-    async with running_gateway(settings, before_start=fake_embedder, timeout_s=30) as running:
-        yield KnowledgeEnv(running.gateway, running.client, database, embedder, keys)
+    async with running_gateway(settings, before_start=install_fake_embedder, timeout_s=30) as running:
+        yield KnowledgeEnv(running.gateway, running.client, database, fake_embedder, keys)
 
 
 @pytest.fixture
 async def kenv(
-    database: Database, database_url: str, tmp_path: Path, embedder: FakeEmbedder
+    database: Database, database_url: str, tmp_path: Path, fake_embedder: FakeEmbedder
 ) -> AsyncIterator[KnowledgeEnv]:
-    async with knowledge_gateway(database, database_url, tmp_path, embedder) as env:
+    async with knowledge_gateway(database, database_url, tmp_path, fake_embedder) as env:
         yield env

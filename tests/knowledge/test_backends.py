@@ -157,7 +157,7 @@ async def test_the_migration_moves_an_existing_keyword_index(
 
 
 async def test_dense_search_is_exact_without_pgvector(
-    database: Database, service: KnowledgeService, tenant: str, embedder: FakeEmbedder
+    database: Database, service: KnowledgeService, tenant: str, fake_embedder: FakeEmbedder
 ) -> None:
     # SQLite never has the extension; this project's PostgreSQL (Debian 12, whose archive has no
     # postgresql-15-pgvector) does not either: the backend says so, and dense search is exact.
@@ -176,8 +176,8 @@ async def test_dense_search_is_exact_without_pgvector(
     assert len(hits) == 50
     # Every chunk compared with the query: each hit's cosine is its true one, in descending order,
     # so the ranking is the brute-force one (ties aside).
-    wanted = np.asarray(embedder.vector(query))
-    true = [float(np.asarray(embedder.vector(hit.text)) @ wanted) for hit in hits]
+    wanted = np.asarray(fake_embedder.vector(query))
+    true = [float(np.asarray(fake_embedder.vector(hit.text)) @ wanted) for hit in hits]
     assert [hit.retrievers["dense"].score for hit in hits] == pytest.approx(true, abs=1e-6)
     assert true == pytest.approx(sorted(true, reverse=True), abs=1e-6)
     assert true[0] > true[-1]

@@ -166,6 +166,50 @@ async def test_openai_answers_cite_only_retrieved_sources(env: Env, guard_fake: 
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+async def test_responses_answers_carry_the_field(env: Env, guard_fake: GuardFake, stream: bool) -> None:
+    caller = await tenant_with_collection(env)
+    guard_fake.answer(UPSTREAM, ANSWER, piece_chars=3)
+    body = {"model": MODEL, "input": QUESTION, "stream": stream, **ask()}
+    if stream:
+        response, events = await env.guard.stream(caller, "/v1/responses", body)
+        assert response.status_code == 200
+        (completed,) = [event for event in events if event["type"] == "response.completed"]
+        answer = completed["response"]
+    else:
+        response = await env.guard.client.post("/v1/responses", json=body, headers=caller.headers())
+        assert response.status_code == 200, response.text
+        answer = response.json()
+    assert answer["output"][0]["content"][0]["text"] == CLEAN
+    check_field(answer["bastion"])
+    check_sent_sources(guard_fake)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+async def test_text_completions_carry_the_field_on_the_prompts_choice(
+    env: Env, guard_fake: GuardFake, stream: bool
+) -> None:
+    caller = await tenant_with_collection(env)
+    guard_fake.answer(UPSTREAM, ANSWER, piece_chars=3)
+    body = {"model": MODEL, "prompt": QUESTION, "max_tokens": 50, "stream": stream, **ask()}
+    if stream:
+        response, events = await env.guard.stream(caller, "/v1/completions", body)
+        assert response.status_code == 200
+        text = "".join(event["choices"][0]["text"] for event in events if event.get("choices"))
+        carrying = [
+            event["choices"][0] for event in events if event.get("choices") and "bastion" in event["choices"][0]
+        ]
+        assert len(carrying) == 1
+        field = carrying[0]["bastion"]
+    else:
+        response = await env.guard.client.post("/v1/completions", json=body, headers=caller.headers())
+        assert response.status_code == 200, response.text
+        (choice,) = response.json()["choices"]
+        text, field = choice["text"], choice["bastion"]
+    assert text == CLEAN
+    check_field(field)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
 async def test_anthropic_answers_cite_only_retrieved_sources(env: Env, guard_fake: GuardFake, stream: bool) -> None:
     caller = await tenant_with_collection(env)
     guard_fake.answer(UPSTREAM, ANSWER, piece_chars=3)

@@ -31,35 +31,35 @@ async def counts_agree(service: KnowledgeService, tenant: str, collection: str =
 
 
 async def test_reingesting_an_unchanged_document_embeds_nothing(
-    service: KnowledgeService, tenant: str, embedder: FakeEmbedder
+    service: KnowledgeService, tenant: str, fake_embedder: FakeEmbedder
 ) -> None:
     await service.create_collection(tenant, "kb", chunk_size=64, chunk_overlap=16)
     [first] = await service.ingest(tenant, "kb", [doc("a")])
     assert first.status == "created" and first.chunks > 3 and first.embedded == first.chunks
-    embedded = embedder.texts
+    embedded = fake_embedder.texts
     chunks = await counts_agree(service, tenant)
     [again] = await service.ingest(tenant, "kb", [doc("a")])
     assert again.status == "unchanged" and again.embedded == 0 and again.document_id == first.document_id
-    assert embedder.texts == embedded
+    assert fake_embedder.texts == embedded
     assert await counts_agree(service, tenant) == chunks
     # New metadata, same content: recorded, still nothing embedded.
     [meta] = await service.ingest(tenant, "kb", [doc("a", team="red")])
     assert meta.status == "metadata" and meta.version == 2
-    assert embedder.texts == embedded
+    assert fake_embedder.texts == embedded
     assert await counts_agree(service, tenant) == chunks
     assert (await service.get_document(tenant, "kb", "a")).metadata == {"team": "red"}
 
 
 async def test_a_changed_document_replaces_its_previous_version(
-    service: KnowledgeService, tenant: str, embedder: FakeEmbedder
+    service: KnowledgeService, tenant: str, fake_embedder: FakeEmbedder
 ) -> None:
     await service.create_collection(tenant, "kb", chunk_size=64, chunk_overlap=0)
     await service.ingest(tenant, "kb", [doc("a", TEXT + " Oldmarker appears once.")])
-    before = embedder.texts
+    before = fake_embedder.texts
     [changed] = await service.ingest(tenant, "kb", [doc("a", TEXT + " Newmarker appears now.")])
     assert changed.status == "updated" and changed.version == 2
     # Only the last chunk changed: the others keep their vectors.
-    assert changed.embedded == 1 and embedder.texts == before + 1
+    assert changed.embedded == 1 and fake_embedder.texts == before + 1
     for mode in ("bm25", "dense", "hybrid"):
         old = await service.search(tenant, SearchRequest("Oldmarker", ["kb"], k=50, mode=mode))
         assert all("Oldmarker" not in hit.text for hit in old)

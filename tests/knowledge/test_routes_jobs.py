@@ -103,11 +103,13 @@ class _Gate:
         return await self.inner(texts)
 
 
-async def test_cancel_stops_a_running_job_and_keeps_what_finished(kenv: KnowledgeEnv, embedder: FakeEmbedder) -> None:
+async def test_cancel_stops_a_running_job_and_keeps_what_finished(
+    kenv: KnowledgeEnv, fake_embedder: FakeEmbedder
+) -> None:
     await kenv.collection("ann", "kb")
     service = kenv.gateway.services.knowledge
     assert service is not None
-    gate = _Gate(PaddedEmbedder(embedder))
+    gate = _Gate(PaddedEmbedder(fake_embedder))
     service.embed = gate
     documents = [{"id": f"d{i:02d}", "text": _text(i)} for i in range(40)]
     job_id = (await kenv.post("ann", DOCS, documents)).json()["id"]
@@ -127,9 +129,9 @@ async def test_cancel_stops_a_running_job_and_keeps_what_finished(kenv: Knowledg
 
 
 async def test_a_queued_job_cancels_at_once_and_other_jobs_are_not_found(
-    database: Database, database_url: str, tmp_path: Path, embedder: FakeEmbedder
+    database: Database, database_url: str, tmp_path: Path, fake_embedder: FakeEmbedder
 ) -> None:
-    async with knowledge_gateway(database, database_url, tmp_path, embedder, jobs={"inprocess_workers": 0}) as env:
+    async with knowledge_gateway(database, database_url, tmp_path, fake_embedder, jobs={"inprocess_workers": 0}) as env:
         await env.collection("ann", "kb")
         job_id = (await env.post("ann", DOCS, {"documents": [{"id": "a", "text": "A."}], "background": True})).json()[
             "id"

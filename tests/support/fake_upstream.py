@@ -37,6 +37,9 @@ Behaviour specs (strings, parsed by ``Behaviour.parse``):
                     result it answers ``tool_answer(result)``. Without tools it is ``ok``.
 ==================  =============================================================================
 
+``Behaviour.replying(fn)`` answers with ``fn(request body)`` (a scripted model whose answer depends on
+what it was asked: one that repeats its system prompt, one that always refuses).
+
 ``Behaviour.error_body(status, body, content_type)`` scripts an error answer with any body (a huge
 message, an HTML page).
 
@@ -53,7 +56,7 @@ import contextlib
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, Self
 
@@ -144,6 +147,12 @@ class Behaviour:
     #: For ``error``: the whole body to answer with instead of the dialect's error JSON.
     body: bytes | None = None
     content_type: str = "application/json"
+    #: For ``ok``: the answer's text computed from the request body.
+    reply: Callable[[dict[str, Any]], str] | None = None
+
+    @classmethod
+    def replying(cls, reply: Callable[[dict[str, Any]], str]) -> Behaviour:
+        return cls("ok", reply=reply, spec="ok:reply")
 
     @classmethod
     def error_body(
@@ -382,6 +391,8 @@ class FakeUpstream:
                     return await self._write_events(request, openai_tool_call_events(entry, call))
                 return json_response(openai_tool_call_completion(entry, call))
         text_parts = _answer_parts(entry.model, behaviour)
+        if behaviour.reply is not None and isinstance(entry.body, dict):
+            text_parts = split_words(behaviour.reply(entry.body))
         if behaviour.kind == "prompt_cache" and isinstance(entry.body, dict):
             cache = self.prompt_cache
             if dialect == "anthropic":

@@ -14,6 +14,7 @@ from bastion.batches import models as batch_models  # noqa: F401  (registers the
 from bastion.experiments import models as experiment_models  # noqa: F401  (registers the experiment tables)
 from bastion.files import models as file_models  # noqa: F401  (registers the files table)
 from bastion.knowledge import models as knowledge_models  # noqa: F401  (registers the knowledge tables)
+from bastion.redteam import models as redteam_models  # noqa: F401  (registers the red-team runs table)
 from bastion.responses import models as response_models  # noqa: F401  (registers the stored-responses table)
 from bastion.review import models as review_models  # noqa: F401  (registers the review and dataset tables)
 from bastion.sessions import models as session_models  # noqa: F401  (registers the session tables)

@@ -1,7 +1,7 @@
 """agent runs: one row per run (owner, plan, input, budget, status, outputs, spending, trace)
 
-Revision ID: 0013_agent_runs
-Revises: 0012_knowledge_backends
+Revision ID: 0014_agent_runs
+Revises: 0013_redteam
 Create Date: 2026-12-06
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0013_agent_runs"
-down_revision = "0012_knowledge_backends"
+revision = "0014_agent_runs"
+down_revision = "0013_redteam"
 branch_labels = None
 depends_on = None
 
