@@ -4,7 +4,7 @@ over this."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,7 +104,7 @@ class AgentRuns:
         jobs: JobService,
         verifier: CapabilityVerifier,
         toolbox: Toolbox,
-        sandbox_report: Callable[[], dict[str, Any]] = lambda: {"available": False, "tier": None},
+        sandbox_report: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -112,8 +112,13 @@ class AgentRuns:
         self.verifier = verifier
         #: What the runs' arms reach (the model, the knowledge search, the sandbox).
         self.toolbox = toolbox
-        #: The sandbox in force (its self-test), for ``GET /v1/agents/sandbox``.
-        self.sandbox_report = sandbox_report
+        self._sandbox_report = sandbox_report
+
+    async def sandbox_report(self) -> dict[str, Any]:
+        """The sandbox in force (its self-test), for ``GET /v1/agents/sandbox``."""
+        if self._sandbox_report is None:
+            return {"available": False, "tier": None}
+        return await self._sandbox_report()
 
     def templates(self) -> list[Plan]:
         return list(shipped_templates().values())

@@ -111,7 +111,7 @@ async def list_templates(request: Request) -> Response:
 
 async def sandbox(request: Request) -> Response:
     await authenticate_request(request, Permission.READ_AGENTS)
-    return json_response({"object": "agent.sandbox", **_service(request).sandbox_report()})
+    return json_response({"object": "agent.sandbox", **(await _service(request).sandbox_report())})
 
 
 def _sse(event_id: int | None, name: str, data: Any) -> bytes:

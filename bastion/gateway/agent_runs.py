@@ -5,6 +5,7 @@ the owner, and the sandbox when one is installed."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from typing import Any
 
@@ -104,23 +105,56 @@ class KnowledgeSearcher:
         ]
 
 
-def _installed_sandbox(settings: Settings) -> tuple[CommandSandbox, SpecFactory, tuple[type[Exception], ...]] | None:
-    """The executor's sandbox (``bastion.sandbox``) when that package is installed; else None and
-    the executor arm is off."""
-    try:
-        sandbox_module: Any = importlib.import_module("bastion.sandbox")
-    except ImportError:
-        return None
-    sandbox_settings = getattr(settings, "sandbox", None)
-    if sandbox_settings is None:
-        return None
-    sandbox = sandbox_module.select_sandbox(sandbox_settings)
-    spec_class = sandbox_module.CommandSpec
+SandboxParts = tuple[CommandSandbox, SpecFactory, tuple[type[Exception], ...]]
 
-    def make_spec(argv: tuple[str, ...], stdin: bytes, files: Any) -> Any:
-        return spec_class(argv=argv, stdin=stdin, files=files)
 
-    return sandbox, make_spec, (sandbox_module.CommandRefused,)
+class InstalledSandbox:
+    """The executor's sandbox (``bastion.sandbox``) when that package is installed. Its self-test
+    starts processes, so the tier is selected at first use (the first command), not at start-up."""
+
+    def __init__(self, settings: Settings) -> None:
+        try:
+            self.module: Any = importlib.import_module("bastion.sandbox")
+        except ImportError:
+            self.module = None
+        self.settings: Any = getattr(settings, "sandbox", None)
+        self._selected: SandboxParts | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def installed(self) -> bool:
+        return self.module is not None and self.settings is not None
+
+    async def parts(self) -> SandboxParts | None:
+        if not self.installed:
+            return None
+        async with self._lock:
+            if self._selected is None:
+                sandbox = await asyncio.to_thread(self.module.select_sandbox, self.settings)
+                spec_class = self.module.CommandSpec
+
+                def make_spec(argv: tuple[str, ...], stdin: bytes, files: Any) -> Any:
+                    return spec_class(argv=argv, stdin=stdin, files=files)
+
+                self._selected = (sandbox, make_spec, (self.module.CommandRefused,))
+        return self._selected
+
+    async def report(self) -> dict[str, Any]:
+        """The self-test: the tier in force and what each probe found."""
+        if not self.installed:
+            return {"available": False, "tier": None, "reason": "no sandbox is installed: the executor arm is off"}
+        parts = await self.parts()
+        assert parts is not None
+        return _report(parts[0])
+
+
+def _report(sandbox: Any) -> dict[str, Any]:
+    tier = getattr(sandbox, "tier", None)
+    report: Any = getattr(sandbox, "report", None)
+    shown: dict[str, Any] = {"available": True, "tier": str(tier) if tier is not None else None}
+    if report is not None:
+        shown["report"] = report.as_dict() if hasattr(report, "as_dict") else report.to_json()
+    return shown
 
 
 def _installed_planners() -> PlanChooser | None:
@@ -152,7 +186,9 @@ class GatewayToolbox:
     def __init__(self, services: Services, pipeline: Pipeline) -> None:
         self.services = services
         self.pipeline = pipeline
-        self.sandbox = _installed_sandbox(services.settings)
+        self.installed_sandbox = InstalledSandbox(services.settings)
+        #: Replaces the installed sandbox (tests).
+        self.sandbox: SandboxParts | None = None
         #: Replaces the gateway model of the coder and planner arms (tests).
         self.model_override: JsonModel | None = None
         self.chooser = _installed_planners()
@@ -166,9 +202,14 @@ class GatewayToolbox:
             arms.add(ArmKind.RETRIEVER)
         if self.services.settings.agents.model or self.model_override is not None:
             arms |= {ArmKind.CODER, ArmKind.PLANNER}
-        if self.sandbox is not None:
+        if self.sandbox is not None or self.installed_sandbox.installed:
             arms.add(ArmKind.EXECUTOR)
         return frozenset(arms)
+
+    async def sandbox_report(self) -> dict[str, Any]:
+        if self.sandbox is not None:
+            return _report(self.sandbox[0])
+        return await self.installed_sandbox.report()
 
     async def tools(self, owner: Identity, run_id: str) -> RunTools:
         # Resolved when the run executes: a key revoked meanwhile stops the run.
@@ -178,7 +219,7 @@ class GatewayToolbox:
         arm_guard = ArmGuard(guard.policy(principal) if guard is not None else None)
         settings = self.services.settings.agents
         knowledge = self.services.knowledge
-        sandbox = self.sandbox
+        sandbox = self.sandbox or await self.installed_sandbox.parts()
         model: JsonModel | None = self.model_override
         if model is None and settings.model:
             model = GatewayJsonModel(self.pipeline, principal, settings.model, run_id)
@@ -208,18 +249,4 @@ def build_agent_runs(services: Services, pipeline: Pipeline) -> AgentRuns | None
     toolbox = GatewayToolbox(services, pipeline)
     runner = AgentRunner(store, toolbox, issuer, verifier)
     services.jobs.registry.register(AGENT_RUN_JOB, AgentRunJob(runner).run, max_attempts=2)
-    return AgentRuns(settings.agents, store, services.jobs, verifier, toolbox, lambda: sandbox_report(toolbox))
-
-
-def sandbox_report(toolbox: GatewayToolbox) -> dict[str, Any]:
-    """The sandbox in force: its self-test (the tier chosen and what each probe found), or that
-    none is installed."""
-    if toolbox.sandbox is None:
-        return {"available": False, "tier": None, "reason": "no sandbox is installed: the executor arm is off"}
-    sandbox: Any = toolbox.sandbox[0]
-    report: Any = getattr(sandbox, "report", None)
-    tier = getattr(sandbox, "tier", None)
-    if report is None:
-        return {"available": True, "tier": tier and str(tier)}
-    shown: dict[str, Any] = report.as_dict() if hasattr(report, "as_dict") else report.to_json()
-    return {"available": True, "tier": tier and str(tier), "report": shown}
+    return AgentRuns(settings.agents, store, services.jobs, verifier, toolbox, toolbox.sandbox_report)

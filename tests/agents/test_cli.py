@@ -14,7 +14,6 @@ import yaml
 from typer.testing import CliRunner
 
 from bastion.cli.main import app
-from bastion.gateway import agent_runs
 from bastion.gateway.agent_runs import GatewayToolbox
 from bastion.store.db import Database
 from tests.agents.armfakes import FakeModel, FakeSandbox, RefusedFake, make_spec
@@ -31,12 +30,12 @@ def cli(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> A
     for name in [name for name in os.environ if name.startswith("BASTION_")]:
         monkeypatch.delenv(name)
     sandbox = FakeSandbox()
-    monkeypatch.setattr(agent_runs, "_installed_sandbox", lambda settings: (sandbox, make_spec, (RefusedFake,)))
     original = GatewayToolbox.__init__
 
     def with_model(self: GatewayToolbox, *args: Any) -> None:
         original(self, *args)
         self.model_override = FakeModel([{"files": {"sol.py": "x = 1"}}])
+        self.sandbox = (sandbox, make_spec, (RefusedFake,))
 
     monkeypatch.setattr(GatewayToolbox, "__init__", with_model)
     runner = CliRunner()
