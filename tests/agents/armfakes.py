@@ -18,6 +18,8 @@ from bastion.agents.arms_retriever import RetrieverArm
 from bastion.agents.budget import Usage
 from bastion.agents.capability import CapabilityIssuer, CapabilityVerifier, MemoryUseStore
 from bastion.agents.dispatch import RunGrants, SecuredArm, TokenGate, dispatched
+from bastion.agents.plan import Plan
+from bastion.agents.templates import get_template
 
 SECRET = b"s" * 32
 
@@ -134,3 +136,25 @@ def kit(
         secured[ArmKind.PLANNER] = ModelArm("planner", model, guard, gate(ArmKind.PLANNER))
     grants = grants or RunGrants(collections=("docs",), executables=("python3",), paths=(".",))
     return Kit(verifier, issuer, cancel, dispatched(secured, issuer, grants))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The shape of ``bastion.agents.planners.PlanChoice``."""
+
+    plan: Plan
+    input: dict[str, Any]
+    reason: str
+    usage: Usage
+
+
+class Chooser:
+    """A planner mode that picks the coding template for any task (and records how it was asked)."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    async def __call__(self, mode: str, **asked: Any) -> Choice:
+        self.calls.append({"mode": mode, **asked})
+        data = {"task": asked["task"]}
+        return Choice(get_template("code-until-tests-pass"), data, "constrained: template chosen", Usage(tokens=300))

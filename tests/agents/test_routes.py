@@ -20,7 +20,7 @@ from bastion.auth.principal import Role
 from bastion.gateway.agent_runs import GatewayToolbox
 from bastion.gateway.service import Gateway
 from bastion.store.db import Database
-from tests.agents.armfakes import FakeModel, FakeResult, FakeSandbox, RefusedFake, make_spec
+from tests.agents.armfakes import Chooser, FakeModel, FakeResult, FakeSandbox, RefusedFake, make_spec
 from tests.auth.support import seed_key
 from tests.sessions.support import seed_keys
 from tests.support.db import *  # noqa: F403  (database, database_url)
@@ -70,6 +70,7 @@ async def agents_gateway(database: Database, database_url: str, tmp_path: Path) 
         assert isinstance(agent_runs, AgentRuns) and isinstance(agent_runs.toolbox, GatewayToolbox)
         agent_runs.toolbox.sandbox = (sandbox, make_spec, (RefusedFake,))
         agent_runs.toolbox.model_override = model
+        agent_runs.toolbox.chooser = None  # only templates, unless a test installs a planner
 
     async with running_gateway(settings, before_start=fakes, timeout_s=30) as running:
         yield Env(running.gateway, running.client, database, sandbox, model, keys)
@@ -195,3 +196,16 @@ async def test_a_run_past_its_wall_time_ends_within_a_second_of_it(env: Env) -> 
     ended = trace["events"][-1]
     assert ended["kind"] == "run_ended" and ended["at_s"] <= 0.5 + 1.0
     assert run["outputs"]["code"] is not None and "execute" not in run["outputs"]  # the partial result
+
+
+async def test_a_task_runs_the_plan_a_planner_mode_chose(env: Env) -> None:
+    agent_runs = env.gateway.services.agents
+    assert isinstance(agent_runs, AgentRuns) and isinstance(agent_runs.toolbox, GatewayToolbox)
+    chooser = Chooser()
+    agent_runs.toolbox.chooser = chooser
+    body = {"task": "write a function", "planner": "constrained", "wait": True}
+    run = (await env.post("ann", RUNS, body)).json()
+    assert run["status"] == "succeeded" and run["template"] is None, run
+    assert run["task"] == "write a function" and run["planner_reason"] == "constrained: template chosen"
+    assert chooser.calls[0]["mode"] == "constrained" and chooser.calls[0]["model"] is env.model
+    assert chooser.calls[0]["policy"].max_budget.max_iterations == 50  # the tenant's policy

@@ -12,16 +12,14 @@ import pytest
 
 from bastion.agents.arms import ArmKind
 from bastion.agents.arms_guardian import ArmGuard
-from bastion.agents.budget import Usage
 from bastion.agents.capability import CapabilityIssuer, CapabilityVerifier, MemoryUseStore
-from bastion.agents.plan import Plan
 from bastion.agents.runner import MAX_ATTEMPTS, AgentRunJob, AgentRunner, RunTools
 from bastion.agents.store import AgentRunStore, NewRun
 from bastion.agents.templates import get_template
 from bastion.auth.principal import Identity
 from bastion.jobs.context import JobContext
 from bastion.store.db import Database
-from tests.agents.armfakes import FakeModel, FakeSandbox, RefusedFake, make_spec
+from tests.agents.armfakes import Chooser, FakeModel, FakeSandbox, RefusedFake, make_spec
 from tests.knowledge.conftest import add_tenant
 from tests.support.db import *  # noqa: F403  (database, database_url)
 from tests.support.harness import wait_until
@@ -37,28 +35,6 @@ class FakeContext:
 
     def progress(self, done: int, total: int | None = None) -> None:
         pass
-
-
-@dataclass(frozen=True)
-class Choice:
-    """The shape of ``bastion.agents.planners.PlanChoice``."""
-
-    plan: Plan
-    input: dict[str, Any]
-    reason: str
-    usage: Usage
-
-
-class Chooser:
-    """A planner mode that picks the coding template for any task (and records how it was asked)."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-
-    async def __call__(self, mode: str, **asked: Any) -> Choice:
-        self.calls.append({"mode": mode, **asked})
-        data = {"task": asked["task"]}
-        return Choice(get_template("code-until-tests-pass"), data, "constrained: template chosen", Usage(tokens=300))
 
 
 class Tools:
