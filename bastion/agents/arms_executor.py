@@ -21,6 +21,25 @@ from bastion.agents.budget import BudgetView, Usage
 from bastion.agents.dispatch import TokenGate
 
 _MAX_FILES = 64
+#: What the executor runs when a step gives no argv: every ``test*`` function of ``test_solution.py``,
+#: with the standard library only (a sandbox has no pytest), and a summary the judge reads.
+TEST_RUNNER = """\
+import sys, traceback
+import test_solution as tests
+passed = failed = 0
+for name in sorted(dir(tests)):
+    test = getattr(tests, name)
+    if name.startswith("test") and callable(test):
+        try:
+            test()
+            passed += 1
+        except Exception:
+            failed += 1
+            traceback.print_exc()
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed or not passed else 0)
+"""
+DEFAULT_TEST_COMMAND = ("python3", "-c", TEST_RUNNER)
 
 
 class CommandResult(Protocol):
@@ -60,7 +79,7 @@ class ExecutorArm:
         gate: TokenGate,
         *,
         cancel: asyncio.Event | None = None,
-        default_argv: tuple[str, ...] = ("python3", "-m", "pytest", "-q"),
+        default_argv: tuple[str, ...] = DEFAULT_TEST_COMMAND,
         tests_file: str = "test_solution.py",
         refused: tuple[type[Exception], ...] = (),
     ) -> None:
@@ -79,9 +98,9 @@ class ExecutorArm:
         self.gate.check(token, resource="executable", values=(argv[0],))
         if files:
             self.gate.check_action(token, "write", resource="path", values=tuple(files))
-        self.guard.inbound(list(argv), f"{where} command")
+        self.guard.inbound(list(argv), f"{where} command", code=True)
         for name, content in files.items():
-            self.guard.inbound(content.decode("utf-8", "replace"), f"{where} file {name}")
+            self.guard.inbound(content.decode("utf-8", "replace"), f"{where} file {name}", code=True)
         if budget.max_tool_calls < 1:
             raise ArmError("the step's budget allows no tool call")
         try:

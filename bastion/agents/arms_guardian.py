@@ -36,14 +36,18 @@ class ArmGuard:
 
     def __init__(self, policy: GuardPolicy | None = None, *, enabled: bool = True) -> None:
         self.policy = policy or GuardPolicy()
+        # Commands and files are code, not instructions to a model: the injection detector would
+        # read every script as an attack; secrets, PII and invisible text are still caught.
+        self.code_policy = self.policy.model_copy(update={"injection": "off"})
         self.enabled = enabled
 
-    def screen(self, text: str, where: str) -> Screened:
+    def screen(self, text: str, where: str, *, code: bool = False) -> Screened:
         """``text`` as it may travel on (redacted), or :class:`ArmBlocked` if the guard refuses it."""
         if not self.enabled or not text:
             return Screened(text, "allow", [])
         try:
-            result: GuardResult = InputGuard.for_policy(self.policy).scan_text(text)
+            policy = self.code_policy if code else self.policy
+            result: GuardResult = InputGuard.for_policy(policy).scan_text(text)
         except Exception as exc:  # fail closed: an unscanned text does not travel
             log.exception("guardian_scan_failed", where=where)
             raise ArmBlocked(f"{where}: the guard could not scan it ({type(exc).__name__})") from None
@@ -52,9 +56,9 @@ class ArmGuard:
             raise ArmBlocked(f"{where}: blocked by the guard ({', '.join(findings) or 'policy'})")
         return Screened(result.text, result.action, findings)
 
-    def inbound(self, value: Any, where: str) -> None:
+    def inbound(self, value: Any, where: str, *, code: bool = False) -> None:
         """Refuse (ArmBlocked) an arm input the guard blocks; nothing is done with it otherwise."""
-        self.screen(_text_of(value), where)
+        self.screen(_text_of(value), where, code=code)
 
     def outbound(self, text: str, where: str) -> str:
         """An arm's textual output, redacted; blocked outputs stop the run."""

@@ -47,9 +47,9 @@ def _command_reasons(result: Any) -> list[str]:
     code = result.get("exit_code")
     out = f"{result.get('stdout') or ''}\n{result.get('stderr') or ''}"
     reasons = [] if code == 0 else [f"exit code {code}"]
-    failures = _FAILURES.search(out)
+    failures = [m for m in _FAILURES.finditer(out) if not m.group(1) or int(m.group(1)) > 0]
     if failures:
-        reasons.append(f"tests failed: {failures.group(0)}")
+        reasons.append(f"tests failed: {failures[0].group(0)}")
     elif code == 0 and result.get("require_tests") and not _PASSES.search(out):
         reasons.append("no test ran")
     return reasons

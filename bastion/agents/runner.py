@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import structlog
 
 from bastion.agents.arms import ArmKind
-from bastion.agents.arms_executor import CommandSandbox, ExecutorArm, SpecFactory
+from bastion.agents.arms_executor import DEFAULT_TEST_COMMAND, CommandSandbox, ExecutorArm, SpecFactory
 from bastion.agents.arms_guardian import ArmGuard, GuardianArm
 from bastion.agents.arms_judge import JudgeArm
 from bastion.agents.arms_model import JsonModel, ModelArm
@@ -83,7 +83,7 @@ class RunTools:
     sandbox: CommandSandbox | None = None
     make_spec: SpecFactory | None = None
     refused: tuple[type[Exception], ...] = ()
-    test_command: tuple[str, ...] = ("python3", "-m", "pytest", "-q")
+    test_command: tuple[str, ...] = DEFAULT_TEST_COMMAND
     #: The owner's plan policy, and the planner modes (None: only templates run).
     policy: PlanPolicy = field(default_factory=PlanPolicy)
     chooser: PlanChooser | None = None

@@ -36,9 +36,10 @@ class AgentsSettings(Strict):
     executables: list[str] = Field(
         default_factory=lambda: ["python3"], description="Executables the executor arm may start (in the sandbox)."
     )
-    test_command: list[str] = Field(
-        default_factory=lambda: ["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        description="What the executor runs when a step gives no argv.",
+    test_command: list[str] | None = Field(
+        None,
+        description="What the executor runs when a step gives no argv (default: every test* function of "
+        "test_solution.py, with the standard library only).",
     )
     token_ttl_s: float = Field(300.0, gt=0, le=3600, description="Longest life of a capability token.")
     wait_s: float = Field(

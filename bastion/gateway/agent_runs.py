@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 from bastion.agents.arms import ArmBlocked, ArmError, ArmKind
-from bastion.agents.arms_executor import CommandSandbox, SpecFactory
+from bastion.agents.arms_executor import DEFAULT_TEST_COMMAND, CommandSandbox, SpecFactory
 from bastion.agents.arms_guardian import ArmGuard
 from bastion.agents.arms_model import JsonModel
 from bastion.agents.budget import Usage
@@ -230,7 +230,7 @@ class GatewayToolbox:
             sandbox=sandbox[0] if sandbox else None,
             make_spec=sandbox[1] if sandbox else None,
             refused=sandbox[2] if sandbox else (),
-            test_command=tuple(settings.test_command),
+            test_command=tuple(settings.test_command) if settings.test_command else DEFAULT_TEST_COMMAND,
             policy=policy_for(settings, principal.tenant_name),
             chooser=self.chooser,
         )

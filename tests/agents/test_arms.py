@@ -115,6 +115,7 @@ async def test_cancelling_a_run_kills_the_sandboxed_process_and_revokes_its_toke
 
 def test_the_judge_checks_exit_codes_test_summaries_citations_and_schemas() -> None:
     assert judge({"result": {"exit_code": 0, "stdout": "3 passed"}}) == (["exit_code"], [])
+    assert judge({"result": {"exit_code": 0, "stdout": "3 passed, 0 failed"}}) == (["exit_code"], [])
     assert judge({"result": {"exit_code": 1, "stdout": "1 failed, 2 passed"}})[1] == [
         "exit code 1",
         "tests failed: 1 failed",
