@@ -20,9 +20,11 @@ from starlette.routing import Route
 
 from bastion.api.app import create_app
 from bastion.config.settings import Settings
+from bastion.gateway.agent_runs import GatewayToolbox
 from bastion.jobs.model import NewJob
 from bastion.openapi.document import CREDENTIALS, DocumentOptions, build_document
 from bastion.openapi.operations import OPERATIONS
+from tests.agents.armfakes import FakeSandbox, RefusedFake, make_spec
 from tests.gateway.openapi_support import (
     CHAT,
     CLAUDE,
@@ -149,6 +151,9 @@ async def _walk_knowledge(gw: Running, call: Walk, example: dict[str, Any]) -> N
 async def _walk_agents(gw: Running, call: Walk, example: dict[str, Any]) -> None:
     """Agent runs over the knowledge collection above; the coder calls the chat model."""
     runs, run = "/v1/agents/runs", "/v1/agents/runs/{run_id}"
+    agents = gw.gateway.services.agents
+    assert agents is not None and isinstance(agents.toolbox, GatewayToolbox)
+    agents.toolbox.sandbox = (FakeSandbox(), make_spec, (RefusedFake,))  # the real one's self-test starts processes
     await call("GET", "/v1/agents/templates")
     await call("GET", "/v1/agents/sandbox")
     done = (await call("POST", runs, json=example["createAgentRun"])).json()
