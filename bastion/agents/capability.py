@@ -99,7 +99,8 @@ def derive_secret(root: str | bytes | None) -> bytes:
 class UseStore(Protocol):
     """Use counters and revoked runs (in-process here; a shared store can stand in)."""
 
-    def use(self, jti: str, expires_at: float) -> int: ...
+    def use(self, jti: str, expires_at: float, run_id: str) -> int: ...
+    def restart_run(self, run_id: str) -> None: ...
     def revoke_run(self, run_id: str) -> None: ...
     def revoked(self, run_id: str) -> bool: ...
 
@@ -109,16 +110,20 @@ class MemoryUseStore:
     """Counters by ``jti`` (dropped once expired) and the set of revoked runs."""
 
     clock: Callable[[], float] = time.time
-    _uses: dict[str, tuple[int, float]] = field(default_factory=dict)
+    _uses: dict[str, tuple[int, float, str]] = field(default_factory=dict)
     _revoked: set[str] = field(default_factory=set)
 
-    def use(self, jti: str, expires_at: float) -> int:
+    def use(self, jti: str, expires_at: float, run_id: str) -> int:
         now = self.clock()
         if len(self._uses) > 10_000:
             self._uses = {k: v for k, v in self._uses.items() if v[1] > now}
-        count = self._uses.get(jti, (0, expires_at))[0] + 1
-        self._uses[jti] = (count, expires_at)
+        count = self._uses.get(jti, (0, expires_at, run_id))[0] + 1
+        self._uses[jti] = (count, expires_at, run_id)
         return count
+
+    def restart_run(self, run_id: str) -> None:
+        """A new attempt of the run (a job retried): it mints its tokens, same ids, anew."""
+        self._uses = {k: v for k, v in self._uses.items() if v[2] != run_id}
 
     def revoke_run(self, run_id: str) -> None:
         self._revoked.add(run_id)
@@ -194,7 +199,7 @@ class CapabilityVerifier:
             if self.uses.revoked(verified.run_id):
                 raise CapabilityDenied("the run's tokens are revoked (the run was cancelled)", jti)
             _check_grant(verified, action, resource, list(values))
-            count = self.uses.use(jti, float(claims["exp"]))
+            count = self.uses.use(jti, float(claims["exp"]), verified.run_id)
             if count > int(claims["max_uses"]):
                 raise CapabilityDenied(f"token used {count} times, at most {claims['max_uses']} allowed", jti)
             return verified

@@ -188,6 +188,7 @@ class AgentRunner:
     async def execute(self, view: RunView, cancel: CancelToken) -> RunResult:
         """Run ``view``'s plan to its end; the result is stored (and returned)."""
         budget = RunBudget.model_validate(view.budget)
+        self.verifier.uses.restart_run(view.id)  # an attempt after a crash mints the same token ids
         tools = await self.toolbox.tools(view.owner, view.id)
         data = view.input
         if view.plan:
@@ -270,7 +271,10 @@ class AgentRunJob:
             await store.end(run_id, RunStatus.FAILED.value, str(exc))
             return {"run_id": run_id, "status": RunStatus.FAILED.value}
         except asyncio.CancelledError:
-            await asyncio.shield(store.end(run_id, RunStatus.CANCELLED.value, "cancelled"))
+            # Stopped by its cancel: the run ends cancelled. Stopped because the worker is stopping
+            # (or lost its lease): the job is handed out again and the next attempt starts over.
+            if ctx.cancel_requested:
+                await asyncio.shield(store.end(run_id, RunStatus.CANCELLED.value, "cancelled by the owner"))
             raise
         except Exception as exc:
             if ctx.attempt >= MAX_ATTEMPTS:

@@ -137,11 +137,29 @@ async def test_the_trace_is_saved_while_the_run_goes(database: Database) -> None
     await wait_until(saved_up_to_execute, timeout_s=10, what="the trace saved up to the execute step")
     running = await store.load(run_id)
     assert running is not None and running.status == "running" and running.links
-    task.cancel()  # the worker stops the handler: the run ends cancelled
+    task.cancel()  # the worker stops (SIGTERM): the job goes back to the queue, the run stays open
     with pytest.raises(asyncio.CancelledError):
         await task
     view = await store.load(run_id)
-    assert view is not None and view.status == "cancelled"
+    assert view is not None and view.status == "running"
+    sandbox.hang = False
+    again = await job.run(context(run_id, attempt=1))  # the next worker starts the run over
+    assert again["status"] == "succeeded"
+    view = await store.load(run_id)
+    assert view is not None and sum(e["kind"] == "run_ended" for e in view.trace) == 1
+
+
+async def test_a_cancelled_job_ends_its_run_cancelled(database: Database) -> None:
+    store, job, run_id, sandbox = await setup(database, crashes=0)
+    sandbox.hang = True
+    ctx = FakeContext({"run_id": run_id})
+    task = asyncio.create_task(job.run(cast(JobContext, ctx)))
+    await wait_until(lambda: sandbox.spawned or None, timeout_s=10, what="the sandboxed command")
+    ctx.cancel_requested = True  # what the worker sets on a cancel request
+    result = await task
+    assert result["status"] == "cancelled" and sandbox.killed_by_cancel
+    view = await store.load(run_id)
+    assert view is not None and view.status == "cancelled" and view.trace[-1]["kind"] == "run_ended"
 
 
 async def test_a_task_runs_the_plan_its_planner_mode_chose_charged_with_the_planners_call(database: Database) -> None:
