@@ -27,6 +27,8 @@ class StepInput:
     step_id: str
     attempt: int  # 1 for the first attempt
     data: dict[str, Any]
+    #: The attempt's number in the run (1, 2, ... across steps and loop rounds): names its token.
+    iteration: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from typing import Any
 from bastion.agents.arms import Arm, ArmBlocked, ArmError, ArmKind, StepInput
 from bastion.agents.breaker import ArmBreaker
 from bastion.agents.budget import BudgetTracker, BudgetView, RunBudget, Usage, reservation
+from bastion.agents.capability import derive_jti
 from bastion.agents.plan import FailureAction, Plan, PlanError, StepSpec, resolve, schema_errors, units
 from bastion.agents.trace import (
     BreakerChecked,
@@ -59,6 +60,11 @@ class CancelToken:
         if not self._event.is_set():
             self.reason = reason
             self._event.set()
+
+    @property
+    def event(self) -> asyncio.Event:
+        """Set with the token: what a sandboxed process watches to be killed."""
+        return self._event
 
     @property
     def cancelled(self) -> bool:
@@ -102,6 +108,19 @@ class _Outcome:
     arm_fault: bool = False  # counts against the arm's breaker
 
 
+class _ObservedTrace(list[TraceEvent]):
+    """The trace, telling an observer of each event appended."""
+
+    def __init__(self, observer: Callable[[TraceEvent], None] | None) -> None:
+        super().__init__()
+        self._observer = observer
+
+    def append(self, event: TraceEvent) -> None:
+        super().append(event)
+        if self._observer is not None:
+            self._observer(event)
+
+
 class _Stop(Exception):
     def __init__(self, status: RunStatus, reason: str) -> None:
         super().__init__(reason)
@@ -118,10 +137,13 @@ class Orchestrator:
         *,
         clock: Callable[[], float] = time.monotonic,
         breaker_policy: BreakerPolicy | None = None,
+        observer: Callable[[TraceEvent], None] | None = None,
     ) -> None:
         policy = breaker_policy or BreakerPolicy()
         self.arms = dict(arms)
         self.clock = clock
+        #: Sees each trace event as it is recorded (a run's progress); the trace is the same without it.
+        self.observer = observer
         self.breakers = {kind: ArmBreaker(policy.failure_threshold, policy.cooldown_s, clock) for kind in ArmKind}
 
     async def run(
@@ -154,7 +176,7 @@ class _Run:
         self.run_id = run_id
         self.tracker = BudgetTracker(budget)
         self.started = owner.clock()
-        self.trace: list[TraceEvent] = []
+        self.trace: list[TraceEvent] = _ObservedTrace(owner.observer)
         self.outputs: dict[str, dict[str, Any] | None] = {}
 
     def now(self) -> float:
@@ -190,7 +212,7 @@ class _Run:
             output=final,
             spent=self.tracker.spent,
             iterations=self.tracker.iterations,
-            trace=self.trace,
+            trace=list(self.trace),
         )
 
     def _loop_target(self, unit: list[StepSpec]) -> str | None:
@@ -227,23 +249,28 @@ class _Run:
                     stops.append(decision)
                 elif decision:
                     pending.append((outcome.step, outcome.attempt + 1))
+            if stops and self.cancel.cancelled:  # a member stopped by the cancel (its process killed)
+                raise _Stop(RunStatus.CANCELLED, self.cancel.reason)
             if stops:
                 raise min(stops, key=lambda s: s.status is not RunStatus.BLOCKED)
 
     async def _round(self, members: list[tuple[StepSpec, int]]) -> list[_Outcome]:
         scope = {"input": self.input, "steps": self.outputs}
-        calls: list[tuple[StepSpec, int, dict[str, Any]]] = []
-        for step, attempt in members:
+        calls: list[tuple[StepSpec, int, dict[str, Any], int]] = []
+        first = self.tracker.iterations - len(members) + 1  # the round's iterations are reserved
+        for number, (step, attempt) in enumerate(members, start=first):
             data = resolve(step.input, scope)
             state = self.o.breakers[step.arm].state
             self.trace.append(BreakerChecked(self.now(), step.id, step.arm.value, state.value))
-            self.trace.append(StepStarted(self.now(), step.id, step.arm.value, attempt, content_hash(data)))
-            calls.append((step, attempt, data))
+            jti = derive_jti(self.run_id, step.id, number)
+            left = self.tracker.remaining(self.now())
+            self.trace.append(StepStarted(self.now(), step.id, step.arm.value, attempt, content_hash(data), jti, left))
+            calls.append((step, attempt, data, number))
         wall_left = self.tracker.budget.max_wall_s - (self.o.clock() - self.started)
 
         async def together() -> list[_Outcome]:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self._attempt(s, a, d)) for s, a, d in calls]
+                tasks = [group.create_task(self._attempt(s, a, d, n)) for s, a, d, n in calls]
             return [t.result() for t in tasks]
 
         work = asyncio.ensure_future(together())
@@ -261,7 +288,7 @@ class _Run:
             return work.result()
         # Stopped inside the round: what the arms used is unknown, so their reservations are charged.
         reason = self.cancel.reason if self.cancel.cancelled else f"wall time: {self.tracker.budget.max_wall_s} s"
-        for step, attempt, _ in calls:
+        for step, attempt, _, _ in calls:
             held = reservation(step.budget)
             self.tracker.settle(held, held)
             left = self.tracker.remaining(self.now())
@@ -272,7 +299,7 @@ class _Run:
             raise _Stop(RunStatus.CANCELLED, reason)
         raise _Stop(RunStatus.BUDGET_EXHAUSTED, reason)
 
-    async def _attempt(self, step: StepSpec, attempt: int, data: dict[str, Any]) -> _Outcome:
+    async def _attempt(self, step: StepSpec, attempt: int, data: dict[str, Any], number: int) -> _Outcome:
         if not self.o.breakers[step.arm].allows():
             return _Outcome(step, attempt, "error", error=f"circuit open for arm {step.arm.value}")
         errors = schema_errors(data, step.input_schema)
@@ -287,7 +314,7 @@ class _Run:
             remaining=left,
         )
         try:
-            call = self.o.arms[step.arm].run(StepInput(self.run_id, step.id, attempt, data), view)
+            call = self.o.arms[step.arm].run(StepInput(self.run_id, step.id, attempt, data, number), view)
             result = await asyncio.wait_for(call, step.budget.timeout_s)
         except ArmBlocked as exc:
             return _Outcome(step, attempt, "blocked", usage=exc.usage, error=str(exc))

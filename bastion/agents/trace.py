@@ -42,6 +42,8 @@ class StepStarted:
     arm: str
     attempt: int
     input_hash: str
+    token_jti: str | None = None  # the capability token of this attempt (derived: replays match)
+    remaining: Remaining | None = None  # the run's budget before the attempt (its reservation taken)
     kind: str = "step_started"
 
 
@@ -118,17 +120,27 @@ def trace_hash(events: list[TraceEvent]) -> str:
 def chain(events: list[TraceEvent]) -> list[str]:
     """Each event's link in a hash chain (``sha256(previous link + canonical event)``), so an
     edited, removed or reordered event changes every later link."""
+    return record_chain([event_dict(event) for event in events])
+
+
+def record_chain(records: list[dict[str, Any]]) -> list[str]:
+    """:func:`chain` over events as stored (their dicts): the same links."""
     links: list[str] = []
     previous = ""
-    for event in events:
-        previous = hashlib.sha256((previous + content_hash(event_dict(event))).encode()).hexdigest()
+    for record in records:
+        previous = hashlib.sha256((previous + content_hash(record)).encode()).hexdigest()
         links.append(previous)
     return links
 
 
 def first_broken_link(events: list[TraceEvent], links: list[str]) -> int | None:
     """The index of the first event that does not match the stored chain, or None if it verifies."""
-    recomputed = chain(events)
+    return first_broken_record([event_dict(event) for event in events], links)
+
+
+def first_broken_record(records: list[dict[str, Any]], links: list[str]) -> int | None:
+    """:func:`first_broken_link` over events as stored."""
+    recomputed = record_chain(records)
     for i, (got, stored) in enumerate(zip(recomputed, links, strict=False)):
         if got != stored:
             return i

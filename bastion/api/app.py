@@ -29,6 +29,7 @@ from bastion.api import admin_jobs as admin_jobs_api  # background jobs: list, i
 from bastion.api import admin_ledger as admin_ledger_api  # ledger: interactions
 from bastion.api import admin_prompts as admin_prompts_api  # prompt vault admin routes
 from bastion.api import admin_review as admin_review_api  # review queue, datasets, fine-tune exports
+from bastion.api import agents as agents_api  # agent runs: /v1/agents
 from bastion.api import anthropic as anthropic_api
 from bastion.api import batches as batches_api  # OpenAI Batch API: /v1/batches
 from bastion.api import bulk as bulk_api  # bulk on agent sessions: /api/v1/ai/batch
@@ -268,6 +269,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
             *sessions_api.routes,
             *bulk_api.routes,
             *knowledge_api.routes,
+            *agents_api.routes,
             *redteam_api.routes,
             *openapi_api.routes,
         ],

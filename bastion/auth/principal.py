@@ -42,6 +42,10 @@ class Permission(enum.StrEnum):
     READ_ACCESS = "access:read"
     #: Process-wide operational figures: /metrics and the details of /readyz.
     READ_OPS = "ops:read"
+    #: Start and cancel agent runs (docs/AGENTS.md).
+    RUN_AGENTS = "agents:run"
+    #: Read agent runs, their traces, the templates and the sandbox in force.
+    READ_AGENTS = "agents:read"
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -56,6 +60,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.REVIEW,
             Permission.WRITE_KNOWLEDGE,
             Permission.MANAGE_DATASETS,
+            Permission.RUN_AGENTS,
+            Permission.READ_AGENTS,
             Permission.RUN_REDTEAM,
             Permission.READ_REDTEAM,
         }
@@ -67,6 +73,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.READ_PROMPTS,
             Permission.READ_ACCESS,
             Permission.READ_OPS,
+            Permission.READ_AGENTS,
             Permission.READ_REDTEAM,
         }
     ),

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from bastion.cli import (
+    agents,
     db,
     experiments,
     guard,
@@ -198,6 +199,7 @@ app.add_typer(guard.app, name="guard", help="Guard tools: evaluate detectors.")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(experiments.app, name="experiments")
 app.add_typer(knowledge.app, name="knowledge")
+app.add_typer(agents.app, name="agents")
 app.add_typer(redteam.app, name="redteam")
 app.add_typer(review.review_app, name="review")
 app.add_typer(review.datasets_app, name="datasets")

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
+from bastion.config.agents_settings import AgentsSettings
 from bastion.config.cache_settings import CacheSettings, ModelCacheSettings
 from bastion.config.insights_settings import InsightsSettings
 from bastion.config.otel_settings import OtelSettings
@@ -415,6 +416,7 @@ class Settings(Strict):
     review: ReviewSettings = Field(default_factory=ReviewSettings)  # review, datasets (docs/REVIEW.md)
     experiments: ExperimentsSettings = Field(default_factory=ExperimentsSettings)  # docs/EXPERIMENTS.md
     insights: InsightsSettings = Field(default_factory=InsightsSettings)  # roll-ups, alerts (docs/INSIGHTS.md)
+    agents: AgentsSettings = Field(default_factory=AgentsSettings)  # agent runs (docs/AGENTS.md)
     otel: OtelSettings = Field(default_factory=OtelSettings)  # OpenTelemetry export (docs/INSIGHTS.md)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)  # the command sandbox (docs/AGENTS.md)
 

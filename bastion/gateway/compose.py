@@ -27,6 +27,7 @@ from bastion.config.settings import Settings
 from bastion.experiments.analysis import BanditUpdates
 from bastion.experiments.service import ExperimentService
 from bastion.files.service import FileService
+from bastion.gateway.agent_runs import build_agent_runs
 from bastion.gateway.batch_lines import PipelineLines
 from bastion.gateway.bulk_lines import PipelineBulk
 from bastion.gateway.pipeline import Pipeline
@@ -296,6 +297,7 @@ def register_job_kinds(services: Services, pipeline: Pipeline) -> None:
         services.jobs.registry.register(DATASET_EXPORT_JOB, ExportJob(services.datasets).run)
     if services.insights is not None:
         services.insights.register()
+    services.agents = build_agent_runs(services, pipeline)
     if services.redteam is not None:
         services.jobs.registry.register(REDTEAM_JOB, build_redteam_job(services, pipeline).run, max_attempts=2)
 

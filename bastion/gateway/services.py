@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from bastion.agents.service import AgentRuns
 from bastion.analyzer.service import AnalyzerService
 from bastion.auth.authenticator import Authenticator
 from bastion.batches.service import BatchService
@@ -81,6 +82,8 @@ class Services:
     datasets: DatasetService | None = None
     #: Roll-ups over the ledger, their job and the alert gauges; None: ``insights.enabled`` is false.
     insights: InsightsService | None = None
+    #: Agent runs (the ``agent_run`` job kind; set by ``register_job_kinds``); None: ``agents.enabled`` is false.
+    agents: AgentRuns | None = None
     #: Red-team runs (the ``redteam_run`` job kind) and garak imports (docs/REDTEAM.md).
     redteam: RedteamService | None = None
     #: The OpenTelemetry export (spans, gen_ai.client.* histograms); None: ``otel.enabled`` is false.

@@ -22,6 +22,9 @@ from bastion.dialects.moderations import ModerationRequest
 from bastion.dialects.openai_schema import ChatCompletionRequest, EmbeddingRequest
 from bastion.ledger.store import LIST_COLUMNS
 from bastion.openapi.admin_models import ADMIN_MODELS
+from bastion.openapi.agent_operations import TAG as AGENTS_TAG
+from bastion.openapi.agent_operations import TAG_DESCRIPTION as AGENTS_TAG_DESCRIPTION
+from bastion.openapi.agent_operations import agent_components
 from bastion.openapi.analyzer_operations import analyzer_components
 from bastion.openapi.batch_operations import batch_components
 from bastion.openapi.bulk_operations import bulk_components
@@ -105,6 +108,7 @@ TAGS = [
     {"name": "Admin: experiments", "description": "Experiments, results and client feedback (docs/EXPERIMENTS.md)."},
     {"name": "Agent sessions", "description": "Conversations on vault prompts (docs/SESSIONS.md)."},
     {"name": KNOWLEDGE_TAG, "description": KNOWLEDGE_TAG_DESCRIPTION},
+    {"name": AGENTS_TAG, "description": AGENTS_TAG_DESCRIPTION},
     {"name": REDTEAM_TAG, "description": REDTEAM_TAG_DESCRIPTION},
     {
         "name": "Insights",
@@ -187,6 +191,7 @@ def components() -> dict[str, Any]:
         batch_components(),
         bulk_components(),
         knowledge_components(),
+        agent_components(),
         analyzer_components(),
         review_components(),
         experiment_components(),

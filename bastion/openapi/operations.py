@@ -8,6 +8,7 @@ tests/gateway/test_openapi.py fails when a route the app serves is missing here,
 from __future__ import annotations
 
 from bastion.openapi.admin_models import LABEL_SCHEMA
+from bastion.openapi.agent_operations import AGENT_OPERATIONS
 from bastion.openapi.analyzer_operations import ANALYZER_OPERATIONS
 from bastion.openapi.batch_operations import BATCH_OPERATIONS
 from bastion.openapi.bulk_operations import BULK_OPERATIONS
@@ -469,6 +470,7 @@ OPERATIONS: list[Operation] = [
     *SESSION_OPERATIONS,
     *BULK_OPERATIONS,
     *KNOWLEDGE_OPERATIONS,
+    *AGENT_OPERATIONS,
     *REVIEW_OPERATIONS,
     *EXPERIMENT_OPERATIONS,
     *INSIGHTS_OPERATIONS,

@@ -20,9 +20,11 @@ from starlette.routing import Route
 
 from bastion.api.app import create_app
 from bastion.config.settings import Settings
+from bastion.gateway.agent_runs import GatewayToolbox
 from bastion.jobs.model import NewJob
 from bastion.openapi.document import CREDENTIALS, DocumentOptions, build_document
 from bastion.openapi.operations import OPERATIONS
+from tests.agents.armfakes import FakeSandbox, RefusedFake, make_spec
 from tests.gateway.openapi_support import (
     CHAT,
     CLAUDE,
@@ -140,9 +142,41 @@ async def _walk_knowledge(gw: Running, call: Walk, example: dict[str, Any]) -> N
     await call("GET", docs, collection=name, query="?limit=1")
     await call("GET", f"{docs}/{{document}}", collection=name, document=example["ingestKnowledgeDocuments"]["id"])
     assert (await call("POST", "/v1/knowledge/search", json=example["searchKnowledge"])).json()["data"]
+    await _walk_agents(gw, call, example)
     await call("POST", f"{docs}/delete", collection=name, json=example["deleteKnowledgeDocumentsByFilter"])
     await call("DELETE", f"{docs}/{{document}}", collection=name, document="notes.md")
     await call("DELETE", one, collection=name)
+
+
+async def _walk_agents(gw: Running, call: Walk, example: dict[str, Any]) -> None:
+    """Agent runs over the knowledge collection above; the coder calls the chat model."""
+    runs, run = "/v1/agents/runs", "/v1/agents/runs/{run_id}"
+    agents = gw.gateway.services.agents
+    assert agents is not None and isinstance(agents.toolbox, GatewayToolbox)
+    agents.toolbox.sandbox = (FakeSandbox(), make_spec, (RefusedFake,))  # the real one's self-test starts processes
+    await call("GET", "/v1/agents/templates")
+    await call("GET", "/v1/agents/sandbox")
+    done = (await call("POST", runs, json=example["createAgentRun"])).json()
+    assert done["finished_at"] is not None and done["events"] > 0, done
+    await call("GET", run, run_id=done["id"])
+    assert (await call("GET", f"{run}/trace", run_id=done["id"])).json()["verified"] is True
+    assert _sse_data(await call("GET", f"{run}/events", run_id=done["id"]))[-1]["object"] == "agent.run"
+    streamed = {**example["createAgentRun"], "wait": False, "stream": True}
+    assert _sse_data(await call("POST", runs, json=streamed))[-1]["object"] == "agent.run"
+    knowledge = gw.gateway.services.knowledge
+    assert knowledge is not None
+    embed, hold = knowledge.embed, asyncio.Event()
+
+    async def held(texts: list[str]) -> list[list[float]]:
+        await hold.wait()
+        return await embed(texts)
+
+    knowledge.embed = held  # the next run's retrieval holds still, so it can be cancelled
+    queued = (await call("POST", runs, json={**example["createAgentRun"], "wait": False})).json()
+    assert queued["status"] == "queued"
+    assert (await call("POST", f"{run}/cancel", run_id=queued["id"])).json()["id"] == queued["id"]
+    hold.set()
+    knowledge.embed = embed
 
 
 async def _is(value: Awaitable[str], expected: str) -> bool:
@@ -209,7 +243,7 @@ def _file_form(filename: str, content: bytes, fields: dict[str, str] | None = No
 
 
 async def test_every_operation_answers_as_documented(tmp_path: Path, fake: FakeUpstream) -> None:
-    async with running(openapi_settings(tmp_path, fake)) as gw:
+    async with running(openapi_settings(tmp_path, fake, agents={"model": CHAT})) as gw:
         document = (await gw.client.get("/openapi.json")).json()
         checker = DocumentChecker(document)
         call = Walk(gw.client, checker, gw.admin)

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from bastion.agents import models as agent_models  # noqa: F401  (registers the agent runs table)
 from bastion.batches import models as batch_models  # noqa: F401  (registers the batches table)
 from bastion.experiments import models as experiment_models  # noqa: F401  (registers the experiment tables)
 from bastion.files import models as file_models  # noqa: F401  (registers the files table)
