@@ -169,6 +169,10 @@ class _Progress:
                 log.warning("agent_run_progress_not_saved", run_id=self.run_id, exc_info=True)
 
 
+#: ``(run, plan, result, wall-clock start)`` of a finished run; must not block.
+RunFinished = Callable[[RunView, Plan, RunResult, float], None]
+
+
 class AgentRunner:
     def __init__(
         self,
@@ -178,12 +182,15 @@ class AgentRunner:
         verifier: CapabilityVerifier,
         *,
         clock: Callable[[], float] = time.monotonic,
+        on_finished: RunFinished | None = None,
     ) -> None:
         self.store = store
         self.toolbox = toolbox
         self.issuer = issuer
         self.verifier = verifier
         self.clock = clock
+        #: Called with every finished run (the OpenTelemetry export of its trace, when on).
+        self.on_finished = on_finished
 
     async def execute(self, view: RunView, cancel: CancelToken) -> RunResult:
         """Run ``view``'s plan to its end; the result is stored (and returned)."""
@@ -200,6 +207,7 @@ class AgentRunner:
         arms = dispatched(secured, self.issuer, grants_of(view.grants), lambda: deadline)
         progress = _Progress(self.store, view.id)
         writer = asyncio.create_task(progress.loop())
+        started_at = time.time()
         try:
             orchestrator = Orchestrator(arms, clock=self.clock, observer=progress.add)
             result = await orchestrator.run(plan, data, budget=budget, cancel=cancel, run_id=view.id)
@@ -211,6 +219,8 @@ class AgentRunner:
                 self.verifier.revoke_run(view.id)
         # Shielded: the worker cancels a cancelled job's task a tick later; the result must land.
         await asyncio.shield(self.store.finish(view.id, result))
+        if self.on_finished is not None:
+            self.on_finished(view, plan, result, started_at)
         return result
 
     async def _choose(

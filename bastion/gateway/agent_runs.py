@@ -15,11 +15,13 @@ from bastion.agents.arms_guardian import ArmGuard
 from bastion.agents.arms_model import JsonModel
 from bastion.agents.budget import Usage
 from bastion.agents.capability import CapabilityIssuer, CapabilityVerifier, MemoryUseStore, derive_secret
+from bastion.agents.orchestrator import RunResult
+from bastion.agents.plan import Plan
 from bastion.agents.policy import PlanPolicy
 from bastion.agents.runner import JOB_KIND as AGENT_RUN_JOB
-from bastion.agents.runner import AgentRunJob, AgentRunner, ChosenPlan, PlanChooser, RunTools
+from bastion.agents.runner import AgentRunJob, AgentRunner, ChosenPlan, PlanChooser, RunFinished, RunTools
 from bastion.agents.service import AgentRuns, policy_for
-from bastion.agents.store import AgentRunStore
+from bastion.agents.store import AgentRunStore, RunView
 from bastion.auth.principal import Identity, Principal
 from bastion.config.settings import Settings
 from bastion.dialects.openai_schema import validate_chat_request
@@ -236,6 +238,25 @@ class GatewayToolbox:
         )
 
 
+def trace_exporter(services: Services) -> RunFinished | None:
+    """A finished run's decision trace as OpenTelemetry spans, when that export is on; else None
+    (the trace never leaves the gateway by default)."""
+    otel = services.otel
+    if otel is None:
+        return None
+
+    def export(view: RunView, plan: Plan, result: RunResult, started_at: float) -> None:
+        otel.record_agent_run(
+            result.trace,
+            run_id=view.id,
+            plan=plan.name,
+            started_at=started_at,
+            attributes={"bastion.tenant_id": view.tenant_id, "bastion.agent.status": result.status.value},
+        )
+
+    return export
+
+
 def build_agent_runs(services: Services, pipeline: Pipeline) -> AgentRuns | None:
     """The agent runs service and the ``agent_run`` job kind (None: ``agents.enabled`` is false)."""
     settings = services.settings
@@ -247,6 +268,6 @@ def build_agent_runs(services: Services, pipeline: Pipeline) -> AgentRuns | None
     issuer = CapabilityIssuer(secret, ttl_s=settings.agents.token_ttl_s)
     verifier = CapabilityVerifier(secret, MemoryUseStore())
     toolbox = GatewayToolbox(services, pipeline)
-    runner = AgentRunner(store, toolbox, issuer, verifier)
+    runner = AgentRunner(store, toolbox, issuer, verifier, on_finished=trace_exporter(services))
     services.jobs.registry.register(AGENT_RUN_JOB, AgentRunJob(runner).run, max_attempts=2)
     return AgentRuns(settings.agents, store, services.jobs, verifier, toolbox, toolbox.sandbox_report)

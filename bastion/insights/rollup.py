@@ -18,6 +18,7 @@ whole) is not rolled up; it is counted in the run's ``late_skipped``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -196,9 +197,9 @@ class Rollup:
             # The database's own clock, read before the rows: every row committed after this read
             # has a ``written_at`` of at least this time minus its transaction's length.
             newest = (await connection.execute(select(func.current_timestamp(type_=UTCDateTime())))).scalar()
-            for (created_at,) in await connection.execute(query):
-                touched.add(floor(created_at, "5m"))
-                result.rows_read += 1
+            rows = await connection.execute(query)
+            # Converting and bucketing the rows is CPU work: off the event loop, which serves requests.
+            result.rows_read = await asyncio.to_thread(_touched_buckets, rows, touched)
         horizon = floor(self.clock() - timedelta(days=self.settings.retention.rollup_5m_days), "1h") + HOUR
         ledger_days = self.settings.retention.ledger_days
         if ledger_days is not None:
@@ -261,16 +262,9 @@ class Rollup:
         columns = [_LEDGER.c[name] for name in LEDGER_COLUMNS]
         async with self.db.engine.connect() as connection:
             result = await connection.execute(select(*columns).where(_in_ranges(_LEDGER.c.created_at, ranges)))
-            for row in result.mappings():
-                aggregator.add(row)
-        rollup_rows, guard_rows = aggregator.rollup_rows(), aggregator.guard_rows()
-        writes = [(tables.rollups, "5m", rollup_rows), (tables.guard, "5m", guard_rows)]
-        for level, (kept, guard_kept) in tables.LEVELS.items():
-            grain = f"{level}5m"
-            writes.append((tables.rollups, grain, _totals(rollup_rows, grain, tables.DIMENSIONS, kept, _ROLLUP_VALUES)))
-            writes.append(
-                (tables.guard, grain, _totals(guard_rows, grain, tables.GUARD_DIMENSIONS, guard_kept, _GUARD_VALUES))
-            )
+            # A bucket can hold many thousands of rows: their conversion and counting run in a
+            # thread so the roll-up never stalls the requests served by this event loop.
+            writes = await asyncio.to_thread(_aggregated_writes, aggregator, result)
         async with self.db.engine.begin() as connection:
             for table, grain, rows in writes:
                 await connection.execute(
@@ -316,6 +310,29 @@ class Rollup:
             deleted = await connection.execute(delete(table).where(table.c.grain == grain, table.c.bucket < cutoff))
             total += deleted.rowcount or 0
         return total
+
+
+def _touched_buckets(rows: Iterable[Any], touched: set[datetime]) -> int:
+    count = 0
+    for (created_at,) in rows:
+        touched.add(floor(created_at, "5m"))
+        count += 1
+    return count
+
+
+def _aggregated_writes(aggregator: Aggregator, result: Any) -> list[tuple[Table, str, list[dict[str, Any]]]]:
+    """The 5-minute rows of the ledger rows in ``result`` and their summary levels, by table and grain."""
+    for row in result.mappings():
+        aggregator.add(row)
+    rollup_rows, guard_rows = aggregator.rollup_rows(), aggregator.guard_rows()
+    writes = [(tables.rollups, "5m", rollup_rows), (tables.guard, "5m", guard_rows)]
+    for level, (kept, guard_kept) in tables.LEVELS.items():
+        grain = f"{level}5m"
+        writes.append((tables.rollups, grain, _totals(rollup_rows, grain, tables.DIMENSIONS, kept, _ROLLUP_VALUES)))
+        writes.append(
+            (tables.guard, grain, _totals(guard_rows, grain, tables.GUARD_DIMENSIONS, guard_kept, _GUARD_VALUES))
+        )
+    return writes
 
 
 async def _merge(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -13,14 +14,16 @@ import pytest
 from bastion.agents.arms import ArmKind
 from bastion.agents.arms_guardian import ArmGuard
 from bastion.agents.capability import CapabilityIssuer, CapabilityVerifier, MemoryUseStore
-from bastion.agents.runner import MAX_ATTEMPTS, AgentRunJob, AgentRunner, RunTools
+from bastion.agents.runner import MAX_ATTEMPTS, AgentRunJob, AgentRunner, RunFinished, RunTools
 from bastion.agents.store import AgentRunStore, NewRun
 from bastion.agents.templates import get_template
 from bastion.auth.principal import Identity
+from bastion.gateway.agent_runs import trace_exporter
 from bastion.jobs.context import JobContext
 from bastion.store.db import Database
 from tests.agents.armfakes import Chooser, FakeModel, FakeSandbox, RefusedFake, make_spec
 from tests.knowledge.conftest import add_tenant
+from tests.observability.support import in_memory
 from tests.support.db import *  # noqa: F403  (database, database_url)
 from tests.support.harness import wait_until
 
@@ -67,7 +70,7 @@ class Tools:
 
 
 async def setup(
-    database: Database, crashes: int, task: str | None = None
+    database: Database, crashes: int, task: str | None = None, on_finished: RunFinished | None = None
 ) -> tuple[AgentRunStore, AgentRunJob, str, FakeSandbox]:
     tenant = await add_tenant(database, "acme")
     store = AgentRunStore(database)
@@ -87,7 +90,7 @@ async def setup(
     sandbox = FakeSandbox()
     verifier = CapabilityVerifier(SECRET, MemoryUseStore())
     tools = Tools(crashes, sandbox)
-    runner = AgentRunner(store, tools, CapabilityIssuer(SECRET), verifier)
+    runner = AgentRunner(store, tools, CapabilityIssuer(SECRET), verifier, on_finished=on_finished)
     return store, AgentRunJob(runner), view.id, sandbox
 
 
@@ -173,3 +176,28 @@ async def test_a_task_runs_the_plan_its_planner_mode_chose_charged_with_the_plan
     checks = [e for e in view.trace if e["kind"] == "budget_check"]
     assert checks[0]["remaining"]["tokens"] == 20000 - 300  # the planner's call was charged first
     assert len(sandbox.spawned) == 1
+
+
+async def test_a_finished_runs_trace_is_exported_as_spans_when_the_export_is_on(database: Database) -> None:
+    captured = in_memory()
+    services = cast(Any, SimpleNamespace(otel=captured.exporter))
+    store, job, run_id, _ = await setup(database, crashes=0, on_finished=trace_exporter(services))
+    assert (await job.run(context(run_id)))["status"] == "succeeded"
+    await captured.exporter.start()
+    try:
+        await asyncio.to_thread(captured.exporter.flush)
+    finally:
+        await captured.exporter.stop()
+    spans = list(captured.spans.get_finished_spans())
+    (run,) = [span for span in spans if span.name == "invoke_agent code-until-tests-pass"]
+    attributes = dict(run.attributes or {})
+    assert attributes["bastion.agent.run.id"] == run_id and attributes["bastion.agent.status"] == "succeeded"
+    view = await store.load(run_id)
+    assert view is not None
+    steps = [span for span in spans if span.name.startswith("step ")]
+    assert len(steps) == sum(event["kind"] == "step_started" for event in view.trace) == 4
+    assert all(span.parent is not None and span.parent.span_id == run.context.span_id for span in steps)
+
+
+def test_without_the_export_no_trace_leaves_the_gateway() -> None:
+    assert trace_exporter(cast(Any, SimpleNamespace(otel=None))) is None
