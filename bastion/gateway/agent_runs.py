@@ -24,9 +24,8 @@ from bastion.agents.service import AgentRuns, policy_for
 from bastion.agents.store import AgentRunStore, RunView
 from bastion.auth.principal import Identity, Principal
 from bastion.config.settings import Settings
-from bastion.dialects.openai_schema import validate_chat_request
 from bastion.errors import BastionError
-from bastion.gateway.context import RequestContext, Timing, new_request_id
+from bastion.gateway.internal_chat import internal_chat_context
 from bastion.gateway.pipeline import Pipeline
 from bastion.gateway.services import Services
 from bastion.guard.service import ContentBlocked
@@ -58,16 +57,7 @@ class GatewayJsonModel:
         }
         if seed is not None:
             body["seed"] = seed
-        parsed = validate_chat_request(body)
-        ctx = RequestContext(
-            request_id=new_request_id(),
-            dialect="openai",
-            endpoint="chat",
-            body=body,
-            model=parsed.model,
-            timing=Timing(),
-            user_agent=USER_AGENT,
-        )
+        ctx = internal_chat_context(body, USER_AGENT)
         ctx.principal = self.principal
         ctx.ledger_extra = {"agent_run": self.run_id}
         try:

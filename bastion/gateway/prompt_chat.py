@@ -12,9 +12,8 @@ import dataclasses
 from typing import Any
 
 from bastion.auth.principal import Principal
-from bastion.dialects.openai_schema import validate_chat_request
 from bastion.errors import UpstreamError
-from bastion.gateway.context import RequestContext, Timing, new_request_id
+from bastion.gateway.internal_chat import internal_chat_context
 from bastion.gateway.pipeline import Pipeline
 from bastion.ledger.record import METADATA
 from bastion.providers.base import ChatResponse
@@ -30,16 +29,7 @@ class PipelineChat:
         self, principal: Principal, model: str, messages: list[dict[str, Any]], purpose: dict[str, Any]
     ) -> str:
         body: dict[str, Any] = {"model": model, "messages": messages}
-        parsed = validate_chat_request(body)
-        ctx = RequestContext(
-            request_id=new_request_id(),
-            dialect="openai",
-            endpoint="chat",
-            body=body,
-            model=parsed.model,
-            timing=Timing(),
-            user_agent=USER_AGENT,
-        )
+        ctx = internal_chat_context(body, USER_AGENT)
         settings = {**principal.tenant_settings, "ledger_mode": METADATA}
         ctx.principal = dataclasses.replace(principal, tenant_settings=settings)
         ctx.ledger_extra = dict(purpose)

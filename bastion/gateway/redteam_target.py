@@ -17,9 +17,8 @@ from typing import Any
 import structlog
 
 from bastion.auth.authenticator import Authenticator
-from bastion.dialects.openai_schema import validate_chat_request
 from bastion.errors import BastionError
-from bastion.gateway.context import RequestContext, Timing, new_request_id
+from bastion.gateway.internal_chat import internal_chat_context
 from bastion.gateway.pipeline import Pipeline
 from bastion.gateway.stage import Stage
 from bastion.gateway.stages.cache import CacheStage
@@ -58,16 +57,7 @@ class PipelineTarget:
             "max_tokens": call.max_tokens,
         }
         try:
-            parsed = validate_chat_request(body)
-            ctx = RequestContext(
-                request_id=new_request_id(),
-                dialect="openai",
-                endpoint="chat",
-                body=body,
-                model=parsed.model,
-                timing=Timing(),
-                user_agent=USER_AGENT,
-            )
+            ctx = internal_chat_context(body, USER_AGENT)
             principal = await self.authenticator.principal_of(call.owner)
             if call.confidential:
                 # A vault prompt's text is in the request: its readers may not see it in the ledger.
