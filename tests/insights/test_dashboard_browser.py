@@ -135,9 +135,12 @@ async def _seed(gateway: Gateway) -> tuple[dict[str, str], dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path, fake_upstream: FakeUpstream) -> Iterator[Site]:
+def site(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path, fake_upstream: FakeUpstream
+) -> Iterator[Site]:
     directory = tmp_path_factory.mktemp("dashboard")
     shutil.copyfile(sqlite_template, directory / "bastion.db")
+    deployment = {"provider": "openai", "model": MODEL, "api_base": fake_upstream.openai_base}
     # The roll-up job runs by itself every second (as in production, only faster); a stream ends
     # every STREAM_S seconds, so the page reconnects (with Last-Event-ID) several times per test.
     settings = make_settings(
@@ -145,7 +148,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path, fake_u
         directory / "data",
         insights={"interval_s": 1, "stream": {"max_connection_s": STREAM_S}},
         ledger={"flush_interval_s": 0.05},
-        models=[{"name": MODEL, "deployments": [{"provider": "openai", "model": MODEL, "api_base": fake_upstream.openai_base}]}],
+        models=[{"name": MODEL, "deployments": [deployment]}],
     )
     sock = _listening_socket()
     port = sock.getsockname()[1]
@@ -211,6 +214,8 @@ class Tab:
     problems: list[str]
     #: The URL of every request the page made.
     requests: list[str]
+    #: The Last-Event-ID of each request for the event stream (None: the first connection).
+    stream_ids: list[str | None] = field(default_factory=list)
 
 
 #: Reports every Content-Security-Policy violation to the console (Playwright injects this itself:
@@ -232,9 +237,16 @@ def tab(browser: Any, site: Site) -> Iterator[Tab]:
     page.add_init_script(_WATCH_CSP)
     page.on("console", lambda m: problems.append(f"{m.text} @ {m.location.get('url')}") if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on("request", lambda r: requests.append(r.url))
+    opened = Tab(page, problems, requests)
+
+    def record(request: Any) -> None:
+        requests.append(request.url)
+        if urlsplit(request.url).path == "/api/v1/insights/stream":
+            opened.stream_ids.append(request.headers.get("last-event-id"))
+
+    page.on("request", record)
     try:
-        yield Tab(page, problems, requests)
+        yield opened
     finally:
         context.close()
 
@@ -426,6 +438,9 @@ def test_reconnecting_replays_no_event_twice_and_adds_no_point_twice(tab: Tab, s
     ids = [int(i) for i in page.evaluate("window.bastionDashboard.eventIds()")]
     assert len(ids) >= 2
     assert ids == sorted(set(ids)), ids  # each event once, in order, across the reconnects
+    # Each reconnect asked for the events after the last one received (none before the first event).
+    resumed = [int(i) for i in tab.stream_ids if i is not None]
+    assert len(resumed) >= 2 and set(resumed) <= set(ids), (tab.stream_ids, ids)
     for series in page.evaluate(_SERIES):
         labels = series["labels"]
         assert labels and len(labels) == len(set(labels)), series  # one point per bucket
