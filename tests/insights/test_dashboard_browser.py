@@ -1,9 +1,13 @@
-"""The dashboard in a real browser (Debian's chromium, driven by Playwright): a viewer's key shows
-the seeded figures, a wrong key shows an error and no data, the key never lands in the URL,
-cookies or localStorage, the page breaks no rule of its Content-Security-Policy, and a roll-up run
-after new ledger rows updates the figures live (over the event stream) without a reload.
+"""The dashboard in a real browser (Debian's chromium, headless, driven by Playwright): a viewer's
+key shows the seeded figures and every chart has data, a wrong key shows an error and no data, the
+key never lands in the URL, cookies or localStorage, a real gateway call reaches the request count
+within 5 s without a reload (the roll-up job runs on its own schedule), reconnects of the event
+stream repeat no event and no point, and no session has a console error, a Content-Security-Policy
+violation or a request to another host.
 
-One gateway (served by uvicorn on a thread of its own, on SQLite) and one browser per module.
+One gateway (served by uvicorn on a thread of its own, on SQLite) and one browser per module. With
+``BASTION_DASHBOARD_SCREENSHOT=<file>`` the chart test saves a screenshot of the page there (the one
+in docs/INSIGHTS.md).
 """
 
 from __future__ import annotations
