@@ -74,6 +74,7 @@
     state.gen += 1;
     state.key = null;
     state.lastEventId = null;
+    state.received = []; // another key may read another tenant's stream, with its own ids
     sessionStorage.removeItem(STORE);
     stopStream();
     $("dashboard").hidden = true;
