@@ -12,7 +12,12 @@
   var API = "/api/v1/insights";
   var COLORS = ["#2f5bd3", "#b3261e", "#1f7a4d", "#b26b00", "#7b3fb3", "#0f7c8c", "#8c5a0f", "#c2185b"];
 
-  var state = { key: null, lastEventId: null, stream: null, backoff: 1000, charts: {}, refresh: null, gen: 0 };
+  var KEEP_IDS = 256;
+
+  var state = {
+    key: null, lastEventId: null, stream: null, backoff: 1000, charts: {}, refresh: null, gen: 0,
+    received: [], connections: 0,
+  };
 
   function $(id) { return document.getElementById(id); }
 
@@ -69,6 +74,7 @@
     state.gen += 1;
     state.key = null;
     state.lastEventId = null;
+    state.received = []; // another key may read another tenant's stream, with its own ids
     sessionStorage.removeItem(STORE);
     stopStream();
     $("dashboard").hidden = true;
@@ -340,6 +346,8 @@
     if (event.id !== null) {
       state.lastEventId = event.id;
       document.body.dataset.lastEventId = event.id;
+      state.received.push(event.id);
+      if (state.received.length > KEEP_IDS) { state.received.shift(); }
     }
     if (event.type === "rollup") { scheduleRefresh("all"); }
     if (event.type === "alert") { scheduleRefresh("alerts"); }
@@ -382,6 +390,7 @@
         if (!response.ok || !response.body) { throw new Error("HTTP " + response.status); }
         setStatus("live");
         state.backoff = 1000;
+        state.connections += 1;
         var reader = response.body.getReader();
         var decoder = new TextDecoder();
         var pending = { rest: "", data: [], type: null, id: null };
@@ -408,6 +417,13 @@
       loadPanels(); // whatever happened while away (beyond the replay buffer) shows up
     }, wait);
   }
+
+  // -- a read-only view of the stream, for debugging (and the browser tests) -------------------
+  // The ids of the last events received, in order, and how many stream connections were opened.
+  window.bastionDashboard = Object.freeze({
+    eventIds: function () { return state.received.slice(); },
+    connections: function () { return state.connections; },
+  });
 
   // -- start --------------------------------------------------------------------------------------
   document.addEventListener("DOMContentLoaded", function () {
