@@ -79,7 +79,7 @@ async def test_progress_streams_as_server_sent_events_until_the_run_ends(env: Re
     events = events_of(streamed.text)
     progress = [(event_id, data) for event_id, kind, data in events if kind == "progress"]
     assert [kind for _, kind, _ in events][-1] == "done" and len(progress) >= 2
-    ids = [event_id for event_id, _ in progress]
+    ids = [event_id or 0 for event_id, _ in progress]
     assert ids == sorted(set(ids)) and ids[-1] == 3
     assert all(data["total"] == 3 and data["done"] == event_id for event_id, data in progress)
     # "ok" leaks nothing: three judged attempts, no success.
