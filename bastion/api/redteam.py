@@ -2,7 +2,8 @@
 
 Starting, cancelling and importing need ``redteam:run`` (admin, developer); reading runs, reports
 and the attack library needs ``redteam:read`` (admin, developer, viewer). Every route is scoped to
-the caller's tenant: another tenant's run is a 404.
+the caller's tenant: another tenant's run is a 404. A model-only run (``guard: false``, ``mode:
+"model"``) bypasses the guard and needs the admin role as well.
 
 POST /v1/redteam/runs                    202: the run, queued as a ``redteam_run`` job
 GET  /v1/redteam/runs                    newest first; ``limit`` (1-100, default 20), ``after``
