@@ -2,20 +2,26 @@
 
 Starting, cancelling and importing need ``redteam:run`` (admin, developer); reading runs, reports
 and the attack library needs ``redteam:read`` (admin, developer, viewer). Every route is scoped to
-the caller's tenant: another tenant's run is a 404.
+the caller's tenant: another tenant's run is a 404. A model-only run (``guard: false``, ``mode:
+"model"``) bypasses the guard and needs the admin role as well.
 
 POST /v1/redteam/runs                    202: the run, queued as a ``redteam_run`` job
 GET  /v1/redteam/runs                    newest first; ``limit`` (1-100, default 20), ``after``
 GET  /v1/redteam/runs/{id}               status, progress, summary
 GET  /v1/redteam/runs/{id}/report        the JSON report (409 until the run has one)
 GET  /v1/redteam/runs/{id}/report.html   the self-contained page (CSP ``default-src 'none'``)
+GET  /v1/redteam/runs/{id}/events        progress as server-sent events until the run ends
 POST /v1/redteam/runs/{id}/cancel        stops a queued or running run (409 once finished)
 GET  /v1/redteam/attacks                 the library; ``category``, ``technique`` filter it
 POST /v1/redteam/imports/garak           a garak report (JSONL body) stored as a run
+
+The routes of the red-team API of seed 004, under Bastion's API prefix, are aliases of these:
+POST /api/v1/red-team/start, GET /api/v1/red-team/status?run_id=, GET /api/v1/red-team/results?run_id=.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Final
 
 import orjson
@@ -24,8 +30,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bastion.api.common import authenticate_request, gateway, query_int
-from bastion.api.http import json_response, page_body, read_json
-from bastion.auth.principal import Permission, Principal
+from bastion.api.http import Answer, SSEResponse, json_response, page_body, read_json
+from bastion.auth.principal import Permission, Principal, Role
 from bastion.errors import (
     ClientClosedRequest,
     Conflict,
@@ -36,12 +42,17 @@ from bastion.errors import (
 )
 from bastion.redteam.garak import parse_garak_report
 from bastion.redteam.html import render_html
+from bastion.redteam.progress import RunEvent, run_events
 from bastion.redteam.schema import CATEGORIES, Attack
 from bastion.redteam.service import RedteamService
 from bastion.redteam.spec import parse_run_spec
 from bastion.vault.model import PromptNotFound
 
 PREFIX: Final = "/v1/redteam"
+SEED_PREFIX: Final = "/api/v1/red-team"
+#: How often a progress stream reads the run, and after how long a quiet stream sends a comment.
+STREAM_POLL_S: Final = 0.1
+KEEPALIVE_S: Final = 15.0
 RUN: Final = PREFIX + "/runs/{run_id}"
 #: A garak report of a long scan runs to tens of megabytes.
 MAX_IMPORT_BYTES: Final = 64 * 1024 * 1024
@@ -64,7 +75,11 @@ async def _reader(request: Request) -> Principal:
 
 
 def _run_id(request: Request) -> str:
-    value: str = request.path_params["run_id"]
+    value: str | None = request.path_params.get("run_id")
+    if value is None:  # the seed routes name the run in the query
+        value = request.query_params.get("run_id") or ""
+        if not value:
+            raise InvalidRequest("Invalid request: run_id (the run's id) is required.", param="run_id")
     if "\x00" in value or len(value) > 64:
         raise NotFound(f"No red-team run {value[:64]!r}.")
     return value
@@ -81,6 +96,11 @@ async def start_run(request: Request) -> Response:
     principal = await _runner(request)
     services = gateway(request).services
     spec = parse_run_spec(await read_json(request, services.settings.server.max_body_bytes))
+    if not spec.guard and principal.role is not Role.ADMIN:
+        raise PermissionDenied(
+            "A model-only run (guard false, mode 'model') bypasses the guard: it needs the admin role; "
+            "a run through the guard (mode 'gateway') does not."
+        )
     group = services.router.groups.get(spec.model)
     if group is None or group.kind != "chat":
         raise InvalidRequest(f"Invalid request: {spec.model!r} is not a chat model of this gateway.", param="model")
@@ -108,6 +128,36 @@ async def list_runs(request: Request) -> Response:
 async def get_run(request: Request) -> Response:
     principal = await _reader(request)
     return json_response((await _service(request).view(principal.tenant_id, _run_id(request))).to_json())
+
+
+def _encode(event: RunEvent) -> bytes:
+    if event.kind == "keepalive":
+        return b": keep-alive\n\n"
+    head = f"id: {event.id}\n" if event.id is not None else ""
+    return f"{head}event: {event.kind}\ndata: ".encode() + orjson.dumps(event.data) + b"\n\n"
+
+
+async def _stream(events: AsyncIterator[RunEvent]) -> AsyncGenerator[bytes, None]:
+    async for event in events:
+        yield _encode(event)
+
+
+async def stream_events(request: Request) -> Answer:
+    principal = await _reader(request)
+    service, run_id = _service(request), _run_id(request)
+    await service.view(principal.tenant_id, run_id)  # 404 before the stream starts
+    last = request.headers.get("last-event-id", "").strip()
+    if last and not last.isdigit():
+        raise InvalidRequest("Invalid request: Last-Event-ID must be an event number.", param="Last-Event-ID")
+    events = run_events(
+        service,
+        principal.tenant_id,
+        run_id,
+        last_id=int(last) if last else None,
+        poll_s=STREAM_POLL_S,
+        keepalive_s=KEEPALIVE_S,
+    )
+    return SSEResponse(_stream(events))
 
 
 async def cancel_run(request: Request) -> Response:
@@ -201,7 +251,12 @@ routes = [
     Route(RUN, get_run, methods=["GET"]),
     Route(RUN + "/report", get_report, methods=["GET"]),
     Route(RUN + "/report.html", get_report_html, methods=["GET"]),
+    Route(RUN + "/events", stream_events, methods=["GET"]),
     Route(RUN + "/cancel", cancel_run, methods=["POST"]),
     Route(PREFIX + "/attacks", list_attacks, methods=["GET"]),
     Route(PREFIX + "/imports/garak", import_garak, methods=["POST"]),
+    # Seed 004's names: the same handlers (``run_id`` in the query instead of the path).
+    Route(SEED_PREFIX + "/start", start_run, methods=["POST"]),
+    Route(SEED_PREFIX + "/status", get_run, methods=["GET"]),
+    Route(SEED_PREFIX + "/results", get_report, methods=["GET"]),
 ]

@@ -2,7 +2,8 @@
 gateway's database (the same service and JSON shapes as ``/v1/redteam``).
 
 bastion redteam attacks [--category C]       the library
-bastion redteam run --model M ...            a run in this process (the gateway's models and guard)
+bastion redteam run --model M ...            a run in this process (the gateway's models and guard),
+                                             or with --url on a running gateway (BASTION_API_KEY)
 bastion redteam show ID [--report]           a run (with --report: its JSON report)
 bastion redteam import-garak FILE            a garak report stored as a run
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -20,6 +22,7 @@ import typer
 from bastion.auth import manage
 from bastion.auth.principal import Identity
 from bastion.cli.access_common import ConfigOption, DataDirOption, database, fail, load, run_reporting
+from bastion.cli.redteam_remote import RemoteError, run_remote
 from bastion.config.settings import Settings
 from bastion.errors import BastionError, NotFound
 from bastion.jobs.service import JobService
@@ -27,7 +30,7 @@ from bastion.redteam.garak import parse_garak_report
 from bastion.redteam.html import render_html
 from bastion.redteam.schema import load_library
 from bastion.redteam.service import RedteamService
-from bastion.redteam.spec import parse_run_spec
+from bastion.redteam.spec import MODES, RunSpec, parse_run_spec
 
 T = TypeVar("T")
 
@@ -119,35 +122,109 @@ def import_garak(
     _echo(_with_service(settings, work))
 
 
+def _run_body(
+    model: str,
+    prompt: str | None,
+    guard: bool | None,
+    mode: str | None,
+    categories: list[str] | None,
+    seed: int,
+    max_attempts: int | None,
+    concurrency: int,
+) -> dict[str, Any]:
+    if mode is not None and mode not in MODES:
+        raise fail(f"--mode must be {' or '.join(MODES)}.")
+    if mode is not None and guard is not None and guard != (mode == "gateway"):
+        raise fail(f"--mode {mode} contradicts --{'guard' if guard else 'no-guard'}.")
+    # --categories a,b and --category a --category b alike.
+    names = [name.strip() for value in categories or [] for name in value.split(",") if name.strip()]
+    body: dict[str, Any] = {"model": model, "prompt": prompt, "seed": seed, "concurrency": concurrency,
+                            "categories": names}  # fmt: skip
+    body["guard"] = (mode == "gateway") if mode is not None else (True if guard is None else guard)
+    if max_attempts is not None:
+        body["max_attempts"] = max_attempts
+    return body
+
+
+def _write_reports(report: dict[str, Any], out: Path | None, html: Path | None) -> None:
+    """``--out`` a ``.json`` file: the JSON report there; otherwise a directory that gets
+    ``report.json`` and ``report.html``. ``--html FILE``: the page there as well."""
+    try:
+        if out is not None and out.suffix.lower() == ".json":
+            out.write_text(json.dumps(report, indent=2, sort_keys=True), encoding="utf-8")
+        elif out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True), encoding="utf-8")
+            (out / "report.html").write_text(render_html(report), encoding="utf-8")
+        if html is not None:
+            html.write_text(render_html(report), encoding="utf-8")
+    except OSError as exc:
+        raise fail(f"cannot write the report: {exc.strerror}") from None
+
+
 @app.command("run")
 def run(
     model: Annotated[str, typer.Option(help="The model (alias) to attack.")],
-    key_id: Annotated[str, typer.Option("--key-id", help="The API key the attempts run as (its id).")],
+    key_id: Annotated[
+        str | None, typer.Option("--key-id", help="In process: the API key the attempts run as (its id).")
+    ] = None,
     prompt: Annotated[str | None, typer.Option(help="A vault prompt id: its text is the system prompt.")] = None,
-    guard: Annotated[bool, typer.Option("--guard/--no-guard", help="Through the guard, or not.")] = True,
-    category: Annotated[list[str] | None, typer.Option(help="Only these categories (repeat).")] = None,
+    guard: Annotated[bool | None, typer.Option("--guard/--no-guard", help="Through the guard, or not.")] = None,
+    mode: Annotated[
+        str | None, typer.Option(help="gateway (through the guard, the default) or model (the guard bypassed).")
+    ] = None,
+    category: Annotated[
+        list[str] | None,
+        typer.Option("--category", "--categories", help="Only these categories (repeat, or comma-separated)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the run.")] = 0,
     max_attempts: Annotated[int | None, typer.Option(help="At most this many attempts.")] = None,
     concurrency: Annotated[int, typer.Option(help="Attempts at once.")] = 4,
-    out: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="A directory for report.json and report.html (or a .json file).")
+    ] = None,
     html: Annotated[Path | None, typer.Option(help="Write the HTML report here.")] = None,
+    url: Annotated[
+        str | None, typer.Option(help="A running gateway to run on (the key in BASTION_API_KEY) instead.")
+    ] = None,
     tenant: TenantOption = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Run the red team in this process (the gateway's configuration: models, guard, ledger), as
-    the API key ``--key-id`` of the tenant; prints the run's summary."""
-    from bastion.gateway.compose import build_gateway
-
-    settings = load(config, data_dir)
-    body: dict[str, Any] = {"model": model, "prompt": prompt, "guard": guard, "seed": seed,
-                            "concurrency": concurrency, "categories": category or []}  # fmt: skip
-    if max_attempts is not None:
-        body["max_attempts"] = max_attempts
+    the API key ``--key-id`` of the tenant, or on the gateway at ``--url`` as the key in
+    ``BASTION_API_KEY``; prints the run with its summary."""
+    body = _run_body(model, prompt, guard, mode, category, seed, max_attempts, concurrency)
     try:
         spec = parse_run_spec(body)
     except BastionError as exc:
         raise fail(exc.message) from None
+    if url is not None:
+        result = _remote(url, body)
+    else:
+        if key_id is None:
+            raise fail("--key-id is required without --url (the API key the attempts run as).")
+        result = _in_process(load(config, data_dir), spec, key_id, tenant)
+    if result["report"] is not None:
+        _write_reports(result["report"], out, html)
+    _echo(result["view"])
+    if result["view"]["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
+def _remote(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    api_key = os.environ.get("BASTION_API_KEY", "").strip()
+    if not api_key:
+        raise fail("--url needs the API key in BASTION_API_KEY.")
+    try:
+        result = run_remote(url, api_key, body)
+    except RemoteError as exc:
+        raise fail(str(exc)) from None
+    return {"view": result.run, "report": result.report}
+
+
+def _in_process(settings: Settings, spec: RunSpec, key_id: str, tenant: str | None) -> dict[str, Any]:
+    from bastion.gateway.compose import build_gateway
 
     async def main() -> dict[str, Any]:
         gateway = build_gateway(settings, job_workers=1)
@@ -168,12 +245,5 @@ def run(
         finally:
             await gateway.stop()
 
-    result = run_reporting(main)
-    if result["report"] is not None:
-        if out is not None:
-            out.write_text(json.dumps(result["report"], indent=2, sort_keys=True), encoding="utf-8")
-        if html is not None:
-            html.write_text(render_html(result["report"]), encoding="utf-8")
-    _echo(result["view"])
-    if result["view"]["status"] != "succeeded":
-        raise typer.Exit(1)
+    result: dict[str, Any] = run_reporting(main)
+    return result

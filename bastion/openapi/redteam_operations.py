@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bastion.openapi.components import pydantic_components
+from bastion.openapi.components import pydantic_components, ref
 from bastion.openapi.operation import CHAT_MODEL, Operation, json, path, query
 
 TAG = "Red team"
@@ -21,7 +21,12 @@ class RedteamRunCreate(BaseModel):
 
     model: str = Field(description="A chat model (alias) of this gateway.")
     prompt: str | None = Field(None, description="A vault prompt id: its production version is the system prompt.")
-    guard: bool = Field(True, description="Through the guard with the tenant's policy (true) or without it.")
+    guard: bool = Field(
+        True, description="Through the guard with the tenant's policy (true) or without it (admin only)."
+    )
+    mode: Literal["gateway", "model"] | None = Field(
+        None, description="Alias of `guard`: `gateway` (guard on) or `model` (guard bypassed, admin only)."
+    )
     categories: list[Category] | None = None
     techniques: list[str] | None = None
     attack_ids: list[str] | None = None
@@ -45,11 +50,21 @@ class RedteamCategoryFigures(BaseModel):
     rate: float
 
 
+class RedteamGuardEffectiveness(BaseModel):
+    model_run: str = Field(description="The model-only run (guard bypassed).")
+    gateway_run: str = Field(description="The run through the guard.")
+    overall: float = Field(description="Attack success rate without the guard minus with it.")
+    by_category: dict[str, float]
+
+
 class RedteamSummary(BaseModel):
     attempts: int = Field(description="Judged attempts (calls that failed are left out).")
     success_rate: float
     by_category: dict[str, RedteamCategoryFigures]
     fragility: float | None = Field(description="Mean over attacks of the share of variant pairs that disagree.")
+    guard_effectiveness: RedteamGuardEffectiveness | None = Field(
+        None, description="Against the latest pair run of the other mode (same model, prompt, selection, seed)."
+    )
 
 
 class RedteamRun(BaseModel):
@@ -68,6 +83,17 @@ class RedteamRun(BaseModel):
     created_at: str
     finished_at: str | None
     summary: RedteamSummary | None
+
+
+class RedteamRunEvent(BaseModel):
+    """One server-sent event: ``progress`` (``id``: attempts done) or ``done`` (the run)."""
+
+    run_id: str | None = None
+    status: str | None = None
+    done: int | None = None
+    total: int | None = None
+    by_category: dict[str, Any] | None = None
+    object: str | None = None
 
 
 class RedteamRunList(BaseModel):
@@ -123,7 +149,8 @@ class RedteamInsights(BaseModel):
 
 
 MODELS: list[type[BaseModel]] = [
-    RedteamRunCreate, RedteamRun, RedteamRunList, RedteamAttackList, RedteamGarakImport, RedteamInsights,
+    RedteamRunCreate, RedteamRun, RedteamRunEvent, RedteamRunList, RedteamAttackList, RedteamGarakImport,
+    RedteamInsights,
 ]  # fmt: skip
 
 
@@ -142,18 +169,21 @@ def redteam_components() -> dict[str, Any]:
 
 RUN_ID = path("run_id", {"type": "string", "minLength": 1, "maxLength": 64})
 _R = "/v1/redteam/runs/{run_id}"
+_SEED = "/api/v1/red-team"
+SEED_RUN_ID = query("run_id", {"type": "string", "minLength": 1, "maxLength": 64}, "The run's id.", required=True)
 _RUN = "Needs `redteam:run` (admin, developer). "
 _READ = "Needs `redteam:read` (admin, developer, viewer); the caller's tenant only. "
 
 REDTEAM_OPERATIONS = [
     Operation(
         "post", "/v1/redteam/runs", "createRedteamRun", "Start a red-team run", TAG,
-        {202: json("RedteamRun")}, body="RedteamRunCreate", errors=(400, 413),
+        {202: json("RedteamRun")}, body="RedteamRunCreate", errors=(400, 403, 413),
         example={"model": CHAT_MODEL, "guard": True, "categories": ["system_prompt_extraction"], "seed": 7,
                  "max_attempts": 3, "max_tokens": 64},
         description=_RUN + "Queued as a `redteam_run` job; its attempts go through the pipeline as the "
         "caller (guard on) or the same stages without the guard (guard off), each ledgered with "
-        "`extra.redteam_run`. 400: an unknown field, category, attack id, model or vault prompt.",
+        "`extra.redteam_run`. A model-only run (`guard: false`, `mode: model`) needs the admin role (403 "
+        "otherwise). 400: an unknown field, category, attack id, model or vault prompt.",
     ),
     Operation(
         "get", "/v1/redteam/runs", "listRedteamRuns", "The tenant's runs, newest first", TAG,
@@ -181,6 +211,13 @@ REDTEAM_OPERATIONS = [
         "`Content-Security-Policy: default-src 'none'`. 409: no report yet, or an imported run.",
     ),
     Operation(
+        "get", _R + "/events", "streamRedteamRunEvents", "A run's progress as it happens", TAG,
+        {200: {"text/event-stream": ref("RedteamRunEvent")}}, params=(RUN_ID,), errors=(400, 404),
+        description=_READ + "Server-sent events: `progress` (id: attempts done; `done`, `total`, successes "
+        "so far per category), resuming after `Last-Event-ID`; a `: keep-alive` comment when quiet; `done` "
+        "with the run and its summary ends the stream.",
+    ),
+    Operation(
         "post", _R + "/cancel", "cancelRedteamRun", "Stop a queued or running run", TAG,
         {200: json("RedteamRun")}, params=(RUN_ID,), errors=(404, 409),
         description=_RUN + "Stops between attempts (within about a second); 409 once it has finished.",
@@ -198,6 +235,23 @@ REDTEAM_OPERATIONS = [
         params=(query("target", {"type": "string", "maxLength": 256}, "The model's name, when the report has none."),),
         description=_RUN + "The report's evaluated attempts (status 2) become the run's attempts; success "
         "when a detector scored 0.5 or more. 400: a line that is not JSON, or nothing to import.",
+    ),
+    Operation(
+        "post", _SEED + "/start", "startRedTeam", "Start a red-team run (seed 004's name)", TAG,
+        {202: json("RedteamRun")}, body="RedteamRunCreate", errors=(400, 403, 413),
+        example={"model": CHAT_MODEL, "mode": "gateway", "categories": ["system_prompt_extraction"], "seed": 7,
+                 "max_attempts": 3, "max_tokens": 64},
+        description=_RUN + "The same as `POST /v1/redteam/runs`.",
+    ),
+    Operation(
+        "get", _SEED + "/status", "getRedTeamStatus", "A run with its progress (seed 004's name)", TAG,
+        {200: json("RedteamRun")}, params=(SEED_RUN_ID,), errors=(400, 404),
+        description=_READ + "The same as `GET /v1/redteam/runs/{run_id}`.",
+    ),
+    Operation(
+        "get", _SEED + "/results", "getRedTeamResults", "A run's JSON report (seed 004's name)", TAG,
+        {200: json("RedteamReport")}, params=(SEED_RUN_ID,), errors=(400, 404, 409),
+        description=_READ + "The same as `GET /v1/redteam/runs/{run_id}/report`: 409 while the run is running.",
     ),
     Operation(
         "get", "/api/v1/insights/redteam", "getInsightsRedteam", "Red-team runs for the dashboard", "Insights",

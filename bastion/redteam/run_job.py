@@ -20,10 +20,11 @@ from bastion.auth.principal import Identity
 from bastion.jobs.context import JobContext
 from bastion.jobs.model import NewJob
 from bastion.jobs.service import JobService
+from bastion.redteam.effectiveness import guard_effectiveness, same_selection
 from bastion.redteam.models import RedteamRun
 from bastion.redteam.plan import Attempt, expand, prepare_run
 from bastion.redteam.schema import Attack
-from bastion.redteam.scoring import build_report, score_answers
+from bastion.redteam.scoring import build_report, judge_attempt, score_answers
 from bastion.redteam.spec import RunSpec, spec_from_json
 from bastion.redteam.store import RunStore
 from bastion.redteam.summary import summarise
@@ -141,9 +142,13 @@ class RedteamJob:
                 )
                 answer = await self.ask(call)
                 if answer is None:
-                    await ctx.write_item(item_key(index), error={"attempt": attempt.id, "message": "no answer"})
+                    error = {"attempt": attempt.id, "category": attempt.category, "message": "no answer"}
+                    await ctx.write_item(item_key(index), error=error)
                 else:
-                    await ctx.write_item(item_key(index), {"attempt": attempt.id, "answer": answer})
+                    # Judged now too: the run's progress stream counts successes per category as it goes.
+                    success = judge_attempt(attempt, answer, setup).success
+                    result = {"attempt": attempt.id, "category": attempt.category, "success": success, "answer": answer}
+                    await ctx.write_item(item_key(index), result)
                 finished += 1
                 ctx.progress(finished, len(attempts))
 
@@ -160,8 +165,20 @@ class RedteamJob:
         results = score_answers(attempts, answers, setup)
         report = build_report(results, setup, run=run_metadata(run, spec))
         summary = summarise(report["attempts"])
+        effectiveness = await self._effectiveness(run, summary)
+        if effectiveness is not None:
+            summary["guard_effectiveness"] = report["guard_effectiveness"] = effectiveness
         await self.store.finish(run.id, "succeeded", summary=summary, report=report)
         return {"run_id": run.id, "attempts": len(attempts), "success_rate": summary["success_rate"]}
+
+    async def _effectiveness(self, run: RedteamRun, summary: dict[str, Any]) -> dict[str, Any] | None:
+        """Against the latest finished run that is this one's pair with the guard the other way."""
+        for other in await self.store.finished_like(run.tenant_id, run.target, run.prompt_id, run.seed, not run.guard):
+            if other.id != run.id and other.summary is not None and same_selection(other.spec, run.spec):
+                if run.guard:
+                    return guard_effectiveness(other.summary, summary, model_run=other.id, gateway_run=run.id)
+                return guard_effectiveness(summary, other.summary, model_run=run.id, gateway_run=other.id)
+        return None
 
     async def _answers(self, job_id: str, attempts: Sequence[Attempt]) -> dict[str, str | None]:
         answers: dict[str, str | None] = {}

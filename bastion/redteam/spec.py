@@ -14,11 +14,14 @@ from bastion.redteam.schema import CATEGORIES
 MAX_CONCURRENCY = 16
 MAX_ATTEMPTS = 5000
 DEFAULT_MAX_TOKENS = 256
+#: ``mode``, an alias of ``guard``: through the gateway's guard, or the model alone.
+MODES = ("gateway", "model")
 _FIELDS = frozenset(
     {
         "model",
         "prompt",
         "guard",
+        "mode",
         "categories",
         "techniques",
         "attack_ids",
@@ -101,6 +104,14 @@ def parse_run_spec(body: Any) -> RunSpec:
     guard = body.get("guard", True)
     if not isinstance(guard, bool):
         raise _bad("guard must be true or false.", "guard")
+    mode = body.get("mode")
+    if mode is not None:
+        # The names of the issue: "gateway" (through the guard) or "model" (the guard bypassed).
+        if mode not in MODES:
+            raise _bad("mode must be 'gateway' or 'model'.", "mode")
+        if "guard" in body and guard != (mode == "gateway"):
+            raise _bad(f"mode {mode!r} contradicts guard {str(guard).lower()}.", "mode")
+        guard = mode == "gateway"
     perturbations = _names(body, "perturbations", PERTURBATIONS) if "perturbations" in body else PERTURBATIONS
     selection = Selection(
         categories=_names(body, "categories", CATEGORIES),

@@ -3,6 +3,7 @@ record the outcome. Another tenant's run is not found, as if it did not exist.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -92,6 +93,24 @@ class RunStore:
         query = query.order_by(RedteamRun.created_at.desc(), RedteamRun.id.desc()).limit(limit)
         async with self.db.session() as session:
             return list((await session.scalars(query)).all())
+
+    async def finished_like(
+        self, tenant_id: str, target: str, prompt_id: str | None, seed: int, guard: bool
+    ) -> Sequence[RedteamRun]:
+        """The tenant's succeeded runs (ours, not imported) of this model, prompt, seed and guard,
+        newest first (the caller compares their selections)."""
+        query = select(RedteamRun).where(
+            RedteamRun.tenant_id == tenant_id,
+            RedteamRun.source == "bastion",
+            RedteamRun.status == "succeeded",
+            RedteamRun.target == target,
+            RedteamRun.seed == seed,
+            RedteamRun.guard == guard,
+            RedteamRun.prompt_id.is_(None) if prompt_id is None else RedteamRun.prompt_id == prompt_id,
+        )
+        query = query.order_by(RedteamRun.created_at.desc(), RedteamRun.id.desc()).limit(50)
+        async with self.db.session() as session:
+            return (await session.scalars(query)).all()
 
     async def set_status(self, run_id: str, status: str) -> None:
         """A live status (``running``); a finished run keeps its own."""

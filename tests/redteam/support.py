@@ -46,6 +46,8 @@ class RedteamEnv:
     db: Database
     fake: FakeUpstream
     keys: dict[str, str] = field(default_factory=dict)
+    #: The ASGI app (to serve it on a port for clients outside the event loop).
+    app: Any = None
 
     def auth(self, who: str) -> dict[str, str]:
         return {"authorization": f"Bearer {self.keys[who]}"}
@@ -117,4 +119,4 @@ async def redteam_gateway(
     keys = await seed_keys(database)
     keys["admin"], _ = await seed_key(database, "acme", Role.ADMIN)
     async with running_gateway(settings, timeout_s=120) as running:
-        yield RedteamEnv(running.gateway, running.client, database, fake, keys)
+        yield RedteamEnv(running.gateway, running.client, database, fake, keys, running.app)

@@ -85,3 +85,19 @@ def _last_json(output: str) -> Any:
     """The JSON the command printed last (the gateway it starts logs to the terminal before it)."""
     start = output.rfind("\n{")
     return json.loads(output[start + 1 :] if start >= 0 else output)
+
+
+def test_a_run_in_model_mode_writes_both_reports_into_a_directory(cli: Any, tmp_path: Path) -> None:
+    cli("keys", "create", "--tenant", "acme", "--role", "admin")
+    (key,) = json.loads(cli("keys", "list", "--tenant", "acme", "--json").stdout)
+    out = tmp_path / "reports"
+    args = ["redteam", "run", "--model", "leaky", "--key-id", key["id"], "--mode", "model"]
+    run = _last_json(cli(*args, "--categories", "system_prompt_extraction,pii_extraction", "--max-attempts", "4",
+                         "--out", str(out)).stdout)  # fmt: skip
+    assert run["status"] == "succeeded" and run["guard"] is False
+    assert set(run["spec"]["categories"]) == {"system_prompt_extraction", "pii_extraction"}
+    report = json.loads((out / "report.json").read_text())
+    assert report["run"]["id"] == run["id"] and (out / "report.html").read_text().startswith("<!DOCTYPE html>")
+    assert "contradicts --guard" in cli(*args, "--guard", code=1).output
+    assert "--mode must be" in cli(*args[:-1], "both", code=1).output
+    assert "--key-id is required" in cli("redteam", "run", "--model", "leaky", code=1).output

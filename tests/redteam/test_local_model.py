@@ -40,7 +40,7 @@ async def env(database: Database, database_url: str, tmp_path: Path, fake: FakeU
 
 async def test_a_small_run_against_the_local_model_produces_both_reports(env: RedteamEnv) -> None:
     run, report = await env.run(
-        "ann", model=LOCAL, guard=False, seed=1, max_attempts=4, max_tokens=12, concurrency=1,
+        "admin", model=LOCAL, guard=False, seed=1, max_attempts=4, max_tokens=12, concurrency=1,
         categories=["system_prompt_extraction", "prompt_injection"], perturbations=[],
     )  # fmt: skip
     assert report["totals"]["attempts"] == 4 and report["totals"]["judged"] == 4

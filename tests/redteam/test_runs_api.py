@@ -35,7 +35,7 @@ def _without_run(report: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_a_model_that_leaks_gives_full_extraction_success_and_feeds_insights(env: RedteamEnv) -> None:
-    run, report = await env.run("ann", model="leaky", guard=False, categories=EXTRACTION, seed=3, **SMALL)
+    run, report = await env.run("admin", model="leaky", guard=False, categories=EXTRACTION, seed=3, **SMALL)
     assert report["schema"] == "bastion.redteam.report" and report["seed"] == 3
     assert {c: g["rate"] for c, g in report["by_category"].items()} == {c: 1.0 for c in EXTRACTION}
     assert report["totals"]["errors"] == 0 and report["totals"]["attempts"] == run["progress"]["total"]
@@ -61,7 +61,7 @@ async def test_a_model_that_leaks_gives_full_extraction_success_and_feeds_insigh
 
 
 async def test_a_model_that_refuses_gives_zero_success(env: RedteamEnv) -> None:
-    _run, report = await env.run("ann", model="refuser", guard=False, seed=5, max_attempts=40)
+    _run, report = await env.run("admin", model="refuser", guard=False, seed=5, max_attempts=40)
     assert report["totals"]["judged"] == 40 and report["totals"]["successes"] == 0
     assert set(report["by_category"]) == {"prompt_injection", "jailbreak", "system_prompt_extraction",
                                           "pii_extraction", "encoding"}  # fmt: skip
@@ -69,7 +69,7 @@ async def test_a_model_that_refuses_gives_zero_success(env: RedteamEnv) -> None:
 
 
 async def test_the_guard_lowers_success_in_the_categories_it_covers(env: RedteamEnv) -> None:
-    _off, unguarded = await env.run("ann", model="leaky", guard=False, categories=EXTRACTION, seed=9, **SMALL)
+    _off, unguarded = await env.run("admin", model="leaky", guard=False, categories=EXTRACTION, seed=9, **SMALL)
     _on, guarded = await env.run("ann", model="leaky", guard=True, categories=EXTRACTION, seed=9, **SMALL)
     for category in EXTRACTION:
         assert guarded["by_category"][category]["rate"] < unguarded["by_category"][category]["rate"] == 1.0
@@ -80,15 +80,15 @@ async def test_the_guard_lowers_success_in_the_categories_it_covers(env: Redteam
 
 async def test_the_same_seed_gives_the_same_report(env: RedteamEnv) -> None:
     spec = {"model": "refuser", "guard": False, "seed": 21, "max_attempts": 25, "concurrency": 3}
-    first, second = await env.run("ann", **spec), await env.run("bob", **spec)
+    first, second = await env.run("admin", **spec), await env.run("admin", **spec)
     assert first[0]["id"] != second[0]["id"]
     assert _without_run(first[1]) == _without_run(second[1])
-    other = await env.run("ann", **{**spec, "seed": 22})
+    other = await env.run("admin", **{**spec, "seed": 22})
     assert _without_run(other[1]) != _without_run(first[1])
 
 
 async def test_a_run_is_cancelled_and_then_has_no_report(env: RedteamEnv) -> None:
-    started = await env.start("ann", model="slow", guard=False, max_attempts=100, concurrency=1)
+    started = await env.start("admin", model="slow", guard=False, max_attempts=100, concurrency=1)
     assert started["status"] == "queued" and started["progress"] == {"done": 0, "total": 100}
 
     async def running() -> dict[str, Any] | None:
@@ -108,7 +108,7 @@ async def test_a_run_is_cancelled_and_then_has_no_report(env: RedteamEnv) -> Non
 
 
 async def test_runs_are_tenant_scoped_and_role_checked(env: RedteamEnv) -> None:
-    run, _report = await env.run("ann", model="refuser", guard=False, max_attempts=5)
+    run, _report = await env.run("admin", model="refuser", guard=False, max_attempts=5)
     path = f"{RUNS}/{run['id']}"
     for suffix in ("", "/report", "/report.html"):
         assert (await env.get("carl", path + suffix)).status_code == 404
@@ -126,7 +126,7 @@ async def test_runs_are_tenant_scoped_and_role_checked(env: RedteamEnv) -> None:
 
 
 async def test_the_list_pages_newest_first(env: RedteamEnv) -> None:
-    ids = [(await env.start("ann", model="refuser", guard=False, max_attempts=2, seed=i))["id"] for i in range(3)]
+    ids = [(await env.start("admin", model="refuser", guard=False, max_attempts=2, seed=i))["id"] for i in range(3)]
     first = (await env.get("viewer", RUNS, params={"limit": 2})).json()
     assert [r["id"] for r in first["data"]] == ids[::-1][:2] and first["has_more"] is True
     rest = (await env.get("viewer", RUNS, params={"limit": 2, "after": first["last_id"]})).json()
@@ -164,7 +164,7 @@ async def test_the_attack_library_is_listed_and_filtered(env: RedteamEnv) -> Non
 
 
 async def test_a_garak_report_is_imported_and_listed_beside_our_runs(env: RedteamEnv) -> None:
-    ours, _report = await env.run("ann", model="refuser", guard=False, max_attempts=3)
+    ours, _report = await env.run("admin", model="refuser", guard=False, max_attempts=3)
     report = (Path(__file__).parent / "data" / "garak.report.jsonl").read_bytes()
     headers = {**env.auth("ann"), "content-type": "application/x-ndjson"}
     imported = await env.client.post("/v1/redteam/imports/garak", content=report, headers=headers)
@@ -198,7 +198,7 @@ async def test_a_run_on_a_vault_prompt_keeps_the_prompt_from_readers(env: Redtea
         env.keys["acme_id"], "quill", VersionSpec(VAULT_TEXT, model="leaky"), actor="test"
     )
     run, report = await env.run(
-        "ann", model="leaky", prompt="quill", guard=False, categories=["system_prompt_extraction"], max_attempts=3
+        "admin", model="leaky", prompt="quill", guard=False, categories=["system_prompt_extraction"], max_attempts=3
     )
     assert run["prompt"] == "quill" and report["by_category"]["system_prompt_extraction"]["rate"] == 1.0
     assert all(VAULT_TEXT in attempt["answer"] for attempt in report["attempts"])  # it was the system prompt
