@@ -40,6 +40,8 @@ log = structlog.get_logger("bastion.insights")
 _LEDGER: Table = Interaction.__table__  # type: ignore[assignment]  # declarative tables are Table objects
 STATE_NAME = "rollup"
 _INSERT_CHUNK = 500
+#: Ledger rows converted between two yields to the event loop (a few milliseconds of work).
+_SLICE = 500
 _MERGES = (
     (tables.rollups, tables.DIMENSIONS, tables.SUM_COLUMNS, tables.MAX_COLUMNS),
     (tables.guard, tables.GUARD_DIMENSIONS, tables.GUARD_SUMS, ()),
@@ -198,8 +200,11 @@ class Rollup:
             # has a ``written_at`` of at least this time minus its transaction's length.
             newest = (await connection.execute(select(func.current_timestamp(type_=UTCDateTime())))).scalar()
             rows = await connection.execute(query)
-            # Converting and bucketing the rows is CPU work: off the event loop, which serves requests.
-            result.rows_read = await asyncio.to_thread(_touched_buckets, rows, touched)
+            # Converting and bucketing the rows is CPU work on the loop that serves requests: it
+            # yields to them after every slice, so a busy bucket never stalls them.
+            for part in rows.partitions(_SLICE):
+                result.rows_read += _touched_buckets(part, touched)
+                await asyncio.sleep(0)
         horizon = floor(self.clock() - timedelta(days=self.settings.retention.rollup_5m_days), "1h") + HOUR
         ledger_days = self.settings.retention.ledger_days
         if ledger_days is not None:
@@ -262,9 +267,14 @@ class Rollup:
         columns = [_LEDGER.c[name] for name in LEDGER_COLUMNS]
         async with self.db.engine.connect() as connection:
             result = await connection.execute(select(*columns).where(_in_ranges(_LEDGER.c.created_at, ranges)))
-            # A bucket can hold many thousands of rows: their conversion and counting run in a
-            # thread so the roll-up never stalls the requests served by this event loop.
-            writes = await asyncio.to_thread(_aggregated_writes, aggregator, result)
+            # A bucket can hold many thousands of rows: they are converted and counted a slice at
+            # a time, yielding to the requests this event loop serves in between. (Not in a thread:
+            # its own malloc arena would keep the freed row memory after every run.)
+            for part in result.mappings().partitions(_SLICE):
+                for row in part:
+                    aggregator.add(row)
+                await asyncio.sleep(0)
+            writes = _aggregated_writes(aggregator)
         async with self.db.engine.begin() as connection:
             for table, grain, rows in writes:
                 await connection.execute(
@@ -320,10 +330,8 @@ def _touched_buckets(rows: Iterable[Any], touched: set[datetime]) -> int:
     return count
 
 
-def _aggregated_writes(aggregator: Aggregator, result: Any) -> list[tuple[Table, str, list[dict[str, Any]]]]:
-    """The 5-minute rows of the ledger rows in ``result`` and their summary levels, by table and grain."""
-    for row in result.mappings():
-        aggregator.add(row)
+def _aggregated_writes(aggregator: Aggregator) -> list[tuple[Table, str, list[dict[str, Any]]]]:
+    """The aggregator's 5-minute rows and their summary levels, by table and grain."""
     rollup_rows, guard_rows = aggregator.rollup_rows(), aggregator.guard_rows()
     writes = [(tables.rollups, "5m", rollup_rows), (tables.guard, "5m", guard_rows)]
     for level, (kept, guard_kept) in tables.LEVELS.items():
