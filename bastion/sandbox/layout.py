@@ -10,8 +10,8 @@ import os
 import struct
 from collections.abc import Iterable, Mapping
 
-from bastion.sandbox import launcher as ll
 from bastion.sandbox.allowlist import SYSTEM_PATH
+from bastion.sandbox.launcher import DEVICE_RW, READ, READ_EXEC, WRITE_TREE
 
 #: Where the work directory appears inside the bubblewrap sandbox.
 SANDBOX_WORK_DIR = "/workspace"
@@ -55,7 +55,7 @@ def executable_rules(executables: Iterable[str]) -> list[tuple[str, int]]:
         interp = elf_interpreter(exe)
         if interp:
             paths[interp] = None
-    return [(path, ll.READ_EXEC) for path in paths]
+    return [(path, READ_EXEC) for path in paths]
 
 
 def landlock_rules(*, work_dir: str, executables: Iterable[str], in_namespace: bool) -> list[tuple[str, int]]:
@@ -65,13 +65,13 @@ def landlock_rules(*, work_dir: str, executables: Iterable[str], in_namespace: b
     PID namespace) may be read; on the host (the Landlock tier) only the listed /etc pieces are
     readable and /proc is not (it would show the host's processes).
     """
-    rules: list[tuple[str, int]] = [(tree, ll.READ) for tree in SYSTEM_TREES]
+    rules: list[tuple[str, int]] = [(tree, READ) for tree in SYSTEM_TREES]
     if in_namespace:
-        rules += [("/etc", ll.READ), ("/proc", ll.READ)]
+        rules += [("/etc", READ), ("/proc", READ)]
     else:
-        rules += [(piece, ll.READ) for piece in ETC_PIECES]
-    rules += [(device, ll.DEVICE_RW) for device in DEVICES]
-    rules.append((work_dir, ll.WRITE_TREE))
+        rules += [(piece, READ) for piece in ETC_PIECES]
+    rules += [(device, DEVICE_RW) for device in DEVICES]
+    rules.append((work_dir, WRITE_TREE))
     rules += executable_rules(executables)
     return rules
 

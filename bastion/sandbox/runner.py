@@ -19,8 +19,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from bastion.sandbox import layout
 from bastion.sandbox.allowlist import SYSTEM_PATH, Allowlist
+from bastion.sandbox.layout import SANDBOX_WORK_DIR, bwrap_argv, landlock_rules, sandbox_env
 from bastion.sandbox.reaper import kill_all, kill_all_async, uid_tasks
 from bastion.sandbox.report import SandboxReport
 from bastion.sandbox.seccomp import build_filter, current_arch
@@ -70,7 +70,7 @@ def launcher_config(
         if arch is None:
             raise CommandRefused("seccomp filter: unsupported architecture")
         config["seccomp"] = build_filter(arch).hex()
-        config["landlock"] = layout.landlock_rules(
+        config["landlock"] = landlock_rules(
             work_dir=work_dir, executables=executables, in_namespace=tier is SandboxTier.BUBBLEWRAP
         )
     if probe_paths is not None:
@@ -175,7 +175,7 @@ class ProcessSandbox:
         launch = [self.launcher_python, "-I", "-S", "-c", launcher_source(), encoded]
         if self.tier is SandboxTier.BUBBLEWRAP:
             assert self.bwrap is not None
-            argv = layout.bwrap_argv(
+            argv = bwrap_argv(
                 bwrap=self.bwrap,
                 host_work_dir=str(run_dir.work),
                 passwd=str(run_dir.passwd),
@@ -197,7 +197,7 @@ class ProcessSandbox:
         return "/bin/sh"
 
     def _work_dir(self, run_dir: RunDir) -> str:
-        return layout.SANDBOX_WORK_DIR if self.tier is SandboxTier.BUBBLEWRAP else str(run_dir.work)
+        return SANDBOX_WORK_DIR if self.tier is SandboxTier.BUBBLEWRAP else str(run_dir.work)
 
     async def run(self, spec: CommandSpec, *, cancel: asyncio.Event | None = None) -> ExecResult:
         validate_spec(spec)
@@ -268,7 +268,7 @@ class ProcessSandbox:
                 probe_paths=probe_paths,
                 shared_uid_tasks=self._shared_uid_tasks(uid),
             )
-            argv, env = self._command(run_dir, config, layout.sandbox_env(work_dir, spec.env))
+            argv, env = self._command(run_dir, config, sandbox_env(work_dir, spec.env))
             argv, ids = _as_uid(argv, uid)
             yield _Launch(argv=argv, env=env, cwd=str(run_dir.work), ids=ids, uid=uid)
         finally:

@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import bastion.sandbox.launcher as launcher  # a module attribute: tests replace landlock_abi
 from bastion.config.sandbox_settings import SandboxSettings
-from bastion.sandbox import launcher
 from bastion.sandbox.allowlist import Allowlist, resolve_executable
 from bastion.sandbox.protocol import SelectedSandbox
 from bastion.sandbox.report import SandboxReport, TierProbe
