@@ -25,6 +25,17 @@ class ClientDisconnected(Exception):
 
 async def read_json(request: Request, max_bytes: int) -> Any:
     """Read and parse the body, refusing more than ``max_bytes`` (413) and bad JSON (400)."""
+    body = await read_body(request, max_bytes)
+    if not body:
+        raise InvalidRequest("Request body is empty; a JSON object is expected.")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("Request body is not valid JSON.") from None
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The raw body, refusing more than ``max_bytes`` (413); a client gone mid-upload is a 499."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -44,13 +55,7 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         # Routine (a client gave up or timed out mid-upload): one line, no traceback, no answer.
         log.info("client_disconnected", during="request_body", path=request.url.path, received_bytes=size)
         raise ClientClosedRequest("The client closed the connection before its request was complete.") from None
-    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    if not body:
-        raise InvalidRequest("Request body is empty; a JSON object is expected.")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("Request body is not valid JSON.") from None
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def json_response(payload: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:

@@ -25,19 +25,17 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Final
 
 import orjson
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from bastion.api.common import authenticate_request, gateway, query_int
-from bastion.api.http import Answer, SSEResponse, json_response, page_body, read_json
+from bastion.api.http import Answer, SSEResponse, json_response, page_body, read_body, read_json
 from bastion.auth.principal import Permission, Principal, Role
 from bastion.errors import (
-    ClientClosedRequest,
     Conflict,
     InvalidRequest,
     NotFound,
-    PayloadTooLarge,
     PermissionDenied,
 )
 from bastion.redteam.garak import parse_garak_report
@@ -210,25 +208,11 @@ async def list_attacks(request: Request) -> Response:
     return json_response({"object": "list", "data": attacks})
 
 
-async def _body(request: Request, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"Request body is larger than the {limit}-byte limit.")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise ClientClosedRequest("The client closed the connection before its request was complete.") from None
-    return b"".join(chunks)
-
-
 async def import_garak(request: Request) -> Response:
     """The body is the report itself (JSON Lines), or ``{"report": "<JSONL>", "target": "..."}``;
     ``target`` (also a query parameter) names the model when the report does not."""
     principal = await _runner(request)
-    raw = await _body(request, MAX_IMPORT_BYTES)
+    raw = await read_body(request, MAX_IMPORT_BYTES)
     target = _query(request, "target", 256)
     text: Any = raw.decode("utf-8", errors="replace")
     if request.headers.get("content-type", "").split(";", 1)[0].strip().lower() == "application/json":
