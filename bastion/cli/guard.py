@@ -12,7 +12,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -25,6 +25,7 @@ from bastion.guard.injection_model import shared_model
 from bastion.guard.ner import NerUnavailable
 from bastion.guard.train import DEFAULT_BITS, DEFAULT_SEED
 from bastion.guard.train_run import SOURCE_POWER, train_model, write_model
+from bastion.guard.train_sources import HeldOutHits, either_tier_rates
 
 app = typer.Typer(help="Guard tools: evaluate detectors, scan a text.", no_args_is_help=True)
 
@@ -134,10 +135,35 @@ def train_command(
     ] = 0,
 ) -> None:
     """Train the learned injection/jailbreak model, calibrate its thresholds and write it with its card."""
-    if deep:
-        _train_deep(files, output, seed)
-    if not fast:
+    deep_hits: HeldOutHits = {}
+    fast_hits: HeldOutHits = {}
+    deep_card = _train_deep(files, seed, source_power, by_source, deep_hits) if deep else None
+    if fast:
+        _train_fast(files, output, seed, bits, file_weight, source_power, by_source, fast_hits)
+    if deep_card is None:
         return
+    if fast and by_source:
+        # Both tiers were measured on the same held-out rows: what using both (``always``) gives.
+        either = either_tier_rates(fast_hits, deep_hits)
+        deep_card["metrics"]["held_out_by_source_either_tier"] = either
+        rates = ", ".join(f"{kind} {v['at_or_above']:.3f}" for kind, v in either["pooled_at_flag"].items())
+        typer.echo(f"either tier, held out by source, at flag: {rates}")
+    from bastion.guard.train_deep import write_deep
+
+    path = write_deep(deep_card, output) if output is not None else write_deep(deep_card)
+    typer.echo(f"wrote {path}")
+
+
+def _train_fast(
+    files: list[Path],
+    output: Path | None,
+    seed: str,
+    bits: int,
+    file_weight: list[str] | None,
+    source_power: float,
+    by_source: int,
+    hits: HeldOutHits,
+) -> None:
     try:
         weights = {name: float(value) for name, _, value in (item.partition("=") for item in file_weight or ())}
         result = train_model(
@@ -147,6 +173,7 @@ def train_command(
             file_weights=weights,
             source_power=source_power,
             by_source_folds=by_source,
+            held_out_hits=hits,
             progress=typer.echo,
         )
     except (OSError, ValueError) as exc:
@@ -177,24 +204,36 @@ def _training_seed(file: Path) -> str | None:
     return None
 
 
-def _train_deep(files: list[Path], output: Path | None, seed: str) -> None:
+def _train_deep(files: list[Path], seed: str, source_power: float, by_source: int, hits: HeldOutHits) -> dict[str, Any]:
+    """The deeper tier's card (weights included), trained and reported; written by the caller."""
     from bastion.config.settings import LocalModelSettings
-    from bastion.guard.train_deep import train_deep, write_deep
+    from bastion.guard.train_deep import train_deep
     from bastion.local.embedder import Embedder
 
     embedder = Embedder.from_settings(LocalModelSettings())
     try:
-        card = train_deep(files, embedder.encode_batch, seed=seed, progress=typer.echo)
+        card = train_deep(
+            files,
+            embedder.encode_batch,
+            seed=seed,
+            source_power=source_power,
+            by_source_folds=by_source,
+            held_out_hits=hits,
+            progress=typer.echo,
+        )
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(str(exc), param_hint="FILES") from exc
-    path = write_deep(card, output) if output is not None else write_deep(card)
     test = card["metrics"]["test"]
     typer.echo(
         f"deep tier: test PR-AUC {test['pr_auc']:.4f}; "
         f"flag R {test['flag']['recall']:.3f} FPR {test['flag']['fpr']:.4f}; "
         f"block R {test['block']['recall']:.3f} FPR {test['block']['fpr']:.4f}"
     )
-    typer.echo(f"wrote {path}")
+    held = card["metrics"].get("held_out_by_source")
+    if held is not None:
+        rates = ", ".join(f"{kind} {v['at_or_above']:.3f}" for kind, v in held["pooled_at_flag"].items())
+        typer.echo(f"deep tier held out by source, at flag: {rates}")
+    return card
 
 
 @app.command("scan")

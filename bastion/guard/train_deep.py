@@ -30,8 +30,10 @@ from bastion.guard.train import (
     calibrated_thresholds,
     load_rows,
     one_sided_groups,
+    source_balance,
 )
-from bastion.guard.train_run import _operating_point, _per_kind
+from bastion.guard.train_run import SOURCE_POWER, _operating_point, _per_kind
+from bastion.guard.train_sources import HeldOutHits, holdout_by_source
 
 EncodeFunction = Callable[[list[str]], npt.NDArray[np.float32]]
 DEEP_REGULARISATION_GRID = (1e-4, 1e-3, 1e-2)
@@ -61,6 +63,9 @@ def train_deep(
     encode: EncodeFunction,
     *,
     seed: str = DEFAULT_SEED,
+    source_power: float = SOURCE_POWER,
+    by_source_folds: int = 0,
+    held_out_hits: HeldOutHits | None = None,
     progress: Callable[[str], None] = lambda _message: None,
 ) -> dict[str, Any]:
     rows = load_rows(paths)
@@ -72,14 +77,19 @@ def train_deep(
     per_text_ms = (time.perf_counter() - started) * 1000 / max(1, len(rows))
     progress(f"embedded {len(rows)} texts, {per_text_ms:.1f} ms per text")
     labels = np.asarray([row.label for row in rows], dtype=np.float64)
-    weights = np.asarray([HARD_BENIGN_WEIGHT if row.kind == "benign-hard" else 1.0 for row in rows])
-    train = np.asarray([row.split == "train" and row.group not in skipped for row in rows])
+    kind_weights = np.asarray([HARD_BENIGN_WEIGHT if row.kind == "benign-hard" else 1.0 for row in rows])
+    train_idx = [i for i, row in enumerate(rows) if row.split == "train" and row.group not in skipped]
     calib = [i for i, row in enumerate(rows) if row.split == "calibration"]
     test = [i for i, row in enumerate(rows) if row.split == "test"]
 
+    def fit_on(indices: list[int], reg: float) -> tuple[npt.NDArray[np.float64], float]:
+        # The fast tier's weighting: hard benign rows double, large sources damped.
+        balance = source_balance([rows[i] for i in indices], source_power)
+        return _fit(vectors[indices], labels[indices], kind_weights[indices] * balance, reg)
+
     best: tuple[float, float, npt.NDArray[np.float64], float] | None = None
     for reg in DEEP_REGULARISATION_GRID:
-        w, b = _fit(vectors[train], labels[train], weights[train], reg)
+        w, b = fit_on(train_idx, reg)
         auc = pr_auc([rows[i].label for i in calib], list(1 / (1 + np.exp(-(vectors[calib] @ w + b)))))
         progress(f"deep regularisation {reg:g}: calibration PR-AUC {auc:.4f}")
         if best is None or auc > best[0] + 1e-9:
@@ -93,6 +103,26 @@ def train_deep(
 
     calib_scores = scores(calib)
     flag, block = calibrated_thresholds(rows, calib, calib_scores)
+    by_source = None
+    if by_source_folds:
+
+        def fit_fold(indices: list[int]) -> Callable[[list[int]], list[float]]:
+            fold_w, fold_b = fit_on(indices, reg)
+            return lambda chosen: [float(v) for v in 1 / (1 + np.exp(-(vectors[chosen] @ fold_w + fold_b)))]
+
+        def fold_thresholds(indices: list[int], fold_scores: list[float]) -> tuple[float, float]:
+            return calibrated_thresholds(rows, indices, fold_scores)
+
+        by_source = holdout_by_source(
+            rows,
+            train_idx,
+            calib,
+            fit_fold,
+            fold_thresholds,
+            folds=by_source_folds,
+            hits=held_out_hits,
+            progress=progress,
+        )
     test_scores = scores(test)
     test_labels = [rows[i].label for i in test]
     return {
@@ -104,6 +134,7 @@ def train_deep(
             "seed": seed,
             "files": [{"name": p.name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()} for p in paths],
             "regularisation": reg,
+            "source_power": source_power,
             "left_out_groups": skipped,
             "embedding_ms_per_text_in_training_batches": round(per_text_ms, 2),
         },
@@ -114,7 +145,8 @@ def train_deep(
                 "flag": _operating_point(test_labels, test_scores, flag),
                 "block": _operating_point(test_labels, test_scores, block),
                 "by_kind_at_flag": _per_kind([rows[i] for i in test], test_scores, flag),
-            }
+            },
+            **({"held_out_by_source": by_source} if by_source is not None else {}),
         },
         "weights": [float(v) for v in w],
         "bias": b,

@@ -39,7 +39,7 @@ from bastion.guard.train import (
     prepare,
     score_rows,
 )
-from bastion.guard.train_sources import holdout_by_source
+from bastion.guard.train_sources import HeldOutHits, holdout_by_source
 
 #: ``train.source_balance``'s power for the packaged model: a source of 900 rows weighs 3x one of 100.
 SOURCE_POWER = 0.5
@@ -95,6 +95,7 @@ def train_model(
     file_weights: dict[str, float] | None = None,
     source_power: float = SOURCE_POWER,
     by_source_folds: int = 0,
+    held_out_hits: HeldOutHits | None = None,
     progress: Callable[[str], None] = lambda _message: None,
 ) -> TrainResult:
     rows = load_rows(paths)
@@ -144,7 +145,14 @@ def train_model(
             return calibrated_thresholds(rows, indices, scores)
 
         by_source = holdout_by_source(
-            rows, train_idx, calib_idx, fit_fold, fold_thresholds, folds=by_source_folds, progress=progress
+            rows,
+            train_idx,
+            calib_idx,
+            fit_fold,
+            fold_thresholds,
+            folds=by_source_folds,
+            hits=held_out_hits,
+            progress=progress,
         )
 
     test_rows = [rows[i] for i in test_idx]

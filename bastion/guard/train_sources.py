@@ -31,6 +31,11 @@ HELD_OUT_TOGETHER: tuple[frozenset[str], ...] = (frozenset({"WithSecureLabs/spik
 #: Longest training attack the augmented rows may quote (``train.augmented_rows``).
 _QUOTED_CHARS = 300
 
+#: A held-out row's key (its source and text) and what its fold's model made of it: (kind, at or
+#: above flag, at or above block). Two tiers' hits on the same rows give the rates of using both.
+HeldOutKey = tuple[str, str]
+HeldOutHits = dict[HeldOutKey, tuple[str, bool, bool]]
+
 #: ``train indices -> scorer over indices`` and ``(calibration indices, scores) -> (flag, block)``.
 FitFunction = Callable[[list[int]], Callable[[list[int]], list[float]]]
 ThresholdFunction = Callable[[list[int], list[float]], tuple[float, float]]
@@ -81,15 +86,31 @@ def source_folds(
     return [sorted(group) for group in groups if group]
 
 
-def _rates(rows: Sequence[Row], hits: Sequence[bool]) -> dict[str, Any]:
+def _kind_rates(kinds: Sequence[str], hits: Sequence[bool]) -> dict[str, Any]:
     """Per kind, the rows and the share at or above the threshold."""
     totals: Counter[str] = Counter()
     above: Counter[str] = Counter()
-    for row, hit in zip(rows, hits, strict=True):
-        totals[row.kind] += 1
-        above[row.kind] += hit
+    for kind, hit in zip(kinds, hits, strict=True):
+        totals[kind] += 1
+        above[kind] += hit
     return {
         kind: {"rows": totals[kind], "at_or_above": round(above[kind] / totals[kind], 4)} for kind in sorted(totals)
+    }
+
+
+def _rates(rows: Sequence[Row], hits: Sequence[bool]) -> dict[str, Any]:
+    return _kind_rates([row.kind for row in rows], hits)
+
+
+def either_tier_rates(first: HeldOutHits, second: HeldOutHits) -> dict[str, Any]:
+    """Pooled rates on the rows both tiers held out when a row counts if either tier's fold model
+    put it at or above its threshold (the guard's ``injection_deep: always``)."""
+    keys = sorted(first.keys() & second.keys())
+    kinds = [first[key][0] for key in keys]
+    return {
+        "rows": len(keys),
+        "pooled_at_flag": _kind_rates(kinds, [first[key][1] or second[key][1] for key in keys]),
+        "pooled_at_block": _kind_rates(kinds, [first[key][2] or second[key][2] for key in keys]),
     }
 
 
@@ -101,13 +122,15 @@ def holdout_by_source(
     thresholds: ThresholdFunction,
     *,
     folds: int = SOURCE_FOLDS,
+    hits: HeldOutHits | None = None,
     progress: Callable[[str], None] = lambda _message: None,
 ) -> dict[str, Any]:
     """Fit, calibrate and score once per fold of sources (see the module docstring).
 
     Augmented rows that quote an attack of the held-out sources are left out of that fold's
     training. Returns per fold and pooled, at each fold's ``flag`` and ``block``, the share of rows
-    of each kind at or above it (recall for attacks, false-positive rate for benign rows)."""
+    of each kind at or above it (recall for attacks, false-positive rate for benign rows); fills
+    ``hits``, when given, with every held-out row's outcome."""
     pooled_rows: list[Row] = []
     pooled_flag: list[bool] = []
     pooled_block: list[bool] = []
@@ -131,6 +154,9 @@ def holdout_by_source(
         pooled_rows.extend(held_rows)
         pooled_flag.extend(flags)
         pooled_block.extend(blocks)
+        if hits is not None:
+            for row, flagged, blocked in zip(held_rows, flags, blocks, strict=True):
+                hits[(row.source, row.text)] = (row.kind, flagged, blocked)
         fold = {
             "sources": group,
             "thresholds": {"flag": round(flag, 4), "block": round(block, 4)},

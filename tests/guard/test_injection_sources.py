@@ -11,7 +11,7 @@ import pytest
 
 from bastion.guard.train import Row, source_balance, source_of
 from bastion.guard.train_run import render_card, train_model
-from bastion.guard.train_sources import holdout_by_source, source_folds
+from bastion.guard.train_sources import HeldOutHits, either_tier_rates, holdout_by_source, source_folds
 
 from .corpus import ATTACKS, BENIGN
 
@@ -91,6 +91,36 @@ def test_holdout_by_source_never_fits_on_the_held_out_sources() -> None:
     assert pooled["injection"] == {"rows": 30, "at_or_above": 1.0}
     assert pooled["benign"] == {"rows": 30, "at_or_above": 0.0}
     assert result["pooled_at_block"]["injection"]["at_or_above"] == 1.0
+
+
+def test_held_out_hits_of_two_tiers_combine_as_either() -> None:
+    rows = [_row(f"s{k}/r:x", k % 2, text=f"row {k} {i}") for k in range(6) for i in range(10)]
+    train_idx = list(range(len(rows)))
+    calib_idx = list(range(0, len(rows), 3))
+
+    def tier(hit_rows: set[int]):  # type: ignore[no-untyped-def]
+        """A fold model that scores 1.0 exactly the rows in ``hit_rows`` (by their number)."""
+
+        def fit(_indices: list[int]):  # type: ignore[no-untyped-def]
+            return lambda chosen: [1.0 if int(rows[i].text.split()[2]) in hit_rows else 0.0 for i in chosen]
+
+        return fit
+
+    first: HeldOutHits = {}
+    second: HeldOutHits = {}
+    # In every source the first tier catches rows 0-3, the second rows 2-5 and 9: either tier, 7 of 10.
+    holdout_by_source(rows, train_idx, calib_idx, tier({0, 1, 2, 3}), lambda _i, _s: (0.5, 0.5), folds=3, hits=first)
+    holdout_by_source(
+        rows, train_idx, calib_idx, tier({2, 3, 4, 5, 9}), lambda _i, _s: (0.5, 0.5), folds=3, hits=second
+    )
+    assert len(first) == len(second) == len(rows)
+    assert first[("s1/r:x", "row 1 0")] == ("injection", True, True)
+    assert second[("s1/r:x", "row 1 0")] == ("injection", False, False)
+    either = either_tier_rates(first, second)
+    assert either["rows"] == len(rows)
+    assert either["pooled_at_flag"]["injection"] == {"rows": 30, "at_or_above": 0.7}
+    assert either["pooled_at_flag"]["benign"] == {"rows": 30, "at_or_above": 0.7}
+    assert either["pooled_at_block"] == either["pooled_at_flag"]
 
 
 def test_train_model_reports_by_source_and_baselines(tmp_path: Path) -> None:
