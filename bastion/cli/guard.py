@@ -24,7 +24,7 @@ from bastion.guard.evaluate import BinaryMetrics, PiiReport, detect_kind, load_j
 from bastion.guard.injection_model import shared_model
 from bastion.guard.ner import NerUnavailable
 from bastion.guard.train import DEFAULT_BITS, DEFAULT_SEED
-from bastion.guard.train_run import SOURCE_POWER, train_model, write_model
+from bastion.guard.train_run import LANGUAGE_POWER, SOURCE_POWER, train_model, write_model
 from bastion.guard.train_sources import HeldOutHits, either_tier_rates
 
 app = typer.Typer(help="Guard tools: evaluate detectors, scan a text.", no_args_is_help=True)
@@ -124,6 +124,15 @@ def train_command(
             max=1.0,
         ),
     ] = SOURCE_POWER,
+    language_power: Annotated[
+        float,
+        typer.Option(
+            help="Balance languages: weigh each script or language to the overall share of attacks "
+            "(1: fully, 0: not at all).",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = LANGUAGE_POWER,
     by_source: Annotated[
         int,
         typer.Option(
@@ -137,9 +146,10 @@ def train_command(
     """Train the learned injection/jailbreak model, calibrate its thresholds and write it with its card."""
     deep_hits: HeldOutHits = {}
     fast_hits: HeldOutHits = {}
-    deep_card = _train_deep(files, seed, source_power, by_source, deep_hits) if deep else None
+    row_weights = (source_power, language_power)
+    deep_card = _train_deep(files, seed, row_weights, by_source, deep_hits) if deep else None
     if fast:
-        _train_fast(files, output, seed, bits, file_weight, source_power, by_source, fast_hits)
+        _train_fast(files, output, seed, bits, file_weight, row_weights, by_source, fast_hits)
     if deep_card is None:
         return
     if fast and by_source:
@@ -160,7 +170,7 @@ def _train_fast(
     seed: str,
     bits: int,
     file_weight: list[str] | None,
-    source_power: float,
+    row_weights: tuple[float, float],
     by_source: int,
     hits: HeldOutHits,
 ) -> None:
@@ -171,7 +181,8 @@ def _train_fast(
             seed=seed,
             bits=bits,
             file_weights=weights,
-            source_power=source_power,
+            source_power=row_weights[0],
+            language_power=row_weights[1],
             by_source_folds=by_source,
             held_out_hits=hits,
             progress=typer.echo,
@@ -204,7 +215,9 @@ def _training_seed(file: Path) -> str | None:
     return None
 
 
-def _train_deep(files: list[Path], seed: str, source_power: float, by_source: int, hits: HeldOutHits) -> dict[str, Any]:
+def _train_deep(
+    files: list[Path], seed: str, row_weights: tuple[float, float], by_source: int, hits: HeldOutHits
+) -> dict[str, Any]:
     """The deeper tier's card (weights included), trained and reported; written by the caller."""
     from bastion.config.settings import LocalModelSettings
     from bastion.guard.train_deep import train_deep
@@ -216,7 +229,8 @@ def _train_deep(files: list[Path], seed: str, source_power: float, by_source: in
             files,
             embedder.encode_batch,
             seed=seed,
-            source_power=source_power,
+            source_power=row_weights[0],
+            language_power=row_weights[1],
             by_source_folds=by_source,
             held_out_hits=hits,
             progress=typer.echo,

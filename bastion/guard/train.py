@@ -71,6 +71,8 @@ class Prepared:
     file_weights: dict[str, float] = field(default_factory=dict)
     #: ``train_sources.source_balance``'s power (0: every row weighs the same).
     source_power: float = 0.0
+    #: ``language_balance``'s strength (0: off).
+    language_power: float = 0.0
     rules: npt.NDArray[np.float32] = field(
         default_factory=lambda: np.zeros((0, len(RULE_FEATURES) + 1), dtype=np.float32)
     )
@@ -166,6 +168,30 @@ def source_balance(rows: Sequence[Row], power: float) -> npt.NDArray[np.float64]
     return weights
 
 
+#: ``language_balance`` never moves a row's weight by more than this factor either way.
+LANGUAGE_WEIGHT_LIMIT = 4.0
+
+
+def language_balance(rows: Sequence[Row], power: float) -> npt.NDArray[np.float64]:
+    """Per row, a weight that makes each script or language carry the overall share of attacks.
+
+    A group (``Row.group``) whose rows are 80% attacks teaches "this language means attack"; weighing
+    its attacks by ``n_group * share(label) / n_(group, label)`` (and its benign rows alike) makes
+    the label independent of the group in the weighted data, so the model must learn from the words.
+    ``power`` scales the correction in log space (0: none, 1: full); each factor is kept within
+    ``LANGUAGE_WEIGHT_LIMIT`` so a group with a handful of rows on one side is not blown up."""
+    if not rows or power == 0.0:
+        return np.ones(len(rows), dtype=np.float64)
+    groups = Counter(row.group for row in rows)
+    cells = Counter((row.group, row.label) for row in rows)
+    labels = Counter(row.label for row in rows)
+    weights = np.empty(len(rows), dtype=np.float64)
+    for index, row in enumerate(rows):
+        ideal = groups[row.group] * labels[row.label] / len(rows) / cells[(row.group, row.label)]
+        weights[index] = min(max(ideal**power, 1 / LANGUAGE_WEIGHT_LIMIT), LANGUAGE_WEIGHT_LIMIT)
+    return weights
+
+
 def prepare(rows: list[Row], bits: int) -> Prepared:
     detector = InjectionDetector(use_model=False)
     prepared = Prepared(rows)
@@ -228,7 +254,11 @@ def fit(
         source_balance([prepared.rows[i] for i in indices], prepared.source_power),
         [len(prepared.windows[i]) for i in indices],
     )
-    sample = share * np.where(kinds == "benign-hard", HARD_BENIGN_WEIGHT, 1.0) * file_weight * balance
+    languages = np.repeat(
+        language_balance([prepared.rows[i] for i in indices], prepared.language_power),
+        [len(prepared.windows[i]) for i in indices],
+    )
+    sample = share * np.where(kinds == "benign-hard", HARD_BENIGN_WEIGHT, 1.0) * file_weight * balance * languages
     sample = sample / sample.sum()
     targets = labels.astype(np.float64)
     dim = matrix.shape[1]

@@ -28,11 +28,12 @@ from bastion.guard.train import (
     assign_splits,
     augmented_rows,
     calibrated_thresholds,
+    language_balance,
     load_rows,
     one_sided_groups,
     source_balance,
 )
-from bastion.guard.train_run import SOURCE_POWER, _operating_point, _per_kind
+from bastion.guard.train_run import LANGUAGE_POWER, SOURCE_POWER, _operating_point, _per_kind
 from bastion.guard.train_sources import HeldOutHits, holdout_by_source
 
 EncodeFunction = Callable[[list[str]], npt.NDArray[np.float32]]
@@ -64,6 +65,7 @@ def train_deep(
     *,
     seed: str = DEFAULT_SEED,
     source_power: float = SOURCE_POWER,
+    language_power: float = LANGUAGE_POWER,
     by_source_folds: int = 0,
     held_out_hits: HeldOutHits | None = None,
     progress: Callable[[str], None] = lambda _message: None,
@@ -83,8 +85,9 @@ def train_deep(
     test = [i for i, row in enumerate(rows) if row.split == "test"]
 
     def fit_on(indices: list[int], reg: float) -> tuple[npt.NDArray[np.float64], float]:
-        # The fast tier's weighting: hard benign rows double, large sources damped.
-        balance = source_balance([rows[i] for i in indices], source_power)
+        # The fast tier's weighting: hard benign rows double, large sources damped, languages balanced.
+        chosen = [rows[i] for i in indices]
+        balance = source_balance(chosen, source_power) * language_balance(chosen, language_power)
         return _fit(vectors[indices], labels[indices], kind_weights[indices] * balance, reg)
 
     best: tuple[float, float, npt.NDArray[np.float64], float] | None = None
@@ -135,6 +138,7 @@ def train_deep(
             "files": [{"name": p.name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()} for p in paths],
             "regularisation": reg,
             "source_power": source_power,
+            "language_power": language_power,
             "left_out_groups": skipped,
             "embedding_ms_per_text_in_training_batches": round(per_text_ms, 2),
         },

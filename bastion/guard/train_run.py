@@ -43,6 +43,9 @@ from bastion.guard.train_sources import HeldOutHits, holdout_by_source
 
 #: ``train.source_balance``'s power for the packaged model: a source of 900 rows weighs 3x one of 100.
 SOURCE_POWER = 0.5
+#: ``train.language_balance``'s strength for the packaged model: every script or language carries
+#: the overall share of attacks in the weighted training rows.
+LANGUAGE_POWER = 1.0
 #: The rules' own threshold before the learned model (their "flag" point).
 RULES_THRESHOLD = 0.5
 
@@ -94,6 +97,7 @@ def train_model(
     regularisation_grid: Sequence[float] = REGULARISATION_GRID,
     file_weights: dict[str, float] | None = None,
     source_power: float = SOURCE_POWER,
+    language_power: float = LANGUAGE_POWER,
     by_source_folds: int = 0,
     held_out_hits: HeldOutHits | None = None,
     progress: Callable[[str], None] = lambda _message: None,
@@ -113,6 +117,7 @@ def train_model(
     prepared = prepare(rows, bits)
     prepared.file_weights = dict(file_weights or {})
     prepared.source_power = source_power
+    prepared.language_power = language_power
     calib_labels = [rows[i].label for i in calib_idx]
 
     best: tuple[float, float, np.ndarray[Any, Any], float] | None = None
@@ -220,6 +225,7 @@ def train_model(
             "regularisation_grid_calibration_pr_auc": grid,
             "hard_benign_weight": HARD_BENIGN_WEIGHT,
             "source_power": source_power,
+            "language_power": language_power,
             "file_weights": dict(file_weights or {}),
             "flag_max_fpr": FLAG_MAX_FPR,
             "block_max_fpr": BLOCK_MAX_FPR,
@@ -304,7 +310,9 @@ calibration {training["split"]["calibration"]}, test {training["split"]["test"]}
 or languages that occur almost only on one side of the labels are left out of training so the model
 cannot learn the language instead of the intent: {", ".join(training["left_out_groups"]) or "none"}.
 Hard benign rows weigh {training["hard_benign_weight"]}x; large sources are damped (a row weighs
-count(its source, its label) ** -{training.get("source_power", 0.0):g}, each label keeping its total).
+count(its source, its label) ** -{training.get("source_power", 0.0):g}, each label keeping its total), and
+each script or language is weighed to carry the overall share of attacks (strength
+{training.get("language_power", 0.0):g}; a row's factor stays within 1/4 and 4), so no language is a shortcut.
 L2 regularisation {training["regularisation"]:g}
 (chosen on calibration PR-AUC: {training["regularisation_grid_calibration_pr_auc"]}).
 

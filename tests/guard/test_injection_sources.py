@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bastion.guard.train import Row, source_balance, source_of
+from bastion.guard.train import LANGUAGE_WEIGHT_LIMIT, Row, language_balance, source_balance, source_of
 from bastion.guard.train_run import render_card, train_model
 from bastion.guard.train_sources import HeldOutHits, either_tier_rates, holdout_by_source, source_folds
 
@@ -35,6 +35,28 @@ def test_source_balance_damps_large_sources_and_keeps_label_totals() -> None:
     assert weights[:1000].sum() == pytest.approx(1000)
     assert weights[1000:].sum() == pytest.approx(50)
     assert np.allclose(source_balance(rows, 0.0), 1.0)
+
+
+def test_language_balance_makes_the_label_independent_of_the_language() -> None:
+    def grouped(group: str, label: int) -> Row:
+        row = _row("s/s:x", label)
+        row.group = group
+        return row
+
+    # German 80% attacks, English 20%: overall 50%.
+    rows = [grouped("Latin:de", 1) for _ in range(80)] + [grouped("Latin:de", 0) for _ in range(20)]
+    rows += [grouped("Latin:en", 1) for _ in range(20)] + [grouped("Latin:en", 0) for _ in range(80)]
+    weights = language_balance(rows, 1.0)
+    for group in ("Latin:de", "Latin:en"):
+        attacks = sum(w for w, r in zip(weights, rows, strict=True) if r.group == group and r.label)
+        total = sum(w for w, r in zip(weights, rows, strict=True) if r.group == group)
+        assert attacks / total == pytest.approx(0.5)
+    assert np.allclose(language_balance(rows, 0.0), 1.0)
+    # Half strength is the square root of the full factor.
+    assert language_balance(rows, 0.5)[0] == pytest.approx(weights[0] ** 0.5)
+    # A group with one benign row among many attacks is not blown up past the limit.
+    lopsided = [grouped("Han", 1) for _ in range(99)] + [grouped("Han", 0)] + rows
+    assert language_balance(lopsided, 1.0).max() == LANGUAGE_WEIGHT_LIMIT
 
 
 def test_source_folds_spread_attacks_and_benign_rows() -> None:
@@ -138,6 +160,7 @@ def test_train_model_reports_by_source_and_baselines(tmp_path: Path) -> None:
     assert held["pooled_at_flag"]["injection"]["rows"] == len(ATTACKS)
     assert "language_only" in result.card["metrics"]["baselines_on_test"]
     assert result.card["training"]["source_power"] == 0.5
+    assert result.card["training"]["language_power"] == 1.0
     card = render_card(result.card)
     assert "Held out by source" in card and "language alone" in card
     # Without folds the card has no such section, and the weights are the same.
