@@ -127,8 +127,8 @@ def train_command(
     language_power: Annotated[
         float,
         typer.Option(
-            help="Balance languages: weigh each script or language to the overall share of attacks "
-            "(1: fully, 0: not at all).",
+            help="Balance languages in the fast tier: weigh each script or language to the overall share "
+            "of attacks (1: fully, 0: not at all). The deeper tier never balances them.",
             min=0.0,
             max=1.0,
         ),
@@ -147,7 +147,7 @@ def train_command(
     deep_hits: HeldOutHits = {}
     fast_hits: HeldOutHits = {}
     row_weights = (source_power, language_power)
-    deep_card = _train_deep(files, seed, row_weights, by_source, deep_hits) if deep else None
+    deep_card = _train_deep(files, seed, source_power, by_source, deep_hits) if deep else None
     if fast:
         _train_fast(files, output, seed, bits, file_weight, row_weights, by_source, fast_hits)
     if deep_card is None:
@@ -215,9 +215,7 @@ def _training_seed(file: Path) -> str | None:
     return None
 
 
-def _train_deep(
-    files: list[Path], seed: str, row_weights: tuple[float, float], by_source: int, hits: HeldOutHits
-) -> dict[str, Any]:
+def _train_deep(files: list[Path], seed: str, source_power: float, by_source: int, hits: HeldOutHits) -> dict[str, Any]:
     """The deeper tier's card (weights included), trained and reported; written by the caller."""
     from bastion.config.settings import LocalModelSettings
     from bastion.guard.train_deep import train_deep
@@ -229,8 +227,7 @@ def _train_deep(
             files,
             embedder.encode_batch,
             seed=seed,
-            source_power=row_weights[0],
-            language_power=row_weights[1],
+            source_power=source_power,
             by_source_folds=by_source,
             held_out_hits=hits,
             progress=typer.echo,

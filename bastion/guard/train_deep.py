@@ -33,11 +33,15 @@ from bastion.guard.train import (
     one_sided_groups,
     source_balance,
 )
-from bastion.guard.train_run import LANGUAGE_POWER, SOURCE_POWER, _operating_point, _per_kind
+from bastion.guard.train_run import SOURCE_POWER, _operating_point, _per_kind
 from bastion.guard.train_sources import HeldOutHits, holdout_by_source
 
 EncodeFunction = Callable[[list[str]], npt.NDArray[np.float32]]
 DEEP_REGULARISATION_GRID = (1e-4, 1e-3, 1e-2)
+#: Languages are not balanced for this tier: the English sentence embedding carries little of a
+#: non-English text's intent, so weighing those rows up trades signal for noise (with 1, as the fast
+#: tier: test PR-AUC 0.880 instead of 0.901, held-out-by-source jailbreak recall 0.46 instead of 0.66).
+DEEP_LANGUAGE_POWER = 0.0
 
 
 def _fit(
@@ -65,7 +69,7 @@ def train_deep(
     *,
     seed: str = DEFAULT_SEED,
     source_power: float = SOURCE_POWER,
-    language_power: float = LANGUAGE_POWER,
+    language_power: float = DEEP_LANGUAGE_POWER,
     by_source_folds: int = 0,
     held_out_hits: HeldOutHits | None = None,
     progress: Callable[[str], None] = lambda _message: None,
