@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +17,7 @@ from bastion.cli.guard import app
 from bastion.guard.train_deep import train_deep
 from bastion.guard.train_sources import HeldOutHits
 
-from .corpus import ATTACKS, BENIGN
+from .corpus import ATTACKS, write_training_file
 
 DIM = 64
 
@@ -35,22 +34,8 @@ def hashed_words(texts: list[str]) -> npt.NDArray[np.float32]:
     return vectors
 
 
-def _corpus(tmp_path: Path) -> Path:
-    rows: list[dict[str, Any]] = [
-        {"text": t, "label": 1, "kind": "injection", "source": f"atk/{i % 3}:f"} for i, t in enumerate(ATTACKS)
-    ]
-    rows += [{"text": t, "label": 0, "kind": "benign-hard", "source": f"ben/{i % 3}:f"} for i, t in enumerate(BENIGN)]
-    rows += [
-        {"text": f"What is a good recipe for dish number {i} with rice?", "label": 0, "kind": "benign", "source": "r/r"}
-        for i in range(60)
-    ]
-    data = tmp_path / "train.jsonl"
-    data.write_text("\n".join(json.dumps(row) for row in rows) + "\n", encoding="utf-8")
-    return data
-
-
 def test_deep_training_is_deterministic_and_measured_by_source(tmp_path: Path) -> None:
-    data = _corpus(tmp_path)
+    data = write_training_file(tmp_path / "train.jsonl")
     hits: HeldOutHits = {}
     card = train_deep([data], hashed_words, seed="t", by_source_folds=3, held_out_hits=hits)
     again = train_deep([data], hashed_words, seed="t")
@@ -75,7 +60,7 @@ def test_train_command_reports_both_tiers_on_the_same_held_out_rows(
     import bastion.local.embedder as embedder_module
 
     monkeypatch.setattr(embedder_module.Embedder, "from_settings", staticmethod(lambda _settings: FakeEmbedder()))
-    data = _corpus(tmp_path)
+    data = write_training_file(tmp_path / "train.jsonl")
     out = tmp_path / "model"
     out.mkdir()
     result = CliRunner().invoke(

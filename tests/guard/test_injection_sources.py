@@ -3,7 +3,6 @@ deterministically, and the held-out-by-source measurement fits on other sources 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ from bastion.guard.train import LANGUAGE_WEIGHT_LIMIT, Row, language_balance, so
 from bastion.guard.train_run import render_card, train_model
 from bastion.guard.train_sources import HeldOutHits, either_tier_rates, holdout_by_source, source_folds
 
-from .corpus import ATTACKS, BENIGN
+from .corpus import ATTACKS, write_training_file
 
 
 def _row(source: str, label: int, kind: str = "", text: str = "") -> Row:
@@ -146,14 +145,7 @@ def test_held_out_hits_of_two_tiers_combine_as_either() -> None:
 
 
 def test_train_model_reports_by_source_and_baselines(tmp_path: Path) -> None:
-    rows = [{"text": t, "label": 1, "kind": "injection", "source": f"atk/{i % 3}:f"} for i, t in enumerate(ATTACKS)]
-    rows += [{"text": t, "label": 0, "kind": "benign-hard", "source": f"ben/{i % 3}:f"} for i, t in enumerate(BENIGN)]
-    rows += [
-        {"text": f"What is a good recipe for dish number {i} with rice?", "label": 0, "kind": "benign", "source": "r/r"}
-        for i in range(60)
-    ]
-    data = tmp_path / "train.jsonl"
-    data.write_text("\n".join(json.dumps(row) for row in rows) + "\n", encoding="utf-8")
+    data = write_training_file(tmp_path / "train.jsonl")
     result = train_model([data], seed="t", bits=14, augment=False, regularisation_grid=(1e-3,), by_source_folds=3)
     held = result.card["metrics"]["held_out_by_source"]
     assert len(held["folds"]) == 3
