@@ -58,7 +58,13 @@ class FakeSandbox:
         self.spawned.append(spec)
         if self.hang:
             assert cancel is not None
-            await cancel.wait()
+            try:
+                await cancel.wait()
+            except asyncio.CancelledError:
+                # The real sandbox kills the process when its task is cancelled too (the worker
+                # cancels a cancelled job's task if the run's own watcher has not stopped it first).
+                self.killed_by_cancel = True
+                raise
             self.killed_by_cancel = True
             return FakeResult(None, killed="cancelled")
         return self.results[min(len(self.spawned), len(self.results)) - 1]

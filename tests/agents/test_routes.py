@@ -129,7 +129,8 @@ async def test_the_tenants_plan_policy_caps_the_budget(env: Env) -> None:
 async def test_cancel_kills_the_sandboxed_process_and_ends_the_run_cancelled(env: Env) -> None:
     env.sandbox.hang = True
     queued = await env.post("ann", RUNS, {"template": CODE, "input": {"task": "t"}})
-    assert queued.status_code == 202 and queued.json()["status"] == "queued"
+    # The in-process worker may pick the job up before the answer is written.
+    assert queued.status_code == 202 and queued.json()["status"] in ("queued", "running"), queued.text
     run_id = queued.json()["id"]
     await wait_until(lambda: env.sandbox.spawned or None, timeout_s=30, what="the sandboxed command")
     assert (await env.post("viewer", f"{RUNS}/{run_id}/cancel")).status_code == 403
