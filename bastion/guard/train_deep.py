@@ -117,15 +117,11 @@ def train_deep(
             fold_w, fold_b = fit_on(indices, reg)
             return lambda chosen: [float(v) for v in 1 / (1 + np.exp(-(vectors[chosen] @ fold_w + fold_b)))]
 
-        def fold_thresholds(indices: list[int], fold_scores: list[float]) -> tuple[float, float]:
-            return calibrated_thresholds(rows, indices, fold_scores)
-
         by_source = holdout_by_source(
             rows,
             train_idx,
             calib,
             fit_fold,
-            fold_thresholds,
             folds=by_source_folds,
             hits=held_out_hits,
             progress=progress,

@@ -146,15 +146,11 @@ def train_model(
             fold_weights, fold_bias = fit(prepared, indices, bits, regularisation)
             return lambda chosen: score_rows(prepared, chosen, fold_weights, fold_bias, bits)
 
-        def fold_thresholds(indices: list[int], scores: list[float]) -> tuple[float, float]:
-            return calibrated_thresholds(rows, indices, scores)
-
         by_source = holdout_by_source(
             rows,
             train_idx,
             calib_idx,
             fit_fold,
-            fold_thresholds,
             folds=by_source_folds,
             hits=held_out_hits,
             progress=progress,

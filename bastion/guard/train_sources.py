@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from bastion.guard.train import Row, source_of
+from bastion.guard.train import Row, calibrated_thresholds, source_of
 
 #: Folds of sources for ``holdout_by_source``.
 SOURCE_FOLDS = 5
@@ -119,7 +119,7 @@ def holdout_by_source(
     train_idx: Sequence[int],
     calib_idx: Sequence[int],
     fit: FitFunction,
-    thresholds: ThresholdFunction,
+    thresholds: ThresholdFunction | None = None,
     *,
     folds: int = SOURCE_FOLDS,
     hits: HeldOutHits | None = None,
@@ -130,7 +130,13 @@ def holdout_by_source(
     Augmented rows that quote an attack of the held-out sources are left out of that fold's
     training. Returns per fold and pooled, at each fold's ``flag`` and ``block``, the share of rows
     of each kind at or above it (recall for attacks, false-positive rate for benign rows); fills
-    ``hits``, when given, with every held-out row's outcome."""
+    ``hits``, when given, with every held-out row's outcome. ``thresholds`` defaults to the
+    training's own calibration (``train.calibrated_thresholds`` on ``rows``)."""
+    if thresholds is None:
+
+        def thresholds(indices: list[int], scores: list[float]) -> tuple[float, float]:
+            return calibrated_thresholds(rows, indices, scores)
+
     pooled_rows: list[Row] = []
     pooled_flag: list[bool] = []
     pooled_block: list[bool] = []
