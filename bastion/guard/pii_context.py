@@ -47,8 +47,12 @@ _NOT_A_PHONE_CONTEXT_RE = re.compile(
 
 def phones(text: str) -> Iterable[Finding]:
     for cluster in CLUSTER_RE.finditer(text):
-        if len(cluster.group().translate(_DROP_SEPARATORS)) < 7:
+        cluster_text = cluster.group()
+        cluster_digits = len(cluster_text.translate(_DROP_SEPARATORS))
+        if cluster_digits < 7:
             continue  # a phone number has at least seven digits
+        if cluster_digits == 7 and cluster_text.isdigit():
+            continue  # and seven bare digits are no format's (an international one has eight or more)
         start = cluster.start()
         if start > 0 and text[start - 1] in "+(":
             start -= 1
@@ -78,17 +82,15 @@ def phones(text: str) -> Iterable[Finding]:
 
 def _phone_score(text: str, start: int, end: int, main: str, digits: int) -> float:
     international = (main.startswith("+") or (main.startswith("00") and main[2:3] not in ("0", ""))) and digits >= 8
-    if international or _NANP_RE.fullmatch(main):
+    if international:
         return 0.9  # unambiguous formats need no context
-    before = text[max(0, start - 32) : start]
-    # Every context word has letters: skip the (slow, many-branched) search where there are none,
-    # as in a long list of numbers.
-    has_letters = before.upper() != before.lower()
-    context = (has_letters and bool(_PHONE_CONTEXT_BEFORE_RE.search(before))) or bool(
-        _PHONE_CONTEXT_AFTER_RE.match(text, end)
-    )
-    if context and _NOT_A_PHONE_CONTEXT_RE.search(before):
-        context = False  # "order number 12345678" is not a phone number
+    if main.isdigit():
+        # One bare run of digits (a list of numbers is full of them): no national format fits, so
+        # only a context word makes it a phone number, and only with eight digits or more.
+        return 0.8 if digits >= 8 and _has_phone_context(text, start, end) else 0.0
+    if _NANP_RE.fullmatch(main):
+        return 0.9
+    context = _has_phone_context(text, start, end)
     if _SSN_SHAPE_RE.fullmatch(main):
         return 0.8 if context else 0.0  # the 3-2-4 shape of a US social security number
     groups = [g for g in _GROUP_SPLIT_RE.split(main.strip("+() ")) if g]
@@ -100,6 +102,19 @@ def _phone_score(text: str, start: int, end: int, main: str, digits: int) -> flo
         if len(separators) == 1:
             return 0.6
     return 0.0
+
+
+def _has_phone_context(text: str, start: int, end: int) -> bool:
+    """A word naming a phone number just before ``text[start:end]`` or right after it."""
+    before = text[max(0, start - 32) : start]
+    # Every context word has letters: skip the (slow, many-branched) search where there are none,
+    # as in a long list of numbers.
+    has_letters = before.upper() != before.lower()
+    context = (has_letters and bool(_PHONE_CONTEXT_BEFORE_RE.search(before))) or bool(
+        _PHONE_CONTEXT_AFTER_RE.match(text, end)
+    )
+    # "order number 12345678" is not a phone number.
+    return context and not (has_letters and _NOT_A_PHONE_CONTEXT_RE.search(before))
 
 
 # --- dates -------------------------------------------------------------------------------------

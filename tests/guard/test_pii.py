@@ -35,6 +35,9 @@ def found(text: str, detector: PiiDetector = DETECTOR) -> list[tuple[str, str]]:
         ("office (415) 555-0132", ("PHONE_NUMBER", "(415) 555-0132")),
         ("Phone: 0490 75 40 81", ("PHONE_NUMBER", "0490 75 40 81")),
         ("desk +1-903-140-4508x769 today", ("PHONE_NUMBER", "+1-903-140-4508x769")),
+        ("call me on 55512345 tonight", ("PHONE_NUMBER", "55512345")),  # bare digits, named
+        ("dial 0049301234567", ("PHONE_NUMBER", "0049301234567")),
+        ("reach us at +4930123456", ("PHONE_NUMBER", "+4930123456")),
         ("wlan0 00:1A:2B:3C:4D:5E", ("MAC_ADDRESS", "00:1A:2B:3C:4D:5E")),
         ("send to 1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2 please", ("CRYPTO", "1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2")),
         ("my driver's license number is D1234567", ("US_DRIVER_LICENSE", "D1234567")),
@@ -66,6 +69,8 @@ def test_true_positives(text: str, expected: tuple[str, str]) -> None:
         "256.10.10.10 is not an address",
         "ISBN 978-3-16-148410-0",
         "order number 12345678 was shipped",
+        "ids 0000001,0000002,0000003,0000004 and 55512345",  # bare digits, nothing says phone
+        "call the order number 55512345",
         "we grew in 2019-2020 by 12%",
         "pi is 3.14159265358979",
         "price 1,234,567.89 USD",
