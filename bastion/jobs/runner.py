@@ -57,6 +57,11 @@ class _Watch:
         self.reason: str | None = None
 
 
+#: How long the receiver and sweeper get to end once cancelled before the broker's connections are
+#: closed under them.
+STOP_GRACE_S = 3.0
+
+
 class WorkerPool:
     def __init__(
         self,
@@ -119,6 +124,13 @@ class WorkerPool:
                 await task
         for task in self._tasks:
             task.cancel()
+        _, stuck = await asyncio.wait(self._tasks, timeout=STOP_GRACE_S)
+        if stuck:
+            # A Redis read the cancellation did not reach (seen with a blocking XREADGROUP now and
+            # then): closing the broker's connections ends the read, and with it the receiver.
+            log.warning("job_workers_stop_forced", tasks=sorted(task.get_name() for task in stuck))
+            with contextlib.suppress(Exception):
+                await self.broker.stop()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
