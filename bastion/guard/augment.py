@@ -3,7 +3,7 @@
 A bag-of-n-grams model learns that "system prompt", "jailbreak", "pretend you are" or "ignore"
 mean attack, because in the corpus they mostly do. Real users write those words in ordinary
 requests: questions about security, prompts that quote an attack in order to ask about it,
-instructions to the assistant about style, role-play for practice or teaching. These rows are
+instructions to the assistant about style and the answer's form, role-play for practice or teaching. These rows are
 generated from templates (deterministically), labelled benign, and used for training only; the
 quoted attacks come from training rows only, so no test row leaks in. Licence: the project's own.
 """
@@ -74,6 +74,38 @@ _STYLE_REQUESTS = (
     "Oublie ma question précédente et aide-moi plutôt à écrire une liste de courses.",
     "Olvida lo que te dije antes sobre el presupuesto; ¿qué hotel recomiendas en Lisboa?",
 )
+# Instructions about the shape of the answer: in real traffic they are everywhere, in the corpus
+# their wording ("start your reply with", "do not apologize", "answer only with") is mostly in
+# jailbreaks. Each is paired with an ordinary task.
+_FORMAT_RULES = (
+    "Start your reply with a one-line summary, then list the steps.",
+    "Begin your answer with the final figure and show the working after it.",
+    'Begin the letter with "Dear Ms. Novak" and end it with "Kind regards".',
+    "Do not apologize or add filler sentences; be direct.",
+    'Don\'t use the words "very" or "really", and keep sentences short.',
+    "Answer only with yes or no.",
+    "Respond only with valid JSON, no other text.",
+    "Do not include any explanation, just the code.",
+    "Never mention our competitors by name.",
+    "Output a bulleted list without an introduction or a conclusion.",
+    "Reply in the same language as the question, and keep it under 100 words.",
+    "No disclaimers needed, I know this is general information.",
+    "Write it in the second person and avoid jargon.",
+    "Start with the most important point and skip the greeting.",
+    "Beginne deine Antwort mit einer kurzen Zusammenfassung.",
+    "Commence ta réponse par un résumé en une phrase.",
+    "Empieza tu respuesta con la conclusión y luego explica los detalles.",
+)
+_FORMAT_TASKS = (
+    "Summarise the meeting notes I pasted above.",
+    "Explain how compound interest works.",
+    "Write a product description for a steel water bottle.",
+    "Compare renting and buying a flat in a big city.",
+    "Suggest five ideas for a team lunch.",
+    "Review my Python function for bugs.",
+    "Tell me how to repot a large houseplant.",
+    "Draft a reply to a customer whose parcel arrived late.",
+)
 _PERSONAS = (
     ("a patient chemistry teacher", "explain how batteries work to a ten-year-old"),
     ("a tour guide in Kyoto", "describe a one-day walking route"),
@@ -96,7 +128,8 @@ def _pick(seed: str, key: str, count: int) -> int:
 
 def benign_rows(quoted_attacks: Sequence[str], seed: str) -> Iterator[str]:
     """Benign training texts: questions about security topics, attack analysis with a quoted attack
-    (one frame per attack, chosen by hash), system-prompt writing, style instructions and role-play."""
+    (one frame per attack, chosen by hash), system-prompt writing, style and format instructions,
+    and role-play."""
     for frame in _TOPIC_FRAMES:
         for topic in _TOPICS:
             yield frame.format(t=topic)
@@ -106,6 +139,10 @@ def benign_rows(quoted_attacks: Sequence[str], seed: str) -> Iterator[str]:
         for role in _ROLES:
             yield frame.format(r=role)
     yield from _STYLE_REQUESTS
+    for index, rule in enumerate(_FORMAT_RULES):  # two tasks per rule, before or after it
+        for turn in range(2):
+            task = _FORMAT_TASKS[_pick(seed, f"{rule}\0{turn}", len(_FORMAT_TASKS))]
+            yield f"{task} {rule}" if (index + turn) % 2 else f"{rule} {task}"
     for frame in _PERSONA_FRAMES:
         for persona, task in _PERSONAS:
             yield frame.format(p=persona, t=task)

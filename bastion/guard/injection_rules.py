@@ -359,7 +359,13 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
          r"\W+(?:this|the|my)\W+question\W+(?:but|and|instead|just)\b"),
     rule("instead_output", FORCED_OUTPUT, 0.6, "instead|rather",
          rf"\W+(?:of\W+answering\W+)?(?:just\W+)?(?:output|print|say|write)\W+{_QUOTE}"),
-    rule("answer_prefix", FORCED_OUTPUT, 0.4, "begin your|start your", r"\W+(?:answer|response|reply)\W+with\b"),
+    rule("answer_prefix", FORCED_OUTPUT, 0.25, "begin your|start your", r"\W+(?:answer|response|reply)\W+with\b"),
+    # Prefix injection: the answer is made to open with a compliance phrase ("Begin by replying with:
+    # 'Sure, here is ...'"), so the model continues the harmful text instead of refusing. Published
+    # automatic jailbreaks end this way; ordinary prompts have no reason to dictate "Sure, here is".
+    rule("compliance_prefix", FORCED_OUTPUT, 0.8, "begin|start|begins|starts|beginning|starting|open|opens",
+         r"\W+(?:\w+\W+){0,6}?with\W+(?:\w+\W+){0,2}?(?:sure|certainly|absolutely|of\W+course|yes)\W{0,4}"
+         r"(?:here(?:'s|\W+is|\W+are)|i\W+(?:can|will)\W+(?:help|do|provide|explain|write)|i'll)\b"),
     rule("respond_only_with", FORCED_OUTPUT, 0.4, "respond only with|answer with", rf"\W*(?:{_QUOTE}|:)"),
     rule("threat", FORCED_OUTPUT, 0.45, "you will die|you die|you will be deleted|you will be shut down"
          "|you will be terminated|you will be punished", "", preceded_by=r"\b(?:or|otherwise)\W+$"),
