@@ -4,7 +4,7 @@ Trains the fast tier as ``bastion guard train --by-source 5`` does (one regulari
 packaged model's), keeps every held-out row's score from the fold model that never saw its source,
 and prints, for a range of thresholds, the share of rows of each kind at or above it (recall for
 attacks, false-positive rate for benign rows), then the lowest threshold at which ordinary benign
-rows stay at or under 3 % and hard benign rows at or under 5 %. About five minutes on two cores.
+rows stay at or under 3 % and hard benign rows at or under 5 %. About a minute on two cores.
 
     HF_HUB_OFFLINE=1 .venv/bin/python -m bench.guard_threshold_sweep \\
         ../shared/data/prompt-injection/train.jsonl ../shared/data/prompt-injection/dev.jsonl
