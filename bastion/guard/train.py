@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bastion.guard.augment import benign_rows
+from bastion.guard.augment_attacks import injected_rows
 from bastion.guard.evaluate import is_positive
 from bastion.guard.injection import InjectionDetector
 from bastion.guard.injection_model import RULE_FEATURES, rule_vector
@@ -46,6 +47,8 @@ REGULARISATION_GRID = (1e-5, 3e-5, 1e-4)
 HARD_BENIGN_WEIGHT = 2.0
 FLAG_MAX_FPR = {"benign": 0.01, "benign-hard": 0.02}
 BLOCK_MAX_FPR = 0.002
+#: Longest benign training request used as the carrier of an injected row.
+INJECTED_CARRIER_CHARS = 400
 
 
 @dataclass(slots=True)
@@ -111,8 +114,10 @@ def assign_splits(rows: list[Row], seed: str) -> None:
 
 
 def augmented_rows(rows: Sequence[Row], seed: str) -> list[Row]:
-    """The project's benign training rows (``augment.py``); quoted attacks come from a third of the
-    short training attacks (picked by hash), so nothing from calibration or test is quoted."""
+    """The project's training rows: benign ones (``augment.py``), whose quoted attacks come from a
+    third of the short training attacks (picked by hash), and injected ones
+    (``augment_attacks.py``), whose carriers are a sixth of the short benign training requests, each
+    recorded as ``bastion:inject:<carrier's source>``. Nothing from calibration or test is used."""
     quoted = [
         row.text
         for row in rows
@@ -121,12 +126,21 @@ def augmented_rows(rows: Sequence[Row], seed: str) -> list[Row]:
         and len(row.text) <= 300
         and hashlib.sha256((seed + "\0quote\0" + row.text).encode("utf-8")).digest()[0] % 3 == 0
     ]
-    made = []
-    for text in benign_rows(quoted, seed):
-        row = Row(text, 0, "benign-hard", "bastion:augment", split="train", file="augmented")
-        row.script = dominant_script(text)
-        row.group = f"Latin:{guess_language(text)}" if row.script == "Latin" else row.script
-        made.append(row)
+    made = [Row(text, 0, "benign-hard", "bastion:augment") for text in benign_rows(quoted, seed)]
+    for row in rows:
+        if (
+            row.split == "train"
+            and not row.label
+            and not row.source.startswith("bastion:")
+            and len(row.text) <= INJECTED_CARRIER_CHARS
+            and hashlib.sha256((seed + "\0carrier\0" + row.text).encode("utf-8")).digest()[0] % 6 == 0
+        ):
+            source = f"bastion:inject:{row.source}"
+            made.extend(Row(text, label, kind, source) for text, label, kind in injected_rows([row.text], seed))
+    for row in made:
+        row.split, row.file = "train", "augmented"
+        row.script = dominant_script(row.text)
+        row.group = f"Latin:{guess_language(row.text)}" if row.script == "Latin" else row.script
     return made
 
 

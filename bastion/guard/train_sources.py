@@ -37,6 +37,8 @@ HeldOutKey = tuple[str, str]
 HeldOutHits = dict[HeldOutKey, tuple[str, bool, bool]]
 
 #: ``train indices -> scorer over indices`` and ``(calibration indices, scores) -> (flag, block)``.
+#: Source prefix of the injected rows (``train.augmented_rows``); the carrier's source follows.
+_INJECTED_PREFIX = "bastion:inject:"
 FitFunction = Callable[[list[int]], Callable[[list[int]], list[float]]]
 ThresholdFunction = Callable[[list[int], list[float]], tuple[float, float]]
 
@@ -146,7 +148,9 @@ def holdout_by_source(
         held = [i for i, row in enumerate(rows) if source_of(row) in held_set and not row.source.startswith("bastion:")]
         quoted = [rows[i].text for i in held if rows[i].label and len(rows[i].text) <= _QUOTED_CHARS]
 
-        def quotes_held_out(row: Row, quoted: list[str] = quoted) -> bool:
+        def quotes_held_out(row: Row, quoted: list[str] = quoted, held_set: set[str] = held_set) -> bool:
+            if row.source.startswith(_INJECTED_PREFIX):  # its carrier is a row of that source
+                return source_of(Row("", 0, "", row.source.removeprefix(_INJECTED_PREFIX))) in held_set
             return row.source.startswith("bastion:") and any(text in row.text for text in quoted)
 
         fold_train = [i for i in train_idx if source_of(rows[i]) not in held_set and not quotes_held_out(rows[i])]

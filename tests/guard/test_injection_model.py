@@ -59,9 +59,10 @@ def test_default_policy_blocks_clear_attacks() -> None:
 def test_default_policy_lets_hard_benign_prompts_through() -> None:
     """Role-play, security questions, quoted attacks, trigger words, instructions about the
     answer's form, a long document, other languages: at most one in twenty is blocked and one in
-    ten flagged. (Today one is blocked: a request to classify a prize-scam e-mail, which reads like
-    the e-mail-borne injections the model was trained on; the model card lists it among the known
-    limits. Three more are flagged: see docs/GUARD.md.)"""
+    ten flagged. (Today two are blocked: a request to classify a prize-scam e-mail, which reads like
+    the e-mail-borne injections the model was trained on, and a question quoting a whole
+    injection; the model card lists both among the known limits. One more is flagged: see
+    docs/GUARD.md.)"""
     guard = InputGuard(GuardPolicy())
     results = {text: guard.scan_text(text) for text in HARD_BENIGN}
     blocked = [text for text, result in results.items() if result.action == "block"]
