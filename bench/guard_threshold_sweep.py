@@ -14,49 +14,22 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import bastion.guard.train_run as train_run
-import bastion.guard.train_sources as train_sources
-from bastion.guard.train import REGULARISATION_GRID, Row
+from bastion.guard.train import REGULARISATION_GRID
+from bastion.guard.train_run import train_model
+from bastion.guard.train_sources import HeldOutHits
 
 KINDS = ("injection", "jailbreak", "attack", "benign", "benign-hard")
 THRESHOLDS = (0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
-Scorer = Callable[[list[int]], list[float]]
 
 
 def held_out_scores(paths: Sequence[Path]) -> list[tuple[str, float]]:
     """(kind, score) of every held-out row, each scored by its fold's model."""
-    pooled: list[tuple[str, float]] = []
-    measure = train_sources.holdout_by_source
-
-    def capturing(rows: Sequence[Row], train_idx: Sequence[int], calib_idx: Sequence[int], fit: Any, *args: Any,
-                  **kwargs: Any) -> dict[str, Any]:  # fmt: skip
-        def fit_and_keep(indices: list[int]) -> Scorer:
-            score: Scorer = fit(indices)
-            calls = 0
-
-            def scored(chosen: list[int]) -> list[float]:
-                nonlocal calls
-                scores = score(chosen)
-                calls += 1
-                if calls == 2:  # the fold's calibration rows first, then its held-out rows
-                    pooled.extend((rows[i].kind, s) for i, s in zip(chosen, scores, strict=True))
-                return scores
-
-            return scored
-
-        return measure(rows, train_idx, calib_idx, fit_and_keep, *args, **kwargs)
-
-    # The training calls the measurement by the name it imported: swapped there for the run.
-    setattr(train_run, "holdout_by_source", capturing)  # noqa: B010
-    try:
-        train_run.train_model(paths, by_source_folds=5, regularisation_grid=(REGULARISATION_GRID[0],))
-    finally:
-        setattr(train_run, "holdout_by_source", measure)  # noqa: B010
-    return pooled
+    hits: HeldOutHits = {}
+    train_model(paths, by_source_folds=5, regularisation_grid=(REGULARISATION_GRID[0],), held_out_hits=hits)
+    return [(hit.kind, hit.score) for hit in hits.values()]
 
 
 def rates(pooled: Sequence[tuple[str, float]], threshold: float) -> dict[str, float]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from bastion.guard.train import Row, calibrated_thresholds, source_of
 
@@ -31,10 +31,21 @@ HELD_OUT_TOGETHER: tuple[frozenset[str], ...] = (frozenset({"WithSecureLabs/spik
 #: Longest training attack the augmented rows may quote (``train.augmented_rows``).
 _QUOTED_CHARS = 300
 
-#: A held-out row's key (its source and text) and what its fold's model made of it: (kind, at or
-#: above flag, at or above block). Two tiers' hits on the same rows give the rates of using both.
+#: A held-out row's key: its source and text.
 HeldOutKey = tuple[str, str]
-HeldOutHits = dict[HeldOutKey, tuple[str, bool, bool]]
+
+
+class HeldOutHit(NamedTuple):
+    """What the fold model that never saw a row's source made of it. Two tiers' hits on the same
+    rows give the rates of using both; the scores, one threshold swept over all folds."""
+
+    kind: str
+    flagged: bool
+    blocked: bool
+    score: float
+
+
+HeldOutHits = dict[HeldOutKey, HeldOutHit]
 
 #: ``train indices -> scorer over indices`` and ``(calibration indices, scores) -> (flag, block)``.
 #: Source prefix of the injected rows (``train.augmented_rows``); the carrier's source follows.
@@ -108,11 +119,11 @@ def either_tier_rates(first: HeldOutHits, second: HeldOutHits) -> dict[str, Any]
     """Pooled rates on the rows both tiers held out when a row counts if either tier's fold model
     put it at or above its threshold (the guard's ``injection_deep: always``)."""
     keys = sorted(first.keys() & second.keys())
-    kinds = [first[key][0] for key in keys]
+    kinds = [first[key].kind for key in keys]
     return {
         "rows": len(keys),
-        "pooled_at_flag": _kind_rates(kinds, [first[key][1] or second[key][1] for key in keys]),
-        "pooled_at_block": _kind_rates(kinds, [first[key][2] or second[key][2] for key in keys]),
+        "pooled_at_flag": _kind_rates(kinds, [first[key].flagged or second[key].flagged for key in keys]),
+        "pooled_at_block": _kind_rates(kinds, [first[key].blocked or second[key].blocked for key in keys]),
     }
 
 
@@ -165,8 +176,8 @@ def holdout_by_source(
         pooled_flag.extend(flags)
         pooled_block.extend(blocks)
         if hits is not None:
-            for row, flagged, blocked in zip(held_rows, flags, blocks, strict=True):
-                hits[(row.source, row.text)] = (row.kind, flagged, blocked)
+            for row, flagged, blocked, held_score in zip(held_rows, flags, blocks, held_scores, strict=True):
+                hits[(row.source, row.text)] = HeldOutHit(row.kind, flagged, blocked, held_score)
         fold = {
             "sources": group,
             "thresholds": {"flag": round(flag, 4), "block": round(block, 4)},

@@ -46,7 +46,7 @@ def test_deep_training_is_deterministic_and_measured_by_source(tmp_path: Path) -
     assert len(held["folds"]) == 3
     assert held["pooled_at_flag"]["injection"]["rows"] == len(ATTACKS)
     # Every held-out row of the corpus is recorded once, with its kind.
-    assert sum(kind == "injection" for kind, _, _ in hits.values()) == len(ATTACKS)
+    assert sum(hit.kind == "injection" for hit in hits.values()) == len(ATTACKS)
     assert "held_out_by_source" not in again["metrics"]
 
 

@@ -135,8 +135,8 @@ def test_held_out_hits_of_two_tiers_combine_as_either() -> None:
         rows, train_idx, calib_idx, tier({2, 3, 4, 5, 9}), lambda _i, _s: (0.5, 0.5), folds=3, hits=second
     )
     assert len(first) == len(second) == len(rows)
-    assert first[("s1/r:x", "row 1 0")] == ("injection", True, True)
-    assert second[("s1/r:x", "row 1 0")] == ("injection", False, False)
+    assert first[("s1/r:x", "row 1 0")] == ("injection", True, True, 1.0)
+    assert second[("s1/r:x", "row 1 0")] == ("injection", False, False, 0.0)
     either = either_tier_rates(first, second)
     assert either["rows"] == len(rows)
     assert either["pooled_at_flag"]["injection"] == {"rows": 30, "at_or_above": 0.7}
