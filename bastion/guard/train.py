@@ -49,6 +49,8 @@ FLAG_MAX_FPR = {"benign": 0.01, "benign-hard": 0.02}
 BLOCK_MAX_FPR = 0.002
 #: Longest benign training request used as the carrier of an injected row.
 INJECTED_CARRIER_CHARS = 400
+#: Source of an injected row: this prefix, then its carrier's source.
+INJECTED_SOURCE_PREFIX = "bastion:inject:"
 
 
 @dataclass(slots=True)
@@ -135,7 +137,7 @@ def augmented_rows(rows: Sequence[Row], seed: str) -> list[Row]:
             and len(row.text) <= INJECTED_CARRIER_CHARS
             and hashlib.sha256((seed + "\0carrier\0" + row.text).encode("utf-8")).digest()[0] % 6 == 0
         ):
-            source = f"bastion:inject:{row.source}"
+            source = INJECTED_SOURCE_PREFIX + row.source
             made.extend(Row(text, label, kind, source) for text, label, kind in injected_rows([row.text], seed))
     for row in made:
         row.split, row.file = "train", "augmented"
@@ -168,6 +170,13 @@ def one_sided_groups(rows: Sequence[Row], *, minimum: int = 10, share: float = 0
 def source_of(row: Row) -> str:
     """The repository a row comes from (``owner/repo`` of ``owner/repo:path``), or its file."""
     return row.source.split(":", 1)[0] or row.file
+
+
+def carrier_source_of(row: Row) -> str | None:
+    """For an injected row, the repository (or file) its carrier came from; else None."""
+    if not row.source.startswith(INJECTED_SOURCE_PREFIX):
+        return None
+    return row.source.removeprefix(INJECTED_SOURCE_PREFIX).split(":", 1)[0]
 
 
 def source_balance(rows: Sequence[Row], power: float) -> npt.NDArray[np.float64]:

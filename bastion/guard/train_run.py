@@ -32,6 +32,7 @@ from bastion.guard.train import (
     assign_splits,
     augmented_rows,
     calibrated_thresholds,
+    carrier_source_of,
     encode_weights,
     fit,
     load_rows,
@@ -107,6 +108,7 @@ def train_model(
     skipped_groups = one_sided_groups([row for row in rows if row.split == "train"])
     augmented = augmented_rows([row for row in rows if row.group not in skipped_groups], seed) if augment else []
     rows.extend(augmented)
+    injected = [row for row in augmented if carrier_source_of(row) is not None]
     train_rows = [row for row in rows if row.split == "train"]
     train_idx = [i for i, row in enumerate(rows) if row.split == "train" and row.group not in skipped_groups]
     calib_idx = [i for i, row in enumerate(rows) if row.split == "calibration"]
@@ -216,8 +218,8 @@ def train_model(
             "rows": len(rows) - len(augmented),
             "augmented_benign_rows": sum(row.source == "bastion:augment" for row in augmented),
             "injected_rows": {
-                "attacks": sum(row.label for row in augmented),
-                "benign": sum(not row.label and row.source != "bastion:augment" for row in augmented),
+                "attacks": sum(row.label for row in injected),
+                "benign": sum(not row.label for row in injected),
             },
             "split": {"train": len(train_idx), "calibration": len(calib_idx), "test": len(test_idx)},
             "left_out_groups": skipped_groups,

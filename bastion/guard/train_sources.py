@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from bastion.guard.train import Row, calibrated_thresholds, source_of
+from bastion.guard.train import Row, calibrated_thresholds, carrier_source_of, source_of
 
 #: Folds of sources for ``holdout_by_source``.
 SOURCE_FOLDS = 5
@@ -48,8 +48,6 @@ class HeldOutHit(NamedTuple):
 HeldOutHits = dict[HeldOutKey, HeldOutHit]
 
 #: ``train indices -> scorer over indices`` and ``(calibration indices, scores) -> (flag, block)``.
-#: Source prefix of the injected rows (``train.augmented_rows``); the carrier's source follows.
-_INJECTED_PREFIX = "bastion:inject:"
 FitFunction = Callable[[list[int]], Callable[[list[int]], list[float]]]
 ThresholdFunction = Callable[[list[int], list[float]], tuple[float, float]]
 
@@ -140,10 +138,11 @@ def holdout_by_source(
 ) -> dict[str, Any]:
     """Fit, calibrate and score once per fold of sources (see the module docstring).
 
-    Augmented rows that quote an attack of the held-out sources are left out of that fold's
-    training. Returns per fold and pooled, at each fold's ``flag`` and ``block``, the share of rows
-    of each kind at or above it (recall for attacks, false-positive rate for benign rows); fills
-    ``hits``, when given, with every held-out row's outcome. ``thresholds`` defaults to the
+    Augmented rows that quote an attack of the held-out sources, or are built on one of their
+    requests, are left out of that fold's training. Returns per fold and pooled, at each fold's
+    ``flag`` and ``block``, the share of rows of each kind at or above it (recall for attacks,
+    false-positive rate for benign rows); fills ``hits``, when given, with every held-out row's
+    outcome. ``thresholds`` defaults to the
     training's own calibration (``train.calibrated_thresholds`` on ``rows``)."""
     if thresholds is None:
 
@@ -159,12 +158,14 @@ def holdout_by_source(
         held = [i for i, row in enumerate(rows) if source_of(row) in held_set and not row.source.startswith("bastion:")]
         quoted = [rows[i].text for i in held if rows[i].label and len(rows[i].text) <= _QUOTED_CHARS]
 
-        def quotes_held_out(row: Row, quoted: list[str] = quoted, held_set: set[str] = held_set) -> bool:
-            if row.source.startswith(_INJECTED_PREFIX):  # its carrier is a row of that source
-                return source_of(Row("", 0, "", row.source.removeprefix(_INJECTED_PREFIX))) in held_set
+        def built_on_held_out(row: Row, quoted: list[str] = quoted, held_set: set[str] = held_set) -> bool:
+            """A generated row whose carrier, or quoted attack, is a row of a held-out source."""
+            carrier = carrier_source_of(row)
+            if carrier is not None:
+                return carrier in held_set
             return row.source.startswith("bastion:") and any(text in row.text for text in quoted)
 
-        fold_train = [i for i in train_idx if source_of(rows[i]) not in held_set and not quotes_held_out(rows[i])]
+        fold_train = [i for i in train_idx if source_of(rows[i]) not in held_set and not built_on_held_out(rows[i])]
         fold_calib = [i for i in calib_idx if source_of(rows[i]) not in held_set]
         score = fit(fold_train)
         flag, block = thresholds(fold_calib, score(fold_calib))
