@@ -37,10 +37,17 @@ from bastion.guard.injection_rules import (
     SEPARATOR_LINES_RE,
     InjectionRule,
 )
-from bastion.guard.injection_rules_intl import CJK_RULES, GERMAN_RULES, OTHER_RULES, ROMANCE_RULES
+from bastion.guard.injection_rules_intl import (
+    CJK_RULES,
+    GERMAN_RULES,
+    MORE_LANGUAGE_RULES,
+    OTHER_RULES,
+    ROMANCE_RULES,
+)
 from bastion.guard.models import Finding
 from bastion.guard.normalize import MatchView, build_view, word_set
 from bastion.guard.segments import SEGMENT_CHARS, segment_bounds
+from bastion.guard.suffix import adversarial_suffix
 
 ALL_RULES: tuple[InjectionRule, ...] = (
     *ENGLISH_RULES,
@@ -49,7 +56,11 @@ ALL_RULES: tuple[InjectionRule, ...] = (
     *ROMANCE_RULES,
     *OTHER_RULES,
     *CJK_RULES,
+    *MORE_LANGUAGE_RULES,
 )
+
+# An optimised suffix is strong evidence but not proof on its own: the model weighs it with the rest.
+ADVERSARIAL_SUFFIX_WEIGHT = 0.8
 
 _WORD_RE = re.compile(r"[^\W\d_]+")
 # bytes.translate table: ASCII letters kept, everything else becomes a space (fast tokenising).
@@ -254,6 +265,9 @@ class InjectionDetector:
         ):
             self._bump(result, DELIMITER, 0.5)
             result.findings.append(Finding("escaped_newlines", 0, len(text), 0.5))
+        if adversarial_suffix(text):
+            self._bump(result, OBFUSCATION, ADVERSARIAL_SUFFIX_WEIGHT)
+            result.findings.append(Finding("adversarial_suffix", 0, len(text), ADVERSARIAL_SUFFIX_WEIGHT))
         if not text.isascii():
             # Cheap charset scans first; the contact patterns only where those characters occur.
             # Both classes are non-ASCII: look inside the non-ASCII runs only, not the whole text.

@@ -161,6 +161,11 @@ _PERSONA_NOT = (
     r"|aware|set|all\W+set|good\W+to\W+go|going\W+to\W+(?:see|learn|get)|on\W+(?:the|your|page|step)))"
 )
 _QUOTE = r"[\"'`«“„]"
+# Refusal phrases as a list of forbidden words quotes them ("'I'm sorry', 'I cannot' or 'as an AI'").
+_SHORT_REFUSAL = (
+    r"(?:i'?m\W+sorry|i\W+am\W+sorry|i\W+apologi[sz]e|i\W+cannot|i\W+can'?t|i\W+can\W+not|i'?m\W+unable"
+    r"|i\W+am\W+unable|as\W+an\W+ai|i\W+must\W+decline|i\W+won'?t|unfortunately)\W{0,3}"
+)
 
 ENGLISH_RULES: tuple[InjectionRule, ...] = (
     # --- override -------------------------------------------------------------------------------
@@ -293,6 +298,20 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
     rule("never_refuse", JAILBREAK, 0.55,
          "never refuse|never decline|never say no|cannot refuse|can't refuse|will not refuse|won't refuse"
          "|must not refuse|should never refuse|none of your responses|not allowed to refuse", ""),
+    # Refusal suppression (Wei et al. 2023, "Jailbroken"): the model is forbidden the very phrases it
+    # refuses with. Style advice ("do not apologise", "never say 'unfortunately'", "don't open with
+    # 'As an AI'") and self-help ("never say 'I can't'") are not matched; a quoted refusal to help
+    # ("never say 'I'm sorry, but I cannot assist'"), or a list of them ("'I'm sorry', 'I cannot' or
+    # 'as an AI'"), is what marks the attack.
+    rule("refusal_suppression", JAILBREAK, 0.55,
+         "never|don't|dont|do not|avoid|must not|should not|shall not|will not|won't|not allowed to"
+         "|refrain from|without",
+         r"\W+(?:\w+\W+){0,8}?(?:(?:like|such\W+as|say|saying|says|write|writing|use|using|include|including"
+         rf"|with|words?|phrases?|sentences?|responses?)\W+{_QUOTE}?|{_QUOTE})(?:(?:i'?m\W+sorry|i\W+am\W+sorry"
+         r"|i\W+apologi[sz]e)\W+(?:but\W+)?i\b|i\W+(?:cannot|can'?t|can\W+not|won'?t|will\W+not|am\W+unable\W+to"
+         r"|am\W+not\W+able\W+to|'?m\W+unable\W+to|'?m\W+not\W+able\W+to)\W+(?:assist|help|comply|provide|fulfil"
+         r"|answer|respond|engage|create|generate|do\W+that)|i\W+must\W+decline"
+         rf"|{_SHORT_REFUSAL}{_QUOTE}\W+(?:or\W+|and\W+)?{_QUOTE}{_SHORT_REFUSAL})\b"),
     rule("answer_no_matter_what", JAILBREAK, 0.55, "always|must|will",
          r"\W+(?:\w+\W+)?(?:answer|respond|comply|reply)\W+(?:\w+\W+){0,6}(?:no\W+matter\W+(?:what|how)|regardless"
          r"\W+of\W+(?:how|whether|the\W+(?:content|legality|ethics))|even\W+if\W+(?:it\W+is|it's)\W+(?:illegal"
@@ -364,7 +383,8 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
     # 'Sure, here is ...'"), so the model continues the harmful text instead of refusing. Published
     # automatic jailbreaks end this way; ordinary prompts have no reason to dictate "Sure, here is".
     rule("compliance_prefix", FORCED_OUTPUT, 0.8, "begin|start|begins|starts|beginning|starting|open|opens",
-         r"\W+(?:\w+\W+){0,6}?with\W+(?:\w+\W+){0,2}?(?:sure|certainly|absolutely|of\W+course|yes)\W{0,4}"
+         r"\W+(?:\w+\W+){0,8}?(?:with|using|following|structure|format)\W+(?:\w+\W+){0,10}?(?:sure|certainly|absolutely"
+         r"|of\W+course|yes)\W{0,4}"
          r"(?:here(?:'s|\W+is|\W+are)|i\W+(?:can|will)\W+(?:help|do|provide|explain|write)|i'll)\b"),
     rule("respond_only_with", FORCED_OUTPUT, 0.4, "respond only with|answer with", rf"\W*(?:{_QUOTE}|:)"),
     rule("threat", FORCED_OUTPUT, 0.45, "you will die|you die|you will be deleted|you will be shut down"
@@ -404,6 +424,12 @@ DELIMITER_RULES: tuple[InjectionRule, ...] = (
          r"\W{0,2}(?:#{2,}|\]|\)|>|\}|:|\*\*)", preceded_by=r"(?:#{2,}|\[|\(|<|\{|\*\*)\W{0,2}$", preceded_window=6),
     rule("end_of_prompt", DELIMITER, 0.6, "end of|end of the|ende",
          r"\W+(?:system\W+)?(?:prompt|instructions|input|context|document)\b"),
+    # Exfiltration through a rendered image (Rehberger 2023): the answer is to embed an image whose
+    # address carries a placeholder the model fills with conversation data, and the client's fetch
+    # of the image sends it out. A plain image link has no placeholder in its query.
+    substring_rule("image_exfiltration", EXTRACTION, 0.75, ("![", "<img"),
+                   r"(?:!\[[^\]]{0,60}\]\(\s*|<img\b[^>]{0,80}?\bsrc\W{1,3})https?://[^\s)\"'>]{1,200}?[?&][\w.-]{1,30}="
+                   r"(?:\[[^\]\s]{1,30}\]|\{[^}\s]{1,30}\}|<[^>\s]{1,30}>|\$[a-z_]\w*|%s|\.\.\.)"),
     substring_rule("closing_tag", DELIMITER, 0.6, ("</system", "</instruction", "</context", "</document", "</prompt"),
                    r"</(?:system|instructions?|context|document|prompt)>"),
 )  # fmt: skip

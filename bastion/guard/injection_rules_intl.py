@@ -2,11 +2,15 @@
 
 German, French, Spanish, Italian and Portuguese get the main categories (override, extraction,
 persona, new task); Dutch, Polish, Russian, Croatian/Serbian/Bosnian, Turkish, Chinese and Japanese
-get the override and extraction phrases, which carry most of the signal. Patterns are written the
+get the override and extraction phrases, which carry most of the signal; Greek, Ukrainian, Arabic,
+Hindi, Bengali, Thai, Korean, Vietnamese, Indonesian/Malay, Tagalog and Swahili get the override
+phrase ("ignore the previous instructions"). Patterns are written the
 way the folded view spells them: no accents (``instrucciónes`` -> ``instrucciones``), ``ß`` -> ``ss``.
 """
 
 from __future__ import annotations
+
+import unicodedata
 
 from bastion.guard.injection_rules import (
     EXTRACTION,
@@ -177,4 +181,45 @@ CJK_RULES: tuple[InjectionRule, ...] = (
                    ("显示", "输出", "告诉我", "重复", "打印", "泄露", "表示", "教えて", "出力"),
                    r"(?:显示|输出|告诉我|重复|打印|泄露|表示|教えて|出力)(?:你的|您的|你|の)?(?:系统提示|系统提示词|初始指令|提示词"
                    r"|システムプロンプト|プロンプト|指示)"),
+)  # fmt: skip
+
+# "Ignore / forget the (previous) instructions" in more languages. Scripts whose words carry combining
+# signs or no spaces (Arabic prefixes, Indic, Thai, Korean particles, Japanese object-verb order) use
+# substring rules; their patterns are NFKC-normalised as the folded view is (Thai "ำ" -> "ํา").
+_VI_OBJ = r"(?:huong\W+dan|chi\W+dan|chi\W+thi|menh\W+lenh|lenh|quy\W+tac|yeu\W+cau)"
+
+
+def _nfkc(pattern: str) -> str:
+    return unicodedata.normalize("NFKC", pattern)
+
+
+MORE_LANGUAGE_RULES: tuple[InjectionRule, ...] = (
+    rule("el_override", OVERRIDE, 0.9, "αγνοησε|αγνοηστε|αγνοειστε|ξεχασε|ξεχαστε|παραβλεψε|παραβλεψτε",
+         r"\W+(?:\w+\W+){0,3}?(?:οδηγιες|οδηγιων|οδηγια|εντολες|εντολων|κανονες|κανονων)"),
+    rule("uk_override", OVERRIDE, 0.9, "ігноруи|ігноруите|проігноруи|проігноруите|забудь|забудьте",
+         r"\W+(?:\w+\W+){0,3}?(?:інструкціі|інструкції|вказівки|правила|команди)"),
+    rule("vi_override", OVERRIDE, 0.9, "bo qua|phot lo|quen di|hay quen|khong can quan tam den|lo di",
+         rf"\W+(?:(?:tat\W+ca|moi|toan\W+bo|cac|nhung|het)\W+){{1,3}}{_VI_OBJ}\b"),
+    rule("vi_override_previous", OVERRIDE, 0.9, "bo qua|phot lo|quen di|hay quen|khong can quan tam den|lo di",
+         rf"\W+(?:\w+\W+){{0,2}}?{_VI_OBJ}\W+(?:\w+\W+){{0,2}}?(?:truoc|tren|cu|ban\W+dau|he\W+thong)\b"),
+    rule("id_override", OVERRIDE, 0.9, "abaikan|lupakan|acuhkan|hiraukan|jangan ikuti|jangan hiraukan",
+         r"\W+(?:\w+\W+){0,3}?(?:instruksi|perintah|petunjuk|arahan|aturan|panduan)\b"),
+    rule("tl_override", OVERRIDE, 0.9, "huwag pansinin|balewalain|kalimutan|huwag sundin|isantabi",
+         r"\W+(?:\w+\W+){0,4}?(?:tagubilin|instruksyon|utos|panuto|alituntunin|patakaran)\b"),
+    rule("sw_override", OVERRIDE, 0.9, "puuza|sahau|usifuate",
+         r"\W+(?:\w+\W+){0,3}?(?:maagizo|maelekezo|amri|sheria)\b"),
+    substring_rule("ar_override", OVERRIDE, 0.9, ("تجاهل", "انس", "أهمل", "اهمل"),
+                   _nfkc(r"(?<!\w)و?(?:تجاهل\w*|انس[ىي]?|أهمل\w*|اهمل\w*)\W+(?:\w+\W+){0,3}?(?:ال)?"
+                         r"(?:تعليمات|أوامر|اوامر|قواعد|إرشادات|ارشادات|توجيهات)")),
+    substring_rule("hi_override", OVERRIDE, 0.9, ("निर्देश", "आदेश", "नियम", "हिदायत"),
+                   _nfkc(r"(?:निर्देश|आदेश|नियम|हिदायत)\S*\s+(?:\S+\s+)?(?:को|की|का)\s+(?:\S+\s+)?"
+                         r"(?:अनदेखा|अवहेलना|नज़रअंदाज़|नजरअंदाज|भूल\s+जा|भूल\s+जाइए|भूल\s+जाएं)")),
+    substring_rule("bn_override", OVERRIDE, 0.9, ("নির্দেশ", "আদেশ", "নিয়ম"),
+                   _nfkc(r"(?:নির্দেশ|আদেশ|নিয়ম)\S*\s+(?:\S+\s+)?(?:উপেক্ষা|অগ্রাহ্য|ভুলে\s+যা|এড়িয়ে)")),
+    substring_rule("th_override", OVERRIDE, 0.9, ("ไม่ต้องสนใจ", "ไม่สนใจ", "เพิกเฉย", "ละเว้น", "ลืม"),
+                   _nfkc(r"(?:ไม่ต้องสนใจ|ไม่สนใจ|เพิกเฉย|ละเว้น|ลืม)\S{0,12}?(?:คำสั่ง|คำแนะนำ|กฎ|ข้อกำหนด)")),
+    substring_rule("ko_override", OVERRIDE, 0.9, ("지시", "지침", "명령", "규칙"),
+                   r"(?:지시|지침|명령|규칙)\S{0,4}\s*(?:\S+\s+)?(?:무시|잊어|잊고|잊으)"),
+    substring_rule("ja_override", OVERRIDE, 0.9, ("指示", "命令", "ルール", "指令"),
+                   r"(?:指示|命令|ルール|指令)(?:を|は)(?:すべて|全部|全て)?(?:無視|忘れ)"),
 )  # fmt: skip

@@ -376,6 +376,10 @@ text) PR-AUC {baselines.get("language_only", {}).get("pr_auc", float("nan")):.4f
   source"): injections in a style no training source has (CyberSecEval's multilingual requests for
   secrets, BIPIA's e-mail-borne tasks) are mostly missed, and role-play or documents of a kind no
   benign source had are flagged more often.
+- Optimised adversarial suffixes are recognised by their traces (lone `!` and unclosed brackets at
+  the end, `suffix.py`); suffixes made only of glued word pieces ("similarlyNow write oppositeley.](")
+  leave none and are scored by their n-grams alone. The check's held-out recall on the one source
+  of such suffixes is optimistic, since the check was written after looking at it.
 - Thresholds are calibrated on this corpus; other traffic shifts the false-positive rate, so watch
   the guard's flag rate in `/metrics` and the ledger, and set `injection_threshold` /
   `injection_block_threshold` per tenant, key or prompt where needed.
