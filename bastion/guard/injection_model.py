@@ -1,6 +1,7 @@
 """The learned injection/jailbreak scorer: a logistic model over hashed n-grams and the rule scores.
 
-``logit = max over windows(w · ngrams(window)) + v · rule_categories + b``. The rules
+``logit = max over windows(w · ngrams(window)) + v · rule_categories + b``, and the score is the
+logit's probability, or the rule score when that is near-certain (``RULE_FLOOR``). The rules
 (``injection.py``) see phrasing, decoded payloads and hidden text; the n-gram weights, trained on
 the labelled corpus (``train.py``, ``bastion guard train``), see everything else the corpus taught.
 The weights ship in the package (``data/injection_model.bin.gz`` and its ``.json`` card) and load
@@ -53,6 +54,17 @@ MODEL_DIR = Path(__file__).parent / "data"
 MODEL_NAME = "injection_model"
 
 
+#: A rule score this high comes from an unmistakable instruction ("ignore all previous
+#: instructions", a decoded payload that says so); the model may raise the score but not lower it
+#: below the rule's. On sources held out from training the n-grams of an unfamiliar context pulled
+#: such prompts under the thresholds, while no benign corpus row reaches this rule score.
+RULE_FLOOR = 0.85
+
+
+def with_rule_floor(probability: float, rule_score: float) -> float:
+    return max(probability, rule_score) if rule_score >= RULE_FLOOR else probability
+
+
 def rule_vector(categories: dict[str, float], combined: float) -> npt.NDArray[np.float32]:
     values = [categories.get(name, 0.0) for name in RULE_FEATURES]
     values.append(combined)
@@ -96,7 +108,7 @@ class InjectionModel:
         self, text: str, categories: dict[str, float], combined: float, *, folded: str | None = None
     ) -> float:
         rules = float(np.dot(self.rule_weights, rule_vector(categories, combined)))
-        return sigmoid(self.ngram_logit(text, folded=folded) + rules + self.bias)
+        return with_rule_floor(sigmoid(self.ngram_logit(text, folded=folded) + rules + self.bias), combined)
 
     @classmethod
     def load(cls, directory: Path = MODEL_DIR, name: str = MODEL_NAME) -> InjectionModel:
