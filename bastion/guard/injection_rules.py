@@ -155,12 +155,22 @@ _PROMPT_OBJECT = (
     r"|rules|guidelines|configuration|directives|programming)|(?:everything|words|instructions)\W+above"
     r"|(?:the\W+)?(?:text|words|content|everything|instructions)\W+before\W+(?:this|my)\W+(?:message|question"
     r"|prompt))\b"
+    # "system prompt best practices", "a system prompt for my support bot": the words as a topic.
+    r"(?!\W+(?:best\W+practices?|design|engineering|examples?|templates?|tips|length|injection|format|structure"
+    r"|ideas|writing|leaks?|leakage|security|attacks?|for\W+(?:a|an|my|our)\b))"
 )
 _PERSONA_NOT = (
     r"(?!\W+(?:able|ready|connected|logged|signed|subscribed|registered|done|finished|free\W+to|in\W+a\W+position"
     r"|aware|set|all\W+set|good\W+to\W+go|going\W+to\W+(?:see|learn|get)|on\W+(?:the|your|page|step)))"
 )
 _QUOTE = r"[\"'`«“„]"
+# A mode of a device or program the user owns ("developer mode on my Android phone", "in Chrome").
+_DEVICE = (
+    r"(?:(?:my|the|a|an|our|this|his|her|their)\W+)?(?:\w+\W+)?(?:phone|iphone|android|ipad|tablet|device|browser"
+    r"|chrome|firefox|edge|safari|computer|laptop|pc|mac|windows|linux|router|tv|console|xbox|playstation|switch|car"
+    r"|app|account|bios|game|server|camera|printer|watch)s?\b"
+)
+_ON_A_DEVICE = rf"(?!\W+(?:on|in|for|of)\W+{_DEVICE})"
 # Refusal phrases as a list of forbidden words quotes them ("'I'm sorry', 'I cannot' or 'as an AI'").
 _SHORT_REFUSAL = (
     r"(?:i'?m\W+sorry|i\W+am\W+sorry|i\W+apologi[sz]e|i\W+cannot|i\W+can'?t|i\W+can\W+not|i'?m\W+unable"
@@ -266,10 +276,13 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
     rule("dan", JAILBREAK, 0.9, "do anything now|dan mode|jailbroken|antigpt|anti-gpt|betterdan|better dan", ""),
     rule("special_mode_on", JAILBREAK, 0.9,
          "developer|debug|admin|god|sudo|unrestricted|jailbreak|maintenance|dev|unfiltered|evil|chaos",
-         r"\W+mode\W+(?:enabled|activated|on|engaged)\b"),
+         rf"\W+mode\W+(?:(?:enabled|activated|engaged)\b{_ON_A_DEVICE}|on\b(?!\W+{_DEVICE}))",
+         declarative_weight=0.45),
+    # "How do I enable developer mode on my phone?" is a question about a device: declarative, and
+    # a mode on a named device is not the model's.
     rule("enter_special_mode", JAILBREAK, 0.9, "enable|activate|enter|switch to|turn on|entering|enabling",
          r"\W+(?:the\W+)?(?:developer|debug|admin|god|sudo|unrestricted|dan|jailbreak|maintenance|dev|unfiltered"
-         r"|evil)\W+mode\b"),
+         rf"|evil)\W+mode\b{_ON_A_DEVICE}", declarative_weight=0.45),
     rule("no_restrictions", JAILBREAK, 0.75, "ethical|moral|content|safety|programming|openai|anthropic",
          r"\W+(?:\w+\W+)?(?:restrictions|limitations|limits|filters|censorship|guidelines|rules|constraints"
          r"|boundaries|policies|principles|considerations|concerns)\b",

@@ -57,7 +57,10 @@ def quoted_mention(folded: str, start: int, end: int) -> bool:
     closing = _next_quote(folded, quote, end, min(len(folded), end + 81 + len(quote)))
     if closing < 0 or (mark == quote and _next_quote(folded, quote, opening + 1, start) >= 0):
         return False  # not closed soon, or closed before the match: the match is outside
-    return _MENTION_RE.search(folded, max(0, opening - 60), opening) is not None
+    return (
+        _MENTION_RE.search(folded, max(0, opening - 60), opening) is not None
+        or _MEANING_AFTER_RE.match(folded, closing + 1) is not None
+    )
 
 
 def _is_apostrophe(text: str, index: int) -> bool:
@@ -80,6 +83,8 @@ def _next_quote(text: str, quote: str, lower: int, upper: int) -> int:
 
 _QUOTES = frozenset("'\"`\u201c\u2018\u00ab\u201e")
 _CLOSING = {"\u201c": "\u201d", "\u2018": "\u2019", "\u00ab": "\u00bb", "\u201e": "\u201c"}
+# After the closing quote: "what does '...' mean", "'...' stands for".
+_MEANING_AFTER_RE = re.compile(r"\W{0,3}(?:mean|means|meant|stand\W+for|stands\W+for|refer\W+to|refers\W+to)\b")
 _MENTION_RE = re.compile(
     r"\b(?:translat\w*|spell|pronounce|mean|means|meaning|phrase|sentence|word|words|title|titled|called|named"
     r"|quote|quoted|slogan|lyrics?|grammar|proofread|correct|typo|label|headline|caption|example|examples"
