@@ -94,14 +94,17 @@ _MENTION_RE = re.compile(
 
 
 # After an override's object: a scope of the user's own ("... in the recipe", "... I told you about
-# the budget"), not the model's instructions, prompt or the documents it was given; in the same
-# sentence ("Forget your instructions. For the audit, ..." is not narrowed).
+# the budget", "... the rules of grammar"), not the model's instructions, prompt, safety or the
+# documents it was given; in the same sentence ("Forget your instructions. For the audit, ..." is
+# not narrowed).
 _NARROWED_RE = re.compile(
     r"[ \t]+(?:(?:that\W+|which\W+)?(?:i|we)\W+(?:told|gave|said|wrote|sent|showed|asked|mentioned)\W+(?:you\W+)?"
-    r"(?:earlier\W+|before\W+)?)?(?:about|regarding|concerning|on|for|in|of|from)\W+(?:the|this|that|my|our|his|her"
-    r"|their)\W+(?!(?:system|prompt|previous|above|conversation|chat|ai|model|assistant|safety|content|openai"
-    r"|anthropic|developer|rules?|instructions?|guidelines?|polic(?:y|ies)|tasks?|context|documents?|text|input"
-    r"|messages?)\b)[a-z]{3,}"
+    r"(?:earlier\W+|before\W+)?)?(?:(?:about|regarding|concerning|on|for|in|of|from)\W+(?:the|this|that|my|our|his"
+    r"|her|their)|(?:about|regarding|concerning|for|of))\W+(?!(?:system|prompt|previous|above|conversation|chat|ai"
+    r"|model|assistant|content|developer|rules?|instructions?|guidelines?|polic(?:y|ies)|tasks?|context|documents?|text|input"
+    r"|messages?|all|any|every|everything|anything|you|yours|your|me|us|them|this|that|these|those|now|today"
+    r"|good|real|once|safety|ethics|morals?|compliance|security|privacy|restrictions?|filters?|limits?|censorship"
+    r"|moderation|openai|anthropic|google|meta|microsoft|chatgpt|gpt|claude|gemini|llama)\b)[a-z]{3,}"
 )
 
 
