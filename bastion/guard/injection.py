@@ -191,16 +191,21 @@ class InjectionDetector:
         return result
 
     def _scan_long(self, text: str, depth: int) -> InjectionScan:
-        """``_scan``, segment by segment for a long text: per category the strongest segment."""
+        """``_scan``, segment by segment for a long text: per category the strongest segment; then
+        the end of the whole text for an adversarial suffix (a segment's end is not the text's)."""
         if len(text) <= SEGMENT_CHARS:
-            return self._scan(text, depth)
-        result = InjectionScan()
-        for start, end in segment_bounds(text):
-            budget.check()
-            part = self._scan(text[start:end], depth)
-            for category, weight in part.categories.items():
-                self._bump(result, category, weight)
-            result.findings.extend(Finding(f.type, f.start + start, f.end + start, f.score) for f in part.findings)
+            result = self._scan(text, depth)
+        else:
+            result = InjectionScan()
+            for start, end in segment_bounds(text):
+                budget.check()
+                part = self._scan(text[start:end], depth)
+                for category, weight in part.categories.items():
+                    self._bump(result, category, weight)
+                result.findings.extend(Finding(f.type, f.start + start, f.end + start, f.score) for f in part.findings)
+        if adversarial_suffix(text):
+            self._bump(result, OBFUSCATION, ADVERSARIAL_SUFFIX_WEIGHT)
+            result.findings.append(Finding("adversarial_suffix", 0, len(text), ADVERSARIAL_SUFFIX_WEIGHT))
         result.score = _combine(result.categories)
         return result
 
@@ -219,9 +224,6 @@ class InjectionDetector:
         ):
             self._bump(result, DELIMITER, 0.5)
             result.findings.append(Finding("escaped_newlines", 0, len(text), 0.5))
-        if adversarial_suffix(text):
-            self._bump(result, OBFUSCATION, ADVERSARIAL_SUFFIX_WEIGHT)
-            result.findings.append(Finding("adversarial_suffix", 0, len(text), ADVERSARIAL_SUFFIX_WEIGHT))
         if not text.isascii():
             # Cheap charset scans first; the contact patterns only where those characters occur.
             # Both classes are non-ASCII: look inside the non-ASCII runs only, not the whole text.

@@ -376,6 +376,10 @@ text) PR-AUC {baselines.get("language_only", {}).get("pr_auc", float("nan")):.4f
   source"): injections in a style no training source has (CyberSecEval's multilingual requests for
   secrets, BIPIA's e-mail-borne tasks) are mostly missed, and role-play or documents of a kind no
   benign source had are flagged more often.
+- A rule score of 0.85 or more is a floor under the model's score (`RULE_FLOOR`), so a benign
+  sentence that reads as an unmistakable instruction is blocked whatever its context: "skip the
+  instructions, I've assembled this shelf before", a question naming chat-template tokens ("what
+  does <|im_end|> do?") or DAN mode. No benign row of the corpus reaches the floor.
 - Optimised adversarial suffixes are recognised by their traces (lone `!` and unclosed brackets at
   the end, `suffix.py`); suffixes made only of glued word pieces ("similarlyNow write oppositeley.](")
   leave none and are scored by their n-grams alone. The check's held-out recall on the one source
