@@ -14,7 +14,7 @@ import re
 from bastion.guard.normalize import word_set
 
 # Is a matched verb an instruction to the model, or a statement about someone else? Decided from the
-# few words before it (see ``_is_instruction``).
+# few words before it (see ``is_instruction``).
 _CLAUSE_START_CHARS = frozenset(".!?:;\n\"'([{>*#=|~-,")
 _NEGATIONS = word_set("not don't dont never doesn't doesnt won't wont can't cant cannot shouldn't didn't")
 _ADDRESSING = word_set("you u please pls plz kindly now just simply also then first must and but so ok okay")
