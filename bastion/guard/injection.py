@@ -29,6 +29,7 @@ from bastion.guard.decoders import (
 )
 from bastion.guard.injection_model import InjectionModel, shared_model
 from bastion.guard.injection_rules import (
+    ADVERSARIAL_SUFFIX,
     DELIMITER,
     DELIMITER_RULES,
     ENGLISH_RULES,
@@ -204,7 +205,7 @@ class InjectionDetector:
                     self._bump(result, category, weight)
                 result.findings.extend(Finding(f.type, f.start + start, f.end + start, f.score) for f in part.findings)
         if adversarial_suffix(text):
-            self._bump(result, OBFUSCATION, ADVERSARIAL_SUFFIX_WEIGHT)
+            self._bump(result, ADVERSARIAL_SUFFIX, ADVERSARIAL_SUFFIX_WEIGHT)
             result.findings.append(Finding("adversarial_suffix", 0, len(text), ADVERSARIAL_SUFFIX_WEIGHT))
         result.score = _combine(result.categories)
         return result

@@ -25,6 +25,7 @@ import numpy.typing as npt
 
 import bastion.guard.budget as budget
 from bastion.guard.injection_rules import (
+    ADVERSARIAL_SUFFIX,
     CONTEXT,
     DELIMITER,
     EXTRACTION,
@@ -49,6 +50,7 @@ RULE_FEATURES: tuple[str, ...] = (
     CONTEXT,
     DELIMITER,
     OBFUSCATION,
+    ADVERSARIAL_SUFFIX,
 )
 MODEL_DIR = Path(__file__).parent / "data"
 MODEL_NAME = "injection_model"

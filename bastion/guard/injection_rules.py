@@ -31,6 +31,9 @@ FORCED_OUTPUT = "forced_output"  # "just say X", "repeat after me"
 CONTEXT = "context"  # dismiss the provided documents / context
 DELIMITER = "delimiter"  # fake chat-template tokens, fake turns, escape sequences
 OBFUSCATION = "obfuscation"  # encoded or disguised payloads
+# An optimised adversarial suffix (``suffix.py``): its own input, so the model weighs it apart from
+# the disguises above (soft hyphens and look-alike letters are common in benign text; the suffix is not).
+ADVERSARIAL_SUFFIX = "adversarial_suffix"
 
 _FIRST_WORD_RE = re.compile(r"[^\W\d_]+")
 # After a head: not in the middle of a longer word.
