@@ -186,6 +186,7 @@ CJK_RULES: tuple[InjectionRule, ...] = (
 # "Ignore / forget the (previous) instructions" in more languages. Scripts whose words carry combining
 # signs or no spaces (Arabic prefixes, Indic, Thai, Korean particles, Japanese object-verb order) use
 # substring rules; their patterns are NFKC-normalised as the folded view is (Thai "ำ" -> "ํา").
+_VI_VERBS = "bo qua|phot lo|quen di|hay quen|khong can quan tam den|lo di"
 _VI_OBJ = r"(?:huong\W+dan|chi\W+dan|chi\W+thi|menh\W+lenh|lenh|quy\W+tac|yeu\W+cau)"
 
 
@@ -193,21 +194,26 @@ def _nfkc(pattern: str) -> str:
     return unicodedata.normalize("NFKC", pattern)
 
 
+def _override(name: str, verbs: str, objects: str, *, gap: int = 3, word_end: bool = True) -> InjectionRule:
+    """A verb of ignoring, up to ``gap`` words, then an object meaning the instructions."""
+    end = r"\b" if word_end else ""
+    return rule(name, OVERRIDE, 0.9, verbs, rf"\W+(?:\w+\W+){{0,{gap}}}?(?:{objects}){end}")
+
+
 MORE_LANGUAGE_RULES: tuple[InjectionRule, ...] = (
-    rule("el_override", OVERRIDE, 0.9, "αγνοησε|αγνοηστε|αγνοειστε|ξεχασε|ξεχαστε|παραβλεψε|παραβλεψτε",
-         r"\W+(?:\w+\W+){0,3}?(?:οδηγιες|οδηγιων|οδηγια|εντολες|εντολων|κανονες|κανονων)"),
-    rule("uk_override", OVERRIDE, 0.9, "ігноруи|ігноруите|проігноруи|проігноруите|забудь|забудьте",
-         r"\W+(?:\w+\W+){0,3}?(?:інструкціі|інструкції|вказівки|правила|команди)"),
-    rule("vi_override", OVERRIDE, 0.9, "bo qua|phot lo|quen di|hay quen|khong can quan tam den|lo di",
+    _override("el_override", "αγνοησε|αγνοηστε|αγνοειστε|ξεχασε|ξεχαστε|παραβλεψε|παραβλεψτε",
+              "οδηγιες|οδηγιων|οδηγια|εντολες|εντολων|κανονες|κανονων", word_end=False),
+    _override("uk_override", "ігноруи|ігноруите|проігноруи|проігноруите|забудь|забудьте",
+              "інструкціі|інструкції|вказівки|правила|команди", word_end=False),
+    rule("vi_override", OVERRIDE, 0.9, _VI_VERBS,
          rf"\W+(?:(?:tat\W+ca|moi|toan\W+bo|cac|nhung|het)\W+){{1,3}}{_VI_OBJ}\b"),
-    rule("vi_override_previous", OVERRIDE, 0.9, "bo qua|phot lo|quen di|hay quen|khong can quan tam den|lo di",
+    rule("vi_override_previous", OVERRIDE, 0.9, _VI_VERBS,
          rf"\W+(?:\w+\W+){{0,2}}?{_VI_OBJ}\W+(?:\w+\W+){{0,2}}?(?:truoc|tren|cu|ban\W+dau|he\W+thong)\b"),
-    rule("id_override", OVERRIDE, 0.9, "abaikan|lupakan|acuhkan|hiraukan|jangan ikuti|jangan hiraukan",
-         r"\W+(?:\w+\W+){0,3}?(?:instruksi|perintah|petunjuk|arahan|aturan|panduan)\b"),
-    rule("tl_override", OVERRIDE, 0.9, "huwag pansinin|balewalain|kalimutan|huwag sundin|isantabi",
-         r"\W+(?:\w+\W+){0,4}?(?:tagubilin|instruksyon|utos|panuto|alituntunin|patakaran)\b"),
-    rule("sw_override", OVERRIDE, 0.9, "puuza|sahau|usifuate",
-         r"\W+(?:\w+\W+){0,3}?(?:maagizo|maelekezo|amri|sheria)\b"),
+    _override("id_override", "abaikan|lupakan|acuhkan|hiraukan|jangan ikuti|jangan hiraukan",
+              "instruksi|perintah|petunjuk|arahan|aturan|panduan"),
+    _override("tl_override", "huwag pansinin|balewalain|kalimutan|huwag sundin|isantabi",
+              "tagubilin|instruksyon|utos|panuto|alituntunin|patakaran", gap=4),
+    _override("sw_override", "puuza|sahau|usifuate", "maagizo|maelekezo|amri|sheria"),
     substring_rule("ar_override", OVERRIDE, 0.9, ("تجاهل", "انس", "أهمل", "اهمل"),
                    _nfkc(r"(?<!\w)و?(?:تجاهل\w*|انس[ىي]?|أهمل\w*|اهمل\w*)\W+(?:\w+\W+){0,3}?(?:ال)?"
                          r"(?:تعليمات|أوامر|اوامر|قواعد|إرشادات|ارشادات|توجيهات)")),
