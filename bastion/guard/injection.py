@@ -34,6 +34,7 @@ from bastion.guard.injection_rules import (
     DELIMITER_RULES,
     ENGLISH_RULES,
     ESCAPED_NEWLINES_RE,
+    FRAMED_HARM,
     OBFUSCATION,
     SEPARATOR_LINES_RE,
     InjectionRule,
@@ -49,6 +50,7 @@ from bastion.guard.models import Finding
 from bastion.guard.normalize import MatchView, build_view
 from bastion.guard.phrase_context import is_instruction, narrowed_scope, quoted_mention
 from bastion.guard.segments import SEGMENT_CHARS, segment_bounds
+from bastion.guard.framed_harm import framed_harm
 from bastion.guard.suffix import adversarial_suffix
 
 ALL_RULES: tuple[InjectionRule, ...] = (
@@ -63,6 +65,9 @@ ALL_RULES: tuple[InjectionRule, ...] = (
 
 # An optimised suffix is strong evidence but not proof on its own: the model weighs it with the rest.
 ADVERSARIAL_SUFFIX_WEIGHT = 0.8
+# A harmful how-to in a story: at the rule floor. Both halves must occur, which no benign corpus row
+# has; the model's n-grams read persuasion jailbreaks as the role-play they dress up as.
+FRAMED_HARM_WEIGHT = 0.85
 
 _WORD_RE = re.compile(r"[^\W\d_]+")
 # bytes.translate table: ASCII letters kept, everything else becomes a space (fast tokenising).
@@ -70,10 +75,12 @@ _LETTERS_ONLY = bytes(c if 97 <= c <= 122 else 32 for c in range(256))
 
 
 # Mixed-script words (Latin next to Cyrillic/Greek) and invisible characters inside Latin words.
+# Soft hyphens are not counted: they are hyphenation hints in text copied from web pages, and the
+# view the rules read drops them, so a keyword split by one is matched whole anyway.
 _GREEK_CYRILLIC_RE = re.compile("[\u0370-\u03ff\u0400-\u04ff]")
-_WORD_SPLITTER_RE = re.compile("[\u00ad\u200b-\u200d\u2060\ufeff]")
+_WORD_SPLITTER_RE = re.compile("[\u200b-\u200d\u2060\ufeff]")
 _MIXED_SCRIPT_RE = re.compile(r"[A-Za-z][\u0370-\u03ff\u0400-\u04ff]|[\u0370-\u03ff\u0400-\u04ff][A-Za-z]")
-_SPLIT_WORD_RE = re.compile(r"[A-Za-z][\u00ad\u200b-\u200d\u2060\ufeff]+[A-Za-z]")
+_SPLIT_WORD_RE = re.compile(r"[A-Za-z][\u200b-\u200d\u2060\ufeff]+[A-Za-z]")
 # Compact keywords for text spelled out letter by letter ("s a y  t h a t ...").
 _SPACED_KEYWORDS_RE = re.compile(
     r"ignore|disregard|forget|instruction|systemprompt|prompt|jailbreak|hate|password|reveal|pretend|say|print"
@@ -123,7 +130,9 @@ class InjectionScan:
 
 def _combine(categories: dict[str, float]) -> float:
     remaining = 1.0
-    for value in categories.values():
+    # In a fixed order: categories arrive in the order of a set of words, and a product's last bits
+    # would otherwise depend on the process's hash seed (and with them the trained weights).
+    for value in sorted(categories.values()):
         remaining *= 1.0 - value
     return 1.0 - remaining
 
@@ -218,6 +227,9 @@ class InjectionDetector:
         result.folded = view.view
         words = _words(view.view)
         self._match_rules(view, words, result)
+        if framed_harm(view.view, words):
+            self._bump(result, FRAMED_HARM, FRAMED_HARM_WEIGHT)
+            result.findings.append(Finding("framed_harm", 0, len(text), FRAMED_HARM_WEIGHT))
         if (
             ("\\" in text and ESCAPED_NEWLINES_RE.search(text))
             or "\n\n\n\n\n\n\n\n" in text
@@ -279,6 +291,10 @@ class InjectionDetector:
         if current is not None and current[1] >= matched.weight:
             return
         if matched.preceded_by is not None and not matched.preceded_by.search(
+            folded, max(0, start - matched.preceded_window), start
+        ):
+            return
+        if matched.not_preceded_by is not None and matched.not_preceded_by.search(
             folded, max(0, start - matched.preceded_window), start
         ):
             return

@@ -30,6 +30,7 @@ from bastion.guard.injection_rules import (
     DELIMITER,
     EXTRACTION,
     FORCED_OUTPUT,
+    FRAMED_HARM,
     JAILBREAK,
     OBFUSCATION,
     OVERRIDE,
@@ -51,6 +52,7 @@ RULE_FEATURES: tuple[str, ...] = (
     DELIMITER,
     OBFUSCATION,
     ADVERSARIAL_SUFFIX,
+    FRAMED_HARM,
 )
 MODEL_DIR = Path(__file__).parent / "data"
 MODEL_NAME = "injection_model"

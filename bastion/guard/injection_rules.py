@@ -34,6 +34,9 @@ OBFUSCATION = "obfuscation"  # encoded or disguised payloads
 # An optimised adversarial suffix (``suffix.py``): its own input, so the model weighs it apart from
 # the disguises above (soft hyphens and look-alike letters are common in benign text; the suffix is not).
 ADVERSARIAL_SUFFIX = "adversarial_suffix"
+# A request for harmful instructions inside fiction or role-play (``framed_harm.py``): its own input,
+# since each half alone (a story; a chemistry question) is ordinary.
+FRAMED_HARM = "framed_harm"
 
 _FIRST_WORD_RE = re.compile(r"[^\W\d_]+")
 # After a head: not in the middle of a longer word.
@@ -58,6 +61,9 @@ class InjectionRule:
     #: "after a bracket", "after 'no' or 'without'". Lets a rule trigger on its rarest word.
     preceded_by: re.Pattern[str] | None = None
     preceded_window: int = 24
+    #: A regex that must not match (with ``$``) the characters just before the head, in the same
+    #: window: "my iPhone is jailbroken" is about a device.
+    not_preceded_by: re.Pattern[str] | None = None
     #: The whole pattern of a substring rule.
     compiled: re.Pattern[str] | None = None
     #: The words of each head (parallel to ``heads``): a head can only match if all occur in the text.
@@ -78,6 +84,7 @@ def rule(
     declarative_weight: float | None = None,
     preceded_by: str | None = None,
     preceded_window: int = 24,
+    not_preceded_by: str | None = None,
 ) -> InjectionRule:
     """``heads``: ``|``-separated literal phrases; ``tail``: the regex that must follow a head."""
     compiled_heads = []
@@ -100,6 +107,7 @@ def rule(
         declarative_weight,
         preceded_by=before,
         preceded_window=preceded_window,
+        not_preceded_by=re.compile(not_preceded_by) if not_preceded_by is not None else None,
         head_words=tuple(head_words),
     )
 
@@ -174,7 +182,8 @@ _QUOTE = r"[\"'`«“„]"
 _DEVICE = (
     r"(?:(?:my|the|a|an|our|this|his|her|their)\W+)?(?:\w+\W+)?(?:phone|iphone|android|ipad|tablet|device|browser"
     r"|chrome|firefox|edge|safari|computer|laptop|pc|mac|windows|linux|router|tv|console|xbox|playstation|switch|car"
-    r"|app|account|bios|game|server|camera|printer|watch)s?\b"
+    r"|app|account|bios|game|server|camera|printer|watch|smartphone|chromebook|macbook|kindle|pixel|galaxy|samsung"
+    r"|huawei|xiaomi|ipod|roku|firestick|extension|vscode|ide|vm)s?\b"
 )
 _ON_A_DEVICE = rf"(?!\W+(?:on|in|for|of)\W+{_DEVICE})"
 # Refusal phrases as a list of forbidden words quotes them ("'I'm sorry', 'I cannot' or 'as an AI'").
@@ -287,7 +296,11 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
          r"\W+(?:\w+\W+){0,2}(?:out\W+of\W+)?(?:the\W+|your\W+|their\W+)?(?:character|role|figure|persona)\b"),
     rule("absorbed_in_role", ROLE, 0.55, "absorbed", r"\W+in\W+(?:your|the|their|his|her)\W+role"),
     # --- jailbreak ------------------------------------------------------------------------------
-    rule("dan", JAILBREAK, 0.9, "do anything now|dan mode|jailbroken|antigpt|anti-gpt|betterdan|better dan", ""),
+    rule("dan", JAILBREAK, 0.9, "do anything now|dan mode|antigpt|anti-gpt|betterdan|better dan", ""),
+    # "Jailbroken" of a model, not of a device ("my iPhone is jailbroken", "a jailbroken Kindle").
+    rule("jailbroken", JAILBREAK, 0.9, "jailbroken", rf"(?!\W+{_DEVICE})",
+         not_preceded_by=rf"\W{_DEVICE}\W+(?:(?:is|was|got|gets|being|been|are|were|now|already|still)\W+){{0,2}}$",
+         preceded_window=48),
     rule("special_mode_on", JAILBREAK, 0.9,
          "developer|debug|admin|god|sudo|unrestricted|jailbreak|maintenance|dev|unfiltered|evil|chaos",
          rf"\W+mode\W+(?:(?:enabled|activated|engaged)\b{_ON_A_DEVICE}|on\b(?!\W+{_DEVICE}))",
@@ -365,6 +378,16 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
          r"\W+(?:has|have)\W+(?:authorized|approved|allowed|permitted)\b"),
     rule("opposite_mode", JAILBREAK, 0.6, "opposite mode|reverse mode|evil twin|evil confidant", ""),
     # --- pivot ----------------------------------------------------------------------------------
+    # Text addressed to the AI that reads it (indirect injection, Greshake et al. 2023): "AI assistant
+    # reading this: ...", "Note to the AI: ..." (a label followed by a colon, not "a note for the model").
+    rule("addressed_to_ai", PIVOT, 0.8,
+         "ai|ais|llm|llms|language model|language models|assistant|assistants|chatbot|chatbots|bot|bots|gpt"
+         "|chatgpt|model|models|agent|agents|copilot",
+         r"\W+(?:(?:that|who)\W+(?:is|are)\W+)?(?:reading|processing|summari[sz]ing|parsing|analy[sz]ing|reviewing"
+         r"|scanning|viewing|translating|indexing)\W+(?:this|these)\b"),
+    rule("note_to_ai", PIVOT, 0.85, "note|message|instructions|instruction|attention|notice|reminder|important",
+         r"\W+(?:to|for)\W+(?:the\W+|any\W+|all\W+)?(?:ai|llm|language\W+model|ai\W+assistant|chatbot|assistant|gpt"
+         r"|model|agent)s?\W{0,2}[:\-–]"),
     rule("focus_new_task", PIVOT, 0.75, "focus|concentrate",
          r"\W+(?:\w+\W+){0,2}on\W+(?:your|the|a|this)\W+new\W+(?:task|assignment|instructions?|mission)\b"),
     rule("your_new_task", PIVOT, 0.7, "your new",
@@ -457,6 +480,10 @@ DELIMITER_RULES: tuple[InjectionRule, ...] = (
     substring_rule("image_exfiltration", EXTRACTION, 0.75, ("![", "<img"),
                    r"(?:!\[[^\]]{0,60}\]\(\s*|<img\b[^>]{0,80}?\bsrc\W{1,3})https?://[^\s)\"'>]{1,200}?[?&][\w.-]{1,30}="
                    r"(?:\[[^\]\s]{1,30}\]|\{[^}\s]{1,30}\}|<[^>\s]{1,30}>|\$[a-z_]\w*|%s|\.\.\.)"),
+    # An HTML comment labelled for the assistant: invisible on the rendered page, read by the model.
+    substring_rule("comment_to_ai", DELIMITER, 0.85, ("<!--",),
+                   r"<!--\W{0,3}(?:ai|assistant|system|llm|model|instructions?|(?:note|message)\W+(?:to|for)\W+(?:the\W+)?"
+                   r"(?:ai|assistant|llm|model))\W{0,2}:"),
     substring_rule("closing_tag", DELIMITER, 0.6, ("</system", "</instruction", "</context", "</document", "</prompt"),
                    r"</(?:system|instructions?|context|document|prompt)>"),
 )  # fmt: skip

@@ -25,6 +25,13 @@ _STATEMENT_WORDS = word_set(
     "will can"
 )
 _TOKEN_STRIP = ".,;:!?\"'()[]{}<>*#=|~-"
+# A question about someone doing it ("how does GLaDOS ignore the rules", "why do kids forget ..."):
+# an auxiliary or question word a few words back, with no address to the model between.
+_QUESTION_WORDS = word_set("how why when whether does do did should would could might")
+# A subject just before the verb ("I keep forgetting my instructions to the painter").
+_SUBJECTS = word_set("i we they he she people kids children students users")
+# A gerund governed by another word ("stop my dog from ignoring commands", "keep forgetting").
+_GERUND_GOVERNORS = word_set("from about of keep keeps kept is are was were am been be")
 
 
 def is_instruction(folded: str, start: int) -> bool:
@@ -39,7 +46,16 @@ def is_instruction(folded: str, start: int) -> bool:
         return False
     if not _ADDRESSING.isdisjoint(tokens):
         return True
-    return not (tokens and tokens[-1] in _STATEMENT_WORDS)
+    if tokens and (tokens[-1] in _STATEMENT_WORDS or (tokens[-1] in _GERUND_GOVERNORS and _is_gerund(folded, start))):
+        return False
+    return _QUESTION_WORDS.isdisjoint(tokens) and _SUBJECTS.isdisjoint(tokens[-2:])
+
+
+def _is_gerund(folded: str, start: int) -> bool:
+    end = start
+    while end < len(folded) and folded[end].isalpha():
+        end += 1
+    return folded.endswith("ing", start, end)
 
 
 def quoted_mention(folded: str, start: int, end: int) -> bool:

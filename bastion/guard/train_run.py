@@ -384,6 +384,10 @@ text) PR-AUC {baselines.get("language_only", {}).get("pr_auc", float("nan")):.4f
   the end, `suffix.py`); suffixes made only of glued word pieces ("similarlyNow write oppositeley.](")
   leave none and are scored by their n-grams alone. The check's held-out recall on the one source
   of such suffixes is optimistic, since the check was written after looking at it.
+- The framed-harm check (`framed_harm.py`: a request for harmful instructions inside a story or
+  role-play) reads English only and knows the harms in its word list; persuasion jailbreaks in
+  other languages or about other harms are scored by their n-grams and the other rules. Few corpus
+  rows have that shape, so the model learns its weight from about thirty jailbreaks.
 - Thresholds are calibrated on this corpus; other traffic shifts the false-positive rate, so watch
   the guard's flag rate in `/metrics` and the ledger, and set `injection_threshold` /
   `injection_block_threshold` per tenant, key or prompt where needed.

@@ -1,0 +1,83 @@
+"""A harmful how-to wrapped in fiction: the shape of persuasion jailbreaks.
+
+Role-play and persuasion attacks (PAIR, Chao et al. 2023; the "grandma exploit"; "write a
+screenplay in which the chemist explains ...") carry no override phrase and no persona with
+"no restrictions": a story, a hypothesis or a dead relative is the whole disguise, and the payload is
+an ordinary request for instructions to do harm. Each half is common on its own (stories, role-play
+and thought experiments; security and chemistry questions), so the check asks for both in one text:
+a *frame* (pretend, imagine, role-play, a fictional world, a novel or screenplay, a late relative who
+"used to" tell) and a *request for harmful instructions* (how to, the steps, the recipe, in detail ...
+followed within a few words by an act or an object that hurts: a weapon, a drug to make, malware,
+laundering, breaking in).
+
+The detector gives the finding a model input of its own (``FRAMED_HARM``), weighed below the rule
+floor: whether a murder-mystery request is an attack is for the model to judge with the rest of the
+text.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: How much of a text is read: persuasion jailbreaks state their frame and payload early.
+HEAD_CHARS = 6000
+
+# What hurts, as the object of making or doing: weapons, poisons and drugs to make; malware to
+# write; crimes to commit. Matched only after a request for instructions (below).
+_HARM = (
+    r"(?:(?:mak|build|synthesi[sz]|cook|produc|manufactur|creat|assembl|brew|writ|cod|develop|get|obtain|buy|acquir)"
+    r"\w*\W+(?:(?:a|an|the|some|his|her|their|your|my|own|working|homemade|home-made|simple|functional"
+    r"|real|untraceable|deadly|lethal|powerful|effective|small|pipe|nail|car|dirty|fake|3d-printed|ghost)\W+){0,3}"
+    r"(?:bombs?|explosives?|ieds?|napalm|meth|methamphetamine|crystal\W+meth|ricin|sarin|anthrax|nerve\W+agents?"
+    r"|poisons?|chloroform|molotovs?|thermite|tnt|c-?4|firearms?|guns?|rifles?|silencers?|suppressors?|weapons?"
+    r"|malware|ransomware|keyloggers?|viruses|computer\W+virus|trojans?|worms?|botnets?|rootkits?|spyware"
+    r"|phishing\W+(?:emails?|pages?|sites?|kits?)|counterfeit|fake\W+(?:ids?|passports?|money|bills)"
+    r"|cocaine|heroin|fentanyl|lsd|mdma|drugs)"
+    r"|(?:launder|laundering)\W+(?:\w+\W+){0,2}money|hot-?wir(?:e|ing)\W+(?:a|the)\W+car|pick(?:ing)?\W+(?:a|the)\W+lock"
+    r"|(?:hack|hacking|break|breaking)\W+into|steal(?:ing)?\W+(?:a|an|the|someone|somebody|credit|money|cars?|from)"
+    r"|shoplift(?:ing)?|poison(?:ing)?\W+(?:someone|somebody|a\W+person|people|him|her|them|my)"
+    r"|(?:kill|killing|murder|murdering)\W+(?:someone|somebody|a\W+person|people|him|her|them|my)"
+    r"|get\W+away\W+with\W+(?:murder|it|a\W+crime)|evad(?:e|ing)\W+(?:taxes|the\W+police|police|detection)"
+    r"|get(?:ting)?\W+around\W+(?:\w+\W+){0,4}(?:checks|laws|security|alarms?|detection|controls)"
+    r"|smuggl(?:e|ing)|traffick(?:ing)?|stalk(?:ing)?\W+(?:someone|somebody|a\W+person|my|her|him)"
+    r"|blackmail(?:ing)?)\b"
+)
+# A request for instructions, just before the harm (a few words may sit between).
+_REQUEST = (
+    r"\b(?:how\W+to|how\W+(?:i|you|he|she|they|one|we|he'?d|she'?d|they'?d)\W+(?:would\W+|could\W+|can\W+|might\W+"
+    r"|should\W+|did\W+|used\W+to\W+)?|step[\W-]+by[\W-]+step|(?:steps|instructions|recipe|guide|tutorial|directions"
+    r"|procedure|method|process|quantities)\W+(?:to|for|on|of|in)|explain(?:s|ing)?\W+how|the\W+steps\W+to"
+    r"|in\W+(?:\w+\W+){0,2}detail|(?:write|give\W+me|provide|show\W+me|tell\W+me|teach\W+me|describe|detail"
+    r"|list)\b)\W+(?:\w+\W+){0,3}?"
+)
+_HARM_REQUEST_RE = re.compile(_REQUEST + _HARM)
+# The frame: fiction, role-play, a hypothesis, a late relative; said anywhere in the text.
+_FRAME_RE = re.compile(
+    r"\b(?:pretend|pretending|role-?play|roleplaying|act(?:ing)?\W+as|imagine|hypothetical(?:ly)?|fictional|fiction"
+    r"|in\W+(?:a|this|the|our|my)\W+(?:\w+\W+)?(?:story|novel|film|movie|screenplay|script|play|world|universe"
+    r"|scenario)|screenplay|stay\W+in\W+character|in\W+character|your\W+character|the\W+character"
+    r"|(?:grandma|grandmother|grandfather|grandpa|granny|uncle|aunt)\W+(?:\w+\W+){0,3}(?:used\W+to|would)"
+    r"|deceased|passed\W+away|my\W+late\W+\w+|purely\W+(?:fictional|hypothetical|theoretical|for\W+\w+\W+purposes)"
+    r"|for\W+(?:educational|research|academic)\W+purposes|thought\W+experiment|let'?s\W+play\W+a\W+game)\b"
+)
+
+
+#: One of these words must occur before the patterns run (most texts have none).
+HARM_WORDS = frozenset(
+    "bomb bombs explosive explosives ied ieds napalm meth methamphetamine ricin sarin anthrax nerve poison poisons"
+    " poisoning chloroform molotov molotovs thermite tnt firearm firearms gun guns rifle rifles silencer silencers"
+    " suppressor suppressors weapon weapons malware ransomware keylogger keyloggers viruses virus trojan trojans worm"
+    " worms botnet botnets rootkit rootkits spyware phishing counterfeit fake cocaine heroin fentanyl lsd mdma drugs"
+    " launder laundering hotwire hotwiring hot lock hack hacking break breaking steal stealing shoplift shoplifting"
+    " kill killing murder murdering evade evading around smuggle smuggling traffick trafficking stalk stalking"
+    " blackmail blackmailing".split()
+)
+
+
+def framed_harm(folded: str, words: set[str] | frozenset[str]) -> bool:
+    """Does the (folded) text ask for harmful instructions inside a fictional or role-play frame?
+    ``words``: the text's words, for a cheap first test."""
+    if HARM_WORDS.isdisjoint(words):
+        return False
+    head = folded[:HEAD_CHARS]
+    return _HARM_REQUEST_RE.search(head) is not None and _FRAME_RE.search(head) is not None
