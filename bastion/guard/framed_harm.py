@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import re
 
+from bastion.guard.normalize import word_set
+
 #: How much of a text is read: persuasion jailbreaks state their frame and payload early.
 HEAD_CHARS = 6000
 
@@ -63,14 +65,14 @@ _FRAME_RE = re.compile(
 
 
 #: One of these words must occur before the patterns run (most texts have none).
-HARM_WORDS = frozenset(
+HARM_WORDS = word_set(
     "bomb bombs explosive explosives ied ieds napalm meth methamphetamine ricin sarin anthrax nerve poison poisons"
     " poisoning chloroform molotov molotovs thermite tnt firearm firearms gun guns rifle rifles silencer silencers"
     " suppressor suppressors weapon weapons malware ransomware keylogger keyloggers viruses virus trojan trojans worm"
     " worms botnet botnets rootkit rootkits spyware phishing counterfeit fake cocaine heroin fentanyl lsd mdma drugs"
     " launder laundering hotwire hotwiring hot lock hack hacking break breaking steal stealing shoplift shoplifting"
     " kill killing murder murdering evade evading around smuggle smuggling traffick trafficking stalk stalking"
-    " blackmail blackmailing".split()
+    " blackmail blackmailing"
 )
 
 

@@ -27,6 +27,7 @@ from bastion.guard.decoders import (
     PayloadHints,
     find_payloads,
 )
+from bastion.guard.framed_harm import framed_harm
 from bastion.guard.injection_model import InjectionModel, shared_model
 from bastion.guard.injection_rules import (
     ADVERSARIAL_SUFFIX,
@@ -50,7 +51,6 @@ from bastion.guard.models import Finding
 from bastion.guard.normalize import MatchView, build_view
 from bastion.guard.phrase_context import is_instruction, narrowed_scope, quoted_mention
 from bastion.guard.segments import SEGMENT_CHARS, segment_bounds
-from bastion.guard.framed_harm import framed_harm
 from bastion.guard.suffix import adversarial_suffix
 
 ALL_RULES: tuple[InjectionRule, ...] = (

@@ -387,7 +387,7 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
          r"|scanning|viewing|translating|indexing)\W+(?:this|these)\b"),
     rule("note_to_ai", PIVOT, 0.85, "note|message|instructions|instruction|attention|notice|reminder|important",
          r"\W+(?:to|for)\W+(?:the\W+|any\W+|all\W+)?(?:ai|llm|language\W+model|ai\W+assistant|chatbot|assistant|gpt"
-         r"|model|agent)s?\W{0,2}[:\-–]"),
+         r"|model|agent)s?\W{0,2}[:\-\u2013]"),
     rule("focus_new_task", PIVOT, 0.75, "focus|concentrate",
          r"\W+(?:\w+\W+){0,2}on\W+(?:your|the|a|this)\W+new\W+(?:task|assignment|instructions?|mission)\b"),
     rule("your_new_task", PIVOT, 0.7, "your new",
