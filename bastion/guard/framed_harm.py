@@ -35,20 +35,25 @@ _HARM = (
     r"|malware|ransomware|keyloggers?|viruses|computer\W+virus|trojans?|worms?|botnets?|rootkits?|spyware"
     r"|phishing\W+(?:emails?|pages?|sites?|kits?)|counterfeit|fake\W+(?:ids?|passports?|money|bills)"
     r"|cocaine|heroin|fentanyl|lsd|mdma|drugs)"
-    r"|(?:launder|laundering)\W+(?:\w+\W+){0,2}money|hot-?wir(?:e|ing)\W+(?:a|the)\W+car|pick(?:ing)?\W+(?:a|the)\W+lock"
-    r"|(?:hack|hacking|break|breaking)\W+into|steal(?:ing)?\W+(?:a|an|the|someone|somebody|credit|money|cars?|from)"
+    r"|(?:launder|laundering)\W+(?:\w+\W+){0,2}money|hot-?wir(?:e|ing)\W+(?:a|the)\W+car"
+    r"|(?:hack|hacking)\W+into|(?:break|breaks|breaking)\W+into\W+(?:(?:a|an|the|someone'?s|somebody'?s|my|his|her|their)\W+)?"
+    r"(?:\w+\W+)?(?:house|home|car|apartment|flat|building|safe|account|computer|network|system|server|phone|bank"
+    r"|store|shop)s?|steal(?:ing)?\W+(?:someone|somebody|a\W+car|cars|credit\W+cards?|money"
+    r"|identit(?:y|ies)|passwords?|data|from\W+(?:a|the)\W+(?:store|shop|bank))"
     r"|shoplift(?:ing)?|poison(?:ing)?\W+(?:someone|somebody|a\W+person|people|him|her|them|my)"
     r"|(?:kill|killing|murder|murdering)\W+(?:someone|somebody|a\W+person|people|him|her|them|my)"
     r"|get\W+away\W+with\W+(?:murder|it|a\W+crime)|evad(?:e|ing)\W+(?:taxes|the\W+police|police|detection)"
     r"|get(?:ting)?\W+around\W+(?:\w+\W+){0,4}(?:checks|laws|security|alarms?|detection|controls)"
-    r"|smuggl(?:e|ing)|traffick(?:ing)?|stalk(?:ing)?\W+(?:someone|somebody|a\W+person|my|her|him)"
+    r"|smuggl(?:e|ing)\W+(?:drugs|weapons|guns|people|migrants|contraband|cocaine|heroin)|traffick(?:ing)?"
+    r"|stalk(?:ing)?\W+(?:someone|somebody|a\W+person|my|her|him)"
     r"|blackmail(?:ing)?)\b"
 )
 # A request for instructions, just before the harm (a few words may sit between).
 _REQUEST = (
-    r"\b(?:how\W+to|how\W+(?:i|you|he|she|they|one|we|he'?d|she'?d|they'?d)\W+(?:would\W+|could\W+|can\W+|might\W+"
-    r"|should\W+|did\W+|used\W+to\W+)?|step[\W-]+by[\W-]+step|(?:steps|instructions|recipe|guide|tutorial|directions"
-    r"|procedure|method|process|quantities)\W+(?:to|for|on|of|in)|explain(?:s|ing)?\W+how|the\W+steps\W+to"
+    r"\b(?:how\W+to|how\W+(?:(?:do|does|did|would|could|can|should|might)\W+)?(?:i|you|he|she|they|one|we|he'?d"
+    r"|she'?d|they'?d)\W+(?:would\W+|could\W+|can\W+|might\W+|should\W+|did\W+|used\W+to\W+)?"
+    r"|step[\W-]+by[\W-]+step|(?:steps|instructions|recipe|guide|tutorial|directions|procedure|method|process"
+    r"|quantities)\W+(?:to|for|on|of|in)|explain(?:s|ing)?\W+how|the\W+steps\W+to"
     r"|in\W+(?:\w+\W+){0,2}detail|(?:write|give\W+me|provide|show\W+me|tell\W+me|teach\W+me|describe|detail"
     r"|list)\b)\W+(?:\w+\W+){0,3}?"
 )
@@ -60,7 +65,9 @@ _FRAME_RE = re.compile(
     r"|scenario)|screenplay|stay\W+in\W+character|in\W+character|your\W+character|the\W+character"
     r"|(?:grandma|grandmother|grandfather|grandpa|granny|uncle|aunt)\W+(?:\w+\W+){0,3}(?:used\W+to|would)"
     r"|deceased|passed\W+away|my\W+late\W+\w+|purely\W+(?:fictional|hypothetical|theoretical|for\W+\w+\W+purposes)"
-    r"|for\W+(?:educational|research|academic)\W+purposes|thought\W+experiment|let'?s\W+play\W+a\W+game)\b"
+    r"|for\W+(?:educational|research|academic)\W+purposes|thought\W+experiment|let'?s\W+play\W+a\W+game"
+    r"|(?:write|tell|narrate|compose)\W+(?:me\W+)?(?:a|an)\W+(?:\w+\W+)?(?:story|tale|screenplay|scene|novel|dialogue"
+    r"|monologue)|continue\W+(?:this|the\W+following|the|my)\W+(?:text|story|sentence|paragraph))\b"
 )
 
 
@@ -70,7 +77,7 @@ HARM_WORDS = word_set(
     " poisoning chloroform molotov molotovs thermite tnt firearm firearms gun guns rifle rifles silencer silencers"
     " suppressor suppressors weapon weapons malware ransomware keylogger keyloggers viruses virus trojan trojans worm"
     " worms botnet botnets rootkit rootkits spyware phishing counterfeit fake cocaine heroin fentanyl lsd mdma drugs"
-    " launder laundering hotwire hotwiring hot lock hack hacking break breaking steal stealing shoplift shoplifting"
+    " launder laundering hotwire hotwiring hot hack hacking break breaking steal stealing shoplift shoplifting"
     " kill killing murder murdering evade evading around smuggle smuggling traffick trafficking stalk stalking"
     " blackmail blackmailing"
 )

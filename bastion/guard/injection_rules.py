@@ -266,7 +266,9 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
     rule("you_are_now", ROLE, 0.5,
          "you are now|now you are|you're now|now you're|you will now be|you are no longer|from now on you"
          "|from now on your|from now on act|from now on pretend|from now on respond|from now on answer"
-         "|from now on behave|from now on only|from now on always|from now on reply|from now on speak",
+         "|from now on behave|from now on only|from now on always|from now on reply|from now on speak"
+         "|from here on you|from here on your|from here on out you|from this point on you|from this point on your"
+         "|from this point onward you|from this point forward you|from this moment on you",
          _PERSONA_NOT),
     rule("renamed", ROLE, 0.5, "from now known as|from now on known as|from now on called|you will be called"
          "|you shall be called|you are now called|you will now be called|henceforth known as", ""),
@@ -395,6 +397,8 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
     rule("new_tasks_follow", PIVOT, 0.75, "new|further",
          r"\W+(?:tasks?|instructions?|assignments?|orders)\W+(?:follow|are\W+following|come|are\W+followed)\b"),
     rule("start_new_task", PIVOT, 0.7, "start|begin", r"\W+(?:over\W+)?with\W+a\W+new\W+task\b"),
+    rule("new_task_label", PIVOT, 0.55, "new task|new assignment|new objective|new mission|neue aufgabe",
+         r"\W{0,2}(?::|!|\n)"),
     rule("additional_instruction", PIVOT, 0.55,
          "additional|new|updated|revised|important|urgent|secret|hidden|extra|override",
          r"\W+(?:system\W+)?(?:instruction|instructions|directive|command|order)\W*(?::|-|!|follows?|\n)"),
