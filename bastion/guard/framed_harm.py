@@ -10,9 +10,11 @@ a *frame* (pretend, imagine, role-play, a fictional world, a novel or screenplay
 followed within a few words by an act or an object that hurts: a weapon, a drug to make, malware,
 laundering, breaking in).
 
-The detector gives the finding a model input of its own (``FRAMED_HARM``), weighed below the rule
-floor: whether a murder-mystery request is an attack is for the model to judge with the rest of the
-text.
+The detector gives the finding a model input of its own (``FRAMED_HARM``) at the rule floor's
+weight: the n-grams of such a prompt are those of the role-play it dresses up as, and scored alone
+they let it through. The harms are narrow on purpose (making weapons, poisons and drugs, writing
+malware, laundering money, breaking into a house); lock picking, a career one "breaks into" and a
+cat stealing cheese are not among them.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ HEAD_CHARS = 6000
 # What hurts, as the object of making or doing: weapons, poisons and drugs to make; malware to
 # write; crimes to commit. Matched only after a request for instructions (below).
 _HARM = (
-    r"(?:(?:mak|build|synthesi[sz]|cook|produc|manufactur|creat|assembl|brew|writ|cod|develop|get|obtain|buy|acquir)"
+    r"(?:(?:mak|build|synthesi[sz]|cook|produc|manufactur|creat|assembl|brew|writ|cod|develop|get|obtain|acquir)"
     r"\w*\W+(?:(?:a|an|the|some|his|her|their|your|my|own|working|homemade|home-made|simple|functional"
     r"|real|untraceable|deadly|lethal|powerful|effective|small|pipe|nail|car|dirty|fake|3d-printed|ghost)\W+){0,3}"
     r"(?:bombs?|explosives?|ieds?|napalm|meth|methamphetamine|crystal\W+meth|ricin|sarin|anthrax|nerve\W+agents?"
