@@ -23,11 +23,19 @@ system-packages:
 	  else echo "install these system packages by hand:$$missing" >&2; fi; \
 	fi
 
+# llama.cpp is compiled for a portable x86-64 baseline (AVX2), not for the build machine's CPU: in a
+# virtual machine whose CPUID reports AVX-512 or AMX that the hypervisor does not enable, a native
+# build crashes on the first evaluation. (The flags are x86 options; other architectures ignore them.)
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	# llama-cpp-python compiles from source on first install (several minutes); pip caches the wheel.
-	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --quiet -e '.[local,dev]'
+	# llama-cpp-python compiles from source on first install (several minutes), with the flags above;
+	# not from pip's wheel cache, which may hold a build made with other flags.
+	$(BIN)/python -c "import llama_cpp" 2>/dev/null || CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" \
+	  CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --quiet --no-cache-dir 'llama-cpp-python>=0.3.7'
+	$(BIN)/python -m pip install --quiet -e '.[local,dev]'
 	touch $(STAMP)
 
 serve: install
