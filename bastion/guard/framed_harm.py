@@ -60,6 +60,10 @@ _REQUEST = (
     r"|list)\b)\W+(?:\w+\W+){0,3}?"
 )
 _HARM_REQUEST_RE = re.compile(_REQUEST + _HARM)
+# How far a match reaches before and after its harm word: a request, three words, a verb and three
+# modifiers before it; the rest of an act after it ("launder ... money", "get around ... checks").
+_REACH_BEFORE = 160
+_REACH_AFTER = 80
 # The frame: fiction, role-play, a hypothesis, a late relative; said anywhere in the text.
 _FRAME_RE = re.compile(
     r"\b(?:pretend|pretending|role-?play|roleplaying|act(?:ing)?\W+as|imagine|hypothetical(?:ly)?|fictional|fiction"
@@ -79,16 +83,55 @@ HARM_WORDS = word_set(
     " poisoning chloroform molotov molotovs thermite tnt firearm firearms gun guns rifle rifles silencer silencers"
     " suppressor suppressors weapon weapons malware ransomware keylogger keyloggers viruses virus trojan trojans worm"
     " worms botnet botnets rootkit rootkits spyware phishing counterfeit fake cocaine heroin fentanyl lsd mdma drugs"
-    " launder laundering hotwire hotwiring hot hack hacking break breaking steal stealing shoplift shoplifting"
+    " launder laundering hotwire hotwiring hot hack hacking break breaks breaking steal stealing shoplift shoplifting"
     " kill killing murder murdering evade evading around smuggle smuggling traffick trafficking stalk stalking"
     " blackmail blackmailing"
+)
+
+
+# Common harm words count only beside a word their pattern needs ("get around ... checks", "break
+# into", "fake IDs"): "around" and "break" occur in most long texts.
+_COMPANIONS: dict[str, frozenset[str]] = {
+    "around": word_set("checks laws security alarm alarms detection controls"),
+    **dict.fromkeys(("break", "breaks", "breaking", "hack", "hacking"), word_set("into")),
+    "fake": word_set("id ids passport passports money bills"),
+    "hot": word_set("wire wiring"),
+    **dict.fromkeys(
+        ("kill", "killing", "murder", "murdering"), word_set("someone somebody person people him her them my")
+    ),
+}
+
+#: And one of these (a word of every frame above): the patterns cost tens of microseconds on a
+#: 2 KB text, the two set tests well under one.
+FRAME_WORDS = word_set(
+    "pretend pretending role roleplay roleplaying act acting imagine hypothetical hypothetically fictional fiction"
+    " story novel film movie screenplay script play world universe scenario character grandma grandmother"
+    " grandfather grandpa granny uncle aunt deceased passed late purely educational research academic experiment"
+    " game tale scene dialogue monologue continue"
 )
 
 
 def framed_harm(folded: str, words: set[str] | frozenset[str]) -> bool:
     """Does the (folded) text ask for harmful instructions inside a fictional or role-play frame?
     ``words``: the text's words, for a cheap first test."""
-    if HARM_WORDS.isdisjoint(words):
+    harms = [
+        word
+        for word in HARM_WORDS.intersection(words)
+        if word not in _COMPANIONS or not _COMPANIONS[word].isdisjoint(words)
+    ]
+    if not harms or FRAME_WORDS.isdisjoint(words):
         return False
     head = folded[:HEAD_CHARS]
-    return _HARM_REQUEST_RE.search(head) is not None and _FRAME_RE.search(head) is not None
+    return any(_requested(head, harm) for harm in harms) and _FRAME_RE.search(head) is not None
+
+
+def _requested(head: str, harm: str) -> bool:
+    """Is some occurrence of the word ``harm`` the object of a request for instructions? The pattern
+    runs only around the word's occurrences: over a whole text it costs about 70 us per 2 KB."""
+    start = head.find(harm)
+    while start >= 0:
+        end = start + len(harm)
+        if _HARM_REQUEST_RE.search(head, max(0, start - _REACH_BEFORE), end + _REACH_AFTER):
+            return True
+        start = head.find(harm, end)
+    return False
