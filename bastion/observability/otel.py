@@ -218,9 +218,27 @@ class OtelExporter:
             self.dropped += 1
 
     def flush(self) -> None:
-        """Block until every queued record is exported to the processors (tests, shutdown)."""
-        self._queue.join()
+        """Export every queued record to the processors, then flush them (tests, shutdown). Without
+        the exporter's thread (never started, or stopped) the caller exports what is queued itself:
+        waiting for the queue to empty would wait for ever."""
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            self._queue.join()
+        else:
+            self._drain()
         self.tracer_provider.force_flush()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                record = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                if record is not _STOP:
+                    self._handle(record)
+            finally:
+                self._queue.task_done()
 
     # -- the exporter's thread -----------------------------------------------------------------
 
@@ -230,14 +248,18 @@ class OtelExporter:
             try:
                 if record is _STOP:
                     return
-                if callable(record):
-                    record()
-                else:
-                    self.export(record)
-            except Exception:  # one bad record must not stop the export
-                log.exception("otel_export_failed", request_id=record.get("id") if isinstance(record, dict) else None)
+                self._handle(record)
             finally:
                 self._queue.task_done()
+
+    def _handle(self, record: Any) -> None:
+        try:
+            if callable(record):
+                record()
+            else:
+                self.export(record)
+        except Exception:  # one bad record must not stop the export
+            log.exception("otel_export_failed", request_id=record.get("id") if isinstance(record, dict) else None)
 
     def _parent(self, record: Mapping[str, Any]) -> Context | None:
         """The caller's trace (its ``traceparent`` header), or None: the span starts a trace."""
