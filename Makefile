@@ -27,6 +27,8 @@ system-packages:
 # virtual machine whose CPUID reports AVX-512 or AMX that the hypervisor does not enable, a native
 # build crashes on the first evaluation. (The flags are x86 options; other architectures ignore them.)
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+# The requirement as pyproject.toml states it (one place to change the version).
+LLAMA_REQUIREMENT := $(shell grep -o '"llama-cpp-python[^"]*"' pyproject.toml | tr -d '"')
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,7 +36,7 @@ $(STAMP): pyproject.toml
 	# llama-cpp-python compiles from source on first install (several minutes), with the flags above;
 	# not from pip's wheel cache, which may hold a build made with other flags.
 	$(BIN)/python -c "import llama_cpp" 2>/dev/null || CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" \
-	  CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --quiet --no-cache-dir 'llama-cpp-python>=0.3.7'
+	  CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --quiet --no-cache-dir '$(LLAMA_REQUIREMENT)'
 	$(BIN)/python -m pip install --quiet -e '.[local,dev]'
 	touch $(STAMP)
 

@@ -36,7 +36,7 @@ from bastion.guard.augment import benign_rows
 from bastion.guard.augment_attacks import injected_rows
 from bastion.guard.evaluate import is_positive
 from bastion.guard.injection import InjectionDetector
-from bastion.guard.injection_model import RULE_FEATURES, rule_vector, with_rule_floor
+from bastion.guard.injection_model import RULE_FEATURES, rule_vector, sigmoid, with_rule_floor
 from bastion.guard.languages import guess_language
 from bastion.guard.ngrams import blocks, count_norm, hash_block, normalize
 from bastion.guard.scripts import dominant_script
@@ -311,7 +311,7 @@ def score_rows(
         best = max(float(ngram[b].sum()) * s if b.size else 0.0 for b, s in prepared.windows[index])
         logit = best + float(np.dot(rules, prepared.rules[index])) + bias
         # The last rule input is the rules' combined score (``rule_vector``).
-        scores.append(with_rule_floor(1.0 / (1.0 + math.exp(-logit)), float(prepared.rules[index][-1])))
+        scores.append(with_rule_floor(sigmoid(logit), float(prepared.rules[index][-1])))
     return scores
 
 

@@ -84,6 +84,7 @@ class JobBroker:
         task: Any = broker.register_task(execute_job, task_name=EXECUTE_TASK)  # (its stubs expect a sync function)
         self.task: AsyncTaskiqDecoratedTask[[str], None] = task
         self._started = False
+        self._closed = False
 
     @property
     def local(self) -> bool:
@@ -97,12 +98,17 @@ class JobBroker:
     async def start(self) -> None:
         """Start the broker (Redis: make the consumer group); raises if it cannot be reached."""
         if not self._started:
+            self._closed = False
             await self.broker.startup()
             self._started = True
 
     async def stop(self) -> None:
-        """Close the broker's connections (also after a failed start)."""
+        """Close the broker's connections (also after a failed start); once: the workers close it
+        early when a read ignores their cancellation, and the jobs service closes it at the end."""
+        if self._closed:
+            return
         self._started = False
+        self._closed = True
         await self.broker.shutdown()
 
     async def kick(self, job_id: str) -> None:

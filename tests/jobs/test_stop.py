@@ -24,6 +24,7 @@ class StubbornBroker(LocalBroker):
         self.closed = asyncio.Event()
         self.cancellations_ignored = 0
         self.listening = asyncio.Event()
+        self.shutdowns = 0
 
     async def listen(self) -> AsyncGenerator[bytes, None]:
         self.listening.set()
@@ -36,13 +37,15 @@ class StubbornBroker(LocalBroker):
         yield b""  # pragma: no cover - makes this an async generator
 
     async def shutdown(self) -> None:
+        self.shutdowns += 1
         self.closed.set()
         await super().shutdown()
 
 
 async def test_stop_closes_the_broker_under_a_read_that_ignores_cancellation(database: Database) -> None:
     broker = StubbornBroker()
-    pool = WorkerPool(JobStore(database), JobRegistry(), JobBroker(broker), fast_settings(), 1, _no_enqueue)
+    job_broker = JobBroker(broker)
+    pool = WorkerPool(JobStore(database), JobRegistry(), job_broker, fast_settings(), 1, _no_enqueue)
     await pool.start()
     await asyncio.wait_for(broker.listening.wait(), 10)
     started = time.monotonic()
@@ -51,6 +54,8 @@ async def test_stop_closes_the_broker_under_a_read_that_ignores_cancellation(dat
     assert broker.cancellations_ignored >= 1  # the cancellation reached the read and was swallowed
     assert broker.closed.is_set()  # so the pool closed the broker's connections
     assert STOP_GRACE_S * 0.9 <= took < STOP_GRACE_S + 5
+    await job_broker.stop()  # what the jobs service does next: the connections are closed once
+    assert broker.shutdowns == 1
 
 
 async def _no_enqueue(job_ids: list[str]) -> None:

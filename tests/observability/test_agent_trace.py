@@ -8,38 +8,10 @@ import asyncio
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
-from bastion.agents.budget import Remaining, Usage
-from bastion.agents.trace import (
-    BudgetChecked,
-    LoopTaken,
-    RunEnded,
-    StepFinished,
-    StepRetried,
-    StepSkipped,
-    StepStarted,
-    TraceEvent,
-    event_dict,
-)
+from bastion.agents.budget import Usage
+from bastion.agents.trace import RunEnded, StepStarted, event_dict
 from bastion.observability.otel_agents import export_agent_trace
-from tests.observability.support import in_memory
-
-STARTED_AT = 1_765_000_000.0
-START_NS = 1_765_000_000 * 10**9
-REMAINING = Remaining(iterations=9, wall_s=100.0, tokens=900, cost_usd=0.9, tool_calls=5)
-
-
-def run_trace() -> list[TraceEvent]:
-    return [
-        BudgetChecked(0.0, ("draft",), Usage(100), REMAINING, True),
-        StepStarted(0.01, "draft", "model", 1, "in-hash-1"),
-        StepFinished(0.5, "draft", "model", 1, False, Usage(40), REMAINING, error="timeout"),
-        StepRetried(0.5, "draft", 2, "timeout"),
-        StepStarted(0.6, "draft", "model", 2, "in-hash-1"),
-        StepFinished(1.2, "draft", "model", 2, True, Usage(60, 0.01), REMAINING, output_hash="out-hash"),
-        LoopTaken(1.2, "review", "draft"),
-        StepSkipped(1.3, "publish", "condition false"),
-        RunEnded(1.5, "succeeded", "done", Usage(100, 0.01), 3),
-    ]
+from tests.observability.support import START_NS, STARTED_AT, in_memory, run_trace
 
 
 def spans_by_name(spans: list[ReadableSpan]) -> dict[str, list[ReadableSpan]]:

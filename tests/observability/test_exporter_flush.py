@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from tests.observability.support import in_memory
-from tests.observability.test_agent_trace import STARTED_AT, run_trace
+from tests.observability.support import STARTED_AT, in_memory, run_trace
 
 
 def _flush_returns(flush: object) -> bool:
