@@ -48,6 +48,24 @@ def _highlight(answer: str, evidence: list[Mapping[str, Any]]) -> str:
     return "".join(out)
 
 
+def _points(delta: float) -> str:
+    return f"{delta * 100:+.1f} points"
+
+
+def _effectiveness_table(effectiveness: Mapping[str, Any]) -> str:
+    """What the guard took off the attack success rate, against the paired model-only run."""
+    lines = [
+        "<h2>Guard effectiveness</h2>"
+        f"<p>Attack success rate without the guard (run {escape(str(effectiveness['model_run']))}) minus with it"
+        f" (run {escape(str(effectiveness['gateway_run']))}): {_points(float(effectiveness['overall']))}.</p>"
+        "<table><tr><th>category</th><th>rate taken off</th></tr>"
+    ]
+    for category, delta in effectiveness["by_category"].items():
+        lines.append(f"<tr><td>{escape(str(category))}</td><td>{_points(float(delta))}</td></tr>")
+    lines.append("</table>")
+    return "".join(lines)
+
+
 def render_html(report: Mapping[str, Any]) -> str:
     run = report.get("run") or {}
     totals = report["totals"]
@@ -78,9 +96,12 @@ def render_html(report: Mapping[str, Any]) -> str:
     if comparison:
         parts.append("<h2>Compared with the previous run</h2><table><tr><th>category</th><th>rate change</th></tr>")
         for group, delta in comparison["by_category_rate_delta"].items():
-            shown = "&ndash;" if delta is None else f"{delta * 100:+.1f} points"
+            shown = "&ndash;" if delta is None else _points(delta)
             parts.append(f"<tr><td>{escape(group)}</td><td>{shown}</td></tr>")
         parts.append("</table>")
+    effectiveness = report.get("guard_effectiveness")
+    if effectiveness:
+        parts.append(_effectiveness_table(effectiveness))
     parts.append("<h2>Top failing attempts</h2>")
     if not report["top_failures"]:
         parts.append("<p>None: no attack succeeded.</p>")

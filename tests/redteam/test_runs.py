@@ -177,6 +177,23 @@ def test_html_report_is_self_contained_and_escapes_answers() -> None:
     # The only URL is the escaped answer text itself.
     assert "".join(parser.text).count("https://evil.example") == page.count("https://evil.example")
     assert "<mark>" in page  # evidence highlighted
+    assert "Guard effectiveness" not in page  # no paired run: no section
+
+
+def test_html_report_shows_what_the_guard_took_off_against_its_paired_run() -> None:
+    report = _run(8, lambda attempt, setup: "No.", categories=("system_prompt_extraction",))
+    report["guard_effectiveness"] = {
+        "model_run": "rt_model",
+        "gateway_run": "rt_<gw>",
+        "overall": 0.375,
+        "by_category": {"system_prompt_extraction": 0.375, "jailbreak": -0.05},
+    }
+    page = render_html(report)
+    section = page[page.index("<h2>Guard effectiveness</h2>") : page.index("<h2>Top failing attempts</h2>")]
+    assert "run rt_model" in section and "run rt_&lt;gw&gt;" in section
+    assert "+37.5 points" in section
+    assert "<td>system_prompt_extraction</td><td>+37.5 points</td>" in section
+    assert "<td>jailbreak</td><td>-5.0 points</td>" in section
 
 
 class _Elements(HTMLParser):
