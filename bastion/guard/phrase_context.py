@@ -120,7 +120,11 @@ _NARROWED_RE = re.compile(
     r"|model|assistant|content|developer|rules?|instructions?|guidelines?|polic(?:y|ies)|tasks?|context|documents?|text|input"
     r"|messages?|all|any|every|everything|anything|you|yours|your|me|us|them|this|that|these|those|now|today"
     r"|good|real|once|safety|ethics|morals?|compliance|security|privacy|restrictions?|filters?|limits?|censorship"
-    r"|moderation|openai|anthropic|google|meta|microsoft|chatgpt|gpt|claude|gemini|llama)\b)[a-z]{3,}"
+    r"|moderation|openai|anthropic|google|meta|microsoft|chatgpt|gpt|claude|gemini|llama"
+    # A stretch of time, not a topic: "... for the next answer", "for the rest of this chat".
+    r"|next|following|rest|remainder|duration|coming|upcoming|remaining|whole|entire"
+    # A determiner is not the topic: "for the ..." is read by the first branch, with its noun.
+    r"|the|his|her|their|our|my)\b)[a-z]{3,}"
 )
 
 
