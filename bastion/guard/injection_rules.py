@@ -193,9 +193,10 @@ _AI_NOUNS = (
 )  # fmt: skip
 _AI_NOUN_RE = "|".join(_head_regex(noun) for noun in _AI_NOUNS)
 # Refusal phrases as a list of forbidden words quotes them ("'I'm sorry', 'I cannot' or 'as an AI'").
+_SORRY = r"(?:i'?m\W+sorry|i\W+am\W+sorry|i\W+apologi[sz]e)"
 _SHORT_REFUSAL = (
-    r"(?:i'?m\W+sorry|i\W+am\W+sorry|i\W+apologi[sz]e|i\W+cannot|i\W+can'?t|i\W+can\W+not|i'?m\W+unable"
-    r"|i\W+am\W+unable|as\W+an\W+ai|i\W+must\W+decline|i\W+won'?t|unfortunately)\W{0,3}"
+    rf"(?:{_SORRY}|i\W+cannot|i\W+can'?t|i\W+can\W+not|i'?m\W+unable|i\W+am\W+unable|as\W+an\W+ai|i\W+must\W+decline"
+    r"|i\W+won'?t|unfortunately)\W{0,3}"
 )
 
 ENGLISH_RULES: tuple[InjectionRule, ...] = (
@@ -383,8 +384,8 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
          "never|don't|dont|do not|avoid|must not|should not|shall not|will not|won't|not allowed to"
          "|refrain from|without",
          r"\W+(?:\w+\W+){0,8}?(?:(?:like|such\W+as|say|saying|says|write|writing|use|using|include|including"
-         rf"|with|words?|phrases?|sentences?|responses?)\W+{_QUOTE}?|{_QUOTE})(?:(?:i'?m\W+sorry|i\W+am\W+sorry"
-         r"|i\W+apologi[sz]e)\W+(?:but\W+)?i\b|i\W+(?:cannot|can'?t|can\W+not|won'?t|will\W+not|am\W+unable\W+to"
+         rf"|with|words?|phrases?|sentences?|responses?)\W+{_QUOTE}?|{_QUOTE})(?:{_SORRY}\W+(?:but\W+)?i\b"
+         r"|i\W+(?:cannot|can'?t|can\W+not|won'?t|will\W+not|am\W+unable\W+to"
          r"|am\W+not\W+able\W+to|'?m\W+unable\W+to|'?m\W+not\W+able\W+to)\W+(?:assist|help|comply|provide|fulfil"
          r"|answer|respond|engage|create|generate|do\W+that)|i\W+must\W+decline"
          rf"|{_SHORT_REFUSAL}{_QUOTE}\W+(?:or\W+|and\W+)?{_QUOTE}{_SHORT_REFUSAL})\b"),
