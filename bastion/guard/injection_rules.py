@@ -192,6 +192,8 @@ _AI_NOUNS = (
     "ai", "llm", "language model", "assistant", "chatbot", "bot", "gpt", "chatgpt", "model", "agent", "copilot",
 )  # fmt: skip
 _AI_NOUN_RE = "|".join(_head_regex(noun) for noun in _AI_NOUNS)
+# "... no longer apply": instructions declared void.
+_NO_LONGER_APPLY = r"\W+(?:now\W+)?(?:no\W+longer|don'?t|do\W+not)\W+apply\b"
 # Refusal phrases as a list of forbidden words quotes them ("'I'm sorry', 'I cannot' or 'as an AI'").
 _SORRY = r"(?:i'?m\W+sorry|i\W+am\W+sorry|i\W+apologi[sz]e)"
 _SHORT_REFUSAL = (
@@ -243,11 +245,9 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
     # "The previous rules no longer apply": a statement by its form, so a moderate weight (a new law's
     # summary says it too); with a new task or persona after it, the categories add up.
     rule("rules_no_longer_apply", OVERRIDE, 0.6, "previous|prior|above|earlier|preceding|original|all|your",
-         r"\W+(?:\w+\W+){0,2}(?:instructions?|guidelines|directives)\W+(?:now\W+)?(?:no\W+longer|don'?t|do\W+not)"
-         r"\W+apply\b"),
+         rf"\W+(?:\w+\W+){{0,2}}(?:instructions?|guidelines|directives){_NO_LONGER_APPLY}"),
     rule("your_rules_no_longer_apply", OVERRIDE, 0.6, "your",
-         r"\W+(?:\w+\W+){0,2}(?:rules|restrictions|limits|filters)\W+(?:now\W+)?(?:no\W+longer|don'?t|do\W+not)"
-         r"\W+apply\b"),
+         rf"\W+(?:\w+\W+){{0,2}}(?:rules|restrictions|limits|filters){_NO_LONGER_APPLY}"),
     # "Stop being a news assistant": the role the deployment gave the model, dropped.
     rule("drop_assigned_role", OVERRIDE, 0.6,
          "stop being|quit being|cease being|no longer be|stop acting as|stop pretending to be|forget that you are"

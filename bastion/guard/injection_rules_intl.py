@@ -53,8 +53,8 @@ GERMAN_RULES: tuple[InjectionRule, ...] = (
          "zeige|zeig|gib|nenne|verrate|wiederhole|drucke|schreibe|offenbare|vorzeigen|ausgabe|anzeigen"
          "|zeigen sie|geben sie|nennen sie|sag|sage|sagen sie",
          r"\W+(?:\w+\W+){0,4}?(?:system-?prompt|systemnachricht|prompt-?texte?|(?:deine|ihre|deinen|ihren)\W+"
-         r"(?:(?:geheimen|versteckten|internen|ursprunglichen|vollstandigen)\W+)?(?:anweisungen|instruktionen|prompt|regeln|vorgaben|systemanweisungen)|(?:den|die)\W+(?:text"
-         r"|anweisungen)\W+(?:oben|davor))\b"),
+         r"(?:(?:geheimen|versteckten|internen|ursprunglichen|vollstandigen)\W+)?(?:anweisungen|instruktionen|prompt"
+         r"|regeln|vorgaben|systemanweisungen)|(?:den|die)\W+(?:text|anweisungen)\W+(?:oben|davor))\b"),
     rule("de_written_above", EXTRACTION, 0.85, "was steht|was stand|was wurde",
          r"\W+(?:\w+\W+){0,2}(?:oben|am\W+anfang|davor)\b"),
     rule("de_you_are_now", ROLE, 0.5,

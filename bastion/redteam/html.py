@@ -48,22 +48,26 @@ def _highlight(answer: str, evidence: list[Mapping[str, Any]]) -> str:
     return "".join(out)
 
 
-def _points(delta: float) -> str:
-    return f"{delta * 100:+.1f} points"
+def _points(delta: float | None) -> str:
+    return "&ndash;" if delta is None else f"{float(delta) * 100:+.1f} points"
 
 
-def _effectiveness_table(effectiveness: Mapping[str, Any]) -> str:
+def _points_table(column: str, deltas: Mapping[str, float | None]) -> str:
+    """A rate change per category, in percentage points."""
+    rows = "".join(
+        f"<tr><td>{escape(str(group))}</td><td>{_points(delta)}</td></tr>" for group, delta in deltas.items()
+    )
+    return f"<table><tr><th>category</th><th>{column}</th></tr>{rows}</table>"
+
+
+def _effectiveness_section(effectiveness: Mapping[str, Any]) -> str:
     """What the guard took off the attack success rate, against the paired model-only run."""
-    lines = [
+    return (
         "<h2>Guard effectiveness</h2>"
         f"<p>Attack success rate without the guard (run {escape(str(effectiveness['model_run']))}) minus with it"
-        f" (run {escape(str(effectiveness['gateway_run']))}): {_points(float(effectiveness['overall']))}.</p>"
-        "<table><tr><th>category</th><th>rate taken off</th></tr>"
-    ]
-    for category, delta in effectiveness["by_category"].items():
-        lines.append(f"<tr><td>{escape(str(category))}</td><td>{_points(float(delta))}</td></tr>")
-    lines.append("</table>")
-    return "".join(lines)
+        f" (run {escape(str(effectiveness['gateway_run']))}): {_points(effectiveness['overall'])}.</p>"
+        + _points_table("rate taken off", effectiveness["by_category"])
+    )
 
 
 def render_html(report: Mapping[str, Any]) -> str:
@@ -94,14 +98,11 @@ def render_html(report: Mapping[str, Any]) -> str:
     parts.append("</table>")
     comparison = report.get("comparison")
     if comparison:
-        parts.append("<h2>Compared with the previous run</h2><table><tr><th>category</th><th>rate change</th></tr>")
-        for group, delta in comparison["by_category_rate_delta"].items():
-            shown = "&ndash;" if delta is None else _points(delta)
-            parts.append(f"<tr><td>{escape(group)}</td><td>{shown}</td></tr>")
-        parts.append("</table>")
+        parts.append("<h2>Compared with the previous run</h2>")
+        parts.append(_points_table("rate change", comparison["by_category_rate_delta"]))
     effectiveness = report.get("guard_effectiveness")
     if effectiveness:
-        parts.append(_effectiveness_table(effectiveness))
+        parts.append(_effectiveness_section(effectiveness))
     parts.append("<h2>Top failing attempts</h2>")
     if not report["top_failures"]:
         parts.append("<p>None: no attack succeeded.</p>")
