@@ -53,9 +53,10 @@ _HARM = (
 # A request for instructions, just before the harm (a few words may sit between).
 _REQUEST = (
     r"\b(?:how\W+to|how\W+(?:(?:do|does|did|would|could|can|should|might)\W+)?(?:i|you|he|she|they|one|we|he'?d"
-    r"|she'?d|they'?d)\W+(?:would\W+|could\W+|can\W+|might\W+|should\W+|did\W+|used\W+to\W+)?"
+    r"|she'?d|they'?d)(?:\W+(?:would|could|can|might|should|did|used\W+to))?"
     r"|step[\W-]+by[\W-]+step|(?:steps|instructions|recipe|guide|tutorial|directions|procedure|method|process"
-    r"|quantities)\W+(?:to|for|on|of|in)|explain(?:s|ing)?\W+how|the\W+steps\W+to"
+    r"|quantities|ingredients|materials|chemicals|reagents|precursors|components|parts|tools)\W+(?:(?:needed|required"
+    r"|necessary|used)\W+)?(?:to|for|on|of|in)|explain(?:s|ing)?\W+how|the\W+steps\W+to"
     r"|in\W+(?:\w+\W+){0,2}detail|(?:write|give\W+me|provide|show\W+me|tell\W+me|teach\W+me|describe|detail"
     r"|list)\b)\W+(?:\w+\W+){0,3}?"
 )
@@ -73,7 +74,10 @@ _FRAME_RE = re.compile(
     r"|deceased|passed\W+away|my\W+late\W+\w+|purely\W+(?:fictional|hypothetical|theoretical|for\W+\w+\W+purposes)"
     r"|for\W+(?:educational|research|academic)\W+purposes|thought\W+experiment|let'?s\W+play\W+a\W+game"
     r"|(?:write|tell|narrate|compose)\W+(?:me\W+)?(?:a|an)\W+(?:\w+\W+)?(?:story|tale|screenplay|scene|novel|dialogue"
-    r"|monologue)|continue\W+(?:this|the\W+following|the|my)\W+(?:text|story|sentence|paragraph))\b"
+    r"|monologue)|continue\W+(?:this|the\W+following|the|my)\W+(?:text|story|sentence|paragraph)|memoirs?"
+    # A code word the rest of the text uses in the harm's place ('from now on, "apple" means ...').
+    r"|(?:word|code|substitution)\W+game|[\"'\u201c\u2018]\w+(?:\W\w+)?[\"'\u201d\u2019]\W+(?:now\W+)?(?:means|stands\W+for"
+    r"|is\W+code\W+for|is\W+short\W+for|refers\W+to))\b"
 )
 
 
@@ -107,7 +111,7 @@ FRAME_WORDS = word_set(
     "pretend pretending role roleplay roleplaying act acting imagine hypothetical hypothetically fictional fiction"
     " story novel film movie screenplay script play world universe scenario character grandma grandmother"
     " grandfather grandpa granny uncle aunt deceased passed late purely educational research academic experiment"
-    " game tale scene dialogue monologue continue"
+    " game tale scene dialogue monologue continue memoir memoirs means stands code refers"
 )
 
 

@@ -40,6 +40,7 @@ from bastion.guard.injection_rules import (
     SEPARATOR_LINES_RE,
     InjectionRule,
 )
+from bastion.guard.injection_rules_agents import AGENT_RULES
 from bastion.guard.injection_rules_intl import (
     CJK_RULES,
     GERMAN_RULES,
@@ -55,6 +56,7 @@ from bastion.guard.suffix import adversarial_suffix
 
 ALL_RULES: tuple[InjectionRule, ...] = (
     *ENGLISH_RULES,
+    *AGENT_RULES,
     *DELIMITER_RULES,
     *GERMAN_RULES,
     *ROMANCE_RULES,
