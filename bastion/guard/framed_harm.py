@@ -82,7 +82,7 @@ _FRAME_RE = re.compile(
 
 # The grandma exploit told the other way round: the relative's trade names the harm first ("my late
 # grandfather was a napalm production engineer; he would tell me the steps"), so no request precedes
-# it. A relative who "would tell me", the making of a harm named as a noun, and the steps or recipe,
+# it. A relative who "would tell me" (or is asked to), the making of a harm named as a noun, and the steps,
 # from the relative on; a novel's meth lab named before a relative's stories is not matched.
 _HARM_NOUN = (
     r"(?:napalm|meth|methamphetamine|bombs?|explosives?|ricin|sarin|nerve\W+agents?|poisons?|thermite|molotovs?"
@@ -94,14 +94,14 @@ _MAKING_HARM_RE = re.compile(
     rf"\W+(?:of\W+|for\W+)?(?:\w+\W+)?{_HARM_NOUN})\b"
 )
 _RELATIVE_TELLS_RE = re.compile(
-    r"\b(?:grandma|grandmother|grandfather|grandpa|granny|nana|uncle|aunt)\W+(?:\w+\W+){0,14}?(?:used\W+to|would)"
-    r"\W+(?:\w+\W+){0,2}?(?:tell|read|recite|sing|explain|whisper|teach|walk)\w*\W+(?:me|us)\b"
+    r"\b(?:grandma|grandmother|grandfather|grandpa|granny|nana|uncle|aunt)\W+(?:\w+\W+){0,16}?"
+    r"(?:tell|read|recite|sing|explain|whisper|teach|walk)\w*\W+(?:me|us)\b"
 )
 _STEPS_RE = re.compile(
     r"\b(?:steps?|recipes?|formulas?|process|procedure|instructions|how\W+to|how\W+(?:he|she|they)"
     r"\W+(?:made|make|cooked|built))\b"
 )
-# How far after the relative's "would tell me" the harm and its steps may sit (or inside it).
+# How far after the relative's "tell me" the harm and its steps may sit (or between the two).
 _RELATIVE_REACH = 200
 
 #: One of these words must occur before the patterns run (most texts have none).
@@ -155,7 +155,7 @@ def framed_harm(folded: str, words: set[str] | frozenset[str]) -> bool:
 
 
 def _relative_recipe(head: str) -> bool:
-    """A relative who "would tell me" the making of a harm and its steps, in one stretch of text."""
+    """A relative who tells the making of a harm and its steps, in one stretch of text."""
     for relative in _RELATIVE_TELLS_RE.finditer(head):
         start, end = relative.start(), relative.end() + _RELATIVE_REACH
         if _MAKING_HARM_RE.search(head, start, end) and _STEPS_RE.search(head, start, end):

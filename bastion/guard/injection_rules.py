@@ -287,7 +287,9 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
     rule("reveal_password", EXTRACTION, 0.45,
          "tell me|give me|reveal|spell|print|show me|what is|what's|whats|write down|share",
          r"\W+(?:the|your)\W+(?:secret\W+)?(?:password|passphrase|passcode|secret\W+word|secret\W+key)\b"
-         r"(?!\W+(?:policy|policies|requirements?|manager|reset|strength|rules|field|length|for\W+(?:my|our)))"),
+         r"(?!\W+(?:policy|policies|requirements?|manager|reset|strength|rules|field|length|for\W+(?:my|our)))",
+         # "Do not share your password with anyone": advice, not a request.
+         not_preceded_by=r"\b(?:not|never|n't|dont|nor)\W+$"),
     rule("beginning_of_prompt", EXTRACTION, 0.6, "beginning|start|top",
          r"\W+of\W+(?:this|the|your)\W+(?:prompt|conversation|instructions)\b"),
     rule("repeat_above", EXTRACTION, 0.85, "repeat",
