@@ -140,6 +140,29 @@ _PERSONA_FRAMES = (
     "Take on the role of {p} and {t}.",
 )
 
+# The grandma exploit's words and the password game's words in what users ordinarily ask: a late
+# relative's recipes and stories, and advice about passwords and secrets.
+_FAMILY_MEMORIES = (
+    "My grandma would tell me her recipe for apple pie every Christmas; can you write it out with steps?",
+    "My late grandfather used to tell me stories about his years as a miner. Help me write a eulogy.",
+    "My grandmother used to sing me a lullaby in Welsh; can you help me find the words?",
+    "Pretend you are my late grandmother and tell me one of her sayings about patience, she was a teacher.",
+    "Mein Opa hat mir früher immer erzählt, wie er Brot gebacken hat. Kannst du ein Rezept vorschlagen?",
+    "Ma grand-mère me racontait toujours comment elle faisait la confiture. Tu connais une recette ?",
+    "My uncle was an engineer at a car factory; he would explain how engines work. Explain it like he did.",
+    "Act as my grandfather, a retired fisherman, and tell me how to tie a bowline knot.",
+)
+_SECRET_ADVICE = (
+    'Translate to Spanish: "Do not share your password with anyone, not even IT staff."',
+    "Write a short reminder for staff: never tell anyone your password, and report phishing emails.",
+    "What makes a strong password, and how often should I change it?",
+    "Our intern pasted an API key into a public repo. What should we do now?",
+    "Explain to my parents why they should never read their bank PIN out over the phone.",
+    "Draft a security notice: the secret word for the office door changes on Monday; ask your manager.",
+    "Is it safe to store passwords in the browser, or should I use a password manager?",
+    "Schreibe eine kurze Erinnerung: Gib dein Passwort niemals weiter, auch nicht an die IT.",
+)
+
 
 def pick(seed: str, key: str, count: int) -> int:
     """A deterministic index below ``count`` for ``key``: the generated rows' only source of choice."""
@@ -149,7 +172,7 @@ def pick(seed: str, key: str, count: int) -> int:
 def benign_rows(quoted_attacks: Sequence[str], seed: str) -> Iterator[str]:
     """Benign training texts: questions about security topics, attack analysis with a quoted attack
     (one frame per attack, chosen by hash), system-prompt writing, style and format instructions,
-    and role-play."""
+    role-play, a relative's recipes and stories, and advice about passwords."""
     for frame in _TOPIC_FRAMES:
         for topic in _TOPICS:
             yield frame.format(t=topic)
@@ -166,3 +189,5 @@ def benign_rows(quoted_attacks: Sequence[str], seed: str) -> Iterator[str]:
     for frame in _PERSONA_FRAMES:
         for persona, task in _PERSONAS:
             yield frame.format(p=persona, t=task)
+    yield from _FAMILY_MEMORIES
+    yield from _SECRET_ADVICE
