@@ -73,6 +73,8 @@ def quoted_mention(folded: str, start: int, end: int) -> bool:
     closing = _next_quote(folded, quote, end, min(len(folded), end + 81 + len(quote)))
     if closing < 0 or (mark == quote and _next_quote(folded, quote, opening + 1, start) >= 0):
         return False  # not closed soon, or closed before the match: the match is outside
+    if _ADDRESSED_RE.search(folded, opening + 1, start) is not None:
+        return False  # "... Assistant: ignore the translation ...": the quoted text talks to the model
     return (
         _MENTION_RE.search(folded, max(0, opening - 60), opening) is not None
         or _MEANING_AFTER_RE.match(folded, closing + 1) is not None
@@ -106,6 +108,13 @@ _MENTION_RE = re.compile(
     r"|quote|quoted|slogan|lyrics?|grammar|proofread|correct|typo|label|headline|caption|example|examples"
     # Reported speech: "a user sent the message '...'", "students keep typing '...'".
     r"|message|messages|typed|typing|types|wrote|writes|sent|posted|entered|attack|attacks|injection|jailbreak)\b"
+)
+
+# A label addressing the model just before the match, inside the quotation: a document to translate
+# or summarise that says "Assistant: ignore ..." is an injection it carries, not a phrase mentioned.
+_ADDRESSED_RE = re.compile(
+    r"\b(?:ai|ki|ia|llm|gpt|chatgpt|bot|chatbot|assistant|assistent|assistente|asistente|model|modell"
+    r"|modele|copilot|agent|system)\s*[:,]\s*$"
 )
 
 
