@@ -512,6 +512,13 @@ DELIMITER_RULES: tuple[InjectionRule, ...] = (
          "system|new instruction|new instructions|admin|developer|sudo|override|important instruction"
          "|important instructions|system override|instruction",
          r"\W{0,2}(?:#{2,}|\]|\)|>|\}|:|\*\*)", preceded_by=r"(?:#{2,}|\[|\(|<|\{|\*\*)\W{0,2}$", preceded_window=6),
+    # "<SYSTEM MODE>", "[NOW ENTERING SECURITY OVERRIDE MODE]": a mode switch dressed as a system tag.
+    # Not in parentheses: "enable USB debugging (developer mode)" is a phone's setting.
+    rule("bracketed_mode", DELIMITER, 0.55,
+         "system|admin|administrator|developer|debug|maintenance|god|root|sudo|override|security override"
+         "|now entering|entering",
+         r"(?:\W+\w+){0,3}?\W+mode\W{0,2}(?:\]|>|\}|\*\*|#{2,})",
+         preceded_by=r"(?:#{2,}|\[|<|\{|\*\*)\W{0,2}$", preceded_window=6),
     rule("end_of_prompt", DELIMITER, 0.6, "end of|end of the|ende",
          r"\W+(?:system\W+)?(?:prompt|instructions|input|context|document)\b"),
     # Exfiltration through a rendered image (Rehberger 2023): the answer is to embed an image whose
