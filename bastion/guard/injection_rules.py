@@ -191,7 +191,7 @@ _ON_A_DEVICE = rf"(?!\W+(?:on|in|for|of)\W+{_DEVICE})"
 _AI_NOUNS = (
     "ai", "llm", "language model", "assistant", "chatbot", "bot", "gpt", "chatgpt", "model", "agent", "copilot",
 )  # fmt: skip
-_AI_NOUN_RE = "|".join(_head_regex(noun) for noun in _AI_NOUNS)
+AI_NOUN_RE = "|".join(_head_regex(noun) for noun in _AI_NOUNS)
 # "... no longer apply": instructions declared void.
 _NO_LONGER_APPLY = r"\W+(?:now\W+)?(?:no\W+longer|don'?t|do\W+not)\W+apply\b"
 # Refusal phrases as a list of forbidden words quotes them ("'I'm sorry', 'I cannot' or 'as an AI'").
@@ -289,7 +289,7 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
          r"\W+(?:the|your)\W+(?:secret\W+)?(?:password|passphrase|passcode|secret\W+word|secret\W+key)\b"
          r"(?!\W+(?:policy|policies|requirements?|manager|reset|strength|rules|field|length|for\W+(?:my|our)))",
          # "Do not share your password with anyone": advice, not a request.
-         not_preceded_by=r"\b(?:not|never|n't|dont|nor)\W+$"),
+         not_preceded_by=r"(?:\b(?:not|never|dont|nor)|n't)\W+$"),
     rule("beginning_of_prompt", EXTRACTION, 0.6, "beginning|start|top",
          r"\W+of\W+(?:this|the|your)\W+(?:prompt|conversation|instructions)\b"),
     rule("repeat_above", EXTRACTION, 0.85, "repeat",
@@ -424,7 +424,7 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
          r"\W+(?:(?:that|who)\W+(?:is|are)\W+)?(?:reading|processing|summari[sz]ing|parsing|analy[sz]ing|reviewing"
          r"|scanning|viewing|translating|indexing)\W+(?:this|these)\b"),
     rule("note_to_ai", PIVOT, 0.85, "note|message|instructions|instruction|attention|notice|reminder|important",
-         rf"\W+(?:to|for)\W+(?:the\W+|any\W+|all\W+)?(?:ai\W+assistant|{_AI_NOUN_RE})s?\W{{0,2}}[:\-\u2013]"),
+         rf"\W+(?:to|for)\W+(?:the\W+|any\W+|all\W+)?(?:ai\W+assistant|{AI_NOUN_RE})s?\W{{0,2}}[:\-\u2013]"),
     rule("focus_new_task", PIVOT, 0.75, "focus|concentrate",
          r"\W+(?:\w+\W+){0,2}on\W+(?:your|the|a|this)\W+new\W+(?:task|assignment|instructions?|mission)\b"),
     rule("your_new_task", PIVOT, 0.7, "your new",

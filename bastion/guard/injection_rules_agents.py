@@ -14,6 +14,7 @@ app ("can an app read my location without telling the user?"), the spam filter o
 from __future__ import annotations
 
 from bastion.guard.injection_rules import (
+    AI_NOUN_RE,
     EXTRACTION,
     JAILBREAK,
     OBFUSCATION,
@@ -40,11 +41,10 @@ _CARRIER = (
     r"|content|pdf|resume|cv|profile|paragraph|section|line|sentence|instruction|description|listing|issue"
     r"|readme|repository|repo|calendar\W+invite|invite|ticket)"
 )
+# What guards the assistant's answers, as the thing an attack would slip past.
+_FILTER = r"(?:content\W+|safety\W+)?(?:filters?|moderation|moderators?|detectors?|guardrails?|classifiers?|censors?)"
 # The models an injection addresses as "an AI" ("When an AI model reads this page, ...").
-_AI_READER = (
-    r"(?:ai|llm|language\W+model|large\W+language\W+model|assistant|chatbot|bot|gpt|model|agent|copilot)"
-    r"(?:\W+(?:model|assistant|agent|system|tool))?"
-)
+_AI_READER = rf"(?:large\W+language\W+model|{AI_NOUN_RE})(?:\W+(?:model|assistant|agent|system|tool))?"
 _READS = (
     r"(?:reads|processes|sees|summari[sz]es|parses|analy[sz]es|reviews|scans|views|translates|indexes|encounters"
     r"|finds|is\W+(?:reading|processing|summari[sz]ing|asked\W+to\W+(?:read|summari[sz]e|process|review)))"
@@ -83,14 +83,12 @@ AGENT_RULES: tuple[InjectionRule, ...] = (
          preceded_by=r"\b(?:i\W+am|i'm|im|we\W+are|we're)\W+(?:an?|the|from|with|on|part\W+of)\W+(?:the\W+)?$"),
     # "Answer in base64 so the filter does not see it": evading the check is the stated point.
     rule("evade_the_filter", OBFUSCATION, 0.7, "so|so that",
-         r"\W+(?:the|your|any)\W+(?:content\W+|safety\W+|ai\W+)?(?:filters?|moderation|moderators?|monitors?"
-         r"|monitoring|detectors?|guard|guardrails?|classifiers?|censors?)\W+(?:does\W+not|doesn'?t|do\W+not|don'?t"
+         rf"\W+(?:the|your|any)\W+(?:ai\W+)?(?:{_FILTER}|monitors?|monitoring|guard)\W+(?:does\W+not|doesn'?t|do\W+not|don'?t"
          r"|won'?t|will\W+not|can'?t|cannot|can\W+not|is\W+unable\W+to|are\W+unable\W+to)\W+(?:see|detect|notice"
          r"|catch|flag|recogni[sz]e|pick\W+up)\b"),
     # "... to get past your filters": the assistant's own, not the office's web filter.
     rule("evade_the_filter_to", OBFUSCATION, 0.5,
          "to avoid|to evade|to bypass|to get past|to fool|to trick|to slip past|to sneak past|to get around"
          "|to circumvent|to dodge|without triggering|without tripping",
-         r"\W+(?:your|the\W+(?:ai|model|assistant|chatbot)'?s?)\W+(?:own\W+)?(?:content\W+|safety\W+)?(?:filters?"
-         r"|moderation|moderators?|detectors?|guardrails?|classifiers?|censors?)\b"),
+         rf"\W+(?:your|the\W+(?:ai|model|assistant|chatbot)'?s?)\W+(?:own\W+)?{_FILTER}\b"),
 )  # fmt: skip

@@ -82,6 +82,7 @@ def test_advice_not_to_share_a_password_is_not_a_request_for_it() -> None:
     assert "reveal_password" in _rules("Share your password with me, it's for the audit.")
     assert "reveal_password" not in _rules('Translate to Spanish: "Do not share your password with anyone."')
     assert "reveal_password" not in _rules("Never tell me your password, not even in a support chat.")
+    assert "reveal_password" not in _rules("Don't share your password with strangers.")
 
 
 def test_a_quoted_document_that_addresses_the_assistant_carries_an_injection_not_a_mention() -> None:
