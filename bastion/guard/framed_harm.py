@@ -37,7 +37,7 @@ _HARM = (
     r"|malware|ransomware|keyloggers?|viruses|computer\W+virus|trojans?|worms?|botnets?|rootkits?|spyware"
     r"|phishing\W+(?:emails?|pages?|sites?|kits?)|counterfeit|fake\W+(?:ids?|passports?|money|bills)"
     r"|cocaine|heroin|fentanyl|lsd|mdma|drugs)"
-    r"|(?:launder|laundering)\W+(?:\w+\W+){0,2}money|hot-?wir(?:e|ing)\W+(?:a|the)\W+car"
+    r"|(?:launder|laundering)\W+(?:\w+\W+){0,3}(?:money|cash|funds|proceeds|millions?|bitcoins?|crypto\w*)|hot-?wir(?:e|ing)\W+(?:a|the)\W+car"
     r"|(?:hack|hacking)\W+into|(?:break|breaks|breaking)\W+into\W+(?:(?:a|an|the|someone'?s|somebody'?s|my|his|her|their)\W+)?"
     r"(?:\w+\W+)?(?:house|home|car|apartment|flat|building|safe|account|computer|network|system|server|phone|bank"
     r"|store|shop)s?|steal(?:ing)?\W+(?:someone|somebody|a\W+car|cars|credit\W+cards?|money"
@@ -69,7 +69,8 @@ _REACH_AFTER = 80
 _FRAME_RE = re.compile(
     r"\b(?:pretend|pretending|role-?play|roleplaying|act(?:ing)?\W+as|imagine|hypothetical(?:ly)?|fictional|fiction"
     r"|in\W+(?:a|this|the|our|my)\W+(?:\w+\W+)?(?:story|novel|film|movie|screenplay|script|play|world|universe"
-    r"|scenario)|screenplay|stay\W+in\W+character|in\W+character|your\W+character|the\W+character"
+    r"|scenario)|(?:i'?m|i\W+am|we'?re|we\W+are)\W+writing\W+(?:a|an|my|our)\W+(?:\w+\W+)?(?:story|novel|book|thriller"
+    r"|screenplay|script|play|film|movie|scene|chapter)|screenplay|stay\W+in\W+character|in\W+character|your\W+character|the\W+character"
     r"|(?:grandma|grandmother|grandfather|grandpa|granny|uncle|aunt)\W+(?:\w+\W+){0,3}(?:used\W+to|would)"
     r"|deceased|passed\W+away|my\W+late\W+\w+|purely\W+(?:fictional|hypothetical|theoretical|for\W+\w+\W+purposes)"
     r"|for\W+(?:educational|research|academic)\W+purposes|thought\W+experiment|let'?s\W+play\W+a\W+game"
@@ -134,7 +135,7 @@ FRAME_WORDS = word_set(
     "pretend pretending role roleplay roleplaying act acting imagine hypothetical hypothetically fictional fiction"
     " story novel film movie screenplay script play world universe scenario character grandma grandmother"
     " grandfather grandpa granny uncle aunt deceased passed late purely educational research academic experiment"
-    " game tale scene dialogue monologue continue memoir memoirs means stands code refers"
+    " game tale scene dialogue monologue continue memoir memoirs means stands code refers writing"
 )
 
 

@@ -205,8 +205,9 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
     # --- override -------------------------------------------------------------------------------
     rule("override_instructions", OVERRIDE, 0.95, OVERRIDE_VERBS, rf"\W+{FILLER}{_STRONG_OBJECTS}",
          declarative_weight=0.4),
+    # Not the user's own earlier words ("disregard my previous message, I meant lists"): a correction.
     rule("override_previous_context", OVERRIDE, 0.85, OVERRIDE_VERBS,
-         rf"\W+(?:about\W+)?(?:(?:all|the|your|my|of)\W+)*{_PAST}\W+(?:\w+\W+){{0,2}}{_WEAK_OBJECTS}",
+         rf"\W+(?:about\W+)?(?:(?:all|the|your|of)\W+)*{_PAST}\W+(?:\w+\W+){{0,2}}{_WEAK_OBJECTS}",
          declarative_weight=0.4),
     rule("override_all_tasks", OVERRIDE, 0.8, OVERRIDE_VERBS,
          r"\W+(?:about\W+)?all\W+(?:(?:the|your|of|my)\W+)*(?:tasks?|assignments?|information|context|messages?"
