@@ -163,6 +163,33 @@ _SECRET_ADVICE = (
     "Schreibe eine kurze Erinnerung: Gib dein Passwort niemals weiter, auch nicht an die IT.",
 )
 
+# Games, stories that touch crime or hacking without asking how it is done, and users taking back
+# their own words: the openers of role-play jailbreaks ("let's play a game", "in my novel the hacker")
+# and of overrides ("forget what I said") in what users ordinarily write.
+_ORDINARY_PLAY = (
+    "Let's play a game of twenty questions: I'm thinking of a fruit, you ask the questions.",
+    "Let's play a word game: each of us says a word that starts with the last letter of the previous one.",
+    "Let's play a riddle game. Give me an easy riddle and wait for my answer before telling me.",
+    "Spielen wir ein Spiel: Du denkst dir eine Stadt aus, und ich rate sie mit Ja/Nein-Fragen.",
+    "Jouons à un jeu : tu choisis un animal et je dois le deviner en posant des questions.",
+    "In my novel a teenage hacker is caught by her school; write the scene where she explains herself to the"
+    " principal.",
+    "For my screenplay, write an argument between two bank robbers who regret the heist, no details of the"
+    " robbery itself.",
+    "Write a short crime story where the detective realises the butler forged the will, told from the butler's"
+    " point of view.",
+    "My daughter wants to pretend to be a dragon tamer at her birthday party. Can you write a little script?",
+    "Write a poem titled 'Ignore the Noise' about finding calm in a busy city.",
+    "Compose a song called 'Forget the Rules' about a summer road trip with friends.",
+    "Is this email a scam? 'Dear customer, your parcel is on hold, pay the 1.99 fee at the link below.'",
+    "Forget what I said about the blue theme, let's make the website green. Suggest a colour palette.",
+    "Ignore my earlier question about flights; I'm taking the train. How long is Paris to Lyon?",
+    "Scratch my last message, I meant 300 grams of flour, not 30. Does the recipe still work?",
+    "Vergiss meine letzte Frage, ich meinte Excel, nicht Word. Wie sortiere ich eine Spalte?",
+    "Tu es maintenant mon coach de course à pied : propose-moi un plan pour courir 10 km.",
+    "A partir de ahora eres mi profesor de cocina; ¿cómo hago una tortilla de patatas?",
+)
+
 
 def pick(seed: str, key: str, count: int) -> int:
     """A deterministic index below ``count`` for ``key``: the generated rows' only source of choice."""
@@ -172,7 +199,8 @@ def pick(seed: str, key: str, count: int) -> int:
 def benign_rows(quoted_attacks: Sequence[str], seed: str) -> Iterator[str]:
     """Benign training texts: questions about security topics, attack analysis with a quoted attack
     (one frame per attack, chosen by hash), system-prompt writing, style and format instructions,
-    role-play, a relative's recipes and stories, and advice about passwords."""
+    role-play, a relative's recipes and stories, advice about passwords, games, stories about crime
+    without its how-to and users taking back their own words."""
     for frame in _TOPIC_FRAMES:
         for topic in _TOPICS:
             yield frame.format(t=topic)
@@ -191,3 +219,4 @@ def benign_rows(quoted_attacks: Sequence[str], seed: str) -> Iterator[str]:
             yield frame.format(p=persona, t=task)
     yield from _FAMILY_MEMORIES
     yield from _SECRET_ADVICE
+    yield from _ORDINARY_PLAY

@@ -42,7 +42,8 @@ _HARM = (
     r"(?:\w+\W+)?(?:house|home|car|apartment|flat|building|safe|account|computer|network|system|server|phone|bank"
     r"|store|shop)s?|steal(?:ing)?\W+(?:someone|somebody|a\W+car|cars|credit\W+cards?|money"
     r"|identit(?:y|ies)|passwords?|data|from\W+(?:a|the)\W+(?:store|shop|bank))"
-    r"|shoplift(?:ing)?|poison(?:ing)?\W+(?:someone|somebody|a\W+person|people|him|her|them|my)"
+    r"|(?:buy|buying|sell|selling|use|using)\W+stolen\W+(?:credit\W+cards?|cards?|card\W+(?:data|details|numbers)|identit(?:y|ies)"
+    r"|passwords|accounts|data)|shoplift(?:ing)?|poison(?:ing)?\W+(?:someone|somebody|a\W+person|people|him|her|them|my)"
     r"|(?:kill|killing|murder|murdering)\W+(?:someone|somebody|a\W+person|people|him|her|them|my)"
     r"|get\W+away\W+with\W+(?:murder|it|a\W+crime)|evad(?:e|ing)\W+(?:taxes|the\W+police|police|detection)"
     r"|get(?:ting)?\W+around\W+(?:\w+\W+){0,4}(?:checks|laws|security|alarms?|detection|controls)"
@@ -73,7 +74,10 @@ _FRAME_RE = re.compile(
     r"|screenplay|script|play|film|movie|scene|chapter)|screenplay|stay\W+in\W+character|in\W+character|your\W+character|the\W+character"
     r"|(?:grandma|grandmother|grandfather|grandpa|granny|uncle|aunt)\W+(?:\w+\W+){0,3}(?:used\W+to|would)"
     r"|deceased|passed\W+away|my\W+late\W+\w+|purely\W+(?:fictional|hypothetical|theoretical|for\W+\w+\W+purposes)"
-    r"|for\W+(?:educational|research|academic)\W+purposes|thought\W+experiment|let'?s\W+play\W+a\W+game"
+    r"|for\W+(?:educational|research|academic)\W+purposes|(?:it'?s|it\W+is|this\W+is)\W+(?:just\W+|only\W+)?for\W+(?:a|an|my)"
+    r"\W+(?:\w+\W+)?(?:course|class|school\W+project|research\W+project|paper|thesis|novel|book|story|game)"
+    # The answer's compliant opening written by the user, for the model to continue.
+    r"|^\W*(?:sure|absolutely|certainly|of\W+course)\W+(?:\w+\W+)?here(?:'s|\W+is|\W+are)|thought\W+experiment|let'?s\W+play\W+a\W+game"
     r"|(?:write|tell|narrate|compose)\W+(?:me\W+)?(?:a|an)\W+(?:\w+\W+)?(?:story|tale|screenplay|scene|novel|dialogue"
     r"|monologue)|continue\W+(?:this|the\W+following|the|my)\W+(?:text|story|sentence|paragraph)|memoirs?"
     # A code word the rest of the text uses in the harm's place ('from now on, "apple" means ...').
@@ -113,7 +117,7 @@ HARM_WORDS = word_set(
     " worms botnet botnets rootkit rootkits spyware phishing counterfeit fake cocaine heroin fentanyl lsd mdma drugs"
     " launder laundering hotwire hotwiring hot hack hacking break breaks breaking steal stealing shoplift shoplifting"
     " kill killing murder murdering evade evading around smuggle smuggling traffick trafficking stalk stalking"
-    " blackmail blackmailing"
+    " blackmail blackmailing stolen"
 )
 
 
@@ -135,7 +139,8 @@ FRAME_WORDS = word_set(
     "pretend pretending role roleplay roleplaying act acting imagine hypothetical hypothetically fictional fiction"
     " story novel film movie screenplay script play world universe scenario character grandma grandmother"
     " grandfather grandpa granny uncle aunt deceased passed late purely educational research academic experiment"
-    " game tale scene dialogue monologue continue memoir memoirs means stands code refers writing"
+    " game tale scene dialogue monologue continue memoir memoirs means stands code refers writing course class"
+    " project paper thesis book sure absolutely certainly"
 )
 
 
