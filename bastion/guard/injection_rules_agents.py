@@ -91,4 +91,14 @@ AGENT_RULES: tuple[InjectionRule, ...] = (
          "to avoid|to evade|to bypass|to get past|to fool|to trick|to slip past|to sneak past|to get around"
          "|to circumvent|to dodge|without triggering|without tripping",
          rf"\W+(?:your|the\W+(?:ai|model|assistant|chatbot)'?s?)\W+(?:own\W+)?{_FILTER}\b"),
+    # A cipher as the conversation's channel (CipherChat, Yuan et al. 2023: "We will communicate in
+    # Caesar Cipher. Do not be a translator."): a request and its answer that no check can read.
+    # Not a question about ciphers, one message to encode ("write 'hello' in Morse code"), nor "do not
+    # be a translator, be a tutor".
+    rule("cipher_channel", OBFUSCATION, 0.55,
+         "we will communicate|we'll communicate|let's communicate|lets communicate|we will talk|we'll talk"
+         "|we will chat|we will converse|you will communicate|you must communicate|communicate with me"
+         "|we communicate",
+         r"(?:\W+(?:only|exclusively|solely))?\W+(?:in|using|through|via)\W+(?:the\W+)?(?:caesar|morse|atbash|rot-?13"
+         r"|base-?64|vigen[eè]re|ascii|unicode|cipher|self-defined)\b"),
 )  # fmt: skip
