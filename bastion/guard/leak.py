@@ -27,7 +27,7 @@ from typing import Literal
 
 import bastion.guard.budget as budget
 from bastion.guard.decoders import PayloadHints, find_payloads
-from bastion.guard.leak_copies import TRANSFORMED_COPY, CopyIndex, CopyTracker
+from bastion.guard.leak_copies import TRANSFORMED_COPY, CopyIndex, CopyTracker, traceable_canary
 from bastion.guard.models import Finding
 from bastion.guard.normalize import INVISIBLE_CLASS, alnum_fold, build_view
 from bastion.guard.segments import segment_bounds
@@ -50,11 +50,23 @@ def make_canary(key: bytes | None = None, context: str = "") -> str:
     With ``key``, the token is derived from ``context`` (say, prompt id and version) instead of
     random: the system prompt then stays byte-identical across requests, so provider-side prompt
     caching keeps working, while the token remains unguessable without the key.
+
+    Either way the token has enough digits for a disguised copy to be traced (``traceable_canary``;
+    about one random token in 2,200 has fewer than four): a random one is drawn again, a derived one
+    takes the digest's next 16 characters, then a digest with a counter.
     """
     if key is None:
-        return CANARY_PREFIX + secrets.token_hex(8)
-    digest = hmac.new(key, context.encode("utf-8"), hashlib.sha256).hexdigest()
-    return CANARY_PREFIX + digest[:16]
+        while not traceable_canary(canary := CANARY_PREFIX + secrets.token_hex(8)):
+            pass
+        return canary
+    counter = 0
+    while True:
+        suffix = f"\0{counter}" if counter else ""
+        digest = hmac.new(key, (context + suffix).encode("utf-8"), hashlib.sha256).hexdigest()
+        for start in range(0, len(digest), 16):
+            if traceable_canary(canary := CANARY_PREFIX + digest[start : start + 16]):
+                return canary
+        counter += 1
 
 
 def plant_canary(system_prompt: str, canary: str, *, position: Literal["start", "end", "both"] = "both") -> str:

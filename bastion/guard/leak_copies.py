@@ -70,6 +70,12 @@ def alnum_bytes(text: str) -> bytes:
     return data.translate(_LOWER, _NOT_ALNUM)
 
 
+def traceable_canary(canary: str) -> bool:
+    """Whether a disguised copy of ``canary`` (shifted, reversed) can be found by its digits: a canary
+    with too few of them is still found verbatim, but not through a disguise."""
+    return _CanaryWatch.usable(alnum_bytes(canary))
+
+
 def letter_values(alnum: bytes) -> bytes:
     """Letters as 0..25, leet digits read as letters."""
     return alnum.translate(_LETTER_VALUES, b"26")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
+import secrets
 
 import pytest
 
 from bastion.guard import GuardPolicy, GuardResult, OutputGuard, make_canary, plant_canary
-from bastion.guard.leak import PromptFingerprint, find_canary
+from bastion.guard.leak import CANARY_PREFIX, PromptFingerprint, find_canary
+from bastion.guard.leak_copies import traceable_canary
 from bastion.guard.normalize import alnum_fold
 from tests.guard.disguises import BENIGN, CANARY_DISGUISES, COPIES, VAULT_PROMPT, answer, b64, rot13
 from tests.guard.support import verdict_of
@@ -25,6 +29,24 @@ def test_make_canary_is_random_or_derived() -> None:
     key = b"k" * 32
     assert make_canary(key, "prompt-7:v3") == make_canary(key, "prompt-7:v3")
     assert make_canary(key, "prompt-7:v3") != make_canary(key, "prompt-7:v4")
+
+
+def test_every_canary_has_the_digits_its_disguised_copies_are_traced_by(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token with fewer than four digits is found verbatim but not through rot13 or a reversal: a
+    random one is drawn again, a derived one takes the digest's next characters (and stays stable)."""
+    draws = iter(["dcac3bb0beecbaf2", "0123456789abcdef"])
+    monkeypatch.setattr(secrets, "token_hex", lambda _size: next(draws))
+    assert make_canary() == "bst-0123456789abcdef"
+    key = b"test-key"
+    head = hmac.new(key, b"prompt-3501", hashlib.sha256).hexdigest()[:16]
+    assert not traceable_canary(CANARY_PREFIX + head)  # this context's digest starts digit-poor
+    derived = make_canary(key, "prompt-3501")
+    assert derived != CANARY_PREFIX + head and traceable_canary(derived) and make_canary(key, "prompt-3501") == derived
+    guard = OutputGuard(GuardPolicy(), system_prompt=VAULT_PROMPT, canary=derived)
+    assert leak_types(guard.scan_text(answer(rot13(plant_canary(VAULT_PROMPT, derived))))) == ["CANARY"]
+    # Any other context keeps the digest's first 16 characters, as before.
+    usual = hmac.new(key, b"prompt-7:v3", hashlib.sha256).hexdigest()[:16]
+    assert make_canary(key, "prompt-7:v3") == CANARY_PREFIX + usual
 
 
 def test_plant_canary_positions() -> None:
