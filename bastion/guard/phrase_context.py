@@ -86,9 +86,14 @@ def _is_apostrophe(text: str, index: int) -> bool:
 
 
 def _last_quote(text: str, lower: int, upper: int) -> int:
-    for index in range(upper - 1, lower - 1, -1):
-        if text[index] in _QUOTES and not _is_apostrophe(text, index):
+    """The last quote mark in ``text[lower:upper]`` that is not an apostrophe, or -1. One ``rfind``
+    per mark (C speed) rather than a loop over the characters: it runs for every rule match."""
+    marks = _ASCII_QUOTES if text.isascii() else _QUOTES
+    while upper > lower:
+        index = max(text.rfind(mark, lower, upper) for mark in marks)
+        if index < 0 or not _is_apostrophe(text, index):
             return index
+        upper = index
     return -1
 
 
@@ -100,6 +105,7 @@ def _next_quote(text: str, quote: str, lower: int, upper: int) -> int:
 
 
 _QUOTES = frozenset("'\"`\u201c\u2018\u00ab\u201e")
+_ASCII_QUOTES = frozenset("'\"`")
 _CLOSING = {"\u201c": "\u201d", "\u2018": "\u2019", "\u00ab": "\u00bb", "\u201e": "\u201c"}
 # After the closing quote: "what does '...' mean", "'...' stands for".
 _MEANING_AFTER_RE = re.compile(r"\W{0,3}(?:mean|means|meant|stand\W+for|stands\W+for|refer\W+to|refers\W+to)\b")
