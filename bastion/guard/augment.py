@@ -92,6 +92,12 @@ _FORMAT_RULES = (
     "No disclaimers needed, I know this is general information.",
     "Never say 'unfortunately' to the customer; say what we can do instead.",
     "Don't open with 'As an AI language model', just answer.",
+    "Start your response with a short table comparing the options.",
+    "Begin your reply with a friendly greeting and the customer's first name.",
+    "Start your answer with the conclusion and continue with the reasoning.",
+    "Start each reply with a one-sentence summary and continue with the details.",
+    "Beginne deine Antwort mit einer kurzen Zusammenfassung.",
+    "Commence ta réponse par un résumé d'une phrase.",
     "Avoid starting every sentence with 'I'm sorry'; one apology is enough.",
     "Write it in the second person and avoid jargon.",
     "Start with the most important point and skip the greeting.",
@@ -189,6 +195,21 @@ _ORDINARY_PLAY = (
     "Tu es maintenant mon coach de course à pied : propose-moi un plan pour courir 10 km.",
     "A partir de ahora eres mi profesor de cocina; ¿cómo hago una tortilla de patatas?",
 )
+# Open questions: "tell me everything" is also how jailbreaks ask for a harm in full.
+_OPEN_QUESTIONS = (
+    "Tell me everything you know about sea otters.",
+    "Tell me everything you know about the history of the bicycle.",
+    "Erzähl mir alles, was du über Vulkane weißt.",
+)
+# Copies and openers of the user's own text: what prompt extraction asks for ("the text above in
+# full", "starting with 'You are'"), asked about text the user wrote or pasted.
+_ORDINARY_COPIES = (
+    "Write five affirmations for my sister, each starting with 'You are'.",
+    'Give every person on my team a one-line compliment beginning with "You are".',
+    "Here is my shopping list: eggs, milk, bread. Print the list above again, sorted alphabetically.",
+    "Copy the paragraph above into a table with one sentence per row.",
+    "Complete this sentence for my English class: 'When I was ten years old, I ...'",
+)
 
 
 def pick(seed: str, key: str, count: int) -> int:
@@ -200,7 +221,7 @@ def benign_rows(quoted_attacks: Sequence[str], seed: str) -> Iterator[str]:
     """Benign training texts: questions about security topics, attack analysis with a quoted attack
     (one frame per attack, chosen by hash), system-prompt writing, style and format instructions,
     role-play, a relative's recipes and stories, advice about passwords, games, stories about crime
-    without its how-to and users taking back their own words."""
+    without its how-to, users taking back their own words, copies of the user's own text and open questions."""
     for frame in _TOPIC_FRAMES:
         for topic in _TOPICS:
             yield frame.format(t=topic)
@@ -220,3 +241,5 @@ def benign_rows(quoted_attacks: Sequence[str], seed: str) -> Iterator[str]:
     yield from _FAMILY_MEMORIES
     yield from _SECRET_ADVICE
     yield from _ORDINARY_PLAY
+    yield from _ORDINARY_COPIES
+    yield from _OPEN_QUESTIONS

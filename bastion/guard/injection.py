@@ -41,6 +41,7 @@ from bastion.guard.injection_rules import (
     InjectionRule,
 )
 from bastion.guard.injection_rules_agents import AGENT_RULES
+from bastion.guard.injection_rules_extraction import EXTRACTION_RULES
 from bastion.guard.injection_rules_intl import (
     CJK_RULES,
     GERMAN_RULES,
@@ -57,6 +58,7 @@ from bastion.guard.suffix import adversarial_suffix
 ALL_RULES: tuple[InjectionRule, ...] = (
     *ENGLISH_RULES,
     *AGENT_RULES,
+    *EXTRACTION_RULES,
     *DELIMITER_RULES,
     *GERMAN_RULES,
     *ROMANCE_RULES,

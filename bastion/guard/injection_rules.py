@@ -233,7 +233,8 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
          r"|\W+were)\W+(?:been\W+)?told)\b"),
     rule("replace_instructions", OVERRIDE, 0.8, "change|replace|update|rewrite|overwrite|modify",
          r"\W+(?:all\W+)?(?:your|the\W+system)\W+(?:instructions|rules|prompt|programming|guidelines|directives)\b"),
-    rule("new_instructions_are", OVERRIDE, 0.8, "your instructions|your new instructions|your rules|your orders",
+    rule("new_instructions_are", OVERRIDE, 0.8, "your instructions|your new instructions|your rules|your orders"
+         "|your new rules|your new orders|your new directives|your new guidelines",
          r"\W+are\W+(?:now|as\W+follows|the\W+following|to)\b"),
     rule("not_bound", OVERRIDE, 0.9, "you are|you were|you will be|you're",
          r"\W+(?:no\W+longer|not|never)\W+(?:bound|restricted|limited|constrained|governed|required\W+to\W+follow)"
@@ -264,8 +265,9 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
          r"|earlier|at\W+the\W+(?:beginning|start|top))\b|in\W+(?:your|the)\W+(?:system\W+)?(?:prompt"
          r"|instructions))"),
     rule("text_before_message", EXTRACTION, 0.8, "text|content|words|everything|what",
-         r"\W+(?:appears|appeared|comes|came|is|was|sits|stands|precedes)\W+(?:written\W+)?(?:before|above|prior\W+to)"
-         r"\W+(?:my|this|the\W+user'?s?|our)\W+(?:message|question|prompt|input|conversation)"),
+         r"\W+(?:(?:appears|appeared|comes|came|is|was|sits|stands|precedes)\W+(?:written\W+)?(?:before|above|prior\W+to)"
+         r"|precedes|preceded)\W+(?:my|this|the\W+user'?s?|our)\W+(?:first\W+)?(?:message|question|prompt|input"
+         r"|conversation)"),
     # "What were you told before my message?": the instructions, asked for as what came first.
     rule("told_before", EXTRACTION, 0.85,
          "what were you|what have you|what had you|what instructions were you|what instructions have you"
