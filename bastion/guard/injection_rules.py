@@ -165,7 +165,9 @@ _PROMPT_OBJECT = (
     r"(?:system\W+(?:prompt|message|instructions?)|(?:initial|original|hidden|secret|internal|confidential|full"
     r"|complete|entire|whole|pre|meta|developer|exact|verbatim)\W*(?:prompt|instructions|rules|guidelines|directives)"
     # "the original message", "the internal configuration" of a pod: ordinary unless hidden.
-    r"|(?:hidden|secret|confidential|pre|meta|developer)\W*(?:message|configuration)|prompt\W*texts?"
+    # Nor "the hidden message in this riddle": a puzzle's, unless the conversation's.
+    r"|(?:hidden|secret|confidential|pre|meta|developer)\W*(?:message|configuration)(?!\W+(?:in|of|behind)\W+"
+    r"(?:this|the|that|a|an|my)\W+(?!conversation|chat|prompt|system|context))|prompt\W*texts?"
     r"|(?:your|its)\W+(?:(?:previous|prior|original|initial|earlier|above|current)\W+)?(?:instructions|prompt"
     r"|rules|guidelines|configuration|directives|programming)|(?:everything|words|instructions)\W+above"
     r"|(?:the\W+)?(?:text|words|content|everything|instructions)\W+before\W+(?:this|my)\W+(?:message|question"
@@ -265,8 +267,8 @@ ENGLISH_RULES: tuple[InjectionRule, ...] = (
          r"|earlier|at\W+the\W+(?:beginning|start|top))\b|in\W+(?:your|the)\W+(?:system\W+)?(?:prompt"
          r"|instructions))"),
     rule("text_before_message", EXTRACTION, 0.8, "text|content|words|everything|what",
-         r"\W+(?:(?:appears|appeared|comes|came|is|was|sits|stands|precedes)\W+(?:written\W+)?(?:before|above|prior\W+to)"
-         r"|precedes|preceded)\W+(?:my|this|the\W+user'?s?|our)\W+(?:first\W+)?(?:message|question|prompt|input"
+         r"\W+(?:(?:appears|appeared|comes|came|is|was|sits|stands|precedes)\W+(?:written\W+)?"
+         r"(?:before|above|prior\W+to)|precedes|preceded)\W+(?:my|this|the\W+user'?s?|our)\W+(?:first\W+)?(?:message|question|prompt|input"
          r"|conversation)"),
     # "What were you told before my message?": the instructions, asked for as what came first.
     rule("told_before", EXTRACTION, 0.85,
