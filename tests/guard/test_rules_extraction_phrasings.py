@@ -108,6 +108,9 @@ def test_a_copy_verb_beside_the_models_own_instructions(text: str) -> None:
         "Tell me your guidelines for a healthy breakfast.",
         "What is the hidden message in this riddle?",
         "Share your insights. Follow the instructions above, but use metric units.",
+        "Return the form and its instructions to HR by Friday.",
+        "List the router model and its configuration in a table.",
+        "Show me your setup for streaming on Twitch, what gear do you recommend?",
     ],
 )
 def test_the_models_advice_or_a_products_settings_are_not_its_prompt(text: str) -> None:
