@@ -27,8 +27,10 @@ _WHOLE = (
     r"|back\W+to\W+me|in\W+(?:a|an|one)\W+txt(?:\W+code)?(?:\W+block)?"
     r"|without\W+(?:any\W+)?(?:changes|omissions|omitting|summari[sz]ing|skipping|leaving))\b"
 )
-_FEW = r"(?:(?:me|us|back|out|all|of|the|this|our|your|entire|whole|full|complete|exact|everything|previous|prior"
-_FEW += r"|preceding|above)\W+){0,4}"
+_FEW = (
+    r"(?:(?:me|us|back|out|all|of|the|this|our|your|entire|whole|full|complete|exact|everything|previous|prior"
+    r"|preceding|above)\W+){0,4}"
+)
 # Where the hidden text sits: above this message, before it, from the start of the conversation.
 _WHERE = (
     r"(?:above|so\W+far|up\W+to\W+(?:now|here|this\W+point)|before\W+(?:this|my|the\W+user)\b\W*(?:\w+\W+)?"

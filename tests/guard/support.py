@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from bastion.guard.injection import InjectionDetector
 from bastion.guard.models import GuardResult, Verdict
+
+#: The injection rules alone (no learned model): what the rule tests assert on.
+RULES_ONLY = InjectionDetector(use_model=False)
 
 
 def verdict_of(result: GuardResult, scanner: str) -> Verdict:
@@ -10,3 +14,8 @@ def verdict_of(result: GuardResult, scanner: str) -> Verdict:
     verdict = result.verdict(scanner)
     assert verdict is not None, f"no {scanner} verdict in {result.verdicts}"
     return verdict
+
+
+def fired_rules(text: str) -> set[str]:
+    """The names of the injection rules (and signals) that fire on ``text``, rules alone."""
+    return {finding.type for finding in RULES_ONLY.scan(text).findings}
